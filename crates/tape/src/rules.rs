@@ -1,0 +1,248 @@
+//! Backward rules. Every rule is written with differentiable tape ops, so the gradient graph
+//! can itself be differentiated (grad of grad, to any order).
+//!
+//! Rules accept cotangents with extra leading batch axes `B` (shape `B ++ output shape`) and
+//! return gradients of shape `B ++ input shape`: that is what makes a batch of K
+//! Hessian-vector products one backward sweep.
+
+use curvature_tensor::backend::TernaryOp;
+use curvature_tensor::{Shape, Tensor};
+
+use crate::op::Op;
+use crate::{Result, TapeError, Var};
+
+/// What a rule sees of its node during a backward pass.
+pub(crate) struct RuleCtx {
+    pub g: Var,
+    pub inputs: Vec<Option<Var>>,
+    pub input_shapes: Vec<Shape>,
+    pub output: Option<Var>,
+    pub out_shape: Shape,
+    pub batch: Vec<usize>,
+}
+
+impl RuleCtx {
+    fn input(&self, i: usize, op: &Op) -> Result<&Var> {
+        self.inputs[i]
+            .as_ref()
+            .ok_or(TapeError::BackwardTwice { op: op.name() })
+    }
+
+    fn output(&self, op: &Op) -> Result<&Var> {
+        self.output
+            .as_ref()
+            .ok_or(TapeError::BackwardTwice { op: op.name() })
+    }
+
+    fn rank(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// `B ++ dims`.
+    fn batched(&self, dims: &[usize]) -> Vec<usize> {
+        let mut out = self.batch.clone();
+        out.extend_from_slice(dims);
+        out
+    }
+
+    /// Sums a gradient of shape `B ++ S` (S a broadcast of input `i`'s shape) down to
+    /// `B ++ input shape`, keeping the batch axes.
+    fn reduce(&self, grad: &Var, i: usize) -> Result<Var> {
+        let target = &self.input_shapes[i];
+        let full = self.batched(target.dims());
+        if grad.dims() == full.as_slice() {
+            return Ok(grad.clone());
+        }
+        let extra = grad.rank() - self.rank() - target.rank();
+        let mut aligned = self.batch.clone();
+        aligned.extend(std::iter::repeat_n(1, extra));
+        aligned.extend_from_slice(target.dims());
+        grad.sum_to(aligned)?.reshape(full)
+    }
+
+    /// Broadcasts the cotangent of a reduction over `axes` back to `B ++ input shape`.
+    fn expand_reduced(&self, axes: &[usize], keepdim: bool) -> Result<Var> {
+        let input = self.input_shapes[0].dims();
+        let g = if keepdim {
+            self.g.clone()
+        } else {
+            let kept: Vec<usize> = (0..input.len())
+                .map(|d| if axes.contains(&d) { 1 } else { input[d] })
+                .collect();
+            self.g.reshape(self.batched(&kept))?
+        };
+        g.broadcast_to(self.batched(input))
+    }
+
+    fn constant(&self, value: Tensor) -> Var {
+        self.g.constant(value)
+    }
+}
+
+impl Op {
+    /// Gradients with respect to each input (`None` where an input gets none).
+    pub(crate) fn backward(&self, ctx: &RuleCtx) -> Result<Vec<Option<Var>>> {
+        let g = &ctx.g;
+        let r = ctx.rank();
+        let one = |v: Var| Ok(vec![Some(v)]);
+        match self {
+            Op::Leaf => Ok(Vec::new()),
+            Op::Neg => one(g.neg()?),
+            Op::Exp => one(g.mul(ctx.output(self)?)?),
+            Op::Log => one(g.div(ctx.input(0, self)?)?),
+            Op::Sin => one(g.mul(&ctx.input(0, self)?.cos()?)?),
+            Op::Cos => one(g.mul(&ctx.input(0, self)?.sin()?)?.neg()?),
+            Op::Sqrt => one(g.div(ctx.output(self)?)?.mul_scalar(0.5)?),
+            Op::Abs => {
+                let sign = ctx.constant(ctx.input(0, self)?.value().sign()?);
+                one(g.mul(&sign)?)
+            }
+            Op::Tanh => one(g.tanh_backward(ctx.output(self)?)?),
+            Op::Sigmoid => one(g.sigmoid_backward(ctx.output(self)?)?),
+            Op::Square => one(g.mul(ctx.input(0, self)?)?.mul_scalar(2.0)?),
+            Op::Powf(p) => {
+                let x = ctx.input(0, self)?;
+                one(g.mul(&x.powf(p - 1.0)?)?.mul_scalar(*p)?)
+            }
+            Op::Affine { mul } => one(g.mul_scalar(*mul)?),
+            Op::Add => Ok(vec![Some(ctx.reduce(g, 0)?), Some(ctx.reduce(g, 1)?)]),
+            Op::Sub => Ok(vec![
+                Some(ctx.reduce(g, 0)?),
+                Some(ctx.reduce(&g.neg()?, 1)?),
+            ]),
+            Op::Mul => {
+                let (a, b) = (ctx.input(0, self)?, ctx.input(1, self)?);
+                Ok(vec![
+                    Some(ctx.reduce(&g.mul(b)?, 0)?),
+                    Some(ctx.reduce(&g.mul(a)?, 1)?),
+                ])
+            }
+            Op::Div => {
+                let (a, b) = (ctx.input(0, self)?, ctx.input(1, self)?);
+                let ga = g.div(b)?;
+                let gb = ga.mul(a)?.div(b)?.neg()?;
+                Ok(vec![Some(ctx.reduce(&ga, 0)?), Some(ctx.reduce(&gb, 1)?)])
+            }
+            Op::TanhBackward | Op::SigmoidBackward => {
+                let (upstream, y) = (ctx.input(0, self)?, ctx.input(1, self)?);
+                let (d_upstream, d_y) = if *self == Op::TanhBackward {
+                    (
+                        g.tanh_backward(y)?,
+                        g.ternary(TernaryOp::TanhBackwardGradY, upstream, y)?,
+                    )
+                } else {
+                    (
+                        g.sigmoid_backward(y)?,
+                        g.ternary(TernaryOp::SigmoidBackwardGradY, upstream, y)?,
+                    )
+                };
+                Ok(vec![
+                    Some(ctx.reduce(&d_upstream, 0)?),
+                    Some(ctx.reduce(&d_y, 1)?),
+                ])
+            }
+            Op::TanhBackwardGradY => {
+                // out = −2·c·b·a
+                let (a, b, c) = (
+                    ctx.input(0, self)?,
+                    ctx.input(1, self)?,
+                    ctx.input(2, self)?,
+                );
+                let gm2 = g.mul_scalar(-2.0)?;
+                Ok(vec![
+                    Some(ctx.reduce(&gm2.mul(b)?.mul(c)?, 0)?),
+                    Some(ctx.reduce(&gm2.mul(a)?.mul(c)?, 1)?),
+                    Some(ctx.reduce(&gm2.mul(a)?.mul(b)?, 2)?),
+                ])
+            }
+            Op::SigmoidBackwardGradY => {
+                // out = a·b·(1 − 2c)
+                let (a, b, c) = (
+                    ctx.input(0, self)?,
+                    ctx.input(1, self)?,
+                    ctx.input(2, self)?,
+                );
+                let one_minus_2c = c.affine(-2.0, 1.0)?;
+                let g_factor = g.mul(&one_minus_2c)?;
+                Ok(vec![
+                    Some(ctx.reduce(&g_factor.mul(b)?, 0)?),
+                    Some(ctx.reduce(&g_factor.mul(a)?, 1)?),
+                    Some(ctx.reduce(&g.mul(a)?.mul(b)?.mul_scalar(-2.0)?, 2)?),
+                ])
+            }
+            Op::MatMul => {
+                let (a, b) = (ctx.input(0, self)?, ctx.input(1, self)?);
+                let ga = g.matmul(&b.t()?)?;
+                let gb = a.t()?.matmul(g)?;
+                Ok(vec![Some(ctx.reduce(&ga, 0)?), Some(ctx.reduce(&gb, 1)?)])
+            }
+            Op::Sum { axes, keepdim } => one(ctx.expand_reduced(axes, *keepdim)?),
+            Op::SumTo => {
+                let input = ctx.input_shapes[0].dims();
+                let mut aligned = ctx.batch.clone();
+                aligned.extend(std::iter::repeat_n(1, input.len() - ctx.out_shape.rank()));
+                aligned.extend_from_slice(ctx.out_shape.dims());
+                one(g.reshape(aligned)?.broadcast_to(ctx.batched(input))?)
+            }
+            Op::BroadcastTo => one(ctx.reduce(g, 0)?),
+            Op::Reshape => one(g.reshape(ctx.batched(ctx.input_shapes[0].dims()))?),
+            Op::Permute(perm) => {
+                let mut inverse = vec![0; perm.len()];
+                for (i, &p) in perm.iter().enumerate() {
+                    inverse[p] = i;
+                }
+                let full: Vec<usize> = (0..r).chain(inverse.iter().map(|&p| p + r)).collect();
+                one(g.permute(&full)?)
+            }
+            Op::Max { axis, keepdim } => {
+                let x = ctx.input(0, self)?.value();
+                let mut y = ctx.output(self)?.value().clone();
+                if !keepdim {
+                    y = y.unsqueeze(*axis)?;
+                }
+                let mask = x.eq_mask(&y)?;
+                let share = mask.div(&mask.sum(&[*axis as isize], true)?)?;
+                let spread = ctx.expand_reduced(&[*axis], *keepdim)?;
+                one(spread.mul(&ctx.constant(share))?)
+            }
+            Op::LogSumExp { axis, keepdim } => {
+                let x = ctx.input(0, self)?;
+                let mut y = ctx.output(self)?.clone();
+                if !keepdim {
+                    y = y.unsqueeze(*axis)?;
+                }
+                let softmax = x.sub(&y)?.exp()?;
+                one(ctx.expand_reduced(&[*axis], *keepdim)?.mul(&softmax)?)
+            }
+            Op::LogSoftmax { axis } => {
+                let softmax = ctx.output(self)?.exp()?;
+                let total = g.sum(&[(axis + r) as isize], true)?;
+                one(g.sub(&softmax.mul(&total)?)?)
+            }
+            Op::Narrow { axis, start } => {
+                let input_len = ctx.input_shapes[0].dims()[*axis];
+                let len = ctx.out_shape.dims()[*axis];
+                one(g.pad_zeros((axis + r) as isize, *start, input_len - start - len)?)
+            }
+            Op::Pad { axis, before } => {
+                let len = ctx.input_shapes[0].dims()[*axis];
+                one(g.narrow((axis + r) as isize, *before, len)?)
+            }
+            Op::Cat { axis } => {
+                let mut offset = 0;
+                let mut grads = Vec::with_capacity(ctx.input_shapes.len());
+                for shape in &ctx.input_shapes {
+                    let len = shape.dims()[*axis];
+                    grads.push(Some(g.narrow((axis + r) as isize, offset, len)?));
+                    offset += len;
+                }
+                Ok(grads)
+            }
+            Op::Trace => {
+                let dims = ctx.input_shapes[0].dims();
+                let eye = Tensor::eye(dims[0], dims[1], g.dtype(), g.device())?;
+                one(g.reshape(ctx.batched(&[1, 1]))?.mul(&ctx.constant(eye))?)
+            }
+        }
+    }
+}

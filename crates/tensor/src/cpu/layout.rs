@@ -1,0 +1,66 @@
+//! Data movement: strided gathers, concatenation, index selection.
+
+use crate::backend::StridedCopy;
+use crate::Element;
+
+pub fn copy_strided<T: Element>(src: &[T], copy: &StridedCopy) -> Vec<T> {
+    let dims = copy.out.dims();
+    let total = copy.out.elem_count();
+    let mut out = Vec::with_capacity(total);
+    if total == 0 {
+        return out;
+    }
+    let rank = dims.len();
+    if rank == 0 {
+        out.push(src[copy.offset]);
+        return out;
+    }
+    let (inner_len, inner_stride) = (dims[rank - 1], copy.strides[rank - 1]);
+    let mut index = vec![0usize; rank - 1];
+    let mut base = copy.offset;
+    for _ in 0..total / inner_len {
+        if inner_stride == 1 {
+            out.extend_from_slice(&src[base..base + inner_len]);
+        } else {
+            out.extend((0..inner_len).map(|j| src[base + j * inner_stride]));
+        }
+        for d in (0..rank - 1).rev() {
+            index[d] += 1;
+            base += copy.strides[d];
+            if index[d] < dims[d] {
+                break;
+            }
+            base -= copy.strides[d] * dims[d];
+            index[d] = 0;
+        }
+    }
+    out
+}
+
+pub fn cat<T: Element>(parts: &[&[T]], outer: usize, widths: &[usize]) -> Vec<T> {
+    let total: usize = widths.iter().sum::<usize>() * outer;
+    let mut out = Vec::with_capacity(total);
+    for o in 0..outer {
+        for (part, &w) in parts.iter().zip(widths) {
+            out.extend_from_slice(&part[o * w..(o + 1) * w]);
+        }
+    }
+    out
+}
+
+pub fn index_select<T: Element>(
+    x: &[T],
+    indices: &[usize],
+    outer: usize,
+    axis_len: usize,
+    inner: usize,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(outer * indices.len() * inner);
+    for o in 0..outer {
+        for &j in indices {
+            let start = (o * axis_len + j) * inner;
+            out.extend_from_slice(&x[start..start + inner]);
+        }
+    }
+    out
+}

@@ -1,0 +1,188 @@
+//! The CPU backend: the reference implementation of every primitive op, in f32 and f64.
+
+mod elementwise;
+mod layout;
+mod matmul;
+mod reduce;
+
+use crate::backend::{
+    BackendStorage, BinaryOp, BroadcastLayout, MatmulSpec, ReduceOp, StridedCopy, TernaryOp,
+    UnaryOp,
+};
+use crate::{DType, Element, Result, TensorError};
+
+/// Host memory of one tensor.
+#[derive(Debug, Clone)]
+pub enum CpuStorage {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+/// Applies a generic function to the storage's typed data, re-wrapping the result.
+macro_rules! map_typed {
+    ($storage:expr, $data:ident => $body:expr) => {
+        match $storage {
+            CpuStorage::F32($data) => CpuStorage::F32($body),
+            CpuStorage::F64($data) => CpuStorage::F64($body),
+        }
+    };
+}
+
+impl CpuStorage {
+    /// Storage of `len` copies of `value`.
+    pub fn full(dtype: DType, len: usize, value: f64) -> CpuStorage {
+        match dtype {
+            DType::F32 => CpuStorage::F32(vec![value as f32; len]),
+            DType::F64 => CpuStorage::F64(vec![value; len]),
+        }
+    }
+
+    /// Storage holding `values` converted to `dtype`.
+    pub fn from_f64s(dtype: DType, values: &[f64]) -> CpuStorage {
+        match dtype {
+            DType::F32 => CpuStorage::F32(values.iter().map(|&v| v as f32).collect()),
+            DType::F64 => CpuStorage::F64(values.to_vec()),
+        }
+    }
+
+    /// The values widened to f64.
+    pub fn to_f64s(&self) -> Vec<f64> {
+        match self {
+            CpuStorage::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            CpuStorage::F64(v) => v.clone(),
+        }
+    }
+
+    /// The raw bytes (native endianness), for device uploads and file output.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            CpuStorage::F32(v) => bytemuck::cast_slice(v),
+            CpuStorage::F64(v) => bytemuck::cast_slice(v),
+        }
+    }
+
+    /// Storage of `dtype` from raw native-endian bytes.
+    pub fn from_bytes(dtype: DType, bytes: &[u8]) -> CpuStorage {
+        match dtype {
+            DType::F32 => CpuStorage::F32(bytemuck::pod_collect_to_vec(bytes)),
+            DType::F64 => CpuStorage::F64(bytemuck::pod_collect_to_vec(bytes)),
+        }
+    }
+}
+
+fn dtype_mismatch(op: &'static str, lhs: DType, rhs: DType) -> TensorError {
+    TensorError::DTypeMismatch { op, lhs, rhs }
+}
+
+impl BackendStorage for CpuStorage {
+    fn dtype(&self) -> DType {
+        match self {
+            CpuStorage::F32(_) => DType::F32,
+            CpuStorage::F64(_) => DType::F64,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            CpuStorage::F32(v) => v.len(),
+            CpuStorage::F64(v) => v.len(),
+        }
+    }
+
+    fn unary(&self, op: UnaryOp) -> Result<Self> {
+        Ok(map_typed!(self, x => elementwise::unary(op, x)))
+    }
+
+    fn binary(&self, op: BinaryOp, rhs: &Self, layout: &BroadcastLayout) -> Result<Self> {
+        match (self, rhs) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                Ok(CpuStorage::F32(elementwise::binary(op, a, b, layout)))
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                Ok(CpuStorage::F64(elementwise::binary(op, a, b, layout)))
+            }
+            _ => Err(dtype_mismatch(op.name(), self.dtype(), rhs.dtype())),
+        }
+    }
+
+    fn ternary(&self, op: TernaryOp, b: &Self, c: &Self, layout: &BroadcastLayout) -> Result<Self> {
+        match (self, b, c) {
+            (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => {
+                Ok(CpuStorage::F32(elementwise::ternary(op, a, b, c, layout)))
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => {
+                Ok(CpuStorage::F64(elementwise::ternary(op, a, b, c, layout)))
+            }
+            _ => Err(dtype_mismatch(op.name(), self.dtype(), b.dtype())),
+        }
+    }
+
+    fn matmul(&self, rhs: &Self, spec: &MatmulSpec) -> Result<Self> {
+        match (self, rhs) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                Ok(CpuStorage::F32(matmul::matmul(a, b, spec)))
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                Ok(CpuStorage::F64(matmul::matmul(a, b, spec)))
+            }
+            _ => Err(dtype_mismatch("matmul", self.dtype(), rhs.dtype())),
+        }
+    }
+
+    fn reduce(&self, op: ReduceOp, outer: usize, reduced: usize, inner: usize) -> Result<Self> {
+        Ok(map_typed!(self, x => reduce::reduce(op, x, outer, reduced, inner)))
+    }
+
+    fn log_softmax(&self, rows: usize, cols: usize) -> Result<Self> {
+        Ok(map_typed!(self, x => reduce::log_softmax(x, rows, cols)))
+    }
+
+    fn logsumexp(&self, rows: usize, cols: usize) -> Result<Self> {
+        Ok(map_typed!(self, x => reduce::logsumexp(x, rows, cols)))
+    }
+
+    fn copy_strided(&self, copy: &StridedCopy) -> Result<Self> {
+        Ok(map_typed!(self, x => layout::copy_strided(x, copy)))
+    }
+
+    fn cat(parts: &[&Self], outer: usize, widths: &[usize]) -> Result<Self> {
+        let Some(first) = parts.first() else {
+            return Err(TensorError::Empty { op: "cat" });
+        };
+        if let Some(other) = parts.iter().find(|p| p.dtype() != first.dtype()) {
+            return Err(dtype_mismatch("cat", first.dtype(), other.dtype()));
+        }
+        Ok(match first {
+            CpuStorage::F32(_) => {
+                let typed: Vec<&[f32]> = parts.iter().filter_map(|p| f32::slice(p)).collect();
+                CpuStorage::F32(layout::cat(&typed, outer, widths))
+            }
+            CpuStorage::F64(_) => {
+                let typed: Vec<&[f64]> = parts.iter().filter_map(|p| f64::slice(p)).collect();
+                CpuStorage::F64(layout::cat(&typed, outer, widths))
+            }
+        })
+    }
+
+    fn index_select(
+        &self,
+        indices: &[usize],
+        outer: usize,
+        axis_len: usize,
+        inner: usize,
+    ) -> Result<Self> {
+        Ok(map_typed!(self, x => layout::index_select(x, indices, outer, axis_len, inner)))
+    }
+
+    fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        Ok(match (self, dtype) {
+            (CpuStorage::F32(v), DType::F64) => {
+                CpuStorage::F64(v.iter().map(|&x| x as f64).collect())
+            }
+            (CpuStorage::F64(v), DType::F32) => {
+                CpuStorage::F32(v.iter().map(|&x| x as f32).collect())
+            }
+            _ => self.clone(),
+        })
+    }
+}

@@ -1,0 +1,93 @@
+//! The tensor crate's error type: every variant names the op and what was wrong with it.
+
+use crate::{DType, Device, Shape};
+
+/// Everything a tensor operation can reject.
+#[derive(Debug, thiserror::Error)]
+pub enum TensorError {
+    /// Two shapes cannot be broadcast together (NumPy rules).
+    #[error("{op}: shapes {lhs} and {rhs} cannot be broadcast together")]
+    BroadcastMismatch {
+        op: &'static str,
+        lhs: Shape,
+        rhs: Shape,
+    },
+    /// A tensor had a different shape from the one the op needs.
+    #[error("{op}: expected shape {expected}, got {got}")]
+    ShapeMismatch {
+        op: &'static str,
+        expected: Shape,
+        got: Shape,
+    },
+    /// The contracted dimensions of a matrix product differ.
+    #[error("matmul: inner dimensions differ, {lhs} @ {rhs} contracts {lhs_k} with {rhs_k}")]
+    MatmulShape {
+        lhs: Shape,
+        rhs: Shape,
+        lhs_k: usize,
+        rhs_k: usize,
+    },
+    /// Operands of one op have different dtypes.
+    #[error("{op}: dtype mismatch, {lhs:?} vs {rhs:?}")]
+    DTypeMismatch {
+        op: &'static str,
+        lhs: DType,
+        rhs: DType,
+    },
+    /// Operands of one op live on different devices.
+    #[error("{op}: device mismatch, {lhs} vs {rhs}")]
+    DeviceMismatch {
+        op: &'static str,
+        lhs: Device,
+        rhs: Device,
+    },
+    /// An axis is not valid for a tensor of this rank.
+    #[error("{op}: axis {axis} is out of range for a tensor of rank {rank}")]
+    AxisOutOfRange {
+        op: &'static str,
+        axis: isize,
+        rank: usize,
+    },
+    /// `reshape` to a shape with a different number of elements.
+    #[error("reshape: cannot reshape {from} ({from_len} elements) into {to} ({to_len} elements)")]
+    ReshapeSize {
+        from: Shape,
+        to: Shape,
+        from_len: usize,
+        to_len: usize,
+    },
+    /// Host data whose length does not match the requested shape.
+    #[error("{op}: {len} values do not fill shape {shape} ({expected} elements)")]
+    DataLength {
+        op: &'static str,
+        len: usize,
+        shape: Shape,
+        expected: usize,
+    },
+    /// An index outside an axis.
+    #[error("{op}: index {index} is out of range for an axis of length {len}")]
+    IndexOutOfRange {
+        op: &'static str,
+        index: usize,
+        len: usize,
+    },
+    /// The op needs at least one element but the tensor (or list) is empty.
+    #[error("{op}: empty input")]
+    Empty { op: &'static str },
+    /// The host type asked for is not the tensor's dtype.
+    #[error("{op}: tensor holds {actual:?}, asked for {requested:?}")]
+    WrongElementType {
+        op: &'static str,
+        actual: DType,
+        requested: DType,
+    },
+    /// Any other invalid argument, with an explanation.
+    #[error("{op}: {msg}")]
+    InvalidArgument { op: &'static str, msg: String },
+    /// A CUDA device was requested but cannot be used.
+    #[error("CUDA device {ordinal} is not available: {reason}")]
+    CudaUnavailable { ordinal: usize, reason: String },
+}
+
+/// Result alias of the tensor crate.
+pub type Result<T> = std::result::Result<T, TensorError>;

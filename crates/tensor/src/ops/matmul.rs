@@ -1,0 +1,111 @@
+//! `matmul` with `torch.matmul` semantics.
+
+use crate::backend::MatmulSpec;
+use crate::{Result, Shape, Tensor, TensorError};
+
+impl Tensor {
+    /// Matrix product with `torch.matmul` semantics: 1-D operands are promoted to a row (left)
+    /// or a column (right) and the added axis removed afterwards; leading batch dimensions
+    /// broadcast. A batch of matrices times one shared matrix is a single GEMM over all rows.
+    pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.check_same_kind("matmul", rhs)?;
+        if self.rank() == 0 || rhs.rank() == 0 {
+            return Err(TensorError::InvalidArgument {
+                op: "matmul",
+                msg: format!(
+                    "both operands need at least one dimension, got {} @ {}",
+                    self.shape(),
+                    rhs.shape()
+                ),
+            });
+        }
+        let lhs_vector = self.rank() == 1;
+        let rhs_vector = rhs.rank() == 1;
+        let a = if lhs_vector {
+            self.unsqueeze(0)?
+        } else {
+            self.clone()
+        };
+        let b = if rhs_vector {
+            rhs.unsqueeze(1)?
+        } else {
+            rhs.clone()
+        };
+        let out = matmul_batched(&a, &b, self.shape(), rhs.shape())?;
+        let mut dims = out.dims().to_vec();
+        if rhs_vector {
+            dims.pop();
+        }
+        if lhs_vector {
+            dims.remove(dims.len() - 1 - usize::from(!rhs_vector));
+        }
+        out.reshape(dims)
+    }
+
+    /// The transpose of the last two axes.
+    pub fn t(&self) -> Result<Tensor> {
+        if self.rank() < 2 {
+            return Err(TensorError::InvalidArgument {
+                op: "t",
+                msg: format!("needs at least 2 dimensions, got {}", self.shape()),
+            });
+        }
+        self.transpose(-2, -1)
+    }
+}
+
+/// Both operands have rank ≥ 2: `[..., m, k] @ [..., k, n]`.
+fn matmul_batched(a: &Tensor, b: &Tensor, lhs_orig: &Shape, rhs_orig: &Shape) -> Result<Tensor> {
+    let (ad, bd) = (a.dims(), b.dims());
+    let (m, k) = (ad[ad.len() - 2], ad[ad.len() - 1]);
+    let (k2, n) = (bd[bd.len() - 2], bd[bd.len() - 1]);
+    if k != k2 {
+        return Err(TensorError::MatmulShape {
+            lhs: lhs_orig.clone(),
+            rhs: rhs_orig.clone(),
+            lhs_k: k,
+            rhs_k: k2,
+        });
+    }
+    let a_batch = Shape::new(&ad[..ad.len() - 2]);
+    let b_batch = Shape::new(&bd[..bd.len() - 2]);
+    let batch = Shape::broadcast("matmul", &a_batch, &b_batch).map_err(|_| {
+        TensorError::BroadcastMismatch {
+            op: "matmul",
+            lhs: lhs_orig.clone(),
+            rhs: rhs_orig.clone(),
+        }
+    })?;
+    let mut out_dims = batch.dims().to_vec();
+    out_dims.extend([m, n]);
+    let spec_of = |batch_count, m, stride_a, stride_b| MatmulSpec {
+        batch: batch_count,
+        m,
+        n,
+        k,
+        stride_a,
+        stride_b,
+        trans_a: false,
+        trans_b: false,
+    };
+    let (a, b, spec) = if b_batch.elem_count() == 1 {
+        // One shared right matrix: fold every batch row of A into one GEMM.
+        let a = a.broadcast_to(batch_dims(&batch, m, k))?;
+        (a, b.clone(), spec_of(1, batch.elem_count() * m, 0, 0))
+    } else if a_batch.elem_count() == 1 {
+        let b = b.broadcast_to(batch_dims(&batch, k, n))?;
+        (a.clone(), b, spec_of(batch.elem_count(), m, 0, k * n))
+    } else {
+        let a = a.broadcast_to(batch_dims(&batch, m, k))?;
+        let b = b.broadcast_to(batch_dims(&batch, k, n))?;
+        (a, b, spec_of(batch.elem_count(), m, m * k, k * n))
+    };
+    let storage = a.storage().matmul(b.storage(), &spec)?;
+    Ok(Tensor::from_storage(storage, Shape::new(out_dims)))
+}
+
+fn batch_dims(batch: &Shape, rows: usize, cols: usize) -> Shape {
+    let mut dims = batch.dims().to_vec();
+    dims.extend([rows, cols]);
+    Shape::new(dims)
+}

@@ -1,0 +1,142 @@
+//! Shapes, row-major strides and NumPy broadcasting.
+
+use crate::{Result, TensorError};
+
+/// The dimensions of a tensor; `[]` is a scalar.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Shape(Vec<usize>);
+
+impl Shape {
+    pub fn new(dims: impl Into<Vec<usize>>) -> Shape {
+        Shape(dims.into())
+    }
+
+    pub fn scalar() -> Shape {
+        Shape(Vec::new())
+    }
+
+    pub fn dims(&self) -> &[usize] {
+        &self.0
+    }
+
+    pub fn rank(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn elem_count(&self) -> usize {
+        self.0.iter().product()
+    }
+
+    /// Row-major (C-contiguous) element strides.
+    pub fn strides(&self) -> Vec<usize> {
+        let mut strides = vec![1; self.rank()];
+        for d in (0..self.rank().saturating_sub(1)).rev() {
+            strides[d] = strides[d + 1] * self.0[d + 1];
+        }
+        strides
+    }
+
+    /// Resolves a possibly negative axis (`-1` is the last) for op `op`.
+    pub fn axis(&self, op: &'static str, axis: isize) -> Result<usize> {
+        let rank = self.rank() as isize;
+        let resolved = if axis < 0 { axis + rank } else { axis };
+        if resolved < 0 || resolved >= rank {
+            return Err(TensorError::AxisOutOfRange {
+                op,
+                axis,
+                rank: self.rank(),
+            });
+        }
+        Ok(resolved as usize)
+    }
+
+    /// The NumPy broadcast of two shapes.
+    pub fn broadcast(op: &'static str, lhs: &Shape, rhs: &Shape) -> Result<Shape> {
+        let rank = lhs.rank().max(rhs.rank());
+        let mut dims = vec![0; rank];
+        for (i, dim) in dims.iter_mut().enumerate() {
+            let l = lhs.dim_from_end(rank - 1 - i);
+            let r = rhs.dim_from_end(rank - 1 - i);
+            *dim = match (l, r) {
+                (a, b) if a == b => a,
+                (1, b) => b,
+                (a, 1) => a,
+                _ => {
+                    return Err(TensorError::BroadcastMismatch {
+                        op,
+                        lhs: lhs.clone(),
+                        rhs: rhs.clone(),
+                    })
+                }
+            };
+        }
+        Ok(Shape(dims))
+    }
+
+    /// Size of the dimension `back` places from the end, 1 beyond the rank.
+    fn dim_from_end(&self, back: usize) -> usize {
+        if back < self.rank() {
+            self.0[self.rank() - 1 - back]
+        } else {
+            1
+        }
+    }
+
+    /// Strides that read this shape as if broadcast to `target` (0 on broadcast dims).
+    pub fn broadcast_strides(&self, target: &Shape) -> Vec<usize> {
+        let own = self.strides();
+        let offset = target.rank() - self.rank();
+        (0..target.rank())
+            .map(|d| {
+                if d < offset || self.0[d - offset] == 1 {
+                    0
+                } else {
+                    own[d - offset]
+                }
+            })
+            .collect()
+    }
+}
+
+impl From<&[usize]> for Shape {
+    fn from(dims: &[usize]) -> Shape {
+        Shape(dims.to_vec())
+    }
+}
+
+impl From<Vec<usize>> for Shape {
+    fn from(dims: Vec<usize>) -> Shape {
+        Shape(dims)
+    }
+}
+
+impl<const N: usize> From<[usize; N]> for Shape {
+    fn from(dims: [usize; N]) -> Shape {
+        Shape(dims.to_vec())
+    }
+}
+
+impl From<&Shape> for Shape {
+    fn from(shape: &Shape) -> Shape {
+        shape.clone()
+    }
+}
+
+impl std::fmt::Debug for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[")?;
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{d}")?;
+        }
+        f.write_str("]")
+    }
+}

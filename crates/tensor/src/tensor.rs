@@ -1,0 +1,262 @@
+//! The [`Tensor`] type: an immutable, reference-counted, dense row-major array on a device.
+
+use std::sync::Arc;
+
+use crate::cpu::CpuStorage;
+use crate::storage::Storage;
+use crate::{DType, Device, Element, Result, Shape, TensorError};
+
+/// A dense, contiguous, row-major tensor. Cloning is cheap (the data is shared); every op
+/// returns a new tensor.
+#[derive(Clone)]
+pub struct Tensor {
+    storage: Arc<Storage>,
+    shape: Shape,
+}
+
+impl Tensor {
+    pub(crate) fn from_storage(storage: Storage, shape: Shape) -> Tensor {
+        Tensor {
+            storage: Arc::new(storage),
+            shape,
+        }
+    }
+
+    /// Shares `source`'s data under a new shape of the same element count.
+    pub(crate) fn from_storage_arc(source: &Tensor, shape: Shape) -> Tensor {
+        Tensor {
+            storage: Arc::clone(&source.storage),
+            shape,
+        }
+    }
+
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// A tensor of `shape` from host values of type `T` (f32 or f64).
+    pub fn from_vec<T: Element>(
+        data: Vec<T>,
+        shape: impl Into<Shape>,
+        device: Device,
+    ) -> Result<Tensor> {
+        let shape = shape.into();
+        check_len("from_vec", data.len(), &shape)?;
+        let storage = Storage::from_cpu(T::into_storage(data), device)?;
+        Ok(Tensor::from_storage(storage, shape))
+    }
+
+    /// A tensor of `shape` and `dtype` from f64 values (narrowed to f32 when asked).
+    pub fn from_f64s(
+        data: &[f64],
+        shape: impl Into<Shape>,
+        dtype: DType,
+        device: Device,
+    ) -> Result<Tensor> {
+        let shape = shape.into();
+        check_len("from_f64s", data.len(), &shape)?;
+        let storage = Storage::from_cpu(CpuStorage::from_f64s(dtype, data), device)?;
+        Ok(Tensor::from_storage(storage, shape))
+    }
+
+    /// A rank-0 tensor.
+    pub fn scalar(value: f64, dtype: DType, device: Device) -> Result<Tensor> {
+        Tensor::full(value, Shape::scalar(), dtype, device)
+    }
+
+    /// A tensor of `shape` with every element `value`.
+    pub fn full(
+        value: f64,
+        shape: impl Into<Shape>,
+        dtype: DType,
+        device: Device,
+    ) -> Result<Tensor> {
+        let shape = shape.into();
+        let storage =
+            Storage::from_cpu(CpuStorage::full(dtype, shape.elem_count(), value), device)?;
+        Ok(Tensor::from_storage(storage, shape))
+    }
+
+    pub fn zeros(shape: impl Into<Shape>, dtype: DType, device: Device) -> Result<Tensor> {
+        Tensor::full(0.0, shape, dtype, device)
+    }
+
+    pub fn ones(shape: impl Into<Shape>, dtype: DType, device: Device) -> Result<Tensor> {
+        Tensor::full(1.0, shape, dtype, device)
+    }
+
+    /// Zeros with this tensor's shape, dtype and device.
+    pub fn zeros_like(&self) -> Result<Tensor> {
+        Tensor::zeros(self.shape(), self.dtype(), self.device())
+    }
+
+    /// Ones with this tensor's shape, dtype and device.
+    pub fn ones_like(&self) -> Result<Tensor> {
+        Tensor::ones(self.shape(), self.dtype(), self.device())
+    }
+
+    /// The `n × m` matrix with ones on the main diagonal.
+    pub fn eye(n: usize, m: usize, dtype: DType, device: Device) -> Result<Tensor> {
+        let mut data = vec![0.0; n * m];
+        for i in 0..n.min(m) {
+            data[i * m + i] = 1.0;
+        }
+        Tensor::from_f64s(&data, [n, m], dtype, device)
+    }
+
+    /// `steps` evenly spaced values from `start` to `end` inclusive (like `torch.linspace`).
+    pub fn linspace(
+        start: f64,
+        end: f64,
+        steps: usize,
+        dtype: DType,
+        device: Device,
+    ) -> Result<Tensor> {
+        let data: Vec<f64> = match steps {
+            0 => Vec::new(),
+            1 => vec![start],
+            _ => {
+                let step = (end - start) / (steps - 1) as f64;
+                (0..steps).map(|i| start + step * i as f64).collect()
+            }
+        };
+        Tensor::from_f64s(&data, [steps], dtype, device)
+    }
+
+    /// One-hot rows: `[labels.len(), classes]` with a 1 at each label.
+    pub fn one_hot(
+        labels: &[usize],
+        classes: usize,
+        dtype: DType,
+        device: Device,
+    ) -> Result<Tensor> {
+        let mut data = vec![0.0; labels.len() * classes];
+        for (row, &label) in labels.iter().enumerate() {
+            if label >= classes {
+                return Err(TensorError::IndexOutOfRange {
+                    op: "one_hot",
+                    index: label,
+                    len: classes,
+                });
+            }
+            data[row * classes + label] = 1.0;
+        }
+        Tensor::from_f64s(&data, [labels.len(), classes], dtype, device)
+    }
+
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    pub fn dims(&self) -> &[usize] {
+        self.shape.dims()
+    }
+
+    pub fn rank(&self) -> usize {
+        self.shape.rank()
+    }
+
+    pub fn elem_count(&self) -> usize {
+        self.shape.elem_count()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.storage.dtype()
+    }
+
+    pub fn device(&self) -> Device {
+        self.storage.device()
+    }
+
+    /// The values as host `T`; errors if `T` is not the tensor's dtype.
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        let cpu = self.storage.to_cpu()?;
+        match T::slice(&cpu) {
+            Some(values) => Ok(values.to_vec()),
+            None => Err(TensorError::WrongElementType {
+                op: "to_vec",
+                actual: self.dtype(),
+                requested: T::DTYPE,
+            }),
+        }
+    }
+
+    /// The values widened to f64, whatever the dtype.
+    pub fn to_f64s(&self) -> Result<Vec<f64>> {
+        Ok(self.storage.to_cpu()?.to_f64s())
+    }
+
+    /// The value of a one-element tensor.
+    pub fn to_scalar(&self) -> Result<f64> {
+        if self.elem_count() != 1 {
+            return Err(TensorError::ShapeMismatch {
+                op: "to_scalar",
+                expected: Shape::scalar(),
+                got: self.shape.clone(),
+            });
+        }
+        Ok(self.to_f64s()?[0])
+    }
+
+    /// The same values converted to `dtype`.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if dtype == self.dtype() {
+            return Ok(self.clone());
+        }
+        Ok(Tensor::from_storage(
+            self.storage.to_dtype(dtype)?,
+            self.shape.clone(),
+        ))
+    }
+
+    /// The same values on `device`.
+    pub fn to_device(&self, device: Device) -> Result<Tensor> {
+        if device == self.device() {
+            return Ok(self.clone());
+        }
+        let storage = Storage::from_cpu(self.storage.to_cpu()?, device)?;
+        Ok(Tensor::from_storage(storage, self.shape.clone()))
+    }
+
+    /// Raw native-endian bytes of the data (a host copy).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        Ok(self.storage.to_cpu()?.as_bytes().to_vec())
+    }
+
+    /// Errors unless `other` has this tensor's device and dtype.
+    pub fn check_same_kind(&self, op: &'static str, other: &Tensor) -> Result<()> {
+        self.storage.check_same(op, &other.storage)
+    }
+}
+
+fn check_len(op: &'static str, len: usize, shape: &Shape) -> Result<()> {
+    if len != shape.elem_count() {
+        return Err(TensorError::DataLength {
+            op,
+            len,
+            shape: shape.clone(),
+            expected: shape.elem_count(),
+        });
+    }
+    Ok(())
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Tensor({}, {}, {}",
+            self.shape,
+            self.dtype(),
+            self.device()
+        )?;
+        if let Ok(values) = self.to_f64s() {
+            let shown: Vec<f64> = values.iter().take(8).copied().collect();
+            write!(f, ", {shown:?}")?;
+            if values.len() > 8 {
+                write!(f, "…")?;
+            }
+        }
+        write!(f, ")")
+    }
+}
