@@ -1,1 +1,25 @@
-//! curvature
+//! # curvature
+//!
+//! Second-order derivatives of neural networks and tensor functions: Hessian-vector products
+//! (one or many at once), Hessians, diagonals, traces and spectra, on the CPU and on NVIDIA
+//! GPUs. This crate re-exports the workspace's crates under one name and holds the
+//! `curvature` command line.
+//!
+//! ```
+//! use curvature::tape::{grad, GradOptions, Tape};
+//! use curvature::tensor::{DType, Device, Tensor};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tape = Tape::new();
+//! let x = tape.leaf(Tensor::from_f64s(&[0.5, -1.0], [2], DType::F64, Device::Cpu)?);
+//! let f = x.tanh()?.sum_all()?;
+//! let g = grad(&[f], &[x.clone()], GradOptions::create_graph())?;
+//! let t = 0.5f64.tanh();
+//! assert!((g[0].value().to_vec::<f64>()?[0] - (1.0 - t * t)).abs() < 1e-15);
+//! # Ok(())
+//! # }
+//! ```
+
+pub use curvature_hessian as hessian;
+pub use curvature_tape as tape;
+pub use curvature_tensor as tensor;
