@@ -1,1 +1,73 @@
-//! curvature-kernels
+//! curvature-kernels: the project's hand-written CUDA kernels and the GPU runtime that runs them.
+//!
+//! - `kernels/*.cu` (embedded with `include_str!`, see [`KernelFamily`]) are compiled by NVRTC on
+//!   first use per (family, architecture); PTX is cached per process and modules per device.
+//! - [`GpuDevice`] is one runtime with two implementations: cudarc on a real NVIDIA GPU, and,
+//!   with the `emulator` feature, the emulated GPU of DESIGN §6a (the same sources compiled by
+//!   the host C++ compiler and run as cooperative fibers), selected by `CURVATURE_CUDA=emulate`
+//!   or [`GpuDevice::emulated`].
+//! - [`GpuBuffer`] is device memory on either; [`KernelArg`] the launch arguments.
+//!
+//! Kernel names are `{op}_{dtype}`; each kernel's parameters and launch geometry are documented
+//! at the top of its `.cu` file. This crate knows nothing of tensors.
+//!
+//! ```no_run
+//! use curvature_kernels::{GpuDevice, KernelArg, KernelFamily};
+//!
+//! # fn main() -> Result<(), curvature_kernels::KernelError> {
+//! // A real GPU, or the emulated one when CURVATURE_CUDA=emulate.
+//! let dev = GpuDevice::new(0)?;
+//! let x: Vec<u8> = [1.0f32, 2.0, 3.0].iter().flat_map(|v| v.to_ne_bytes()).collect();
+//! let x = dev.upload(&x)?;
+//! let out = dev.alloc_zeros(x.len_bytes())?;
+//! // out = x·2 + 1
+//! dev.launch(
+//!     KernelFamily::Elementwise,
+//!     "unary_affine_f32",
+//!     (1, 1, 1),
+//!     (256, 1, 1),
+//!     0,
+//!     &[
+//!         KernelArg::Buffer(&x),
+//!         KernelArg::Buffer(&out),
+//!         KernelArg::U64(3),
+//!         KernelArg::F32(2.0),
+//!         KernelArg::F32(1.0),
+//!     ],
+//! )?;
+//! let mut bytes = vec![0u8; out.len_bytes()];
+//! dev.download(&out, &mut bytes)?;
+//! let y: Vec<f32> = bytes
+//!     .chunks_exact(4)
+//!     .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+//!     .collect();
+//! assert_eq!(y, [3.0, 5.0, 7.0]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Compiling needs only libnvrtc, no GPU:
+//!
+//! ```
+//! use curvature_kernels::{compile_ptx, nvrtc_available, KernelFamily};
+//!
+//! if nvrtc_available() {
+//!     let ptx = compile_ptx(KernelFamily::Matmul, "sm_90").expect("matmul compiles");
+//!     assert!(ptx.contains(".entry matmul_f32"));
+//! }
+//! ```
+
+mod cuda;
+mod device;
+#[cfg(feature = "emulator")]
+mod emulator;
+mod error;
+mod family;
+mod nvrtc;
+
+pub use device::{GpuBuffer, GpuDevice, KernelArg};
+#[cfg(feature = "emulator")]
+pub use emulator::emulated_kernel_names;
+pub use error::KernelError;
+pub use family::{KernelFamily, BINARY_OPS, DTYPES, TERNARY_OPS, UNARY_OPS};
+pub use nvrtc::{compile_cubin_log, compile_ptx, compile_source, nvrtc_available};

@@ -1,0 +1,189 @@
+//! Build script of curvature-kernels.
+//!
+//! Without the `emulator` feature it only asks to rerun when `kernels/` changes. With it, it
+//! compiles every kernel family (and the test-only `kernels/testing` family) with the host C++
+//! compiler against `kernels/emulator/cuda_emu.h`, plus the fiber scheduler, and generates the
+//! launch tables: for each `extern "C" __global__ void name(params...)` found in the
+//! preprocessed source, a wrapper that unpacks `params[i]` as `*(T_i*)params[i]`.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// (family name, source path under `kernels/`), the same pairs as `KernelFamily` plus tests.
+const FAMILIES: &[(&str, &str)] = &[
+    ("elementwise", "elementwise.cu"),
+    ("matmul", "matmul.cu"),
+    ("reduce", "reduce.cu"),
+    ("race_test", "testing/race_test.cu"),
+];
+
+fn main() {
+    let manifest =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let kernels = manifest.join("../../kernels");
+    println!("cargo:rerun-if-changed={}", kernels.display());
+    for entry in walk(&kernels) {
+        println!("cargo:rerun-if-changed={}", entry.display());
+    }
+    if env::var_os("CARGO_FEATURE_EMULATOR").is_some() {
+        build_emulator(&kernels);
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn build_emulator(kernels: &Path) {
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let common = read(&kernels.join("common.cuh"));
+    let mut sources = Vec::new();
+    let mut tables = String::from("extern \"C\" {\n");
+    for (family, file) in FAMILIES {
+        // Same text as `KernelFamily::source`: the prelude, a newline, the family file.
+        let source = format!("{common}\n{}", read(&kernels.join(file)));
+        let pre = out_dir.join(format!("emu_pre_{family}.cpp"));
+        fs::write(&pre, &source).expect("write preprocessor input");
+        let expanded = cc::Build::new()
+            .cpp(true)
+            .file(&pre)
+            .try_expand()
+            .unwrap_or_else(|e| panic!("preprocessing {file} failed: {e}"));
+        let kernels_found = parse_kernels(&String::from_utf8_lossy(&expanded));
+        assert!(!kernels_found.is_empty(), "no kernels found in {file}");
+        let tu = out_dir.join(format!("emu_{family}.cpp"));
+        fs::write(
+            &tu,
+            format!("{source}\n{}", generate_table(family, &kernels_found)),
+        )
+        .expect("write emulator translation unit");
+        sources.push(tu);
+        tables.push_str(&format!(
+            "extern const emu_kernel_entry emu_table_{family}[];\n"
+        ));
+    }
+    tables.push_str("extern const emu_kernel_entry* const emu_tables[] = {\n");
+    for (family, _) in FAMILIES {
+        tables.push_str(&format!("    emu_table_{family},\n"));
+    }
+    tables.push_str("    nullptr,\n};\n}\n");
+    let tables_tu = out_dir.join("emu_tables.cpp");
+    fs::write(&tables_tu, tables).expect("write emulator tables");
+    sources.push(tables_tu);
+    sources.push(kernels.join("emulator/emu_runtime.cpp"));
+
+    cc::Build::new()
+        .cpp(true)
+        .std("c++17")
+        .opt_level(2)
+        .flag("-include")
+        .flag(kernels.join("emulator/cuda_emu.h").display().to_string())
+        .flag_if_supported("-Wno-unknown-pragmas")
+        .flag_if_supported("-Wno-unused-parameter")
+        .files(&sources)
+        .compile("curvature_emu");
+}
+
+/// A kernel signature: name and (C type, parameter name) pairs.
+struct Kernel {
+    name: String,
+    params: Vec<String>,
+}
+
+/// Finds every `extern "C" __global__ void name(params)` in preprocessed C++.
+fn parse_kernels(expanded: &str) -> Vec<Kernel> {
+    let text: String = expanded
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let marker = "extern \"C\" __global__ void ";
+    let mut kernels = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(pos) = rest.find(marker) {
+        rest = &rest[pos + marker.len()..];
+        let open = rest.find('(').expect("kernel name followed by (");
+        let name = rest[..open].trim().to_string();
+        let close = rest[open..]
+            .find(')')
+            .expect("closing ) of kernel parameters")
+            + open;
+        let params = rest[open + 1..close]
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(param_type)
+            .collect();
+        kernels.push(Kernel { name, params });
+        rest = &rest[close..];
+    }
+    kernels
+}
+
+/// The type of one parameter declaration: everything before the trailing identifier.
+fn param_type(decl: &str) -> String {
+    let end = decl
+        .trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        .trim_end();
+    assert!(!end.is_empty(), "parameter without a name: {decl}");
+    end.to_string()
+}
+
+fn type_code(ty: &str) -> &'static str {
+    if ty.contains('*') {
+        return "ptr";
+    }
+    match ty {
+        "int" => "i32",
+        "unsigned" | "unsigned int" => "u32",
+        "long long" | "long long int" | "cv_i64" => "i64",
+        "size_t" | "unsigned long long" | "cv_u64" => "u64",
+        "float" => "f32",
+        "double" => "f64",
+        other => panic!("kernel parameter type `{other}` is not supported by the emulator"),
+    }
+}
+
+fn generate_table(family: &str, kernels: &[Kernel]) -> String {
+    let mut out = String::from("namespace {\n");
+    for k in kernels {
+        out.push_str(&format!("void emu_w_{}(void** p) {{\n", k.name));
+        let mut args = Vec::new();
+        for (i, ty) in k.params.iter().enumerate() {
+            out.push_str(&format!("    using A{i} = {ty};\n"));
+            args.push(format!("*static_cast<A{i}*>(p[{i}])"));
+        }
+        out.push_str(&format!("    {}({});\n}}\n", k.name, args.join(", ")));
+    }
+    out.push_str("}  // namespace\n");
+    out.push_str(&format!(
+        "extern \"C\" const emu_kernel_entry emu_table_{family}[] = {{\n"
+    ));
+    for k in kernels {
+        let sig: Vec<&str> = k.params.iter().map(|t| type_code(t)).collect();
+        out.push_str(&format!(
+            "    {{\"{0}\", emu_w_{0}, \"{1}\"}},\n",
+            k.name,
+            sig.join(",")
+        ));
+    }
+    out.push_str("    {nullptr, nullptr, nullptr},\n};\n");
+    out
+}

@@ -1,0 +1,241 @@
+//! The real-GPU implementation, on cudarc.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::sys::CUresult;
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DriverError, LaunchConfig,
+    PushKernelArg,
+};
+use cudarc::nvrtc::Ptx;
+
+use crate::device::{BufferMem, KernelArg};
+use crate::family::ModuleKey;
+use crate::nvrtc::{compile_module_ptx, nvrtc_available};
+use crate::KernelError;
+
+pub(crate) type CudaBuffer = CudaSlice<u8>;
+
+pub(crate) struct CudaBackend {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    arch: String,
+    name: String,
+    modules: Mutex<HashMap<ModuleKey, Arc<CudaModule>>>,
+    functions: Mutex<HashMap<(ModuleKey, String), CudaFunction>>,
+}
+
+fn driver_present() -> bool {
+    // SAFETY: only tries to dlopen libcuda's candidate names; no other precondition.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+fn oom_or(bytes: usize) -> impl Fn(DriverError) -> KernelError {
+    move |e| {
+        if e.0 == CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+            KernelError::OutOfMemory { bytes }
+        } else {
+            KernelError::Driver(e)
+        }
+    }
+}
+
+impl CudaBackend {
+    pub(crate) fn new(ordinal: usize) -> Result<CudaBackend, KernelError> {
+        if !driver_present() {
+            return Err(KernelError::NoDriver {
+                reason: "libcuda (the NVIDIA driver) could not be loaded".to_string(),
+            });
+        }
+        if !nvrtc_available() {
+            return Err(KernelError::NoDriver {
+                reason: "libnvrtc could not be loaded (kernels are compiled at run time)"
+                    .to_string(),
+            });
+        }
+        let no_device = |e: DriverError| KernelError::NoDriver {
+            reason: format!("cannot open CUDA device {ordinal}: {e}"),
+        };
+        let count = CudaContext::device_count().map_err(no_device)?;
+        if ordinal >= usize::try_from(count).unwrap_or(0) {
+            return Err(KernelError::NoDriver {
+                reason: format!("CUDA device {ordinal} requested, {count} present"),
+            });
+        }
+        let ctx = CudaContext::new(ordinal).map_err(no_device)?;
+        let (major, minor) = ctx.compute_capability()?;
+        let name = ctx.name()?;
+        // A non-default stream, so work can later be captured into CUDA graphs.
+        let stream = ctx.new_stream()?;
+        Ok(CudaBackend {
+            ctx,
+            stream,
+            arch: format!("sm_{major}{minor}"),
+            name,
+            modules: Mutex::new(HashMap::new()),
+            functions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub(crate) fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    pub(crate) fn arch(&self) -> &str {
+        &self.arch
+    }
+
+    pub(crate) fn alloc_zeros(&self, bytes: usize) -> Result<CudaBuffer, KernelError> {
+        // Zero-byte buffers still get one byte, so every buffer has a valid device pointer.
+        self.stream
+            .alloc_zeros::<u8>(bytes.max(1))
+            .map_err(oom_or(bytes))
+    }
+
+    pub(crate) fn upload(&self, bytes: &[u8]) -> Result<CudaBuffer, KernelError> {
+        if bytes.is_empty() {
+            return self.alloc_zeros(0);
+        }
+        self.stream.clone_htod(bytes).map_err(oom_or(bytes.len()))
+    }
+
+    /// `out` is non-empty and exactly the buffer's logical size (checked by the caller).
+    pub(crate) fn download(&self, buf: &CudaBuffer, out: &mut [u8]) -> Result<(), KernelError> {
+        let view = buf.slice(..out.len());
+        self.stream.memcpy_dtoh(&view, out)?;
+        self.stream.synchronize()?;
+        Ok(())
+    }
+
+    pub(crate) fn synchronize(&self) -> Result<(), KernelError> {
+        self.stream.synchronize()?;
+        Ok(())
+    }
+
+    fn module(&self, key: ModuleKey) -> Result<Arc<CudaModule>, KernelError> {
+        if let Some(m) = self
+            .modules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(m.clone());
+        }
+        let ptx = compile_module_ptx(key, &self.arch)?;
+        let module = self.ctx.load_module(Ptx::from_src(ptx.to_string()))?;
+        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(modules.entry(key).or_insert(module).clone())
+    }
+
+    fn function(&self, key: ModuleKey, kernel: &str) -> Result<CudaFunction, KernelError> {
+        let fkey = (key, kernel.to_string());
+        if let Some(f) = self
+            .functions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fkey)
+        {
+            return Ok(f.clone());
+        }
+        let module = self.module(key)?;
+        let f = module
+            .load_function(kernel)
+            .map_err(|e| KernelError::Launch {
+                kernel: kernel.to_string(),
+                reason: format!("not found in module `{}`: {e}", key.name()),
+            })?;
+        self.functions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fkey, f.clone());
+        Ok(f)
+    }
+
+    pub(crate) fn launch(
+        &self,
+        key: ModuleKey,
+        kernel: &str,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        shared_bytes: u32,
+        args: &[KernelArg],
+    ) -> Result<(), KernelError> {
+        let func = self.function(key, kernel)?;
+        // Scalars are stored first, so the builder can borrow them for the whole launch.
+        let mut i32s = Vec::new();
+        let mut u32s = Vec::new();
+        let mut i64s = Vec::new();
+        let mut u64s = Vec::new();
+        let mut f32s = Vec::new();
+        let mut f64s = Vec::new();
+        for arg in args {
+            match arg {
+                KernelArg::Buffer(_) => {}
+                KernelArg::I32(v) => i32s.push(*v),
+                KernelArg::U32(v) => u32s.push(*v),
+                KernelArg::I64(v) => i64s.push(*v),
+                KernelArg::U64(v) => u64s.push(*v),
+                KernelArg::F32(v) => f32s.push(*v),
+                KernelArg::F64(v) => f64s.push(*v),
+            }
+        }
+        let mut builder = self.stream.launch_builder(&func);
+        let (mut ni32, mut nu32, mut ni64, mut nu64, mut nf32, mut nf64) = (0, 0, 0, 0, 0, 0);
+        for arg in args {
+            match arg {
+                KernelArg::Buffer(buf) => match &buf.mem {
+                    BufferMem::Cuda(slice) => {
+                        builder.arg(slice);
+                    }
+                    #[cfg(feature = "emulator")]
+                    BufferMem::Host(_) => {
+                        return Err(KernelError::Launch {
+                            kernel: kernel.to_string(),
+                            reason: "an emulated buffer passed to a real GPU".to_string(),
+                        })
+                    }
+                },
+                KernelArg::I32(_) => {
+                    builder.arg(&i32s[ni32]);
+                    ni32 += 1;
+                }
+                KernelArg::U32(_) => {
+                    builder.arg(&u32s[nu32]);
+                    nu32 += 1;
+                }
+                KernelArg::I64(_) => {
+                    builder.arg(&i64s[ni64]);
+                    ni64 += 1;
+                }
+                KernelArg::U64(_) => {
+                    builder.arg(&u64s[nu64]);
+                    nu64 += 1;
+                }
+                KernelArg::F32(_) => {
+                    builder.arg(&f32s[nf32]);
+                    nf32 += 1;
+                }
+                KernelArg::F64(_) => {
+                    builder.arg(&f64s[nf64]);
+                    nf64 += 1;
+                }
+            }
+        }
+        let cfg = LaunchConfig {
+            grid_dim: grid,
+            block_dim: block,
+            shared_mem_bytes: shared_bytes,
+        };
+        // SAFETY: every pushed argument (device pointers of live buffers owned by this
+        // context, scalars in the vectors above) outlives the launch call, which copies them.
+        // Their number and types follow the kernel's documented C signature, which the caller
+        // is responsible for (the emulated GPU checks it in CI); kernels bound their memory
+        // accesses by the sizes passed to them.
+        unsafe { builder.launch(cfg) }.map_err(|e| KernelError::Launch {
+            kernel: kernel.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,111 @@
+//! The emulated GPU must expose a missing `__syncthreads()`: the same shared-memory block sum
+//! is right with its barrier and wrong without it. Also checks warp shuffles and launch errors.
+#![cfg(feature = "emulator")]
+
+mod common;
+
+use common::{download, emulator, upload, zeros, Rng};
+use curvature_kernels::{KernelArg, KernelError, KernelFamily};
+
+fn block_sums(kernel: &str, x: &[f64], blocks: usize, n: usize) -> Vec<f64> {
+    let dev = emulator();
+    let xb = upload::<f32>(&dev, x);
+    let out = zeros::<f32>(&dev, blocks);
+    dev.launch_testing(
+        kernel,
+        (blocks as u32, 1, 1),
+        (n as u32, 1, 1),
+        &[
+            KernelArg::Buffer(&xb),
+            KernelArg::Buffer(&out),
+            KernelArg::I32(n as i32),
+        ],
+    )
+    .expect("launch");
+    download::<f32>(&dev, &out)
+}
+
+#[test]
+fn block_sum_missing_barrier_is_wrong_emulated() {
+    let (blocks, n) = (4, 128);
+    // Integers in [1, 8]: every partial sum is exact in f32, so only the race can differ.
+    let mut rng = Rng::new(7);
+    let x: Vec<f64> = (0..blocks * n)
+        .map(|_| (rng.next_u64() % 8 + 1) as f64)
+        .collect();
+    let want: Vec<f64> = x.chunks(n).map(|c| c.iter().sum()).collect();
+
+    let with_barrier = block_sums("block_sum_barrier_f32", &x, blocks, n);
+    assert_eq!(
+        with_barrier, want,
+        "with __syncthreads() the sums are exact"
+    );
+
+    let without = block_sums("block_sum_nobarrier_f32", &x, blocks, n);
+    for (b, (got, want)) in without.iter().zip(&want).enumerate() {
+        assert_ne!(got, want, "block {b}: the race was not exposed");
+    }
+}
+
+#[test]
+fn warp_shuffle_sum_emulated() {
+    let dev = emulator();
+    let mut rng = Rng::new(11);
+    let x: Vec<f64> = (0..3 * 32).map(|_| (rng.next_u64() % 16) as f64).collect();
+    let want: Vec<f64> = x.chunks(32).map(|c| c.iter().sum()).collect();
+    let xb = upload::<f32>(&dev, &x);
+    let out = zeros::<f32>(&dev, 3);
+    dev.launch_testing(
+        "warp_sum_shfl_f32",
+        (3, 1, 1),
+        (32, 1, 1),
+        &[KernelArg::Buffer(&xb), KernelArg::Buffer(&out)],
+    )
+    .expect("launch");
+    assert_eq!(download::<f32>(&dev, &out), want);
+}
+
+#[test]
+fn launch_errors_are_values_emulated() {
+    let dev = emulator();
+    let out = zeros::<f32>(&dev, 4);
+    let launch = |kernel: &str, block: (u32, u32, u32), args: &[KernelArg]| {
+        dev.launch(KernelFamily::Elementwise, kernel, (1, 1, 1), block, 0, args)
+    };
+    let fill = [
+        KernelArg::Buffer(&out),
+        KernelArg::U64(4),
+        KernelArg::F32(1.0),
+    ];
+    assert!(matches!(
+        launch("no_such_kernel", (32, 1, 1), &fill),
+        Err(KernelError::Launch { .. })
+    ));
+    // Wrong scalar type (f64 for a float parameter) and wrong arity are rejected.
+    let wrong_type = [
+        KernelArg::Buffer(&out),
+        KernelArg::U64(4),
+        KernelArg::F64(1.0),
+    ];
+    assert!(matches!(
+        launch("fill_f32", (32, 1, 1), &wrong_type),
+        Err(KernelError::Launch { .. })
+    ));
+    assert!(matches!(
+        launch("fill_f32", (32, 1, 1), &fill[..2]),
+        Err(KernelError::Launch { .. })
+    ));
+    // More than 1024 threads per block.
+    assert!(matches!(
+        launch("fill_f32", (1024, 2, 1), &fill),
+        Err(KernelError::Launch { .. })
+    ));
+    launch("fill_f32", (32, 1, 1), &fill).expect("a valid launch");
+    assert_eq!(download::<f32>(&dev, &out), vec![1.0; 4]);
+    // A host copy of the wrong size.
+    let mut small = [0u8; 3];
+    assert!(matches!(
+        dev.download(&out, &mut small),
+        Err(KernelError::SizeMismatch { .. })
+    ));
+}

@@ -1,0 +1,123 @@
+// common.cuh: prelude prepended (as text, not #include) to every kernel family.
+//
+// The same text compiles under NVRTC (no toolkit headers) and under the host C++ compiler
+// against kernels/emulator/cuda_emu.h (the emulated GPU). Everything here is a template or
+// `__forceinline__`, so one definition per translation unit is fine.
+//
+// Conventions for every family:
+// - tensors are dense, row-major, contiguous; element counts and offsets are 64-bit;
+// - kernels are `extern "C" __global__`, named `{op}_{dtype}` with dtype `f32` / `f64`;
+// - 1D element-wise kernels use grid-stride loops, so any grid size is correct.
+
+typedef unsigned long long cv_u64;
+typedef long long cv_i64;
+
+// ---- math helpers, overloaded on float / double --------------------------------------------
+__device__ __forceinline__ float cv_exp(float x) { return expf(x); }
+__device__ __forceinline__ double cv_exp(double x) { return exp(x); }
+__device__ __forceinline__ float cv_log(float x) { return logf(x); }
+__device__ __forceinline__ double cv_log(double x) { return log(x); }
+__device__ __forceinline__ float cv_sin(float x) { return sinf(x); }
+__device__ __forceinline__ double cv_sin(double x) { return sin(x); }
+__device__ __forceinline__ float cv_cos(float x) { return cosf(x); }
+__device__ __forceinline__ double cv_cos(double x) { return cos(x); }
+__device__ __forceinline__ float cv_sqrt(float x) { return sqrtf(x); }
+__device__ __forceinline__ double cv_sqrt(double x) { return sqrt(x); }
+__device__ __forceinline__ float cv_abs(float x) { return fabsf(x); }
+__device__ __forceinline__ double cv_abs(double x) { return fabs(x); }
+__device__ __forceinline__ float cv_tanh(float x) { return tanhf(x); }
+__device__ __forceinline__ double cv_tanh(double x) { return tanh(x); }
+__device__ __forceinline__ float cv_pow(float x, float p) { return powf(x, p); }
+__device__ __forceinline__ double cv_pow(double x, double p) { return pow(x, p); }
+
+// +infinity, built from its bit pattern (no INFINITY macro without toolkit headers).
+__device__ __forceinline__ float cv_inf(float) { return __int_as_float(0x7f800000); }
+__device__ __forceinline__ double cv_inf(double) { return __longlong_as_double(0x7ff0000000000000LL); }
+
+// True for finite values, false for ±inf and NaN (x − x is 0 only for finite x).
+template <class T>
+__device__ __forceinline__ bool cv_isfinite(T x) {
+    T d = x - x;
+    return d == d;
+}
+
+// Maximum that propagates NaN (like torch.max): if either side is NaN the result is NaN.
+template <class T>
+__device__ __forceinline__ T cv_max(T a, T b) {
+    return (a > b || a != a) ? a : b;
+}
+
+template <class T>
+__device__ __forceinline__ T cv_min(T a, T b) {
+    return (a < b || a != a) ? a : b;
+}
+
+// Numerically stable logistic function 1 / (1 + e^−x).
+template <class T>
+__device__ __forceinline__ T cv_sigmoid(T x) {
+    if (x >= T(0)) {
+        return T(1) / (T(1) + cv_exp(-x));
+    }
+    T e = cv_exp(x);
+    return e / (T(1) + e);
+}
+
+// ---- indexing helpers ---------------------------------------------------------------------
+// First global index and stride of a 1D grid-stride loop, both 64-bit.
+__device__ __forceinline__ cv_u64 cv_global_index() {
+    return (cv_u64)blockIdx.x * (cv_u64)blockDim.x + (cv_u64)threadIdx.x;
+}
+__device__ __forceinline__ cv_u64 cv_grid_stride() {
+    return (cv_u64)blockDim.x * (cv_u64)gridDim.x;
+}
+
+// Offset of flat row-major index `i` (in a tensor of dims `dims[0..rank)`) in a strided view
+// with element strides `strides[0..rank)`.
+__device__ __forceinline__ cv_i64 cv_offset(cv_u64 i, int rank, const cv_i64* dims,
+                                            const cv_i64* strides) {
+    cv_i64 off = 0;
+    for (int d = rank - 1; d >= 0; --d) {
+        cv_u64 dim = (cv_u64)dims[d];
+        cv_u64 idx = i % dim;
+        i /= dim;
+        off += (cv_i64)idx * strides[d];
+    }
+    return off;
+}
+
+// Two offsets for one flat index (binary broadcasting: strides of a, then of b).
+__device__ __forceinline__ void cv_offset2(cv_u64 i, int rank, const cv_i64* dims,
+                                           const cv_i64* sa, const cv_i64* sb, cv_i64* oa,
+                                           cv_i64* ob) {
+    cv_i64 a = 0, b = 0;
+    for (int d = rank - 1; d >= 0; --d) {
+        cv_u64 dim = (cv_u64)dims[d];
+        cv_u64 idx = i % dim;
+        i /= dim;
+        a += (cv_i64)idx * sa[d];
+        b += (cv_i64)idx * sb[d];
+    }
+    *oa = a;
+    *ob = b;
+}
+
+// Three offsets for one flat index (ternary broadcasting).
+__device__ __forceinline__ void cv_offset3(cv_u64 i, int rank, const cv_i64* dims,
+                                           const cv_i64* sa, const cv_i64* sb, const cv_i64* sc,
+                                           cv_i64* oa, cv_i64* ob, cv_i64* oc) {
+    cv_i64 a = 0, b = 0, c = 0;
+    for (int d = rank - 1; d >= 0; --d) {
+        cv_u64 dim = (cv_u64)dims[d];
+        cv_u64 idx = i % dim;
+        i /= dim;
+        a += (cv_i64)idx * sa[d];
+        b += (cv_i64)idx * sb[d];
+        c += (cv_i64)idx * sc[d];
+    }
+    *oa = a;
+    *ob = b;
+    *oc = c;
+}
+
+// Instantiates a kernel for both dtypes: KERNEL(dt, T) must expand to one definition.
+#define CV_FOR_EACH_DTYPE(KERNEL) KERNEL(f32, float) KERNEL(f64, double)

@@ -1,0 +1,236 @@
+// elementwise.cu: unary, broadcasting binary and ternary ops, fill, strided copies, casts.
+//
+// All kernels are 1D grid-stride loops: any grid / block size is correct (256 threads per
+// block and min(ceil(n / 256), 65535) blocks is a good default).
+//
+// unary_{op}_{dt}(const T* x, T* out, size_t n, T p0, T p1): out[i] = op(x[i]); p0/p1 are
+// parameters of `powf` and `affine`, ignored by the others.
+//   neg −x | exp eˣ | log ln x | sin | cos | sqrt | abs |x| | tanh | sigmoid 1/(1+e^−x)
+//   square x² | sign (−1, 0 or 1; zero keeps its sign, NaN stays NaN) | recip 1/x
+//   powf x^p0 | affine x·p0 + p1
+//   Derivatives as polynomials of the op's OUTPUT (x is t = tanh(z) or s = sigmoid(z)):
+//   tanh_d1 = 1 − t²                 (d tanh / dz)
+//   tanh_d2 = −2t(1 − t²)            (d² tanh / dz²)
+//   tanh_d3 = (1 − t²)(6t² − 2)      (d³ tanh / dz³: d/dz(−2t + 2t³) = (−2 + 6t²)·t')
+//   sigmoid_d1 = s(1 − s)
+//   sigmoid_d2 = s(1 − s)(1 − 2s)    (σ'' = σ'(1 − 2σ))
+//   sigmoid_d3 = s(1 − s)(1 − 6s + 6s²)  (σ''' = σ''(1 − 2σ) − 2σ'² = σ'((1 − 2σ)² − 2σ(1 − σ)))
+
+#define CV_UNARY_OP(name, expr)                                          \
+    struct UnaryOp_##name {                                              \
+        template <class T>                                               \
+        __device__ __forceinline__ static T apply(T x, T p0, T p1) {    \
+            (void)p0;                                                    \
+            (void)p1;                                                    \
+            return (expr);                                               \
+        }                                                                \
+    };
+
+CV_UNARY_OP(neg, -x)
+CV_UNARY_OP(exp, cv_exp(x))
+CV_UNARY_OP(log, cv_log(x))
+CV_UNARY_OP(sin, cv_sin(x))
+CV_UNARY_OP(cos, cv_cos(x))
+CV_UNARY_OP(sqrt, cv_sqrt(x))
+CV_UNARY_OP(abs, cv_abs(x))
+CV_UNARY_OP(tanh, cv_tanh(x))
+CV_UNARY_OP(sigmoid, cv_sigmoid(x))
+CV_UNARY_OP(square, x * x)
+CV_UNARY_OP(sign, x > T(0) ? T(1) : (x < T(0) ? T(-1) : x))
+CV_UNARY_OP(recip, T(1) / x)
+CV_UNARY_OP(powf, cv_pow(x, p0))
+CV_UNARY_OP(affine, x * p0 + p1)
+CV_UNARY_OP(tanh_d1, T(1) - x * x)
+CV_UNARY_OP(tanh_d2, T(-2) * x * (T(1) - x * x))
+CV_UNARY_OP(tanh_d3, (T(1) - x * x) * (T(6) * x * x - T(2)))
+CV_UNARY_OP(sigmoid_d1, x * (T(1) - x))
+CV_UNARY_OP(sigmoid_d2, x * (T(1) - x) * (T(1) - T(2) * x))
+CV_UNARY_OP(sigmoid_d3, x * (T(1) - x) * (T(1) - T(6) * x + T(6) * x * x))
+
+template <class Op, class T>
+__device__ __forceinline__ void unary_kernel(const T* x, T* out, size_t n, T p0, T p1) {
+    for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {
+        out[i] = Op::template apply<T>(x[i], p0, p1);
+    }
+}
+
+#define CV_UNARY_KERNEL(op, dt, T)                                                         \
+    extern "C" __global__ void unary_##op##_##dt(const T* x, T* out, size_t n, T p0, T p1) { \
+        unary_kernel<UnaryOp_##op, T>(x, out, n, p0, p1);                                  \
+    }
+#define CV_UNARY(op) CV_UNARY_KERNEL(op, f32, float) CV_UNARY_KERNEL(op, f64, double)
+
+CV_UNARY(neg)
+CV_UNARY(exp)
+CV_UNARY(log)
+CV_UNARY(sin)
+CV_UNARY(cos)
+CV_UNARY(sqrt)
+CV_UNARY(abs)
+CV_UNARY(tanh)
+CV_UNARY(sigmoid)
+CV_UNARY(square)
+CV_UNARY(sign)
+CV_UNARY(recip)
+CV_UNARY(powf)
+CV_UNARY(affine)
+CV_UNARY(tanh_d1)
+CV_UNARY(tanh_d2)
+CV_UNARY(tanh_d3)
+CV_UNARY(sigmoid_d1)
+CV_UNARY(sigmoid_d2)
+CV_UNARY(sigmoid_d3)
+
+// binary_{op}_{dt}(const T* a, const T* b, T* out, size_t n, int rank,
+//                  const long long* shape_and_strides)
+//   out[i] = op(a[oa(i)], b[ob(i)]) with NumPy broadcasting. `shape_and_strides` is a DEVICE
+//   array of 3·rank int64: the out dims, then a's element strides (0 on broadcast dims), then
+//   b's element strides. n = product of the out dims.
+// binary_{op}_contig_{dt}(const T* a, const T* b, T* out, size_t n): same-shape contiguous.
+//   add a+b | sub a−b | mul a·b | div a/b | eq (1 if a == b else 0)
+//   maximum / minimum (NaN-propagating)
+//   tanh_backward a·(1 − b²)      (a = incoming gradient g, b = tanh output y)
+//   sigmoid_backward a·b·(1 − b)  (a = g, b = sigmoid output y)
+#define CV_BINARY_OP(name, expr)                                     \
+    struct BinaryOp_##name {                                         \
+        template <class T>                                           \
+        __device__ __forceinline__ static T apply(T a, T b) {       \
+            return (expr);                                           \
+        }                                                            \
+    };
+
+CV_BINARY_OP(add, a + b)
+CV_BINARY_OP(sub, a - b)
+CV_BINARY_OP(mul, a * b)
+CV_BINARY_OP(div, a / b)
+CV_BINARY_OP(eq, a == b ? T(1) : T(0))
+CV_BINARY_OP(maximum, cv_max(a, b))
+CV_BINARY_OP(minimum, cv_min(a, b))
+CV_BINARY_OP(tanh_backward, a * (T(1) - b * b))
+CV_BINARY_OP(sigmoid_backward, a * b * (T(1) - b))
+
+template <class Op, class T>
+__device__ __forceinline__ void binary_kernel(const T* a, const T* b, T* out, size_t n, int rank,
+                                              const cv_i64* ss) {
+    for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {
+        cv_i64 oa, ob;
+        cv_offset2(i, rank, ss, ss + rank, ss + 2 * rank, &oa, &ob);
+        out[i] = Op::template apply<T>(a[oa], b[ob]);
+    }
+}
+
+template <class Op, class T>
+__device__ __forceinline__ void binary_contig_kernel(const T* a, const T* b, T* out, size_t n) {
+    for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {
+        out[i] = Op::template apply<T>(a[i], b[i]);
+    }
+}
+
+#define CV_BINARY_KERNEL(op, dt, T)                                                         \
+    extern "C" __global__ void binary_##op##_##dt(const T* a, const T* b, T* out, size_t n, \
+                                                  int rank, const long long* ss) {          \
+        binary_kernel<BinaryOp_##op, T>(a, b, out, n, rank, ss);                            \
+    }                                                                                       \
+    extern "C" __global__ void binary_##op##_contig_##dt(const T* a, const T* b, T* out,    \
+                                                         size_t n) {                        \
+        binary_contig_kernel<BinaryOp_##op, T>(a, b, out, n);                               \
+    }
+#define CV_BINARY(op) CV_BINARY_KERNEL(op, f32, float) CV_BINARY_KERNEL(op, f64, double)
+
+CV_BINARY(add)
+CV_BINARY(sub)
+CV_BINARY(mul)
+CV_BINARY(div)
+CV_BINARY(eq)
+CV_BINARY(maximum)
+CV_BINARY(minimum)
+CV_BINARY(tanh_backward)
+CV_BINARY(sigmoid_backward)
+
+// ternary_{op}_{dt}(const T* a, const T* b, const T* c, T* out, size_t n, int rank,
+//                   const long long* shape_and_strides)
+//   Broadcasting like binary, with 4·rank int64: out dims, strides of a, of b, of c.
+// ternary_{op}_contig_{dt}(const T* a, const T* b, const T* c, T* out, size_t n).
+//   tanh_backward_grad_y (a = gg, b = g, c = y): −2·y·g·gg
+//     (∂/∂y of tanh_backward(g, y) = g(1 − y²), applied to the incoming gradient gg)
+//   sigmoid_backward_grad_y (a = gg, b = g, c = y): gg·g·(1 − 2y)
+//     (∂/∂y of sigmoid_backward(g, y) = g·y(1 − y))
+#define CV_TERNARY_OP(name, expr)                                      \
+    struct TernaryOp_##name {                                          \
+        template <class T>                                             \
+        __device__ __forceinline__ static T apply(T a, T b, T c) {    \
+            return (expr);                                             \
+        }                                                              \
+    };
+
+CV_TERNARY_OP(tanh_backward_grad_y, T(-2) * c * b * a)
+CV_TERNARY_OP(sigmoid_backward_grad_y, a * b * (T(1) - T(2) * c))
+
+template <class Op, class T>
+__device__ __forceinline__ void ternary_kernel(const T* a, const T* b, const T* c, T* out,
+                                               size_t n, int rank, const cv_i64* ss) {
+    for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {
+        cv_i64 oa, ob, oc;
+        cv_offset3(i, rank, ss, ss + rank, ss + 2 * rank, ss + 3 * rank, &oa, &ob, &oc);
+        out[i] = Op::template apply<T>(a[oa], b[ob], c[oc]);
+    }
+}
+
+template <class Op, class T>
+__device__ __forceinline__ void ternary_contig_kernel(const T* a, const T* b, const T* c, T* out,
+                                                      size_t n) {
+    for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {
+        out[i] = Op::template apply<T>(a[i], b[i], c[i]);
+    }
+}
+
+#define CV_TERNARY_KERNEL(op, dt, T)                                                           \
+    extern "C" __global__ void ternary_##op##_##dt(const T* a, const T* b, const T* c, T* out, \
+                                                   size_t n, int rank, const long long* ss) {  \
+        ternary_kernel<TernaryOp_##op, T>(a, b, c, out, n, rank, ss);                          \
+    }                                                                                          \
+    extern "C" __global__ void ternary_##op##_contig_##dt(const T* a, const T* b, const T* c,  \
+                                                          T* out, size_t n) {                  \
+        ternary_contig_kernel<TernaryOp_##op, T>(a, b, c, out, n);                             \
+    }
+#define CV_TERNARY(op) CV_TERNARY_KERNEL(op, f32, float) CV_TERNARY_KERNEL(op, f64, double)
+
+CV_TERNARY(tanh_backward_grad_y)
+CV_TERNARY(sigmoid_backward_grad_y)
+
+// fill_{dt}(T* out, size_t n, T value): out[i] = value.
+#define CV_FILL_KERNEL(dt, T)                                                   \
+    extern "C" __global__ void fill_##dt(T* out, size_t n, T value) {          \
+        for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {     \
+            out[i] = value;                                                     \
+        }                                                                       \
+    }
+CV_FOR_EACH_DTYPE(CV_FILL_KERNEL)
+
+// copy_strided_{dt}(const T* src, T* out, size_t n, int rank,
+//                   const long long* shape_and_strides, long long offset)
+//   out[i] = src[offset + Σ_d idx_d·stride_d], idx = row-major multi-index of i in the out
+//   dims. `shape_and_strides` is a device array of 2·rank int64: out dims, then src element
+//   strides. Covers transpose / permute, expand (stride 0), narrow (offset) and diagonal.
+#define CV_COPY_STRIDED_KERNEL(dt, T)                                                       \
+    extern "C" __global__ void copy_strided_##dt(const T* src, T* out, size_t n, int rank,  \
+                                                 const long long* ss, long long offset) {   \
+        for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {                 \
+            out[i] = src[offset + cv_offset(i, rank, ss, ss + rank)];                       \
+        }                                                                                   \
+    }
+CV_FOR_EACH_DTYPE(CV_COPY_STRIDED_KERNEL)
+
+// cast_f32_f64(const float* x, double* out, size_t n) and cast_f64_f32(const double* x,
+// float* out, size_t n): out[i] = x[i] converted (f64 → f32 rounds to nearest).
+extern "C" __global__ void cast_f32_f64(const float* x, double* out, size_t n) {
+    for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {
+        out[i] = (double)x[i];
+    }
+}
+
+extern "C" __global__ void cast_f64_f32(const double* x, float* out, size_t n) {
+    for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {
+        out[i] = (float)x[i];
+    }
+}

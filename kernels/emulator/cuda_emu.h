@@ -1,0 +1,166 @@
+// cuda_emu.h: the CUDA built-ins for the emulated GPU (DESIGN §6a).
+//
+// Force-included (`-include cuda_emu.h`) when the host C++ compiler builds kernels/*.cu for the
+// `emulator` feature of curvature-kernels. A block runs as blockDim cooperative fibers on one OS
+// thread (see emu_runtime.cpp); barriers and warp collectives switch fibers.
+#pragma once
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmath>
+
+#define CURVATURE_EMULATOR 1
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+// One OS thread runs one block at a time, so a thread-local static is shared by the block's
+// fibers and reused (not re-initialised) block after block, like real shared memory.
+#define __shared__ static thread_local
+
+struct emu_dim3 {
+    unsigned x, y, z;
+};
+
+// The record of the fiber that is running now.
+struct emu_thread_state {
+    emu_dim3 thread_idx;
+    emu_dim3 block_idx;
+    emu_dim3 block_dim;
+    emu_dim3 grid_dim;
+    unsigned lane;
+};
+
+extern "C" emu_thread_state* emu_current_thread(void);
+extern "C" void emu_syncthreads(void);
+extern "C" void emu_syncwarp(void);
+extern "C" void* emu_warp_slot(unsigned lane);
+extern "C" int emu_lane_live(unsigned lane);
+
+#define threadIdx (emu_current_thread()->thread_idx)
+#define blockIdx (emu_current_thread()->block_idx)
+#define blockDim (emu_current_thread()->block_dim)
+#define gridDim (emu_current_thread()->grid_dim)
+#define warpSize 32
+
+inline void __syncthreads() { emu_syncthreads(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+    (void)mask;
+    emu_syncwarp();
+}
+
+// Exchange through the warp's slots: every live lane publishes `v`, a warp barrier, each lane
+// reads its source lane (its own value if the source is out of range or not live), and a second
+// barrier so no lane overwrites a slot before everyone has read it.
+template <class T>
+inline T emu_shfl(T v, int src) {
+    static_assert(sizeof(T) <= 8, "warp shuffles move at most 8 bytes");
+    const unsigned lane = emu_current_thread()->lane;
+    memcpy(emu_warp_slot(lane), &v, sizeof(T));
+    emu_syncwarp();
+    T r = v;
+    if (src >= 0 && src < 32 && emu_lane_live((unsigned)src)) {
+        memcpy(&r, emu_warp_slot((unsigned)src), sizeof(T));
+    }
+    emu_syncwarp();
+    return r;
+}
+
+template <class T>
+inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
+    (void)mask;
+    const int lane = (int)emu_current_thread()->lane;
+    return emu_shfl(v, (lane / width) * width + (src_lane % width));
+}
+
+template <class T>
+inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+    (void)mask;
+    const int lane = (int)emu_current_thread()->lane;
+    const int src = (lane % width) + (int)delta < width ? lane + (int)delta : lane;
+    return emu_shfl(v, src);
+}
+
+template <class T>
+inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+    (void)mask;
+    const int lane = (int)emu_current_thread()->lane;
+    const int src = (lane % width) >= (int)delta ? lane - (int)delta : lane;
+    return emu_shfl(v, src);
+}
+
+template <class T>
+inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+    (void)mask;
+    const int lane = (int)emu_current_thread()->lane;
+    const int src = lane ^ lane_mask;
+    return emu_shfl(v, (src / width) == (lane / width) ? src : lane);
+}
+
+// Atomics: blocks may run on several OS threads at once, so these are real atomics.
+inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+inline unsigned atomicAdd(unsigned* p, unsigned v) {
+    return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+}
+inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
+    return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+}
+template <class T, class Bits>
+inline T emu_atomic_add_float(T* p, T v) {
+    Bits* bp = reinterpret_cast<Bits*>(p);
+    Bits old_bits = __atomic_load_n(bp, __ATOMIC_SEQ_CST);
+    for (;;) {
+        T old_val;
+        memcpy(&old_val, &old_bits, sizeof(T));
+        T new_val = old_val + v;
+        Bits new_bits;
+        memcpy(&new_bits, &new_val, sizeof(T));
+        if (__atomic_compare_exchange_n(bp, &old_bits, new_bits, false, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST)) {
+            return old_val;
+        }
+    }
+}
+inline float atomicAdd(float* p, float v) { return emu_atomic_add_float<float, uint32_t>(p, v); }
+inline double atomicAdd(double* p, double v) {
+    return emu_atomic_add_float<double, uint64_t>(p, v);
+}
+
+// Bit casts and math functions CUDA has but the host library lacks.
+inline float __int_as_float(int x) {
+    float f;
+    memcpy(&f, &x, sizeof f);
+    return f;
+}
+inline int __float_as_int(float x) {
+    int i;
+    memcpy(&i, &x, sizeof i);
+    return i;
+}
+inline double __longlong_as_double(long long x) {
+    double d;
+    memcpy(&d, &x, sizeof d);
+    return d;
+}
+inline long long __double_as_longlong(double x) {
+    long long i;
+    memcpy(&i, &x, sizeof i);
+    return i;
+}
+inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+inline double rsqrt(double x) { return 1.0 / sqrt(x); }
+inline float __expf(float x) { return expf(x); }
+inline float __logf(float x) { return logf(x); }
+
+// One launchable kernel: build.rs generates a null-terminated table of these per family, with
+// `fn` unpacking `params[i]` as `*(T_i*)params[i]` and `signature` listing the parameter types
+// as comma-separated codes (ptr, i32, u32, i64, u64, f32, f64).
+struct emu_kernel_entry {
+    const char* name;
+    void (*fn)(void** params);
+    const char* signature;
+};
