@@ -126,6 +126,12 @@ impl GpuDevice {
         if std::env::var("CURVATURE_CUDA").is_ok_and(|v| v == "emulate") {
             return Self::emulated_ordinal(ordinal);
         }
+        Self::cuda(ordinal)
+    }
+
+    /// Opens real GPU `ordinal` through cudarc, ignoring `CURVATURE_CUDA`. Errors (never
+    /// panics) when libcuda or libnvrtc cannot be loaded or the device does not exist.
+    pub fn cuda(ordinal: usize) -> Result<GpuDevice, KernelError> {
         cached(false, ordinal, || {
             CudaBackend::new(ordinal).map(Backend::Cuda)
         })

@@ -152,3 +152,50 @@ pub fn launch(
     dev.launch(family, kernel, grid, block, 0, args)
         .unwrap_or_else(|e| panic!("{kernel}: {e}"));
 }
+
+/// The real GPU for a `_cuda` test variant, or None (with a printed reason) when there is none;
+/// with `CURVATURE_REQUIRE_GPU=1` a missing GPU fails the test instead.
+pub fn cuda_device(test: &str) -> Option<GpuDevice> {
+    match GpuDevice::cuda(0) {
+        Ok(dev) => Some(dev),
+        Err(e) => {
+            if std::env::var("CURVATURE_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                panic!("{test}: CURVATURE_REQUIRE_GPU=1 but no GPU: {e}");
+            }
+            eprintln!("skipping {test}: no GPU ({e})");
+            None
+        }
+    }
+}
+
+/// Emits `{name}_emulated` (with the `emulator` feature) and `{name}_cuda` (skips without a
+/// GPU) tests running `body(&GpuDevice)`.
+#[macro_export]
+macro_rules! device_tests {
+    ($($name:ident => $body:expr;)*) => {
+        mod emulated {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[cfg(feature = "emulator")]
+                #[test]
+                fn $name() {
+                    let dev = $crate::common::emulator();
+                    ($body)(&dev);
+                }
+            )*
+        }
+        mod cuda {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(dev) = $crate::common::cuda_device(stringify!($name)) {
+                        ($body)(&dev);
+                    }
+                }
+            )*
+        }
+    };
+}

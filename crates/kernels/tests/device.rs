@@ -1,0 +1,106 @@
+//! Opening devices: without a driver `GpuDevice::new` is an error value, never a panic; the
+//! emulated GPU is reachable through `CURVATURE_CUDA=emulate` semantics and `emulated()`.
+
+mod common;
+
+use curvature_kernels::{GpuDevice, KernelError};
+
+fn driver_present() -> bool {
+    // SAFETY: only tries to dlopen libcuda's candidate names.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+#[test]
+fn new_without_driver_is_err() {
+    let emulate = std::env::var("CURVATURE_CUDA").is_ok_and(|v| v == "emulate");
+    match GpuDevice::new(0) {
+        Ok(dev) => assert!(
+            emulate || (driver_present() && !dev.is_emulated()),
+            "a device without a driver or CURVATURE_CUDA=emulate: {dev:?}"
+        ),
+        Err(e) => {
+            assert!(
+                !emulate || !cfg!(feature = "emulator"),
+                "emulation requested but: {e}"
+            );
+            eprintln!("GpuDevice::new(0) without a GPU: {e}");
+        }
+    }
+    if !driver_present() {
+        assert!(matches!(
+            GpuDevice::cuda(0),
+            Err(KernelError::NoDriver { .. })
+        ));
+    }
+}
+
+#[test]
+fn cuda_device_with_huge_ordinal_is_err() {
+    assert!(GpuDevice::cuda(1 << 20).is_err());
+}
+
+#[cfg(not(feature = "emulator"))]
+#[test]
+fn emulated_without_feature_is_err() {
+    assert!(matches!(
+        GpuDevice::emulated(),
+        Err(KernelError::NoEmulator)
+    ));
+}
+
+#[cfg(feature = "emulator")]
+#[test]
+fn emulated_device_basics() {
+    let dev = GpuDevice::emulated().expect("emulator");
+    assert!(dev.is_emulated());
+    assert_eq!(dev.ordinal(), 0);
+    // The same device every time: buffers from one handle work with another.
+    let again = GpuDevice::emulated().expect("emulator");
+    let buf = again.upload(&[1, 2, 3, 4, 5]).expect("upload");
+    assert_eq!(buf.len_bytes(), 5);
+    let mut out = [0u8; 5];
+    dev.download(&buf, &mut out).expect("download");
+    assert_eq!(out, [1, 2, 3, 4, 5]);
+    let empty = dev.alloc_zeros(0).expect("empty buffer");
+    dev.download(&empty, &mut []).expect("empty download");
+    dev.synchronize().expect("synchronize");
+}
+
+/// The kernels compiled into the emulator are exactly the families' `kernel_names()` plus the
+/// test-only race_test kernels.
+#[cfg(feature = "emulator")]
+#[test]
+fn emulator_has_every_listed_kernel() {
+    use curvature_kernels::{emulated_kernel_names, KernelFamily};
+    let mut listed: Vec<String> = KernelFamily::all()
+        .iter()
+        .flat_map(|f| f.kernel_names())
+        .collect();
+    listed.extend(
+        [
+            "block_sum_nobarrier_f32",
+            "block_sum_barrier_f32",
+            "warp_sum_shfl_f32",
+        ]
+        .map(String::from),
+    );
+    let mut compiled = emulated_kernel_names();
+    listed.sort();
+    compiled.sort();
+    assert_eq!(compiled, listed);
+}
+
+/// A real GPU, when present: name, arch and a byte round trip.
+#[test]
+fn real_gpu_round_trip_cuda() {
+    let Some(dev) = common::cuda_device("real_gpu_round_trip_cuda") else {
+        return;
+    };
+    assert!(!dev.is_emulated());
+    assert!(dev.arch().starts_with("sm_"), "{}", dev.arch());
+    let bytes: Vec<u8> = (0..=255).collect();
+    let buf = dev.upload(&bytes).expect("upload");
+    let mut out = vec![0u8; 256];
+    dev.download(&buf, &mut out).expect("download");
+    assert_eq!(out, bytes);
+}

@@ -1,0 +1,239 @@
+//! The batched GEMM against a plain triple loop: edge sizes, every transpose combination,
+//! batch strides including 0 (broadcast), alpha / beta, a dimension of 1000 and a grid smaller
+//! than the problem (grid-stride loops).
+
+mod common;
+
+use common::{assert_close, download, rounded, upload, Elem, Rng};
+use curvature_kernels::{GpuDevice, KernelArg, KernelFamily};
+
+struct Gemm {
+    m: usize,
+    n: usize,
+    k: usize,
+    batch: usize,
+    /// Batch strides in elements (0 broadcasts).
+    strides: (usize, usize, usize),
+    trans: (bool, bool),
+    alpha: f64,
+    beta: f64,
+}
+
+impl Gemm {
+    fn new(m: usize, n: usize, k: usize, trans: (bool, bool)) -> Gemm {
+        Gemm {
+            m,
+            n,
+            k,
+            batch: 1,
+            strides: (m * k, k * n, m * n),
+            trans,
+            alpha: 1.0,
+            beta: 0.0,
+        }
+    }
+
+    fn lens(&self) -> (usize, usize, usize) {
+        let last = |s: usize, one: usize| s * (self.batch - 1) + one;
+        (
+            last(self.strides.0, self.m * self.k),
+            last(self.strides.1, self.k * self.n),
+            last(self.strides.2, self.m * self.n),
+        )
+    }
+
+    /// C_z = alpha·op(A_z)·op(B_z) + beta·C_z, written out with plain loops.
+    fn reference(&self, a: &[f64], b: &[f64], c: &[f64]) -> Vec<f64> {
+        let mut out = c.to_vec();
+        for z in 0..self.batch {
+            let (az, bz, cz) = (z * self.strides.0, z * self.strides.1, z * self.strides.2);
+            for i in 0..self.m {
+                for j in 0..self.n {
+                    let mut acc = 0.0;
+                    for p in 0..self.k {
+                        let av = if self.trans.0 {
+                            a[az + p * self.m + i]
+                        } else {
+                            a[az + i * self.k + p]
+                        };
+                        let bv = if self.trans.1 {
+                            b[bz + j * self.k + p]
+                        } else {
+                            b[bz + p * self.n + j]
+                        };
+                        acc += av * bv;
+                    }
+                    let dst = &mut out[cz + i * self.n + j];
+                    *dst = if self.beta == 0.0 {
+                        self.alpha * acc
+                    } else {
+                        self.alpha * acc + self.beta * *dst
+                    };
+                }
+            }
+        }
+        out
+    }
+
+    fn check<T: Elem>(&self, dev: &GpuDevice, rng: &mut Rng, grid: Option<(u32, u32, u32)>) {
+        let (la, lb, lc) = self.lens();
+        let a = rounded::<T>(&rng.vec(la, -1.0, 1.0));
+        let b = rounded::<T>(&rng.vec(lb, -1.0, 1.0));
+        let c = rounded::<T>(&rng.vec(lc, -1.0, 1.0));
+        let want = self.reference(&a, &b, &c);
+        let (ab, bb, cb) = (
+            upload::<T>(dev, &a),
+            upload::<T>(dev, &b),
+            upload::<T>(dev, &c),
+        );
+        let grid = grid.unwrap_or((
+            self.n.div_ceil(64) as u32,
+            self.m.div_ceil(64) as u32,
+            self.batch as u32,
+        ));
+        let args = [
+            KernelArg::Buffer(&ab),
+            KernelArg::Buffer(&bb),
+            KernelArg::Buffer(&cb),
+            KernelArg::I32(self.m as i32),
+            KernelArg::I32(self.n as i32),
+            KernelArg::I32(self.k as i32),
+            KernelArg::I64(self.batch as i64),
+            KernelArg::I64(self.strides.0 as i64),
+            KernelArg::I64(self.strides.1 as i64),
+            KernelArg::I64(self.strides.2 as i64),
+            KernelArg::I32(self.trans.0 as i32),
+            KernelArg::I32(self.trans.1 as i32),
+            T::from_f64(self.alpha).arg(),
+            T::from_f64(self.beta).arg(),
+        ];
+        dev.launch(
+            KernelFamily::Matmul,
+            &format!("matmul_{}", T::DT),
+            grid,
+            (16, 16, 1),
+            0,
+            &args,
+        )
+        .expect("matmul launch");
+        let what = format!(
+            "matmul_{} m={} n={} k={} batch={} trans={:?}",
+            T::DT,
+            self.m,
+            self.n,
+            self.k,
+            self.batch,
+            self.trans
+        );
+        // Sums of k products of values in [−1, 1]: error grows like √k·eps.
+        let tol = T::TOL * (self.k as f64).sqrt().max(1.0);
+        assert_close(&what, &download::<T>(dev, &cb), &want, tol);
+    }
+}
+
+const SIZES: [usize; 4] = [1, 7, 33, 129];
+const TRANS: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
+
+/// Every (m, n, k) in SIZES³, cycling through the transpose combinations.
+fn edge_sizes<T: Elem>(dev: &GpuDevice) {
+    let mut rng = Rng::new(10);
+    let mut t = 0;
+    for m in SIZES {
+        for n in SIZES {
+            for k in SIZES {
+                Gemm::new(m, n, k, TRANS[t % 4]).check::<T>(dev, &mut rng, None);
+                t += 1;
+            }
+        }
+    }
+}
+
+fn all_transposes<T: Elem>(dev: &GpuDevice) {
+    let mut rng = Rng::new(11);
+    for trans in TRANS {
+        Gemm::new(33, 7, 129, trans).check::<T>(dev, &mut rng, None);
+        Gemm::new(65, 70, 17, trans).check::<T>(dev, &mut rng, None);
+    }
+}
+
+fn large_dimension<T: Elem>(dev: &GpuDevice) {
+    let mut rng = Rng::new(12);
+    Gemm::new(1000, 7, 33, (false, false)).check::<T>(dev, &mut rng, None);
+    Gemm::new(5, 33, 1000, (true, true)).check::<T>(dev, &mut rng, None);
+    Gemm::new(3, 1000, 9, (false, true)).check::<T>(dev, &mut rng, None);
+}
+
+fn batched<T: Elem>(dev: &GpuDevice) {
+    let mut rng = Rng::new(13);
+    for trans in TRANS {
+        // A strided per batch, B broadcast (stride 0), C strided; alpha / beta applied.
+        let mut g = Gemm::new(20, 9, 13, trans);
+        g.batch = 3;
+        g.strides = (20 * 13, 0, 20 * 9);
+        g.alpha = 0.5;
+        g.beta = -2.0;
+        g.check::<T>(dev, &mut rng, None);
+        // A broadcast, B strided, batch 4.
+        let mut g = Gemm::new(7, 33, 5, trans);
+        g.batch = 4;
+        g.strides = (0, 33 * 5, 7 * 33);
+        g.check::<T>(dev, &mut rng, None);
+    }
+    // Fewer blocks than tiles and batches: every grid dimension is a grid-stride loop.
+    let mut g = Gemm::new(129, 130, 40, (false, false));
+    g.batch = 3;
+    g.strides = (129 * 40, 40 * 130, 129 * 130);
+    g.check::<T>(dev, &mut rng, Some((1, 2, 2)));
+}
+
+/// With beta = 0, C is never read: NaN garbage in C must not leak into the result.
+fn beta_zero_ignores_nan(dev: &GpuDevice) {
+    let (m, n, k) = (9, 10, 11);
+    let a = Rng::new(14).vec(m * k, -1.0, 1.0);
+    let b = Rng::new(15).vec(k * n, -1.0, 1.0);
+    let g = Gemm::new(m, n, k, (false, false));
+    let want = g.reference(&a, &b, &vec![0.0; m * n]);
+    let (ab, bb, cb) = (
+        upload::<f64>(dev, &a),
+        upload::<f64>(dev, &b),
+        upload::<f64>(dev, &vec![f64::NAN; m * n]),
+    );
+    let args = [
+        KernelArg::Buffer(&ab),
+        KernelArg::Buffer(&bb),
+        KernelArg::Buffer(&cb),
+        KernelArg::I32(m as i32),
+        KernelArg::I32(n as i32),
+        KernelArg::I32(k as i32),
+        KernelArg::I64(1),
+        KernelArg::I64(0),
+        KernelArg::I64(0),
+        KernelArg::I64(0),
+        KernelArg::I32(0),
+        KernelArg::I32(0),
+        KernelArg::F64(1.0),
+        KernelArg::F64(0.0),
+    ];
+    dev.launch(
+        KernelFamily::Matmul,
+        "matmul_f64",
+        (1, 1, 1),
+        (16, 16, 1),
+        0,
+        &args,
+    )
+    .expect("matmul launch");
+    assert_close("beta = 0", &download::<f64>(dev, &cb), &want, 1e-12);
+}
+
+device_tests! {
+    matmul_edge_sizes_f32 => edge_sizes::<f32>;
+    matmul_edge_sizes_f64 => edge_sizes::<f64>;
+    matmul_transposes_f32 => all_transposes::<f32>;
+    matmul_transposes_f64 => all_transposes::<f64>;
+    matmul_large_dimension_f32 => large_dimension::<f32>;
+    matmul_large_dimension_f64 => large_dimension::<f64>;
+    matmul_batched_f32 => batched::<f32>;
+    matmul_batched_f64 => batched::<f64>;
+    matmul_beta_zero_ignores_nan => beta_zero_ignores_nan;
+}

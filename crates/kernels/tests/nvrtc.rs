@@ -1,0 +1,163 @@
+//! NVRTC: every family compiles for sm_80 and sm_90, defines exactly the kernels it lists, and
+//! no kernel spills registers (ptxas -v); a broken source is a `Compile` error with the log.
+//!
+//! Needs libnvrtc (`pip install nvidia-cuda-nvrtc`, then put
+//! `site-packages/nvidia/cu13/lib` on `LD_LIBRARY_PATH`); without it these tests print a skip
+//! reason, unless `CURVATURE_REQUIRE_NVRTC=1`, when they fail.
+
+use curvature_kernels::{
+    compile_cubin_log, compile_ptx, compile_source, nvrtc_available, KernelError, KernelFamily,
+};
+
+const ARCHS: [&str; 2] = ["sm_80", "sm_90"];
+
+fn nvrtc_or_skip(test: &str) -> bool {
+    if nvrtc_available() {
+        return true;
+    }
+    if std::env::var("CURVATURE_REQUIRE_NVRTC").is_ok_and(|v| v == "1") {
+        panic!("{test}: CURVATURE_REQUIRE_NVRTC=1 but libnvrtc cannot be loaded");
+    }
+    eprintln!(
+        "skipping {test}: libnvrtc cannot be loaded (pip install nvidia-cuda-nvrtc and add \
+         site-packages/nvidia/cu13/lib to LD_LIBRARY_PATH)"
+    );
+    false
+}
+
+/// Names of the `.entry` points of a PTX module.
+fn ptx_entries(ptx: &str) -> Vec<String> {
+    ptx.lines()
+        .filter_map(|l| l.split(".entry ").nth(1))
+        .map(|rest| {
+            rest.trim_end_matches('(')
+                .split('(')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn every_family_compiles_with_its_kernels_nvrtc() {
+    if !nvrtc_or_skip("every_family_compiles_with_its_kernels_nvrtc") {
+        return;
+    }
+    for family in KernelFamily::all() {
+        for arch in ARCHS {
+            let ptx =
+                compile_ptx(*family, arch).unwrap_or_else(|e| panic!("{}: {e}", family.name()));
+            let mut entries = ptx_entries(&ptx);
+            let mut names = family.kernel_names();
+            entries.sort();
+            names.sort();
+            assert_eq!(
+                entries,
+                names,
+                "{} for {arch}: PTX entries vs kernel_names()",
+                family.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn race_test_source_compiles_nvrtc() {
+    if !nvrtc_or_skip("race_test_source_compiles_nvrtc") {
+        return;
+    }
+    let source = format!(
+        "{}\n{}",
+        include_str!("../../../kernels/common.cuh"),
+        include_str!("../../../kernels/testing/race_test.cu")
+    );
+    for arch in ARCHS {
+        let ptx = compile_source("race_test", &source, arch).expect("race_test compiles");
+        assert_eq!(ptx_entries(&ptx).len(), 3);
+    }
+}
+
+#[test]
+fn no_kernel_spills_nvrtc() {
+    if !nvrtc_or_skip("no_kernel_spills_nvrtc") {
+        return;
+    }
+    for family in KernelFamily::all() {
+        for arch in ARCHS {
+            let log = compile_cubin_log(*family, arch)
+                .unwrap_or_else(|e| panic!("{}: {e}", family.name()));
+            let reports: Vec<&str> = log.lines().filter(|l| l.contains("spill stores")).collect();
+            assert!(
+                reports.len() >= family.kernel_names().len(),
+                "{} for {arch}: expected a ptxas report per kernel, log:\n{log}",
+                family.name()
+            );
+            for line in reports {
+                let stores = spill_bytes(line, "spill stores");
+                let loads = spill_bytes(line, "spill loads");
+                assert_eq!(
+                    (stores, loads),
+                    (0, 0),
+                    "{} for {arch} spills: {line}\n{log}",
+                    family.name()
+                );
+            }
+            for line in log
+                .lines()
+                .filter(|l| l.contains("Used") && l.contains("registers"))
+            {
+                eprintln!("{} {arch}: {}", family.name(), line.trim());
+            }
+        }
+    }
+}
+
+/// The byte count in front of `what` ("N bytes spill stores") on a ptxas report line.
+fn spill_bytes(line: &str, what: &str) -> u64 {
+    let before = line.split(what).next().unwrap_or("");
+    let number = before.trim_end().trim_end_matches("bytes").trim_end();
+    let digits: String = number
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no byte count before `{what}` in: {line}"))
+}
+
+#[test]
+fn broken_source_is_a_compile_error_with_log_nvrtc() {
+    if !nvrtc_or_skip("broken_source_is_a_compile_error_with_log_nvrtc") {
+        return;
+    }
+    let broken = "extern \"C\" __global__ void broken_f32(float* x) { x[0] = undefined_thing; }";
+    match compile_source("broken", broken, "sm_80") {
+        Err(KernelError::Compile { family, arch, log }) => {
+            assert_eq!(family, "broken");
+            assert_eq!(arch, "sm_80");
+            assert!(
+                log.contains("undefined_thing"),
+                "log without the NVRTC diagnostic: {log}"
+            );
+            assert!(log.contains("error"), "log without an error line: {log}");
+        }
+        other => panic!("expected a Compile error, got {other:?}"),
+    }
+}
+
+#[test]
+fn missing_nvrtc_is_an_error_not_a_panic() {
+    if nvrtc_available() {
+        return;
+    }
+    assert!(matches!(
+        compile_ptx(KernelFamily::Matmul, "sm_90"),
+        Err(KernelError::NoNvrtc { .. })
+    ));
+}
