@@ -10,7 +10,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
-use crate::device::{BufferMem, KernelArg};
+use crate::device::{BufferMem, GpuBuffer, KernelArg};
 use crate::family::ModuleKey;
 use crate::nvrtc::{compile_module_ptx, nvrtc_available};
 use crate::KernelError;
@@ -38,6 +38,19 @@ fn oom_or(bytes: usize) -> impl Fn(DriverError) -> KernelError {
         } else {
             KernelError::Driver(e)
         }
+    }
+}
+
+/// The cudarc allocation behind a buffer of this (real) device.
+fn cuda_slice<'b>(kernel: &str, buf: &'b GpuBuffer) -> Result<&'b CudaBuffer, KernelError> {
+    match &buf.mem {
+        BufferMem::Cuda(slice) => Ok(slice),
+        // Only reachable with the `emulator` feature (host buffers).
+        #[allow(unreachable_patterns)]
+        _ => Err(KernelError::Launch {
+            kernel: kernel.to_string(),
+            reason: "an emulated buffer passed to a real GPU".to_string(),
+        }),
     }
 }
 
@@ -171,7 +184,7 @@ impl CudaBackend {
         let mut f64s = Vec::new();
         for arg in args {
             match arg {
-                KernelArg::Buffer(_) => {}
+                KernelArg::Buffer(_) | KernelArg::BufferAt(..) => {}
                 KernelArg::I32(v) => i32s.push(*v),
                 KernelArg::U32(v) => u32s.push(*v),
                 KernelArg::I64(v) => i64s.push(*v),
@@ -180,22 +193,24 @@ impl CudaBackend {
                 KernelArg::F64(v) => f64s.push(*v),
             }
         }
+        let mut views = Vec::new();
+        for arg in args {
+            if let KernelArg::BufferAt(buf, offset) = arg {
+                views.push(cuda_slice(kernel, buf)?.slice(*offset..));
+            }
+        }
         let mut builder = self.stream.launch_builder(&func);
         let (mut ni32, mut nu32, mut ni64, mut nu64, mut nf32, mut nf64) = (0, 0, 0, 0, 0, 0);
+        let mut nview = 0;
         for arg in args {
             match arg {
-                KernelArg::Buffer(buf) => match &buf.mem {
-                    BufferMem::Cuda(slice) => {
-                        builder.arg(slice);
-                    }
-                    #[cfg(feature = "emulator")]
-                    BufferMem::Host(_) => {
-                        return Err(KernelError::Launch {
-                            kernel: kernel.to_string(),
-                            reason: "an emulated buffer passed to a real GPU".to_string(),
-                        })
-                    }
-                },
+                KernelArg::Buffer(buf) => {
+                    builder.arg(cuda_slice(kernel, buf)?);
+                }
+                KernelArg::BufferAt(..) => {
+                    builder.arg(&views[nview]);
+                    nview += 1;
+                }
                 KernelArg::I32(_) => {
                     builder.arg(&i32s[ni32]);
                     ni32 += 1;

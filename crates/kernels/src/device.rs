@@ -17,6 +17,9 @@ use crate::KernelError;
 pub enum KernelArg<'a> {
     /// A device buffer, passed as a pointer to its first byte.
     Buffer(&'a GpuBuffer),
+    /// A pointer `offset` bytes into a device buffer (a view; `offset ≤ len_bytes`, and a
+    /// multiple of the element size the kernel reads through it).
+    BufferAt(&'a GpuBuffer, usize),
     /// `int`.
     I32(i32),
     /// `unsigned int`.
@@ -92,6 +95,17 @@ impl GpuBuffer {
     }
 }
 
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
 type DeviceCache = Mutex<HashMap<(bool, usize), GpuDevice>>;
 
 fn device_cache() -> &'static DeviceCache {
@@ -133,7 +147,15 @@ impl GpuDevice {
     /// panics) when libcuda or libnvrtc cannot be loaded or the device does not exist.
     pub fn cuda(ordinal: usize) -> Result<GpuDevice, KernelError> {
         cached(false, ordinal, || {
-            CudaBackend::new(ordinal).map(Backend::Cuda)
+            // cudarc panics when a driver symbol it expects is missing (e.g. an older driver):
+            // turn that into an error value too.
+            std::panic::catch_unwind(|| CudaBackend::new(ordinal))
+                .unwrap_or_else(|panic| {
+                    Err(KernelError::NoDriver {
+                        reason: format!("the CUDA driver is unusable: {}", panic_message(&panic)),
+                    })
+                })
+                .map(Backend::Cuda)
         })
     }
 
@@ -288,8 +310,21 @@ impl GpuDevice {
         args: &[KernelArg],
     ) -> Result<(), KernelError> {
         for arg in args {
-            if let KernelArg::Buffer(buf) = arg {
-                self.check_owner(buf)?;
+            match arg {
+                KernelArg::Buffer(buf) => self.check_owner(buf)?,
+                KernelArg::BufferAt(buf, offset) => {
+                    self.check_owner(buf)?;
+                    if *offset > buf.len {
+                        return Err(KernelError::Launch {
+                            kernel: kernel.escape_default().to_string(),
+                            reason: format!(
+                                "offset {offset} is past the end of a {}-byte buffer",
+                                buf.len
+                            ),
+                        });
+                    }
+                }
+                _ => {}
             }
         }
         if kernel.contains('\0') {

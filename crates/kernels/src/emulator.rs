@@ -6,7 +6,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::ptr::NonNull;
 use std::sync::Mutex;
 
-use crate::device::{BufferMem, KernelArg};
+use crate::device::{BufferMem, GpuBuffer, KernelArg};
 use crate::KernelError;
 
 extern "C" {
@@ -80,6 +80,18 @@ impl Drop for HostAlloc {
     }
 }
 
+/// The address `offset` bytes into an emulated buffer, as kernel-argument bytes.
+fn host_ptr(kernel: &str, buf: &GpuBuffer, offset: usize) -> Result<Vec<u8>, KernelError> {
+    match &buf.mem {
+        // `offset ≤ len_bytes` was checked by the device; only the address is computed here.
+        BufferMem::Host(h) => Ok((h.as_ptr() as usize + offset).to_ne_bytes().to_vec()),
+        BufferMem::Cuda(_) => Err(KernelError::Launch {
+            kernel: kernel.to_string(),
+            reason: "a real-GPU buffer passed to the emulated GPU".to_string(),
+        }),
+    }
+}
+
 pub(crate) struct EmuBackend {
     /// Serialises launches and copies, like one CUDA stream.
     exec: Mutex<()>,
@@ -143,14 +155,8 @@ impl EmuBackend {
         let mut slots = vec![0u64; args.len()];
         for (i, (arg, want)) in args.iter().zip(&expected).enumerate() {
             let (code, bytes): (&str, Vec<u8>) = match arg {
-                KernelArg::Buffer(buf) => match &buf.mem {
-                    BufferMem::Host(h) => {
-                        ("ptr", (h.as_ptr() as usize as u64).to_ne_bytes().to_vec())
-                    }
-                    BufferMem::Cuda(_) => {
-                        return Err(fail("a real-GPU buffer passed to the emulated GPU".into()))
-                    }
-                },
+                KernelArg::Buffer(buf) => ("ptr", host_ptr(kernel, buf, 0)?),
+                KernelArg::BufferAt(buf, offset) => ("ptr", host_ptr(kernel, buf, *offset)?),
                 KernelArg::I32(v) => ("i32", v.to_ne_bytes().to_vec()),
                 KernelArg::U32(v) => ("u32", v.to_ne_bytes().to_vec()),
                 KernelArg::I64(v) => ("i64", v.to_ne_bytes().to_vec()),

@@ -11,21 +11,25 @@
 //! Kernel names are `{op}_{dtype}`; each kernel's parameters and launch geometry are documented
 //! at the top of its `.cu` file. This crate knows nothing of tensors.
 //!
-//! ```no_run
-//! use curvature_kernels::{GpuDevice, KernelArg, KernelFamily};
+//! ```
+//! use curvature_kernels::{geometry, GpuDevice, KernelArg, KernelFamily};
 //!
 //! # fn main() -> Result<(), curvature_kernels::KernelError> {
-//! // A real GPU, or the emulated one when CURVATURE_CUDA=emulate.
-//! let dev = GpuDevice::new(0)?;
+//! // A real GPU (or the emulated one when CURVATURE_CUDA=emulate), else the emulated GPU when
+//! // the `emulator` feature is on; without either there is nothing to run on.
+//! let Ok(dev) = GpuDevice::new(0).or_else(|_| GpuDevice::emulated()) else {
+//!     return Ok(());
+//! };
 //! let x: Vec<u8> = [1.0f32, 2.0, 3.0].iter().flat_map(|v| v.to_ne_bytes()).collect();
 //! let x = dev.upload(&x)?;
 //! let out = dev.alloc_zeros(x.len_bytes())?;
 //! // out = x·2 + 1
+//! let (grid, block) = geometry::launch_1d(3);
 //! dev.launch(
 //!     KernelFamily::Elementwise,
 //!     "unary_affine_f32",
-//!     (1, 1, 1),
-//!     (256, 1, 1),
+//!     grid,
+//!     block,
 //!     0,
 //!     &[
 //!         KernelArg::Buffer(&x),
@@ -63,6 +67,7 @@ mod device;
 mod emulator;
 mod error;
 mod family;
+pub mod geometry;
 mod nvrtc;
 
 pub use device::{GpuBuffer, GpuDevice, KernelArg};

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::nvrtc::{result, sys};
 
+use crate::device::panic_message;
 use crate::family::{KernelFamily, ModuleKey};
 use crate::KernelError;
 
@@ -87,6 +88,22 @@ impl Drop for Program {
 }
 
 fn compile(name: &str, source: &str, arch: &str, output: Output) -> Result<Compiled, KernelError> {
+    // cudarc panics when libnvrtc lacks a symbol it expects (an older NVRTC): an error value.
+    std::panic::catch_unwind(|| compile_unguarded(name, source, arch, output)).unwrap_or_else(
+        |panic| {
+            Err(KernelError::NoNvrtc {
+                reason: format!("libnvrtc is unusable: {}", panic_message(&panic)),
+            })
+        },
+    )
+}
+
+fn compile_unguarded(
+    name: &str,
+    source: &str,
+    arch: &str,
+    output: Output,
+) -> Result<Compiled, KernelError> {
     if !nvrtc_available() {
         return Err(KernelError::NoNvrtc {
             reason: "libnvrtc could not be loaded: `pip install nvidia-cuda-nvrtc` and put \

@@ -432,7 +432,40 @@ fn copy_strided<T: Elem>(dev: &GpuDevice) {
     }
 }
 
+/// `KernelArg::BufferAt` passes views: neg of x[3..10] written into out[2..9].
+fn buffer_views<T: Elem>(dev: &GpuDevice) {
+    let size = std::mem::size_of::<T>();
+    let x: Vec<f64> = (0..10).map(|i| i as f64).collect();
+    let (xb, out) = (upload::<T>(dev, &x), zeros::<T>(dev, 10));
+    let args = [
+        KernelArg::BufferAt(&xb, 3 * size),
+        KernelArg::BufferAt(&out, 2 * size),
+        KernelArg::U64(7),
+        T::from_f64(0.0).arg(),
+        T::from_f64(0.0).arg(),
+    ];
+    launch(
+        dev,
+        EW,
+        &format!("unary_neg_{}", T::DT),
+        (1, 1, 1),
+        (32, 1, 1),
+        &args,
+    );
+    let mut want = vec![0.0; 10];
+    for i in 0..7 {
+        want[2 + i] = -x[3 + i];
+    }
+    assert_eq!(download::<T>(dev, &out), want);
+    let past_end = [KernelArg::BufferAt(&xb, 10 * size + 1)];
+    assert!(dev
+        .launch(EW, "fill_f32", (1, 1, 1), (1, 1, 1), 0, &past_end)
+        .is_err());
+}
+
 device_tests! {
+    buffer_views_f32 => buffer_views::<f32>;
+    buffer_views_f64 => buffer_views::<f64>;
     unary_ops_f32 => unary_all::<f32>;
     unary_ops_f64 => unary_all::<f64>;
     derivative_polynomials_match_finite_differences => derivative_polynomials;

@@ -208,7 +208,64 @@ fn copy_into_strided<T: Elem>(dev: &GpuDevice) {
     assert_eq!(download::<T>(dev, &db), want);
 }
 
+/// The suggested geometry of `curvature_kernels::geometry` gives the right sums and rows.
+fn suggested_geometry(dev: &GpuDevice) {
+    use curvature_kernels::geometry::{reduce_axis_launch, row_launch};
+    let mut rng = Rng::new(22);
+    for (outer, red, inner) in [(1usize, 300usize, 1usize), (2, 9, 5), (3, 4, 70)] {
+        let x = rng.vec(outer * red * inner, -1.0, 1.0);
+        let want: Vec<f64> = (0..outer * inner)
+            .map(|oi| {
+                (0..red)
+                    .map(|r| x[((oi / inner) * red + r) * inner + oi % inner])
+                    .sum()
+            })
+            .collect();
+        let (xb, out) = (upload::<f64>(dev, &x), zeros::<f64>(dev, outer * inner));
+        let (grid, block) = reduce_axis_launch(outer, inner);
+        let args = [
+            KernelArg::Buffer(&xb),
+            KernelArg::Buffer(&out),
+            KernelArg::I64(outer as i64),
+            KernelArg::I64(red as i64),
+            KernelArg::I64(inner as i64),
+        ];
+        dev.launch(RD, "reduce_sum_f64", grid, block, 0, &args)
+            .expect("reduce_sum");
+        assert_close(
+            "reduce_sum (suggested geometry)",
+            &download::<f64>(dev, &out),
+            &want,
+            1e-12,
+        );
+    }
+    for (rows, cols) in [(3usize, 5usize), (2, 300)] {
+        let x = rng.vec(rows * cols, -3.0, 3.0);
+        let want: Vec<f64> = x
+            .chunks(cols)
+            .map(|row| row.iter().map(|v| v.exp()).sum::<f64>().ln())
+            .collect();
+        let (xb, out) = (upload::<f64>(dev, &x), zeros::<f64>(dev, rows));
+        let (grid, block) = row_launch(rows, cols);
+        let args = [
+            KernelArg::Buffer(&xb),
+            KernelArg::Buffer(&out),
+            KernelArg::I64(rows as i64),
+            KernelArg::I64(cols as i64),
+        ];
+        dev.launch(RD, "logsumexp_f64", grid, block, 0, &args)
+            .expect("logsumexp");
+        assert_close(
+            "logsumexp (suggested geometry)",
+            &download::<f64>(dev, &out),
+            &want,
+            1e-12,
+        );
+    }
+}
+
 device_tests! {
+    reduce_with_suggested_geometry => suggested_geometry;
     reduce_axis_f32 => axis_reductions::<f32>;
     reduce_axis_f64 => axis_reductions::<f64>;
     log_softmax_and_logsumexp_f32 => softmax_rows::<f32>;
