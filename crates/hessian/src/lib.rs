@@ -1,1 +1,65 @@
-//! curvature-hessian
+//! # curvature-hessian
+//!
+//! Second-order quantities on the curvature tape, for any scalar function of one or several
+//! tensors or for an `nn` model with a loss and data:
+//!
+//! - products: [`hvp`], [`hvp_batch`] (K vectors in one double-backward sweep);
+//! - dense matrices: [`hessian`] (a block matrix over several inputs), [`hessian_of`] any
+//!   operator, [`output_hessian`] (every element of a non-scalar output), [`model_hessian`],
+//!   [`loss_hessian`], [`per_sample_hessian`] — all assembled from operator batches over chunks
+//!   of identity rows whose size a memory budget fixes ([`HessianOptions`]);
+//! - diagonals: [`hessian_diagonal`] (exact), [`hessian_diagonal_hutchinson`];
+//! - summaries: [`trace_hutchinson`], [`trace_hutchpp`], [`top_eigenvalues`] (Lanczos with full
+//!   reorthogonalisation), [`spectral_density`] (stochastic Lanczos quadrature).
+//!
+//! Everything goes through the [`LinearOperator`] trait (`apply_batch` of `[K, dim]` rows).
+//! [`PreparedHvp`] is the Hessian of a function recorded once — its value and differentiable
+//! gradient stay on a tape — so every further batch costs one sweep and records nothing.
+//! Random probes come from a seeded ChaCha8 generator on the host ([`probes`]), so every device
+//! sees the same vectors. Only tensor ops touch vectors of length dim; results are tensors on the
+//! inputs' device. Small dense problems (the Lanczos tridiagonal, the Hutch++ Gram matrix) are
+//! solved on the host in f64 with `nalgebra`.
+//!
+//! ```
+//! use curvature_hessian::{hessian, hvp, top_eigenvalues, HessianOptions, LanczosOptions, PreparedHvp};
+//! use curvature_tensor::{DType, Device, Tensor};
+//!
+//! # fn main() -> curvature_hessian::Result<()> {
+//! // f(x) = Σ xᵢ³ has Hessian diag(6x).
+//! let x = Tensor::from_f64s(&[1.0, -2.0, 3.0], [3], DType::F64, Device::Cpu)?;
+//! let cube = |v: &[curvature_tape::Var]| v[0].powf(3.0)?.sum_all();
+//! let ones = x.ones_like()?;
+//! let hv = hvp(cube, &[x.clone()], &[ones])?;
+//! assert_eq!(hv[0].to_vec::<f64>()?, vec![6.0, -12.0, 18.0]);
+//!
+//! let h = hessian(cube, &[x.clone()], &HessianOptions::default())?;
+//! assert_eq!(h.dims(), &[3, 3]);
+//!
+//! let op = PreparedHvp::new(cube, &[x])?; // recorded once, reused by every estimator
+//! let top = top_eigenvalues(&op, &LanczosOptions { k: 2, ..Default::default() })?;
+//! assert!((top.values[0] - 18.0).abs() < 1e-9 && (top.values[1] - 6.0).abs() < 1e-9);
+//! # Ok(())
+//! # }
+//! ```
+
+mod assemble;
+mod density;
+mod error;
+mod functional;
+mod krylov;
+mod lanczos;
+mod linalg;
+mod model;
+mod operator;
+mod probes;
+mod trace;
+
+pub use assemble::{hessian_diagonal, hessian_of, HessianOptions};
+pub use density::{spectral_density, SlqOptions, SpectralDensity, GRID_MARGIN_SIGMAS};
+pub use error::{HessianError, Result};
+pub use functional::{hessian, hvp, hvp_batch, output_hessian};
+pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, Which};
+pub use model::{loss_hessian, model_hessian, per_sample_hessian};
+pub use operator::{apply, LinearOperator, PreparedHvp};
+pub use probes::{probes, Probe};
+pub use trace::{hessian_diagonal_hutchinson, trace_hutchinson, trace_hutchpp};

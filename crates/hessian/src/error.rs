@@ -1,0 +1,78 @@
+//! The hessian crate's error type.
+
+use curvature_tape::TapeError;
+use curvature_tensor::{DType, Device, Shape, Tensor, TensorError};
+
+/// Everything the hessian functions can reject. Variants name the function (`op`) and what
+/// was wrong with its arguments.
+#[derive(Debug, thiserror::Error)]
+pub enum HessianError {
+    /// The tape rejected a recording or a backward pass.
+    #[error(transparent)]
+    Tape(#[from] TapeError),
+    /// A tensor op failed (shapes, dtypes, devices).
+    #[error(transparent)]
+    Tensor(#[from] TensorError),
+    /// A vector (or a row of a batch) whose length is not the operator's dimension.
+    #[error("{op}: vectors must have length {expected}, got {got}")]
+    VectorLength {
+        op: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    /// A batch of zero vectors (K = 0) or zero probes.
+    #[error("{op}: the batch is empty (K = 0); pass at least one vector")]
+    EmptyBatch { op: &'static str },
+    /// A function that must return a scalar returned something else.
+    #[error("{op}: the function must return a scalar (one element), got shape {shape}")]
+    NonScalar { op: &'static str, shape: Shape },
+    /// More eigenvalues were asked for than the operator has.
+    #[error("top_eigenvalues: asked for {k} eigenvalues of a {dim}-dimensional operator")]
+    TooManyEigenvalues { k: usize, dim: usize },
+    /// A tensor whose dtype differs from the one the operator or the other inputs use.
+    #[error("{op}: dtype mismatch, expected {expected} got {got}")]
+    DTypeMismatch {
+        op: &'static str,
+        expected: DType,
+        got: DType,
+    },
+    /// A tensor on a different device from the operator or the other inputs.
+    #[error("{op}: device mismatch, expected {expected} got {got}")]
+    DeviceMismatch {
+        op: &'static str,
+        expected: Device,
+        got: Device,
+    },
+    /// Any other invalid argument, with an explanation.
+    #[error("{op}: {msg}")]
+    InvalidArgument { op: &'static str, msg: String },
+}
+
+/// Result alias of the hessian crate.
+pub type Result<T> = std::result::Result<T, HessianError>;
+
+pub(crate) fn invalid(op: &'static str, msg: impl Into<String>) -> HessianError {
+    HessianError::InvalidArgument {
+        op,
+        msg: msg.into(),
+    }
+}
+
+/// Errors unless `t` has the expected dtype and device.
+pub(crate) fn check_kind(op: &'static str, t: &Tensor, dtype: DType, device: Device) -> Result<()> {
+    if t.device() != device {
+        return Err(HessianError::DeviceMismatch {
+            op,
+            expected: device,
+            got: t.device(),
+        });
+    }
+    if t.dtype() != dtype {
+        return Err(HessianError::DTypeMismatch {
+            op,
+            expected: dtype,
+            got: t.dtype(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! The top eigenvalues of an operator by Lanczos with full reorthogonalisation.
+
+use curvature_tensor::Tensor;
+
+use crate::error::invalid;
+use crate::krylov::{epsilon, is_breakdown, Krylov};
+use crate::linalg::tridiagonal_eigen;
+use crate::operator::LinearOperator;
+use crate::probes::{Probe, ProbeStream};
+use crate::{HessianError, Result};
+
+/// Steps between two looks at the coefficients on the host (one transfer each).
+const CHECK_EVERY: usize = 8;
+
+/// Which end of the spectrum [`top_eigenvalues`] looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The k largest by algebraic value.
+    Largest,
+    /// The k largest by absolute value.
+    LargestMagnitude,
+}
+
+/// Options of [`top_eigenvalues`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LanczosOptions {
+    /// How many eigenvalues (1 ≤ k ≤ dim).
+    pub k: usize,
+    pub which: Which,
+    /// Converged when every wanted Ritz pair has residual `‖H·y − θ·y‖ ≤ tol · |θ|`.
+    pub tol: f64,
+    /// The most Lanczos steps (operator products), at least k; capped at dim.
+    pub max_iter: usize,
+    /// Also return the Ritz vectors.
+    pub eigenvectors: bool,
+    /// Seed of the Gaussian start vector (and of restarts after an invariant subspace).
+    pub seed: u64,
+}
+
+impl Default for LanczosOptions {
+    /// k = 1, largest, tol = 1e-8, at most 300 steps, no vectors, seed 0.
+    fn default() -> Self {
+        LanczosOptions {
+            k: 1,
+            which: Which::Largest,
+            tol: 1e-8,
+            max_iter: 300,
+            eigenvectors: false,
+            seed: 0,
+        }
+    }
+}
+
+/// Eigenvalue estimates from [`top_eigenvalues`].
+#[derive(Debug, Clone)]
+pub struct Eigen {
+    /// The k eigenvalues, descending (by value, or by magnitude for `LargestMagnitude`).
+    pub values: Vec<f64>,
+    /// The unit eigenvectors `[k, dim]` in the same order, when asked for.
+    pub vectors: Option<Tensor>,
+    /// The residual norm `‖H·y − θ·y‖` of each Ritz pair.
+    pub residuals: Vec<f64>,
+    /// Lanczos steps taken (operator products).
+    pub iterations: usize,
+    /// Whether every residual met the tolerance.
+    pub converged: bool,
+}
+
+/// The k top eigenvalues of a symmetric operator by Lanczos with full reorthogonalisation
+/// (each new vector orthogonalised twice against the whole basis, on the device). The
+/// tridiagonal matrix is solved on the host every few steps to test convergence. When the
+/// Krylov space becomes invariant the recurrence restarts from a fresh random vector
+/// orthogonal to the basis; a repeated eigenvalue may still be reported once, as in any
+/// single-vector Lanczos.
+pub fn top_eigenvalues<O: LinearOperator + ?Sized>(
+    op: &O,
+    options: &LanczosOptions,
+) -> Result<Eigen> {
+    let dim = op.dim();
+    let k = options.k;
+    if k > dim {
+        return Err(HessianError::TooManyEigenvalues { k, dim });
+    }
+    if k == 0 || options.max_iter < k || options.tol.is_nan() || options.tol < 0.0 {
+        return Err(invalid(
+            "top_eigenvalues",
+            format!(
+                "needs k ≥ 1, max_iter ≥ k and tol ≥ 0, got k = {k}, max_iter = {}, tol = {}",
+                options.max_iter, options.tol
+            ),
+        ));
+    }
+    let limit = options.max_iter.min(dim);
+    let mut stream = ProbeStream::new(Probe::Gaussian, options.seed, dim, op.dtype(), op.device());
+    let mut krylov = Krylov::new(&stream.next(1)?)?;
+    let (mut alphas, mut betas) = (Vec::new(), Vec::new());
+    let mut scale = 0.0f64;
+    loop {
+        let block = CHECK_EVERY.min(limit - alphas.len());
+        for _ in 0..block {
+            krylov.step(op)?;
+        }
+        let (a, b) = krylov.flush()?;
+        let mut broke = false;
+        for (a, b) in a.iter().zip(&b) {
+            scale = scale.max(a[0].abs());
+            alphas.push(a[0]);
+            if is_breakdown(b[0], scale, op.dtype()) {
+                betas.push(0.0);
+                broke = true;
+                break;
+            }
+            scale = scale.max(b[0]);
+            betas.push(b[0]);
+        }
+        let m = alphas.len();
+        if broke {
+            krylov.truncate(m)?;
+        }
+        let ritz = (m >= k)
+            .then(|| select(&alphas, &betas, k, options, scale, op.dtype()))
+            .transpose()?;
+        let converged = ritz.as_ref().is_some_and(|r| r.converged);
+        if let Some(r) = ritz.filter(|r| (r.converged && !broke) || m >= limit) {
+            return r.finish(&krylov, m);
+        }
+        if broke && !krylov.restart(&stream.next(1)?)? {
+            let r = select(&alphas, &betas, k.min(m), options, scale, op.dtype())?;
+            return Ritz { converged, ..r }.finish(&krylov, m);
+        }
+    }
+}
+
+/// The wanted Ritz pairs of the current tridiagonal matrix.
+struct Ritz {
+    values: Vec<f64>,
+    /// Columns of the tridiagonal's eigenvectors, one per value (length m each).
+    coefficients: Vec<Vec<f64>>,
+    residuals: Vec<f64>,
+    converged: bool,
+    eigenvectors: bool,
+}
+
+fn select(
+    alphas: &[f64],
+    betas: &[f64],
+    k: usize,
+    options: &LanczosOptions,
+    scale: f64,
+    dtype: curvature_tensor::DType,
+) -> Result<Ritz> {
+    let m = alphas.len();
+    let (values, vectors) = tridiagonal_eigen("top_eigenvalues", alphas, &betas[..m - 1])?;
+    let mut order: Vec<usize> = (0..m).collect();
+    match options.which {
+        Which::Largest => order.sort_by(|&a, &b| values[b].total_cmp(&values[a])),
+        Which::LargestMagnitude => {
+            order.sort_by(|&a, &b| values[b].abs().total_cmp(&values[a].abs()))
+        }
+    }
+    order.truncate(k);
+    let last_beta = betas[m - 1];
+    let floor = scale * epsilon(dtype);
+    let residuals: Vec<f64> = order
+        .iter()
+        .map(|&i| (last_beta * vectors[(m - 1, i)]).abs())
+        .collect();
+    let converged = order
+        .iter()
+        .zip(&residuals)
+        .all(|(&i, &r)| r <= options.tol * values[i].abs().max(floor));
+    Ok(Ritz {
+        values: order.iter().map(|&i| values[i]).collect(),
+        coefficients: order
+            .iter()
+            .map(|&i| (0..m).map(|r| vectors[(r, i)]).collect())
+            .collect(),
+        residuals,
+        converged,
+        eigenvectors: options.eigenvectors,
+    })
+}
+
+impl Ritz {
+    /// The result, with the Ritz vectors `Sᵀ·Q` formed on the device when asked for.
+    fn finish(self, krylov: &Krylov, m: usize) -> Result<Eigen> {
+        let vectors = if self.eigenvectors {
+            let basis = krylov.basis(m)?;
+            let dim = basis.dims()[2];
+            let s: Vec<f64> = self.coefficients.concat();
+            let s = Tensor::from_f64s(&s, [self.values.len(), m], basis.dtype(), basis.device())?;
+            Some(s.matmul(&basis.reshape([m, dim])?)?)
+        } else {
+            None
+        };
+        Ok(Eigen {
+            values: self.values,
+            vectors,
+            residuals: self.residuals,
+            iterations: m,
+            converged: self.converged,
+        })
+    }
+}

@@ -1,0 +1,80 @@
+//! Small dense linear algebra on the host in f64 (through `nalgebra`): the tridiagonal
+//! eigenproblem of Lanczos and SLQ, and the k × k Gram eigenproblem that orthonormalises a
+//! sketch whose big `[k, dim]` products stay tensor ops on the device.
+
+use curvature_tensor::Tensor;
+use nalgebra::{DMatrix, SymmetricEigen};
+
+use crate::error::invalid;
+use crate::Result;
+
+/// Eigenvalues (ascending) and orthonormal eigenvectors (columns, in the same order) of a
+/// symmetric matrix given row-major.
+pub(crate) fn symmetric_eigen(
+    op: &'static str,
+    n: usize,
+    entries: &[f64],
+) -> Result<(Vec<f64>, DMatrix<f64>)> {
+    if entries.iter().any(|v| !v.is_finite()) {
+        return Err(invalid(op, "the operator produced non-finite values"));
+    }
+    let matrix = DMatrix::from_row_slice(n, n, entries);
+    let eig = SymmetricEigen::try_new(matrix, f64::EPSILON, 1000 * n.max(1))
+        .ok_or_else(|| invalid(op, "the symmetric eigensolver did not converge"))?;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| eig.eigenvalues[a].total_cmp(&eig.eigenvalues[b]));
+    let values = order.iter().map(|&i| eig.eigenvalues[i]).collect();
+    let vectors = DMatrix::from_fn(n, n, |r, c| eig.eigenvectors[(r, order[c])]);
+    Ok((values, vectors))
+}
+
+/// Eigen-decomposition of the symmetric tridiagonal matrix with diagonal `alphas` and
+/// off-diagonal `betas` (`alphas.len() − 1` entries).
+pub(crate) fn tridiagonal_eigen(
+    op: &'static str,
+    alphas: &[f64],
+    betas: &[f64],
+) -> Result<(Vec<f64>, DMatrix<f64>)> {
+    let m = alphas.len();
+    let mut t = vec![0.0; m * m];
+    for i in 0..m {
+        t[i * m + i] = alphas[i];
+        if i + 1 < m {
+            t[i * m + i + 1] = betas[i];
+            t[(i + 1) * m + i] = betas[i];
+        }
+    }
+    symmetric_eigen(op, m, &t)
+}
+
+/// Orthonormal rows spanning the numerically significant part of the row space of `y`
+/// (`[k, dim]`), by two passes of SVQB: `G = Y·Yᵀ = U·Λ·Uᵀ` on the host, then
+/// `Q = Λ^{-1/2}·Uᵀ·Y` on the device, dropping directions with `λ ≤ λ_max · 1e3 · ε`.
+/// `None` when `y` is numerically zero.
+pub(crate) fn orthonormal_rows(op: &'static str, y: &Tensor) -> Result<Option<Tensor>> {
+    let mut q = y.clone();
+    for _ in 0..2 {
+        let k = q.dims()[0];
+        let gram = q.matmul(&q.t()?)?.to_f64s()?;
+        let (values, vectors) = symmetric_eigen(op, k, &gram)?;
+        let largest = values.last().copied().unwrap_or(0.0);
+        let eps = match q.dtype() {
+            curvature_tensor::DType::F32 => f32::EPSILON as f64,
+            curvature_tensor::DType::F64 => f64::EPSILON,
+        };
+        let kept: Vec<usize> = (0..k)
+            .filter(|&i| largest > 0.0 && values[i] > largest * 1e3 * eps)
+            .collect();
+        if kept.is_empty() {
+            return Ok(None);
+        }
+        let mut transform = Vec::with_capacity(kept.len() * k);
+        for &i in &kept {
+            let scale = 1.0 / values[i].sqrt();
+            transform.extend((0..k).map(|r| vectors[(r, i)] * scale));
+        }
+        let t = Tensor::from_f64s(&transform, [kept.len(), k], q.dtype(), q.device())?;
+        q = t.matmul(&q)?;
+    }
+    Ok(Some(q))
+}

@@ -1,0 +1,105 @@
+//! Hessians of `nn` models with respect to their flat parameter vector θ (PyTorch's order:
+//! per layer the weight row-major, then the bias): model Hessians, loss Hessians and per-sample
+//! loss Hessians.
+
+use curvature_tape::nn::{Loss, Sequential};
+use curvature_tensor::Tensor;
+
+use crate::assemble::{hessian_of, write_matrix, HessianOptions, HostBuffer};
+use crate::error::{check_kind, invalid};
+use crate::functional::output_hessian;
+use crate::operator::PreparedHvp;
+use crate::Result;
+
+impl PreparedHvp {
+    /// The Hessian of `loss(model(x), y)` with respect to the flat parameters θ (`dim = P`),
+    /// recorded once. `x` and `y` must have the parameters' dtype and device.
+    pub fn for_model(
+        model: &Sequential,
+        loss: Loss,
+        x: &Tensor,
+        y: &Tensor,
+    ) -> Result<PreparedHvp> {
+        let theta = model.flat_params()?;
+        check_kind("PreparedHvp::for_model", x, theta.dtype(), theta.device())?;
+        check_kind("PreparedHvp::for_model", y, theta.dtype(), theta.device())?;
+        PreparedHvp::new(
+            |v| {
+                let out = model.forward_flat(&v[0], &v[0].constant(x.clone()))?;
+                loss.compute(&out, y)
+            },
+            &[theta],
+        )
+    }
+}
+
+/// The Hessian of every model output with respect to θ: `[n, out, P, P]` for `x` of shape
+/// `[n, in]`. Sample i's outputs depend on row i of `x` only, so each sample is recorded on its
+/// own (one row through the model).
+pub fn model_hessian(model: &Sequential, x: &Tensor) -> Result<Tensor> {
+    let theta = model.flat_params()?;
+    check_kind("model_hessian", x, theta.dtype(), theta.device())?;
+    let n = samples("model_hessian", x)?;
+    let p = theta.elem_count();
+    let sample_hessian = |i: usize| -> Result<Tensor> {
+        let xi = x.narrow(0, i, 1)?;
+        output_hessian(
+            |v| model.forward_flat(&v[0], &v[0].constant(xi.clone())),
+            std::slice::from_ref(&theta),
+            &HessianOptions::default(),
+        )
+    };
+    let first = sample_hessian(0)?;
+    let outputs = first.dims()[1];
+    let block = outputs * p * p;
+    let mut buf = HostBuffer::zeros(theta.dtype(), n * block);
+    buf.write(0, &first)?;
+    for i in 1..n {
+        buf.write(i * block, &sample_hessian(i)?)?;
+    }
+    buf.into_tensor([n, outputs, p, p], theta.device())
+}
+
+/// The Hessian `[P, P]` of `loss(model(x), y)` with respect to θ.
+pub fn loss_hessian(model: &Sequential, loss: Loss, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    hessian_of(
+        &PreparedHvp::for_model(model, loss, x, y)?,
+        &HessianOptions::default(),
+    )
+}
+
+/// Each sample's loss Hessian `[n, P, P]`: entry i is the Hessian of the loss of the one-sample
+/// batch `(x[i], y[i])`. For the mean losses (MSE, cross-entropy) the batch Hessian is their
+/// mean; for the sum of squares, their sum.
+pub fn per_sample_hessian(
+    model: &Sequential,
+    loss: Loss,
+    x: &Tensor,
+    y: &Tensor,
+) -> Result<Tensor> {
+    let n = samples("per_sample_hessian", x)?;
+    if y.rank() == 0 || y.dims()[0] != n {
+        return Err(invalid(
+            "per_sample_hessian",
+            format!("x has {n} samples but y has shape {}", y.shape()),
+        ));
+    }
+    let p = model.num_params();
+    let mut buf = HostBuffer::zeros(x.dtype(), n * p * p);
+    for i in 0..n {
+        let op = PreparedHvp::for_model(model, loss, &x.narrow(0, i, 1)?, &y.narrow(0, i, 1)?)?;
+        write_matrix(&op, &HessianOptions::default(), &mut buf, i * p * p)?;
+    }
+    buf.into_tensor([n, p, p], x.device())
+}
+
+/// The number of samples of a `[n, in]` input, which must be at least one.
+fn samples(op: &'static str, x: &Tensor) -> Result<usize> {
+    if x.rank() != 2 || x.dims()[0] == 0 {
+        return Err(invalid(
+            op,
+            format!("x must be a non-empty [n, in] batch, got {}", x.shape()),
+        ));
+    }
+    Ok(x.dims()[0])
+}

@@ -1,0 +1,99 @@
+//! Stochastic estimators of the trace and the diagonal: Hutchinson and Hutch++.
+
+use curvature_tensor::Tensor;
+
+use crate::error::invalid;
+use crate::linalg::orthonormal_rows;
+use crate::operator::{apply, apply_chunked, LinearOperator};
+use crate::probes::{Probe, ProbeStream};
+use crate::{HessianError, HessianOptions, Result};
+
+/// Hutchinson's estimate `tr H ≈ (1/n) Σ vᵢ·H·vᵢ` over `probes` vectors of `kind` drawn with
+/// `seed` (row i is row i of [`probes`](crate::probes)`(probes, dim, kind, seed, …)`), pushed
+/// through the operator in batches of [`HessianOptions::chunk_rows`] rows and reduced on the
+/// device; one scalar comes back to the host.
+pub fn trace_hutchinson<O: LinearOperator + ?Sized>(
+    op: &O,
+    probes: usize,
+    kind: Probe,
+    seed: u64,
+) -> Result<f64> {
+    let sum = sum_over_probes("trace_hutchinson", op, probes, kind, seed, |v, hv| {
+        Ok(v.mul(hv)?.sum_all()?)
+    })?;
+    Ok(sum.to_scalar()? / probes as f64)
+}
+
+/// Hutchinson's estimate of the diagonal, `diag H ≈ (1/n) Σ vᵢ ⊙ H·vᵢ` with Rademacher
+/// probes, as a `[dim]` tensor on the operator's device.
+pub fn hessian_diagonal_hutchinson<O: LinearOperator + ?Sized>(
+    op: &O,
+    probes: usize,
+    seed: u64,
+) -> Result<Tensor> {
+    let sum = sum_over_probes(
+        "hessian_diagonal_hutchinson",
+        op,
+        probes,
+        Probe::Rademacher,
+        seed,
+        |v, hv| Ok(v.mul(hv)?.sum(&[0], false)?),
+    )?;
+    Ok(sum.div_scalar(probes as f64)?)
+}
+
+/// Σ over batches of `term(V, V·H)`, accumulated on the device.
+fn sum_over_probes<O: LinearOperator + ?Sized>(
+    name: &'static str,
+    op: &O,
+    probes: usize,
+    kind: Probe,
+    seed: u64,
+    term: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    if probes == 0 {
+        return Err(HessianError::EmptyBatch { op: name });
+    }
+    let rows = HessianOptions::default().chunk_rows(op.dim(), op.dtype());
+    let mut stream = ProbeStream::new(kind, seed, op.dim(), op.dtype(), op.device());
+    let mut total: Option<Tensor> = None;
+    for start in (0..probes).step_by(rows) {
+        let v = stream.next(rows.min(probes - start))?;
+        let part = term(&v, &apply(op, &v)?)?;
+        total = Some(match total {
+            Some(t) => t.add(&part)?,
+            None => part,
+        });
+    }
+    total.ok_or(HessianError::EmptyBatch { op: name })
+}
+
+/// Hutch++ (Meyer, Musco, Musco, Woodruff 2021) with a budget of `matvecs` operator products
+/// (at least 3): a third sketch the top range, `Q = orth(S·H)` with `S` Rademacher `[m/3, dim]`;
+/// `tr(Qᵀ·H·Q)` is computed exactly and Hutchinson runs on the rest of the probes projected
+/// off `Q`. The sketch and projections are tensor ops on the device; only the `[k, k]` Gram
+/// eigenproblem of the orthonormalisation runs on the host.
+pub fn trace_hutchpp<O: LinearOperator + ?Sized>(op: &O, matvecs: usize, seed: u64) -> Result<f64> {
+    if matvecs < 3 {
+        return Err(invalid(
+            "trace_hutchpp",
+            format!("needs a budget of at least 3 products, got {matvecs}"),
+        ));
+    }
+    let sketch = matvecs / 3;
+    let rest = matvecs - 2 * sketch;
+    let mut stream = ProbeStream::new(Probe::Rademacher, seed, op.dim(), op.dtype(), op.device());
+    let s = stream.next(sketch)?;
+    let g = stream.next(rest)?;
+    let q = orthonormal_rows("trace_hutchpp", &apply_chunked(op, &s)?)?;
+    let (top, g) = match q {
+        Some(q) => {
+            let top = q.mul(&apply_chunked(op, &q)?)?.sum_all()?;
+            let projected = g.sub(&g.matmul(&q.t()?)?.matmul(&q)?)?;
+            (top.to_scalar()?, projected)
+        }
+        None => (0.0, g),
+    };
+    let tail = g.mul(&apply_chunked(op, &g)?)?.sum_all()?.to_scalar()?;
+    Ok(top + tail / rest as f64)
+}

@@ -1,0 +1,60 @@
+//! Helpers shared by the hessian crate's integration tests.
+#![allow(dead_code)]
+
+use curvature_tape::ModelFile;
+use curvature_tensor::{DType, Device, Tensor};
+
+/// The golden files (tests/data, copied from shared/golden), all float64 JAX references.
+pub const GOLDEN: [&str; 4] = [
+    "seed_simplenet_tanh_mse",
+    "seed_linear_sigmoid_sumsq",
+    "mlp_4_6_5_3_tanh_sigmoid_mse",
+    "mlp_5_8_4_tanh_xent",
+];
+
+pub fn load(name: &str) -> ModelFile {
+    let path = format!(
+        "{}/../../tests/data/{name}.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    ModelFile::load(&path, DType::F64, Device::Cpu).expect("golden file loads")
+}
+
+/// max|ours − reference| / max|reference| (the golden README's measure); shapes must agree.
+pub fn rel_err(ours: &Tensor, reference: &Tensor) -> f64 {
+    assert_eq!(
+        ours.elem_count(),
+        reference.elem_count(),
+        "element counts differ: {:?} vs {:?}",
+        ours.shape(),
+        reference.shape()
+    );
+    let a = ours.to_f64s().unwrap();
+    let b = reference.to_f64s().unwrap();
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    let scale = b.iter().map(|y| y.abs()).fold(0.0, f64::max);
+    if scale == 0.0 {
+        diff
+    } else {
+        diff / scale
+    }
+}
+
+pub fn f64s(values: &[f64], dims: &[usize]) -> Tensor {
+    Tensor::from_f64s(values, dims, DType::F64, Device::Cpu).unwrap()
+}
+
+/// Row-major `n × n` matrix times vector, on the host.
+pub fn matvec(h: &[f64], n: usize, v: &[f64]) -> Vec<f64> {
+    (0..n)
+        .map(|i| (0..n).map(|j| h[i * n + j] * v[j]).sum())
+        .collect()
+}
+
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
