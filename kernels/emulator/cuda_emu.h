@@ -18,6 +18,8 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __align__(n) __attribute__((aligned(n)))
+#define __launch_bounds__(...)
 // One OS thread runs one block at a time, so a thread-local static is shared by the block's
 // fibers and reused (not re-initialised) block after block, like real shared memory.
 #define __shared__ static thread_local

@@ -9,11 +9,18 @@ pub const BLOCK_1D: u32 = 256;
 /// Upper bound on blocks for grid-stride launches (more buys nothing).
 const MAX_BLOCKS: u64 = 65_535;
 
-/// The block of every `matmul_*` launch: 16×16 threads, each computing a 4×4 tile of C.
+/// The block of every `matmul_*` launch: 16×16 threads.
 pub const MATMUL_BLOCK: (u32, u32, u32) = (16, 16, 1);
 
-/// Rows and columns of C computed by one `matmul_*` block.
-pub const MATMUL_TILE: usize = 64;
+/// Rows and columns of C computed by one `matmul_{dt}` block: 128 for `f32` (8×8 per thread),
+/// 64 for `f64` (4×4 per thread, which keeps it from spilling).
+pub fn matmul_tile(dt: &str) -> usize {
+    if dt == "f32" {
+        128
+    } else {
+        64
+    }
+}
 
 fn clamp_blocks(n: u64) -> u32 {
     n.clamp(1, MAX_BLOCKS) as u32
@@ -25,10 +32,19 @@ pub fn launch_1d(n: usize) -> ((u32, u32, u32), (u32, u32, u32)) {
     ((clamp_blocks(blocks), 1, 1), (BLOCK_1D, 1, 1))
 }
 
-/// Grid of `matmul_*` for C of m×n over `batch` matrices.
-pub fn matmul_grid(m: usize, n: usize, batch: usize) -> (u32, u32, u32) {
-    let tiles = |d: usize| clamp_blocks((d as u64).div_ceil(MATMUL_TILE as u64));
-    (tiles(n), tiles(m), clamp_blocks(batch as u64))
+/// (grid, block) of `matmul_{dt}` for C of m×n over `batch` matrices.
+pub fn matmul_launch(
+    dt: &str,
+    m: usize,
+    n: usize,
+    batch: usize,
+) -> ((u32, u32, u32), (u32, u32, u32)) {
+    let tile = matmul_tile(dt) as u64;
+    let tiles = |d: usize| clamp_blocks((d as u64).div_ceil(tile));
+    (
+        (tiles(n), tiles(m), clamp_blocks(batch as u64)),
+        MATMUL_BLOCK,
+    )
 }
 
 /// (grid, block) for `reduce_sum_*` / `reduce_max_*` over x viewed as [outer, red, inner]:

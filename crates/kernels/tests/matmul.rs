@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_close, download, rounded, upload, Elem, Rng};
-use curvature_kernels::{GpuDevice, KernelArg, KernelFamily};
+use curvature_kernels::{geometry, GpuDevice, KernelArg, KernelFamily};
 
 struct Gemm {
     m: usize,
@@ -86,11 +86,8 @@ impl Gemm {
             upload::<T>(dev, &b),
             upload::<T>(dev, &c),
         );
-        let grid = grid.unwrap_or((
-            self.n.div_ceil(64) as u32,
-            self.m.div_ceil(64) as u32,
-            self.batch as u32,
-        ));
+        let (suggested, block) = geometry::matmul_launch(T::DT, self.m, self.n, self.batch);
+        let grid = grid.unwrap_or(suggested);
         let args = [
             KernelArg::Buffer(&ab),
             KernelArg::Buffer(&bb),
@@ -111,7 +108,7 @@ impl Gemm {
             KernelFamily::Matmul,
             &format!("matmul_{}", T::DT),
             grid,
-            (16, 16, 1),
+            block,
             0,
             &args,
         )
@@ -180,9 +177,9 @@ fn batched<T: Elem>(dev: &GpuDevice) {
         g.check::<T>(dev, &mut rng, None);
     }
     // Fewer blocks than tiles and batches: every grid dimension is a grid-stride loop.
-    let mut g = Gemm::new(129, 130, 40, (false, false));
+    let mut g = Gemm::new(257, 260, 40, (false, false));
     g.batch = 3;
-    g.strides = (129 * 40, 40 * 130, 129 * 130);
+    g.strides = (257 * 40, 40 * 260, 257 * 260);
     g.check::<T>(dev, &mut rng, Some((1, 2, 2)));
 }
 
