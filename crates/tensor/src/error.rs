@@ -27,8 +27,8 @@ pub enum TensorError {
         lhs_k: usize,
         rhs_k: usize,
     },
-    /// Operands of one op have different dtypes.
-    #[error("{op}: dtype mismatch, {lhs:?} vs {rhs:?}")]
+    /// Operands of one op have different dtypes (named `f32` / `f64`, as `DType` displays).
+    #[error("{op}: dtype mismatch, {lhs} vs {rhs}")]
     DTypeMismatch {
         op: &'static str,
         lhs: DType,
@@ -75,7 +75,7 @@ pub enum TensorError {
     #[error("{op}: empty input")]
     Empty { op: &'static str },
     /// The host type asked for is not the tensor's dtype.
-    #[error("{op}: tensor holds {actual:?}, asked for {requested:?}")]
+    #[error("{op}: tensor holds {actual}, asked for {requested}")]
     WrongElementType {
         op: &'static str,
         actual: DType,
