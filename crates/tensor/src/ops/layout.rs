@@ -102,10 +102,11 @@ impl Tensor {
     pub fn narrow(&self, axis: isize, start: usize, len: usize) -> Result<Tensor> {
         let axis = self.shape().axis("narrow", axis)?;
         let size = self.dims()[axis];
-        if start + len > size {
+        // Checked: `start + len` may overflow for huge arguments, which must be an error too.
+        if start.checked_add(len).is_none_or(|end| end > size) {
             return Err(TensorError::IndexOutOfRange {
                 op: "narrow",
-                index: start + len,
+                index: start.saturating_add(len),
                 len: size,
             });
         }
