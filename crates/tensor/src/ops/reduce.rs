@@ -100,26 +100,23 @@ impl Tensor {
         let (moved, rows, cols) = self.with_axis_last("log_softmax", axis)?;
         let storage = moved.storage().log_softmax(rows, cols)?;
         let out = Tensor::from_storage(storage, moved.shape().clone());
-        let last = self.rank() - 1;
-        if a == last {
-            Ok(out)
-        } else {
-            out.transpose(a as isize, last as isize)
-        }
+        // Move the last axis back to `a` (the inverse of `with_axis_last`'s permutation).
+        let mut back: Vec<usize> = (0..self.rank() - 1).collect();
+        back.insert(a, self.rank() - 1);
+        out.permute(&back)
     }
 
-    /// This tensor with `axis` moved last (by a transpose), and its `[rows, cols]` view.
+    /// This tensor with `axis` moved last and the other axes in their order (a permutation,
+    /// not a swap: a swap would reorder the remaining axes when `axis` is not one of the
+    /// last two), and its `[rows, cols]` view.
     fn with_axis_last(&self, op: &'static str, axis: isize) -> Result<(Tensor, usize, usize)> {
         let a = self.shape().axis(op, axis)?;
         if self.dims()[a] == 0 {
             return Err(TensorError::Empty { op });
         }
-        let last = self.rank() - 1;
-        let moved = if a == last {
-            self.clone()
-        } else {
-            self.transpose(a as isize, last as isize)?
-        };
+        let mut perm: Vec<usize> = (0..self.rank()).filter(|&d| d != a).collect();
+        perm.push(a);
+        let moved = self.permute(&perm)?;
         let cols = self.dims()[a];
         Ok((moved, self.elem_count() / cols, cols))
     }
