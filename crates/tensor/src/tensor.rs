@@ -116,8 +116,20 @@ impl Tensor {
             0 => Vec::new(),
             1 => vec![start],
             _ => {
+                // torch.linspace's CPU kernel: the first half steps up from `start`, the second
+                // half steps down from `end`, so the last value is exactly `end` and the values
+                // agree with PyTorch bit for bit in f64.
                 let step = (end - start) / (steps - 1) as f64;
-                (0..steps).map(|i| start + step * i as f64).collect()
+                let halfway = steps / 2;
+                (0..steps)
+                    .map(|i| {
+                        if i < halfway {
+                            start + step * i as f64
+                        } else {
+                            end - step * (steps - i - 1) as f64
+                        }
+                    })
+                    .collect()
             }
         };
         Tensor::from_f64s(&data, [steps], dtype, device)
