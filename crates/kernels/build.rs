@@ -87,6 +87,7 @@ fn build_emulator(kernels: &Path) {
     fs::write(&tables_tu, tables).expect("write emulator tables");
     sources.push(tables_tu);
     sources.push(kernels.join("emulator/emu_runtime.cpp"));
+    sources.push(kernels.join("emulator/emu_memory.cpp"));
 
     cc::Build::new()
         .cpp(true)

@@ -1,7 +1,6 @@
 //! The emulated GPU (DESIGN §6a): kernels/*.cu compiled by the host C++ compiler and run as
 //! cooperative fibers by `kernels/emulator/emu_runtime.cpp`, launched through `emu_launch`.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::ptr::NonNull;
 use std::sync::Mutex;
@@ -23,6 +22,8 @@ extern "C" {
     ) -> c_int;
     fn emu_kernel_signature(name: *const c_char) -> *const c_char;
     fn emu_kernel_name(i: usize) -> *const c_char;
+    fn emu_alloc(bytes: usize) -> *mut c_void;
+    fn emu_free(p: *mut c_void, bytes: usize);
 }
 
 /// Every kernel compiled into the emulated GPU (all families plus the test-only source).
@@ -41,18 +42,17 @@ pub fn emulated_kernel_names() -> Vec<String> {
     names
 }
 
-/// Alignment of emulated allocations (like cudaMalloc's, at least 16 bytes).
-const ALIGN: usize = 16;
-
-/// A zero-initialised, 16-byte aligned host allocation standing in for device memory. Kernels
-/// write through its raw pointer, so no Rust reference to its bytes is ever held across a
+/// Device memory of the emulated GPU: zero-initialised, 16-byte aligned, and followed by an
+/// inaccessible guard page (see `kernels/emulator/emu_memory.cpp`), so an out-of-bounds access
+/// by a kernel faults at once, with the kernel named on stderr, instead of corrupting memory.
+/// Kernels write through its raw pointer, so no Rust reference to its bytes is held across a
 /// launch.
 pub(crate) struct HostAlloc {
     ptr: NonNull<u8>,
-    layout: Layout,
+    bytes: usize,
 }
 
-// SAFETY: `HostAlloc` uniquely owns its heap block; all access goes through the owning device,
+// SAFETY: `HostAlloc` uniquely owns its mapping; all access goes through the owning device,
 // which serialises launches and copies with its `exec` mutex.
 unsafe impl Send for HostAlloc {}
 // SAFETY: as above; shared references only hand out the raw pointer.
@@ -60,12 +60,11 @@ unsafe impl Sync for HostAlloc {}
 
 impl HostAlloc {
     pub(crate) fn zeroed(bytes: usize) -> Result<HostAlloc, KernelError> {
-        let layout = Layout::from_size_align(bytes.max(ALIGN), ALIGN)
-            .map_err(|_| KernelError::OutOfMemory { bytes })?;
-        // SAFETY: `layout` has a non-zero size.
-        let raw = unsafe { alloc_zeroed(layout) };
-        let ptr = NonNull::new(raw).ok_or(KernelError::OutOfMemory { bytes })?;
-        Ok(HostAlloc { ptr, layout })
+        // SAFETY: `emu_alloc` has no preconditions; it returns null or a fresh zeroed mapping
+        // of at least `bytes` bytes.
+        let raw = unsafe { emu_alloc(bytes) };
+        let ptr = NonNull::new(raw as *mut u8).ok_or(KernelError::OutOfMemory { bytes })?;
+        Ok(HostAlloc { ptr, bytes })
     }
 
     fn as_ptr(&self) -> *mut u8 {
@@ -75,8 +74,8 @@ impl HostAlloc {
 
 impl Drop for HostAlloc {
     fn drop(&mut self) {
-        // SAFETY: `ptr` was allocated in `zeroed` with exactly `layout` and is freed once.
-        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
+        // SAFETY: `ptr` came from `emu_alloc(self.bytes)` and is freed exactly once, here.
+        unsafe { emu_free(self.ptr.as_ptr() as *mut c_void, self.bytes) }
     }
 }
 

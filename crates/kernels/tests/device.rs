@@ -104,3 +104,12 @@ fn real_gpu_round_trip_cuda() {
     dev.download(&buf, &mut out).expect("download");
     assert_eq!(out, bytes);
 }
+
+/// Devices and buffers can be shared across threads (tensors are).
+#[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<GpuDevice>();
+    check::<curvature_kernels::GpuBuffer>();
+    check::<KernelError>();
+}

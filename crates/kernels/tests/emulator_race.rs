@@ -109,3 +109,48 @@ fn launch_errors_are_values_emulated() {
         Err(KernelError::SizeMismatch { .. })
     ));
 }
+
+/// A kernel writing past the end of its buffer hits the guard page: the process dies with
+/// SIGSEGV and the emulator names the kernel. Runs the write in a child test process.
+#[test]
+fn out_of_bounds_write_faults_emulated() {
+    if std::env::var_os("CURVATURE_OOB_CHILD").is_some() {
+        let dev = emulator();
+        let out = zeros::<f32>(&dev, 4);
+        // n = 5000 floats into a 4-float buffer.
+        let args = [
+            KernelArg::Buffer(&out),
+            KernelArg::U64(5000),
+            KernelArg::F32(1.0),
+        ];
+        let _ = dev.launch(
+            KernelFamily::Elementwise,
+            "fill_f32",
+            (1, 1, 1),
+            (32, 1, 1),
+            0,
+            &args,
+        );
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let child = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "out_of_bounds_write_faults_emulated",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CURVATURE_OOB_CHILD", "1")
+        .output()
+        .expect("run the child test");
+    let stderr = String::from_utf8_lossy(&child.stderr);
+    assert!(
+        !child.status.success(),
+        "the out-of-bounds write went unnoticed"
+    );
+    assert!(
+        stderr.contains("kernel `fill_f32` accessed memory outside its buffers"),
+        "no guard-page report in the child's stderr:\n{stderr}"
+    );
+}
