@@ -173,7 +173,9 @@ fn central_difference(
                 } else {
                     t.clone()
                 };
-                Ok(tape.constant(value))
+                // Leaves, not constants: `f` may differentiate its inputs itself (gradgradcheck's
+                // function is a gradient), and the gradient of a constant is an unused zero.
+                Ok(tape.leaf(value))
             })
             .collect::<Result<_>>()?;
         Ok(f(&vars)?.value().to_f64s()?)
