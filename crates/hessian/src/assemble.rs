@@ -71,7 +71,7 @@ impl HostBuffer {
     }
 }
 
-/// Rows `start..start + rows` of the `dim × dim` identity.
+/// Rows `start..start + rows` of the `dim × dim` identity, built on the host in `dtype`.
 pub(crate) fn identity_rows(
     start: usize,
     rows: usize,
@@ -79,11 +79,14 @@ pub(crate) fn identity_rows(
     dtype: DType,
     device: Device,
 ) -> Result<Tensor> {
-    let mut data = vec![0.0; rows * dim];
+    let mut buf = HostBuffer::zeros(dtype, rows * dim);
     for r in 0..rows {
-        data[r * dim + start + r] = 1.0;
+        match &mut buf {
+            HostBuffer::F32(data) => data[r * dim + start + r] = 1.0,
+            HostBuffer::F64(data) => data[r * dim + start + r] = 1.0,
+        }
     }
-    Ok(Tensor::from_f64s(&data, [rows, dim], dtype, device)?)
+    buf.into_tensor([rows, dim], device)
 }
 
 /// Writes the `dim × dim` matrix of `op` (row i = `eᵢ·H`) to `buf[offset..]`, chunk by chunk.
