@@ -43,6 +43,11 @@ pub fn grad(outputs: &[Var], wrt: &[Var], options: GradOptions) -> Result<Vec<Va
         })?
         .tape()
         .clone();
+    // Node ids index one tape: a variable of another tape would silently name a different
+    // node here (or one out of range), so mixing tapes is an error.
+    if outputs.iter().chain(wrt).any(|v| !v.tape().same_as(&tape)) {
+        return Err(TapeError::TapeMismatch { op: "grad" });
+    }
     let seeds = Seeds::new(outputs, options.grad_outputs)?;
     let batch = seeds.batch.clone();
     let retain = options.retain_graph.unwrap_or(options.create_graph);
