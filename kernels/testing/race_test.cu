@@ -43,3 +43,15 @@ extern "C" __global__ void warp_sum_shfl_f32(const float* x, float* out) {
         out[blockIdx.x] = v;
     }
 }
+
+// divergent_barriers_f32(float* out): lanes 0–15 wait in __syncwarp() while lanes 16–31 wait in
+// __syncthreads(): neither barrier can complete (undefined behaviour on a GPU); the emulated
+// GPU reports it as a launch error instead of hanging.
+extern "C" __global__ void divergent_barriers_f32(float* out) {
+    if (threadIdx.x < 16) {
+        __syncwarp();
+    } else {
+        __syncthreads();
+    }
+    out[threadIdx.x] = 1.0f;
+}

@@ -288,7 +288,8 @@ impl GpuDevice {
     }
 
     /// Launches a kernel of the test-only source `kernels/testing/race_test.cu`
-    /// (`block_sum_nobarrier_f32`, `block_sum_barrier_f32`, `warp_sum_shfl_f32`).
+    /// (`block_sum_nobarrier_f32`, `block_sum_barrier_f32`, `warp_sum_shfl_f32`,
+    /// `divergent_barriers_f32`).
     #[doc(hidden)]
     pub fn launch_testing(
         &self,

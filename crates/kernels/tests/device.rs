@@ -81,6 +81,7 @@ fn emulator_has_every_listed_kernel() {
             "block_sum_nobarrier_f32",
             "block_sum_barrier_f32",
             "warp_sum_shfl_f32",
+            "divergent_barriers_f32",
         ]
         .map(String::from),
     );

@@ -110,6 +110,22 @@ fn launch_errors_are_values_emulated() {
     ));
 }
 
+/// Barriers that can never complete are a launch error, not a hang.
+#[test]
+fn divergent_barriers_are_an_error_emulated() {
+    let dev = emulator();
+    let out = zeros::<f32>(&dev, 32);
+    let err = dev
+        .launch_testing(
+            "divergent_barriers_f32",
+            (1, 1, 1),
+            (32, 1, 1),
+            &[KernelArg::Buffer(&out)],
+        )
+        .expect_err("a deadlock");
+    assert!(err.to_string().contains("deadlock"), "{err}");
+}
+
 /// A kernel writing past the end of its buffer hits the guard page: the process dies with
 /// SIGSEGV and the emulator names the kernel. Runs the write in a child test process.
 #[test]

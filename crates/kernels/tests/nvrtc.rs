@@ -75,7 +75,7 @@ fn race_test_source_compiles_nvrtc() {
     );
     for arch in ARCHS {
         let ptx = compile_source("race_test", &source, arch).expect("race_test compiles");
-        assert_eq!(ptx_entries(&ptx).len(), 3);
+        assert_eq!(ptx_entries(&ptx).len(), 4);
     }
 }
 
