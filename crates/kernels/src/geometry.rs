@@ -48,16 +48,18 @@ pub fn matmul_launch(
 }
 
 /// (grid, block) for `reduce_sum_*` / `reduce_max_*` over x viewed as [outer, red, inner]:
-/// threads along `inner` when it is wide (coalesced), otherwise along `red`.
+/// threads along `inner` when it is wide (coalesced), otherwise along `red`; when there are few
+/// output tiles (e.g. summing a batch axis away), 1024-thread blocks so each tile's reduction
+/// is spread over more threads.
 pub fn reduce_axis_launch(outer: usize, inner: usize) -> ((u32, u32, u32), (u32, u32, u32)) {
     let bx: u32 = if inner >= 32 {
         32
     } else {
         (inner.max(1) as u32).next_power_of_two()
     };
-    let by = 256 / bx;
     let tiles = (outer as u64) * (inner as u64).div_ceil(u64::from(bx));
-    ((clamp_blocks(tiles), 1, 1), (bx, by, 1))
+    let threads = if tiles < 128 { 1024 } else { 256 };
+    ((clamp_blocks(tiles), 1, 1), (bx, threads / bx, 1))
 }
 
 /// (grid, block) for the row kernels `log_softmax_*` / `logsumexp_*`: one block per row, a
