@@ -12,7 +12,7 @@ use cudarc::nvrtc::Ptx;
 
 use crate::device::{BufferMem, GpuBuffer, KernelArg};
 use crate::family::ModuleKey;
-use crate::nvrtc::{compile_module_ptx, nvrtc_available};
+use crate::nvrtc::{compile_module_cubin, compile_module_ptx, nvrtc_available};
 use crate::KernelError;
 
 pub(crate) type CudaBuffer = CudaSlice<u8>;
@@ -135,8 +135,24 @@ impl CudaBackend {
         {
             return Ok(m.clone());
         }
-        let ptx = compile_module_ptx(key, &self.arch)?;
-        let module = self.ctx.load_module(Ptx::from_src(ptx.to_string()))?;
+        // SASS first (no driver JIT); PTX if the driver rejects the CUBIN.
+        let cubin = compile_module_cubin(key, &self.arch)?;
+        let module = match self.ctx.load_module(Ptx::from_binary(cubin.to_vec())) {
+            Ok(module) => module,
+            Err(cubin_err) => {
+                let ptx = compile_module_ptx(key, &self.arch)?;
+                self.ctx
+                    .load_module(Ptx::from_src(ptx.to_string()))
+                    .map_err(|ptx_err| KernelError::Launch {
+                        kernel: format!("module `{}`", key.name()),
+                        reason: format!(
+                            "the driver loads neither the CUBIN ({cubin_err}) nor the PTX \
+                             ({ptx_err}) for {}",
+                            self.arch
+                        ),
+                    })?
+            }
+        };
         let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
         Ok(modules.entry(key).or_insert(module).clone())
     }

@@ -1,7 +1,9 @@
 //! curvature-kernels: the project's hand-written CUDA kernels and the GPU runtime that runs them.
 //!
 //! - `kernels/*.cu` (embedded with `include_str!`, see [`KernelFamily`]) are compiled by NVRTC on
-//!   first use per (family, architecture); PTX is cached per process and modules per device.
+//!   first use per (family, architecture); PTX / CUBIN are cached per process and modules per
+//!   device. A real GPU loads the CUBIN (SASS for its exact architecture, so no driver JIT and
+//!   no PTX-version mismatch when NVRTC is newer than the driver), falling back to PTX.
 //! - [`GpuDevice`] is one runtime with two implementations: cudarc on a real NVIDIA GPU, and,
 //!   with the `emulator` feature, the emulated GPU of DESIGN §6a (the same sources compiled by
 //!   the host C++ compiler and run as cooperative fibers), selected by `CURVATURE_CUDA=emulate`
@@ -75,4 +77,4 @@ pub use device::{GpuBuffer, GpuDevice, KernelArg};
 pub use emulator::emulated_kernel_names;
 pub use error::KernelError;
 pub use family::{KernelFamily, BINARY_OPS, DTYPES, TERNARY_OPS, UNARY_OPS};
-pub use nvrtc::{compile_cubin_log, compile_ptx, compile_source, nvrtc_available};
+pub use nvrtc::{compile_cubin, compile_cubin_log, compile_ptx, compile_source, nvrtc_available};

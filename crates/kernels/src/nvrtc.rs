@@ -23,6 +23,11 @@ pub fn compile_ptx(family: KernelFamily, arch: &str) -> Result<String, KernelErr
     compile_module_ptx(ModuleKey::Family(family), arch).map(|p| p.to_string())
 }
 
+/// Compiles `family` to CUBIN (SASS) for the real architecture `arch`, cached per process.
+pub fn compile_cubin(family: KernelFamily, arch: &str) -> Result<Vec<u8>, KernelError> {
+    compile_module_cubin(ModuleKey::Family(family), arch).map(|c| c.to_vec())
+}
+
 /// Compiles an arbitrary CUDA source to PTX (not cached). `name` labels errors.
 pub fn compile_source(name: &str, source: &str, arch: &str) -> Result<String, KernelError> {
     let out = compile(name, source, arch, Output::Ptx)?;
@@ -36,33 +41,49 @@ pub fn compile_cubin_log(family: KernelFamily, arch: &str) -> Result<String, Ker
     Ok(out.log)
 }
 
-type PtxCache = Mutex<HashMap<(ModuleKey, String), Arc<str>>>;
+type ImageCache = Mutex<HashMap<(ModuleKey, String, bool), Arc<[u8]>>>;
 
 /// PTX of a module for `arch`, compiled once per process.
 pub(crate) fn compile_module_ptx(key: ModuleKey, arch: &str) -> Result<Arc<str>, KernelError> {
-    static CACHE: OnceLock<PtxCache> = OnceLock::new();
+    let image = cached_image(key, arch, Output::Ptx)?;
+    Ok(Arc::from(String::from_utf8_lossy(&image).into_owned()))
+}
+
+/// CUBIN (SASS for the real architecture `arch`) of a module, compiled once per process.
+/// Loading SASS needs no driver JIT, so it also works when NVRTC is newer than the driver,
+/// which cannot JIT newer PTX (CUDA minor-version compatibility covers SASS only).
+pub(crate) fn compile_module_cubin(key: ModuleKey, arch: &str) -> Result<Arc<[u8]>, KernelError> {
+    cached_image(key, arch, Output::Cubin)
+}
+
+fn cached_image(key: ModuleKey, arch: &str, output: Output) -> Result<Arc<[u8]>, KernelError> {
+    static CACHE: OnceLock<ImageCache> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    let cache_key = (key, arch.to_string());
-    if let Some(ptx) = cache
+    let cache_key = (key, arch.to_string(), output == Output::Cubin);
+    if let Some(image) = cache
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(&cache_key)
     {
-        return Ok(ptx.clone());
+        return Ok(image.clone());
     }
-    // Compile outside the lock: compilations of different families may run in parallel.
-    let out = compile(key.name(), &key.source(), arch, Output::Ptx)?;
-    let ptx: Arc<str> = Arc::from(image_to_string(out.image));
+    // Compile outside the lock: compilations of different modules may run in parallel.
+    let out = compile(key.name(), &key.source(), arch, output)?;
+    let image: Arc<[u8]> = match output {
+        Output::Ptx => Arc::from(image_to_string(out.image).into_bytes()),
+        _ => Arc::from(out.image),
+    };
     cache
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(cache_key, ptx.clone());
-    Ok(ptx)
+        .insert(cache_key, image.clone());
+    Ok(image)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Output {
     Ptx,
+    Cubin,
     CubinVerbose,
 }
 
@@ -148,7 +169,7 @@ fn compile_unguarded(
             .into_iter()
             .map(|c| c as u8)
             .collect(),
-        Output::CubinVerbose => get_cubin(&program)?,
+        Output::Cubin | Output::CubinVerbose => get_cubin(&program)?,
     };
     Ok(Compiled { image, log })
 }

@@ -6,7 +6,8 @@
 //! reason, unless `CURVATURE_REQUIRE_NVRTC=1`, when they fail.
 
 use curvature_kernels::{
-    compile_cubin_log, compile_ptx, compile_source, nvrtc_available, KernelError, KernelFamily,
+    compile_cubin, compile_cubin_log, compile_ptx, compile_source, nvrtc_available, KernelError,
+    KernelFamily,
 };
 
 const ARCHS: [&str; 2] = ["sm_80", "sm_90"];
@@ -57,6 +58,14 @@ fn every_family_compiles_with_its_kernels_nvrtc() {
                 entries,
                 names,
                 "{} for {arch}: PTX entries vs kernel_names()",
+                family.name()
+            );
+            // The SASS a real GPU loads is an ELF image.
+            let cubin =
+                compile_cubin(*family, arch).unwrap_or_else(|e| panic!("{}: {e}", family.name()));
+            assert!(
+                cubin.starts_with(b"\x7fELF"),
+                "{}: CUBIN is not ELF",
                 family.name()
             );
         }
