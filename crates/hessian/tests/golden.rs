@@ -201,3 +201,43 @@ fn golden_top_three_eigenvalues_by_lanczos_cpu() {
         }
     }
 }
+
+#[test]
+fn golden_hessian_and_hvps_in_f32_within_1e_4_cpu() {
+    // float32 bar from the golden README: max|ours − golden| / max|golden| ≤ 1e-4.
+    for name in GOLDEN {
+        let path = format!(
+            "{}/../../tests/data/{name}.safetensors",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let file = curvature_tape::ModelFile::load(&path, DType::F32, Device::Cpu).unwrap();
+        let reference = load(name);
+        let op = PreparedHvp::for_model(&file.model, file.loss, &file.x, &file.y).unwrap();
+        let h = hessian_of(&op, &HessianOptions::default()).unwrap();
+        assert_eq!(h.dtype(), DType::F32);
+        let err = rel_err(&h, reference.tensor("hessian").unwrap());
+        assert!(err <= 1e-4, "{name} f32 hessian: {err:e}");
+        let hv = op.hvp_batch(file.tensor("V").unwrap()).unwrap();
+        let err = rel_err(&hv, reference.tensor("hvps").unwrap());
+        assert!(err <= 1e-4, "{name} f32 hvps: {err:e}");
+        let eigvals = reference
+            .tensor("hessian_eigvals")
+            .unwrap()
+            .to_f64s()
+            .unwrap();
+        let scale = eigvals.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let options = LanczosOptions {
+            k: 2,
+            tol: 1e-5,
+            ..LanczosOptions::default()
+        };
+        let eig = top_eigenvalues(&op, &options).unwrap();
+        for (ours, want) in eig.values.iter().zip(eigvals.iter().rev()) {
+            assert!(
+                (ours - want).abs() <= 1e-4 * scale,
+                "{name} f32: {:?}",
+                eig.values
+            );
+        }
+    }
+}
