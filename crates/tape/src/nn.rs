@@ -80,7 +80,7 @@ impl Linear {
 
     /// `x·Wᵀ + b` with the given weight and bias variables.
     pub fn forward_with(x: &Var, weight: &Var, bias: &Var) -> Result<Var> {
-        x.matmul(&weight.t()?)?.add(bias)
+        x.matmul_transposed(weight, false, true)?.add(bias)
     }
 }
 

@@ -24,7 +24,7 @@ pub(crate) enum Op {
     SigmoidBackward,
     TanhBackwardGradY,
     SigmoidBackwardGradY,
-    MatMul,
+    MatMul { trans_a: bool, trans_b: bool },
     Sum { axes: Vec<usize>, keepdim: bool },
     SumTo,
     BroadcastTo,
@@ -63,7 +63,7 @@ impl Op {
             Op::SigmoidBackward => "sigmoid_backward",
             Op::TanhBackwardGradY => "tanh_backward_grad_y",
             Op::SigmoidBackwardGradY => "sigmoid_backward_grad_y",
-            Op::MatMul => "matmul",
+            Op::MatMul { .. } => "matmul",
             Op::Sum { .. } => "sum",
             Op::SumTo => "sum_to",
             Op::BroadcastTo => "broadcast_to",
@@ -95,7 +95,7 @@ impl Op {
                 | Op::SigmoidBackward
                 | Op::TanhBackwardGradY
                 | Op::SigmoidBackwardGradY
-                | Op::MatMul
+                | Op::MatMul { .. }
                 | Op::Max { .. }
                 | Op::LogSumExp { .. }
         )

@@ -170,10 +170,27 @@ impl Op {
                     Some(ctx.reduce(&g.mul(a)?.mul(b)?.mul_scalar(-2.0)?, 2)?),
                 ])
             }
-            Op::MatMul => {
+            Op::MatMul { trans_a, trans_b } => {
+                // C = op(A)·op(B); each gradient is one product with transpose flags.
                 let (a, b) = (ctx.input(0, self)?, ctx.input(1, self)?);
-                let ga = g.matmul(&b.t()?)?;
-                let gb = a.t()?.matmul(g)?;
+                let (ga, gb) = match (trans_a, trans_b) {
+                    (false, false) => (
+                        g.matmul_transposed(b, false, true)?,
+                        a.matmul_transposed(g, true, false)?,
+                    ),
+                    (true, false) => (
+                        b.matmul_transposed(g, false, true)?,
+                        a.matmul_transposed(g, false, false)?,
+                    ),
+                    (false, true) => (
+                        g.matmul_transposed(b, false, false)?,
+                        g.matmul_transposed(a, true, false)?,
+                    ),
+                    (true, true) => (
+                        b.matmul_transposed(g, true, true)?,
+                        g.matmul_transposed(a, true, true)?,
+                    ),
+                };
                 Ok(vec![Some(ctx.reduce(&ga, 0)?), Some(ctx.reduce(&gb, 1)?)])
             }
             Op::Sum { axes, keepdim } => one(ctx.expand_reduced(axes, *keepdim)?),

@@ -116,8 +116,7 @@ impl Var {
     pub fn matmul(&self, rhs: &Var) -> Result<Var> {
         self.check_tape("matmul", rhs)?;
         if self.rank() >= 2 && rhs.rank() >= 2 {
-            let value = self.value().matmul(rhs.value())?;
-            return self.tape().record(Op::MatMul, &[self, rhs], value);
+            return self.matmul_transposed(rhs, false, false);
         }
         // Validate (and get the result shape) with the tensor op, then compute through 2-D.
         let out_shape = self.value().matmul(rhs.value())?.shape().clone();
@@ -132,5 +131,16 @@ impl Var {
             rhs.clone()
         };
         a.matmul(&b)?.reshape(out_shape)
+    }
+
+    /// `op(self)·op(rhs)` for operands of rank ≥ 2, where `op` transposes the last two axes
+    /// when its flag is set (no transposed copy); derivatives are products with flags too.
+    pub fn matmul_transposed(&self, rhs: &Var, trans_a: bool, trans_b: bool) -> Result<Var> {
+        self.check_tape("matmul", rhs)?;
+        let value = self
+            .value()
+            .matmul_transposed(rhs.value(), trans_a, trans_b)?;
+        self.tape()
+            .record(Op::MatMul { trans_a, trans_b }, &[self, rhs], value)
     }
 }

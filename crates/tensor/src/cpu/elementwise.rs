@@ -8,6 +8,9 @@ use crate::Element;
 /// Below this many elements, a loop on one thread beats splitting the work.
 const PARALLEL_THRESHOLD: usize = 1 << 15;
 
+/// Elements per parallel task of a contiguous map.
+const CHUNK: usize = 1 << 13;
+
 fn sign<T: Element>(x: T) -> T {
     if x > T::zero() {
         T::one()
@@ -27,106 +30,65 @@ fn sigmoid<T: Element>(x: T) -> T {
     }
 }
 
-fn unary_fn<T: Element>(op: UnaryOp) -> impl Fn(T) -> T + Sync {
+/// Applies `op`, choosing the per-element function once so each loop is monomorphic.
+pub fn unary<T: Element>(op: UnaryOp, x: &[T]) -> Vec<T> {
     let (p0, p1) = op.params();
     let (p0, p1) = (T::from_f64(p0), T::from_f64(p1));
-    move |x: T| match op {
-        UnaryOp::Neg => -x,
-        UnaryOp::Exp => x.exp(),
-        UnaryOp::Log => x.ln(),
-        UnaryOp::Sin => x.sin(),
-        UnaryOp::Cos => x.cos(),
-        UnaryOp::Sqrt => x.sqrt(),
-        UnaryOp::Abs => x.abs(),
-        UnaryOp::Tanh => x.tanh(),
-        UnaryOp::Sigmoid => sigmoid(x),
-        UnaryOp::Square => x * x,
-        UnaryOp::Sign => sign(x),
-        UnaryOp::Recip => T::one() / x,
-        UnaryOp::Powf(_) => x.powf(p0),
-        UnaryOp::Affine { .. } => x * p0 + p1,
+    match op {
+        UnaryOp::Neg => map(x, |v| -v),
+        UnaryOp::Exp => map(x, |v| v.exp()),
+        UnaryOp::Log => map(x, |v| v.ln()),
+        UnaryOp::Sin => map(x, |v| v.sin()),
+        UnaryOp::Cos => map(x, |v| v.cos()),
+        UnaryOp::Sqrt => map(x, |v| v.sqrt()),
+        UnaryOp::Abs => map(x, |v| v.abs()),
+        UnaryOp::Tanh => map(x, |v| v.tanh()),
+        UnaryOp::Sigmoid => map(x, sigmoid),
+        UnaryOp::Square => map(x, |v| v * v),
+        UnaryOp::Sign => map(x, sign),
+        UnaryOp::Recip => map(x, |v| T::one() / v),
+        UnaryOp::Powf(_) => map(x, |v| v.powf(p0)),
+        UnaryOp::Affine { .. } => map(x, |v| v * p0 + p1),
     }
 }
 
-fn binary_fn<T: Element>(op: BinaryOp) -> impl Fn(T, T) -> T + Sync {
-    move |a: T, b: T| match op {
-        BinaryOp::Add => a + b,
-        BinaryOp::Sub => a - b,
-        BinaryOp::Mul => a * b,
-        BinaryOp::Div => a / b,
-        BinaryOp::Eq => {
-            if a == b {
-                T::one()
-            } else {
-                T::zero()
-            }
-        }
-        BinaryOp::TanhBackward => a * (T::one() - b * b),
-        BinaryOp::SigmoidBackward => a * b * (T::one() - b),
-    }
-}
-
-fn ternary_fn<T: Element>(op: TernaryOp) -> impl Fn(T, T, T) -> T + Sync {
-    let two = T::from_f64(2.0);
-    move |gg: T, g: T, y: T| match op {
-        TernaryOp::TanhBackwardGradY => -two * y * g * gg,
-        TernaryOp::SigmoidBackwardGradY => gg * g * (T::one() - two * y),
-    }
-}
-
-pub fn unary<T: Element>(op: UnaryOp, x: &[T]) -> Vec<T> {
-    let f = unary_fn::<T>(op);
+fn map<T: Element>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
     if x.len() >= PARALLEL_THRESHOLD {
-        x.par_iter().map(|&v| f(v)).collect()
+        let mut out = vec![T::zero(); x.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &v)| *o = f(v)));
+        out
     } else {
         x.iter().map(|&v| f(v)).collect()
     }
 }
 
-/// Visits every output element in row-major order with the offsets of each operand.
-fn for_each_offset<const N: usize>(
-    layout: &BroadcastLayout,
-    mut visit: impl FnMut(usize, [usize; N]),
-) {
-    let dims = layout.out.dims();
-    let total = layout.out.elem_count();
-    if total == 0 {
-        return;
-    }
-    let rank = dims.len();
-    let mut index = vec![0usize; rank];
-    let mut offsets = [0usize; N];
-    for i in 0..total {
-        visit(i, offsets);
-        for d in (0..rank).rev() {
-            index[d] += 1;
-            for (o, s) in offsets.iter_mut().zip(&layout.strides) {
-                *o += s[d];
-            }
-            if index[d] < dims[d] {
-                break;
-            }
-            for (o, s) in offsets.iter_mut().zip(&layout.strides) {
-                *o -= s[d] * dims[d];
-            }
-            index[d] = 0;
-        }
-    }
-}
-
+/// Applies a broadcasting binary op, choosing the per-element function once.
 pub fn binary<T: Element>(op: BinaryOp, a: &[T], b: &[T], layout: &BroadcastLayout) -> Vec<T> {
-    let f = binary_fn::<T>(op);
-    if layout.is_contiguous() {
-        if a.len() >= PARALLEL_THRESHOLD {
-            return a.par_iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
-        }
-        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+    match op {
+        BinaryOp::Add => zip_map(a, b, layout, |x, y| x + y),
+        BinaryOp::Sub => zip_map(a, b, layout, |x, y| x - y),
+        BinaryOp::Mul => zip_map(a, b, layout, |x, y| x * y),
+        BinaryOp::Div => zip_map(a, b, layout, |x, y| x / y),
+        BinaryOp::Eq => zip_map(
+            a,
+            b,
+            layout,
+            |x, y| {
+                if x == y {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            },
+        ),
+        BinaryOp::TanhBackward => zip_map(a, b, layout, |g, y| g * (T::one() - y * y)),
+        BinaryOp::SigmoidBackward => zip_map(a, b, layout, |g, y| g * y * (T::one() - y)),
     }
-    let mut out = Vec::with_capacity(layout.out.elem_count());
-    for_each_offset(layout, |_, [ia, ib]| out.push(f(a[ia], b[ib])));
-    out
 }
 
+/// Applies a broadcasting ternary op, choosing the per-element function once.
 pub fn ternary<T: Element>(
     op: TernaryOp,
     a: &[T],
@@ -134,8 +96,149 @@ pub fn ternary<T: Element>(
     c: &[T],
     layout: &BroadcastLayout,
 ) -> Vec<T> {
-    let f = ternary_fn::<T>(op);
-    let mut out = Vec::with_capacity(layout.out.elem_count());
-    for_each_offset(layout, |_, [ia, ib, ic]| out.push(f(a[ia], b[ib], c[ic])));
+    let two = T::from_f64(2.0);
+    match op {
+        TernaryOp::TanhBackwardGradY => zip3_map(a, b, c, layout, |gg, g, y| -two * y * g * gg),
+        TernaryOp::SigmoidBackwardGradY => {
+            zip3_map(a, b, c, layout, |gg, g, y| gg * g * (T::one() - two * y))
+        }
+    }
+}
+
+/// Output dims and per-operand strides after dropping unit dims and merging adjacent dims
+/// that every operand walks contiguously (or broadcasts along together), so the innermost
+/// loop is as long as possible.
+fn coalesce(layout: &BroadcastLayout) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let n = layout.strides.len();
+    let mut dims: Vec<usize> = Vec::new();
+    let mut strides: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (d, &size) in layout.out.dims().iter().enumerate().rev() {
+        if size == 1 {
+            continue;
+        }
+        let mergeable = !dims.is_empty()
+            && strides
+                .iter()
+                .zip(&layout.strides)
+                .all(|(merged, own)| own[d] == merged[0] * dims[0]);
+        if mergeable {
+            dims[0] *= size;
+        } else {
+            dims.insert(0, size);
+            for (merged, own) in strides.iter_mut().zip(&layout.strides) {
+                merged.insert(0, own[d]);
+            }
+        }
+    }
+    if dims.is_empty() {
+        dims.push(1);
+        strides.iter_mut().for_each(|s| s.push(0));
+    }
+    (dims, strides)
+}
+
+/// Fills `out` row by row (rows of the innermost coalesced dim, in parallel when large),
+/// calling `row(out_row, offsets, inner_strides)` with each operand's starting offset.
+fn fill_rows<T: Element, const N: usize>(
+    layout: &BroadcastLayout,
+    row: impl Fn(&mut [T], [usize; N], [usize; N]) + Sync,
+) -> Vec<T> {
+    let total = layout.out.elem_count();
+    let mut out = vec![T::zero(); total];
+    if total == 0 {
+        return out;
+    }
+    let (dims, strides) = coalesce(layout);
+    let rank = dims.len();
+    let inner = dims[rank - 1];
+    let inner_strides: [usize; N] = std::array::from_fn(|i| strides[i][rank - 1]);
+    let offsets_of_row = |mut r: usize| -> [usize; N] {
+        let mut offsets = [0usize; N];
+        for d in (0..rank - 1).rev() {
+            let idx = r % dims[d];
+            r /= dims[d];
+            for (o, s) in offsets.iter_mut().zip(&strides) {
+                *o += idx * s[d];
+            }
+        }
+        offsets
+    };
+    let parallel = total >= PARALLEL_THRESHOLD;
+    let work = |(r, chunk): (usize, &mut [T])| {
+        let base = offsets_of_row(r);
+        if parallel && chunk.len() > CHUNK {
+            chunk
+                .par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(p, piece)| {
+                    let offsets = std::array::from_fn(|i| base[i] + p * CHUNK * inner_strides[i]);
+                    row(piece, offsets, inner_strides)
+                });
+        } else {
+            row(chunk, base, inner_strides)
+        }
+    };
+    if parallel {
+        out.par_chunks_mut(inner).enumerate().for_each(work);
+    } else {
+        out.chunks_mut(inner).enumerate().for_each(work);
+    }
     out
+}
+
+fn zip_map<T: Element>(
+    a: &[T],
+    b: &[T],
+    layout: &BroadcastLayout,
+    f: impl Fn(T, T) -> T + Sync + Send,
+) -> Vec<T> {
+    fill_rows(layout, |out: &mut [T], [ia, ib], [sa, sb]| {
+        let n = out.len();
+        match (sa, sb) {
+            (1, 1) => out
+                .iter_mut()
+                .zip(&a[ia..ia + n])
+                .zip(&b[ib..ib + n])
+                .for_each(|((o, &x), &y)| *o = f(x, y)),
+            (1, 0) => {
+                let y = b[ib];
+                out.iter_mut()
+                    .zip(&a[ia..ia + n])
+                    .for_each(|(o, &x)| *o = f(x, y));
+            }
+            (0, 1) => {
+                let x = a[ia];
+                out.iter_mut()
+                    .zip(&b[ib..ib + n])
+                    .for_each(|(o, &y)| *o = f(x, y));
+            }
+            _ => out
+                .iter_mut()
+                .enumerate()
+                .for_each(|(j, o)| *o = f(a[ia + j * sa], b[ib + j * sb])),
+        }
+    })
+}
+
+fn zip3_map<T: Element>(
+    a: &[T],
+    b: &[T],
+    c: &[T],
+    layout: &BroadcastLayout,
+    f: impl Fn(T, T, T) -> T + Sync + Send,
+) -> Vec<T> {
+    fill_rows(layout, |out: &mut [T], [ia, ib, ic], [sa, sb, sc]| {
+        let n = out.len();
+        if (sa, sb, sc) == (1, 1, 1) {
+            out.iter_mut()
+                .zip(&a[ia..ia + n])
+                .zip(&b[ib..ib + n])
+                .zip(&c[ic..ic + n])
+                .for_each(|(((o, &x), &y), &z)| *o = f(x, y, z));
+        } else {
+            out.iter_mut()
+                .enumerate()
+                .for_each(|(j, o)| *o = f(a[ia + j * sa], b[ib + j * sb], c[ic + j * sc]));
+        }
+    })
 }

@@ -31,7 +31,7 @@ impl Tensor {
         } else {
             rhs.clone()
         };
-        let out = matmul_batched(&a, &b, self.shape(), rhs.shape())?;
+        let out = matmul_batched(&a, &b, false, false, self.shape(), rhs.shape())?;
         let mut dims = out.dims().to_vec();
         if rhs_vector {
             dims.pop();
@@ -40,6 +40,24 @@ impl Tensor {
             dims.remove(dims.len() - 1 - usize::from(!rhs_vector));
         }
         out.reshape(dims)
+    }
+
+    /// `op(self) @ op(rhs)` for operands of rank ≥ 2, where `op` transposes the last two
+    /// axes when its flag is set; no transposed copy is made. Batch axes broadcast as in
+    /// [`Tensor::matmul`].
+    pub fn matmul_transposed(&self, rhs: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+        self.check_same_kind("matmul", rhs)?;
+        if self.rank() < 2 || rhs.rank() < 2 {
+            return Err(TensorError::InvalidArgument {
+                op: "matmul_transposed",
+                msg: format!(
+                    "both operands need at least two dimensions, got {} @ {}",
+                    self.shape(),
+                    rhs.shape()
+                ),
+            });
+        }
+        matmul_batched(self, rhs, trans_a, trans_b, self.shape(), rhs.shape())
     }
 
     /// The transpose of the last two axes.
@@ -54,11 +72,21 @@ impl Tensor {
     }
 }
 
-/// Both operands have rank ≥ 2: `[..., m, k] @ [..., k, n]`.
-fn matmul_batched(a: &Tensor, b: &Tensor, lhs_orig: &Shape, rhs_orig: &Shape) -> Result<Tensor> {
+/// Both operands have rank ≥ 2: `op(a)[..., m, k] @ op(b)[..., k, n]`, where `op` transposes
+/// the last two axes when its flag is set (without copying).
+fn matmul_batched(
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    lhs_orig: &Shape,
+    rhs_orig: &Shape,
+) -> Result<Tensor> {
     let (ad, bd) = (a.dims(), b.dims());
-    let (m, k) = (ad[ad.len() - 2], ad[ad.len() - 1]);
-    let (k2, n) = (bd[bd.len() - 2], bd[bd.len() - 1]);
+    let (ar, ac) = (ad[ad.len() - 2], ad[ad.len() - 1]);
+    let (br, bc) = (bd[bd.len() - 2], bd[bd.len() - 1]);
+    let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
+    let (k2, n) = if trans_b { (bc, br) } else { (br, bc) };
     if k != k2 {
         return Err(TensorError::MatmulShape {
             lhs: lhs_orig.clone(),
@@ -78,27 +106,28 @@ fn matmul_batched(a: &Tensor, b: &Tensor, lhs_orig: &Shape, rhs_orig: &Shape) ->
     })?;
     let mut out_dims = batch.dims().to_vec();
     out_dims.extend([m, n]);
-    let spec_of = |batch_count, m, stride_a, stride_b| MatmulSpec {
+    let spec = |batch_count, m, stride_a, stride_b| MatmulSpec {
         batch: batch_count,
         m,
         n,
         k,
         stride_a,
         stride_b,
-        trans_a: false,
-        trans_b: false,
+        trans_a,
+        trans_b,
     };
-    let (a, b, spec) = if b_batch.elem_count() == 1 {
-        // One shared right matrix: fold every batch row of A into one GEMM.
-        let a = a.broadcast_to(batch_dims(&batch, m, k))?;
-        (a, b.clone(), spec_of(1, batch.elem_count() * m, 0, 0))
+    let count = batch.elem_count();
+    let a_full = || a.broadcast_to(batch_dims(&batch, ar, ac));
+    let b_full = || b.broadcast_to(batch_dims(&batch, br, bc));
+    let (a, b, spec) = if b_batch.elem_count() == 1 && !trans_a {
+        // One shared right matrix: every batch row of A in one GEMM.
+        (a_full()?, b.clone(), spec(1, count * m, 0, 0))
     } else if a_batch.elem_count() == 1 {
-        let b = b.broadcast_to(batch_dims(&batch, k, n))?;
-        (a.clone(), b, spec_of(batch.elem_count(), m, 0, k * n))
+        (a.clone(), b_full()?, spec(count, m, 0, k * n))
+    } else if b_batch.elem_count() == 1 {
+        (a_full()?, b.clone(), spec(count, m, m * k, 0))
     } else {
-        let a = a.broadcast_to(batch_dims(&batch, m, k))?;
-        let b = b.broadcast_to(batch_dims(&batch, k, n))?;
-        (a, b, spec_of(batch.elem_count(), m, m * k, k * n))
+        (a_full()?, b_full()?, spec(count, m, m * k, k * n))
     };
     let storage = a.storage().matmul(b.storage(), &spec)?;
     Ok(Tensor::from_storage(storage, Shape::new(out_dims)))
