@@ -23,3 +23,22 @@
 pub use curvature_hessian as hessian;
 pub use curvature_tape as tape;
 pub use curvature_tensor as tensor;
+
+pub mod bench;
+pub mod workloads;
+
+/// A readable name of a device for reports, e.g. `cpu (2 threads)`.
+pub fn device_description(device: curvature_tensor::Device) -> String {
+    match device {
+        curvature_tensor::Device::Cpu => {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            format!("cpu ({threads} threads)")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The README's code, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,58 @@
+//! Criterion benches of the standard workloads on the CPU (and a CUDA GPU when present):
+//! the loss gradient, a single HVP and a batch of K HVPs through the prepared operator.
+//! Run: `cargo bench --bench hvp_throughput`.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use curvature::hessian::{probes, LinearOperator, PreparedHvp, Probe};
+use curvature::tape::{grad, GradOptions, Tape};
+use curvature::tensor::{DType, Device};
+use curvature::workloads;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn bench_workloads(c: &mut Criterion) {
+    let mut devices = vec![Device::Cpu];
+    if let Ok(gpu) = Device::cuda(0) {
+        devices.push(gpu);
+    }
+    for device in devices {
+        for name in ["seed", "mid"] {
+            let Some(workload) = workloads::by_name(name) else {
+                continue;
+            };
+            for dtype in [DType::F32, DType::F64] {
+                let problem = workload.build(dtype, device).expect("workload builds");
+                let id = format!("{device}/{name}/{dtype}");
+                let mut group = c.benchmark_group(id);
+                group.sample_size(if name == "mid" { 10 } else { 30 });
+                group.bench_function("gradient", |b| {
+                    b.iter(|| {
+                        let tape = Tape::new();
+                        let theta = tape.leaf(problem.model.flat_params().expect("params"));
+                        let x = tape.constant(problem.x.clone());
+                        let out = problem.model.forward_flat(&theta, &x).expect("forward");
+                        let loss = problem.loss.compute(&out, &problem.y).expect("loss");
+                        grad(&[loss], &[theta], GradOptions::default()).expect("grad")
+                    })
+                });
+                let op =
+                    PreparedHvp::for_model(&problem.model, problem.loss, &problem.x, &problem.y)
+                        .expect("prepared operator");
+                let batch = probes(workload.k, op.dim(), Probe::Gaussian, 7, dtype, device)
+                    .expect("probes");
+                let single = batch.narrow(0, 0, 1).expect("one probe");
+                group.bench_function("single_hvp", |b| {
+                    b.iter(|| op.apply_batch(&single).expect("hvp"))
+                });
+                group.bench_function(format!("hvp_batch_k{}", workload.k), |b| {
+                    b.iter(|| op.apply_batch(&batch).expect("hvp batch"))
+                });
+                group.finish();
+            }
+        }
+    }
+}
+
+criterion_group!(benches, bench_workloads);
+criterion_main!(benches);

@@ -1,0 +1,141 @@
+//! The main job: batched Hessian-vector product throughput on the standard workloads.
+
+use std::time::Instant;
+
+use curvature_hessian::{probes, LinearOperator, PreparedHvp, Probe};
+use curvature_tensor::{DType, Device};
+
+use crate::workloads::Workload;
+
+/// What `curvature bench` measures.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub device: Device,
+    pub dtype: DType,
+    pub workloads: Vec<Workload>,
+    /// Timed repetitions per measurement (the median is reported).
+    pub runs: usize,
+}
+
+/// One workload's measurements.
+#[derive(Debug, Clone)]
+pub struct BenchResult {
+    pub workload: Workload,
+    pub device: Device,
+    pub dtype: DType,
+    /// Median time of one batch of K HVPs through the prepared operator.
+    pub hvp_batch_ms: f64,
+    /// Median time of one batch including recording the loss and its gradient graph.
+    pub hvp_batch_cold_ms: f64,
+    /// Median time of a single HVP through the prepared operator.
+    pub single_hvp_ms: f64,
+}
+
+impl BenchResult {
+    pub fn hvp_per_s(&self) -> f64 {
+        self.workload.k as f64 / (self.hvp_batch_ms / 1e3)
+    }
+
+    /// Achieved GFLOP/s of the batch, by the cost model.
+    pub fn gflops(&self) -> f64 {
+        self.workload.hvp_batch_flops() / (self.hvp_batch_ms / 1e3) / 1e9
+    }
+
+    /// One JSON object (a line of `--json` output).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "workload": self.workload.name,
+            "device": self.device.to_string(),
+            "dtype": self.dtype.as_str(),
+            "k": self.workload.k,
+            "params": self.workload.params(),
+            "samples": self.workload.samples,
+            "hvp_batch_ms": self.hvp_batch_ms,
+            "hvp_batch_cold_ms": self.hvp_batch_cold_ms,
+            "hvp_per_s": self.hvp_per_s(),
+            "single_hvp_ms": self.single_hvp_ms,
+            "gflops": self.gflops(),
+        })
+    }
+}
+
+/// Runs one workload.
+pub fn run_workload(
+    workload: &Workload,
+    config: &BenchConfig,
+) -> curvature_hessian::Result<BenchResult> {
+    let problem = workload.build(config.dtype, config.device)?;
+    let prepare = || PreparedHvp::for_model(&problem.model, problem.loss, &problem.x, &problem.y);
+    let operator = prepare()?;
+    let dim = operator.dim();
+    let batch = probes(
+        workload.k,
+        dim,
+        Probe::Gaussian,
+        7,
+        config.dtype,
+        config.device,
+    )?;
+    let single = batch.narrow(0, 0, 1)?;
+    let time = |f: &dyn Fn() -> curvature_hessian::Result<()>| -> curvature_hessian::Result<f64> {
+        f()?;
+        let mut times = Vec::with_capacity(config.runs);
+        for _ in 0..config.runs.max(1) {
+            let start = Instant::now();
+            f()?;
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok(median(&mut times))
+    };
+    let hvp_batch_ms = time(&|| operator.apply_batch(&batch).map(drop))?;
+    let single_hvp_ms = time(&|| operator.apply_batch(&single).map(drop))?;
+    let hvp_batch_cold_ms = time(&|| prepare()?.apply_batch(&batch).map(drop))?;
+    Ok(BenchResult {
+        workload: workload.clone(),
+        device: config.device,
+        dtype: config.dtype,
+        hvp_batch_ms,
+        hvp_batch_cold_ms,
+        single_hvp_ms,
+    })
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 0 {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
+}
+
+/// The header of the human-readable table.
+pub fn table_header() -> String {
+    format!(
+        "{:<8} {:>9} {:>5} {:>15} {:>15} {:>12} {:>14} {:>9}",
+        "workload",
+        "params",
+        "K",
+        "hvp_batch ms",
+        "with primal ms",
+        "HVP/s",
+        "single HVP ms",
+        "GFLOP/s"
+    )
+}
+
+/// One row of the human-readable table.
+pub fn table_row(r: &BenchResult) -> String {
+    format!(
+        "{:<8} {:>9} {:>5} {:>15.3} {:>15.3} {:>12.0} {:>14.3} {:>9.2}",
+        r.workload.name,
+        r.workload.params(),
+        r.workload.k,
+        r.hvp_batch_ms,
+        r.hvp_batch_cold_ms,
+        r.hvp_per_s(),
+        r.single_hvp_ms,
+        r.gflops()
+    )
+}
