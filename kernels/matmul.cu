@@ -37,7 +37,103 @@ struct MatmulShape {
     static const int LD = TILE + 4;
 };
 
-template <class T, int TM, bool TA, bool TB>
+// Register staging of one k-slice: LOADS elements of op(A) and of op(B) per thread.
+template <class T, int TM>
+struct MatmulStage {
+    T a[MatmulShape<T, TM>::LOADS];
+    T b[MatmulShape<T, TM>::LOADS];
+};
+
+// Global → registers for the slice starting at k0. Scalar path: element l = tid + i·256 of the
+// TILE×BK slice, coalesced along the contiguous dimension, bounds-checked (zero fill).
+// Vector path (VEC, f32 only, taken when every float4 is 16-byte aligned): one float4 per
+// thread and matrix, along the contiguous dimension; with the dimensions multiples of 4 a
+// float4 is either wholly inside the matrix or wholly outside.
+template <class T, int TM, bool TA, bool TB, bool VEC>
+__device__ __forceinline__ void mm_load(MatmulStage<T, TM>& st, const T* az, const T* bz, int m,
+                                        int n, int k, cv_i64 row0, cv_i64 col0, int k0,
+                                        int tid) {
+    typedef MatmulShape<T, TM> S;
+    if constexpr (VEC) {
+        // A: (r, kk..kk+3) when row-major m×k; (kk, r..r+3) when stored k×m.
+        const int ar = TA ? (tid % (S::TILE / 4)) * 4 : tid / (S::BK / 4);
+        const int ak = TA ? tid / (S::TILE / 4) : (tid % (S::BK / 4)) * 4;
+        const cv_i64 gr = row0 + ar;
+        const int gk = k0 + ak;
+        float4 va = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (gr < m && gk < k) {
+            va = *reinterpret_cast<const float4*>(TA ? az + (cv_i64)gk * m + gr : az + gr * k + gk);
+        }
+        st.a[0] = va.x;
+        st.a[1] = va.y;
+        st.a[2] = va.z;
+        st.a[3] = va.w;
+        // B: (kk, c..c+3) when row-major k×n; (c, kk..kk+3) when stored n×k.
+        const int bc = TB ? tid / (S::BK / 4) : (tid % (S::TILE / 4)) * 4;
+        const int bk = TB ? (tid % (S::BK / 4)) * 4 : tid / (S::TILE / 4);
+        const cv_i64 gc = col0 + bc;
+        const int gkb = k0 + bk;
+        float4 vb = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (gc < n && gkb < k) {
+            vb = *reinterpret_cast<const float4*>(TB ? bz + gc * k + gkb : bz + (cv_i64)gkb * n + gc);
+        }
+        st.b[0] = vb.x;
+        st.b[1] = vb.y;
+        st.b[2] = vb.z;
+        st.b[3] = vb.w;
+    } else {
+#pragma unroll
+        for (int i = 0; i < S::LOADS; ++i) {
+            const int l = tid + i * MM_THREADS;
+            const int ar = TA ? l % S::TILE : l / S::BK;
+            const int ak = TA ? l / S::TILE : l % S::BK;
+            const cv_i64 gr = row0 + ar;
+            const int gk = k0 + ak;
+            st.a[i] = (gr < m && gk < k) ? (TA ? az[(cv_i64)gk * m + gr] : az[gr * k + gk]) : T(0);
+            const int bc = TB ? l / S::BK : l % S::TILE;
+            const int bk = TB ? l % S::BK : l / S::TILE;
+            const cv_i64 gc = col0 + bc;
+            const int gkb = k0 + bk;
+            st.b[i] = (gc < n && gkb < k) ? (TB ? bz[gc * k + gkb] : bz[(cv_i64)gkb * n + gc]) : T(0);
+        }
+    }
+}
+
+// Registers → shared buffers As[kk][r] (A transposed) and Bs[kk][c], mirroring mm_load.
+template <class T, int TM, bool TA, bool TB, bool VEC>
+__device__ __forceinline__ void mm_store(const MatmulStage<T, TM>& st,
+                                         T (*As)[MatmulShape<T, TM>::LD],
+                                         T (*Bs)[MatmulShape<T, TM>::LD], int tid) {
+    typedef MatmulShape<T, TM> S;
+    if constexpr (VEC) {
+        const int ar = TA ? (tid % (S::TILE / 4)) * 4 : tid / (S::BK / 4);
+        const int ak = TA ? tid / (S::TILE / 4) : (tid % (S::BK / 4)) * 4;
+        const int bc = TB ? tid / (S::BK / 4) : (tid % (S::TILE / 4)) * 4;
+        const int bk = TB ? (tid % (S::BK / 4)) * 4 : tid / (S::TILE / 4);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            if (TA) {
+                As[ak][ar + e] = st.a[e];
+            } else {
+                As[ak + e][ar] = st.a[e];
+            }
+            if (TB) {
+                Bs[bk + e][bc] = st.b[e];
+            } else {
+                Bs[bk][bc + e] = st.b[e];
+            }
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < S::LOADS; ++i) {
+            const int l = tid + i * MM_THREADS;
+            As[TA ? l / S::TILE : l % S::BK][TA ? l % S::TILE : l / S::BK] = st.a[i];
+            Bs[TB ? l % S::BK : l / S::TILE][TB ? l / S::BK : l % S::TILE] = st.b[i];
+        }
+    }
+}
+
+template <class T, int TM, bool TA, bool TB, bool VEC>
 __device__ __forceinline__ void matmul_tiles(const T* a, const T* b, T* c, int m, int n, int k,
                                              cv_i64 batch, cv_i64 stride_a, cv_i64 stride_b,
                                              cv_i64 stride_c, T alpha, T beta,
@@ -47,18 +143,6 @@ __device__ __forceinline__ void matmul_tiles(const T* a, const T* b, T* c, int m
     const int tx = (int)threadIdx.x;
     const int ty = (int)threadIdx.y;
     const int tid = ty * 16 + tx;
-
-    // This thread's share of each slice: element l = tid + i·256 of the TILE×BK slice, at
-    // (row or column, kk) — fixed per thread, only k0 moves.
-    int a_r[S::LOADS], a_k[S::LOADS], b_c[S::LOADS], b_k[S::LOADS];
-#pragma unroll
-    for (int i = 0; i < S::LOADS; ++i) {
-        const int l = tid + i * MM_THREADS;
-        a_r[i] = TA ? l % S::TILE : l / S::BK;
-        a_k[i] = TA ? l / S::TILE : l % S::BK;
-        b_c[i] = TB ? l / S::BK : l % S::TILE;
-        b_k[i] = TB ? l % S::BK : l / S::TILE;
-    }
 
     for (cv_i64 z = blockIdx.z; z < batch; z += gridDim.z) {
         const T* az = a + z * stride_a;
@@ -76,32 +160,16 @@ __device__ __forceinline__ void matmul_tiles(const T* a, const T* b, T* c, int m
                         acc[i][j] = T(0);
                     }
                 }
-                T sa[S::LOADS];
-                T sb[S::LOADS];
-                // Global → registers for the slice starting at k0.
-#define MM_LOAD(k0)                                                                              \
-    _Pragma("unroll") for (int i = 0; i < S::LOADS; ++i) {                                     \
-        const cv_i64 gr = row0 + a_r[i];                                                       \
-        const int gk = (k0) + a_k[i];                                                          \
-        sa[i] = (gr < m && gk < k) ? (TA ? az[(cv_i64)gk * m + gr] : az[gr * k + gk]) : T(0);  \
-        const cv_i64 gc = col0 + b_c[i];                                                       \
-        const int gkb = (k0) + b_k[i];                                                         \
-        sb[i] = (gc < n && gkb < k) ? (TB ? bz[gc * k + gkb] : bz[(cv_i64)gkb * n + gc]) : T(0); \
-    }
-                // Registers → shared buffer `buf`, A transposed to As[kk][r].
-#define MM_STORE(buf)                                                                            \
-    _Pragma("unroll") for (int i = 0; i < S::LOADS; ++i) {                                     \
-        As[buf][a_k[i]][a_r[i]] = sa[i];                                                       \
-        Bs[buf][b_k[i]][b_c[i]] = sb[i];                                                       \
-    }
-                MM_LOAD(0)
-                MM_STORE(0)
+                MatmulStage<T, TM> st;
+                mm_load<T, TM, TA, TB, VEC>(st, az, bz, m, n, k, row0, col0, 0, tid);
+                mm_store<T, TM, TA, TB, VEC>(st, As[0], Bs[0], tid);
                 __syncthreads();
                 int buf = 0;
                 for (int k0 = 0; k0 < k; k0 += S::BK) {
                     const bool more = k0 + S::BK < k;
                     if (more) {
-                        MM_LOAD(k0 + S::BK)
+                        mm_load<T, TM, TA, TB, VEC>(st, az, bz, m, n, k, row0, col0, k0 + S::BK,
+                                                    tid);
                     }
 #pragma unroll
                     for (int kk = 0; kk < S::BK; ++kk) {
@@ -125,13 +193,11 @@ __device__ __forceinline__ void matmul_tiles(const T* a, const T* b, T* c, int m
                     }
                     if (more) {
                         // The other buffer was last read before the previous barrier.
-                        MM_STORE(buf ^ 1)
+                        mm_store<T, TM, TA, TB, VEC>(st, As[buf ^ 1], Bs[buf ^ 1], tid);
                     }
                     __syncthreads();
                     buf ^= 1;
                 }
-#undef MM_LOAD
-#undef MM_STORE
 #pragma unroll
                 for (int i = 0; i < TM; ++i) {
                     const cv_i64 gr = row0 + 64 * (i / 4) + ty * 4 + (i % 4);
@@ -153,25 +219,47 @@ __device__ __forceinline__ void matmul_tiles(const T* a, const T* b, T* c, int m
     }
 }
 
+template <class T, int TM, bool VEC>
+__device__ __forceinline__ void matmul_dispatch(const T* a, const T* b, T* c, int m, int n, int k,
+                                                cv_i64 batch, cv_i64 sa, cv_i64 sb, cv_i64 sc,
+                                                int trans_a, int trans_b, T alpha, T beta,
+                                                T (*As)[MatmulShape<T, TM>::BK][MatmulShape<T, TM>::LD],
+                                                T (*Bs)[MatmulShape<T, TM>::BK][MatmulShape<T, TM>::LD]) {
+    if (trans_a) {
+        if (trans_b) {
+            matmul_tiles<T, TM, true, true, VEC>(a, b, c, m, n, k, batch, sa, sb, sc, alpha, beta, As, Bs);
+        } else {
+            matmul_tiles<T, TM, true, false, VEC>(a, b, c, m, n, k, batch, sa, sb, sc, alpha, beta, As, Bs);
+        }
+    } else if (trans_b) {
+        matmul_tiles<T, TM, false, true, VEC>(a, b, c, m, n, k, batch, sa, sb, sc, alpha, beta, As, Bs);
+    } else {
+        matmul_tiles<T, TM, false, false, VEC>(a, b, c, m, n, k, batch, sa, sb, sc, alpha, beta, As, Bs);
+    }
+}
+
 template <class T, int TM>
 __device__ __forceinline__ void matmul_kernel(const T* a, const T* b, T* c, int m, int n, int k,
                                               cv_i64 batch, cv_i64 sa, cv_i64 sb, cv_i64 sc,
                                               int trans_a, int trans_b, T alpha, T beta) {
-    // Declared once here (not in each transpose case) so the four cases share the memory.
+    // Declared once here (not per case) so all cases share the memory.
     typedef MatmulShape<T, TM> S;
     __shared__ __align__(16) T As[2][S::BK][S::LD];
     __shared__ __align__(16) T Bs[2][S::BK][S::LD];
-    if (trans_a) {
-        if (trans_b) {
-            matmul_tiles<T, TM, true, true>(a, b, c, m, n, k, batch, sa, sb, sc, alpha, beta, As, Bs);
-        } else {
-            matmul_tiles<T, TM, true, false>(a, b, c, m, n, k, batch, sa, sb, sc, alpha, beta, As, Bs);
+    // float4 loads when every vector is 16-byte aligned: f32, aligned bases and batch strides,
+    // and the contiguous dimension of each matrix a multiple of 4.
+    const bool vec = sizeof(T) == 4 && ((cv_u64)a % 16 == 0) && ((cv_u64)b % 16 == 0) &&
+                     sa % 4 == 0 && sb % 4 == 0 && (trans_a ? m : k) % 4 == 0 &&
+                     (trans_b ? k : n) % 4 == 0;
+    if constexpr (sizeof(T) == 4) {
+        if (vec) {
+            matmul_dispatch<T, TM, true>(a, b, c, m, n, k, batch, sa, sb, sc, trans_a, trans_b,
+                                         alpha, beta, As, Bs);
+            return;
         }
-    } else if (trans_b) {
-        matmul_tiles<T, TM, false, true>(a, b, c, m, n, k, batch, sa, sb, sc, alpha, beta, As, Bs);
-    } else {
-        matmul_tiles<T, TM, false, false>(a, b, c, m, n, k, batch, sa, sb, sc, alpha, beta, As, Bs);
     }
+    matmul_dispatch<T, TM, false>(a, b, c, m, n, k, batch, sa, sb, sc, trans_a, trans_b, alpha,
+                                  beta, As, Bs);
 }
 
 #define CV_MATMUL_KERNEL(dt, T, TM)                                                           \

@@ -95,6 +95,8 @@ fn build_emulator(kernels: &Path) {
         .opt_level(2)
         .flag("-include")
         .flag(kernels.join("emulator/cuda_emu.h").display().to_string())
+        // Kernels reinterpret float arrays as float4, as CUDA code does.
+        .flag("-fno-strict-aliasing")
         .flag_if_supported("-Wno-unknown-pragmas")
         .flag_if_supported("-Wno-unused-parameter")
         .files(&sources)

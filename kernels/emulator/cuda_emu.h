@@ -132,6 +132,12 @@ inline double atomicAdd(double* p, double v) {
     return emu_atomic_add_float<double, uint64_t>(p, v);
 }
 
+// CUDA's 16-byte vector type (used by vectorised loads).
+struct __attribute__((aligned(16))) float4 {
+    float x, y, z, w;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+
 // Bit casts and math functions CUDA has but the host library lacks.
 inline float __int_as_float(int x) {
     float f;
