@@ -60,14 +60,16 @@ fn every_family_compiles_with_its_kernels_nvrtc() {
                 "{} for {arch}: PTX entries vs kernel_names()",
                 family.name()
             );
-            // The SASS a real GPU loads is an ELF image.
-            let cubin =
-                compile_cubin(*family, arch).unwrap_or_else(|e| panic!("{}: {e}", family.name()));
-            assert!(
-                cubin.starts_with(b"\x7fELF"),
-                "{}: CUBIN is not ELF",
-                family.name()
-            );
+            // The SASS a real GPU loads is an ELF image (one arch: CUBIN builds are slow).
+            if arch == "sm_90" {
+                let cubin = compile_cubin(*family, arch)
+                    .unwrap_or_else(|e| panic!("{}: {e}", family.name()));
+                assert!(
+                    cubin.starts_with(b"\x7fELF"),
+                    "{}: CUBIN is not ELF",
+                    family.name()
+                );
+            }
         }
     }
 }
