@@ -11,7 +11,14 @@
 //! - [`GpuBuffer`] is device memory on either; [`KernelArg`] the launch arguments.
 //!
 //! Kernel names are `{op}_{dtype}`; each kernel's parameters and launch geometry are documented
-//! at the top of its `.cu` file. This crate knows nothing of tensors.
+//! at the top of its `.cu` file, and [`geometry`] computes suggested grids and blocks. This crate
+//! knows nothing of tensors.
+//!
+//! Launches trust their arguments the way `cuLaunchKernel` does: the element counts and shapes
+//! passed must describe buffers that are large enough. The emulated GPU checks what it can — the
+//! number and C types of the arguments against the kernel's signature, a guard page after every
+//! buffer (an overrun faults at once, naming the kernel), barriers that can never complete, and,
+//! by resuming fibers in varying orders, missing `__syncthreads()`.
 //!
 //! ```
 //! use curvature_kernels::{geometry, GpuDevice, KernelArg, KernelFamily};
