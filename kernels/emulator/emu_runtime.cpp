@@ -269,7 +269,7 @@ static int launch_grid(const char* name, unsigned gx, unsigned gy, unsigned gz, 
     }
     const uint64_t threads = (uint64_t)bx * by * bz;
     if (gx == 0 || gy == 0 || gz == 0 || threads == 0 || threads > kMaxThreads || bz > 64 ||
-        gy > 65535 || gz > 65535 || shared_bytes > 48 * 1024) {
+        gx > 0x7fffffffu || gy > 65535 || gz > 65535 || shared_bytes > 48 * 1024) {
         return kBadConfig;
     }
     const uint64_t blocks = (uint64_t)gx * gy * gz;
