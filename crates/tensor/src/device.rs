@@ -1,8 +1,13 @@
 //! Where a tensor's data lives.
 
-use crate::{Result, TensorError};
+use crate::{cuda, Result, TensorError};
 
 /// A compute device: the host CPU or a CUDA GPU by ordinal.
+///
+/// `Device::Cuda(i)` is backed by a real NVIDIA GPU, or by the emulated GPU (the same kernels
+/// compiled for the host, DESIGN §6a) when it was selected with `CURVATURE_CUDA=emulate` or
+/// [`Device::cuda_emulated`]. The GPU behind an ordinal is opened on first use and shared by
+/// every tensor of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Device {
     Cpu,
@@ -10,12 +15,12 @@ pub enum Device {
 }
 
 impl Device {
-    /// The CUDA device `ordinal`, or an error saying why it cannot be used.
+    /// The CUDA device `ordinal`, or an error saying why it cannot be used (no driver, no
+    /// NVRTC, no such device). Never panics: the driver and NVRTC libraries are probed before
+    /// any call into them. With `CURVATURE_CUDA=emulate` (and the `emulator` feature of
+    /// `curvature-kernels` compiled in) this is the emulated GPU.
     pub fn cuda(ordinal: usize) -> Result<Device> {
-        Err(TensorError::CudaUnavailable {
-            ordinal,
-            reason: "this build has no CUDA backend".to_string(),
-        })
+        cuda::gpu_device(ordinal).map(|_| Device::Cuda(ordinal))
     }
 
     /// The CUDA device `ordinal` when one can be used, the CPU otherwise.
@@ -23,8 +28,57 @@ impl Device {
         Device::cuda(ordinal).unwrap_or(Device::Cpu)
     }
 
+    /// `Device::Cuda(0)` backed by the emulated GPU, whatever the environment says. Errors when
+    /// the emulator is not compiled in (the `emulator` feature of this crate or of
+    /// `curvature-kernels`) or when `cuda:0` is already a real GPU in this process.
+    pub fn cuda_emulated() -> Result<Device> {
+        cuda::emulated_device().map(|_| Device::Cuda(0))
+    }
+
+    /// The device CUDA tests run on: the real GPU `cuda:0` when it can be opened, otherwise
+    /// the emulated GPU — unless `CURVATURE_REQUIRE_GPU=1`, when a missing GPU is an error.
+    pub fn cuda_or_emulated() -> Result<Device> {
+        match Device::cuda(0) {
+            Ok(device) => Ok(device),
+            Err(e) if std::env::var("CURVATURE_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+                Err(TensorError::CudaUnavailable {
+                    ordinal: 0,
+                    reason: format!("CURVATURE_REQUIRE_GPU=1 but no real GPU: {e}"),
+                })
+            }
+            Err(_) => Device::cuda_emulated(),
+        }
+    }
+
     pub fn is_cuda(self) -> bool {
         matches!(self, Device::Cuda(_))
+    }
+
+    /// Whether this is a CUDA device backed by the emulated GPU.
+    pub fn is_emulated(self) -> bool {
+        match self {
+            Device::Cpu => false,
+            Device::Cuda(i) => cuda::gpu_device(i).is_ok_and(|gpu| gpu.is_emulated()),
+        }
+    }
+
+    /// A readable name for reports: `cpu`, `NVIDIA H100 80GB HBM3 (cuda:0)`,
+    /// `emulated GPU (cuda:0)`, or why a CUDA device is unavailable.
+    pub fn description(self) -> String {
+        match self {
+            Device::Cpu => "cpu".to_string(),
+            Device::Cuda(i) => cuda::describe(i),
+        }
+    }
+
+    /// Waits until all work queued on the device has finished (kernel launches are
+    /// asynchronous on a real GPU); immediate on the CPU and the emulated GPU. Call it before
+    /// reading a clock.
+    pub fn synchronize(self) -> Result<()> {
+        match self {
+            Device::Cpu => Ok(()),
+            Device::Cuda(i) => cuda::synchronize(i),
+        }
     }
 }
 

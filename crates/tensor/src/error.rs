@@ -87,6 +87,9 @@ pub enum TensorError {
     /// A CUDA device was requested but cannot be used.
     #[error("CUDA device {ordinal} is not available: {reason}")]
     CudaUnavailable { ordinal: usize, reason: String },
+    /// A kernel launch, device allocation or copy failed (CUDA driver, NVRTC or emulator).
+    #[error("CUDA backend: {0}")]
+    Kernel(#[from] curvature_kernels::KernelError),
 }
 
 /// Result alias of the tensor crate.

@@ -23,6 +23,7 @@
 
 pub mod backend;
 mod cpu;
+mod cuda;
 mod device;
 mod dtype;
 mod error;
@@ -32,6 +33,7 @@ mod storage;
 mod tensor;
 
 pub use cpu::CpuStorage;
+pub use cuda::CudaStorage;
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Result, TensorError};

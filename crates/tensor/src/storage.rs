@@ -6,24 +6,38 @@ use crate::backend::{
     UnaryOp,
 };
 use crate::cpu::CpuStorage;
+use crate::cuda::{self, CudaStorage};
 use crate::{DType, Device, Result, TensorError};
 
 /// The data of a tensor on one device.
 #[derive(Debug, Clone)]
 pub enum Storage {
     Cpu(CpuStorage),
+    Cuda(CudaStorage),
+}
+
+/// Applies the same backend method to a storage of either backend, re-wrapping the result.
+macro_rules! each_backend {
+    ($storage:expr, $s:ident => $body:expr) => {
+        match $storage {
+            Storage::Cpu($s) => $body.map(Storage::Cpu),
+            Storage::Cuda($s) => $body.map(Storage::Cuda),
+        }
+    };
 }
 
 impl Storage {
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
+            Storage::Cuda(s) => Device::Cuda(s.ordinal()),
         }
     }
 
     pub fn dtype(&self) -> DType {
         match self {
             Storage::Cpu(s) => s.dtype(),
+            Storage::Cuda(s) => s.dtype(),
         }
     }
 
@@ -46,31 +60,35 @@ impl Storage {
         Ok(())
     }
 
-    /// Host storage for `values` on `device`.
+    /// Host storage for `values` on `device` (an upload for a GPU).
     pub fn from_cpu(storage: CpuStorage, device: Device) -> Result<Storage> {
         match device {
             Device::Cpu => Ok(Storage::Cpu(storage)),
-            Device::Cuda(ordinal) => Device::cuda(ordinal).map(|_| Storage::Cpu(storage)),
+            Device::Cuda(ordinal) => {
+                let gpu = cuda::gpu_device(ordinal)?;
+                CudaStorage::from_cpu(&storage, &gpu).map(Storage::Cuda)
+            }
         }
     }
 
-    /// A host copy of the data.
+    /// A host copy of the data (a download from a GPU).
     pub fn to_cpu(&self) -> Result<CpuStorage> {
         match self {
             Storage::Cpu(s) => Ok(s.clone()),
+            Storage::Cuda(s) => s.to_cpu(),
         }
     }
 
     pub fn unary(&self, op: UnaryOp) -> Result<Storage> {
-        match self {
-            Storage::Cpu(s) => s.unary(op).map(Storage::Cpu),
-        }
+        each_backend!(self, s => s.unary(op))
     }
 
     pub fn binary(&self, op: BinaryOp, rhs: &Storage, layout: &BroadcastLayout) -> Result<Storage> {
         self.check_same(op.name(), rhs)?;
         match (self, rhs) {
             (Storage::Cpu(a), Storage::Cpu(b)) => a.binary(op, b, layout).map(Storage::Cpu),
+            (Storage::Cuda(a), Storage::Cuda(b)) => a.binary(op, b, layout).map(Storage::Cuda),
+            _ => Err(self.mismatch(op.name(), rhs)),
         }
     }
 
@@ -87,6 +105,10 @@ impl Storage {
             (Storage::Cpu(a), Storage::Cpu(b), Storage::Cpu(c)) => {
                 a.ternary(op, b, c, layout).map(Storage::Cpu)
             }
+            (Storage::Cuda(a), Storage::Cuda(b), Storage::Cuda(c)) => {
+                a.ternary(op, b, c, layout).map(Storage::Cuda)
+            }
+            _ => Err(self.mismatch(op.name(), b)),
         }
     }
 
@@ -94,31 +116,25 @@ impl Storage {
         self.check_same("matmul", rhs)?;
         match (self, rhs) {
             (Storage::Cpu(a), Storage::Cpu(b)) => a.matmul(b, spec).map(Storage::Cpu),
+            (Storage::Cuda(a), Storage::Cuda(b)) => a.matmul(b, spec).map(Storage::Cuda),
+            _ => Err(self.mismatch("matmul", rhs)),
         }
     }
 
     pub fn reduce(&self, op: ReduceOp, outer: usize, red: usize, inner: usize) -> Result<Storage> {
-        match self {
-            Storage::Cpu(s) => s.reduce(op, outer, red, inner).map(Storage::Cpu),
-        }
+        each_backend!(self, s => s.reduce(op, outer, red, inner))
     }
 
     pub fn log_softmax(&self, rows: usize, cols: usize) -> Result<Storage> {
-        match self {
-            Storage::Cpu(s) => s.log_softmax(rows, cols).map(Storage::Cpu),
-        }
+        each_backend!(self, s => s.log_softmax(rows, cols))
     }
 
     pub fn logsumexp(&self, rows: usize, cols: usize) -> Result<Storage> {
-        match self {
-            Storage::Cpu(s) => s.logsumexp(rows, cols).map(Storage::Cpu),
-        }
+        each_backend!(self, s => s.logsumexp(rows, cols))
     }
 
     pub fn copy_strided(&self, copy: &StridedCopy) -> Result<Storage> {
-        match self {
-            Storage::Cpu(s) => s.copy_strided(copy).map(Storage::Cpu),
-        }
+        each_backend!(self, s => s.copy_strided(copy))
     }
 
     pub fn cat(parts: &[&Storage], outer: usize, widths: &[usize]) -> Result<Storage> {
@@ -128,13 +144,28 @@ impl Storage {
         for part in &parts[1..] {
             first.check_same("cat", part)?;
         }
-        let cpu: Vec<&CpuStorage> = parts
-            .iter()
-            .map(|p| match p {
-                Storage::Cpu(s) => s,
-            })
-            .collect();
-        CpuStorage::cat(&cpu, outer, widths).map(Storage::Cpu)
+        match first {
+            Storage::Cpu(_) => {
+                let cpu: Vec<&CpuStorage> = parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        Storage::Cpu(s) => Some(s),
+                        Storage::Cuda(_) => None,
+                    })
+                    .collect();
+                CpuStorage::cat(&cpu, outer, widths).map(Storage::Cpu)
+            }
+            Storage::Cuda(_) => {
+                let gpu: Vec<&CudaStorage> = parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        Storage::Cuda(s) => Some(s),
+                        Storage::Cpu(_) => None,
+                    })
+                    .collect();
+                CudaStorage::cat(&gpu, outer, widths).map(Storage::Cuda)
+            }
+        }
     }
 
     pub fn index_select(
@@ -144,16 +175,20 @@ impl Storage {
         axis_len: usize,
         inner: usize,
     ) -> Result<Storage> {
-        match self {
-            Storage::Cpu(s) => s
-                .index_select(indices, outer, axis_len, inner)
-                .map(Storage::Cpu),
-        }
+        each_backend!(self, s => s.index_select(indices, outer, axis_len, inner))
     }
 
     pub fn to_dtype(&self, dtype: DType) -> Result<Storage> {
-        match self {
-            Storage::Cpu(s) => s.to_dtype(dtype).map(Storage::Cpu),
+        each_backend!(self, s => s.to_dtype(dtype))
+    }
+
+    /// The device-mismatch error of an op over `self` and `other` (reached only when
+    /// `check_same` let two backends through, which it does not).
+    fn mismatch(&self, op: &'static str, other: &Storage) -> TensorError {
+        TensorError::DeviceMismatch {
+            op,
+            lhs: self.device(),
+            rhs: other.device(),
         }
     }
 }

@@ -1,0 +1,117 @@
+//! Elementwise kernels (`kernels/elementwise.cu`): unary functions, broadcasting binary and
+//! ternary ops, dtype casts.
+
+use curvature_kernels::{geometry, KernelArg, KernelFamily};
+
+use super::{rank_arg, upload_i64s, CudaStorage};
+use crate::backend::{BinaryOp, BroadcastLayout, TernaryOp, UnaryOp};
+use crate::{DType, Result, TensorError};
+
+/// `unary_{op}_{dt}(x, out, n, p0, p1)`.
+pub(super) fn unary(x: &CudaStorage, op: UnaryOp) -> Result<CudaStorage> {
+    let out = x.alloc_like(x.len)?;
+    if x.len == 0 {
+        return Ok(out);
+    }
+    let (p0, p1) = op.params();
+    x.launch(
+        KernelFamily::Elementwise,
+        &x.kernel(&format!("unary_{}", op.name())),
+        geometry::launch_1d(x.len),
+        &[
+            x.arg(),
+            out.arg(),
+            KernelArg::U64(x.len as u64),
+            x.scalar(p0),
+            x.scalar(p1),
+        ],
+    )?;
+    Ok(out)
+}
+
+/// `binary_{op}_contig_{dt}(a, b, out, n)` when both operands have the output's shape, else
+/// `binary_{op}_{dt}(a, b, out, n, rank, [dims, strides a, strides b])`.
+pub(super) fn binary(
+    a: &CudaStorage,
+    op: BinaryOp,
+    b: &CudaStorage,
+    layout: &BroadcastLayout,
+) -> Result<CudaStorage> {
+    let stem = format!("binary_{}", op.name());
+    broadcast(op.name(), &stem, &[a, b], layout)
+}
+
+/// `ternary_{op}_contig_{dt}(a, b, c, out, n)` or the broadcasting
+/// `ternary_{op}_{dt}(a, b, c, out, n, rank, [dims, strides a, b, c])`.
+pub(super) fn ternary(
+    a: &CudaStorage,
+    op: TernaryOp,
+    b: &CudaStorage,
+    c: &CudaStorage,
+    layout: &BroadcastLayout,
+) -> Result<CudaStorage> {
+    let stem = format!("ternary_{}", op.name());
+    broadcast(op.name(), &stem, &[a, b, c], layout)
+}
+
+/// One launch of a broadcasting elementwise kernel over `operands` (one dtype, one GPU).
+fn broadcast(
+    op: &'static str,
+    stem: &str,
+    operands: &[&CudaStorage],
+    layout: &BroadcastLayout,
+) -> Result<CudaStorage> {
+    let Some(first) = operands.first() else {
+        return Err(TensorError::Empty { op });
+    };
+    let n = layout.out.elem_count();
+    let out = first.alloc_like(n)?;
+    if n == 0 {
+        return Ok(out);
+    }
+    let mut args: Vec<KernelArg> = operands.iter().map(|s| s.arg()).collect();
+    args.push(out.arg());
+    args.push(KernelArg::U64(n as u64));
+    if layout.is_contiguous() {
+        first.launch(
+            KernelFamily::Elementwise,
+            &first.kernel(&format!("{stem}_contig")),
+            geometry::launch_1d(n),
+            &args,
+        )?;
+        return Ok(out);
+    }
+    let mut table = layout.out.dims().to_vec();
+    for strides in &layout.strides {
+        table.extend_from_slice(strides);
+    }
+    let table = upload_i64s(op, first.gpu(), &table)?;
+    args.push(rank_arg(op, layout.out.rank())?);
+    args.push(KernelArg::Buffer(&table));
+    first.launch(
+        KernelFamily::Elementwise,
+        &first.kernel(stem),
+        geometry::launch_1d(n),
+        &args,
+    )?;
+    Ok(out)
+}
+
+/// `cast_f32_f64(x, out, n)` / `cast_f64_f32(x, out, n)`; a shared copy for the same dtype.
+pub(super) fn to_dtype(x: &CudaStorage, dtype: DType) -> Result<CudaStorage> {
+    if dtype == x.dtype {
+        return Ok(x.clone());
+    }
+    let out = CudaStorage::alloc(x.gpu(), dtype, x.len)?;
+    if x.len == 0 {
+        return Ok(out);
+    }
+    let kernel = format!("cast_{}_{}", x.dtype.as_str(), dtype.as_str());
+    x.launch(
+        KernelFamily::Elementwise,
+        &kernel,
+        geometry::launch_1d(x.len),
+        &[x.arg(), out.arg(), KernelArg::U64(x.len as u64)],
+    )?;
+    Ok(out)
+}

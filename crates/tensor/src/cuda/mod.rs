@@ -1,0 +1,239 @@
+//! The CUDA backend: every primitive op as a launch of the project's kernels (`kernels/*.cu`,
+//! through `curvature-kernels`) on a real GPU or on the emulated GPU of DESIGN §6a.
+//!
+//! Data lives in one immutable [`GpuBuffer`] per storage (shared by clones, like the tensors
+//! above it). Shapes and strides travel to the kernels as small device arrays of `i64`; launch
+//! geometry comes from `curvature_kernels::geometry`. The kernel of an op is `{op}_{dtype}`.
+
+mod elementwise;
+mod layout;
+mod matmul;
+mod reduce;
+mod registry;
+
+use std::sync::Arc;
+
+use curvature_kernels::{GpuBuffer, GpuDevice, KernelArg, KernelFamily};
+
+use crate::backend::{
+    BackendStorage, BinaryOp, BroadcastLayout, MatmulSpec, ReduceOp, StridedCopy, TernaryOp,
+    UnaryOp,
+};
+use crate::cpu::CpuStorage;
+use crate::{DType, Result, TensorError};
+
+pub(crate) use registry::{describe, emulated_device, gpu_device, synchronize};
+
+/// Device memory of one tensor: `len` elements of `dtype`.
+#[derive(Debug, Clone)]
+pub struct CudaStorage {
+    buffer: Arc<GpuBuffer>,
+    dtype: DType,
+    len: usize,
+}
+
+impl CudaStorage {
+    /// The GPU holding the data.
+    pub fn gpu(&self) -> &GpuDevice {
+        self.buffer.device()
+    }
+
+    /// The device ordinal of the data.
+    pub fn ordinal(&self) -> usize {
+        self.gpu().ordinal()
+    }
+
+    /// Copies host data to `device`.
+    pub fn from_cpu(storage: &CpuStorage, device: &GpuDevice) -> Result<CudaStorage> {
+        let bytes = storage.as_bytes();
+        Ok(CudaStorage {
+            buffer: Arc::new(device.upload(bytes)?),
+            dtype: storage.dtype(),
+            len: storage.len(),
+        })
+    }
+
+    /// Copies the data to the host (after all queued work on the device).
+    pub fn to_cpu(&self) -> Result<CpuStorage> {
+        if self.len == 0 {
+            return Ok(CpuStorage::full(self.dtype, 0, 0.0));
+        }
+        let mut bytes = vec![0u8; self.buffer.len_bytes()];
+        self.gpu().download(&self.buffer, &mut bytes)?;
+        Ok(CpuStorage::from_bytes(self.dtype, &bytes))
+    }
+
+    /// A zeroed output of `len` elements of `dtype` on `gpu`.
+    fn alloc(gpu: &GpuDevice, dtype: DType, len: usize) -> Result<CudaStorage> {
+        let bytes =
+            len.checked_mul(dtype.size_in_bytes())
+                .ok_or_else(|| TensorError::InvalidArgument {
+                    op: "alloc",
+                    msg: format!("{len} elements of {dtype} overflow the address space"),
+                })?;
+        Ok(CudaStorage {
+            buffer: Arc::new(gpu.alloc_zeros(bytes)?),
+            dtype,
+            len,
+        })
+    }
+
+    /// A zeroed output like `self` (same device and dtype) of `len` elements.
+    fn alloc_like(&self, len: usize) -> Result<CudaStorage> {
+        CudaStorage::alloc(self.gpu(), self.dtype, len)
+    }
+
+    fn arg(&self) -> KernelArg<'_> {
+        KernelArg::Buffer(&self.buffer)
+    }
+
+    /// A scalar kernel parameter of this storage's dtype (`T` in the kernel's signature).
+    fn scalar(&self, value: f64) -> KernelArg<'static> {
+        scalar_arg(self.dtype, value)
+    }
+
+    /// `{stem}_{dtype}`.
+    fn kernel(&self, stem: &str) -> String {
+        format!("{stem}_{}", self.dtype.as_str())
+    }
+
+    fn launch(
+        &self,
+        family: KernelFamily,
+        kernel: &str,
+        (grid, block): ((u32, u32, u32), (u32, u32, u32)),
+        args: &[KernelArg],
+    ) -> Result<()> {
+        self.gpu().launch(family, kernel, grid, block, 0, args)?;
+        Ok(())
+    }
+
+    /// Errors unless `other` has this storage's dtype and lives on the same GPU.
+    fn check_same(&self, op: &'static str, other: &CudaStorage) -> Result<()> {
+        if other.dtype != self.dtype {
+            return Err(TensorError::DTypeMismatch {
+                op,
+                lhs: self.dtype,
+                rhs: other.dtype,
+            });
+        }
+        if other.ordinal() != self.ordinal() {
+            return Err(TensorError::DeviceMismatch {
+                op,
+                lhs: crate::Device::Cuda(self.ordinal()),
+                rhs: crate::Device::Cuda(other.ordinal()),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A scalar kernel parameter of type `T` for `dtype`.
+fn scalar_arg(dtype: DType, value: f64) -> KernelArg<'static> {
+    match dtype {
+        DType::F32 => KernelArg::F32(value as f32),
+        DType::F64 => KernelArg::F64(value),
+    }
+}
+
+/// An element count or index as the kernels' 64-bit integer types, or an error naming `op`.
+fn to_i64(op: &'static str, value: usize) -> Result<i64> {
+    i64::try_from(value).map_err(|_| TensorError::InvalidArgument {
+        op,
+        msg: format!("{value} does not fit the kernels' 64-bit index type"),
+    })
+}
+
+/// `values` as a device array of `long long` (at least one element, so the pointer is valid
+/// even for rank 0).
+fn upload_i64s(op: &'static str, gpu: &GpuDevice, values: &[usize]) -> Result<GpuBuffer> {
+    let mut words = values
+        .iter()
+        .map(|&v| to_i64(op, v))
+        .collect::<Result<Vec<i64>>>()?;
+    if words.is_empty() {
+        words.push(0);
+    }
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    Ok(gpu.upload(&bytes)?)
+}
+
+/// A rank as the kernels' `int`.
+fn rank_arg(op: &'static str, rank: usize) -> Result<KernelArg<'static>> {
+    i32::try_from(rank)
+        .map(KernelArg::I32)
+        .map_err(|_| TensorError::InvalidArgument {
+            op,
+            msg: format!("rank {rank} is too large"),
+        })
+}
+
+impl BackendStorage for CudaStorage {
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn unary(&self, op: UnaryOp) -> Result<Self> {
+        elementwise::unary(self, op)
+    }
+
+    fn binary(&self, op: BinaryOp, rhs: &Self, layout: &BroadcastLayout) -> Result<Self> {
+        self.check_same(op.name(), rhs)?;
+        elementwise::binary(self, op, rhs, layout)
+    }
+
+    fn ternary(&self, op: TernaryOp, b: &Self, c: &Self, layout: &BroadcastLayout) -> Result<Self> {
+        self.check_same(op.name(), b)?;
+        self.check_same(op.name(), c)?;
+        elementwise::ternary(self, op, b, c, layout)
+    }
+
+    fn matmul(&self, rhs: &Self, spec: &MatmulSpec) -> Result<Self> {
+        self.check_same("matmul", rhs)?;
+        matmul::matmul(self, rhs, spec)
+    }
+
+    fn reduce(&self, op: ReduceOp, outer: usize, reduced: usize, inner: usize) -> Result<Self> {
+        reduce::reduce(self, op, outer, reduced, inner)
+    }
+
+    fn log_softmax(&self, rows: usize, cols: usize) -> Result<Self> {
+        reduce::rows(self, "log_softmax", rows, cols, rows * cols)
+    }
+
+    fn logsumexp(&self, rows: usize, cols: usize) -> Result<Self> {
+        reduce::rows(self, "logsumexp", rows, cols, rows)
+    }
+
+    fn copy_strided(&self, copy: &StridedCopy) -> Result<Self> {
+        layout::copy_strided(self, copy)
+    }
+
+    fn cat(parts: &[&Self], outer: usize, widths: &[usize]) -> Result<Self> {
+        let Some(first) = parts.first() else {
+            return Err(TensorError::Empty { op: "cat" });
+        };
+        for part in &parts[1..] {
+            first.check_same("cat", part)?;
+        }
+        layout::cat(parts, outer, widths)
+    }
+
+    fn index_select(
+        &self,
+        indices: &[usize],
+        outer: usize,
+        axis_len: usize,
+        inner: usize,
+    ) -> Result<Self> {
+        layout::index_select(self, indices, outer, axis_len, inner)
+    }
+
+    fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        elementwise::to_dtype(self, dtype)
+    }
+}

@@ -1,0 +1,63 @@
+//! Reductions (`kernels/reduce.cu`): sum / max over one axis, and the row kernels
+//! `log_softmax` / `logsumexp`.
+
+use curvature_kernels::{geometry, KernelArg, KernelFamily};
+
+use super::{to_i64, CudaStorage};
+use crate::backend::ReduceOp;
+use crate::Result;
+
+/// `reduce_sum_{dt}` / `reduce_max_{dt}(x, out, outer, red, inner)` over x viewed as
+/// `[outer, red, inner]`, giving `[outer, inner]`.
+pub(super) fn reduce(
+    x: &CudaStorage,
+    op: ReduceOp,
+    outer: usize,
+    reduced: usize,
+    inner: usize,
+) -> Result<CudaStorage> {
+    let out = x.alloc_like(outer * inner)?;
+    if outer * inner == 0 {
+        return Ok(out);
+    }
+    x.launch(
+        KernelFamily::Reduce,
+        &x.kernel(op.name()),
+        geometry::reduce_axis_launch(outer, inner),
+        &[
+            x.arg(),
+            out.arg(),
+            KernelArg::I64(to_i64(op.name(), outer)?),
+            KernelArg::I64(to_i64(op.name(), reduced)?),
+            KernelArg::I64(to_i64(op.name(), inner)?),
+        ],
+    )?;
+    Ok(out)
+}
+
+/// `{stem}_{dt}(x, out, rows, cols)` for `stem` = `log_softmax` (out `[rows, cols]`) or
+/// `logsumexp` (out `[rows]`); `out_len` is the output's element count.
+pub(super) fn rows(
+    x: &CudaStorage,
+    stem: &'static str,
+    rows: usize,
+    cols: usize,
+    out_len: usize,
+) -> Result<CudaStorage> {
+    let out = x.alloc_like(out_len)?;
+    if out_len == 0 {
+        return Ok(out);
+    }
+    x.launch(
+        KernelFamily::Reduce,
+        &x.kernel(stem),
+        geometry::row_launch(rows, cols),
+        &[
+            x.arg(),
+            out.arg(),
+            KernelArg::I64(to_i64(stem, rows)?),
+            KernelArg::I64(to_i64(stem, cols)?),
+        ],
+    )?;
+    Ok(out)
+}
