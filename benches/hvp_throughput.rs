@@ -12,6 +12,7 @@ use curvature::workloads;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn bench_workloads(c: &mut Criterion) {
+    curvature::allocator::retain_freed_memory();
     let mut devices = vec![Device::Cpu];
     if let Ok(gpu) = Device::cuda(0) {
         devices.push(gpu);

@@ -64,6 +64,7 @@ pub fn run_workload(
     workload: &Workload,
     config: &BenchConfig,
 ) -> curvature_hessian::Result<BenchResult> {
+    crate::allocator::retain_freed_memory();
     let problem = workload.build(config.dtype, config.device)?;
     let prepare = || PreparedHvp::for_model(&problem.model, problem.loss, &problem.x, &problem.y);
     let operator = prepare()?;

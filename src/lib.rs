@@ -24,6 +24,7 @@ pub use curvature_hessian as hessian;
 pub use curvature_tape as tape;
 pub use curvature_tensor as tensor;
 
+pub mod allocator;
 pub mod bench;
 pub mod workloads;
 
