@@ -39,15 +39,6 @@ fn cuda_device_with_huge_ordinal_is_err() {
     assert!(GpuDevice::cuda(1 << 20).is_err());
 }
 
-#[cfg(not(feature = "emulator"))]
-#[test]
-fn emulated_without_feature_is_err() {
-    assert!(matches!(
-        GpuDevice::emulated(),
-        Err(KernelError::NoEmulator)
-    ));
-}
-
 #[cfg(feature = "emulator")]
 #[test]
 fn emulated_device_basics() {
