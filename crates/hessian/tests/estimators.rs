@@ -272,3 +272,22 @@ fn slq_density_integrates_to_one_and_its_moments_are_exact_cpu() {
     );
     println!("SLQ mean {mean}, trace/P {}", trace(&h, p) / p as f64);
 }
+
+#[test]
+fn lanczos_restarts_find_a_repeated_top_eigenvalue_cpu() {
+    // A Krylov space holds one vector per distinct eigenvalue: the first recurrence becomes
+    // invariant after 5 steps, and the restarts orthogonal to it find the other copies of 5.
+    let d = [5.0, 1.0, 5.0, 2.0, 3.0, 5.0, 4.0];
+    let op = Diagonal(Tensor::from_f64s(&d, [7], DType::F64, Device::Cpu).unwrap());
+    let options = LanczosOptions {
+        k: 3,
+        tol: 1e-12,
+        ..LanczosOptions::default()
+    };
+    let eig = top_eigenvalues(&op, &options).unwrap();
+    for value in &eig.values {
+        assert!((value - 5.0).abs() <= 1e-12, "{:?}", eig.values);
+    }
+    assert!(eig.converged);
+    assert_eq!(eig.iterations, 7);
+}
