@@ -1,0 +1,115 @@
+//! The command line's arguments (clap), shared by `main` and the commands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use curvature::tensor::{DType, Device};
+
+#[derive(Parser)]
+#[command(
+    name = "curvature",
+    version,
+    about = "Second-order derivatives of neural networks",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// With no subcommand, `curvature` runs `bench` with these flags.
+    #[command(flatten)]
+    pub bench: BenchArgs,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Benchmark batched Hessian-vector products on the standard workloads (the default).
+    Bench(BenchArgs),
+    /// Analyse a model stored as safetensors: loss, gradient, Hessian diagonal, trace, top
+    /// eigenvalues, spectral density (and the whole Hessian when it is small or --full).
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct BenchArgs {
+    /// Print one JSON object per workload instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Element type.
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    pub dtype: DType,
+    /// Comma-separated workloads (seed, mid, large); default: those that fit the device.
+    #[arg(long, value_delimiter = ',')]
+    pub workloads: Vec<String>,
+    /// Device to run on; `auto` picks a CUDA GPU when one is present.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Timed repetitions per measurement (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+}
+
+#[derive(Args, Clone)]
+pub struct AnalyzeArgs {
+    /// The model file (safetensors: layer weights, `x`, `y`, metadata `widths`, `activations`,
+    /// `final_activation`, `loss`), e.g. written by scripts/export_torch_mlp.py.
+    pub model: PathBuf,
+    /// Write the results to this safetensors file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Draw the spectral density with the top eigenvalues marked to this SVG file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Device to run on; `auto` picks a CUDA GPU when one is present.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Element type of the computation (and of the written tensors).
+    #[arg(long, default_value = "f64", value_parser = parse_dtype)]
+    pub dtype: DType,
+    /// How many of the largest eigenvalues to report (at most P).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub top_k: u32,
+    /// Random probes of the spectral density (SLQ), of the Hutchinson diagonal and of Hutch++
+    /// (which gets 3 × probes products); used only where an exact answer is too expensive,
+    /// except for the density, which is always estimated.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub probes: u32,
+    /// Seed of every random probe.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Compute the whole Hessian and all its eigenvalues even when P is large.
+    #[arg(long)]
+    pub full: bool,
+    /// Width of the Gaussian that broadens each node of the density; default: 1% of the
+    /// spectrum's extent.
+    #[arg(long, value_parser = parse_positive)]
+    pub sigma: Option<f64>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl DeviceChoice {
+    /// The device this choice names; `cuda` without a usable GPU is an error.
+    pub fn select(self) -> Result<Device, String> {
+        match self {
+            DeviceChoice::Auto => Ok(Device::cuda_if_available(0)),
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Cuda => Device::cuda(0).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+fn parse_dtype(s: &str) -> Result<DType, String> {
+    s.parse()
+}
+
+fn parse_positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("expected a positive number, got '{s}'")),
+    }
+}

@@ -1,0 +1,183 @@
+//! `curvature analyze`: runs the analysis, writes the results file and the plot (atomically,
+//! only once everything has succeeded) and prints a readable summary.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::analyze::{analyze, norm, output_tensors, Analysis, Method};
+use crate::cli::AnalyzeArgs;
+use crate::output::{safetensors_bytes, Staged};
+use crate::plot::spectrum_svg;
+
+pub fn run(args: &AnalyzeArgs) -> Result<(), String> {
+    let device = args.device.select()?;
+    let analysis = analyze(args, device)?;
+    let tensors = output_tensors(&analysis);
+    let mut staged = Vec::new();
+    if let Some(path) = &args.out {
+        let bytes = safetensors_bytes(&tensors, metadata(args, &analysis))?;
+        staged.push(Staged::new(path, &bytes)?);
+    }
+    if let Some(path) = &args.plot {
+        let title = format!("Hessian spectrum of {}", file_name(&args.model));
+        let svg = spectrum_svg(&title, &analysis.density, &analysis.top)?;
+        staged.push(Staged::new(path, svg.as_bytes())?);
+    }
+    for file in staged {
+        file.commit()?;
+    }
+    print!("{}", summary(args, &analysis));
+    if let Some(path) = &args.out {
+        let names: Vec<&str> = tensors.iter().map(|(n, _, _)| n.as_str()).collect();
+        println!("wrote {} ({})", path.display(), names.join(", "));
+    }
+    if let Some(path) = &args.plot {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    )
+}
+
+/// The results file's metadata: the model's own keys, how it ran, and how each quantity was
+/// obtained.
+fn metadata(args: &AnalyzeArgs, a: &Analysis) -> HashMap<String, String> {
+    let m = &a.model;
+    let activations: Vec<&str> = m.activations.iter().map(|x| x.name()).collect();
+    let strings = |v: &[&str]| serde_json::to_string(v).unwrap_or_default();
+    let entries = [
+        ("source", file_name(&args.model)),
+        (
+            "widths",
+            serde_json::to_string(&m.widths).unwrap_or_default(),
+        ),
+        ("activations", strings(&activations)),
+        (
+            "final_activation",
+            m.final_activation.map_or("None", |x| x.name()).to_string(),
+        ),
+        ("loss", m.loss.name().to_string()),
+        ("params", a.params.to_string()),
+        ("samples", a.samples.to_string()),
+        ("dtype", a.dtype.as_str().to_string()),
+        ("device", a.device.to_string()),
+        ("seed", args.seed.to_string()),
+        ("probes", args.probes.to_string()),
+        ("hessian_diag_method", a.diagonal_method.name().to_string()),
+        ("hessian_trace_method", a.trace_method.name().to_string()),
+        ("top_eigenvalues_method", a.top_method.name().to_string()),
+        ("spectral_density_sigma", format!("{:e}", a.sigma)),
+    ];
+    entries
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+fn summary(args: &AnalyzeArgs, a: &Analysis) -> String {
+    let m = &a.model;
+    let widths: Vec<String> = m.widths.iter().map(usize::to_string).collect();
+    let activations: Vec<&str> = m.activations.iter().map(|x| x.name()).collect();
+    let p = a.params;
+    let mut s = format!("curvature analyze: {}\n", args.model.display());
+    let mut line = |key: &str, value: String| s.push_str(&format!("  {key:<13} {value}\n"));
+    line(
+        "model",
+        format!(
+            "MLP {} ({}{}), loss {}, {} samples, P = {p}",
+            widths.join("-"),
+            if activations.is_empty() {
+                "no hidden layers".to_string()
+            } else {
+                activations.join(", ")
+            },
+            m.final_activation
+                .map_or(String::new(), |x| format!(", final {}", x.name())),
+            m.loss.name(),
+            a.samples
+        ),
+    );
+    line(
+        "run on",
+        format!("{}, {}", curvature::device_description(a.device), a.dtype),
+    );
+    line("loss", format!("{:.12e}", a.loss));
+    let gmax = a.grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+    line(
+        "gradient",
+        format!("‖g‖ = {:.6e}, max |gᵢ| = {gmax:.6e}", norm(&a.grad)),
+    );
+    if a.hessian.is_some() {
+        line("Hessian", format!("dense {p} × {p} (exact, from {p} HVPs)"));
+    }
+    line(
+        "trace",
+        format!("{:.10e} ({})", a.trace, method(a.trace_method)),
+    );
+    let (dmin, dmax) = range(&a.diagonal);
+    line(
+        "diagonal",
+        format!(
+            "min {dmin:.6e}, max {dmax:.6e} ({})",
+            method(a.diagonal_method)
+        ),
+    );
+    if let Some(all) = &a.eigenvalues {
+        let (lo, hi) = range(all);
+        let negative = all.iter().filter(|&&v| v < 0.0).count();
+        line(
+            "eigenvalues",
+            format!("min {lo:.6e}, max {hi:.6e}, {negative} of {p} negative"),
+        );
+    }
+    let top: Vec<String> = a.top.iter().map(|v| format!("{v:.6e}")).collect();
+    line(
+        &format!("top {}", a.top.len()),
+        format!("{} ({})", top.join(", "), method(a.top_method)),
+    );
+    let grid = &a.density.grid;
+    line(
+        "density",
+        format!(
+            "SLQ, {} probes, σ = {:.3e}, {} points on [{:.4e}, {:.4e}]",
+            a.density.nodes.len(),
+            a.sigma,
+            grid.len(),
+            grid.first().copied().unwrap_or(0.0),
+            grid.last().copied().unwrap_or(0.0)
+        ),
+    );
+    s
+}
+
+fn method(m: Method) -> String {
+    match m {
+        Method::Exact => "exact".to_string(),
+        Method::Hutchinson => "Hutchinson estimate".to_string(),
+        Method::HutchPlusPlus => "Hutch++ estimate".to_string(),
+        Method::Lanczos {
+            iterations,
+            converged,
+        } => format!(
+            "Lanczos, {iterations} steps, {}",
+            if converged {
+                "converged"
+            } else {
+                "NOT converged"
+            }
+        ),
+    }
+}
+
+fn range(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
+}

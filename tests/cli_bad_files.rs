@@ -1,0 +1,261 @@
+//! `curvature analyze` on bad model files: each gives one line on stderr naming the problem,
+//! exit code 2, no panic, and no output file (not even a partial or temporary one).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+
+/// A model file as tensors `(name, shape, values)` and metadata, to be spoiled and written.
+struct ModelFile {
+    tensors: Vec<(String, Vec<usize>, Vec<f64>)>,
+    metadata: HashMap<String, String>,
+}
+
+impl ModelFile {
+    /// The model, data and metadata of a golden file (without the reference results).
+    fn golden() -> ModelFile {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/mlp_4_6_5_3_tanh_sigmoid_mse.safetensors");
+        let bytes = std::fs::read(path).expect("golden file");
+        let (_, header) = SafeTensors::read_metadata(&bytes).expect("header");
+        let file = SafeTensors::deserialize(&bytes).expect("golden file parses");
+        let keep = |name: &str| name == "x" || name == "y" || name.contains('.');
+        let tensors = file
+            .tensors()
+            .into_iter()
+            .filter(|(name, _)| keep(name))
+            .map(|(name, view)| {
+                let values = view
+                    .data()
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect();
+                (name, view.shape().to_vec(), values)
+            })
+            .collect();
+        let metadata = header.metadata().clone().expect("metadata");
+        ModelFile { tensors, metadata }
+    }
+
+    fn tensor(&mut self, name: &str) -> &mut (String, Vec<usize>, Vec<f64>) {
+        self.tensors
+            .iter_mut()
+            .find(|t| t.0 == name)
+            .expect("tensor present")
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let data: Vec<Vec<u8>> = self
+            .tensors
+            .iter()
+            .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+            .collect();
+        let views: Vec<_> = self
+            .tensors
+            .iter()
+            .zip(&data)
+            .map(|((name, shape, _), d)| {
+                let view = TensorView::new(Dtype::F64, shape.clone(), d).expect("valid view");
+                (name.clone(), view)
+            })
+            .collect();
+        safetensors::tensor::serialize(views, Some(self.metadata.clone())).expect("serialises")
+    }
+}
+
+/// Runs `analyze` on `bytes` written to a fresh directory with `--out` and `--plot` in the same
+/// directory; checks exit code 2, a one-line error containing `expected`, and that the
+/// directory holds nothing but the input afterwards.
+fn rejects(bytes: &[u8], expected: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = dir.path().join("bad.safetensors");
+    std::fs::write(&model, bytes).expect("written");
+    check_rejected(&model, dir.path(), expected);
+}
+
+fn check_rejected(model: &Path, dir: &Path, expected: &str) {
+    let out = dir.join("results.safetensors");
+    let plot = dir.join("spectrum.svg");
+    let before = listing(dir);
+    let output = Command::new(env!("CARGO_BIN_EXE_curvature"))
+        .arg("analyze")
+        .arg(model)
+        .args(["--device", "cpu", "--out"])
+        .arg(&out)
+        .arg("--plot")
+        .arg(&plot)
+        .output()
+        .expect("the curvature binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "exit code; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "a panic: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains(expected), "expected '{expected}' in: {stderr}");
+    assert!(output.stdout.is_empty(), "no summary on failure");
+    assert_eq!(listing(dir), before, "no output or temporary file is left");
+}
+
+fn listing(dir: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("listable")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    entries
+}
+
+#[test]
+fn analyze_accepts_the_unspoiled_model_cpu() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = dir.path().join("good.safetensors");
+    std::fs::write(&model, ModelFile::golden().bytes()).expect("written");
+    let status = Command::new(env!("CARGO_BIN_EXE_curvature"))
+        .arg("analyze")
+        .arg(&model)
+        .args(["--device", "cpu"])
+        .output()
+        .expect("runs")
+        .status;
+    assert!(status.success(), "the rewritten golden model is accepted");
+}
+
+#[test]
+fn analyze_rejects_missing_tensor_cpu() {
+    let mut m = ModelFile::golden();
+    m.tensors.retain(|t| t.0 != "1.weight");
+    rejects(&m.bytes(), "missing tensor '1.weight'");
+}
+
+#[test]
+fn analyze_rejects_missing_data_cpu() {
+    let mut m = ModelFile::golden();
+    m.tensors.retain(|t| t.0 != "y");
+    rejects(&m.bytes(), "missing tensor 'y'");
+}
+
+#[test]
+fn analyze_rejects_wrong_shape_cpu() {
+    let mut m = ModelFile::golden();
+    let bias = m.tensor("0.bias");
+    bias.1 = vec![3, 2];
+    rejects(&m.bytes(), "tensor '0.bias' has shape");
+}
+
+#[test]
+fn analyze_rejects_wrong_data_shape_cpu() {
+    let mut m = ModelFile::golden();
+    let x = m.tensor("x");
+    let n = x.1[0];
+    x.1 = vec![n / 2, 8];
+    rejects(&m.bytes(), "tensor 'x' has shape");
+}
+
+#[test]
+fn analyze_rejects_unknown_activation_cpu() {
+    let mut m = ModelFile::golden();
+    m.metadata
+        .insert("activations".into(), "[\"tanh\", \"relu\"]".into());
+    rejects(&m.bytes(), "unknown activation 'relu'");
+}
+
+#[test]
+fn analyze_rejects_unknown_final_activation_cpu() {
+    let mut m = ModelFile::golden();
+    m.metadata.insert("final_activation".into(), "softmax".into());
+    rejects(&m.bytes(), "unknown activation 'softmax'");
+}
+
+#[test]
+fn analyze_rejects_unknown_loss_cpu() {
+    let mut m = ModelFile::golden();
+    m.metadata.insert("loss".into(), "hinge".into());
+    rejects(&m.bytes(), "unknown loss 'hinge'");
+}
+
+#[test]
+fn analyze_rejects_malformed_widths_cpu() {
+    let mut m = ModelFile::golden();
+    m.metadata.insert("widths".into(), "[4, 6, 5".into());
+    rejects(&m.bytes(), "metadata 'widths'");
+}
+
+#[test]
+fn analyze_rejects_missing_metadata_cpu() {
+    let mut m = ModelFile::golden();
+    m.metadata.remove("loss");
+    rejects(&m.bytes(), "metadata 'loss': missing");
+}
+
+#[test]
+fn analyze_rejects_activation_count_mismatch_cpu() {
+    let mut m = ModelFile::golden();
+    m.metadata.insert("activations".into(), "[\"tanh\"]".into());
+    rejects(&m.bytes(), "metadata 'activations'");
+}
+
+#[test]
+fn analyze_rejects_truncated_file_cpu() {
+    let bytes = ModelFile::golden().bytes();
+    rejects(&bytes[..bytes.len() - 100], "not a valid safetensors file");
+    rejects(&bytes[..5], "not a valid safetensors file");
+}
+
+#[test]
+fn analyze_rejects_nan_in_weights_cpu() {
+    let mut m = ModelFile::golden();
+    m.tensor("1.weight").2[7] = f64::NAN;
+    rejects(&m.bytes(), "tensor '1.weight' contains a non-finite value at index 7");
+}
+
+#[test]
+fn analyze_rejects_infinity_in_data_cpu() {
+    let mut m = ModelFile::golden();
+    m.tensor("x").2[0] = f64::INFINITY;
+    rejects(&m.bytes(), "tensor 'x' contains a non-finite value at index 0");
+}
+
+#[test]
+fn analyze_rejects_missing_file_cpu() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    check_rejected(&dir.path().join("absent.safetensors"), dir.path(), "cannot read");
+}
+
+#[test]
+fn analyze_leaves_no_partial_file_when_writing_fails_cpu() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = dir.path().join("good.safetensors");
+    std::fs::write(&model, ModelFile::golden().bytes()).expect("written");
+    // The results go to an existing directory, which cannot be replaced by a file; the plot,
+    // staged in the same run, must not appear either.
+    let out = dir.path().join("taken");
+    std::fs::create_dir(&out).expect("created");
+    let plot = dir.path().join("spectrum.svg");
+    let before = listing(dir.path());
+    let output = Command::new(env!("CARGO_BIN_EXE_curvature"))
+        .arg("analyze")
+        .arg(&model)
+        .args(["--device", "cpu", "--plot"])
+        .arg(&plot)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot write"), "{stderr}");
+    assert_eq!(listing(dir.path()), before);
+    assert!(std::fs::read_dir(&out).expect("dir").next().is_none());
+}
+
+#[test]
+fn analyze_usage_errors_exit_2() {
+    let output = Command::new(env!("CARGO_BIN_EXE_curvature"))
+        .args(["analyze", "model.safetensors", "--top-k", "0"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+}
