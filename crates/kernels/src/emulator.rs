@@ -1,6 +1,7 @@
 //! The emulated GPU (DESIGN §6a): kernels/*.cu compiled by the host C++ compiler and run as
 //! cooperative fibers by `kernels/emulator/emu_runtime.cpp`, launched through `emu_launch`.
 
+use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::ptr::NonNull;
 use std::sync::Mutex;
@@ -45,26 +46,47 @@ pub fn emulated_kernel_names() -> Vec<String> {
 /// Device memory of the emulated GPU: zero-initialised, 16-byte aligned, and followed by an
 /// inaccessible guard page (see `kernels/emulator/emu_memory.cpp`), so an out-of-bounds access
 /// by a kernel faults at once, with the kernel named on stderr, instead of corrupting memory.
-/// Kernels write through its raw pointer, so no Rust reference to its bytes is held across a
-/// launch.
+/// When no more mappings can be made (the kernel's map-count limit), it falls back to an
+/// unguarded heap block. Kernels write through its raw pointer, so no Rust reference to its
+/// bytes is held across a launch.
 pub(crate) struct HostAlloc {
     ptr: NonNull<u8>,
     bytes: usize,
+    /// `Some` for the unguarded heap fallback.
+    heap: Option<Layout>,
 }
 
-// SAFETY: `HostAlloc` uniquely owns its mapping; all access goes through the owning device,
+// SAFETY: `HostAlloc` uniquely owns its block; all access goes through the owning device,
 // which serialises launches and copies with its `exec` mutex.
 unsafe impl Send for HostAlloc {}
 // SAFETY: as above; shared references only hand out the raw pointer.
 unsafe impl Sync for HostAlloc {}
+
+/// Alignment of emulated allocations (like cudaMalloc's, at least 16 bytes).
+const ALIGN: usize = 16;
 
 impl HostAlloc {
     pub(crate) fn zeroed(bytes: usize) -> Result<HostAlloc, KernelError> {
         // SAFETY: `emu_alloc` has no preconditions; it returns null or a fresh zeroed mapping
         // of at least `bytes` bytes.
         let raw = unsafe { emu_alloc(bytes) };
-        let ptr = NonNull::new(raw as *mut u8).ok_or(KernelError::OutOfMemory { bytes })?;
-        Ok(HostAlloc { ptr, bytes })
+        if let Some(ptr) = NonNull::new(raw as *mut u8) {
+            return Ok(HostAlloc {
+                ptr,
+                bytes,
+                heap: None,
+            });
+        }
+        let layout = Layout::from_size_align(bytes.max(ALIGN), ALIGN)
+            .map_err(|_| KernelError::OutOfMemory { bytes })?;
+        // SAFETY: `layout` has a non-zero size.
+        let raw = unsafe { alloc_zeroed(layout) };
+        let ptr = NonNull::new(raw).ok_or(KernelError::OutOfMemory { bytes })?;
+        Ok(HostAlloc {
+            ptr,
+            bytes,
+            heap: Some(layout),
+        })
     }
 
     fn as_ptr(&self) -> *mut u8 {
@@ -74,8 +96,12 @@ impl HostAlloc {
 
 impl Drop for HostAlloc {
     fn drop(&mut self) {
-        // SAFETY: `ptr` came from `emu_alloc(self.bytes)` and is freed exactly once, here.
-        unsafe { emu_free(self.ptr.as_ptr() as *mut c_void, self.bytes) }
+        match self.heap {
+            // SAFETY: `ptr` came from `alloc_zeroed(layout)` and is freed exactly once, here.
+            Some(layout) => unsafe { dealloc(self.ptr.as_ptr(), layout) },
+            // SAFETY: `ptr` came from `emu_alloc(self.bytes)` and is freed exactly once, here.
+            None => unsafe { emu_free(self.ptr.as_ptr() as *mut c_void, self.bytes) },
+        }
     }
 }
 
