@@ -11,8 +11,11 @@ use crate::{HessianError, HessianOptions, Result};
 /// Options of [`spectral_density`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SlqOptions {
-    /// Number of Rademacher probe vectors.
+    /// Number of probe vectors.
     pub probes: usize,
+    /// Their distribution: Rademacher by default; [`Probe::Basis`] with `probes = dim` makes
+    /// the density's moments exact (its mean is then trace / dim).
+    pub probe: Probe,
     /// Lanczos steps per probe (capped at dim); the quadrature is exact for polynomials of
     /// degree below `2 · steps`.
     pub steps: usize,
@@ -24,10 +27,11 @@ pub struct SlqOptions {
 }
 
 impl Default for SlqOptions {
-    /// 10 probes, 80 steps, seed 0, 1000 grid points, σ = 0.01.
+    /// 10 Rademacher probes, 80 steps, seed 0, 1000 grid points, σ = 0.01.
     fn default() -> Self {
         SlqOptions {
             probes: 10,
+            probe: Probe::Rademacher,
             steps: 80,
             seed: 0,
             grid_points: 1000,
@@ -54,8 +58,8 @@ pub struct SpectralDensity {
     pub density: Vec<f64>,
 }
 
-/// Stochastic Lanczos quadrature: for each Rademacher probe v (row l of
-/// [`probes`](crate::probes)`(probes, dim, Rademacher, seed, …)`), `steps` Lanczos steps from
+/// Stochastic Lanczos quadrature: for each probe v (row l of
+/// [`probes`](crate::probes)`(probes, dim, options.probe, seed, …)`), `steps` Lanczos steps from
 /// `v/‖v‖` give a Gauss quadrature `vᵀ·f(H)·v / vᵀ·v ≈ Σᵢ wᵢ·f(θᵢ)`. The probes' recurrences
 /// run in lockstep, one `[L, dim]` batch per step, and their coefficients reach the host once.
 /// A recurrence whose Krylov space becomes invariant stops there (its quadrature is then
@@ -86,7 +90,7 @@ pub fn spectral_density<O: LinearOperator + ?Sized>(
     let steps = options.steps.min(op.dim());
     let group = HessianOptions::default().chunk_rows(op.dim(), op.dtype());
     let mut stream = ProbeStream::new(
-        Probe::Rademacher,
+        options.probe,
         options.seed,
         op.dim(),
         op.dtype(),

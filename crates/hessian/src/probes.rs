@@ -16,6 +16,10 @@ pub enum Probe {
     Rademacher,
     /// Standard normal.
     Gaussian,
+    /// The scaled standard basis vectors √dim·e₀, √dim·e₁, … in order, cycling after `dim`
+    /// (scaled so that, like the random kinds, E[vvᵀ] = I over a cycle): deterministic, the
+    /// seed is unused. `dim` of them make Hutchinson's trace and SLQ's moments exact.
+    Basis,
 }
 
 /// A seeded stream of probe rows: row r of the stream is the same whether it is drawn in one
@@ -26,6 +30,8 @@ pub(crate) struct ProbeStream {
     dim: usize,
     dtype: DType,
     device: Device,
+    /// Rows drawn so far (the next basis vector for [`Probe::Basis`]).
+    drawn: usize,
 }
 
 impl ProbeStream {
@@ -36,17 +42,28 @@ impl ProbeStream {
             dim,
             dtype,
             device,
+            drawn: 0,
         }
     }
 
     /// The next `rows` probes as host values, row-major.
     pub(crate) fn next_host(&mut self, rows: usize) -> Vec<f64> {
         let n = rows * self.dim;
+        let first = self.drawn;
+        self.drawn += rows;
         match self.kind {
             Probe::Rademacher => (0..n)
                 .map(|_| if self.rng.random::<bool>() { 1.0 } else { -1.0 })
                 .collect(),
             Probe::Gaussian => (0..n).map(|_| self.rng.sample(StandardNormal)).collect(),
+            Probe::Basis => {
+                let mut data = vec![0.0; n];
+                let scale = (self.dim as f64).sqrt();
+                for r in 0..rows {
+                    data[r * self.dim + (first + r) % self.dim] = scale;
+                }
+                data
+            }
         }
     }
 

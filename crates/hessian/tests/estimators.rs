@@ -202,6 +202,7 @@ fn slq_density_integrates_to_one_and_its_moments_are_exact_cpu() {
     let scale = lo.abs().max(hi.abs());
     let options = SlqOptions {
         probes: 6,
+        probe: Probe::Rademacher,
         steps: p,
         seed: 4,
         grid_points: 4000,
@@ -271,6 +272,57 @@ fn slq_density_integrates_to_one_and_its_moments_are_exact_cpu() {
         "∫tφ = {first} vs {mean}"
     );
     println!("SLQ mean {mean}, trace/P {}", trace(&h, p) / p as f64);
+}
+
+#[test]
+fn slq_with_basis_probes_has_mean_trace_over_p_cpu() {
+    // With the P standard basis vectors as probes the moments are exact: the density's mean is
+    // Σ_i e_iᵀ H e_i / P = trace / P.
+    let (h, p, op) = prepared("mlp_5_8_4_tanh_xent");
+    let exact = trace(&h, p) / p as f64;
+    let options = SlqOptions {
+        probes: p,
+        probe: Probe::Basis,
+        steps: 12,
+        grid_points: 4000,
+        ..SlqOptions::default()
+    };
+    let slq = spectral_density(&op, &options).unwrap();
+    let dx = slq.grid[1] - slq.grid[0];
+    let trapezoid = |f: &dyn Fn(f64, f64) -> f64| -> f64 {
+        slq.grid
+            .windows(2)
+            .zip(slq.density.windows(2))
+            .map(|(t, d)| 0.5 * (f(t[0], d[0]) + f(t[1], d[1])) * dx)
+            .sum()
+    };
+    let total = trapezoid(&|_, d| d);
+    assert!((total - 1.0).abs() <= 1e-6, "∫φ = {total}");
+    let node_mean: f64 = slq
+        .nodes
+        .iter()
+        .zip(&slq.weights)
+        .map(|(n, w)| n.iter().zip(w).map(|(t, w)| t * w).sum::<f64>())
+        .sum::<f64>()
+        / p as f64;
+    let grid_mean = trapezoid(&|t, d| t * d);
+    for (what, mean) in [("Σw·θ", node_mean), ("∫t·φ", grid_mean)] {
+        assert!(
+            (mean - exact).abs() <= 1e-6 * exact.abs(),
+            "{what} = {mean}, trace/P = {exact}"
+        );
+    }
+}
+
+#[test]
+fn basis_probes_make_hutchinson_exact_cpu() {
+    let (h, p, op) = prepared("mlp_4_6_5_3_tanh_sigmoid_mse");
+    let estimate = trace_hutchinson(&op, p, Probe::Basis, 0).unwrap();
+    let exact = trace(&h, p);
+    assert!(
+        (estimate - exact).abs() <= 1e-10 * exact.abs(),
+        "{estimate} vs {exact}"
+    );
 }
 
 #[test]
