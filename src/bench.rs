@@ -79,11 +79,11 @@ pub fn run_workload(
     )?;
     let single = batch.narrow(0, 0, 1)?;
     let time = |f: &dyn Fn() -> curvature_hessian::Result<()>| -> curvature_hessian::Result<f64> {
-        f()?;
+        f().and_then(|()| Ok(config.device.synchronize()?))?;
         let mut times = Vec::with_capacity(config.runs);
         for _ in 0..config.runs.max(1) {
             let start = Instant::now();
-            f()?;
+            f().and_then(|()| Ok(config.device.synchronize()?))?;
             times.push(start.elapsed().as_secs_f64() * 1e3);
         }
         Ok(median(&mut times))

@@ -28,14 +28,15 @@ pub mod allocator;
 pub mod bench;
 pub mod workloads;
 
-/// A readable name of a device for reports, e.g. `cpu (2 threads)`.
+/// A readable name of a device for reports: `cpu (2 threads)`, the GPU's own name such as
+/// `NVIDIA H100 80GB HBM3 (cuda:0)`, or `emulated GPU (cuda:0)`.
 pub fn device_description(device: curvature_tensor::Device) -> String {
     match device {
         curvature_tensor::Device::Cpu => {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             format!("cpu ({threads} threads)")
         }
-        other => other.to_string(),
+        cuda => cuda.description(),
     }
 }
 
