@@ -8,8 +8,8 @@ use std::path::Path;
 
 use curvature::hessian::{
     hessian_diagonal_hutchinson, hessian_of, spectral_density, top_eigenvalues, trace_hutchpp,
-    HessianOptions, LanczosOptions, LinearOperator, PreparedHvp, SlqOptions, SpectralDensity,
-    Which,
+    HessianOptions, LanczosOptions, LinearOperator, PreparedHvp, Probe, SlqOptions,
+    SpectralDensity, Which,
 };
 use curvature::tape::ModelFile;
 use curvature::tensor::{DType, Device};
@@ -162,6 +162,7 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
         let step = Step::products("spectral density (SLQ)", (probes * steps) as u64);
         let options = SlqOptions {
             probes,
+            probe: Probe::Rademacher,
             steps,
             seed: args.seed,
             grid_points: GRID_POINTS,

@@ -31,11 +31,9 @@ impl Step {
     pub fn products(message: impl Into<String>, total: u64) -> Step {
         let bar = ProgressBar::with_draw_target(Some(total), draw_target());
         bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:<24} [{bar:32}] {pos}/{len} HVPs, {elapsed} (eta {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{msg:<26} [{wide_bar}] {pos}/{len} HVPs {elapsed}/{eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
         );
         bar.set_message(message.into());
         Step { bar }

@@ -94,7 +94,10 @@ fn check_rejected(model: &Path, dir: &Path, expected: &str) {
     assert!(!stderr.contains("panicked"), "a panic: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(stderr.contains(expected), "expected '{expected}' in: {stderr}");
+    assert!(
+        stderr.contains(expected),
+        "expected '{expected}' in: {stderr}"
+    );
     assert!(output.stdout.is_empty(), "no summary on failure");
     assert_eq!(listing(dir), before, "no output or temporary file is left");
 }
@@ -165,7 +168,8 @@ fn analyze_rejects_unknown_activation_cpu() {
 #[test]
 fn analyze_rejects_unknown_final_activation_cpu() {
     let mut m = ModelFile::golden();
-    m.metadata.insert("final_activation".into(), "softmax".into());
+    m.metadata
+        .insert("final_activation".into(), "softmax".into());
     rejects(&m.bytes(), "unknown activation 'softmax'");
 }
 
@@ -208,20 +212,30 @@ fn analyze_rejects_truncated_file_cpu() {
 fn analyze_rejects_nan_in_weights_cpu() {
     let mut m = ModelFile::golden();
     m.tensor("1.weight").2[7] = f64::NAN;
-    rejects(&m.bytes(), "tensor '1.weight' contains a non-finite value at index 7");
+    rejects(
+        &m.bytes(),
+        "tensor '1.weight' contains a non-finite value at index 7",
+    );
 }
 
 #[test]
 fn analyze_rejects_infinity_in_data_cpu() {
     let mut m = ModelFile::golden();
     m.tensor("x").2[0] = f64::INFINITY;
-    rejects(&m.bytes(), "tensor 'x' contains a non-finite value at index 0");
+    rejects(
+        &m.bytes(),
+        "tensor 'x' contains a non-finite value at index 0",
+    );
 }
 
 #[test]
 fn analyze_rejects_missing_file_cpu() {
     let dir = tempfile::tempdir().expect("temp dir");
-    check_rejected(&dir.path().join("absent.safetensors"), dir.path(), "cannot read");
+    check_rejected(
+        &dir.path().join("absent.safetensors"),
+        dir.path(),
+        "cannot read",
+    );
 }
 
 #[test]
