@@ -62,7 +62,7 @@ pub struct AnalyzeArgs {
     /// Device to run on; `auto` picks a CUDA GPU when one is present.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceChoice,
-    /// Element type of the computation (and of the written tensors).
+    /// Element type of the computation (the results file holds float64 either way).
     #[arg(long, default_value = "f64", value_parser = parse_dtype)]
     pub dtype: DType,
     /// How many of the largest eigenvalues to report (at most P).
