@@ -92,8 +92,17 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
     };
     let params = op.dim();
     let samples = model.x.dims().first().copied().unwrap_or(0);
+    if samples == 0 {
+        return Err(located(&args.model, "tensor 'x' has no samples"));
+    }
     let loss = op.value().to_scalar().map_err(|e| e.to_string())?;
     let grad = op.gradient().to_f64s().map_err(|e| e.to_string())?;
+    if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+        return Err(located(
+            &args.model,
+            format!("the loss ({loss}) or its gradient is not finite at these parameters"),
+        ));
+    }
     let probes = args.probes as usize;
     let k = (args.top_k as usize).min(params);
     let numeric = |e: curvature::hessian::HessianError| e.to_string();
@@ -101,7 +110,14 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
     let dense = if args.full || params <= DENSE_LIMIT {
         let step = Step::products("Hessian (P columns)", params as u64);
         let h = hessian_of(&step.track(&op), &HessianOptions::default()).map_err(numeric)?;
-        Some(h.to_f64s().map_err(|e| e.to_string())?)
+        let h = h.to_f64s().map_err(|e| e.to_string())?;
+        if h.iter().any(|v| !v.is_finite()) {
+            return Err(located(
+                &args.model,
+                "the Hessian is not finite at these parameters",
+            ));
+        }
+        Some(h)
     } else {
         None
     };

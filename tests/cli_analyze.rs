@@ -1,8 +1,7 @@
 //! `curvature analyze` end to end: the built binary on every golden file, each written tensor
 //! matched to the golden float64 values (max|ours − golden| / max|golden| ≤ 1e-10 in f64,
-//! 1e-4 in f32), the SVG
-//! plot checked as XML against the written density, and the estimators' path on a model too
-//! large for the dense Hessian checked against `--full`.
+//! 1e-4 in f32), the SVG plot checked as XML against the written density, and the
+//! estimators' path on a model too large for the dense Hessian checked against `--full`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

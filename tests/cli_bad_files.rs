@@ -273,3 +273,23 @@ fn analyze_usage_errors_exit_2() {
         .expect("runs");
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn analyze_rejects_empty_data_cpu() {
+    let mut m = ModelFile::golden();
+    for name in ["x", "y"] {
+        let t = m.tensor(name);
+        t.1[0] = 0;
+        t.2.clear();
+    }
+    rejects(&m.bytes(), "tensor 'x' has no samples");
+}
+
+#[test]
+fn analyze_rejects_overflowing_loss_cpu() {
+    let mut m = ModelFile::golden();
+    for w in &mut m.tensor("2.weight").2 {
+        *w *= 1e300;
+    }
+    rejects(&m.bytes(), "is not finite at these parameters");
+}
