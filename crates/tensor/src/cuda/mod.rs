@@ -145,8 +145,9 @@ fn to_i64(op: &'static str, value: usize) -> Result<i64> {
 }
 
 /// `values` as a device array of `long long` (at least one element, so the pointer is valid
-/// even for rank 0).
-fn upload_i64s(op: &'static str, gpu: &GpuDevice, values: &[usize]) -> Result<GpuBuffer> {
+/// even for rank 0): shape / stride tables and index lists, uploaded once per device and
+/// content and then shared (they are never written).
+fn upload_i64s(op: &'static str, gpu: &GpuDevice, values: &[usize]) -> Result<Arc<GpuBuffer>> {
     let mut words = values
         .iter()
         .map(|&v| to_i64(op, v))
@@ -154,8 +155,7 @@ fn upload_i64s(op: &'static str, gpu: &GpuDevice, values: &[usize]) -> Result<Gp
     if words.is_empty() {
         words.push(0);
     }
-    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
-    Ok(gpu.upload(&bytes)?)
+    registry::constant_table(gpu, words)
 }
 
 /// A rank as the kernels' `int`.

@@ -2,9 +2,9 @@
 //! use and shared by every tensor on that ordinal.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use curvature_kernels::GpuDevice;
+use curvature_kernels::{GpuBuffer, GpuDevice};
 
 use crate::{Result, TensorError};
 
@@ -75,4 +75,30 @@ pub(crate) fn describe(ordinal: usize) -> String {
         Ok(dev) => format!("{} (cuda:{ordinal})", dev.name()),
         Err(e) => format!("cuda:{ordinal} (unavailable: {e})"),
     }
+}
+
+/// Tables kept at most; past this the cache starts over (a workload uses a few dozen).
+const MAX_TABLES: usize = 4096;
+
+/// (emulated, ordinal, contents) → the device copy of a small constant `long long` array.
+type TableCache = Mutex<HashMap<(bool, usize, Vec<i64>), Arc<GpuBuffer>>>;
+
+/// The device copy of `words` on `gpu`, uploaded on first use. Saves an allocation and a
+/// host-to-device copy per launch of the broadcasting, strided and gather kernels.
+pub(crate) fn constant_table(gpu: &GpuDevice, words: Vec<i64>) -> Result<Arc<GpuBuffer>> {
+    static CACHE: OnceLock<TableCache> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    // Entries are complete once inserted, so a panic elsewhere cannot leave one half-written.
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    let key = (gpu.is_emulated(), gpu.ordinal(), words);
+    if let Some(buffer) = map.get(&key) {
+        return Ok(Arc::clone(buffer));
+    }
+    if map.len() >= MAX_TABLES {
+        map.clear();
+    }
+    let bytes: Vec<u8> = key.2.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let buffer = Arc::new(gpu.upload(&bytes)?);
+    map.insert(key, Arc::clone(&buffer));
+    Ok(buffer)
 }
