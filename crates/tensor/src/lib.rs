@@ -20,6 +20,29 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! The same code runs on an NVIDIA GPU: `Device::Cuda(i)` tensors live in device memory and
+//! every op is a launch of the project's kernels (`kernels/*.cu`, compiled by NVRTC at run
+//! time). [`Device::cuda_if_available`] falls back to the CPU, without panicking, when there is
+//! no driver; [`Device::cuda_emulated`] runs the same kernels on the emulated GPU (tests).
+//!
+//! ```
+//! use curvature_tensor::{DType, Device, Tensor};
+//!
+//! # fn main() -> curvature_tensor::Result<()> {
+//! let device = Device::cuda_if_available(0);
+//! println!("running on {}", device.description());
+//! let x = Tensor::from_f64s(&[0.5, -1.0], [2], DType::F64, device)?;
+//! let y = x.tanh()?.mul(&x)?; // kernel launches on a GPU
+//! device.synchronize()?; // before reading a clock
+//! assert_eq!(y.device(), device);
+//! let cpu = Tensor::from_f64s(&[0.5, -1.0], [2], DType::F64, Device::Cpu)?;
+//! assert!(cpu.add(&y).is_err() || device == Device::Cpu); // devices never mix silently
+//! let host = y.to_device(Device::Cpu)?.to_vec::<f64>()?;
+//! assert!((host[1] - (-1.0f64).tanh() * -1.0).abs() < 1e-15);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod backend;
 mod cpu;
