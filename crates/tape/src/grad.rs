@@ -204,7 +204,7 @@ pub(crate) fn backward_pass(
         if is_target[id] {
             found.push((id, g.clone()));
         }
-        let Some((op, ctx)) = rule_context(tape, id, g, &seeds.batch)? else {
+        let Some((op, ctx)) = rule_context(tape, id, g, &seeds.batch, &needed)? else {
             continue;
         };
         walked.push(id);
@@ -269,7 +269,13 @@ fn accumulate(slot: &mut Option<Var>, grad: Var) -> Result<()> {
 }
 
 /// The op of node `id` and what its rule needs; `None` for leaves.
-fn rule_context(tape: &Tape, id: NodeId, g: Var, batch: &[usize]) -> Result<Option<(Op, RuleCtx)>> {
+fn rule_context(
+    tape: &Tape,
+    id: NodeId,
+    g: Var,
+    batch: &[usize],
+    needed: &[bool],
+) -> Result<Option<(Op, RuleCtx)>> {
     let inner = tape.inner.borrow();
     let node = &inner.nodes[id];
     if node.op == Op::Leaf {
@@ -291,6 +297,11 @@ fn rule_context(tape: &Tape, id: NodeId, g: Var, batch: &[usize]) -> Result<Opti
             .map(|v| Var::new(tape.clone(), Some(id), v)),
         out_shape: node.shape.clone(),
         batch: batch.to_vec(),
+        needs: node
+            .inputs
+            .iter()
+            .map(|s| s.node.is_some_and(|j| needed[j]))
+            .collect(),
         g,
     };
     Ok(Some((node.op.clone(), ctx)))

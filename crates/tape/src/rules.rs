@@ -19,6 +19,8 @@ pub(crate) struct RuleCtx {
     pub output: Option<Var>,
     pub out_shape: Shape,
     pub batch: Vec<usize>,
+    /// Which inputs need a gradient (PyTorch's `needs_input_grad`): the others are skipped.
+    pub needs: Vec<bool>,
 }
 
 impl RuleCtx {
@@ -32,6 +34,15 @@ impl RuleCtx {
         self.output
             .as_ref()
             .ok_or(TapeError::BackwardTwice { op: op.name() })
+    }
+
+    /// Computes input `i`'s gradient only when some target depends on that input.
+    fn grad_of(&self, i: usize, compute: impl FnOnce() -> Result<Var>) -> Result<Option<Var>> {
+        if self.needs[i] {
+            compute().map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     fn rank(&self) -> usize {
@@ -105,40 +116,49 @@ impl Op {
                 one(g.mul(&x.powf(p - 1.0)?)?.mul_scalar(*p)?)
             }
             Op::Affine { mul } => one(g.mul_scalar(*mul)?),
-            Op::Add => Ok(vec![Some(ctx.reduce(g, 0)?), Some(ctx.reduce(g, 1)?)]),
+            Op::Add => Ok(vec![
+                ctx.grad_of(0, || ctx.reduce(g, 0))?,
+                ctx.grad_of(1, || ctx.reduce(g, 1))?,
+            ]),
             Op::Sub => Ok(vec![
-                Some(ctx.reduce(g, 0)?),
-                Some(ctx.reduce(&g.neg()?, 1)?),
+                ctx.grad_of(0, || ctx.reduce(g, 0))?,
+                ctx.grad_of(1, || ctx.reduce(&g.neg()?, 1))?,
             ]),
             Op::Mul => {
                 let (a, b) = (ctx.input(0, self)?, ctx.input(1, self)?);
                 Ok(vec![
-                    Some(ctx.reduce(&g.mul(b)?, 0)?),
-                    Some(ctx.reduce(&g.mul(a)?, 1)?),
+                    ctx.grad_of(0, || ctx.reduce(&g.mul(b)?, 0))?,
+                    ctx.grad_of(1, || ctx.reduce(&g.mul(a)?, 1))?,
                 ])
             }
             Op::Div => {
                 let (a, b) = (ctx.input(0, self)?, ctx.input(1, self)?);
                 let ga = g.div(b)?;
-                let gb = ga.mul(a)?.div(b)?.neg()?;
-                Ok(vec![Some(ctx.reduce(&ga, 0)?), Some(ctx.reduce(&gb, 1)?)])
+                Ok(vec![
+                    ctx.grad_of(0, || ctx.reduce(&ga, 0))?,
+                    ctx.grad_of(1, || ctx.reduce(&ga.mul(a)?.div(b)?.neg()?, 1))?,
+                ])
             }
             Op::TanhBackward | Op::SigmoidBackward => {
                 let (upstream, y) = (ctx.input(0, self)?, ctx.input(1, self)?);
-                let (d_upstream, d_y) = if *self == Op::TanhBackward {
-                    (
-                        g.tanh_backward(y)?,
-                        g.ternary(TernaryOp::TanhBackwardGradY, upstream, y)?,
-                    )
-                } else {
-                    (
-                        g.sigmoid_backward(y)?,
-                        g.ternary(TernaryOp::SigmoidBackwardGradY, upstream, y)?,
-                    )
-                };
+                let tanh = *self == Op::TanhBackward;
                 Ok(vec![
-                    Some(ctx.reduce(&d_upstream, 0)?),
-                    Some(ctx.reduce(&d_y, 1)?),
+                    ctx.grad_of(0, || {
+                        let d = if tanh {
+                            g.tanh_backward(y)?
+                        } else {
+                            g.sigmoid_backward(y)?
+                        };
+                        ctx.reduce(&d, 0)
+                    })?,
+                    ctx.grad_of(1, || {
+                        let op = if tanh {
+                            TernaryOp::TanhBackwardGradY
+                        } else {
+                            TernaryOp::SigmoidBackwardGradY
+                        };
+                        ctx.reduce(&g.ternary(op, upstream, y)?, 1)
+                    })?,
                 ])
             }
             Op::TanhBackwardGradY => {
@@ -150,9 +170,9 @@ impl Op {
                 );
                 let gm2 = g.mul_scalar(-2.0)?;
                 Ok(vec![
-                    Some(ctx.reduce(&gm2.mul(b)?.mul(c)?, 0)?),
-                    Some(ctx.reduce(&gm2.mul(a)?.mul(c)?, 1)?),
-                    Some(ctx.reduce(&gm2.mul(a)?.mul(b)?, 2)?),
+                    ctx.grad_of(0, || ctx.reduce(&gm2.mul(b)?.mul(c)?, 0))?,
+                    ctx.grad_of(1, || ctx.reduce(&gm2.mul(a)?.mul(c)?, 1))?,
+                    ctx.grad_of(2, || ctx.reduce(&gm2.mul(a)?.mul(b)?, 2))?,
                 ])
             }
             Op::SigmoidBackwardGradY => {
@@ -162,36 +182,37 @@ impl Op {
                     ctx.input(1, self)?,
                     ctx.input(2, self)?,
                 );
-                let one_minus_2c = c.affine(-2.0, 1.0)?;
-                let g_factor = g.mul(&one_minus_2c)?;
+                let g_factor = g.mul(&c.affine(-2.0, 1.0)?)?;
                 Ok(vec![
-                    Some(ctx.reduce(&g_factor.mul(b)?, 0)?),
-                    Some(ctx.reduce(&g_factor.mul(a)?, 1)?),
-                    Some(ctx.reduce(&g.mul(a)?.mul(b)?.mul_scalar(-2.0)?, 2)?),
+                    ctx.grad_of(0, || ctx.reduce(&g_factor.mul(b)?, 0))?,
+                    ctx.grad_of(1, || ctx.reduce(&g_factor.mul(a)?, 1))?,
+                    ctx.grad_of(2, || ctx.reduce(&g.mul(a)?.mul(b)?.mul_scalar(-2.0)?, 2))?,
                 ])
             }
             Op::MatMul { trans_a, trans_b } => {
                 // C = op(A)·op(B); each gradient is one product with transpose flags.
                 let (a, b) = (ctx.input(0, self)?, ctx.input(1, self)?);
-                let (ga, gb) = match (trans_a, trans_b) {
-                    (false, false) => (
-                        g.matmul_transposed(b, false, true)?,
-                        a.matmul_transposed(g, true, false)?,
-                    ),
-                    (true, false) => (
-                        b.matmul_transposed(g, false, true)?,
-                        a.matmul_transposed(g, false, false)?,
-                    ),
-                    (false, true) => (
-                        g.matmul_transposed(b, false, false)?,
-                        g.matmul_transposed(a, true, false)?,
-                    ),
-                    (true, true) => (
-                        b.matmul_transposed(g, true, true)?,
-                        g.matmul_transposed(a, true, true)?,
-                    ),
-                };
-                Ok(vec![Some(ctx.reduce(&ga, 0)?), Some(ctx.reduce(&gb, 1)?)])
+                let (ta, tb) = (*trans_a, *trans_b);
+                Ok(vec![
+                    ctx.grad_of(0, || {
+                        let ga = match (ta, tb) {
+                            (false, false) => g.matmul_transposed(b, false, true)?,
+                            (true, false) => b.matmul_transposed(g, false, true)?,
+                            (false, true) => g.matmul_transposed(b, false, false)?,
+                            (true, true) => b.matmul_transposed(g, true, true)?,
+                        };
+                        ctx.reduce(&ga, 0)
+                    })?,
+                    ctx.grad_of(1, || {
+                        let gb = match (ta, tb) {
+                            (false, false) => a.matmul_transposed(g, true, false)?,
+                            (true, false) => a.matmul_transposed(g, false, false)?,
+                            (false, true) => g.matmul_transposed(a, true, false)?,
+                            (true, true) => g.matmul_transposed(a, true, true)?,
+                        };
+                        ctx.reduce(&gb, 1)
+                    })?,
+                ])
             }
             Op::Sum { axes, keepdim } => one(ctx.expand_reduced(axes, *keepdim)?),
             Op::SumTo => {
