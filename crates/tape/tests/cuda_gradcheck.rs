@@ -362,3 +362,30 @@ fn golden_loss_grad_and_batched_hvps_cuda() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn third_derivative_of_x4_cuda() -> Result<()> {
+    // x⁴ → 4x³ → 12x² → 24x, each a `grad` of the previous graph on the device.
+    let device = gpu();
+    let tape = Tape::new();
+    let x = tape.leaf(Tensor::from_f64s(&[1.5, -0.5], [2], DType::F64, device)?);
+    let y = x.powf(4.0)?.sum_all()?;
+    let d1 = grad(&[y], std::slice::from_ref(&x), GradOptions::create_graph())?.remove(0);
+    let d2 = grad(
+        &[d1.sum_all()?],
+        std::slice::from_ref(&x),
+        GradOptions::create_graph(),
+    )?
+    .remove(0);
+    let d3 = grad(&[d2.sum_all()?], &[x], GradOptions::default())?.remove(0);
+    for (got, want) in [
+        (d1, [4.0 * 1.5f64.powi(3), 4.0 * (-0.5f64).powi(3)]),
+        (d2, [12.0 * 1.5f64.powi(2), 12.0 * 0.25]),
+        (d3, [24.0 * 1.5, 24.0 * -0.5]),
+    ] {
+        assert_eq!(got.device(), device);
+        let got = got.value().to_f64s()?;
+        assert!(relative_error(&got, &want) <= 1e-14, "{got:?} vs {want:?}");
+    }
+    Ok(())
+}
