@@ -72,8 +72,7 @@ impl Tensor {
         device: Device,
     ) -> Result<Tensor> {
         let shape = shape.into();
-        let storage =
-            Storage::from_cpu(CpuStorage::full(dtype, shape.elem_count(), value), device)?;
+        let storage = Storage::full(device, dtype, shape.elem_count(), value)?;
         Ok(Tensor::from_storage(storage, shape))
     }
 

@@ -383,8 +383,21 @@ fn dtype_conversion_and_constructors_match_cpu_cuda() {
                 .to_f64s()
                 .unwrap()
         );
-        let full = Tensor::full(2.5, [2, 2], dtype, device).unwrap();
-        assert_eq!(full.to_f64s().unwrap(), vec![2.5; 4]);
+        // Constants are built on the device: the same bits as on the host, −0.0 and NaN too.
+        for value in [0.0, -0.0, 1.0, 2.5, 1e300, f64::NAN] {
+            let on_gpu = Tensor::full(value, [3, 1000], dtype, device).unwrap();
+            let on_cpu = Tensor::full(value, [3, 1000], dtype, Device::Cpu).unwrap();
+            assert_eq!(on_gpu.device(), device);
+            assert!(
+                on_gpu.to_bytes().unwrap() == on_cpu.to_bytes().unwrap(),
+                "full({value}) in {dtype}"
+            );
+        }
+        let ones = Tensor::ones_like(&dev).unwrap();
+        assert_eq!(
+            (ones.device(), ones.to_f64s().unwrap()),
+            (device, vec![1.0; 10])
+        );
         let empty = Tensor::zeros([0, 3], dtype, device).unwrap();
         assert_eq!(empty.to_f64s().unwrap(), Vec::<f64>::new());
         let back = dev.to_device(Device::Cpu).unwrap();

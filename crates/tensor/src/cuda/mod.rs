@@ -53,6 +53,22 @@ impl CudaStorage {
         })
     }
 
+    /// `len` copies of `value` on `device`: zeroed memory, then `fill_{dt}(out, n, value)`
+    /// unless `value` is 0 (no host buffer, no copy).
+    pub fn full(device: &GpuDevice, dtype: DType, len: usize, value: f64) -> Result<CudaStorage> {
+        let out = CudaStorage::alloc(device, dtype, len)?;
+        // Zeroed memory is already +0.0; −0.0 and NaN have other bit patterns, so they are filled.
+        if len > 0 && (value != 0.0 || value.is_sign_negative()) {
+            out.launch(
+                KernelFamily::Elementwise,
+                &out.kernel("fill"),
+                curvature_kernels::geometry::launch_1d(len),
+                &[out.arg(), KernelArg::U64(len as u64), out.scalar(value)],
+            )?;
+        }
+        Ok(out)
+    }
+
     /// Copies the data to the host (after all queued work on the device).
     pub fn to_cpu(&self) -> Result<CpuStorage> {
         if self.len == 0 {
