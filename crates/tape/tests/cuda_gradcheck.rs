@@ -202,12 +202,16 @@ fn reductions_gradcheck_cuda() {
     }
     check("sum_all", one, |v| v[0].sum_all());
     check("mean_all", one, |v| v[0].mean_all());
-    check("sum_to [3, 1]", one, |v| v[0].sum_to([3, 1]));
+    for target in [&[3, 1][..], &[1, 3, 4], &[4], &[]] {
+        check(&format!("sum_to {target:?}"), one, |v| v[0].sum_to(target));
+    }
     check("square of sum", &[r.any(&[2, 3])], |v| {
         v[0].sum(&[1], false)?.square()
     });
-    for axis in [0, -1] {
-        check(&format!("max {axis}"), one, |v| v[0].max(axis, false));
+    for (axis, keepdim) in [(0, false), (1, true), (-1, false)] {
+        check(&format!("max {axis} {keepdim}"), one, |v| {
+            v[0].max(axis, keepdim)
+        });
     }
     let m = r.uniform(&[3, 4], -2.0, 2.0);
     for axis in [0, 1] {
@@ -222,6 +226,14 @@ fn reductions_gradcheck_cuda() {
             |v| v[0].log_softmax(axis),
         );
     }
+    check("logsumexp keepdim", std::slice::from_ref(&m), |v| {
+        v[0].logsumexp(-1, true)
+    });
+    let t = r.uniform(&[2, 3, 2], -2.0, 2.0);
+    check("logsumexp [2, 3, 2] 1", std::slice::from_ref(&t), |v| {
+        v[0].logsumexp(1, false)
+    });
+    check("log_softmax [2, 3, 2] 1", &[t], |v| v[0].log_softmax(1));
 }
 
 #[test]
@@ -245,10 +257,20 @@ fn layout_ops_gradcheck_cuda() {
     });
     let parts = [r.any(&[2, 1]), r.any(&[2, 3])];
     check("cat", &parts, |v| Var::cat(&[&v[1], &v[0], &v[1]], -1));
+    let rows = [r.any(&[1, 3]), r.any(&[2, 3])];
+    check("cat 0", &rows, |v| Var::cat(&[&v[0], &v[1]], 0));
     let same = [r.any(&[2, 3]), r.any(&[2, 3])];
     check("stack product", &same, |v| {
         let s = Var::stack(&[&v[0], &v[1]], 0)?;
         s.narrow(0, 0, 1)?.mul(&s.narrow(0, 1, 1)?)
+    });
+    for axis in [1, 2] {
+        check(&format!("stack {axis}"), &same, |v| {
+            Var::stack(&[&v[0], &v[1]], axis)
+        });
+    }
+    check("gather_labels", &[r.any(&[3, 4])], |v| {
+        v[0].gather_labels(&[2, 0, 3])
     });
     check("trace", &[r.any(&[3, 4])], |v| v[0].trace());
     check("trace of x x^T", &[r.any(&[2, 3])], |v| {
@@ -388,4 +410,32 @@ fn third_derivative_of_x4_cuda() -> Result<()> {
         assert!(relative_error(&got, &want) <= 1e-14, "{got:?} vs {want:?}");
     }
     Ok(())
+}
+
+#[test]
+fn checks_detect_wrong_derivatives_cuda() {
+    // Negative controls on the device, so a check that passes everything cannot go unnoticed.
+    let mut r = Inputs::new(8);
+    let x = [r.uniform(&[4], 0.5, 1.5)];
+    let options = CheckOptions::default();
+    // x·detach(x): value x², but the tape sees derivative x instead of 2x.
+    let wrong_first = |v: &[Var]| v[0].mul(&v[0].detach());
+    let report = gradcheck(wrong_first, &x, options).expect("gradcheck runs");
+    assert!(
+        !report.passed,
+        "gradcheck missed a wrong derivative: {report:#?}"
+    );
+    // detach(x)²·x − ⅔·detach(x)³: right value and first derivative, second derivative 0.
+    let wrong_second = |v: &[Var]| {
+        let d = v[0].detach();
+        d.square()?
+            .mul(&v[0])?
+            .sub(&d.powf(3.0)?.mul_scalar(2.0 / 3.0)?)
+    };
+    assert!(gradcheck(wrong_second, &x, options).expect("runs").passed);
+    let second = gradgradcheck(wrong_second, &x, options, 3).expect("gradgradcheck runs");
+    assert!(
+        !second.passed,
+        "gradgradcheck missed a wrong second derivative: {second:#?}"
+    );
 }
