@@ -36,16 +36,20 @@ impl Device {
     }
 
     /// The device CUDA tests run on: the real GPU `cuda:0` when it can be opened, otherwise
-    /// the emulated GPU — unless `CURVATURE_REQUIRE_GPU=1`, when a missing GPU is an error.
+    /// the emulated GPU — unless `CURVATURE_REQUIRE_GPU=1`, when anything but a real GPU
+    /// (none, or the emulated one selected by `CURVATURE_CUDA=emulate`) is an error.
     pub fn cuda_or_emulated() -> Result<Device> {
+        let require_gpu = std::env::var("CURVATURE_REQUIRE_GPU").is_ok_and(|v| v == "1");
+        let required = |reason: String| TensorError::CudaUnavailable {
+            ordinal: 0,
+            reason: format!("CURVATURE_REQUIRE_GPU=1 but no real GPU: {reason}"),
+        };
         match Device::cuda(0) {
+            Ok(device) if require_gpu && device.is_emulated() => Err(required(
+                "cuda:0 is the emulated GPU (CURVATURE_CUDA=emulate)".to_string(),
+            )),
             Ok(device) => Ok(device),
-            Err(e) if std::env::var("CURVATURE_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-                Err(TensorError::CudaUnavailable {
-                    ordinal: 0,
-                    reason: format!("CURVATURE_REQUIRE_GPU=1 but no real GPU: {e}"),
-                })
-            }
+            Err(e) if require_gpu => Err(required(e.to_string())),
             Err(_) => Device::cuda_emulated(),
         }
     }
