@@ -1,5 +1,6 @@
 //! Criterion benches of the standard workloads on the CPU (and a CUDA GPU when present):
-//! the loss gradient, a single HVP and a batch of K HVPs through the prepared operator.
+//! the loss gradient, a single HVP and a batch of K HVPs through the prepared operator. The
+//! device is synchronized inside each timed iteration.
 //! Run: `cargo bench --bench hvp_throughput`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -34,7 +35,9 @@ fn bench_workloads(c: &mut Criterion) {
                         let x = tape.constant(problem.x.clone());
                         let out = problem.model.forward_flat(&theta, &x).expect("forward");
                         let loss = problem.loss.compute(&out, &problem.y).expect("loss");
-                        grad(&[loss], &[theta], GradOptions::default()).expect("grad")
+                        let g = grad(&[loss], &[theta], GradOptions::default()).expect("grad");
+                        device.synchronize().expect("synchronize");
+                        g
                     })
                 });
                 let op =
@@ -44,10 +47,18 @@ fn bench_workloads(c: &mut Criterion) {
                     .expect("probes");
                 let single = batch.narrow(0, 0, 1).expect("one probe");
                 group.bench_function("single_hvp", |b| {
-                    b.iter(|| op.apply_batch(&single).expect("hvp"))
+                    b.iter(|| {
+                        let hv = op.apply_batch(&single).expect("hvp");
+                        device.synchronize().expect("synchronize");
+                        hv
+                    })
                 });
                 group.bench_function(format!("hvp_batch_k{}", workload.k), |b| {
-                    b.iter(|| op.apply_batch(&batch).expect("hvp batch"))
+                    b.iter(|| {
+                        let hv = op.apply_batch(&batch).expect("hvp batch");
+                        device.synchronize().expect("synchronize");
+                        hv
+                    })
                 });
                 group.finish();
             }

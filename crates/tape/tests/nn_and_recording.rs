@@ -148,8 +148,8 @@ fn backward_without_create_graph_records_nothing_cpu() -> Result<()> {
     let loss = x.tanh()?.mul(&x)?.sum_all()?;
     let recorded = tape.len();
     let g = grad(
-        &[loss.clone()],
-        &[x.clone()],
+        std::slice::from_ref(&loss),
+        std::slice::from_ref(&x),
         GradOptions {
             retain_graph: Some(true),
             ..Default::default()
