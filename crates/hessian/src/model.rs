@@ -14,21 +14,26 @@ use crate::Result;
 impl PreparedHvp {
     /// The Hessian of `loss(model(x), y)` with respect to the flat parameters θ (`dim = P`),
     /// recorded once. `x` and `y` must have the parameters' dtype and device.
+    ///
+    /// Each parameter is its own input (their concatenation is θ's order), so a batch of
+    /// vectors is split into per-parameter slices once, instead of every parameter's
+    /// cotangent being zero-padded to `[K, P]` and summed.
     pub fn for_model(
         model: &Sequential,
         loss: Loss,
         x: &Tensor,
         y: &Tensor,
     ) -> Result<PreparedHvp> {
-        let theta = model.flat_params()?;
-        check_kind("PreparedHvp::for_model", x, theta.dtype(), theta.device())?;
-        check_kind("PreparedHvp::for_model", y, theta.dtype(), theta.device())?;
+        let params = model.parameters();
+        let (dtype, device) = crate::operator::common_kind("PreparedHvp::for_model", &params)?;
+        check_kind("PreparedHvp::for_model", x, dtype, device)?;
+        check_kind("PreparedHvp::for_model", y, dtype, device)?;
         PreparedHvp::new(
-            |v| {
-                let out = model.forward_flat(&v[0], &v[0].constant(x.clone()))?;
+            |p| {
+                let out = model.forward_with(p, &p[0].constant(x.clone()))?;
                 loss.compute(&out, y)
             },
-            &[theta],
+            &params,
         )
     }
 }
