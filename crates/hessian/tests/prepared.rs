@@ -16,7 +16,8 @@ fn prepared_hvp_equals_unprepared_hvp_batch_cpu() {
         let nodes = op.recorded_nodes();
         let prepared = op.apply_batch(v).unwrap();
         let theta = file.model.flat_params().unwrap();
-        let unprepared = hvp_batch(|t| file.loss_of(&t[0]), &[theta], &[v.clone()]).unwrap();
+        let unprepared =
+            hvp_batch(|t| file.loss_of(&t[0]), &[theta], std::slice::from_ref(v)).unwrap();
         let err = rel_err(&prepared, &unprepared[0]);
         assert!(err <= 1e-12, "{name}: prepared vs unprepared {err:e}");
         let again = op.apply_batch(v).unwrap();
