@@ -2,34 +2,11 @@
 //! equals K separate vjps and the golden Hessian-vector products; plus exact zeros for linear
 //! functions and unused inputs.
 
-use std::path::PathBuf;
+mod common;
 
+use common::{golden_files, relative_error};
 use curvature_tape::{grad, vjp, GradOptions, ModelFile, Result, Tape, TapeError, Var};
 use curvature_tensor::{DType, Device, Tensor};
-
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data");
-
-fn golden_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(DATA)
-        .unwrap_or_else(|e| panic!("cannot read {DATA}: {e}"))
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|ext| ext == "safetensors"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no golden models in {DATA}");
-    files
-}
-
-/// The golden README's measure: max |ours − golden| / max |golden|.
-fn relative_error(ours: &[f64], golden: &[f64]) -> f64 {
-    assert_eq!(ours.len(), golden.len(), "lengths differ");
-    let scale = golden.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let diff = ours
-        .iter()
-        .zip(golden)
-        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-    diff / scale
-}
 
 #[test]
 fn batched_hvp_equals_separate_vjps_and_golden_cpu() -> Result<()> {

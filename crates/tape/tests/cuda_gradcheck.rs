@@ -7,14 +7,13 @@
 //! `CURVATURE_REQUIRE_GPU=1` a missing GPU fails instead. Sizes are small: every finite
 //! difference is a full forward pass of kernel launches.
 
-use std::path::PathBuf;
+mod common;
 
+use common::{assert_gradchecks, golden_files, relative_error, Inputs};
 use curvature_tape::check::{gradcheck, gradgradcheck, CheckOptions};
 use curvature_tape::{grad, vjp, GradOptions, ModelFile, Result, Tape, Var};
 use curvature_tensor::backend::TernaryOp;
 use curvature_tensor::{DType, Device, Tensor};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
 fn gpu() -> Device {
     let device = Device::cuda_or_emulated().expect("a real or emulated CUDA device");
@@ -22,57 +21,10 @@ fn gpu() -> Device {
     device
 }
 
-/// Seeded random f64 tensors on the CUDA device.
-struct Inputs {
-    rng: ChaCha8Rng,
-    device: Device,
-}
-
-impl Inputs {
-    fn new(seed: u64) -> Inputs {
-        Inputs {
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            device: gpu(),
-        }
-    }
-
-    fn uniform(&mut self, dims: &[usize], lo: f64, hi: f64) -> Tensor {
-        let n = dims.iter().product();
-        let data: Vec<f64> = (0..n).map(|_| self.rng.random_range(lo..hi)).collect();
-        Tensor::from_f64s(&data, dims, DType::F64, self.device).expect("a CUDA tensor")
-    }
-
-    fn any(&mut self, dims: &[usize]) -> Tensor {
-        self.uniform(dims, -1.0, 1.0)
-    }
-
-    /// |x| in [0.5, 1.5) with a random sign.
-    fn away_from_zero(&mut self, dims: &[usize]) -> Tensor {
-        let n = dims.iter().product();
-        let data: Vec<f64> = (0..n)
-            .map(|_| {
-                let magnitude = self.rng.random_range(0.5..1.5);
-                if self.rng.random_bool(0.5) {
-                    magnitude
-                } else {
-                    -magnitude
-                }
-            })
-            .collect();
-        Tensor::from_f64s(&data, dims, DType::F64, self.device).expect("a CUDA tensor")
-    }
-}
-
 /// gradcheck and gradgradcheck of `f` at `inputs` (all on the CUDA device), and the value of
 /// `f` equal to the CPU's.
 fn check(name: &str, inputs: &[Tensor], f: impl Fn(&[Var]) -> Result<Var>) {
-    let options = CheckOptions::default();
-    let first = gradcheck(&f, inputs, options)
-        .unwrap_or_else(|e| panic!("{name}: gradcheck could not run: {e}"));
-    assert!(first.passed, "{name}: gradcheck failed: {first:#?}");
-    let second = gradgradcheck(&f, inputs, options, 0x5eed)
-        .unwrap_or_else(|e| panic!("{name}: gradgradcheck could not run: {e}"));
-    assert!(second.passed, "{name}: gradgradcheck failed: {second:#?}");
+    assert_gradchecks(name, inputs, &f);
 
     let value = |inputs: Vec<Tensor>| -> Vec<f64> {
         let tape = Tape::new();
@@ -93,7 +45,7 @@ fn check(name: &str, inputs: &[Tensor], f: impl Fn(&[Var]) -> Result<Var>) {
 
 #[test]
 fn unary_and_scalar_ops_gradcheck_cuda() {
-    let mut r = Inputs::new(1);
+    let mut r = Inputs::new(1, gpu());
     let shape = [2, 3];
     check("neg", &[r.any(&shape)], |v| v[0].neg());
     check("exp", &[r.any(&shape)], |v| v[0].exp());
@@ -122,7 +74,7 @@ fn unary_and_scalar_ops_gradcheck_cuda() {
 
 #[test]
 fn binary_broadcast_gradcheck_cuda() {
-    let mut r = Inputs::new(2);
+    let mut r = Inputs::new(2, gpu());
     let pairs: [(&[usize], &[usize]); 4] = [
         (&[2, 3], &[2, 3]),
         (&[3, 2], &[2]),
@@ -141,7 +93,7 @@ fn binary_broadcast_gradcheck_cuda() {
 
 #[test]
 fn fused_activation_derivatives_gradcheck_cuda() {
-    let mut r = Inputs::new(3);
+    let mut r = Inputs::new(3, gpu());
     let pairs: [(&[usize], &[usize]); 2] = [(&[2, 3], &[2, 3]), (&[2, 3], &[3])];
     for (g, y) in pairs {
         let inputs = [r.any(g), r.uniform(y, -0.9, 0.9)];
@@ -164,7 +116,7 @@ fn fused_activation_derivatives_gradcheck_cuda() {
 
 #[test]
 fn matmul_gradcheck_cuda() {
-    let mut r = Inputs::new(4);
+    let mut r = Inputs::new(4, gpu());
     let cases: [(&[usize], &[usize]); 6] = [
         (&[2, 3], &[3, 4]),
         (&[3], &[3, 2]),
@@ -191,7 +143,7 @@ fn matmul_gradcheck_cuda() {
 
 #[test]
 fn reductions_gradcheck_cuda() {
-    let mut r = Inputs::new(5);
+    let mut r = Inputs::new(5, gpu());
     let x = r.any(&[2, 3, 4]);
     let one = std::slice::from_ref(&x);
     for axes in [&[0isize][..], &[-1], &[0, 2]] {
@@ -238,7 +190,7 @@ fn reductions_gradcheck_cuda() {
 
 #[test]
 fn layout_ops_gradcheck_cuda() {
-    let mut r = Inputs::new(6);
+    let mut r = Inputs::new(6, gpu());
     let x = r.any(&[2, 3, 4]);
     let one = std::slice::from_ref(&x);
     check("reshape", one, |v| v[0].reshape([6, 4]));
@@ -286,7 +238,7 @@ fn layout_ops_gradcheck_cuda() {
 
 #[test]
 fn small_mlp_gradcheck_cuda() {
-    let mut r = Inputs::new(7);
+    let mut r = Inputs::new(7, gpu());
     let inputs = [
         r.any(&[4, 3]),
         r.any(&[5, 3]),
@@ -299,34 +251,6 @@ fn small_mlp_gradcheck_cuda() {
         let out = h.matmul(&v[3].t()?)?.add(&v[4])?.sigmoid()?;
         out.sub_scalar(0.5)?.square()?.mean_all()
     });
-}
-
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data");
-
-fn golden_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(DATA)
-        .unwrap_or_else(|e| panic!("cannot read {DATA}: {e}"))
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|ext| ext == "safetensors"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no golden models in {DATA}");
-    files
-}
-
-/// The golden README's measure: max |ours − reference| / max |reference|.
-fn relative_error(ours: &[f64], reference: &[f64]) -> f64 {
-    assert_eq!(ours.len(), reference.len(), "lengths differ");
-    let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let diff = ours
-        .iter()
-        .zip(reference)
-        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-    if scale == 0.0 {
-        diff
-    } else {
-        diff / scale
-    }
 }
 
 /// Loss, gradient and the batched HVPs `vjp(∇L, V)` of a model file, as host values.
@@ -415,7 +339,7 @@ fn third_derivative_of_x4_cuda() -> Result<()> {
 #[test]
 fn checks_detect_wrong_derivatives_cuda() {
     // Negative controls on the device, so a check that passes everything cannot go unnoticed.
-    let mut r = Inputs::new(8);
+    let mut r = Inputs::new(8, gpu());
     let x = [r.uniform(&[4], 0.5, 1.5)];
     let options = CheckOptions::default();
     // x·detach(x): value x², but the tape sees derivative x instead of 2x.

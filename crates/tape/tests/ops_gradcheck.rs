@@ -2,64 +2,21 @@
 //! `Var` op, on seeded random inputs. Sizes are tiny: finite differences cost two evaluations per
 //! input element and `gradgradcheck` differentiates a gradient, so the whole file stays fast.
 
+mod common;
+
+use common::{assert_gradchecks, Inputs};
 use curvature_tape::check::{gradcheck, gradgradcheck, CheckOptions};
 use curvature_tape::{Result, Var};
 use curvature_tensor::backend::TernaryOp;
-use curvature_tensor::{DType, Device, Tensor};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use curvature_tensor::{Device, Tensor};
 
-/// Seeded random f64 tensors on the CPU.
-struct Inputs(ChaCha8Rng);
-
-impl Inputs {
-    fn new(seed: u64) -> Inputs {
-        Inputs(ChaCha8Rng::seed_from_u64(seed))
-    }
-
-    /// Uniform in [lo, hi).
-    fn uniform(&mut self, dims: &[usize], lo: f64, hi: f64) -> Tensor {
-        let n = dims.iter().product();
-        let data: Vec<f64> = (0..n).map(|_| self.0.random_range(lo..hi)).collect();
-        Tensor::from_f64s(&data, dims, DType::F64, Device::Cpu).expect("a CPU tensor")
-    }
-
-    /// Uniform in [−1, 1).
-    fn any(&mut self, dims: &[usize]) -> Tensor {
-        self.uniform(dims, -1.0, 1.0)
-    }
-
-    /// |x| uniform in [0.5, 1.5) with a random sign: away from 0.
-    fn away_from_zero(&mut self, dims: &[usize]) -> Tensor {
-        let n = dims.iter().product();
-        let data: Vec<f64> = (0..n)
-            .map(|_| {
-                let magnitude = self.0.random_range(0.5..1.5);
-                if self.0.random_bool(0.5) {
-                    magnitude
-                } else {
-                    -magnitude
-                }
-            })
-            .collect();
-        Tensor::from_f64s(&data, dims, DType::F64, Device::Cpu).expect("a CPU tensor")
-    }
-}
-
-/// Runs `gradcheck` and `gradgradcheck` on `f` at `inputs`, printing the report on failure.
 fn check(name: &str, inputs: &[Tensor], f: impl Fn(&[Var]) -> Result<Var>) {
-    let options = CheckOptions::default();
-    let first = gradcheck(&f, inputs, options)
-        .unwrap_or_else(|e| panic!("{name}: gradcheck could not run: {e}"));
-    assert!(first.passed, "{name}: gradcheck failed: {first:#?}");
-    let second = gradgradcheck(&f, inputs, options, 0x5eed)
-        .unwrap_or_else(|e| panic!("{name}: gradgradcheck could not run: {e}"));
-    assert!(second.passed, "{name}: gradgradcheck failed: {second:#?}");
+    assert_gradchecks(name, inputs, f)
 }
 
 #[test]
 fn unary_ops_gradcheck_cpu() {
-    let mut r = Inputs::new(1);
+    let mut r = Inputs::new(1, Device::Cpu);
     let shape = [2, 3];
     check("neg", &[r.any(&shape)], |v| v[0].neg());
     check("exp", &[r.any(&shape)], |v| v[0].exp());
@@ -85,7 +42,7 @@ fn unary_ops_gradcheck_cpu() {
 
 #[test]
 fn scalar_forms_gradcheck_cpu() {
-    let mut r = Inputs::new(2);
+    let mut r = Inputs::new(2, Device::Cpu);
     let shape = [3, 2];
     check("affine", &[r.any(&shape)], |v| v[0].affine(-1.5, 0.25));
     check("add_scalar", &[r.any(&shape)], |v| v[0].add_scalar(2.0));
@@ -111,7 +68,7 @@ const BROADCAST_PAIRS: [(&[usize], &[usize]); 7] = [
 
 #[test]
 fn add_sub_broadcast_gradcheck_cpu() {
-    let mut r = Inputs::new(3);
+    let mut r = Inputs::new(3, Device::Cpu);
     for (a, b) in BROADCAST_PAIRS {
         let inputs = [r.any(a), r.any(b)];
         check(&format!("add {a:?} {b:?}"), &inputs, |v| v[0].add(&v[1]));
@@ -121,7 +78,7 @@ fn add_sub_broadcast_gradcheck_cpu() {
 
 #[test]
 fn mul_div_broadcast_gradcheck_cpu() {
-    let mut r = Inputs::new(4);
+    let mut r = Inputs::new(4, Device::Cpu);
     for (a, b) in BROADCAST_PAIRS {
         let inputs = [r.any(a), r.any(b)];
         check(&format!("mul {a:?} {b:?}"), &inputs, |v| v[0].mul(&v[1]));
@@ -137,7 +94,7 @@ fn mul_div_broadcast_gradcheck_cpu() {
 
 #[test]
 fn fused_activation_derivatives_gradcheck_cpu() {
-    let mut r = Inputs::new(5);
+    let mut r = Inputs::new(5, Device::Cpu);
     let pairs: [(&[usize], &[usize]); 3] = [(&[2, 3], &[2, 3]), (&[2, 3], &[3]), (&[3], &[2, 3])];
     for (g, y) in pairs {
         let tanh_inputs = [r.any(g), r.uniform(y, -0.9, 0.9)];
@@ -171,7 +128,7 @@ fn fused_activation_derivatives_gradcheck_cpu() {
 
 #[test]
 fn matmul_gradcheck_cpu() {
-    let mut r = Inputs::new(6);
+    let mut r = Inputs::new(6, Device::Cpu);
     let cases: [(&[usize], &[usize]); 10] = [
         (&[2, 3], &[3, 4]),
         (&[3], &[3, 4]),
@@ -196,7 +153,7 @@ fn matmul_gradcheck_cpu() {
 
 #[test]
 fn sum_and_mean_gradcheck_cpu() {
-    let mut r = Inputs::new(7);
+    let mut r = Inputs::new(7, Device::Cpu);
     let x = r.any(&[2, 3, 4]);
     let axis_sets: [&[isize]; 5] = [&[0], &[1], &[-1], &[0, 2], &[0, 1, 2]];
     for axes in axis_sets {
@@ -221,7 +178,7 @@ fn sum_and_mean_gradcheck_cpu() {
 
 #[test]
 fn sum_to_gradcheck_cpu() {
-    let mut r = Inputs::new(8);
+    let mut r = Inputs::new(8, Device::Cpu);
     let x = r.any(&[2, 3, 4]);
     let targets: [&[usize]; 5] = [&[3, 1], &[4], &[1, 3, 4], &[2, 1, 1], &[]];
     for target in targets {
@@ -235,7 +192,7 @@ fn sum_to_gradcheck_cpu() {
 
 #[test]
 fn max_gradcheck_cpu() {
-    let mut r = Inputs::new(9);
+    let mut r = Inputs::new(9, Device::Cpu);
     // Continuous random values: no ties, and gaps far wider than the finite-difference step.
     let x = r.any(&[2, 3, 4]);
     for axis in [0, 1, -1] {
@@ -254,7 +211,7 @@ fn max_gradcheck_cpu() {
 
 #[test]
 fn logsumexp_gradcheck_cpu() {
-    let mut r = Inputs::new(10);
+    let mut r = Inputs::new(10, Device::Cpu);
     let m = r.uniform(&[3, 4], -2.0, 2.0);
     for axis in [0, 1, -1] {
         for keepdim in [true, false] {
@@ -277,7 +234,7 @@ fn logsumexp_gradcheck_cpu() {
 
 #[test]
 fn log_softmax_gradcheck_cpu() {
-    let mut r = Inputs::new(11);
+    let mut r = Inputs::new(11, Device::Cpu);
     let m = r.uniform(&[3, 4], -2.0, 2.0);
     for axis in [0, -1] {
         check(
@@ -299,7 +256,7 @@ fn log_softmax_gradcheck_cpu() {
 
 #[test]
 fn reshape_unsqueeze_permute_gradcheck_cpu() {
-    let mut r = Inputs::new(12);
+    let mut r = Inputs::new(12, Device::Cpu);
     let x = r.any(&[2, 3, 4]);
     check("reshape [6, 4]", std::slice::from_ref(&x), |v| {
         v[0].reshape([6, 4])
@@ -335,7 +292,7 @@ fn reshape_unsqueeze_permute_gradcheck_cpu() {
 
 #[test]
 fn broadcast_narrow_pad_gradcheck_cpu() {
-    let mut r = Inputs::new(13);
+    let mut r = Inputs::new(13, Device::Cpu);
     check("broadcast_to [3, 1] -> [2, 3, 4]", &[r.any(&[3, 1])], |v| {
         v[0].broadcast_to([2, 3, 4])
     });
@@ -366,7 +323,7 @@ fn broadcast_narrow_pad_gradcheck_cpu() {
 
 #[test]
 fn cat_and_stack_gradcheck_cpu() {
-    let mut r = Inputs::new(14);
+    let mut r = Inputs::new(14, Device::Cpu);
     let parts = [r.any(&[2, 1]), r.any(&[2, 3]), r.any(&[2, 2])];
     check("cat 1", &parts, |v| Var::cat(&[&v[0], &v[1], &v[2]], 1));
     check("cat -1 (repeated input)", &parts[..2], |v| {
@@ -388,7 +345,7 @@ fn cat_and_stack_gradcheck_cpu() {
 
 #[test]
 fn trace_and_gather_labels_gradcheck_cpu() {
-    let mut r = Inputs::new(15);
+    let mut r = Inputs::new(15, Device::Cpu);
     check("trace [3, 3]", &[r.any(&[3, 3])], |v| v[0].trace());
     check("trace [3, 4]", &[r.any(&[3, 4])], |v| v[0].trace());
     check("trace [4, 2]", &[r.any(&[4, 2])], |v| v[0].trace());
@@ -408,7 +365,7 @@ fn trace_and_gather_labels_gradcheck_cpu() {
 
 #[test]
 fn small_mlp_gradcheck_cpu() {
-    let mut r = Inputs::new(16);
+    let mut r = Inputs::new(16, Device::Cpu);
     // x [4, 3], W1 [5, 3], b1 [5], W2 [2, 5], b2 [2]: tanh hidden layer, sigmoid output, MSE.
     let inputs = [
         r.any(&[4, 3]),
@@ -427,7 +384,7 @@ fn small_mlp_gradcheck_cpu() {
 #[test]
 fn checks_detect_wrong_derivatives_cpu() {
     // Negative controls, so a check that passes everything cannot go unnoticed.
-    let mut r = Inputs::new(17);
+    let mut r = Inputs::new(17, Device::Cpu);
     let x = [r.uniform(&[4], 0.5, 1.5)];
     let options = CheckOptions::default();
     // x·detach(x) has value x² but the tape sees derivative x instead of 2x.

@@ -1,0 +1,99 @@
+//! Helpers shared by the tape's integration tests: seeded inputs, the gradient checks, and the
+//! golden models.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use curvature_tape::check::{gradcheck, gradgradcheck, CheckOptions};
+use curvature_tape::{Result, Var};
+use curvature_tensor::{DType, Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Seeded random f64 tensors on one device.
+pub struct Inputs {
+    rng: ChaCha8Rng,
+    device: Device,
+}
+
+impl Inputs {
+    pub fn new(seed: u64, device: Device) -> Inputs {
+        Inputs {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            device,
+        }
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, dims: &[usize], lo: f64, hi: f64) -> Tensor {
+        let n = dims.iter().product();
+        let data: Vec<f64> = (0..n).map(|_| self.rng.random_range(lo..hi)).collect();
+        self.tensor(&data, dims)
+    }
+
+    /// Uniform in [−1, 1).
+    pub fn any(&mut self, dims: &[usize]) -> Tensor {
+        self.uniform(dims, -1.0, 1.0)
+    }
+
+    /// |x| uniform in [0.5, 1.5) with a random sign: away from 0.
+    pub fn away_from_zero(&mut self, dims: &[usize]) -> Tensor {
+        let n = dims.iter().product();
+        let data: Vec<f64> = (0..n)
+            .map(|_| {
+                let magnitude = self.rng.random_range(0.5..1.5);
+                if self.rng.random_bool(0.5) {
+                    magnitude
+                } else {
+                    -magnitude
+                }
+            })
+            .collect();
+        self.tensor(&data, dims)
+    }
+
+    fn tensor(&self, data: &[f64], dims: &[usize]) -> Tensor {
+        Tensor::from_f64s(data, dims, DType::F64, self.device)
+            .unwrap_or_else(|e| panic!("a tensor on {}: {e}", self.device))
+    }
+}
+
+/// Runs `gradcheck` and `gradgradcheck` on `f` at `inputs`, printing the report on failure.
+pub fn assert_gradchecks(name: &str, inputs: &[Tensor], f: impl Fn(&[Var]) -> Result<Var>) {
+    let options = CheckOptions::default();
+    let first = gradcheck(&f, inputs, options)
+        .unwrap_or_else(|e| panic!("{name}: gradcheck could not run: {e}"));
+    assert!(first.passed, "{name}: gradcheck failed: {first:#?}");
+    let second = gradgradcheck(&f, inputs, options, 0x5eed)
+        .unwrap_or_else(|e| panic!("{name}: gradgradcheck could not run: {e}"));
+    assert!(second.passed, "{name}: gradgradcheck failed: {second:#?}");
+}
+
+pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data");
+
+/// Every golden model file, sorted.
+pub fn golden_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(DATA)
+        .unwrap_or_else(|e| panic!("cannot read {DATA}: {e}"))
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|ext| ext == "safetensors"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no golden models in {DATA}");
+    files
+}
+
+/// The golden README's measure: max |ours − reference| / max |reference|.
+pub fn relative_error(ours: &[f64], reference: &[f64]) -> f64 {
+    assert_eq!(ours.len(), reference.len(), "lengths differ");
+    let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let diff = ours
+        .iter()
+        .zip(reference)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    if scale == 0.0 {
+        diff
+    } else {
+        diff / scale
+    }
+}
