@@ -192,6 +192,23 @@ impl Tensor {
         }
     }
 
+    /// The values of a CPU tensor, borrowed without a copy; errors if the tensor lives on a GPU
+    /// or `T` is not its dtype.
+    pub fn host_slice<T: Element>(&self) -> Result<&[T]> {
+        let Storage::Cpu(cpu) = self.storage.as_ref() else {
+            return Err(TensorError::DeviceMismatch {
+                op: "host_slice",
+                lhs: self.device(),
+                rhs: Device::Cpu,
+            });
+        };
+        T::slice(cpu).ok_or(TensorError::WrongElementType {
+            op: "host_slice",
+            actual: self.dtype(),
+            requested: T::DTYPE,
+        })
+    }
+
     /// The values widened to f64, whatever the dtype.
     pub fn to_f64s(&self) -> Result<Vec<f64>> {
         Ok(self.storage.to_cpu()?.to_f64s())
