@@ -49,6 +49,7 @@ mod functional;
 mod krylov;
 mod lanczos;
 mod linalg;
+mod mlp;
 mod model;
 mod operator;
 mod probes;
@@ -59,6 +60,7 @@ pub use density::{spectral_density, SlqOptions, SpectralDensity, GRID_MARGIN_SIG
 pub use error::{HessianError, Result};
 pub use functional::{hessian, hvp, hvp_batch, output_hessian};
 pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, Which};
+pub use mlp::{MlpHvp, MlpStrategy, ModelHvp};
 pub use model::{loss_hessian, model_hessian, per_sample_hessian};
 pub use operator::{apply, LinearOperator, PreparedHvp};
 pub use probes::{probes, Probe};

@@ -1,0 +1,255 @@
+//! [`MlpHvp`]: the loss Hessian of an MLP as a [`LinearOperator`] computed on the CPU by a fused
+//! forward-over-reverse sweep written for dense layers, instead of replaying the tape; and
+//! [`ModelHvp`], which takes it when it applies and the tape's [`PreparedHvp`] otherwise.
+//!
+//! The primal pass (forward, loss, backward) runs once, when the operator is made; each batch
+//! of directions then costs the tangent sweep alone, with the activation derivatives applied in
+//! the same pass as the products they feed and no graph, no per-op tensors.
+
+mod linalg;
+mod narrow;
+mod network;
+mod wide;
+
+use curvature_tape::nn::{Loss, Sequential};
+use curvature_tensor::{DType, Device, Element, Tensor};
+
+use crate::error::{check_kind, invalid};
+use crate::operator::{check_batch, common_kind, LinearOperator, PreparedHvp};
+use crate::Result;
+use network::{dense_chain, dense_layers, Network};
+
+/// How [`MlpHvp`] lays out its sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MlpStrategy {
+    /// One sample at a time with all directions side by side, the `[P, K]` result kept in
+    /// cache: for models with few parameters, where matrix products would be tiny.
+    Narrow,
+    /// One direction at a time through all samples, every step a large matrix product: for
+    /// wide layers.
+    Wide,
+}
+
+impl MlpStrategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            MlpStrategy::Narrow => "narrow",
+            MlpStrategy::Wide => "wide",
+        }
+    }
+}
+
+/// Bytes of the `[P, directions]` block the narrow sweep keeps in a core's cache.
+const NARROW_BLOCK_BYTES: usize = 256 * 1024;
+
+/// The Hessian of `loss(model(x), y)` with respect to the flat parameters θ, for a model of
+/// `Linear` layers each followed by at most one activation, on the CPU. It equals
+/// [`PreparedHvp::for_model`] (same θ order, same losses) and is exact: it evaluates the same
+/// derivatives in a different order, so results agree to rounding.
+///
+/// ```
+/// use curvature_hessian::{LinearOperator, MlpHvp, PreparedHvp};
+/// use curvature_tape::nn::{Activation, Loss, Sequential};
+/// use curvature_tensor::{DType, Device, Tensor};
+///
+/// # fn main() -> curvature_hessian::Result<()> {
+/// let model = Sequential::mlp(&[2, 3, 1], &[Activation::Tanh], None, DType::F64, Device::Cpu, 0)?;
+/// let x = Tensor::from_f64s(&[0.5, -1.0, 2.0, 0.25], [2, 2], DType::F64, Device::Cpu)?;
+/// let y = Tensor::from_f64s(&[1.0, -1.0], [2, 1], DType::F64, Device::Cpu)?;
+/// let fused = MlpHvp::new(&model, Loss::Mse, &x, &y)?;
+/// let tape = PreparedHvp::for_model(&model, Loss::Mse, &x, &y)?;
+/// let v = Tensor::ones([3, fused.dim()], DType::F64, Device::Cpu)?;
+/// let (a, b) = (fused.apply_batch(&v)?.to_vec::<f64>()?, tape.apply_batch(&v)?.to_vec::<f64>()?);
+/// assert!(a.iter().zip(&b).all(|(a, b)| (a - b).abs() < 1e-12));
+/// # Ok(())
+/// # }
+/// ```
+pub struct MlpHvp {
+    network: TypedNetwork,
+    strategy: MlpStrategy,
+    dtype: DType,
+}
+
+enum TypedNetwork {
+    F32(Network<f32>),
+    F64(Network<f64>),
+}
+
+impl MlpHvp {
+    /// Runs the primal pass and picks the strategy from the parameter count. Errors (naming
+    /// what is unsupported) for models that are not chains of `Linear` layers each followed by
+    /// at most one activation, and for tensors off the CPU; [`ModelHvp::new`] falls back to the
+    /// tape for those.
+    pub fn new(model: &Sequential, loss: Loss, x: &Tensor, y: &Tensor) -> Result<MlpHvp> {
+        const OP: &str = "MlpHvp::new";
+        let params = model.parameters();
+        let (dtype, device) = common_kind(OP, &params)?;
+        check_kind(OP, x, dtype, device)?;
+        check_kind(OP, y, dtype, device)?;
+        if device != Device::Cpu {
+            return Err(invalid(
+                OP,
+                format!("the fused sweep runs on the CPU; the model is on {device}"),
+            ));
+        }
+        let network = match dtype {
+            DType::F32 => TypedNetwork::F32(Network::new(dense_layers(model)?, loss, x, y)?),
+            DType::F64 => TypedNetwork::F64(Network::new(dense_layers(model)?, loss, x, y)?),
+        };
+        let dim = model.num_params();
+        let strategy = if dim * narrow::LANES * dtype.size_in_bytes() <= NARROW_BLOCK_BYTES {
+            MlpStrategy::Narrow
+        } else {
+            MlpStrategy::Wide
+        };
+        Ok(MlpHvp {
+            network,
+            strategy,
+            dtype,
+        })
+    }
+
+    /// The same operator with the sweep laid out by `strategy` (both are exact; the choice only
+    /// changes speed).
+    pub fn with_strategy(mut self, strategy: MlpStrategy) -> MlpHvp {
+        self.strategy = strategy;
+        self
+    }
+
+    pub fn strategy(&self) -> MlpStrategy {
+        self.strategy
+    }
+
+    /// The loss at the parameters.
+    pub fn value(&self) -> f64 {
+        match &self.network {
+            TypedNetwork::F32(net) => net.value,
+            TypedNetwork::F64(net) => net.value,
+        }
+    }
+
+    /// ∇θ L, `[P]`.
+    pub fn gradient(&self) -> Result<Tensor> {
+        Ok(match &self.network {
+            TypedNetwork::F32(net) => {
+                Tensor::from_vec(net.gradient.clone(), [net.params], Device::Cpu)?
+            }
+            TypedNetwork::F64(net) => {
+                Tensor::from_vec(net.gradient.clone(), [net.params], Device::Cpu)?
+            }
+        })
+    }
+
+    fn run<T: Element>(&self, net: &Network<T>, v: &Tensor) -> Result<Tensor> {
+        let k = check_batch("hvp_batch", self, v)?;
+        let v = v.host_slice::<T>()?;
+        let mut out = vec![T::zero(); v.len()];
+        match self.strategy {
+            MlpStrategy::Narrow => {
+                let directions = narrow::block_directions(
+                    net.params,
+                    T::DTYPE.size_in_bytes(),
+                    NARROW_BLOCK_BYTES,
+                );
+                narrow::apply(net, v, &mut out, directions)
+            }
+            MlpStrategy::Wide => wide::apply(net, v, &mut out),
+        }
+        Ok(Tensor::from_vec(out, [k, net.params], Device::Cpu)?)
+    }
+}
+
+impl LinearOperator for MlpHvp {
+    fn dim(&self) -> usize {
+        match &self.network {
+            TypedNetwork::F32(net) => net.params,
+            TypedNetwork::F64(net) => net.params,
+        }
+    }
+
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+
+    fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
+        match &self.network {
+            TypedNetwork::F32(net) => self.run(net, v),
+            TypedNetwork::F64(net) => self.run(net, v),
+        }
+    }
+}
+
+/// The loss Hessian of a model by the fastest exact route: [`MlpHvp`] for MLPs on the CPU, the
+/// tape's [`PreparedHvp::for_model`] for everything else (other layer patterns, GPUs).
+pub enum ModelHvp {
+    Fused(MlpHvp),
+    Tape(PreparedHvp),
+}
+
+impl ModelHvp {
+    pub fn new(model: &Sequential, loss: Loss, x: &Tensor, y: &Tensor) -> Result<ModelHvp> {
+        let on_cpu = model.parameters().iter().all(|p| p.device() == Device::Cpu)
+            && x.device() == Device::Cpu
+            && y.device() == Device::Cpu;
+        if on_cpu && dense_chain(model).is_ok() {
+            return MlpHvp::new(model, loss, x, y).map(ModelHvp::Fused);
+        }
+        PreparedHvp::for_model(model, loss, x, y).map(ModelHvp::Tape)
+    }
+
+    /// The loss at the parameters.
+    pub fn value(&self) -> Result<f64> {
+        match self {
+            ModelHvp::Fused(op) => Ok(op.value()),
+            ModelHvp::Tape(op) => Ok(op.value().to_scalar()?),
+        }
+    }
+
+    /// ∇θ L, `[P]`.
+    pub fn gradient(&self) -> Result<Tensor> {
+        match self {
+            ModelHvp::Fused(op) => op.gradient(),
+            ModelHvp::Tape(op) => Ok(op.gradient().clone()),
+        }
+    }
+
+    /// Which route the products take: `fused-narrow`, `fused-wide` or `tape`.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            ModelHvp::Fused(op) => match op.strategy() {
+                MlpStrategy::Narrow => "fused-narrow",
+                MlpStrategy::Wide => "fused-wide",
+            },
+            ModelHvp::Tape(_) => "tape",
+        }
+    }
+
+    fn operator(&self) -> &dyn LinearOperator {
+        match self {
+            ModelHvp::Fused(op) => op,
+            ModelHvp::Tape(op) => op,
+        }
+    }
+}
+
+impl LinearOperator for ModelHvp {
+    fn dim(&self) -> usize {
+        self.operator().dim()
+    }
+
+    fn dtype(&self) -> DType {
+        self.operator().dtype()
+    }
+
+    fn device(&self) -> Device {
+        self.operator().device()
+    }
+
+    fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
+        self.operator().apply_batch(v)
+    }
+}

@@ -1,0 +1,399 @@
+//! An MLP taken apart for the fused sweep: its dense layers on the host, and the primal pass
+//! (forward, loss, backward) over all samples, whose per-layer results every batch of HVPs
+//! reuses.
+
+use curvature_tape::nn::{labels_from_tensor, Activation, Layer, Linear, Loss, Sequential};
+use curvature_tensor::{Element, Tensor};
+
+use super::linalg::{gemm, Gemm, Operand};
+use crate::error::invalid;
+use crate::Result;
+
+/// One `Linear` layer and the activation that follows it, if any.
+pub(crate) struct Dense<T> {
+    pub inputs: usize,
+    pub outputs: usize,
+    /// `[outputs, inputs]`, row-major (PyTorch's layout).
+    pub weight: Vec<T>,
+    pub bias: Vec<T>,
+    pub activation: Option<Activation>,
+    /// Where the weight and the bias start in θ.
+    pub weight_offset: usize,
+    pub bias_offset: usize,
+}
+
+/// What the primal pass leaves for the tangent sweeps, per layer, for all n samples.
+pub(crate) struct LayerPrimal<T> {
+    /// The layer's input h, `[n, inputs]`.
+    pub input: Vec<T>,
+    /// σ'(z), `[n, outputs]` (ones without an activation).
+    pub slope: Vec<T>,
+    /// ∂L/∂h ⊙ σ''(z), `[n, outputs]`: how the gradient's pre-activation part moves with z.
+    pub bend: Vec<T>,
+    /// ∂L/∂z, `[n, outputs]`.
+    pub grad_z: Vec<T>,
+}
+
+/// The loss's Hessian with respect to the model output, as a map on output tangents.
+pub(crate) enum OutputCurvature<T> {
+    /// `scale · I` (MSE: 2/(n·outputs); sum of squares: 2).
+    Scaled(T),
+    /// Softmax cross-entropy: `(diag(p) − p·pᵀ) / n` per sample, p the softmax `[n, classes]`.
+    Softmax { probs: Vec<T>, scale: T },
+}
+
+pub(crate) struct Network<T> {
+    pub layers: Vec<Dense<T>>,
+    pub primal: Vec<LayerPrimal<T>>,
+    pub output_curvature: OutputCurvature<T>,
+    pub samples: usize,
+    pub params: usize,
+    pub value: f64,
+    /// ∇θ L, `[P]`.
+    pub gradient: Vec<T>,
+}
+
+const OP: &str = "MlpHvp::new";
+
+/// The model as `Linear` layers each with the activation that follows it, or why the fused
+/// sweep does not apply to it.
+pub(crate) fn dense_chain(model: &Sequential) -> Result<Vec<(&Linear, Option<Activation>)>> {
+    let mut chain: Vec<(&Linear, Option<Activation>)> = Vec::new();
+    for (index, layer) in model.layers().iter().enumerate() {
+        match layer {
+            Layer::Linear(linear) => {
+                if let Some((previous, _)) = chain.last() {
+                    let (inputs, given) = (linear.weight.dims()[1], previous.weight.dims()[0]);
+                    if inputs != given {
+                        return Err(invalid(
+                            OP,
+                            format!(
+                                "layer {index} takes {inputs} inputs but the layer before it gives {given}"
+                            ),
+                        ));
+                    }
+                }
+                chain.push((linear, None));
+            }
+            Layer::Activation(act) => match chain.last_mut() {
+                Some((_, slot @ None)) => *slot = Some(*act),
+                _ => {
+                    return Err(invalid(
+                        OP,
+                        format!(
+                            "layer {index} ({}) does not follow a Linear layer; the fused sweep \
+                             needs Linear layers each followed by at most one activation \
+                             (PreparedHvp::for_model takes any model)",
+                            act.name()
+                        ),
+                    ))
+                }
+            },
+        }
+    }
+    if chain.is_empty() {
+        return Err(invalid(OP, "the model has no Linear layer"));
+    }
+    Ok(chain)
+}
+
+/// The model's dense layers with their data on the host, and their places in θ.
+pub(crate) fn dense_layers<T: Element>(model: &Sequential) -> Result<Vec<Dense<T>>> {
+    let mut offset = 0;
+    dense_chain(model)?
+        .into_iter()
+        .map(|(linear, activation)| {
+            let (outputs, inputs) = (linear.weight.dims()[0], linear.weight.dims()[1]);
+            let dense = Dense {
+                inputs,
+                outputs,
+                weight: linear.weight.to_vec()?,
+                bias: linear.bias.to_vec()?,
+                activation,
+                weight_offset: offset,
+                bias_offset: offset + outputs * inputs,
+            };
+            offset += outputs * inputs + outputs;
+            Ok(dense)
+        })
+        .collect()
+}
+
+impl<T: Element> Network<T> {
+    /// Runs the primal pass of `loss(model(x), y)`: `x` is `[n, inputs]` on the host.
+    pub fn new(layers: Vec<Dense<T>>, loss: Loss, x: &Tensor, y: &Tensor) -> Result<Network<T>> {
+        let first = &layers[0];
+        let last = &layers[layers.len() - 1];
+        if x.rank() != 2 || x.dims()[1] != first.inputs || x.dims()[0] == 0 {
+            return Err(invalid(
+                OP,
+                format!(
+                    "x must be [n, {}] with n ≥ 1 for this model, got {}",
+                    first.inputs,
+                    x.shape()
+                ),
+            ));
+        }
+        let samples = x.dims()[0];
+        let params = last.bias_offset + last.outputs;
+
+        // Forward: h₀ = x, z = h·Wᵀ + b, h' = σ(z).
+        let mut inputs = Vec::with_capacity(layers.len());
+        let mut slopes = Vec::with_capacity(layers.len());
+        let mut curvatures = Vec::with_capacity(layers.len());
+        let mut h = x.host_slice::<T>()?.to_vec();
+        for dense in &layers {
+            let mut z = vec![T::zero(); samples * dense.outputs];
+            for row in z.chunks_exact_mut(dense.outputs) {
+                row.copy_from_slice(&dense.bias);
+            }
+            gemm(Gemm {
+                m: samples,
+                n: dense.outputs,
+                k: dense.inputs,
+                dst: Operand::row_major(&mut z, dense.outputs),
+                accumulate: true,
+                lhs: Operand::row_major(&h, dense.inputs),
+                rhs: Operand::transposed(&dense.weight, dense.inputs),
+                parallel: true,
+            });
+            let (out, slope, curvature) = activate(dense.activation, &z);
+            inputs.push(std::mem::replace(&mut h, out));
+            slopes.push(slope);
+            curvatures.push(curvature);
+        }
+
+        // Loss, its gradient and its curvature with respect to the output h.
+        let (value, mut grad_h, output_curvature) = loss_terms(loss, &h, y, samples, last.outputs)?;
+
+        // Backward: ∂L/∂z = ∂L/∂h ⊙ σ'(z), ∂L/∂h_prev = ∂L/∂z · W.
+        let mut primal: Vec<LayerPrimal<T>> = Vec::with_capacity(layers.len());
+        let mut gradient = vec![T::zero(); params];
+        for (index, dense) in layers.iter().enumerate().rev() {
+            let slope = std::mem::take(&mut slopes[index]);
+            let bend: Vec<T> = grad_h
+                .iter()
+                .zip(&curvatures[index])
+                .map(|(&g, &c)| g * c)
+                .collect();
+            let grad_z: Vec<T> = grad_h.iter().zip(&slope).map(|(&g, &s)| g * s).collect();
+            let input = std::mem::take(&mut inputs[index]);
+            let (w, b) = gradient[dense.weight_offset..dense.bias_offset + dense.outputs]
+                .split_at_mut(dense.outputs * dense.inputs);
+            gemm(Gemm {
+                m: dense.outputs,
+                n: dense.inputs,
+                k: samples,
+                dst: Operand::row_major(w, dense.inputs),
+                accumulate: false,
+                lhs: Operand::transposed(&grad_z, dense.outputs),
+                rhs: Operand::row_major(&input, dense.inputs),
+                parallel: true,
+            });
+            for row in grad_z.chunks_exact(dense.outputs) {
+                for (b, &g) in b.iter_mut().zip(row) {
+                    *b = *b + g;
+                }
+            }
+            if index > 0 {
+                grad_h = vec![T::zero(); samples * dense.inputs];
+                gemm(Gemm {
+                    m: samples,
+                    n: dense.inputs,
+                    k: dense.outputs,
+                    dst: Operand::row_major(&mut grad_h, dense.inputs),
+                    accumulate: false,
+                    lhs: Operand::row_major(&grad_z, dense.outputs),
+                    rhs: Operand::row_major(&dense.weight, dense.inputs),
+                    parallel: true,
+                });
+            }
+            primal.push(LayerPrimal {
+                input,
+                slope,
+                bend,
+                grad_z,
+            });
+        }
+        primal.reverse();
+        Ok(Network {
+            layers,
+            primal,
+            output_curvature,
+            samples,
+            params,
+            value,
+            gradient,
+        })
+    }
+
+    /// The widest layer output.
+    pub fn max_width(&self) -> usize {
+        self.layers.iter().map(|d| d.outputs).max().unwrap_or(0)
+    }
+
+    /// Overwrites the output tangents `dh` of consecutive samples from `row` on, laid out as
+    /// `layout` says, with the loss curvature applied to them.
+    pub fn apply_output_curvature(&self, dh: &mut [T], row: usize, layout: TangentLayout) {
+        match &self.output_curvature {
+            OutputCurvature::Scaled(scale) => dh.iter_mut().for_each(|v| *v = *v * *scale),
+            OutputCurvature::Softmax { probs, scale } => {
+                let classes = self.layers[self.layers.len() - 1].outputs;
+                softmax_curvature(dh, probs, row, classes, *scale, layout)
+            }
+        }
+    }
+}
+
+/// How a block of per-sample tangents is laid out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TangentLayout {
+    /// `[samples, directions, width]`.
+    SampleDirectionWidth { directions: usize },
+    /// `[samples, width, directions]` (one sample at a time in the narrow sweep).
+    SampleWidthDirection { directions: usize },
+}
+
+/// `dh ← (p ⊙ dh − p·(p·dh)) · scale` for each sample and direction.
+fn softmax_curvature<T: Element>(
+    dh: &mut [T],
+    probs: &[T],
+    row: usize,
+    classes: usize,
+    scale: T,
+    layout: TangentLayout,
+) {
+    match layout {
+        TangentLayout::SampleDirectionWidth { directions } => {
+            for (s, sample) in dh.chunks_exact_mut(directions * classes).enumerate() {
+                let p = &probs[(row + s) * classes..][..classes];
+                for tangent in sample.chunks_exact_mut(classes) {
+                    let dot: T = p.iter().zip(tangent.iter()).map(|(&p, &t)| p * t).sum();
+                    for (t, &p) in tangent.iter_mut().zip(p) {
+                        *t = p * (*t - dot) * scale;
+                    }
+                }
+            }
+        }
+        TangentLayout::SampleWidthDirection { directions } => {
+            for (s, sample) in dh.chunks_exact_mut(directions * classes).enumerate() {
+                let p = &probs[(row + s) * classes..][..classes];
+                let mut dot = vec![T::zero(); directions];
+                for (&p, tangent) in p.iter().zip(sample.chunks_exact(directions)) {
+                    for (d, &t) in dot.iter_mut().zip(tangent) {
+                        *d = *d + p * t;
+                    }
+                }
+                for (&p, tangent) in p.iter().zip(sample.chunks_exact_mut(directions)) {
+                    for (t, &d) in tangent.iter_mut().zip(&dot) {
+                        *t = p * (*t - d) * scale;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// σ(z), σ'(z) and σ''(z), elementwise.
+fn activate<T: Element>(act: Option<Activation>, z: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let one = T::one();
+    let two = T::from_f64(2.0);
+    let mut out = Vec::with_capacity(z.len());
+    let mut slope = Vec::with_capacity(z.len());
+    let mut curvature = Vec::with_capacity(z.len());
+    for &z in z {
+        let (h, d1, d2) = match act {
+            None => (z, one, T::zero()),
+            // tanh' = 1 − t², tanh'' = −2t(1 − t²).
+            Some(Activation::Tanh) => {
+                let t = z.tanh();
+                let d1 = one - t * t;
+                (t, d1, -two * t * d1)
+            }
+            // σ' = s(1 − s), σ'' = s(1 − s)(1 − 2s).
+            Some(Activation::Sigmoid) => {
+                let s = one / (one + (-z).exp());
+                let d1 = s * (one - s);
+                (s, d1, d1 * (one - two * s))
+            }
+        };
+        out.push(h);
+        slope.push(d1);
+        curvature.push(d2);
+    }
+    (out, slope, curvature)
+}
+
+/// The loss value, ∂L/∂h `[n, outputs]` and the loss curvature, for output `h`.
+fn loss_terms<T: Element>(
+    loss: Loss,
+    h: &[T],
+    y: &Tensor,
+    samples: usize,
+    outputs: usize,
+) -> Result<(f64, Vec<T>, OutputCurvature<T>)> {
+    match loss {
+        Loss::Mse => {
+            if y.dims() != [samples, outputs] {
+                return Err(invalid(
+                    OP,
+                    format!(
+                        "mse needs y of shape [{samples}, {outputs}] (the model output), got {}",
+                        y.shape()
+                    ),
+                ));
+            }
+            let y = y.host_slice::<T>()?;
+            let count = (samples * outputs) as f64;
+            let scale = T::from_f64(2.0 / count);
+            let value = h
+                .iter()
+                .zip(y)
+                .map(|(&h, &y)| (h - y).to_f64().powi(2))
+                .sum::<f64>()
+                / count;
+            let grad = h.iter().zip(y).map(|(&h, &y)| (h - y) * scale).collect();
+            Ok((value, grad, OutputCurvature::Scaled(scale)))
+        }
+        Loss::SumSq => {
+            let two = T::from_f64(2.0);
+            let value = h.iter().map(|&h| h.to_f64().powi(2)).sum();
+            let grad = h.iter().map(|&h| h * two).collect();
+            Ok((value, grad, OutputCurvature::Scaled(two)))
+        }
+        Loss::CrossEntropy => {
+            let labels = labels_from_tensor(y)?;
+            if labels.len() != samples {
+                return Err(invalid(
+                    OP,
+                    format!("cross_entropy needs {samples} labels, got {}", labels.len()),
+                ));
+            }
+            if let Some(&bad) = labels.iter().find(|&&l| l >= outputs) {
+                return Err(invalid(
+                    OP,
+                    format!("label {bad} is out of range for {outputs} classes"),
+                ));
+            }
+            let scale = T::from_f64(1.0 / samples as f64);
+            let mut probs = Vec::with_capacity(h.len());
+            let mut value = 0.0;
+            for (row, &label) in h.chunks_exact(outputs).zip(&labels) {
+                let max = row.iter().copied().fold(T::neg_infinity(), T::max);
+                let sum: T = row.iter().map(|&v| (v - max).exp()).sum();
+                let log_sum = max + sum.ln();
+                value -= (row[label] - log_sum).to_f64();
+                probs.extend(row.iter().map(|&v| (v - log_sum).exp()));
+            }
+            let mut grad: Vec<T> = probs.iter().map(|&p| p * scale).collect();
+            for (s, &label) in labels.iter().enumerate() {
+                grad[s * outputs + label] = grad[s * outputs + label] - scale;
+            }
+            Ok((
+                value / samples as f64,
+                grad,
+                OutputCurvature::Softmax { probs, scale },
+            ))
+        }
+    }
+}
