@@ -84,7 +84,7 @@ def main():
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--binary", default="target/release/curvature")
     args = parser.parse_args()
-    header = (f"{'workload':<8} {'dtype':<5} {'ours ms':>9} {'ours+primal ms':>15} {'JAX ms':>9} "
+    header = (f"{'workload':<8} {'dtype':<5} {'engine':<12} {'ours ms':>9} {'ours+primal ms':>15} {'JAX ms':>9} "
               f"{'JAX/ours':>9} {'GFLOP/s':>8} {'ours RSS MiB':>13} {'JAX RSS MiB':>12}")
     print(header)
     for name in args.workloads.split(","):
@@ -99,13 +99,13 @@ def main():
             ours = json.loads(ours_out.strip().splitlines()[-1])
             cold = ours["hvp_batch_cold_ms"]
             gflops = 6 * k * fwd_flops(widths, n) / (cold / 1e3) / 1e9
-            print(f"{name:<8} {dtype:<5} {ours['hvp_batch_ms']:>9.2f} {cold:>15.2f} {jax_ms:>9.2f} "
+            print(f"{name:<8} {dtype:<5} {ours['engine']:<12} {ours['hvp_batch_ms']:>9.2f} {cold:>15.2f} {jax_ms:>9.2f} "
                   f"{jax_ms / cold:>9.2f} {gflops:>8.1f} {ours_rss:>13.0f} {jax_rss:>12.0f}",
                   flush=True)
-    print("ours ms: a batch of K HVPs through the prepared operator (loss and gradient graph "
-          "recorded once); ours+primal ms: recording included, like JAX's jit(vmap(jvp(grad))) "
-          "which recomputes the primal each call; JAX/ours uses ours+primal; GFLOP/s: cost model "
-          "over ours+primal.")
+    print("engine: fused-narrow / fused-wide (the fused MLP sweep) or tape; ours ms: a batch of K "
+          "HVPs through the prepared operator (primal pass done once); ours+primal ms: the primal "
+          "pass included, like JAX's jit(vmap(jvp(grad))) which recomputes it each call; JAX/ours "
+          "uses ours+primal; GFLOP/s: cost model over ours+primal.")
 
 
 if __name__ == "__main__":

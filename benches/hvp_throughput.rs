@@ -1,10 +1,11 @@
 //! Criterion benches of the standard workloads on the CPU (and a CUDA GPU when present):
-//! the loss gradient, a single HVP and a batch of K HVPs through the prepared operator. The
+//! the loss gradient, then a single HVP and a batch of K HVPs through each operator — the
+//! tape's prepared operator, and on the CPU the fused MLP sweep (`ModelHvp`'s choice). The
 //! device is synchronized inside each timed iteration.
 //! Run: `cargo bench --bench hvp_throughput`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use curvature::hessian::{probes, LinearOperator, PreparedHvp, Probe};
+use curvature::hessian::{probes, LinearOperator, MlpHvp, PreparedHvp, Probe};
 use curvature::tape::{grad, GradOptions, Tape};
 use curvature::tensor::{DType, Device};
 use curvature::workloads;
@@ -40,26 +41,45 @@ fn bench_workloads(c: &mut Criterion) {
                         g
                     })
                 });
-                let op =
+                let tape =
                     PreparedHvp::for_model(&problem.model, problem.loss, &problem.x, &problem.y)
                         .expect("prepared operator");
-                let batch = probes(workload.k, op.dim(), Probe::Gaussian, 7, dtype, device)
-                    .expect("probes");
+                let mut operators: Vec<(String, Box<dyn LinearOperator>)> =
+                    vec![("tape".to_string(), Box::new(tape))];
+                if device == Device::Cpu {
+                    let fused = MlpHvp::new(&problem.model, problem.loss, &problem.x, &problem.y)
+                        .expect("fused operator");
+                    operators.push((
+                        format!("fused_{}", fused.strategy().name()),
+                        Box::new(fused),
+                    ));
+                }
+                let batch = probes(
+                    workload.k,
+                    problem.model.num_params(),
+                    Probe::Gaussian,
+                    7,
+                    dtype,
+                    device,
+                )
+                .expect("probes");
                 let single = batch.narrow(0, 0, 1).expect("one probe");
-                group.bench_function("single_hvp", |b| {
-                    b.iter(|| {
-                        let hv = op.apply_batch(&single).expect("hvp");
-                        device.synchronize().expect("synchronize");
-                        hv
-                    })
-                });
-                group.bench_function(format!("hvp_batch_k{}", workload.k), |b| {
-                    b.iter(|| {
-                        let hv = op.apply_batch(&batch).expect("hvp batch");
-                        device.synchronize().expect("synchronize");
-                        hv
-                    })
-                });
+                for (engine, op) in &operators {
+                    group.bench_function(format!("{engine}/single_hvp"), |b| {
+                        b.iter(|| {
+                            let hv = op.apply_batch(&single).expect("hvp");
+                            device.synchronize().expect("synchronize");
+                            hv
+                        })
+                    });
+                    group.bench_function(format!("{engine}/hvp_batch_k{}", workload.k), |b| {
+                        b.iter(|| {
+                            let hv = op.apply_batch(&batch).expect("hvp batch");
+                            device.synchronize().expect("synchronize");
+                            hv
+                        })
+                    });
+                }
                 group.finish();
             }
         }

@@ -1,15 +1,15 @@
 //! `curvature analyze`: the curvature of a model stored as safetensors — loss, gradient,
 //! Hessian diagonal and trace, top eigenvalues, spectral density and, when P is small enough or
 //! `--full` is given, the whole Hessian with all its eigenvalues. Every number comes from the
-//! hessian crate's operator [`PreparedHvp`]; this module only chooses exact or estimated
+//! hessian crate's operator [`ModelHvp`]; this module only chooses exact or estimated
 //! methods by size and gathers the results.
 
 use std::path::Path;
 
 use curvature::hessian::{
     hessian_diagonal_hutchinson, hessian_of, spectral_density, top_eigenvalues, trace_hutchpp,
-    HessianOptions, LanczosOptions, LinearOperator, PreparedHvp, Probe, SlqOptions,
-    SpectralDensity, Which,
+    HessianOptions, LanczosOptions, LinearOperator, ModelHvp, Probe, SlqOptions, SpectralDensity,
+    Which,
 };
 use curvature::tape::ModelFile;
 use curvature::tensor::{DType, Device};
@@ -85,18 +85,20 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
         let _step = Step::spinner(format!("loading {}", args.model.display()));
         ModelFile::load(&args.model, args.dtype, device).map_err(|e| located(&args.model, e))?
     };
-    let op = {
-        let _step = Step::spinner("recording the loss and its gradient");
-        PreparedHvp::for_model(&model.model, model.loss, &model.x, &model.y)
-            .map_err(|e| e.to_string())?
-    };
-    let params = op.dim();
     let samples = model.x.dims().first().copied().unwrap_or(0);
     if samples == 0 {
         return Err(located(&args.model, "tensor 'x' has no samples"));
     }
-    let loss = op.value().to_scalar().map_err(|e| e.to_string())?;
-    let grad = op.gradient().to_f64s().map_err(|e| e.to_string())?;
+    let op = {
+        let _step = Step::spinner("computing the loss and its gradient");
+        ModelHvp::new(&model.model, model.loss, &model.x, &model.y).map_err(|e| e.to_string())?
+    };
+    let params = op.dim();
+    let loss = op.value().map_err(|e| e.to_string())?;
+    let grad = op
+        .gradient()
+        .and_then(|g| Ok(g.to_f64s()?))
+        .map_err(|e| e.to_string())?;
     if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
         return Err(located(
             &args.model,

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use curvature_hessian::{probes, LinearOperator, PreparedHvp, Probe};
+use curvature_hessian::{probes, LinearOperator, ModelHvp, Probe};
 use curvature_tensor::{DType, Device};
 
 use crate::workloads::Workload;
@@ -23,6 +23,8 @@ pub struct BenchResult {
     pub workload: Workload,
     pub device: Device,
     pub dtype: DType,
+    /// Which route the products took ([`ModelHvp::engine`]).
+    pub engine: &'static str,
     /// Median time of one batch of K HVPs through the prepared operator.
     pub hvp_batch_ms: f64,
     /// Median time of one batch including recording the loss and its gradient graph.
@@ -47,6 +49,7 @@ impl BenchResult {
             "workload": self.workload.name,
             "device": self.device.to_string(),
             "dtype": self.dtype.as_str(),
+            "engine": self.engine,
             "k": self.workload.k,
             "params": self.workload.params(),
             "samples": self.workload.samples,
@@ -66,8 +69,9 @@ pub fn run_workload(
 ) -> curvature_hessian::Result<BenchResult> {
     crate::allocator::retain_freed_memory();
     let problem = workload.build(config.dtype, config.device)?;
-    let prepare = || PreparedHvp::for_model(&problem.model, problem.loss, &problem.x, &problem.y);
+    let prepare = || ModelHvp::new(&problem.model, problem.loss, &problem.x, &problem.y);
     let operator = prepare()?;
+    let engine = operator.engine();
     let dim = operator.dim();
     let batch = probes(
         workload.k,
@@ -95,6 +99,7 @@ pub fn run_workload(
         workload: workload.clone(),
         device: config.device,
         dtype: config.dtype,
+        engine,
         hvp_batch_ms,
         hvp_batch_cold_ms,
         single_hvp_ms,
@@ -114,8 +119,9 @@ fn median(values: &mut [f64]) -> f64 {
 /// The header of the human-readable table.
 pub fn table_header() -> String {
     format!(
-        "{:<8} {:>9} {:>5} {:>15} {:>15} {:>12} {:>14} {:>9}",
+        "{:<8} {:<12} {:>9} {:>5} {:>15} {:>15} {:>12} {:>14} {:>9}",
         "workload",
+        "engine",
         "params",
         "K",
         "hvp_batch ms",
@@ -129,8 +135,9 @@ pub fn table_header() -> String {
 /// One row of the human-readable table.
 pub fn table_row(r: &BenchResult) -> String {
     format!(
-        "{:<8} {:>9} {:>5} {:>15.3} {:>15.3} {:>12.0} {:>14.3} {:>9.2}",
+        "{:<8} {:<12} {:>9} {:>5} {:>15.3} {:>15.3} {:>12.0} {:>14.3} {:>9.2}",
         r.workload.name,
+        r.engine,
         r.workload.params(),
         r.workload.k,
         r.hvp_batch_ms,
