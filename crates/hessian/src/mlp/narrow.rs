@@ -9,13 +9,17 @@ use curvature_tensor::Element;
 use rayon::prelude::*;
 
 use super::linalg::has_vector_units;
-use super::network::{Network, TangentLayout};
+use super::network::{Dense, LayerPrimal, Network, TangentLayout};
 
 /// Directions are padded to a multiple of this, so the vector loops have no remainder.
 pub(crate) const LANES: usize = 8;
 
 /// Samples taken through the sweep together.
 const GROUP: usize = 4;
+const _: () = assert!(
+    GROUP == 4,
+    "WeightUpdate::apply is dispatched for groups of 1 to 4"
+);
 
 /// How many directions one pass carries: as many as keep a `[P, directions]` block within
 /// `budget` bytes, in multiples of [`LANES`].
@@ -31,29 +35,15 @@ struct Workspace<T> {
     dg_prev: Vec<T>,
 }
 
-/// `out[k] = H·v[k]` for the `[K, P]` batch `v`, at most `directions` at a time. With enough
-/// directions, each thread takes its own block of them through all samples; otherwise the
-/// threads split the samples of each block.
+/// `out[k] = H·v[k]` for the `[K, P]` batch `v`, at most `directions` at a time, the samples
+/// of each block split between the threads.
 pub(crate) fn apply<T: Element>(net: &Network<T>, v: &[T], out: &mut [T], directions: usize) {
     let p = net.params;
-    let k_total = v.len() / p;
     let threads = rayon::current_num_threads();
-    let per_thread = k_total.div_ceil(threads).div_ceil(LANES) * LANES;
-    let block = directions.min(per_thread);
-    if k_total.div_ceil(block) >= threads {
-        out.par_chunks_mut(block * p)
-            .zip(v.par_chunks(block * p))
-            .for_each(|(out, v)| {
-                let (vt, width) = transpose_block(v, p);
-                let acc = accumulate_samples(net, &vt, width, 0..net.samples);
-                untranspose_block(&acc, width, out, p);
-            });
-    } else {
-        for (out, v) in out.chunks_mut(block * p).zip(v.chunks(block * p)) {
-            let (vt, width) = transpose_block(v, p);
-            let acc = accumulate_samples_parallel(net, &vt, width, threads);
-            untranspose_block(&acc, width, out, p);
-        }
+    for (out, v) in out.chunks_mut(directions * p).zip(v.chunks(directions * p)) {
+        let (vt, width) = transpose_block(v, p);
+        let acc = accumulate_samples_parallel(net, &vt, width, threads);
+        untranspose_block(&acc, width, out, p);
     }
 }
 
@@ -191,18 +181,19 @@ impl<T: Element> Workspace<T> {
                     let z = at(dz_all, s, o, out);
                     dz_all[z..z + width].copy_from_slice(row(dense.bias_offset + out));
                 }
-                for j in 0..i {
-                    let (x, w) = (row(dw + j), dense.weight[out * i + j]);
-                    for s in 0..count {
-                        let h = primal.input[(first + s) * i + j];
-                        let z = at(dz_all, s, o, out);
-                        let dz = &mut dz_all[z..z + width];
-                        if l == 0 {
-                            axpy(dz, h, x);
-                        } else {
-                            let d = at(&done[l - 1], s, i, j);
-                            axpy2(dz, h, x, w, &done[l - 1][d..d + width]);
-                        }
+                let w = &dense.weight[out * i..][..i];
+                for s in 0..count {
+                    let h = &primal.input[(first + s) * i..][..i];
+                    let z = at(dz_all, s, o, out);
+                    let dz = &mut dz_all[z..z + width];
+                    if l == 0 {
+                        add_sum(dz, i, |j| (h[j], row(dw + j)));
+                    } else {
+                        let dh_prev = &done[l - 1];
+                        add_pair_sum(dz, i, |j| {
+                            let d = at(dh_prev, s, i, j);
+                            (h[j], row(dw + j), w[j], &dh_prev[d..d + width])
+                        });
                     }
                 }
                 for s in 0..count {
@@ -242,31 +233,20 @@ impl<T: Element> Workspace<T> {
                     }
                 }
             }
-            for out in 0..o {
-                let dw = dense.weight_offset + out * i;
-                for s in 0..count {
-                    let g = at(dg, s, o, out);
-                    axpy(
-                        acc_row(acc, width, dense.bias_offset + out),
-                        T::one(),
-                        &dg[g..g + width],
-                    );
-                }
-                for j in 0..i {
-                    let a = acc_row(acc, width, dw + j);
-                    for s in 0..count {
-                        let h = primal.input[(first + s) * i + j];
-                        let g = at(dg, s, o, out);
-                        if l == 0 {
-                            axpy(a, h, &dg[g..g + width]);
-                        } else {
-                            let grad_z = primal.grad_z[(first + s) * o + out];
-                            let d = at(&self.dh[l - 1], s, i, j);
-                            let dh = &self.dh[l - 1][d..d + width];
-                            axpy2(a, h, &dg[g..g + width], grad_z, dh);
-                        }
-                    }
-                }
+            let dh_prev = (l > 0).then(|| &self.dh[l - 1][..]);
+            let update = WeightUpdate {
+                dense,
+                primal,
+                first,
+                width,
+                dg,
+                dh_prev,
+            };
+            match count {
+                4 => update.apply::<4>(acc),
+                3 => update.apply::<3>(acc),
+                2 => update.apply::<2>(acc),
+                _ => update.apply::<1>(acc),
             }
             if l == 0 {
                 break;
@@ -274,16 +254,15 @@ impl<T: Element> Workspace<T> {
             let dg_prev = &mut self.dg_prev[..count * i * width];
             dg_prev.fill(T::zero());
             for j in 0..i {
-                for out in 0..o {
-                    let (x, w) = (
-                        row(dense.weight_offset + out * i + j),
-                        dense.weight[out * i + j],
-                    );
-                    for s in 0..count {
-                        let grad_z = primal.grad_z[(first + s) * o + out];
-                        let (g, d) = (at(dg, s, o, out), at(dg_prev, s, i, j));
-                        axpy2(&mut dg_prev[d..d + width], w, &dg[g..g + width], grad_z, x);
-                    }
+                for s in 0..count {
+                    let d = at(dg_prev, s, i, j);
+                    let grad_z = &primal.grad_z[(first + s) * o..][..o];
+                    add_pair_sum(&mut dg_prev[d..d + width], o, |out| {
+                        let g = at(dg, s, o, out);
+                        let w = dense.weight[out * i + j];
+                        let x = row(dense.weight_offset + out * i + j);
+                        (w, &dg[g..g + width], grad_z[out], x)
+                    });
                 }
             }
             std::mem::swap(&mut self.dg, &mut self.dg_prev);
@@ -291,23 +270,126 @@ impl<T: Element> Workspace<T> {
     }
 }
 
+/// The backward step's contribution to one layer's rows of `acc`, for a group of `G` samples:
+/// `(H·v)_b += Σ_s dg_z` and `(H·v)_W += Σ_s dg_z ⊗ h + ∂L/∂z ⊗ dh_prev`, every row of `acc`
+/// read and written once for the whole group.
+struct WeightUpdate<'a, T> {
+    dense: &'a Dense<T>,
+    primal: &'a LayerPrimal<T>,
+    first: usize,
+    width: usize,
+    /// The group's dg_z, `[G, outputs, width]`.
+    dg: &'a [T],
+    /// The group's dh of the layer input, `[G, inputs, width]`; none for the first layer.
+    dh_prev: Option<&'a [T]>,
+}
+
+impl<T: Element> WeightUpdate<'_, T> {
+    #[inline(always)]
+    fn apply<const G: usize>(&self, acc: &mut [T]) {
+        let (i, o, width) = (self.dense.inputs, self.dense.outputs, self.width);
+        fn row<T>(buffer: &[T], rows: usize, s: usize, r: usize, width: usize) -> &[T] {
+            let start = (s * rows + r) * width;
+            &buffer[start..start + width]
+        }
+        let sample = |s: usize| self.first + s;
+        for out in 0..o {
+            let g: [&[T]; G] = std::array::from_fn(|s| row(self.dg, o, s, out, width));
+            let ones = [T::one(); G];
+            add_products(acc_row(acc, width, self.dense.bias_offset + out), ones, g);
+            let grad_z: [T; G] = std::array::from_fn(|s| self.primal.grad_z[sample(s) * o + out]);
+            let dw = self.dense.weight_offset + out * i;
+            for j in 0..i {
+                let h: [T; G] = std::array::from_fn(|s| self.primal.input[sample(s) * i + j]);
+                let target = acc_row(acc, width, dw + j);
+                match self.dh_prev {
+                    None => add_products(target, h, g),
+                    Some(dh_prev) => {
+                        let dh: [&[T]; G] = std::array::from_fn(|s| row(dh_prev, i, s, j, width));
+                        add_product_pairs(target, h, g, grad_z, dh)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `y += Σ_{t < count} a_t·x_t` for `term(t) = (a_t, x_t)`, four terms per pass over `y`.
+#[inline(always)]
+fn add_sum<'a, T: Element>(y: &mut [T], count: usize, term: impl Fn(usize) -> (T, &'a [T])) {
+    let mut t = 0;
+    while t + 4 <= count {
+        let terms: [(T, &[T]); 4] = std::array::from_fn(|g| term(t + g));
+        add_products(y, terms.map(|(a, _)| a), terms.map(|(_, x)| x));
+        t += 4;
+    }
+    for t in t..count {
+        let (a, x) = term(t);
+        add_products(y, [a], [x]);
+    }
+}
+
+/// `y += Σ_{t < count} a_t·x_t + b_t·z_t` for `term(t) = (a_t, x_t, b_t, z_t)`, four terms
+/// per pass over `y`.
+#[inline(always)]
+fn add_pair_sum<'a, T: Element>(
+    y: &mut [T],
+    count: usize,
+    term: impl Fn(usize) -> (T, &'a [T], T, &'a [T]),
+) {
+    let mut t = 0;
+    while t + 4 <= count {
+        let terms: [(T, &[T], T, &[T]); 4] = std::array::from_fn(|g| term(t + g));
+        add_product_pairs(
+            y,
+            terms.map(|(a, ..)| a),
+            terms.map(|(_, x, ..)| x),
+            terms.map(|(.., b, _)| b),
+            terms.map(|(.., z)| z),
+        );
+        t += 4;
+    }
+    for t in t..count {
+        let (a, x, b, z) = term(t);
+        add_product_pairs(y, [a], [x], [b], [z]);
+    }
+}
+
+/// `y += Σ_g a[g]·x[g]`.
+#[inline(always)]
+fn add_products<T: Element, const G: usize>(y: &mut [T], a: [T; G], x: [&[T]; G]) {
+    let n = y.len();
+    let x = x.map(|x| &x[..n]);
+    for t in 0..n {
+        let mut sum = y[t];
+        for g in 0..G {
+            sum = sum + a[g] * x[g][t];
+        }
+        y[t] = sum;
+    }
+}
+
+/// `y += Σ_g a[g]·x[g] + b[g]·z[g]`.
+#[inline(always)]
+fn add_product_pairs<T: Element, const G: usize>(
+    y: &mut [T],
+    a: [T; G],
+    x: [&[T]; G],
+    b: [T; G],
+    z: [&[T]; G],
+) {
+    let n = y.len();
+    let (x, z) = (x.map(|x| &x[..n]), z.map(|z| &z[..n]));
+    for t in 0..n {
+        let mut sum = y[t];
+        for g in 0..G {
+            sum = sum + (a[g] * x[g][t] + b[g] * z[g][t]);
+        }
+        y[t] = sum;
+    }
+}
+
 #[inline(always)]
 fn acc_row<T>(acc: &mut [T], width: usize, q: usize) -> &mut [T] {
     &mut acc[q * width..][..width]
-}
-
-/// `y += a·x`.
-#[inline(always)]
-fn axpy<T: Element>(y: &mut [T], a: T, x: &[T]) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y = *y + a * x;
-    }
-}
-
-/// `y += a·x + b·z`.
-#[inline(always)]
-fn axpy2<T: Element>(y: &mut [T], a: T, x: &[T], b: T, z: &[T]) {
-    for ((y, &x), &z) in y.iter_mut().zip(x).zip(z) {
-        *y = *y + (a * x + b * z);
-    }
 }
