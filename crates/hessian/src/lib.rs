@@ -13,6 +13,8 @@
 //!   reorthogonalisation), [`spectral_density`] (stochastic Lanczos quadrature).
 //!
 //! Everything goes through the [`LinearOperator`] trait (`apply_batch` of `[K, dim]` rows).
+//! [`MlpHvp`] computes a model's products by a fused forward-over-reverse sweep written for MLPs
+//! on the CPU, and [`ModelHvp`] takes it when it applies and [`PreparedHvp`] otherwise.
 //! [`PreparedHvp`] is the Hessian of a function recorded once — its value and differentiable
 //! gradient stay on a tape — so every further batch costs one sweep and records nothing.
 //! Random probes come from a seeded ChaCha8 generator on the host ([`probes`]), so every device

@@ -8,6 +8,7 @@ use curvature_tensor::Tensor;
 use crate::assemble::{hessian_of, write_matrix, HessianOptions, HostBuffer};
 use crate::error::{check_kind, invalid};
 use crate::functional::output_hessian;
+use crate::mlp::ModelHvp;
 use crate::operator::PreparedHvp;
 use crate::Result;
 
@@ -68,7 +69,7 @@ pub fn model_hessian(model: &Sequential, x: &Tensor) -> Result<Tensor> {
 /// The Hessian `[P, P]` of `loss(model(x), y)` with respect to θ.
 pub fn loss_hessian(model: &Sequential, loss: Loss, x: &Tensor, y: &Tensor) -> Result<Tensor> {
     hessian_of(
-        &PreparedHvp::for_model(model, loss, x, y)?,
+        &ModelHvp::new(model, loss, x, y)?,
         &HessianOptions::default(),
     )
 }
@@ -92,7 +93,7 @@ pub fn per_sample_hessian(
     let p = model.num_params();
     let mut buf = HostBuffer::zeros(x.dtype(), n * p * p);
     for i in 0..n {
-        let op = PreparedHvp::for_model(model, loss, &x.narrow(0, i, 1)?, &y.narrow(0, i, 1)?)?;
+        let op = ModelHvp::new(model, loss, &x.narrow(0, i, 1)?, &y.narrow(0, i, 1)?)?;
         write_matrix(&op, &HessianOptions::default(), &mut buf, i * p * p)?;
     }
     buf.into_tensor([n, p, p], x.device())
