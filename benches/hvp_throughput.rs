@@ -4,7 +4,7 @@
 //! device is synchronized inside each timed iteration.
 //! Run: `cargo bench --bench hvp_throughput`.
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use curvature::hessian::{probes, LinearOperator, MlpHvp, PreparedHvp, Probe};
 use curvature::tape::{grad, GradOptions, Tape};
 use curvature::tensor::{DType, Device};
@@ -86,5 +86,22 @@ fn bench_workloads(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_workloads);
+/// The CPU's matrix-product ceiling: a square product through the same `gemm` crate, with the
+/// throughput in FLOP/s (criterion's "elem/s"). The mid workload is bound by this rate.
+fn bench_gemm_ceiling(c: &mut Criterion) {
+    let n = 1024;
+    let mut group = c.benchmark_group("cpu/gemm_ceiling");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(2 * (n * n * n) as u64));
+    for dtype in [DType::F32, DType::F64] {
+        let a = probes(n, n, Probe::Gaussian, 1, dtype, Device::Cpu).expect("a");
+        let b = probes(n, n, Probe::Gaussian, 2, dtype, Device::Cpu).expect("b");
+        group.bench_function(format!("{dtype}/{n}x{n}x{n}"), |bench| {
+            bench.iter(|| a.matmul(&b).expect("matmul"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_workloads, bench_gemm_ceiling);
 criterion_main!(benches);
