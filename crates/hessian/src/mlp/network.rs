@@ -4,6 +4,7 @@
 
 use curvature_tape::nn::{labels_from_tensor, Activation, Layer, Linear, Loss, Sequential};
 use curvature_tensor::{Element, Tensor};
+use rayon::prelude::*;
 
 use super::linalg::{gemm, Gemm, Operand};
 use crate::error::invalid;
@@ -294,34 +295,43 @@ fn softmax_curvature<T: Element>(
     }
 }
 
-/// σ(z), σ'(z) and σ''(z), elementwise.
+/// σ(z), σ'(z) and σ''(z), elementwise, in parallel blocks.
 fn activate<T: Element>(act: Option<Activation>, z: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
+    const BLOCK: usize = 4096;
+    let mut out = vec![T::zero(); z.len()];
+    let mut slope = vec![T::zero(); z.len()];
+    let mut curvature = vec![T::zero(); z.len()];
+    out.par_chunks_mut(BLOCK)
+        .zip(slope.par_chunks_mut(BLOCK))
+        .zip(curvature.par_chunks_mut(BLOCK))
+        .zip(z.par_chunks(BLOCK))
+        .for_each(|(((out, slope), curvature), z)| {
+            for (((h, d1), d2), &z) in out.iter_mut().zip(slope).zip(curvature).zip(z) {
+                (*h, *d1, *d2) = derivatives(act, z);
+            }
+        });
+    (out, slope, curvature)
+}
+
+/// σ(z), σ'(z) and σ''(z).
+fn derivatives<T: Element>(act: Option<Activation>, z: T) -> (T, T, T) {
     let one = T::one();
     let two = T::from_f64(2.0);
-    let mut out = Vec::with_capacity(z.len());
-    let mut slope = Vec::with_capacity(z.len());
-    let mut curvature = Vec::with_capacity(z.len());
-    for &z in z {
-        let (h, d1, d2) = match act {
-            None => (z, one, T::zero()),
-            // tanh' = 1 − t², tanh'' = −2t(1 − t²).
-            Some(Activation::Tanh) => {
-                let t = z.tanh();
-                let d1 = one - t * t;
-                (t, d1, -two * t * d1)
-            }
-            // σ' = s(1 − s), σ'' = s(1 − s)(1 − 2s).
-            Some(Activation::Sigmoid) => {
-                let s = one / (one + (-z).exp());
-                let d1 = s * (one - s);
-                (s, d1, d1 * (one - two * s))
-            }
-        };
-        out.push(h);
-        slope.push(d1);
-        curvature.push(d2);
+    match act {
+        None => (z, one, T::zero()),
+        // tanh' = 1 − t², tanh'' = −2t(1 − t²).
+        Some(Activation::Tanh) => {
+            let t = z.tanh();
+            let d1 = one - t * t;
+            (t, d1, -two * t * d1)
+        }
+        // σ' = s(1 − s), σ'' = s(1 − s)(1 − 2s).
+        Some(Activation::Sigmoid) => {
+            let s = one / (one + (-z).exp());
+            let d1 = s * (one - s);
+            (s, d1, d1 * (one - two * s))
+        }
     }
-    (out, slope, curvature)
 }
 
 /// The loss value, ∂L/∂h `[n, outputs]` and the loss curvature, for output `h`.
