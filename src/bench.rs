@@ -23,7 +23,7 @@ pub struct BenchResult {
     pub workload: Workload,
     pub device: Device,
     pub dtype: DType,
-    /// Which route the products took ([`ModelHvp::engine`]).
+    /// Which route the batch took ([`ModelHvp::engine`]).
     pub engine: &'static str,
     /// Median time of one batch of K HVPs through the prepared operator.
     pub hvp_batch_ms: f64,
@@ -71,7 +71,7 @@ pub fn run_workload(
     let problem = workload.build(config.dtype, config.device)?;
     let prepare = || ModelHvp::new(&problem.model, problem.loss, &problem.x, &problem.y);
     let operator = prepare()?;
-    let engine = operator.engine();
+    let engine = operator.engine(workload.k);
     let dim = operator.dim();
     let batch = probes(
         workload.k,

@@ -142,7 +142,8 @@ fn fused_equals_tape_on_wider_models_f64() {
 fn model_hvp_takes_the_fused_route_for_mlps_and_the_tape_otherwise() {
     let file = load("seed_simplenet_tanh_mse");
     let fused = ModelHvp::new(&file.model, file.loss, &file.x, &file.y).unwrap();
-    assert_eq!(fused.engine(), "fused-narrow");
+    assert_eq!(fused.engine(141), "fused-narrow");
+    assert_eq!(fused.engine(1), "fused-wide");
     let v = file.tensor("V").unwrap();
     let err = rel_err(&fused.apply_batch(v).unwrap(), file.tensor("hvps").unwrap());
     assert!(err <= 1e-12, "{err:e}");
@@ -158,7 +159,7 @@ fn model_hvp_takes_the_fused_route_for_mlps_and_the_tape_otherwise() {
         .to_string();
     assert!(err.contains("does not follow a Linear layer"), "{err}");
     let routed = ModelHvp::new(&odd, file.loss, &file.x, &file.y).unwrap();
-    assert_eq!(routed.engine(), "tape");
+    assert_eq!(routed.engine(141), "tape");
     let tape = PreparedHvp::for_model(&odd, file.loss, &file.x, &file.y).unwrap();
     let err = rel_err(
         &routed.apply_batch(v).unwrap(),

@@ -1,4 +1,4 @@
-//! The narrow sweep, for models with few parameters: one sample at a time, all directions at
+//! The narrow sweep, for models with few parameters: a few samples at a time, all directions at
 //! once. Every tangent is stored direction-innermost (`[width, directions]`), so each step is a
 //! scalar of the primal times a vector over the directions, and the result accumulates in a
 //! `[P, directions]` block small enough to stay in the core's cache. The samples are split
@@ -14,12 +14,10 @@ use super::network::{Dense, LayerPrimal, Network, TangentLayout};
 /// Directions are padded to a multiple of this, so the vector loops have no remainder.
 pub(crate) const LANES: usize = 8;
 
-/// Samples taken through the sweep together.
+/// Samples taken through the sweep together (`WeightUpdate::apply` is instantiated for groups
+/// of 1 to 4).
 const GROUP: usize = 4;
-const _: () = assert!(
-    GROUP == 4,
-    "WeightUpdate::apply is dispatched for groups of 1 to 4"
-);
+const _: () = assert!(GROUP <= 4);
 
 /// How many directions one pass carries: as many as keep a `[P, directions]` block within
 /// `budget` bytes, in multiples of [`LANES`].
@@ -246,7 +244,8 @@ impl<T: Element> Workspace<T> {
                 4 => update.apply::<4>(acc),
                 3 => update.apply::<3>(acc),
                 2 => update.apply::<2>(acc),
-                _ => update.apply::<1>(acc),
+                1 => update.apply::<1>(acc),
+                _ => unreachable!("a group holds 1 to {GROUP} samples"),
             }
             if l == 0 {
                 break;
