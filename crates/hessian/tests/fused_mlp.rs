@@ -86,7 +86,15 @@ fn fused_matches_golden_in_f32() {
 /// the wide sweep real matrix products; compared with the tape in f64.
 #[test]
 fn fused_equals_tape_on_wider_models_f64() {
-    let cases: [(&[usize], Activation, Option<Activation>, Loss, usize); 3] = [
+    // Widths, hidden activation, final activation, loss, samples.
+    type Case = (
+        &'static [usize],
+        Activation,
+        Option<Activation>,
+        Loss,
+        usize,
+    );
+    let cases: [Case; 3] = [
         (&[7, 33, 20, 5], Activation::Tanh, None, Loss::Mse, 37),
         (
             &[4, 40, 3],
@@ -158,6 +166,31 @@ fn model_hvp_takes_the_fused_route_for_mlps_and_the_tape_otherwise() {
         .expect("two activations in a row are rejected")
         .to_string();
     assert!(err.contains("does not follow a Linear layer"), "{err}");
+    // A Linear layer whose bias does not match its weight: rejected, never a panic.
+    let mut bad = file.model.layers().to_vec();
+    if let Layer::Linear(linear) = &mut bad[0] {
+        linear.bias = Tensor::zeros([3], DType::F64, Device::Cpu).unwrap();
+    }
+    let err = MlpHvp::new(&Sequential::new(bad), file.loss, &file.x, &file.y)
+        .err()
+        .expect("a mismatched bias is rejected")
+        .to_string();
+    assert!(err.contains("needs [out, in] and [out]"), "{err}");
+    let empty = Sequential::mlp(
+        &[1, 0, 1],
+        &[Activation::Tanh],
+        None,
+        DType::F64,
+        Device::Cpu,
+        0,
+    )
+    .unwrap();
+    let err = MlpHvp::new(&empty, file.loss, &file.x, &file.y)
+        .err()
+        .expect("a layer of width 0 is rejected")
+        .to_string();
+    assert!(err.contains("out, in ≥ 1"), "{err}");
+
     let routed = ModelHvp::new(&odd, file.loss, &file.x, &file.y).unwrap();
     assert_eq!(routed.engine(141), "tape");
     let tape = PreparedHvp::for_model(&odd, file.loss, &file.x, &file.y).unwrap();

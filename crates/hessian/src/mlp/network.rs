@@ -63,6 +63,18 @@ pub(crate) fn dense_chain(model: &Sequential) -> Result<Vec<(&Linear, Option<Act
     for (index, layer) in model.layers().iter().enumerate() {
         match layer {
             Layer::Linear(linear) => {
+                let dims = linear.weight.dims();
+                if dims.len() != 2 || linear.bias.dims() != [dims[0]] || dims.contains(&0) {
+                    return Err(invalid(
+                        OP,
+                        format!(
+                            "layer {index} has weight {} and bias {}; the fused sweep needs \
+                             [out, in] and [out] with out, in ≥ 1",
+                            linear.weight.shape(),
+                            linear.bias.shape()
+                        ),
+                    ));
+                }
                 if let Some((previous, _)) = chain.last() {
                     let (inputs, given) = (linear.weight.dims()[1], previous.weight.dims()[0]);
                     if inputs != given {
