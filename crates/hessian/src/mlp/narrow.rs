@@ -154,9 +154,9 @@ impl<T: Element> Workspace<T> {
     }
 
     /// Adds the contributions of samples `first..first + count` (`count ≤ GROUP`) to `acc`
-    /// (`[P, width]`). Tangents are `[count, width of the layer, directions]`; the loops over
-    /// the group's samples are innermost, so each row of vᵀ and of `acc` is fetched once for
-    /// the whole group.
+    /// (`[P, width]`). Tangents are `[count, width of the layer, directions]`. Sums run four
+    /// terms per pass over the row they add to, and each row of `acc` is updated once for the
+    /// whole group.
     #[inline(always)]
     fn samples(
         &mut self,
@@ -168,7 +168,7 @@ impl<T: Element> Workspace<T> {
         acc: &mut [T],
     ) {
         let row = |q: usize| &vt[q * width..][..width];
-        let at = |_: &[T], s: usize, rows: usize, r: usize| (s * rows + r) * width;
+        let at = |s: usize, rows: usize, r: usize| offset(s, rows, r, width);
         for (l, (dense, primal)) in net.layers.iter().zip(&net.primal).enumerate() {
             let (i, o) = (dense.inputs, dense.outputs);
             let (done, rest) = self.dh.split_at_mut(l);
@@ -176,20 +176,20 @@ impl<T: Element> Workspace<T> {
             for out in 0..o {
                 let dw = dense.weight_offset + out * i;
                 for s in 0..count {
-                    let z = at(dz_all, s, o, out);
+                    let z = at(s, o, out);
                     dz_all[z..z + width].copy_from_slice(row(dense.bias_offset + out));
                 }
                 let w = &dense.weight[out * i..][..i];
                 for s in 0..count {
                     let h = &primal.input[(first + s) * i..][..i];
-                    let z = at(dz_all, s, o, out);
+                    let z = at(s, o, out);
                     let dz = &mut dz_all[z..z + width];
                     if l == 0 {
                         add_sum(dz, i, |j| (h[j], row(dw + j)));
                     } else {
                         let dh_prev = &done[l - 1];
                         add_pair_sum(dz, i, |j| {
-                            let d = at(dh_prev, s, i, j);
+                            let d = at(s, i, j);
                             (h[j], row(dw + j), w[j], &dh_prev[d..d + width])
                         });
                     }
@@ -197,7 +197,7 @@ impl<T: Element> Workspace<T> {
                 for s in 0..count {
                     let e = (first + s) * o + out;
                     let (slope, bend) = (primal.slope[e], primal.bend[e]);
-                    let z = at(dz_all, s, o, out);
+                    let z = at(s, o, out);
                     for (z, dh) in dz_all[z..z + width]
                         .iter_mut()
                         .zip(&mut dh_all[z..z + width])
@@ -225,7 +225,7 @@ impl<T: Element> Workspace<T> {
             for s in 0..count {
                 for out in 0..o {
                     let slope = primal.slope[(first + s) * o + out];
-                    let g = at(dg, s, o, out);
+                    let g = at(s, o, out);
                     for (g, &b) in dg[g..g + width].iter_mut().zip(&self.bent[l][g..g + width]) {
                         *g = slope * *g + b;
                     }
@@ -254,10 +254,10 @@ impl<T: Element> Workspace<T> {
             dg_prev.fill(T::zero());
             for j in 0..i {
                 for s in 0..count {
-                    let d = at(dg_prev, s, i, j);
+                    let d = at(s, i, j);
                     let grad_z = &primal.grad_z[(first + s) * o..][..o];
                     add_pair_sum(&mut dg_prev[d..d + width], o, |out| {
-                        let g = at(dg, s, o, out);
+                        let g = at(s, o, out);
                         let w = dense.weight[out * i + j];
                         let x = row(dense.weight_offset + out * i + j);
                         (w, &dg[g..g + width], grad_z[out], x)
@@ -283,17 +283,16 @@ struct WeightUpdate<'a, T> {
     dh_prev: Option<&'a [T]>,
 }
 
-impl<T: Element> WeightUpdate<'_, T> {
+impl<'a, T: Element> WeightUpdate<'a, T> {
     #[inline(always)]
     fn apply<const G: usize>(&self, acc: &mut [T]) {
         let (i, o, width) = (self.dense.inputs, self.dense.outputs, self.width);
-        fn row<T>(buffer: &[T], rows: usize, s: usize, r: usize, width: usize) -> &[T] {
-            let start = (s * rows + r) * width;
-            &buffer[start..start + width]
-        }
+        let row = |buffer: &'a [T], rows: usize, s: usize, r: usize| {
+            &buffer[offset(s, rows, r, width)..][..width]
+        };
         let sample = |s: usize| self.first + s;
         for out in 0..o {
-            let g: [&[T]; G] = std::array::from_fn(|s| row(self.dg, o, s, out, width));
+            let g: [&[T]; G] = std::array::from_fn(|s| row(self.dg, o, s, out));
             let ones = [T::one(); G];
             add_products(acc_row(acc, width, self.dense.bias_offset + out), ones, g);
             let grad_z: [T; G] = std::array::from_fn(|s| self.primal.grad_z[sample(s) * o + out]);
@@ -304,7 +303,7 @@ impl<T: Element> WeightUpdate<'_, T> {
                 match self.dh_prev {
                     None => add_products(target, h, g),
                     Some(dh_prev) => {
-                        let dh: [&[T]; G] = std::array::from_fn(|s| row(dh_prev, i, s, j, width));
+                        let dh: [&[T]; G] = std::array::from_fn(|s| row(dh_prev, i, s, j));
                         add_product_pairs(target, h, g, grad_z, dh)
                     }
                 }
@@ -386,6 +385,12 @@ fn add_product_pairs<T: Element, const G: usize>(
         }
         y[t] = sum;
     }
+}
+
+/// Where row `r` of sample `s` starts in a `[samples, rows, width]` tangent buffer.
+#[inline(always)]
+fn offset(s: usize, rows: usize, r: usize, width: usize) -> usize {
+    (s * rows + r) * width
 }
 
 #[inline(always)]
