@@ -5,9 +5,12 @@ binary, each in its own process (so peak RSS is per job), and prints one table.
 
 Usage (from the repository root, after `cargo build --release`):
     python3 benches/compare_jax_cpu.py [--workloads seed,mid] [--dtypes f32,f64] [--runs 10]
+                                       [--rounds 3]
 
-Needs `pip install "jax[cpu]"`. Times are medians of --runs runs after warm-up; GFLOP/s use
-the cost model of shared PERFORMANCE.md (6 forward products per HVP direction).
+Needs `pip install "jax[cpu]"`. Each job reports the median of --runs runs after warm-up; the
+two jobs alternate --rounds times, and the table shows the median over the rounds (a shared
+machine's slow spells then hit both sides alike) and the largest peak RSS. GFLOP/s use the cost
+model of shared PERFORMANCE.md (6 forward products per HVP direction).
 """
 import argparse
 import json
@@ -73,6 +76,12 @@ def run_measured(cmd):
     return out, usage.ru_maxrss / 1024.0
 
 
+def median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
 def fwd_flops(widths, n):
     return sum(2 * n * a * b for a, b in zip(widths[:-1], widths[1:]))
 
@@ -82,6 +91,7 @@ def main():
     parser.add_argument("--workloads", default="seed,mid")
     parser.add_argument("--dtypes", default="f32,f64")
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--binary", default="target/release/curvature")
     args = parser.parse_args()
     header = (f"{'workload':<8} {'dtype':<5} {'engine':<12} {'ours ms':>9} {'ours+primal ms':>15} {'JAX ms':>9} "
@@ -91,15 +101,21 @@ def main():
         widths, n, k = CONFIGS[name]
         for dtype in args.dtypes.split(","):
             job = json.dumps([widths, n, k, dtype, args.runs])
-            jax_out, jax_rss = run_measured([sys.executable, "-c", JAX_JOB, job])
-            jax_ms = json.loads(jax_out)["ms"]
-            ours_out, ours_rss = run_measured([
-                args.binary, "bench", "--json", "--device", "cpu", "--workloads", name,
-                "--dtype", dtype, "--runs", str(args.runs)])
-            ours = json.loads(ours_out.strip().splitlines()[-1])
-            cold = ours["hvp_batch_cold_ms"]
+            jax_ms, hot, cold, jax_rss, ours_rss = [], [], [], 0.0, 0.0
+            for _ in range(args.rounds):
+                jax_out, rss = run_measured([sys.executable, "-c", JAX_JOB, job])
+                jax_ms.append(json.loads(jax_out)["ms"])
+                jax_rss = max(jax_rss, rss)
+                ours_out, rss = run_measured([
+                    args.binary, "bench", "--json", "--device", "cpu", "--workloads", name,
+                    "--dtype", dtype, "--runs", str(args.runs)])
+                ours = json.loads(ours_out.strip().splitlines()[-1])
+                hot.append(ours["hvp_batch_ms"])
+                cold.append(ours["hvp_batch_cold_ms"])
+                ours_rss = max(ours_rss, rss)
+            jax_ms, hot, cold = median(jax_ms), median(hot), median(cold)
             gflops = 6 * k * fwd_flops(widths, n) / (cold / 1e3) / 1e9
-            print(f"{name:<8} {dtype:<5} {ours['engine']:<12} {ours['hvp_batch_ms']:>9.2f} {cold:>15.2f} {jax_ms:>9.2f} "
+            print(f"{name:<8} {dtype:<5} {ours['engine']:<12} {hot:>9.2f} {cold:>15.2f} {jax_ms:>9.2f} "
                   f"{jax_ms / cold:>9.2f} {gflops:>8.1f} {ours_rss:>13.0f} {jax_rss:>12.0f}",
                   flush=True)
     print("engine: fused-narrow / fused-wide (the fused MLP sweep) or tape; ours ms: a batch of K "
