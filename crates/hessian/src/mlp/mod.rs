@@ -22,21 +22,12 @@ use network::{dense_chain, dense_layers, Network};
 /// How [`MlpHvp`] lays out its sweep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MlpStrategy {
-    /// One sample at a time with all directions side by side, the `[P, K]` result kept in
+    /// A few samples at a time with all directions side by side, the `[P, K]` result kept in
     /// cache: for models with few parameters, where matrix products would be tiny.
     Narrow,
     /// One direction at a time through all samples, every step a large matrix product: for
     /// wide layers.
     Wide,
-}
-
-impl MlpStrategy {
-    pub fn name(self) -> &'static str {
-        match self {
-            MlpStrategy::Narrow => "narrow",
-            MlpStrategy::Wide => "wide",
-        }
-    }
 }
 
 /// Bytes of the `[P, directions]` block the narrow sweep keeps in a core's cache.
@@ -71,8 +62,6 @@ const NARROW_MIN_DIRECTIONS: usize = 16;
 /// ```
 pub struct MlpHvp {
     network: TypedNetwork,
-    /// Whether the `[P, directions]` block of the narrow sweep fits its cache budget.
-    narrow_fits: bool,
     /// A layout fixed by [`MlpHvp::with_strategy`]; otherwise chosen per batch.
     forced: Option<MlpStrategy>,
     dtype: DType,
@@ -104,10 +93,8 @@ impl MlpHvp {
             DType::F32 => TypedNetwork::F32(Network::new(dense_layers(model)?, loss, x, y)?),
             DType::F64 => TypedNetwork::F64(Network::new(dense_layers(model)?, loss, x, y)?),
         };
-        let dim = model.num_params();
         Ok(MlpHvp {
             network,
-            narrow_fits: dim * narrow::LANES * dtype.size_in_bytes() <= NARROW_BLOCK_BYTES,
             forced: None,
             dtype,
         })
@@ -124,9 +111,11 @@ impl MlpHvp {
     /// parameters and batches of at least 16 directions, wide otherwise (unless fixed by
     /// [`MlpHvp::with_strategy`]).
     pub fn strategy_for(&self, directions: usize) -> MlpStrategy {
+        let narrow_fits =
+            self.dim() * narrow::LANES * self.dtype.size_in_bytes() <= NARROW_BLOCK_BYTES;
         match self.forced {
             Some(strategy) => strategy,
-            None if self.narrow_fits && directions >= NARROW_MIN_DIRECTIONS => MlpStrategy::Narrow,
+            None if narrow_fits && directions >= NARROW_MIN_DIRECTIONS => MlpStrategy::Narrow,
             None => MlpStrategy::Wide,
         }
     }

@@ -9,7 +9,7 @@ use curvature_tensor::Element;
 use rayon::prelude::*;
 
 use super::linalg::has_vector_units;
-use super::network::{Dense, LayerPrimal, Network, TangentLayout};
+use super::network::{Dense, LayerPrimal, Network};
 
 /// Directions are padded to a multiple of this, so the vector loops have no remainder.
 pub(crate) const LANES: usize = 8;
@@ -213,11 +213,7 @@ impl<T: Element> Workspace<T> {
         let outputs = net.layers[last].outputs;
         let dg = &mut self.dg[..count * outputs * width];
         dg.copy_from_slice(&self.dh[last][..count * outputs * width]);
-        net.apply_output_curvature(
-            dg,
-            first,
-            TangentLayout::SampleWidthDirection { directions: width },
-        );
+        net.apply_output_curvature(dg, first, width);
 
         for (l, (dense, primal)) in net.layers.iter().zip(&net.primal).enumerate().rev() {
             let (i, o) = (dense.inputs, dense.outputs);

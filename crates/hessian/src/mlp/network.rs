@@ -245,63 +245,40 @@ impl<T: Element> Network<T> {
         self.layers.iter().map(|d| d.outputs).max().unwrap_or(0)
     }
 
-    /// Overwrites the output tangents `dh` of consecutive samples from `row` on, laid out as
-    /// `layout` says, with the loss curvature applied to them.
-    pub fn apply_output_curvature(&self, dh: &mut [T], row: usize, layout: TangentLayout) {
+    /// Overwrites the output tangents `dh` (`[samples, outputs, directions]`, samples from
+    /// `row` on) with the loss curvature applied to them.
+    pub fn apply_output_curvature(&self, dh: &mut [T], row: usize, directions: usize) {
         match &self.output_curvature {
             OutputCurvature::Scaled(scale) => dh.iter_mut().for_each(|v| *v = *v * *scale),
             OutputCurvature::Softmax { probs, scale } => {
                 let classes = self.layers[self.layers.len() - 1].outputs;
-                softmax_curvature(dh, probs, row, classes, *scale, layout)
+                softmax_curvature(dh, probs, row, classes, *scale, directions)
             }
         }
     }
 }
 
-/// How a block of per-sample tangents is laid out.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum TangentLayout {
-    /// `[samples, directions, width]`.
-    SampleDirectionWidth { directions: usize },
-    /// `[samples, width, directions]` (one sample at a time in the narrow sweep).
-    SampleWidthDirection { directions: usize },
-}
-
-/// `dh ← (p ⊙ dh − p·(p·dh)) · scale` for each sample and direction.
+/// `dh ← (p ⊙ dh − p·(p·dh)) · scale` for each sample and direction of `dh`
+/// (`[samples, classes, directions]`).
 fn softmax_curvature<T: Element>(
     dh: &mut [T],
     probs: &[T],
     row: usize,
     classes: usize,
     scale: T,
-    layout: TangentLayout,
+    directions: usize,
 ) {
-    match layout {
-        TangentLayout::SampleDirectionWidth { directions } => {
-            for (s, sample) in dh.chunks_exact_mut(directions * classes).enumerate() {
-                let p = &probs[(row + s) * classes..][..classes];
-                for tangent in sample.chunks_exact_mut(classes) {
-                    let dot: T = p.iter().zip(tangent.iter()).map(|(&p, &t)| p * t).sum();
-                    for (t, &p) in tangent.iter_mut().zip(p) {
-                        *t = p * (*t - dot) * scale;
-                    }
-                }
+    for (s, sample) in dh.chunks_exact_mut(directions * classes).enumerate() {
+        let p = &probs[(row + s) * classes..][..classes];
+        let mut dot = vec![T::zero(); directions];
+        for (&p, tangent) in p.iter().zip(sample.chunks_exact(directions)) {
+            for (d, &t) in dot.iter_mut().zip(tangent) {
+                *d = *d + p * t;
             }
         }
-        TangentLayout::SampleWidthDirection { directions } => {
-            for (s, sample) in dh.chunks_exact_mut(directions * classes).enumerate() {
-                let p = &probs[(row + s) * classes..][..classes];
-                let mut dot = vec![T::zero(); directions];
-                for (&p, tangent) in p.iter().zip(sample.chunks_exact(directions)) {
-                    for (d, &t) in dot.iter_mut().zip(tangent) {
-                        *d = *d + p * t;
-                    }
-                }
-                for (&p, tangent) in p.iter().zip(sample.chunks_exact_mut(directions)) {
-                    for (t, &d) in tangent.iter_mut().zip(&dot) {
-                        *t = p * (*t - d) * scale;
-                    }
-                }
+        for (&p, tangent) in p.iter().zip(sample.chunks_exact_mut(directions)) {
+            for (t, &d) in tangent.iter_mut().zip(&dot) {
+                *t = p * (*t - d) * scale;
             }
         }
     }

@@ -11,7 +11,7 @@ use curvature_tensor::Element;
 use rayon::prelude::*;
 
 use super::linalg::{gemm, with_vector_units, Gemm, Operand};
-use super::network::{Network, TangentLayout};
+use super::network::Network;
 
 /// Per-thread buffers of one direction's tangents.
 struct Workspace<T> {
@@ -81,7 +81,7 @@ impl<T: Element> Workspace<T> {
         let width = net.layers[last].outputs;
         let dg = &mut self.dg[..n * width];
         dg.copy_from_slice(&self.dh[last]);
-        net.apply_output_curvature(dg, 0, TangentLayout::SampleDirectionWidth { directions: 1 });
+        net.apply_output_curvature(dg, 0, 1);
 
         for (l, (dense, primal)) in net.layers.iter().zip(&net.primal).enumerate().rev() {
             let (i, o) = (dense.inputs, dense.outputs);
