@@ -9,6 +9,8 @@
 //   stride 0 broadcasts one matrix over the batch). op(A) is A stored row-major m×k, or, when
 //   trans_a != 0, A stored row-major k×m and transposed. Likewise op(B): k×n, or n×k when
 //   trans_b != 0. When beta == 0, C is not read (it may hold NaN garbage).
+//   m, n and k are at most INT_MAX − 256 (the host refuses larger ones): the k loop's `int`
+//   counter steps up to one slice (BK ≤ 16) past k, which must not overflow.
 //
 // Launch: block (16, 16, 1) — exactly 256 threads; grid (ceil(n / TILE), ceil(m / TILE),
 //   min(batch, 65535)) with TILE = 128 for f32 and 64 for f64. Smaller grids are correct too:

@@ -1,6 +1,6 @@
 //! Dense Hessians and exact diagonals from an operator, a chunk of identity rows at a time.
 
-use curvature_tensor::{DType, Device, Shape, Tensor};
+use curvature_tensor::{DType, Device, IntoShape, Tensor};
 
 use crate::operator::{apply, LinearOperator};
 use crate::Result;
@@ -63,7 +63,7 @@ impl HostBuffer {
         Ok(())
     }
 
-    pub(crate) fn into_tensor(self, shape: impl Into<Shape>, device: Device) -> Result<Tensor> {
+    pub(crate) fn into_tensor(self, shape: impl IntoShape, device: Device) -> Result<Tensor> {
         Ok(match self {
             HostBuffer::F32(buf) => Tensor::from_vec(buf, shape, device)?,
             HostBuffer::F64(buf) => Tensor::from_vec(buf, shape, device)?,

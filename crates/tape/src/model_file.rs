@@ -137,8 +137,11 @@ impl ModelFile {
         };
         let mut layers = Vec::new();
         for (i, pair) in widths.windows(2).enumerate() {
-            let weight = take(&format!("{i}.weight"), Some(Shape::new([pair[1], pair[0]])))?;
-            let bias = take(&format!("{i}.bias"), Some(Shape::new([pair[1]])))?;
+            let weight = take(
+                &format!("{i}.weight"),
+                Some(Shape::new([pair[1], pair[0]])?),
+            )?;
+            let bias = take(&format!("{i}.bias"), Some(Shape::new([pair[1]])?))?;
             layers.push(Layer::Linear(Linear { weight, bias }));
             let act = if i + 2 < widths.len() {
                 Some(activations[i])
@@ -152,7 +155,7 @@ impl ModelFile {
         let x = take("x", None)?;
         let n = x.dims().first().copied().unwrap_or(0);
         if x.dims() != [n, widths[0]] {
-            return Err(wrong_shape("x", Shape::new([n, widths[0]]), x.shape()).into());
+            return Err(wrong_shape("x", Shape::new([n, widths[0]])?, x.shape()).into());
         }
         let y = take("y", None)?;
         let out = *widths.last().unwrap_or(&0);
@@ -163,9 +166,9 @@ impl ModelFile {
         };
         if !y_ok {
             let expected = if loss == Loss::CrossEntropy {
-                Shape::new([n])
+                Shape::new([n])?
             } else {
-                Shape::new([n, out])
+                Shape::new([n, out])?
             };
             return Err(wrong_shape("y", expected, y.shape()).into());
         }

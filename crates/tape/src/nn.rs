@@ -65,16 +65,10 @@ impl Linear {
         rng: &mut ChaCha8Rng,
     ) -> Result<Linear> {
         let bound = 1.0 / (inputs.max(1) as f64).sqrt();
-        let mut uniform =
-            |n: usize| -> Vec<f64> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
+        let mut uniform = |_| rng.random_range(-bound..bound);
         Ok(Linear {
-            weight: Tensor::from_f64s(
-                &uniform(outputs * inputs),
-                [outputs, inputs],
-                dtype,
-                device,
-            )?,
-            bias: Tensor::from_f64s(&uniform(outputs), [outputs], dtype, device)?,
+            weight: Tensor::from_fn([outputs, inputs], dtype, device, &mut uniform)?,
+            bias: Tensor::from_fn([outputs], dtype, device, &mut uniform)?,
         })
     }
 
@@ -247,7 +241,7 @@ impl Sequential {
         if theta.dims() != [total] {
             return Err(curvature_tensor::TensorError::ShapeMismatch {
                 op: "unflatten",
-                expected: Shape::new([total]),
+                expected: Shape::new([total])?,
                 got: theta.shape().clone(),
             }
             .into());

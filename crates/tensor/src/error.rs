@@ -81,6 +81,19 @@ pub enum TensorError {
         actual: DType,
         requested: DType,
     },
+    /// A shape whose element count (or a row-major stride) exceeds
+    /// [`MAX_ELEMENTS`](crate::MAX_ELEMENTS): no tensor of it can exist.
+    #[error("{op}: shape {dims:?} has too many elements (more than {max}, the most a tensor can hold)", max = crate::MAX_ELEMENTS)]
+    ShapeTooLarge { op: &'static str, dims: Vec<usize> },
+    /// Memory for a result could not be allocated.
+    #[error("{op}: cannot allocate {} for {elements} {dtype} elements on {device}", human_bytes(*.bytes))]
+    OutOfMemory {
+        op: &'static str,
+        elements: usize,
+        dtype: DType,
+        bytes: usize,
+        device: Device,
+    },
     /// Any other invalid argument, with an explanation.
     #[error("{op}: {msg}")]
     InvalidArgument { op: &'static str, msg: String },
@@ -94,3 +107,18 @@ pub enum TensorError {
 
 /// Result alias of the tensor crate.
 pub type Result<T> = std::result::Result<T, TensorError>;
+
+/// A byte count for people: `1.5 GiB`, `12 KiB`, `100 bytes`.
+pub fn human_bytes(bytes: usize) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}

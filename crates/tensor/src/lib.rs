@@ -59,6 +59,6 @@ pub use cpu::CpuStorage;
 pub use cuda::CudaStorage;
 pub use device::Device;
 pub use dtype::{DType, Element};
-pub use error::{Result, TensorError};
-pub use shape::Shape;
+pub use error::{human_bytes, Result, TensorError};
+pub use shape::{IntoShape, Shape, MAX_ELEMENTS};
 pub use tensor::Tensor;

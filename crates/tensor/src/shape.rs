@@ -2,13 +2,36 @@
 
 use crate::{Result, TensorError};
 
+/// The most elements a tensor may hold: its bytes in the widest dtype (8 bytes) must fit in
+/// `isize`, the limit of every allocation and pointer offset.
+pub const MAX_ELEMENTS: usize = (isize::MAX as usize) / 8;
+
 /// The dimensions of a tensor; `[]` is a scalar.
+///
+/// Every `Shape` is valid: the product of its dimensions (counting a zero dimension as one, so
+/// that every row-major stride is bounded too) is at most [`MAX_ELEMENTS`]. A shape that would
+/// exceed it is rejected where it is made, so element counts, strides and byte counts computed
+/// from a `Shape` never overflow.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct Shape(Vec<usize>);
 
 impl Shape {
-    pub fn new(dims: impl Into<Vec<usize>>) -> Shape {
-        Shape(dims.into())
+    /// A checked shape; errors when its element count (or a stride) would exceed
+    /// [`MAX_ELEMENTS`].
+    pub fn new(dims: impl Into<Vec<usize>>) -> Result<Shape> {
+        Shape::for_op("shape", dims.into())
+    }
+
+    /// [`Shape::new`] with the op named in the error.
+    pub(crate) fn for_op(op: &'static str, dims: Vec<usize>) -> Result<Shape> {
+        let fits = dims
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)))
+            .is_some_and(|n| n <= MAX_ELEMENTS);
+        if !fits {
+            return Err(TensorError::ShapeTooLarge { op, dims });
+        }
+        Ok(Shape(dims))
     }
 
     pub fn scalar() -> Shape {
@@ -70,7 +93,7 @@ impl Shape {
                 }
             };
         }
-        Ok(Shape(dims))
+        Shape::for_op(op, dims)
     }
 
     /// Size of the dimension `back` places from the end, 1 beyond the rank.
@@ -98,27 +121,52 @@ impl Shape {
     }
 }
 
-impl From<&[usize]> for Shape {
-    fn from(dims: &[usize]) -> Shape {
-        Shape(dims.to_vec())
+/// What an op accepts as a shape: `[usize; N]`, `Vec<usize>`, `&[usize]`, `Shape` or `&Shape`.
+/// The conversion checks the dimensions as [`Shape::new`] does.
+pub trait IntoShape {
+    /// The checked shape, or an error naming `op`.
+    fn into_shape(self, op: &'static str) -> Result<Shape>;
+}
+
+impl IntoShape for Shape {
+    fn into_shape(self, _op: &'static str) -> Result<Shape> {
+        Ok(self)
     }
 }
 
-impl From<Vec<usize>> for Shape {
-    fn from(dims: Vec<usize>) -> Shape {
-        Shape(dims)
+impl IntoShape for &Shape {
+    fn into_shape(self, _op: &'static str) -> Result<Shape> {
+        Ok(self.clone())
     }
 }
 
-impl<const N: usize> From<[usize; N]> for Shape {
-    fn from(dims: [usize; N]) -> Shape {
-        Shape(dims.to_vec())
+impl IntoShape for Vec<usize> {
+    fn into_shape(self, op: &'static str) -> Result<Shape> {
+        Shape::for_op(op, self)
     }
 }
 
-impl From<&Shape> for Shape {
-    fn from(shape: &Shape) -> Shape {
-        shape.clone()
+impl IntoShape for &Vec<usize> {
+    fn into_shape(self, op: &'static str) -> Result<Shape> {
+        Shape::for_op(op, self.clone())
+    }
+}
+
+impl IntoShape for &[usize] {
+    fn into_shape(self, op: &'static str) -> Result<Shape> {
+        Shape::for_op(op, self.to_vec())
+    }
+}
+
+impl<const N: usize> IntoShape for [usize; N] {
+    fn into_shape(self, op: &'static str) -> Result<Shape> {
+        Shape::for_op(op, self.to_vec())
+    }
+}
+
+impl<const N: usize> IntoShape for &[usize; N] {
+    fn into_shape(self, op: &'static str) -> Result<Shape> {
+        Shape::for_op(op, self.to_vec())
     }
 }
 

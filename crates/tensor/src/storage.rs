@@ -74,7 +74,7 @@ impl Storage {
     /// `len` copies of `value` on `device` (built on the device itself for a GPU).
     pub fn full(device: Device, dtype: DType, len: usize, value: f64) -> Result<Storage> {
         match device {
-            Device::Cpu => Ok(Storage::Cpu(CpuStorage::full(dtype, len, value))),
+            Device::Cpu => CpuStorage::full(dtype, len, value).map(Storage::Cpu),
             Device::Cuda(ordinal) => {
                 let gpu = cuda::gpu_device(ordinal)?;
                 CudaStorage::full(&gpu, dtype, len, value).map(Storage::Cuda)

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::cpu::CpuStorage;
+use crate::cpu::{try_filled, try_vec, CpuStorage};
 use crate::storage::Storage;
-use crate::{DType, Device, Element, Result, Shape, TensorError};
+use crate::{DType, Device, Element, IntoShape, Result, Shape, TensorError};
 
 /// A dense, contiguous, row-major tensor. Cloning is cheap (the data is shared); every op
 /// returns a new tensor.
@@ -37,10 +37,10 @@ impl Tensor {
     /// A tensor of `shape` from host values of type `T` (f32 or f64).
     pub fn from_vec<T: Element>(
         data: Vec<T>,
-        shape: impl Into<Shape>,
+        shape: impl IntoShape,
         device: Device,
     ) -> Result<Tensor> {
-        let shape = shape.into();
+        let shape = shape.into_shape("from_vec")?;
         check_len("from_vec", data.len(), &shape)?;
         let storage = Storage::from_cpu(T::into_storage(data), device)?;
         Ok(Tensor::from_storage(storage, shape))
@@ -49,14 +49,28 @@ impl Tensor {
     /// A tensor of `shape` and `dtype` from f64 values (narrowed to f32 when asked).
     pub fn from_f64s(
         data: &[f64],
-        shape: impl Into<Shape>,
+        shape: impl IntoShape,
         dtype: DType,
         device: Device,
     ) -> Result<Tensor> {
-        let shape = shape.into();
+        let shape = shape.into_shape("from_f64s")?;
         check_len("from_f64s", data.len(), &shape)?;
-        let storage = Storage::from_cpu(CpuStorage::from_f64s(dtype, data), device)?;
+        let storage = Storage::from_cpu(CpuStorage::from_f64s(dtype, data)?, device)?;
         Ok(Tensor::from_storage(storage, shape))
+    }
+
+    /// A tensor of `shape` whose element `i` (in row-major order) is `f(i)`; the shape is
+    /// checked and the memory allocated before `f` is called.
+    pub fn from_fn(
+        shape: impl IntoShape,
+        dtype: DType,
+        device: Device,
+        f: impl FnMut(usize) -> f64,
+    ) -> Result<Tensor> {
+        let shape = shape.into_shape("from_fn")?;
+        let mut data = try_vec("from_fn", shape.elem_count())?;
+        data.extend((0..shape.elem_count()).map(f));
+        Tensor::from_f64s(&data, shape, dtype, device)
     }
 
     /// A rank-0 tensor.
@@ -65,22 +79,17 @@ impl Tensor {
     }
 
     /// A tensor of `shape` with every element `value`.
-    pub fn full(
-        value: f64,
-        shape: impl Into<Shape>,
-        dtype: DType,
-        device: Device,
-    ) -> Result<Tensor> {
-        let shape = shape.into();
+    pub fn full(value: f64, shape: impl IntoShape, dtype: DType, device: Device) -> Result<Tensor> {
+        let shape = shape.into_shape("full")?;
         let storage = Storage::full(device, dtype, shape.elem_count(), value)?;
         Ok(Tensor::from_storage(storage, shape))
     }
 
-    pub fn zeros(shape: impl Into<Shape>, dtype: DType, device: Device) -> Result<Tensor> {
+    pub fn zeros(shape: impl IntoShape, dtype: DType, device: Device) -> Result<Tensor> {
         Tensor::full(0.0, shape, dtype, device)
     }
 
-    pub fn ones(shape: impl Into<Shape>, dtype: DType, device: Device) -> Result<Tensor> {
+    pub fn ones(shape: impl IntoShape, dtype: DType, device: Device) -> Result<Tensor> {
         Tensor::full(1.0, shape, dtype, device)
     }
 
@@ -96,11 +105,12 @@ impl Tensor {
 
     /// The `n × m` matrix with ones on the main diagonal.
     pub fn eye(n: usize, m: usize, dtype: DType, device: Device) -> Result<Tensor> {
-        let mut data = vec![0.0; n * m];
+        let shape = [n, m].into_shape("eye")?;
+        let mut data = try_filled("eye", shape.elem_count(), 0.0)?;
         for i in 0..n.min(m) {
             data[i * m + i] = 1.0;
         }
-        Tensor::from_f64s(&data, [n, m], dtype, device)
+        Tensor::from_f64s(&data, shape, dtype, device)
     }
 
     /// `steps` evenly spaced values from `start` to `end` inclusive (like `torch.linspace`).
@@ -111,27 +121,27 @@ impl Tensor {
         dtype: DType,
         device: Device,
     ) -> Result<Tensor> {
-        let data: Vec<f64> = match steps {
-            0 => Vec::new(),
-            1 => vec![start],
+        let shape = [steps].into_shape("linspace")?;
+        let mut data = try_vec("linspace", steps)?;
+        match steps {
+            0 => {}
+            1 => data.push(start),
             _ => {
                 // torch.linspace's CPU kernel: the first half steps up from `start`, the second
                 // half steps down from `end`, so the last value is exactly `end` and the values
                 // agree with PyTorch bit for bit in f64.
                 let step = (end - start) / (steps - 1) as f64;
                 let halfway = steps / 2;
-                (0..steps)
-                    .map(|i| {
-                        if i < halfway {
-                            start + step * i as f64
-                        } else {
-                            end - step * (steps - i - 1) as f64
-                        }
-                    })
-                    .collect()
+                data.extend((0..steps).map(|i| {
+                    if i < halfway {
+                        start + step * i as f64
+                    } else {
+                        end - step * (steps - i - 1) as f64
+                    }
+                }));
             }
-        };
-        Tensor::from_f64s(&data, [steps], dtype, device)
+        }
+        Tensor::from_f64s(&data, shape, dtype, device)
     }
 
     /// One-hot rows: `[labels.len(), classes]` with a 1 at each label.
@@ -141,7 +151,8 @@ impl Tensor {
         dtype: DType,
         device: Device,
     ) -> Result<Tensor> {
-        let mut data = vec![0.0; labels.len() * classes];
+        let shape = [labels.len(), classes].into_shape("one_hot")?;
+        let mut data = try_filled("one_hot", shape.elem_count(), 0.0)?;
         for (row, &label) in labels.iter().enumerate() {
             if label >= classes {
                 return Err(TensorError::IndexOutOfRange {
@@ -152,7 +163,7 @@ impl Tensor {
             }
             data[row * classes + label] = 1.0;
         }
-        Tensor::from_f64s(&data, [labels.len(), classes], dtype, device)
+        Tensor::from_f64s(&data, shape, dtype, device)
     }
 
     pub fn shape(&self) -> &Shape {
@@ -211,7 +222,7 @@ impl Tensor {
 
     /// The values widened to f64, whatever the dtype.
     pub fn to_f64s(&self) -> Result<Vec<f64>> {
-        Ok(self.storage.to_cpu()?.to_f64s())
+        self.storage.to_cpu()?.to_f64s()
     }
 
     /// The value of a one-element tensor.

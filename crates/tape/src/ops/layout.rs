@@ -1,13 +1,13 @@
 //! Shape ops on variables.
 
-use curvature_tensor::{Shape, Tensor};
+use curvature_tensor::{IntoShape, Tensor};
 
 use crate::op::Op;
 use crate::{Result, TapeError, Var};
 
 impl Var {
     /// The same values with a new shape; derivative: reshape back.
-    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Var> {
+    pub fn reshape(&self, shape: impl IntoShape) -> Result<Var> {
         let value = self.value().reshape(shape)?;
         if value.shape() == self.shape() {
             return Ok(self.clone());
@@ -52,7 +52,7 @@ impl Var {
     }
 
     /// Broadcasts to `shape`; derivative: `sum_to` back.
-    pub fn broadcast_to(&self, shape: impl Into<Shape>) -> Result<Var> {
+    pub fn broadcast_to(&self, shape: impl IntoShape) -> Result<Var> {
         let value = self.value().broadcast_to(shape)?;
         if value.shape() == self.shape() {
             return Ok(self.clone());
@@ -61,7 +61,7 @@ impl Var {
     }
 
     /// Alias of [`Var::broadcast_to`].
-    pub fn expand(&self, shape: impl Into<Shape>) -> Result<Var> {
+    pub fn expand(&self, shape: impl IntoShape) -> Result<Var> {
         self.broadcast_to(shape)
     }
 

@@ -1,6 +1,6 @@
 //! Reductions on variables.
 
-use curvature_tensor::Shape;
+use curvature_tensor::IntoShape;
 
 use crate::op::Op;
 use crate::{Result, Var};
@@ -46,7 +46,7 @@ impl Var {
     }
 
     /// Sums a broadcast value back to `shape`; derivative: broadcast.
-    pub fn sum_to(&self, shape: impl Into<Shape>) -> Result<Var> {
+    pub fn sum_to(&self, shape: impl IntoShape) -> Result<Var> {
         let value = self.value().sum_to(shape)?;
         if value.shape() == self.shape() {
             return Ok(self.clone());

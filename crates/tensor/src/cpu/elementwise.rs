@@ -3,7 +3,8 @@
 use rayon::prelude::*;
 
 use crate::backend::{BinaryOp, BroadcastLayout, TernaryOp, UnaryOp};
-use crate::Element;
+use crate::cpu::{try_filled, try_vec};
+use crate::{Element, Result};
 
 /// Below this many elements, a loop on one thread beats splitting the work.
 const PARALLEL_THRESHOLD: usize = 1 << 15;
@@ -31,7 +32,7 @@ fn sigmoid<T: Element>(x: T) -> T {
 }
 
 /// Applies `op`, choosing the per-element function once so each loop is monomorphic.
-pub fn unary<T: Element>(op: UnaryOp, x: &[T]) -> Vec<T> {
+pub fn unary<T: Element>(op: UnaryOp, x: &[T]) -> Result<Vec<T>> {
     let (p0, p1) = op.params();
     let (p0, p1) = (T::from_f64(p0), T::from_f64(p1));
     match op {
@@ -52,20 +53,27 @@ pub fn unary<T: Element>(op: UnaryOp, x: &[T]) -> Vec<T> {
     }
 }
 
-fn map<T: Element>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
+fn map<T: Element>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Result<Vec<T>> {
     if x.len() >= PARALLEL_THRESHOLD {
-        let mut out = vec![T::zero(); x.len()];
+        let mut out = try_filled("unary", x.len(), T::zero())?;
         out.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
             .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &v)| *o = f(v)));
-        out
+        Ok(out)
     } else {
-        x.iter().map(|&v| f(v)).collect()
+        let mut out = try_vec("unary", x.len())?;
+        out.extend(x.iter().map(|&v| f(v)));
+        Ok(out)
     }
 }
 
 /// Applies a broadcasting binary op, choosing the per-element function once.
-pub fn binary<T: Element>(op: BinaryOp, a: &[T], b: &[T], layout: &BroadcastLayout) -> Vec<T> {
+pub fn binary<T: Element>(
+    op: BinaryOp,
+    a: &[T],
+    b: &[T],
+    layout: &BroadcastLayout,
+) -> Result<Vec<T>> {
     match op {
         BinaryOp::Add => zip_map(a, b, layout, |x, y| x + y),
         BinaryOp::Sub => zip_map(a, b, layout, |x, y| x - y),
@@ -95,7 +103,7 @@ pub fn ternary<T: Element>(
     b: &[T],
     c: &[T],
     layout: &BroadcastLayout,
-) -> Vec<T> {
+) -> Result<Vec<T>> {
     let two = T::from_f64(2.0);
     match op {
         TernaryOp::TanhBackwardGradY => zip3_map(a, b, c, layout, |gg, g, y| -two * y * g * gg),
@@ -142,11 +150,11 @@ fn coalesce(layout: &BroadcastLayout) -> (Vec<usize>, Vec<Vec<usize>>) {
 fn fill_rows<T: Element, const N: usize>(
     layout: &BroadcastLayout,
     row: impl Fn(&mut [T], [usize; N], [usize; N]) + Sync,
-) -> Vec<T> {
+) -> Result<Vec<T>> {
     let total = layout.out.elem_count();
-    let mut out = vec![T::zero(); total];
+    let mut out = try_filled("broadcast", total, T::zero())?;
     if total == 0 {
-        return out;
+        return Ok(out);
     }
     let (dims, strides) = coalesce(layout);
     let rank = dims.len();
@@ -183,7 +191,7 @@ fn fill_rows<T: Element, const N: usize>(
     } else {
         out.chunks_mut(inner).enumerate().for_each(work);
     }
-    out
+    Ok(out)
 }
 
 fn zip_map<T: Element>(
@@ -191,7 +199,7 @@ fn zip_map<T: Element>(
     b: &[T],
     layout: &BroadcastLayout,
     f: impl Fn(T, T) -> T + Sync + Send,
-) -> Vec<T> {
+) -> Result<Vec<T>> {
     fill_rows(layout, |out: &mut [T], [ia, ib], [sa, sb]| {
         let n = out.len();
         match (sa, sb) {
@@ -226,7 +234,7 @@ fn zip3_map<T: Element>(
     c: &[T],
     layout: &BroadcastLayout,
     f: impl Fn(T, T, T) -> T + Sync + Send,
-) -> Vec<T> {
+) -> Result<Vec<T>> {
     fill_rows(layout, |out: &mut [T], [ia, ib, ic], [sa, sb, sc]| {
         let n = out.len();
         if (sa, sb, sc) == (1, 1, 1) {

@@ -1,19 +1,20 @@
 //! Data movement: strided gathers, concatenation, index selection.
 
 use crate::backend::StridedCopy;
-use crate::Element;
+use crate::cpu::try_vec;
+use crate::{Element, Result};
 
-pub fn copy_strided<T: Element>(src: &[T], copy: &StridedCopy) -> Vec<T> {
+pub fn copy_strided<T: Element>(src: &[T], copy: &StridedCopy) -> Result<Vec<T>> {
     let dims = copy.out.dims();
     let total = copy.out.elem_count();
-    let mut out = Vec::with_capacity(total);
+    let mut out = try_vec("copy", total)?;
     if total == 0 {
-        return out;
+        return Ok(out);
     }
     let rank = dims.len();
     if rank == 0 {
         out.push(src[copy.offset]);
-        return out;
+        return Ok(out);
     }
     let (inner_len, inner_stride) = (dims[rank - 1], copy.strides[rank - 1]);
     let mut index = vec![0usize; rank - 1];
@@ -34,18 +35,21 @@ pub fn copy_strided<T: Element>(src: &[T], copy: &StridedCopy) -> Vec<T> {
             index[d] = 0;
         }
     }
-    out
+    Ok(out)
 }
 
-pub fn cat<T: Element>(parts: &[&[T]], outer: usize, widths: &[usize]) -> Vec<T> {
-    let total: usize = widths.iter().sum::<usize>() * outer;
-    let mut out = Vec::with_capacity(total);
+pub fn cat<T: Element>(parts: &[&[T]], outer: usize, widths: &[usize]) -> Result<Vec<T>> {
+    let total = widths
+        .iter()
+        .try_fold(0usize, |sum, &w| sum.checked_add(w))
+        .and_then(|row| row.checked_mul(outer));
+    let mut out = try_vec("cat", total.unwrap_or(usize::MAX))?;
     for o in 0..outer {
         for (part, &w) in parts.iter().zip(widths) {
             out.extend_from_slice(&part[o * w..(o + 1) * w]);
         }
     }
-    out
+    Ok(out)
 }
 
 pub fn index_select<T: Element>(
@@ -54,13 +58,16 @@ pub fn index_select<T: Element>(
     outer: usize,
     axis_len: usize,
     inner: usize,
-) -> Vec<T> {
-    let mut out = Vec::with_capacity(outer * indices.len() * inner);
+) -> Result<Vec<T>> {
+    let total = outer
+        .checked_mul(indices.len())
+        .and_then(|n| n.checked_mul(inner));
+    let mut out = try_vec("index_select", total.unwrap_or(usize::MAX))?;
     for o in 0..outer {
         for &j in indices {
             let start = (o * axis_len + j) * inner;
             out.extend_from_slice(&x[start..start + inner]);
         }
     }
-    out
+    Ok(out)
 }

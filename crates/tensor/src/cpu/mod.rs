@@ -9,7 +9,37 @@ use crate::backend::{
     BackendStorage, BinaryOp, BroadcastLayout, MatmulSpec, ReduceOp, StridedCopy, TernaryOp,
     UnaryOp,
 };
-use crate::{DType, Element, Result, TensorError};
+use crate::{DType, Device, Element, Result, TensorError};
+
+/// An empty vector with room for `len` elements, or [`TensorError::OutOfMemory`] naming `op`
+/// when the memory cannot be had (every host buffer sized by user input is made here, so an
+/// impossible size is an error, never an abort).
+pub(crate) fn try_vec<T: Element>(op: &'static str, len: usize) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    out.try_reserve_exact(len)
+        .map_err(|_| TensorError::OutOfMemory {
+            op,
+            elements: len,
+            dtype: T::DTYPE,
+            bytes: len.saturating_mul(std::mem::size_of::<T>()),
+            device: Device::Cpu,
+        })?;
+    Ok(out)
+}
+
+/// `len` copies of `value` in a fallibly allocated vector (see [`try_vec`]).
+pub(crate) fn try_filled<T: Element>(op: &'static str, len: usize, value: T) -> Result<Vec<T>> {
+    let mut out = try_vec(op, len)?;
+    out.resize(len, value);
+    Ok(out)
+}
+
+/// `values` converted to `T` in a fallibly allocated vector (see [`try_vec`]).
+fn try_convert<T: Element, S: Element>(op: &'static str, values: &[S]) -> Result<Vec<T>> {
+    let mut out = try_vec(op, values.len())?;
+    out.extend(values.iter().map(|&v| T::from_f64(v.to_f64())));
+    Ok(out)
+}
 
 /// Host memory of one tensor.
 #[derive(Debug, Clone)]
@@ -30,26 +60,26 @@ macro_rules! map_typed {
 
 impl CpuStorage {
     /// Storage of `len` copies of `value`.
-    pub fn full(dtype: DType, len: usize, value: f64) -> CpuStorage {
-        match dtype {
-            DType::F32 => CpuStorage::F32(vec![value as f32; len]),
-            DType::F64 => CpuStorage::F64(vec![value; len]),
-        }
+    pub fn full(dtype: DType, len: usize, value: f64) -> Result<CpuStorage> {
+        Ok(match dtype {
+            DType::F32 => CpuStorage::F32(try_filled("full", len, value as f32)?),
+            DType::F64 => CpuStorage::F64(try_filled("full", len, value)?),
+        })
     }
 
     /// Storage holding `values` converted to `dtype`.
-    pub fn from_f64s(dtype: DType, values: &[f64]) -> CpuStorage {
-        match dtype {
-            DType::F32 => CpuStorage::F32(values.iter().map(|&v| v as f32).collect()),
-            DType::F64 => CpuStorage::F64(values.to_vec()),
-        }
+    pub fn from_f64s(dtype: DType, values: &[f64]) -> Result<CpuStorage> {
+        Ok(match dtype {
+            DType::F32 => CpuStorage::F32(try_convert("from_f64s", values)?),
+            DType::F64 => CpuStorage::F64(try_convert("from_f64s", values)?),
+        })
     }
 
     /// The values widened to f64.
-    pub fn to_f64s(&self) -> Vec<f64> {
+    pub fn to_f64s(&self) -> Result<Vec<f64>> {
         match self {
-            CpuStorage::F32(v) => v.iter().map(|&x| x as f64).collect(),
-            CpuStorage::F64(v) => v.clone(),
+            CpuStorage::F32(v) => try_convert("to_f64s", v),
+            CpuStorage::F64(v) => try_convert("to_f64s", v),
         }
     }
 
@@ -61,12 +91,40 @@ impl CpuStorage {
         }
     }
 
-    /// Storage of `dtype` from raw native-endian bytes.
-    pub fn from_bytes(dtype: DType, bytes: &[u8]) -> CpuStorage {
-        match dtype {
-            DType::F32 => CpuStorage::F32(bytemuck::pod_collect_to_vec(bytes)),
-            DType::F64 => CpuStorage::F64(bytemuck::pod_collect_to_vec(bytes)),
+    /// The raw bytes, writable (device downloads land here).
+    pub(crate) fn as_bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            CpuStorage::F32(v) => bytemuck::cast_slice_mut(v),
+            CpuStorage::F64(v) => bytemuck::cast_slice_mut(v),
         }
+    }
+
+    /// Storage of `dtype` from raw native-endian bytes (a whole number of elements).
+    pub fn from_bytes(dtype: DType, bytes: &[u8]) -> Result<CpuStorage> {
+        fn typed<T: Element>(bytes: &[u8]) -> Result<Vec<T>> {
+            let size = std::mem::size_of::<T>();
+            if bytes.len() % size != 0 {
+                return Err(TensorError::InvalidArgument {
+                    op: "from_bytes",
+                    msg: format!(
+                        "{} bytes are not a whole number of {}",
+                        bytes.len(),
+                        T::DTYPE
+                    ),
+                });
+            }
+            let mut out = try_vec("from_bytes", bytes.len() / size)?;
+            out.extend(
+                bytes
+                    .chunks_exact(size)
+                    .map(bytemuck::pod_read_unaligned::<T>),
+            );
+            Ok(out)
+        }
+        Ok(match dtype {
+            DType::F32 => CpuStorage::F32(typed(bytes)?),
+            DType::F64 => CpuStorage::F64(typed(bytes)?),
+        })
     }
 }
 
@@ -90,16 +148,16 @@ impl BackendStorage for CpuStorage {
     }
 
     fn unary(&self, op: UnaryOp) -> Result<Self> {
-        Ok(map_typed!(self, x => elementwise::unary(op, x)))
+        Ok(map_typed!(self, x => elementwise::unary(op, x)?))
     }
 
     fn binary(&self, op: BinaryOp, rhs: &Self, layout: &BroadcastLayout) -> Result<Self> {
         match (self, rhs) {
             (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                Ok(CpuStorage::F32(elementwise::binary(op, a, b, layout)))
+                Ok(CpuStorage::F32(elementwise::binary(op, a, b, layout)?))
             }
             (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                Ok(CpuStorage::F64(elementwise::binary(op, a, b, layout)))
+                Ok(CpuStorage::F64(elementwise::binary(op, a, b, layout)?))
             }
             _ => Err(dtype_mismatch(op.name(), self.dtype(), rhs.dtype())),
         }
@@ -108,10 +166,10 @@ impl BackendStorage for CpuStorage {
     fn ternary(&self, op: TernaryOp, b: &Self, c: &Self, layout: &BroadcastLayout) -> Result<Self> {
         match (self, b, c) {
             (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => {
-                Ok(CpuStorage::F32(elementwise::ternary(op, a, b, c, layout)))
+                Ok(CpuStorage::F32(elementwise::ternary(op, a, b, c, layout)?))
             }
             (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => {
-                Ok(CpuStorage::F64(elementwise::ternary(op, a, b, c, layout)))
+                Ok(CpuStorage::F64(elementwise::ternary(op, a, b, c, layout)?))
             }
             _ => Err(dtype_mismatch(op.name(), self.dtype(), b.dtype())),
         }
@@ -120,29 +178,29 @@ impl BackendStorage for CpuStorage {
     fn matmul(&self, rhs: &Self, spec: &MatmulSpec) -> Result<Self> {
         match (self, rhs) {
             (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                Ok(CpuStorage::F32(matmul::matmul(a, b, spec)))
+                Ok(CpuStorage::F32(matmul::matmul(a, b, spec)?))
             }
             (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                Ok(CpuStorage::F64(matmul::matmul(a, b, spec)))
+                Ok(CpuStorage::F64(matmul::matmul(a, b, spec)?))
             }
             _ => Err(dtype_mismatch("matmul", self.dtype(), rhs.dtype())),
         }
     }
 
     fn reduce(&self, op: ReduceOp, outer: usize, reduced: usize, inner: usize) -> Result<Self> {
-        Ok(map_typed!(self, x => reduce::reduce(op, x, outer, reduced, inner)))
+        Ok(map_typed!(self, x => reduce::reduce(op, x, outer, reduced, inner)?))
     }
 
     fn log_softmax(&self, rows: usize, cols: usize) -> Result<Self> {
-        Ok(map_typed!(self, x => reduce::log_softmax(x, rows, cols)))
+        Ok(map_typed!(self, x => reduce::log_softmax(x, rows, cols)?))
     }
 
     fn logsumexp(&self, rows: usize, cols: usize) -> Result<Self> {
-        Ok(map_typed!(self, x => reduce::logsumexp(x, rows, cols)))
+        Ok(map_typed!(self, x => reduce::logsumexp(x, rows, cols)?))
     }
 
     fn copy_strided(&self, copy: &StridedCopy) -> Result<Self> {
-        Ok(map_typed!(self, x => layout::copy_strided(x, copy)))
+        Ok(map_typed!(self, x => layout::copy_strided(x, copy)?))
     }
 
     fn cat(parts: &[&Self], outer: usize, widths: &[usize]) -> Result<Self> {
@@ -155,11 +213,11 @@ impl BackendStorage for CpuStorage {
         Ok(match first {
             CpuStorage::F32(_) => {
                 let typed: Vec<&[f32]> = parts.iter().filter_map(|p| f32::slice(p)).collect();
-                CpuStorage::F32(layout::cat(&typed, outer, widths))
+                CpuStorage::F32(layout::cat(&typed, outer, widths)?)
             }
             CpuStorage::F64(_) => {
                 let typed: Vec<&[f64]> = parts.iter().filter_map(|p| f64::slice(p)).collect();
-                CpuStorage::F64(layout::cat(&typed, outer, widths))
+                CpuStorage::F64(layout::cat(&typed, outer, widths)?)
             }
         })
     }
@@ -171,17 +229,13 @@ impl BackendStorage for CpuStorage {
         axis_len: usize,
         inner: usize,
     ) -> Result<Self> {
-        Ok(map_typed!(self, x => layout::index_select(x, indices, outer, axis_len, inner)))
+        Ok(map_typed!(self, x => layout::index_select(x, indices, outer, axis_len, inner)?))
     }
 
     fn to_dtype(&self, dtype: DType) -> Result<Self> {
         Ok(match (self, dtype) {
-            (CpuStorage::F32(v), DType::F64) => {
-                CpuStorage::F64(v.iter().map(|&x| x as f64).collect())
-            }
-            (CpuStorage::F64(v), DType::F32) => {
-                CpuStorage::F32(v.iter().map(|&x| x as f32).collect())
-            }
+            (CpuStorage::F32(v), DType::F64) => CpuStorage::F64(try_convert("to_dtype", v)?),
+            (CpuStorage::F64(v), DType::F32) => CpuStorage::F32(try_convert("to_dtype", v)?),
             _ => self.clone(),
         })
     }

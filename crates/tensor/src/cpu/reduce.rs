@@ -1,7 +1,8 @@
 //! Reductions over one axis and the numerically stable softmax family.
 
 use crate::backend::ReduceOp;
-use crate::Element;
+use crate::cpu::{try_filled, try_vec};
+use crate::{Element, Result};
 
 pub fn reduce<T: Element>(
     op: ReduceOp,
@@ -9,12 +10,12 @@ pub fn reduce<T: Element>(
     outer: usize,
     reduced: usize,
     inner: usize,
-) -> Vec<T> {
+) -> Result<Vec<T>> {
     let init = match op {
         ReduceOp::Sum => T::zero(),
         ReduceOp::Max => T::neg_infinity(),
     };
-    let mut out = vec![init; outer * inner];
+    let mut out = try_filled(op.name(), outer * inner, init)?;
     for o in 0..outer {
         let acc = &mut out[o * inner..(o + 1) * inner];
         for r in 0..reduced {
@@ -29,7 +30,7 @@ pub fn reduce<T: Element>(
             }
         }
     }
-    out
+    Ok(out)
 }
 
 fn row_logsumexp<T: Element>(row: &[T]) -> T {
@@ -40,18 +41,19 @@ fn row_logsumexp<T: Element>(row: &[T]) -> T {
     max + row.iter().map(|&v| (v - max).exp()).sum::<T>().ln()
 }
 
-pub fn logsumexp<T: Element>(x: &[T], rows: usize, cols: usize) -> Vec<T> {
-    (0..rows)
-        .map(|r| row_logsumexp(&x[r * cols..(r + 1) * cols]))
-        .collect()
+pub fn logsumexp<T: Element>(x: &[T], rows: usize, cols: usize) -> Result<Vec<T>> {
+    let mut out = try_vec("logsumexp", rows)?;
+    out.extend((0..rows).map(|r| row_logsumexp(&x[r * cols..(r + 1) * cols])));
+    Ok(out)
 }
 
-pub fn log_softmax<T: Element>(x: &[T], rows: usize, cols: usize) -> Vec<T> {
-    let mut out = Vec::with_capacity(rows * cols);
+/// `rows · cols` is the input's element count, so it does not overflow.
+pub fn log_softmax<T: Element>(x: &[T], rows: usize, cols: usize) -> Result<Vec<T>> {
+    let mut out = try_vec("log_softmax", rows * cols)?;
     for r in 0..rows {
         let row = &x[r * cols..(r + 1) * cols];
         let lse = row_logsumexp(row);
         out.extend(row.iter().map(|&v| v - lse));
     }
-    out
+    Ok(out)
 }

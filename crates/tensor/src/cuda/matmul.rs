@@ -6,14 +6,20 @@ use super::{to_i64, CudaStorage};
 use crate::backend::MatmulSpec;
 use crate::{Result, TensorError};
 
+/// The largest m, n or k the kernel accepts: its `int` loop counters step past the last index
+/// by up to one k-slice (`k0 + BK`), so every dimension keeps this much headroom below
+/// `i32::MAX` (see the header of `kernels/matmul.cu`).
+const MAX_DIM: usize = i32::MAX as usize - 256;
+
 /// A matrix dimension as the kernel's `int`.
 fn dim_arg(value: usize) -> Result<KernelArg<'static>> {
-    i32::try_from(value)
-        .map(KernelArg::I32)
-        .map_err(|_| TensorError::InvalidArgument {
+    if value > MAX_DIM {
+        return Err(TensorError::InvalidArgument {
             op: "matmul",
-            msg: format!("dimension {value} exceeds the CUDA kernel's 32-bit limit"),
-        })
+            msg: format!("dimension {value} exceeds the CUDA kernel's limit of {MAX_DIM}"),
+        });
+    }
+    Ok(KernelArg::I32(value as i32))
 }
 
 /// `matmul_{dt}(a, b, c, m, n, k, batch, stride_a, stride_b, stride_c, trans_a, trans_b,
@@ -54,4 +60,26 @@ pub(super) fn matmul(a: &CudaStorage, b: &CudaStorage, spec: &MatmulSpec) -> Res
         ],
     )?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dim_arg_refuses_dimensions_whose_k_loop_would_overflow() {
+        assert!(matches!(dim_arg(MAX_DIM), Ok(KernelArg::I32(v)) if v as usize == MAX_DIM));
+        for bad in [
+            MAX_DIM + 1,
+            i32::MAX as usize - 1,
+            i32::MAX as usize,
+            usize::MAX,
+        ] {
+            let err = dim_arg(bad).expect_err("must be refused");
+            assert!(
+                err.to_string().contains("exceeds the CUDA kernel's limit"),
+                "{err}"
+            );
+        }
+    }
 }

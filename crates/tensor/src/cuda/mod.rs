@@ -71,21 +71,23 @@ impl CudaStorage {
 
     /// Copies the data to the host (after all queued work on the device).
     pub fn to_cpu(&self) -> Result<CpuStorage> {
-        if self.len == 0 {
-            return Ok(CpuStorage::full(self.dtype, 0, 0.0));
+        let mut host = CpuStorage::full(self.dtype, self.len, 0.0)?;
+        if self.len > 0 {
+            self.gpu().download(&self.buffer, host.as_bytes_mut())?;
         }
-        let mut bytes = vec![0u8; self.buffer.len_bytes()];
-        self.gpu().download(&self.buffer, &mut bytes)?;
-        Ok(CpuStorage::from_bytes(self.dtype, &bytes))
+        Ok(host)
     }
 
     /// A zeroed output of `len` elements of `dtype` on `gpu`.
     fn alloc(gpu: &GpuDevice, dtype: DType, len: usize) -> Result<CudaStorage> {
         let bytes =
             len.checked_mul(dtype.size_in_bytes())
-                .ok_or_else(|| TensorError::InvalidArgument {
+                .ok_or_else(|| TensorError::OutOfMemory {
                     op: "alloc",
-                    msg: format!("{len} elements of {dtype} overflow the address space"),
+                    elements: len,
+                    dtype,
+                    bytes: usize::MAX,
+                    device: crate::Device::Cuda(gpu.ordinal()),
                 })?;
         Ok(CudaStorage {
             buffer: Arc::new(gpu.alloc_zeros(bytes)?),

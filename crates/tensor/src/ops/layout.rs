@@ -3,12 +3,12 @@
 
 use crate::backend::StridedCopy;
 use crate::storage::Storage;
-use crate::{Result, Shape, Tensor, TensorError};
+use crate::{IntoShape, Result, Shape, Tensor, TensorError};
 
 impl Tensor {
     /// The same data with a new shape of equal element count (no copy).
-    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor> {
-        let shape = shape.into();
+    pub fn reshape(&self, shape: impl IntoShape) -> Result<Tensor> {
+        let shape = shape.into_shape("reshape")?;
         if shape.elem_count() != self.elem_count() {
             return Err(TensorError::ReshapeSize {
                 from: self.shape().clone(),
@@ -64,7 +64,7 @@ impl Tensor {
         }
         let strides = self.shape().strides();
         let copy = StridedCopy {
-            out: Shape::new(perm.iter().map(|&p| self.dims()[p]).collect::<Vec<_>>()),
+            out: Shape::for_op("permute", perm.iter().map(|&p| self.dims()[p]).collect())?,
             strides: perm.iter().map(|&p| strides[p]).collect(),
             offset: 0,
         };
@@ -72,8 +72,8 @@ impl Tensor {
     }
 
     /// Broadcasts to `shape` (NumPy rules), copying the data.
-    pub fn broadcast_to(&self, shape: impl Into<Shape>) -> Result<Tensor> {
-        let shape = shape.into();
+    pub fn broadcast_to(&self, shape: impl IntoShape) -> Result<Tensor> {
+        let shape = shape.into_shape("broadcast_to")?;
         if &shape == self.shape() {
             return Ok(self.clone());
         }
@@ -94,7 +94,7 @@ impl Tensor {
     }
 
     /// Alias of [`Tensor::broadcast_to`], as in PyTorch.
-    pub fn expand(&self, shape: impl Into<Shape>) -> Result<Tensor> {
+    pub fn expand(&self, shape: impl IntoShape) -> Result<Tensor> {
         self.broadcast_to(shape)
     }
 
@@ -117,7 +117,7 @@ impl Tensor {
         let mut dims = self.dims().to_vec();
         dims[axis] = len;
         self.strided(StridedCopy {
-            out: Shape::new(dims),
+            out: Shape::for_op("narrow", dims)?,
             offset: start * strides[axis],
             strides,
         })
@@ -126,6 +126,15 @@ impl Tensor {
     /// Pads `axis` with `before` zeros in front and `after` zeros behind.
     pub fn pad_zeros(&self, axis: isize, before: usize, after: usize) -> Result<Tensor> {
         let axis_index = self.shape().axis("pad_zeros", axis)?;
+        let padded = self.dims()[axis_index]
+            .checked_add(before)
+            .and_then(|len| len.checked_add(after));
+        if padded.is_none() {
+            return Err(TensorError::ShapeTooLarge {
+                op: "pad_zeros",
+                dims: self.dims().to_vec(),
+            });
+        }
         let zeros_with = |len: usize| {
             let mut dims = self.dims().to_vec();
             dims[axis_index] = len;
@@ -159,8 +168,14 @@ impl Tensor {
                     got: t.shape().clone(),
                 });
             }
-            dims[axis] += t.dims()[axis];
+            dims[axis] = dims[axis].checked_add(t.dims()[axis]).ok_or_else(|| {
+                TensorError::ShapeTooLarge {
+                    op: "cat",
+                    dims: t.dims().to_vec(),
+                }
+            })?;
         }
+        let out = Shape::for_op("cat", dims)?;
         if tensors.len() == 1 {
             return Ok((*first).clone());
         }
@@ -169,7 +184,7 @@ impl Tensor {
         let widths: Vec<usize> = tensors.iter().map(|t| t.dims()[axis] * inner).collect();
         let storages: Vec<&Storage> = tensors.iter().map(|t| t.storage()).collect();
         let storage = Storage::cat(&storages, outer, &widths)?;
-        Ok(Tensor::from_storage(storage, Shape::new(dims)))
+        Ok(Tensor::from_storage(storage, out))
     }
 
     /// Stacks equally shaped tensors along a new axis.
@@ -193,12 +208,13 @@ impl Tensor {
                 len,
             });
         }
+        let mut dims = self.dims().to_vec();
+        dims[axis] = indices.len();
+        let out = Shape::for_op("index_select", dims)?;
         let outer: usize = self.dims()[..axis].iter().product();
         let inner: usize = self.dims()[axis + 1..].iter().product();
         let storage = self.storage().index_select(indices, outer, len, inner)?;
-        let mut dims = self.dims().to_vec();
-        dims[axis] = indices.len();
-        Ok(Tensor::from_storage(storage, Shape::new(dims)))
+        Ok(Tensor::from_storage(storage, out))
     }
 
     /// The main diagonal of the last two axes, `[..., min(n, m)]`.
@@ -217,7 +233,7 @@ impl Tensor {
         let mut out_strides = strides[..r - 2].to_vec();
         out_strides.push(m + 1);
         self.strided(StridedCopy {
-            out: Shape::new(dims),
+            out: Shape::for_op("diagonal", dims)?,
             strides: out_strides,
             offset: 0,
         })

@@ -95,8 +95,8 @@ fn matmul_batched(
             rhs_k: k2,
         });
     }
-    let a_batch = Shape::new(&ad[..ad.len() - 2]);
-    let b_batch = Shape::new(&bd[..bd.len() - 2]);
+    let a_batch = Shape::for_op("matmul", ad[..ad.len() - 2].to_vec())?;
+    let b_batch = Shape::for_op("matmul", bd[..bd.len() - 2].to_vec())?;
     let batch = Shape::broadcast("matmul", &a_batch, &b_batch).map_err(|_| {
         TensorError::BroadcastMismatch {
             op: "matmul",
@@ -104,8 +104,7 @@ fn matmul_batched(
             rhs: rhs_orig.clone(),
         }
     })?;
-    let mut out_dims = batch.dims().to_vec();
-    out_dims.extend([m, n]);
+    let out_shape = batch_dims(&batch, m, n)?;
     let spec = |batch_count, m, stride_a, stride_b| MatmulSpec {
         batch: batch_count,
         m,
@@ -117,8 +116,8 @@ fn matmul_batched(
         trans_b,
     };
     let count = batch.elem_count();
-    let a_full = || a.broadcast_to(batch_dims(&batch, ar, ac));
-    let b_full = || b.broadcast_to(batch_dims(&batch, br, bc));
+    let a_full = || a.broadcast_to(batch_dims(&batch, ar, ac)?);
+    let b_full = || b.broadcast_to(batch_dims(&batch, br, bc)?);
     let (a, b, spec) = if b_batch.elem_count() == 1 && !trans_a {
         // One shared right matrix: every batch row of A in one GEMM.
         (a_full()?, b.clone(), spec(1, count * m, 0, 0))
@@ -130,11 +129,11 @@ fn matmul_batched(
         (a_full()?, b_full()?, spec(count, m, m * k, k * n))
     };
     let storage = a.storage().matmul(b.storage(), &spec)?;
-    Ok(Tensor::from_storage(storage, Shape::new(out_dims)))
+    Ok(Tensor::from_storage(storage, out_shape))
 }
 
-fn batch_dims(batch: &Shape, rows: usize, cols: usize) -> Shape {
+fn batch_dims(batch: &Shape, rows: usize, cols: usize) -> Result<Shape> {
     let mut dims = batch.dims().to_vec();
     dims.extend([rows, cols]);
-    Shape::new(dims)
+    Shape::for_op("matmul", dims)
 }

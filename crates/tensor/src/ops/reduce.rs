@@ -1,7 +1,7 @@
 //! Reductions: sum, mean, sum_to, max, logsumexp, log_softmax.
 
 use crate::backend::ReduceOp;
-use crate::{Result, Shape, Tensor, TensorError};
+use crate::{IntoShape, Result, Shape, Tensor, TensorError};
 
 impl Tensor {
     /// Σ of all elements, a scalar `[]`.
@@ -53,8 +53,8 @@ impl Tensor {
 
     /// Sums a broadcast result back to `shape`: the reverse of broadcasting `shape` to this
     /// tensor's shape (leading axes are summed away, axes of length 1 summed with keepdim).
-    pub fn sum_to(&self, shape: impl Into<Shape>) -> Result<Tensor> {
-        let shape = shape.into();
+    pub fn sum_to(&self, shape: impl IntoShape) -> Result<Tensor> {
+        let shape = shape.into_shape("sum_to")?;
         if &shape == self.shape() {
             return Ok(self.clone());
         }
@@ -85,7 +85,7 @@ impl Tensor {
         let storage = moved.storage().logsumexp(rows, cols)?;
         let mut dims = moved.dims().to_vec();
         dims.pop();
-        let reduced = Tensor::from_storage(storage, Shape::new(dims));
+        let reduced = Tensor::from_storage(storage, Shape::for_op("logsumexp", dims)?);
         if keepdim {
             let a = self.shape().axis("logsumexp", axis)?;
             reduced.unsqueeze(a)
@@ -160,6 +160,9 @@ impl Tensor {
         let storage = self.storage().reduce(op, outer, self.dims()[axis], inner)?;
         let mut dims = self.dims().to_vec();
         dims[axis] = 1;
-        Ok(Tensor::from_storage(storage, Shape::new(dims)))
+        Ok(Tensor::from_storage(
+            storage,
+            Shape::for_op(op.name(), dims)?,
+        ))
     }
 }
