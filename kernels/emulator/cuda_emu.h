@@ -1,4 +1,4 @@
-// cuda_emu.h: the CUDA built-ins for the emulated GPU (DESIGN §6a).
+// cuda_emu.h: the CUDA built-ins for the emulated GPU (ARCHITECTURE.md, "The emulated GPU").
 //
 // Force-included (`-include cuda_emu.h`) when the host C++ compiler builds kernels/*.cu for the
 // `emulator` feature of curvature-kernels. A block runs as blockDim cooperative fibers on one OS

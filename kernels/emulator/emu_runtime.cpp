@@ -1,4 +1,4 @@
-// emu_runtime.cpp: the emulated GPU's scheduler (DESIGN §6a).
+// emu_runtime.cpp: the emulated GPU's scheduler (ARCHITECTURE.md, "The emulated GPU").
 //
 // A launch runs the grid block by block on a few OS threads (one block at a time per thread).
 // A block runs as blockDim cooperative fibers (see emu_context.h; 64 KiB stacks) that

@@ -3,7 +3,7 @@
 //! float64 JAX values (1e-10; eigenvalues 1e-8 relative to the spectral scale), equal the CPU
 //! results, and stay on the device. f32 on the device within the golden README's 1e-4.
 //!
-//! Runs on a real GPU when present, else on the emulated GPU (DESIGN §6a); with
+//! Runs on a real GPU when present, else on the emulated GPU (ARCHITECTURE.md, "The emulated GPU"); with
 //! `CURVATURE_REQUIRE_GPU=1` a missing GPU fails instead.
 
 mod common;
@@ -150,7 +150,7 @@ fn golden_hvps_via_hvp_and_hvp_batch_cuda() {
                 &cpu_row,
                 TOL,
             );
-            // The batching invariant (DESIGN §4) holds on the device too.
+            // The batching invariant (ARCHITECTURE.md, "Batched cotangents") holds on the device too.
             let same = rel_err(&single, &batch.narrow(0, i, 1).unwrap());
             assert!(
                 same <= 1e-12,

@@ -1,4 +1,4 @@
-//! The same functions on `Device::Cuda(0)` — a real GPU, or the emulated GPU (DESIGN §6a) when
+//! The same functions on `Device::Cuda(0)` — a real GPU, or the emulated GPU (ARCHITECTURE.md, "The emulated GPU") when
 //! there is none — agree with the CPU in f64, and their results stay on the device.
 
 mod common;

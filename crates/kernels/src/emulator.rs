@@ -1,4 +1,4 @@
-//! The emulated GPU (DESIGN §6a): kernels/*.cu compiled by the host C++ compiler and run as
+//! The emulated GPU (ARCHITECTURE.md, "The emulated GPU"): kernels/*.cu compiled by the host C++ compiler and run as
 //! cooperative fibers by `kernels/emulator/emu_runtime.cpp`, launched through `emu_launch`.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};

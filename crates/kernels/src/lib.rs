@@ -5,7 +5,7 @@
 //!   device. A real GPU loads the CUBIN (SASS for its exact architecture, so no driver JIT and
 //!   no PTX-version mismatch when NVRTC is newer than the driver), falling back to PTX.
 //! - [`GpuDevice`] is one runtime with two implementations: cudarc on a real NVIDIA GPU, and,
-//!   with the `emulator` feature, the emulated GPU of DESIGN §6a (the same sources compiled by
+//!   with the `emulator` feature, the emulated GPU described in ARCHITECTURE.md (the same sources compiled by
 //!   the host C++ compiler and run as cooperative fibers), selected by `CURVATURE_CUDA=emulate`
 //!   or [`GpuDevice::emulated`].
 //! - [`GpuBuffer`] is device memory on either; [`KernelArg`] the launch arguments.

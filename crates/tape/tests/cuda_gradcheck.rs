@@ -3,7 +3,7 @@
 //! Hessian-vector products of every tests/data model, f64 to 1e-10 and f32 to 1e-4 of the
 //! independent JAX values), with the CUDA results also equal to the CPU's.
 //!
-//! Runs on a real GPU when present, else on the emulated GPU (DESIGN §6a); with
+//! Runs on a real GPU when present, else on the emulated GPU (ARCHITECTURE.md, "The emulated GPU"); with
 //! `CURVATURE_REQUIRE_GPU=1` a missing GPU fails instead. Sizes are small: every finite
 //! difference is a full forward pass of kernel launches.
 

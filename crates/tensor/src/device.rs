@@ -5,7 +5,7 @@ use crate::{cuda, Result, TensorError};
 /// A compute device: the host CPU or a CUDA GPU by ordinal.
 ///
 /// `Device::Cuda(i)` is backed by a real NVIDIA GPU, or by the emulated GPU (the same kernels
-/// compiled for the host, DESIGN §6a) when it was selected with `CURVATURE_CUDA=emulate` or
+/// compiled for the host, see ARCHITECTURE.md) when it was selected with `CURVATURE_CUDA=emulate` or
 /// [`Device::cuda_emulated`]. The GPU behind an ordinal is opened on first use and shared by
 /// every tensor of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,6 +1,6 @@
 //! CPU/CUDA parity: every tensor op on `Device::Cuda` equals the CPU result (the CPU backend is
 //! the specification) on seeded random inputs, in f64 (1e-12 relative) and f32 (1e-5
-//! relative, both relative to the largest magnitude of the result). Runs on a real GPU when one is present, else on the emulated GPU (DESIGN §6a);
+//! relative, both relative to the largest magnitude of the result). Runs on a real GPU when one is present, else on the emulated GPU (ARCHITECTURE.md, "The emulated GPU");
 //! with `CURVATURE_REQUIRE_GPU=1` a missing GPU fails the tests instead.
 
 use curvature_tensor::backend::{BinaryOp, TernaryOp, UnaryOp};

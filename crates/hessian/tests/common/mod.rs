@@ -4,7 +4,7 @@
 use curvature_tape::ModelFile;
 use curvature_tensor::{DType, Device, Tensor};
 
-/// The golden files (tests/data, copied from shared/golden), all float64 JAX references.
+/// The golden files in tests/data, all float64 JAX references.
 pub const GOLDEN: [&str; 4] = [
     "seed_simplenet_tanh_mse",
     "seed_linear_sigmoid_sumsq",

@@ -1,5 +1,5 @@
 //! The CUDA backend: every primitive op as a launch of the project's kernels (`kernels/*.cu`,
-//! through `curvature-kernels`) on a real GPU or on the emulated GPU of DESIGN §6a.
+//! through `curvature-kernels`) on a real GPU or on the emulated GPU (ARCHITECTURE.md).
 //!
 //! Data lives in one immutable [`GpuBuffer`] per storage (shared by clones, like the tensors
 //! above it). Shapes and strides travel to the kernels as small device arrays of `i64`; launch
