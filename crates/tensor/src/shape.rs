@@ -106,7 +106,7 @@ impl Shape {
     }
 
     /// Strides that read this shape as if broadcast to `target` (0 on broadcast dims).
-    pub fn broadcast_strides(&self, target: &Shape) -> Vec<usize> {
+    pub(crate) fn broadcast_strides(&self, target: &Shape) -> Vec<usize> {
         let own = self.strides();
         let offset = target.rank() - self.rank();
         (0..target.rank())
