@@ -3,8 +3,12 @@
 //! 1e-4 in f32), the SVG plot checked as XML against the written density, and the
 //! estimators' path on a model too large for the dense Hessian checked against `--full`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
+
+use common::data;
 
 use safetensors::{Dtype, SafeTensors};
 
@@ -16,12 +20,6 @@ const GOLDEN: [&str; 4] = [
 ];
 
 const TOL: f64 = 1e-10;
-
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(format!("{name}.safetensors"))
-}
 
 fn curvature(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_curvature"))

@@ -19,7 +19,7 @@ use curvature_tensor::{DType, Device, Tensor};
 
 use crate::nn::{Activation, Layer, Linear, Loss, Sequential};
 use crate::{Result, Var};
-pub use source::MAX_HEADER_BYTES;
+pub use source::{file_kind, MAX_HEADER_BYTES};
 use source::{Entry, Source};
 pub use text::{bounded_text, shown};
 

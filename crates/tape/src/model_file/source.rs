@@ -63,7 +63,7 @@ impl Source {
             path: shown_path.clone(),
             source,
         };
-        let regular = |meta: &std::fs::Metadata| match kind(meta) {
+        let regular = |meta: &std::fs::Metadata| match file_kind(meta) {
             None => Ok(()),
             Some(kind) => Err(ModelFileError::NotRegular {
                 path: shown_path.clone(),
@@ -224,8 +224,10 @@ fn format_error(msg: String) -> ModelFileError {
     ModelFileError::Format(msg)
 }
 
-/// What a file that is not a regular file is, for the message; `None` for a regular file.
-fn kind(meta: &std::fs::Metadata) -> Option<&'static str> {
+/// What a file that is not a regular file is, for messages ("a FIFO", "a directory", "a
+/// character device", ...); `None` for a regular file. `meta` as `std::fs::metadata` gives it,
+/// so a symbolic link is described by what it points to.
+pub fn file_kind(meta: &std::fs::Metadata) -> Option<&'static str> {
     let t = meta.file_type();
     if t.is_file() {
         return None;
