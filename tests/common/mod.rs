@@ -61,6 +61,43 @@ impl ModelFile {
         ModelFile { tensors, metadata }
     }
 
+    /// An MLP with layer `widths`, tanh between the layers, MSE, and `samples` samples, its
+    /// parameters uniform in ±1/√fan-in and its data uniform in [−1, 1) from a fixed xorshift
+    /// generator.
+    pub fn random_tanh_mlp(widths: &[usize], samples: usize) -> ModelFile {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut uniform = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        };
+        let mut tensors = Vec::new();
+        for (i, w) in widths.windows(2).enumerate() {
+            let scale = 1.0 / (w[0] as f64).sqrt();
+            let weight = (0..w[0] * w[1]).map(|_| scale * uniform()).collect();
+            let bias = (0..w[1]).map(|_| scale * uniform()).collect();
+            tensors.push((format!("{i}.weight"), vec![w[1], w[0]], weight));
+            tensors.push((format!("{i}.bias"), vec![w[1]], bias));
+        }
+        let (inputs, outputs) = (widths[0], widths[widths.len() - 1]);
+        let x = (0..samples * inputs).map(|_| uniform()).collect();
+        let y = (0..samples * outputs).map(|_| uniform()).collect();
+        tensors.push(("x".into(), vec![samples, inputs], x));
+        tensors.push(("y".into(), vec![samples, outputs], y));
+        let hidden = vec!["\"tanh\""; widths.len() - 2].join(", ");
+        let metadata = [
+            ("widths", format!("{widths:?}")),
+            ("activations", format!("[{hidden}]")),
+            ("final_activation", "None".into()),
+            ("loss", "mse".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        ModelFile { tensors, metadata }
+    }
+
     pub fn tensor(&mut self, name: &str) -> &mut (String, Vec<usize>, Vec<f64>) {
         self.tensors
             .iter_mut()
