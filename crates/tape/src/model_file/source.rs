@@ -2,7 +2,7 @@
 //! against the file's size before anything else is read, and each tensor's data read from its
 //! offset only when it is used.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use safetensors::tensor::Metadata;
 use safetensors::Dtype as FileDtype;
+use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 
 use super::text::{bounded_text, shown};
 use super::ModelFileError;
@@ -147,6 +148,9 @@ impl Source {
         let metadata: Metadata = serde_json::from_str(text).map_err(|e| {
             format_error(format!("bad header: {}", bounded_text(&e.to_string(), 160)))
         })?;
+        unique_keys(text).map_err(|e| {
+            format_error(format!("bad header: {}", bounded_text(&e.to_string(), 160)))
+        })?;
         let data_len = metadata.data_len() as u64;
         let available = file_len - after_header;
         if data_len != available {
@@ -217,6 +221,51 @@ impl Source {
             done += take;
         }
         Ok(values)
+    }
+}
+
+/// Checks that no tensor and no metadata key is named twice in the header `text` (JSON maps
+/// keep the last of equal keys, other readers may keep the first: such a file means different
+/// things to different programs).
+fn unique_keys(text: &str) -> Result<(), serde_json::Error> {
+    serde_json::Deserializer::from_str(text).deserialize_map(UniqueKeys { nested: true })
+}
+
+/// A map whose keys must differ; with `nested`, so must those of its `__metadata__` map.
+#[derive(Clone, Copy)]
+struct UniqueKeys {
+    nested: bool,
+}
+
+impl<'de> Visitor<'de> for UniqueKeys {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a map")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                return Err(A::Error::custom(format!("'{}' appears twice", shown(&key))));
+            }
+            if self.nested && key == "__metadata__" {
+                map.next_value_seed(UniqueKeys { nested: false })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+            seen.insert(key);
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for UniqueKeys {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
     }
 }
 
