@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{curvature, ModelFile};
+use common::{analyze_into, ModelFile};
 
 /// Sends `signal` to `child`.
 fn signal(child: &Child, signal: libc::c_int) {
@@ -37,15 +37,8 @@ fn interrupt_while_writing(model: &Path, sig: libc::c_int) -> bool {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("results.safetensors");
     let plot = dir.path().join("spectrum.svg");
-    let mut command = curvature(&["analyze"]);
-    command
-        .arg(model)
-        .args(["--device", "cpu", "--out"])
-        .arg(&out)
-        .arg("--plot")
-        .arg(&plot)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut command = analyze_into(model, dir.path());
+    command.stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = command.spawn().expect("starts");
     let start = Instant::now();
     let caught = loop {

@@ -218,20 +218,24 @@ pub fn rejects(bytes: &[u8], expected: &str) {
     check_rejected(&model, dir.path(), &[], expected);
 }
 
-/// Runs `analyze model --device cpu --out dir/… --plot dir/…` with `extra` arguments, checks
-/// the refusal naming `expected` and that `dir` is as it was; returns the error line.
-pub fn check_rejected(model: &Path, dir: &Path, extra: &[&str], expected: &str) -> String {
-    let out = dir.join("results.safetensors");
-    let plot = dir.join("spectrum.svg");
-    let before = listing(dir);
+/// `curvature analyze model --device cpu --out dir/results.safetensors --plot dir/spectrum.svg`.
+pub fn analyze_into(model: &Path, dir: &Path) -> Command {
     let mut command = curvature(&["analyze"]);
     command
         .arg(model)
         .args(["--device", "cpu", "--out"])
-        .arg(&out)
+        .arg(dir.join("results.safetensors"))
         .arg("--plot")
-        .arg(&plot)
-        .args(extra);
+        .arg(dir.join("spectrum.svg"));
+    command
+}
+
+/// Runs `analyze model --device cpu --out dir/… --plot dir/…` with `extra` arguments, checks
+/// the refusal naming `expected` and that `dir` is as it was; returns the error line.
+pub fn check_rejected(model: &Path, dir: &Path, extra: &[&str], expected: &str) -> String {
+    let before = listing(dir);
+    let mut command = analyze_into(model, dir);
+    command.args(extra);
     let output = run_bounded(&mut command);
     let line = assert_refused(&output);
     assert!(line.contains(expected), "expected '{expected}' in: {line}");
