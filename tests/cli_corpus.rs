@@ -6,6 +6,8 @@
 //! problem, leave nothing in the output directory, and finish within 20 s under a 4 GiB
 //! address-space limit (see `common::run_bounded`).
 
+#![cfg(unix)]
+
 mod common;
 mod corpus;
 

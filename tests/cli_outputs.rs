@@ -2,6 +2,8 @@
 //! itself, the other output, links and special files), permissions kept, the same results
 //! giving the same bytes, and standard output that is closed or full.
 
+#![cfg(unix)]
+
 mod common;
 
 use std::path::Path;
