@@ -2,10 +2,13 @@
 
 use std::time::Instant;
 
-use curvature_hessian::{probes, LinearOperator, ModelHvp, Probe};
+use curvature_hessian::{probes, HessianError, LinearOperator, ModelHvp, Probe};
 use curvature_tensor::{DType, Device};
 
 use crate::workloads::Workload;
+
+/// The most timed repetitions per measurement (`--runs`).
+pub const MAX_RUNS: u32 = 10_000;
 
 /// What `curvature bench` measures.
 #[derive(Debug, Clone)]
@@ -13,7 +16,7 @@ pub struct BenchConfig {
     pub device: Device,
     pub dtype: DType,
     pub workloads: Vec<Workload>,
-    /// Timed repetitions per measurement (the median is reported).
+    /// Timed repetitions per measurement (the median is reported), 1 to [`MAX_RUNS`].
     pub runs: usize,
 }
 
@@ -62,11 +65,17 @@ impl BenchResult {
     }
 }
 
-/// Runs one workload.
+/// Runs one workload. `config.runs` must be 1 to [`MAX_RUNS`].
 pub fn run_workload(
     workload: &Workload,
     config: &BenchConfig,
 ) -> curvature_hessian::Result<BenchResult> {
+    if config.runs == 0 || config.runs > MAX_RUNS as usize {
+        return Err(HessianError::InvalidArgument {
+            op: "run_workload",
+            msg: format!("runs is {}, expected 1 to {MAX_RUNS}", config.runs),
+        });
+    }
     crate::allocator::retain_freed_memory();
     let problem = workload.build(config.dtype, config.device)?;
     let prepare = || ModelHvp::new(&problem.model, problem.loss, &problem.x, &problem.y);
@@ -85,7 +94,7 @@ pub fn run_workload(
     let time = |f: &dyn Fn() -> curvature_hessian::Result<()>| -> curvature_hessian::Result<f64> {
         f().and_then(|()| Ok(config.device.synchronize()?))?;
         let mut times = Vec::with_capacity(config.runs);
-        for _ in 0..config.runs.max(1) {
+        for _ in 0..config.runs {
             let start = Instant::now();
             f().and_then(|()| Ok(config.device.synchronize()?))?;
             times.push(start.elapsed().as_secs_f64() * 1e3);

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use curvature::bench::MAX_RUNS;
 use curvature::tensor::{DType, Device};
 
 #[derive(Parser)]
@@ -43,9 +44,12 @@ pub struct BenchArgs {
     /// Device to run on; `auto` picks a CUDA GPU when one is present.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceChoice,
-    /// Timed repetitions per measurement (the median is reported).
-    #[arg(long, default_value_t = 10)]
-    pub runs: usize,
+    /// Timed repetitions per measurement (the median is reported), 1 to 10000.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_RUNS as i64))]
+    pub runs: u32,
+    /// Run the large workload on the CPU too (P = 42 M; each measurement takes minutes).
+    #[arg(long)]
+    pub allow_large: bool,
 }
 
 #[derive(Args, Clone)]
@@ -93,8 +97,10 @@ pub enum DeviceChoice {
 }
 
 impl DeviceChoice {
-    /// The device this choice names; `cuda` without a usable GPU is an error.
+    /// The device this choice names; `cuda` without a usable GPU is an error, and so is an
+    /// unknown value of `CURVATURE_CUDA`, whatever the choice.
     pub fn select(self) -> Result<Device, String> {
+        curvature_kernels::emulation_requested().map_err(|e| e.to_string())?;
         match self {
             DeviceChoice::Auto => Ok(Device::cuda_if_available(0)),
             DeviceChoice::Cpu => Ok(Device::Cpu),

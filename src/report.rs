@@ -1,40 +1,60 @@
-//! `curvature analyze`: runs the analysis, writes the results file and the plot (atomically,
-//! only once everything has succeeded) and prints a readable summary.
+//! `curvature analyze`: checks the destinations, runs the analysis, writes the results file
+//! and the plot (staged, then renamed into place together only once everything has succeeded)
+//! and prints a readable summary.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::analyze::{analyze, norm, output_tensors, Analysis, Method};
 use crate::cli::AnalyzeArgs;
-use crate::output::{safetensors_bytes, Staged};
+use crate::console::{print, Failure};
+use crate::output::{check_destinations, commit, Staged};
 use crate::plot::spectrum_svg;
+use crate::results_file::safetensors_bytes;
 
-pub fn run(args: &AnalyzeArgs) -> Result<(), String> {
+pub fn run(args: &AnalyzeArgs) -> Result<(), Failure> {
+    let mut outputs = Vec::new();
+    if let Some(path) = &args.out {
+        outputs.push(("--out", path.as_path()));
+    }
+    if let Some(path) = &args.plot {
+        outputs.push(("--plot", path.as_path()));
+    }
+    // Before any work: a bad destination is found in a second, not after the analysis.
+    check_destinations(&args.model, &outputs)?;
     let device = args.device.select()?;
     let analysis = analyze(args, device)?;
     let tensors = output_tensors(&analysis);
-    let mut staged = Vec::new();
+    let mut contents: Vec<(&Path, Vec<u8>)> = Vec::new();
     if let Some(path) = &args.out {
-        let bytes = safetensors_bytes(&tensors, metadata(args, &analysis))?;
-        staged.push(Staged::new(path, &bytes)?);
+        contents.push((
+            path,
+            safetensors_bytes(&tensors, &metadata(args, &analysis))?,
+        ));
     }
     if let Some(path) = &args.plot {
         let title = format!("Hessian spectrum of {}", file_name(&args.model));
         let svg = spectrum_svg(&title, &analysis.density, &analysis.top)?;
-        staged.push(Staged::new(path, svg.as_bytes())?);
+        contents.push((path, svg.into_bytes()));
     }
-    for file in staged {
-        file.commit()?;
-    }
-    print!("{}", summary(args, &analysis));
+    let staged = contents
+        .iter()
+        .map(|(path, bytes)| Staged::new(path, bytes))
+        .collect::<Result<Vec<_>, _>>()?;
+    commit(staged)?;
+    let mut text = summary(args, &analysis);
     if let Some(path) = &args.out {
         let names: Vec<&str> = tensors.iter().map(|(n, _, _)| n.as_str()).collect();
-        println!("wrote {} ({})", path.display(), names.join(", "));
+        text.push_str(&format!(
+            "wrote {} ({})\n",
+            path.display(),
+            names.join(", ")
+        ));
     }
     if let Some(path) = &args.plot {
-        println!("wrote {}", path.display());
+        text.push_str(&format!("wrote {}\n", path.display()));
     }
-    Ok(())
+    print(&text)
 }
 
 fn file_name(path: &Path) -> String {
@@ -45,8 +65,8 @@ fn file_name(path: &Path) -> String {
 }
 
 /// The results file's metadata: the model's own keys, how it ran, and how each quantity was
-/// obtained.
-fn metadata(args: &AnalyzeArgs, a: &Analysis) -> HashMap<String, String> {
+/// obtained, in key order (the same run gives the same bytes).
+fn metadata(args: &AnalyzeArgs, a: &Analysis) -> BTreeMap<String, String> {
     let m = &a.model;
     let activations: Vec<&str> = m.activations.iter().map(|x| x.name()).collect();
     let strings = |v: &[&str]| serde_json::to_string(v).unwrap_or_default();

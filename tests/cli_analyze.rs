@@ -3,8 +3,12 @@
 //! 1e-4 in f32), the SVG plot checked as XML against the written density, and the
 //! estimators' path on a model too large for the dense Hessian checked against `--full`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
+
+use common::{data, ModelFile};
 
 use safetensors::{Dtype, SafeTensors};
 
@@ -16,12 +20,6 @@ const GOLDEN: [&str; 4] = [
 ];
 
 const TOL: f64 = 1e-10;
-
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(format!("{name}.safetensors"))
-}
 
 fn curvature(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_curvature"))
@@ -235,61 +233,13 @@ fn analyze_plot_is_svg_with_density_curve_cpu() {
     assert!(svg.contains("Hessian spectrum of"));
 }
 
-/// Writes an MLP `[2, 32, 28, 1]` (P = 1049, above the dense limit of 1024) with tanh activations,
-/// 8 samples and MSE, in the golden format.
-fn write_large_model(path: &Path) {
-    let widths = [2usize, 32, 28, 1];
-    let mut tensors: Vec<(String, Vec<usize>, Vec<f64>)> = Vec::new();
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    };
-    for (i, w) in widths.windows(2).enumerate() {
-        let scale = 1.0 / (w[0] as f64).sqrt();
-        let weight = (0..w[0] * w[1]).map(|_| scale * uniform()).collect();
-        let bias = (0..w[1]).map(|_| scale * uniform()).collect();
-        tensors.push((format!("{i}.weight"), vec![w[1], w[0]], weight));
-        tensors.push((format!("{i}.bias"), vec![w[1]], bias));
-    }
-    let n = 8;
-    tensors.push((
-        "x".into(),
-        vec![n, 2],
-        (0..2 * n).map(|_| uniform()).collect(),
-    ));
-    tensors.push(("y".into(), vec![n, 1], (0..n).map(|_| uniform()).collect()));
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    let views: Vec<_> = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|((name, shape, _), b)| {
-            let view = safetensors::tensor::TensorView::new(Dtype::F64, shape.clone(), b);
-            (name.clone(), view.expect("a valid view"))
-        })
-        .collect();
-    let metadata = [
-        ("widths", "[2, 32, 28, 1]"),
-        ("activations", "[\"tanh\", \"tanh\"]"),
-        ("final_activation", "None"),
-        ("loss", "mse"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    safetensors::tensor::serialize_to_file(views, Some(metadata), path).expect("written");
-}
-
 #[test]
 fn analyze_large_model_estimates_agree_with_full_cpu() {
     let dir = tempfile::tempdir().expect("temp dir");
     let model = dir.path().join("large.safetensors");
-    write_large_model(&model);
+    // P = 1049, above the dense limit of 1024.
+    let file = ModelFile::random_tanh_mlp(&[2, 32, 28, 1], 8);
+    std::fs::write(&model, file.bytes()).expect("written");
     let model = model.to_str().expect("utf-8 path");
     let estimated = dir.path().join("estimated.safetensors");
     let full = dir.path().join("full.safetensors");

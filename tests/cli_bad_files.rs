@@ -1,115 +1,11 @@
 //! `curvature analyze` on bad model files: each gives one line on stderr naming the problem,
 //! exit code 2, no panic, and no output file (not even a partial or temporary one).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
-use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
-
-/// A model file as tensors `(name, shape, values)` and metadata, to be spoiled and written.
-struct ModelFile {
-    tensors: Vec<(String, Vec<usize>, Vec<f64>)>,
-    metadata: HashMap<String, String>,
-}
-
-impl ModelFile {
-    /// The model, data and metadata of a golden file (without the reference results).
-    fn golden() -> ModelFile {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data/mlp_4_6_5_3_tanh_sigmoid_mse.safetensors");
-        let bytes = std::fs::read(path).expect("golden file");
-        let (_, header) = SafeTensors::read_metadata(&bytes).expect("header");
-        let file = SafeTensors::deserialize(&bytes).expect("golden file parses");
-        let keep = |name: &str| name == "x" || name == "y" || name.contains('.');
-        let tensors = file
-            .tensors()
-            .into_iter()
-            .filter(|(name, _)| keep(name))
-            .map(|(name, view)| {
-                let values = view
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                    .collect();
-                (name, view.shape().to_vec(), values)
-            })
-            .collect();
-        let metadata = header.metadata().clone().expect("metadata");
-        ModelFile { tensors, metadata }
-    }
-
-    fn tensor(&mut self, name: &str) -> &mut (String, Vec<usize>, Vec<f64>) {
-        self.tensors
-            .iter_mut()
-            .find(|t| t.0 == name)
-            .expect("tensor present")
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        let data: Vec<Vec<u8>> = self
-            .tensors
-            .iter()
-            .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
-            .collect();
-        let views: Vec<_> = self
-            .tensors
-            .iter()
-            .zip(&data)
-            .map(|((name, shape, _), d)| {
-                let view = TensorView::new(Dtype::F64, shape.clone(), d).expect("valid view");
-                (name.clone(), view)
-            })
-            .collect();
-        safetensors::tensor::serialize(views, Some(self.metadata.clone())).expect("serialises")
-    }
-}
-
-/// Runs `analyze` on `bytes` written to a fresh directory with `--out` and `--plot` in the same
-/// directory; checks exit code 2, a one-line error containing `expected`, and that the
-/// directory holds nothing but the input afterwards.
-fn rejects(bytes: &[u8], expected: &str) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let model = dir.path().join("bad.safetensors");
-    std::fs::write(&model, bytes).expect("written");
-    check_rejected(&model, dir.path(), expected);
-}
-
-fn check_rejected(model: &Path, dir: &Path, expected: &str) {
-    let out = dir.join("results.safetensors");
-    let plot = dir.join("spectrum.svg");
-    let before = listing(dir);
-    let output = Command::new(env!("CARGO_BIN_EXE_curvature"))
-        .arg("analyze")
-        .arg(model)
-        .args(["--device", "cpu", "--out"])
-        .arg(&out)
-        .arg("--plot")
-        .arg(&plot)
-        .output()
-        .expect("the curvature binary runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "exit code; stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "a panic: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(
-        stderr.contains(expected),
-        "expected '{expected}' in: {stderr}"
-    );
-    assert!(output.stdout.is_empty(), "no summary on failure");
-    assert_eq!(listing(dir), before, "no output or temporary file is left");
-}
-
-fn listing(dir: &Path) -> Vec<PathBuf> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("listable")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    entries.sort();
-    entries
-}
+use common::{check_rejected, listing, rejects, ModelFile};
 
 #[test]
 fn analyze_accepts_the_unspoiled_model_cpu() {
@@ -234,6 +130,7 @@ fn analyze_rejects_missing_file_cpu() {
     check_rejected(
         &dir.path().join("absent.safetensors"),
         dir.path(),
+        &[],
         "cannot read",
     );
 }
@@ -292,4 +189,45 @@ fn analyze_rejects_overflowing_loss_cpu() {
         *w *= 1e300;
     }
     rejects(&m.bytes(), "is not finite at these parameters");
+}
+
+#[test]
+fn analyze_rejects_layers_beyond_the_widths_cpu() {
+    let mut m = ModelFile::golden();
+    m.tensors
+        .push(("3.weight".into(), vec![3, 3], vec![0.5; 9]));
+    m.tensors.push(("3.bias".into(), vec![3], vec![0.5; 3]));
+    rejects(
+        &m.bytes(),
+        "tensor '3.bias' is a layer tensor, but metadata 'widths' describes 3 layers",
+    );
+}
+
+#[test]
+fn analyze_f32_reports_a_value_beyond_f32_as_overflow_cpu() {
+    let mut m = ModelFile::golden();
+    m.tensor("1.weight").2[4] = -1e300;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = dir.path().join("big.safetensors");
+    std::fs::write(&model, m.bytes()).expect("written");
+    check_rejected(
+        &model,
+        dir.path(),
+        &["--dtype", "f32"],
+        "tensor '1.weight' has the value -1e300 at index 4, which overflows f32",
+    );
+}
+
+#[test]
+fn analyze_echoes_metadata_escaped_and_cut_cpu() {
+    let mut m = ModelFile::golden();
+    m.metadata.insert("loss".into(), "L".repeat(50 << 20));
+    rejects(&m.bytes(), &format!("unknown loss '{}…'", "L".repeat(77)));
+    let mut m = ModelFile::golden();
+    m.metadata
+        .insert("final_activation".into(), "\x1b]0;owned\x07\r\n".into());
+    rejects(
+        &m.bytes(),
+        "unknown activation '\\x1b]0;owned\\x07\\r\\n' (expected tanh or sigmoid)",
+    );
 }

@@ -106,6 +106,19 @@ pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// Whether `CURVATURE_CUDA` selects the emulated GPU: `emulate` does, unset or empty does not,
+/// and any other value is an error naming the accepted ones.
+pub fn emulation_requested() -> Result<bool, KernelError> {
+    match std::env::var_os("CURVATURE_CUDA") {
+        None => Ok(false),
+        Some(v) if v.is_empty() => Ok(false),
+        Some(v) if v == "emulate" => Ok(true),
+        Some(v) => Err(KernelError::UnknownCudaMode {
+            value: v.to_string_lossy().chars().take(40).collect(),
+        }),
+    }
+}
+
 type DeviceCache = Mutex<HashMap<(bool, usize), GpuDevice>>;
 
 fn device_cache() -> &'static DeviceCache {
@@ -135,9 +148,10 @@ fn cached(
 impl GpuDevice {
     /// Opens GPU `ordinal`. With `CURVATURE_CUDA=emulate` (and the `emulator` feature) this is
     /// the emulated GPU. Otherwise a real GPU through cudarc, after checking that libcuda and
-    /// libnvrtc can be loaded. Errors (never panics) when neither is possible.
+    /// libnvrtc can be loaded. Errors (never panics) when neither is possible, and when
+    /// `CURVATURE_CUDA` has an unknown value ([`emulation_requested`]).
     pub fn new(ordinal: usize) -> Result<GpuDevice, KernelError> {
-        if std::env::var("CURVATURE_CUDA").is_ok_and(|v| v == "emulate") {
+        if emulation_requested()? {
             return Self::emulated_ordinal(ordinal);
         }
         Self::cuda(ordinal)

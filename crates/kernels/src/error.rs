@@ -23,6 +23,12 @@ pub enum KernelError {
         "the emulated GPU is not compiled in: enable the `emulator` feature of curvature-kernels"
     )]
     NoEmulator,
+    /// `CURVATURE_CUDA` set to something other than `emulate`.
+    #[error("CURVATURE_CUDA={value:?} is not recognised: set it to `emulate` for the emulated GPU, or leave it unset for a real GPU")]
+    UnknownCudaMode {
+        /// The variable's value (its first 40 characters).
+        value: String,
+    },
     /// NVRTC rejected a source; `log` is NVRTC's program log.
     #[error("kernel source `{family}` failed to compile for {arch}:\n{log}")]
     Compile {

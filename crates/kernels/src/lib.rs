@@ -79,7 +79,7 @@ mod family;
 pub mod geometry;
 mod nvrtc;
 
-pub use device::{GpuBuffer, GpuDevice, KernelArg};
+pub use device::{emulation_requested, GpuBuffer, GpuDevice, KernelArg};
 #[cfg(feature = "emulator")]
 pub use emulator::emulated_kernel_names;
 pub use error::KernelError;

@@ -1,0 +1,401 @@
+//! Models stored as safetensors in the golden-data format: layer tensors `"{i}.weight"`
+//! `[out, in]` and `"{i}.bias"` `[out]` for layers `i = 0..L`, data `x` and `y`, and metadata
+//! `widths`, `activations`, `final_activation` and `loss` (JSON-encoded strings). Every other
+//! tensor in the file (reference results) is kept by name and read when first asked for.
+//!
+//! Reading is defensive: only regular files are opened, the header's length is checked
+//! against the file's size before the header is read, every shape is checked against the
+//! metadata before any tensor data is read, and values echoed in errors are escaped and cut
+//! short ([`bounded_text`]).
+
+mod source;
+mod text;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use curvature_tensor::{DType, Device, Tensor};
+
+use crate::nn::{Activation, Layer, Linear, Loss, Sequential};
+use crate::{Result, Var};
+pub use source::{file_kind, MAX_HEADER_BYTES};
+use source::{Entry, Source};
+pub use text::{bounded_text, shown};
+
+/// Why a model file could not be used; each message names the problem in one line, with
+/// every value taken from the file escaped and cut to a bounded length.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelFileError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// A FIFO, device, directory or socket instead of a regular file.
+    #[error("cannot read {path}: it is {kind}, not a regular file")]
+    NotRegular { path: String, kind: &'static str },
+    #[error("not a valid safetensors file: {0}")]
+    Format(String),
+    #[error("missing tensor '{0}'")]
+    MissingTensor(String),
+    #[error("tensor '{name}' has shape {}, expected {}", dims(.got), dims(.expected))]
+    WrongShape {
+        name: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+    #[error("tensor '{name}' has dtype {dtype}, expected F64 or F32")]
+    WrongDtype { name: String, dtype: String },
+    /// A tensor whose values (as f64) cannot be allocated.
+    #[error("tensor '{name}' needs {bytes} bytes as f64, more than can be allocated")]
+    TooLarge { name: String, bytes: usize },
+    #[error("metadata '{key}': {msg}")]
+    Metadata { key: String, msg: String },
+    #[error("tensor '{name}' contains a non-finite value at index {index}")]
+    NotFinite { name: String, index: usize },
+    /// A finite f64 value beyond the range of f32, when the model is read as f32.
+    #[error("tensor '{name}' has the value {value:e} at index {index}, which overflows f32 (largest {max:e})", max = f32::MAX)]
+    OverflowsF32 {
+        name: String,
+        index: usize,
+        value: f64,
+    },
+    /// A layer tensor (`{i}.weight`, `{i}.bias`) that `widths` has no layer for.
+    #[error("tensor '{name}' is a layer tensor, but metadata 'widths' describes {layers} layers")]
+    ExtraLayer { name: String, layers: usize },
+}
+
+/// A model, its data and its loss, read from a file.
+#[derive(Debug, Clone)]
+pub struct ModelFile {
+    pub widths: Vec<usize>,
+    pub activations: Vec<Activation>,
+    pub final_activation: Option<Activation>,
+    pub loss: Loss,
+    pub model: Sequential,
+    pub x: Tensor,
+    pub y: Tensor,
+    /// Every other tensor of the file, by name, read on first use.
+    extra: BTreeMap<String, Extra>,
+    source: Source,
+    dtype: DType,
+    device: Device,
+}
+
+/// A tensor of the file that is not part of the model, and its value once read.
+#[derive(Debug, Clone)]
+struct Extra {
+    entry: Entry,
+    tensor: OnceLock<Tensor>,
+}
+
+/// The metadata of the format, parsed.
+struct Meta {
+    widths: Vec<usize>,
+    activations: Vec<Activation>,
+    final_activation: Option<Activation>,
+    loss: Loss,
+}
+
+impl ModelFile {
+    /// Reads `path`, converting the model's tensors to `dtype` on `device`. Only a regular
+    /// file is opened (a FIFO, device or directory is an error, and opening never blocks);
+    /// the other tensors are read when [`ModelFile::tensor`] asks for them.
+    pub fn load(path: impl AsRef<Path>, dtype: DType, device: Device) -> Result<ModelFile> {
+        let (source, len) = Source::open(path.as_ref())?;
+        ModelFile::read(source, len, dtype, device)
+    }
+
+    /// Parses the bytes of a safetensors file.
+    pub fn from_bytes(bytes: &[u8], dtype: DType, device: Device) -> Result<ModelFile> {
+        ModelFile::read(
+            Source::Bytes(Arc::from(bytes)),
+            bytes.len() as u64,
+            dtype,
+            device,
+        )
+    }
+
+    fn read(source: Source, len: u64, dtype: DType, device: Device) -> Result<ModelFile> {
+        let header = source.header(len)?;
+        let Meta {
+            widths,
+            activations,
+            final_activation,
+            loss,
+        } = Meta::parse(&header.metadata)?;
+        let mut entries = header.tensors;
+
+        // Every shape is checked before any data is read.
+        let mut take = |name: &str, expected: Option<Vec<usize>>| {
+            let entry = entries
+                .remove(name)
+                .ok_or_else(|| ModelFileError::MissingTensor(name.to_string()))?;
+            match expected {
+                Some(expected) if expected != entry.shape => {
+                    Err(wrong_shape(name, expected, &entry.shape))
+                }
+                _ => Ok(entry),
+            }
+        };
+        let mut layer_entries = Vec::with_capacity(widths.len() - 1);
+        for (i, pair) in widths.windows(2).enumerate() {
+            let weight = take(&format!("{i}.weight"), Some(vec![pair[1], pair[0]]))?;
+            let bias = take(&format!("{i}.bias"), Some(vec![pair[1]]))?;
+            layer_entries.push((i, weight, bias));
+        }
+        let x_entry = take("x", None)?;
+        let y_entry = take("y", None)?;
+        if let Some(name) = entries.keys().find(|name| is_layer_name(name)) {
+            return Err(ModelFileError::ExtraLayer {
+                name: shown(name),
+                layers: widths.len() - 1,
+            }
+            .into());
+        }
+        let n = x_entry.shape.first().copied().unwrap_or(0);
+        if x_entry.shape != [n, widths[0]] {
+            return Err(wrong_shape("x", vec![n, widths[0]], &x_entry.shape).into());
+        }
+        let out = widths[widths.len() - 1];
+        let y_ok = match loss {
+            Loss::CrossEntropy => y_entry.shape == [n] || y_entry.shape == [n, 1],
+            Loss::Mse => y_entry.shape == [n, out],
+            Loss::SumSq => y_entry.shape.first() == Some(&n),
+        };
+        if !y_ok {
+            let expected = if loss == Loss::CrossEntropy {
+                vec![n]
+            } else {
+                vec![n, out]
+            };
+            return Err(wrong_shape("y", expected, &y_entry.shape).into());
+        }
+
+        let read = |name: &str, entry: &Entry| -> Result<(Tensor, Vec<f64>)> {
+            let values = source.values(name, entry)?;
+            check_values(name, &values, dtype)?;
+            let tensor = Tensor::from_f64s(&values, entry.shape.clone(), dtype, device)?;
+            Ok((tensor, values))
+        };
+        let mut layers = Vec::with_capacity(2 * layer_entries.len());
+        for (i, weight, bias) in &layer_entries {
+            let (weight, _) = read(&format!("{i}.weight"), weight)?;
+            let (bias, _) = read(&format!("{i}.bias"), bias)?;
+            layers.push(Layer::Linear(Linear { weight, bias }));
+            let act = if i + 2 < widths.len() {
+                Some(activations[*i])
+            } else {
+                final_activation
+            };
+            if let Some(act) = act {
+                layers.push(Layer::Activation(act));
+            }
+        }
+        let (x, _) = read("x", &x_entry)?;
+        let (y, labels) = read("y", &y_entry)?;
+        if loss == Loss::CrossEntropy {
+            check_labels(&labels, out)?;
+        }
+        let extra = entries
+            .into_iter()
+            .map(|(name, entry)| {
+                let tensor = OnceLock::new();
+                (name, Extra { entry, tensor })
+            })
+            .collect();
+        Ok(ModelFile {
+            widths,
+            activations,
+            final_activation,
+            loss,
+            model: Sequential::new(layers),
+            x,
+            y,
+            extra,
+            source,
+            dtype,
+            device,
+        })
+    }
+
+    /// A reference tensor of the file by name, read from the file (and converted to the
+    /// model's dtype and device) on first use.
+    pub fn tensor(&self, name: &str) -> Result<&Tensor> {
+        let extra = self
+            .extra
+            .get(name)
+            .ok_or_else(|| ModelFileError::MissingTensor(shown(name)))?;
+        if let Some(tensor) = extra.tensor.get() {
+            return Ok(tensor);
+        }
+        let values = self.source.values(name, &extra.entry)?;
+        let tensor =
+            Tensor::from_f64s(&values, extra.entry.shape.clone(), self.dtype, self.device)?;
+        Ok(extra.tensor.get_or_init(|| tensor))
+    }
+
+    /// The names of the file's tensors that are not part of the model, in order.
+    pub fn extra_names(&self) -> impl Iterator<Item = &str> {
+        self.extra.keys().map(String::as_str)
+    }
+
+    /// The loss as a function of the flat parameter vector θ (on θ's tape).
+    pub fn loss_of(&self, theta: &Var) -> Result<Var> {
+        let x = theta.constant(self.x.clone());
+        let out = self.model.forward_flat(theta, &x)?;
+        self.loss.compute(&out, &self.y)
+    }
+}
+
+impl Meta {
+    fn parse(meta: &HashMap<String, String>) -> std::result::Result<Meta, ModelFileError> {
+        let widths: Vec<usize> = parse_json(meta, "widths")?;
+        let activation_names: Vec<String> = parse_json(meta, "activations")?;
+        let final_name = meta
+            .get("final_activation")
+            .map(String::as_str)
+            .unwrap_or("None");
+        let loss_name = meta
+            .get("loss")
+            .ok_or_else(|| metadata_error("loss", "missing"))?;
+        if widths.len() < 2 || widths.contains(&0) {
+            let msg = format!("{} needs at least 2 positive widths", dims(&widths));
+            return Err(metadata_error("widths", &msg));
+        }
+        if activation_names.len() != widths.len() - 2 {
+            let msg = format!(
+                "{} entries for {} hidden layers",
+                activation_names.len(),
+                widths.len() - 2
+            );
+            return Err(metadata_error("activations", &msg));
+        }
+        let activations = activation_names
+            .iter()
+            .map(|a| parse_name(a, "activations"))
+            .collect::<std::result::Result<Vec<Activation>, _>>()?;
+        let final_activation = match final_name {
+            "None" | "none" | "" => None,
+            other => Some(parse_name(other, "final_activation")?),
+        };
+        let loss = parse_name(loss_name, "loss")?;
+        Ok(Meta {
+            widths,
+            activations,
+            final_activation,
+            loss,
+        })
+    }
+}
+
+/// Parses a name from the metadata. The parser's error echoes what it was given, so it is
+/// given the escaped and shortened name: a name that needs escaping or shortening is not a
+/// valid one either, and a valid name is its own [`shown`] form.
+fn parse_name<T: std::str::FromStr<Err = String>>(
+    raw: &str,
+    key: &str,
+) -> std::result::Result<T, ModelFileError> {
+    shown(raw)
+        .parse()
+        .map_err(|msg: String| metadata_error(key, &msg))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(
+    meta: &HashMap<String, String>,
+    key: &str,
+) -> std::result::Result<T, ModelFileError> {
+    let raw = meta
+        .get(key)
+        .ok_or_else(|| metadata_error(key, "missing"))?;
+    serde_json::from_str(raw).map_err(|e| {
+        let e = bounded_text(&e.to_string(), 120);
+        metadata_error(key, &format!("cannot parse \"{}\": {e}", shown(raw)))
+    })
+}
+
+fn metadata_error(key: &str, msg: &str) -> ModelFileError {
+    ModelFileError::Metadata {
+        key: key.to_string(),
+        msg: msg.to_string(),
+    }
+}
+
+fn wrong_shape(name: &str, expected: Vec<usize>, got: &[usize]) -> ModelFileError {
+    ModelFileError::WrongShape {
+        name: name.to_string(),
+        expected,
+        got: got.to_vec(),
+    }
+}
+
+/// A list of sizes as `[3, 2]`, shortened like every echoed value.
+fn dims(sizes: &[usize]) -> String {
+    shown(&format!("{sizes:?}"))
+}
+
+/// Whether `name` is a layer tensor of the format: digits, then `.weight` or `.bias`.
+fn is_layer_name(name: &str) -> bool {
+    match name.split_once('.') {
+        Some((index, kind)) => {
+            !index.is_empty()
+                && index.bytes().all(|b| b.is_ascii_digit())
+                && (kind == "weight" || kind == "bias")
+        }
+        None => false,
+    }
+}
+
+/// Every value finite, and within f32's range when the model is read as f32.
+fn check_values(
+    name: &str,
+    values: &[f64],
+    dtype: DType,
+) -> std::result::Result<(), ModelFileError> {
+    for (index, &value) in values.iter().enumerate() {
+        if !value.is_finite() {
+            return Err(ModelFileError::NotFinite {
+                name: name.to_string(),
+                index,
+            });
+        }
+        if dtype == DType::F32 && (value as f32).is_infinite() {
+            return Err(ModelFileError::OverflowsF32 {
+                name: name.to_string(),
+                index,
+                value,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Cross-entropy labels: non-negative integers below the number of classes.
+fn check_labels(labels: &[f64], classes: usize) -> std::result::Result<(), ModelFileError> {
+    for &label in labels {
+        if label < 0.0 || label.fract() != 0.0 {
+            let msg = format!("label {} is not a non-negative integer", number(label));
+            return Err(metadata_error("y", &msg));
+        }
+        if label >= classes as f64 {
+            let msg = format!("label {} is not below the {classes} classes", number(label));
+            return Err(metadata_error("y", &msg));
+        }
+    }
+    Ok(())
+}
+
+/// A number as `Display` writes it when that is short, in scientific notation otherwise
+/// (`Display` writes 1e300 with 301 digits).
+fn number(value: f64) -> String {
+    let plain = value.to_string();
+    if plain.len() <= 24 {
+        plain
+    } else {
+        format!("{value:e}")
+    }
+}
+
+#[cfg(test)]
+mod tests;
