@@ -85,7 +85,7 @@ impl Storage {
     /// A host copy of the data (a download from a GPU).
     pub fn to_cpu(&self) -> Result<CpuStorage> {
         match self {
-            Storage::Cpu(s) => Ok(s.clone()),
+            Storage::Cpu(s) => s.try_clone(),
             Storage::Cuda(s) => s.to_cpu(),
         }
     }

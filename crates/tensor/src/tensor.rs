@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::cpu::{try_filled, try_vec, CpuStorage};
+use crate::cpu::{try_copy, try_filled, try_vec, CpuStorage};
 use crate::storage::Storage;
 use crate::{DType, Device, Element, IntoShape, Result, Shape, TensorError};
 
@@ -192,15 +192,20 @@ impl Tensor {
 
     /// The values as host `T`; errors if `T` is not the tensor's dtype.
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
-        let cpu = self.storage.to_cpu()?;
-        match T::slice(&cpu) {
-            Some(values) => Ok(values.to_vec()),
-            None => Err(TensorError::WrongElementType {
-                op: "to_vec",
-                actual: self.dtype(),
-                requested: T::DTYPE,
-            }),
-        }
+        let wrong_type = || TensorError::WrongElementType {
+            op: "to_vec",
+            actual: self.dtype(),
+            requested: T::DTYPE,
+        };
+        let downloaded;
+        let cpu = match self.storage.as_ref() {
+            Storage::Cpu(cpu) => cpu,
+            Storage::Cuda(gpu) => {
+                downloaded = gpu.to_cpu()?;
+                &downloaded
+            }
+        };
+        try_copy("to_vec", T::slice(cpu).ok_or_else(wrong_type)?)
     }
 
     /// The values of a CPU tensor, borrowed without a copy; errors if the tensor lives on a GPU

@@ -34,6 +34,13 @@ pub(crate) fn try_filled<T: Element>(op: &'static str, len: usize, value: T) -> 
     Ok(out)
 }
 
+/// A fallibly allocated copy of `values` (see [`try_vec`]).
+pub(crate) fn try_copy<T: Element>(op: &'static str, values: &[T]) -> Result<Vec<T>> {
+    let mut out = try_vec(op, values.len())?;
+    out.extend_from_slice(values);
+    Ok(out)
+}
+
 /// `values` converted to `T` in a fallibly allocated vector (see [`try_vec`]).
 fn try_convert<T: Element, S: Element>(op: &'static str, values: &[S]) -> Result<Vec<T>> {
     let mut out = try_vec(op, values.len())?;
@@ -72,6 +79,14 @@ impl CpuStorage {
         Ok(match dtype {
             DType::F32 => CpuStorage::F32(try_convert("from_f64s", values)?),
             DType::F64 => CpuStorage::F64(try_convert("from_f64s", values)?),
+        })
+    }
+
+    /// A copy of the data, or [`TensorError::OutOfMemory`].
+    pub fn try_clone(&self) -> Result<CpuStorage> {
+        Ok(match self {
+            CpuStorage::F32(v) => CpuStorage::F32(try_copy("copy", v)?),
+            CpuStorage::F64(v) => CpuStorage::F64(try_copy("copy", v)?),
         })
     }
 
