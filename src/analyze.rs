@@ -185,6 +185,7 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
             seed: args.seed,
             grid_points: GRID_POINTS,
             sigma,
+            ..SlqOptions::default()
         };
         spectral_density(&step.track(&op), &options).map_err(numeric)?
     };

@@ -1,13 +1,19 @@
-//! `hessian` of a P = 10,000 function holds the output plus O(chunk × P): the chunk size comes
-//! from the memory budget, no operator call sees more rows than that, and a counting allocator
-//! (this test binary's global allocator, one test so nothing else runs beside it) bounds the
-//! peak heap.
+//! Peak heap, measured by a counting allocator (this test binary's global allocator; the tests
+//! take a lock so that nothing runs beside the one measuring):
+//! - `hessian` of a P = 10,000 function holds the output plus O(chunk × P): the chunk size
+//!   comes from the memory budget, and no operator call sees more rows than that;
+//! - SLQ holds O(block × steps × P) whatever the number of probes, and Lanczos one basis plus
+//!   a block, both within what their `memory_bytes` announce.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
-use curvature_hessian::{hessian_of, HessianOptions, LinearOperator, PreparedHvp, Result};
+use curvature_hessian::{
+    hessian_of, spectral_density, top_eigenvalues, HessianOptions, LanczosOptions, LinearOperator,
+    PreparedHvp, Result, SlqOptions,
+};
 use curvature_tensor::{DType, Device, Tensor};
 
 struct Counting;
@@ -54,6 +60,17 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// Held by each test, so that one test's allocations never count in another's peak.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// `f()` and the peak heap above the current level while it ran.
+fn peak_of<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let baseline = CURRENT.load(Ordering::SeqCst);
+    PEAK.store(baseline, Ordering::SeqCst);
+    let result = f();
+    (result, PEAK.load(Ordering::SeqCst) - baseline)
+}
+
 /// Wraps an operator, recording how often it is called and the largest batch it receives.
 struct CountingOperator<O> {
     inner: O,
@@ -80,6 +97,7 @@ impl<O: LinearOperator> LinearOperator for CountingOperator<O> {
 
 #[test]
 fn hessian_of_ten_thousand_parameters_is_chunked_by_the_budget_cpu() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const P: usize = 10_000;
     const CHUNK: usize = 64;
     // f(x) = Σ cᵢ·xᵢ², whose Hessian is diag(2c); f32 keeps the 10⁸-entry output at 400 MB.
@@ -135,4 +153,93 @@ fn hessian_of_ten_thousand_parameters_is_chunked_by_the_budget_cpu() {
             assert!(v == want, "H[{i}, {j}] = {v}, want {want}");
         }
     }
+}
+
+/// diag(d) as an operator: each row of V scaled elementwise (one `[K, dim]` result per call).
+struct Diagonal(Tensor);
+
+impl LinearOperator for Diagonal {
+    fn dim(&self) -> usize {
+        self.0.elem_count()
+    }
+    fn dtype(&self) -> DType {
+        self.0.dtype()
+    }
+    fn device(&self) -> Device {
+        self.0.device()
+    }
+    fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
+        Ok(v.mul(&self.0)?)
+    }
+}
+
+fn diagonal(dim: usize) -> Diagonal {
+    let d: Vec<f64> = (0..dim).map(|i| 1.0 + (i % 97) as f64 / 7.0).collect();
+    Diagonal(Tensor::from_f64s(&d, [dim], DType::F64, Device::Cpu).unwrap())
+}
+
+#[test]
+fn slq_memory_is_one_block_of_bases_whatever_the_probe_count_cpu() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const P: usize = 20_000;
+    let (probes, steps) = (12, 40);
+    let op = diagonal(P);
+    let base = SlqOptions {
+        probes,
+        steps,
+        sigma: 0.1,
+        ..SlqOptions::default()
+    };
+    // The smallest budget that holds a block of three recurrences.
+    let budget = (0..)
+        .map(|i| i << 16)
+        .find(|&b| {
+            let o = SlqOptions {
+                memory_budget_bytes: b,
+                ..base
+            };
+            o.block_probes(P, DType::F64) == 3
+        })
+        .unwrap();
+    let options = SlqOptions {
+        memory_budget_bytes: budget,
+        ..base
+    };
+    let announced = options.memory_bytes(P, DType::F64).unwrap();
+    let (slq, peak) = peak_of(|| spectral_density(&op, &options).unwrap());
+    assert_eq!(slq.nodes.len(), probes);
+    // The operator's own share: its [block, P] result.
+    let operator = 3 * P * 8;
+    let all_bases = probes * (steps + 1) * P * 8;
+    println!("SLQ peak {peak} bytes, announced {announced}, unblocked bases {all_bases}");
+    assert!(
+        peak <= announced + operator,
+        "peak {peak} > announced {announced} + {operator}"
+    );
+    assert!(
+        announced <= all_bases / 2,
+        "announced {announced} is not a block's worth"
+    );
+}
+
+#[test]
+fn lanczos_memory_is_one_basis_plus_a_block_cpu() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const P: usize = 20_000;
+    let op = diagonal(P);
+    // tol = 0 never converges, so all 60 steps run and the basis reaches 61 vectors.
+    let options = LanczosOptions {
+        k: 2,
+        tol: 0.0,
+        max_iter: 60,
+        ..LanczosOptions::default()
+    };
+    let announced = options.memory_bytes(P, DType::F64).unwrap();
+    let (eig, peak) = peak_of(|| top_eigenvalues(&op, &options).unwrap());
+    assert_eq!(eig.iterations, 60);
+    let basis = 61 * P * 8;
+    println!("Lanczos peak {peak} bytes, announced {announced}, basis {basis}");
+    assert!(peak <= announced, "peak {peak} > announced {announced}");
+    // No second copy of the basis (a transposed copy or a re-concatenation) is ever made.
+    assert!(peak <= basis * 3 / 2, "peak {peak} for a basis of {basis}");
 }
