@@ -67,7 +67,7 @@ pub use error::{format_bytes, HessianError, Result};
 pub use functional::{hessian, hvp, hvp_batch, output_hessian};
 pub use krylov::MAX_KRYLOV_STEPS;
 pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, Which};
-pub use mlp::{MlpHvp, MlpStrategy, ModelHvp};
+pub use mlp::{MlpHvp, MlpMemory, MlpStrategy, ModelHvp};
 pub use model::{loss_hessian, model_hessian, per_sample_hessian};
 pub use operator::{apply, LinearOperator, PreparedHvp};
 pub use probes::{probes, Probe, MAX_PROBES};

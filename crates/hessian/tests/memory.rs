@@ -3,7 +3,8 @@
 //! - `hessian` of a P = 10,000 function holds the output plus O(chunk × P): the chunk size
 //!   comes from the memory budget, and no operator call sees more rows than that;
 //! - SLQ holds O(block × steps × P) whatever the number of probes, and Lanczos one basis plus
-//!   a block, both within what their `memory_bytes` announce.
+//!   a block, both within what their `memory_bytes` announce;
+//! - the fused MLP operator stays within what [`MlpMemory`] announces.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -11,9 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use curvature_hessian::{
-    hessian_of, spectral_density, top_eigenvalues, HessianOptions, LanczosOptions, LinearOperator,
-    PreparedHvp, Result, SlqOptions,
+    hessian_of, probes, spectral_density, top_eigenvalues, HessianOptions, LanczosOptions,
+    LinearOperator, MlpHvp, MlpMemory, PreparedHvp, Probe, Result, SlqOptions,
 };
+use curvature_tape::nn::{Activation, Loss, Sequential};
 use curvature_tensor::{DType, Device, Tensor};
 
 struct Counting;
@@ -242,4 +244,65 @@ fn lanczos_memory_is_one_basis_plus_a_block_cpu() {
     assert!(peak <= announced, "peak {peak} > announced {announced}");
     // No second copy of the basis (a transposed copy or a re-concatenation) is ever made.
     assert!(peak <= basis * 3 / 2, "peak {peak} for a basis of {basis}");
+}
+
+#[test]
+fn fused_mlp_stays_within_its_announced_memory_cpu() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Wide layers (the wide sweep) and a small model with many directions (the narrow one).
+    for (widths, samples, k) in [
+        (&[16, 384, 384, 4][..], 256, 3),
+        (&[1, 10, 10, 1][..], 300, 32),
+    ] {
+        let hidden = vec![Activation::Tanh; widths.len() - 2];
+        let model = Sequential::mlp(widths, &hidden, None, DType::F64, Device::Cpu, 1).unwrap();
+        let (inputs, outputs) = (widths[0], widths[widths.len() - 1]);
+        let x = probes(samples, inputs, Probe::Gaussian, 1, DType::F64, Device::Cpu).unwrap();
+        let y = probes(
+            samples,
+            outputs,
+            Probe::Gaussian,
+            2,
+            DType::F64,
+            Device::Cpu,
+        )
+        .unwrap();
+        let plan = MlpMemory::new(widths, samples, DType::F64).unwrap();
+        assert_eq!(plan.params(), model.num_params());
+        let (op, built) = peak_of(|| MlpHvp::new(&model, Loss::Mse, &x, &y).unwrap());
+        let v = probes(
+            k,
+            plan.params(),
+            Probe::Gaussian,
+            3,
+            DType::F64,
+            Device::Cpu,
+        )
+        .unwrap();
+        let (_, batch) = peak_of(|| op.apply_batch(&v).unwrap());
+        let (held, construction) = (
+            plan.held_bytes().unwrap(),
+            plan.construction_bytes().unwrap(),
+        );
+        let announced_batch = plan.batch_bytes(k).unwrap();
+        println!(
+            "{widths:?}: primal peak {built} (announced {construction}, held {held}), \
+             batch of {k} peak {batch} (announced {announced_batch})"
+        );
+        assert!(
+            built <= construction,
+            "{widths:?}: primal {built} > {construction}"
+        );
+        assert!(
+            batch <= announced_batch,
+            "{widths:?}: batch {batch} > {announced_batch}"
+        );
+        // The held figure is what the operator really keeps, not a loose bound: every byte of
+        // it is allocated while the primal pass runs (the softmax term aside, absent for MSE).
+        let probs = samples * outputs * 8;
+        assert!(
+            built + probs >= held,
+            "{widths:?}: held {held} above the primal peak {built}"
+        );
+    }
 }
