@@ -64,7 +64,7 @@ pub(crate) fn orthonormal_rows(op: &'static str, y: &Tensor) -> Result<Option<Te
     let mut q = y.clone();
     for _ in 0..2 {
         let k = q.dims()[0];
-        let gram = q.matmul(&q.t()?)?.to_f64s()?;
+        let gram = q.matmul_transposed(&q, false, true)?.to_f64s()?;
         let (values, vectors) = symmetric_eigen(op, k, &gram)?;
         let largest = values.last().copied().unwrap_or(0.0);
         let eps = match q.dtype() {

@@ -75,7 +75,8 @@ fn sum_over_probes<O: LinearOperator + ?Sized>(
 ///
 /// The sketch cannot usefully exceed the dimension (k = dim already spans the whole space and
 /// makes the estimate exact), so a budget above `3 · dim + 2` is an error, as is one below 3.
-/// The sketch and the remaining probes are held at once: about `matvecs · dim` elements.
+/// Memory: a few `[matvecs / 3, dim]` blocks at a time (the sketch, its products, Q and the
+/// remaining probes with their projections).
 pub fn trace_hutchpp<O: LinearOperator + ?Sized>(op: &O, matvecs: usize, seed: u64) -> Result<f64> {
     const OP: &str = "trace_hutchpp";
     let dim = op.dim();
@@ -99,13 +100,20 @@ pub fn trace_hutchpp<O: LinearOperator + ?Sized>(op: &O, matvecs: usize, seed: u
     }
     let rest = matvecs - 2 * sketch;
     let mut stream = ProbeStream::new(OP, Probe::Rademacher, seed, dim, op.dtype(), op.device());
-    let s = stream.next(sketch)?;
+    // The sketch and its products are dropped once Q is formed; the rest is drawn after it,
+    // as row `sketch..` of the same stream.
+    let q = {
+        let s = stream.next(sketch)?;
+        let y = apply_chunked(op, &s)?;
+        drop(s);
+        orthonormal_rows(OP, &y)?
+    };
     let g = stream.next(rest)?;
-    let q = orthonormal_rows(OP, &apply_chunked(op, &s)?)?;
     let (top, g) = match q {
         Some(q) => {
             let top = q.mul(&apply_chunked(op, &q)?)?.sum_all()?;
-            let projected = g.sub(&g.matmul(&q.t()?)?.matmul(&q)?)?;
+            let coefficients = g.matmul_transposed(&q, false, true)?;
+            let projected = g.sub(&coefficients.matmul(&q)?)?;
             (top.to_scalar()?, projected)
         }
         None => (0.0, g),

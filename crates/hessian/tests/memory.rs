@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use curvature_hessian::{
-    hessian_of, probes, spectral_density, top_eigenvalues, HessianOptions, LanczosOptions,
-    LinearOperator, MlpHvp, MlpMemory, PreparedHvp, Probe, Result, SlqOptions,
+    hessian_of, probes, spectral_density, top_eigenvalues, trace_hutchpp, HessianOptions,
+    LanczosOptions, LinearOperator, MlpHvp, MlpMemory, PreparedHvp, Probe, Result, SlqOptions,
 };
 use curvature_tape::nn::{Activation, Loss, Sequential};
 use curvature_tensor::{DType, Device, Tensor};
@@ -244,6 +244,21 @@ fn lanczos_memory_is_one_basis_plus_a_block_cpu() {
     assert!(peak <= announced, "peak {peak} > announced {announced}");
     // No second copy of the basis (a transposed copy or a re-concatenation) is ever made.
     assert!(peak <= basis * 3 / 2, "peak {peak} for a basis of {basis}");
+}
+
+#[test]
+fn hutchpp_holds_a_few_sketch_blocks_cpu() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const P: usize = 20_000;
+    let op = diagonal(P);
+    let sketch = 40;
+    let (trace, peak) = peak_of(|| trace_hutchpp(&op, 3 * sketch, 5).unwrap());
+    assert!(trace.is_finite());
+    // Five [sketch, P] blocks on the device and the host's f64 draw of one (what `analyze`
+    // plans for Hutch++); the operator's products are part of the five.
+    let bound = sketch * P * (5 * 8 + 8);
+    println!("Hutch++ peak {peak} bytes, bound {bound}");
+    assert!(peak <= bound, "peak {peak} > {bound}");
 }
 
 #[test]
