@@ -2,14 +2,12 @@
 
 mod common;
 
-use common::{dot, load, matvec, GOLDEN};
+use common::{dot, load, matvec, Diagonal, Recorded, GOLDEN};
 use curvature_hessian::{
     hessian_diagonal_hutchinson, probes, spectral_density, top_eigenvalues, trace_hutchinson,
-    trace_hutchpp, LanczosOptions, LinearOperator, PreparedHvp, Probe, Result, SlqOptions, Which,
-    MAX_SIGMA, MIN_SIGMA,
+    trace_hutchpp, LanczosOptions, PreparedHvp, Probe, SlqOptions, Which, MAX_SIGMA, MIN_SIGMA,
 };
 use curvature_tensor::{DType, Device, Tensor};
-use std::cell::RefCell;
 
 fn prepared(name: &str) -> (Vec<f64>, usize, PreparedHvp) {
     let file = load(name);
@@ -149,29 +147,11 @@ fn lanczos_eigenvectors_are_unit_residual_free_and_orthogonal_cpu() {
     }
 }
 
-/// diag(d) as an operator: each row of V scaled elementwise.
-struct Diagonal(Tensor);
-
-impl LinearOperator for Diagonal {
-    fn dim(&self) -> usize {
-        self.0.elem_count()
-    }
-    fn dtype(&self) -> DType {
-        self.0.dtype()
-    }
-    fn device(&self) -> Device {
-        self.0.device()
-    }
-    fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
-        Ok(v.mul(&self.0)?)
-    }
-}
-
 #[test]
 fn lanczos_by_value_and_by_magnitude_on_a_known_spectrum_cpu() {
     let mut d: Vec<f64> = (1..=49).map(|i| i as f64 / 7.0).collect();
     d.push(-100.0);
-    let op = Diagonal(Tensor::from_f64s(&d, [50], DType::F64, Device::Cpu).unwrap());
+    let op = Diagonal::new(&d);
     let base = LanczosOptions {
         k: 2,
         tol: 1e-12,
@@ -333,7 +313,7 @@ fn lanczos_restarts_find_a_repeated_top_eigenvalue_cpu() {
     // A Krylov space holds one vector per distinct eigenvalue: the first recurrence becomes
     // invariant after 5 steps, and the restarts orthogonal to it find the other copies of 5.
     let d = [5.0, 1.0, 5.0, 2.0, 3.0, 5.0, 4.0];
-    let op = Diagonal(Tensor::from_f64s(&d, [7], DType::F64, Device::Cpu).unwrap());
+    let op = Diagonal::new(&d);
     let options = LanczosOptions {
         k: 3,
         tol: 1e-12,
@@ -345,28 +325,6 @@ fn lanczos_restarts_find_a_repeated_top_eigenvalue_cpu() {
     }
     assert!(eig.converged);
     assert_eq!(eig.iterations, 7);
-}
-
-/// An operator recording the batch size of every call.
-struct Batches<'a, O> {
-    inner: &'a O,
-    sizes: RefCell<Vec<usize>>,
-}
-
-impl<O: LinearOperator> LinearOperator for Batches<'_, O> {
-    fn dim(&self) -> usize {
-        self.inner.dim()
-    }
-    fn dtype(&self) -> DType {
-        self.inner.dtype()
-    }
-    fn device(&self) -> Device {
-        self.inner.device()
-    }
-    fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
-        self.sizes.borrow_mut().push(v.dims()[0]);
-        self.inner.apply_batch(v)
-    }
 }
 
 #[test]
@@ -407,10 +365,7 @@ fn slq_in_probe_blocks_equals_one_block_to_1e_12_cpu() {
             ..base
         };
         assert_eq!(options.block_probes(p, DType::F64), block);
-        let recorded = Batches {
-            inner: &op,
-            sizes: RefCell::new(Vec::new()),
-        };
+        let recorded = Recorded::new(&op);
         let slq = spectral_density(&recorded, &options).unwrap();
         // The probes ran in blocks of `block` rows (the last block holds the rest).
         let sizes = recorded.sizes.borrow();
@@ -459,7 +414,7 @@ fn density_at_extreme_sigmas_is_finite_and_matches_the_formula_cpu() {
     // diag(1, 2, 3) with the basis probes: probe i's Krylov space is invariant after one step,
     // so it has the single node dᵢ with weight 1, and φ(t) = (1/3) Σᵢ N(t; dᵢ, σ²) exactly.
     let d = [1.0, 2.0, 3.0];
-    let op = Diagonal(Tensor::from_f64s(&d, [3], DType::F64, Device::Cpu).unwrap());
+    let op = Diagonal::new(&d);
     for sigma in [MIN_SIGMA, 1e-3, 1.0, MAX_SIGMA] {
         let options = SlqOptions {
             probes: 3,
@@ -497,7 +452,7 @@ fn density_at_extreme_sigmas_is_finite_and_matches_the_formula_cpu() {
         }
     }
     // Nodes at ±1e308: the grid's width overflows f64, its points do not.
-    let op = Diagonal(Tensor::from_f64s(&[-1e308, 1e308], [2], DType::F64, Device::Cpu).unwrap());
+    let op = Diagonal::new(&[-1e308, 1e308]);
     let options = SlqOptions {
         probes: 2,
         probe: Probe::Basis,

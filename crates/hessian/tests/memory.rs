@@ -6,14 +6,16 @@
 //!   a block, both within what their `memory_bytes` announce;
 //! - the fused MLP operator stays within what [`MlpMemory`] announces.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use common::{Diagonal, Recorded};
 use curvature_hessian::{
     hessian_of, probes, spectral_density, top_eigenvalues, trace_hutchpp, HessianOptions,
-    LanczosOptions, LinearOperator, MlpHvp, MlpMemory, PreparedHvp, Probe, Result, SlqOptions,
+    LanczosOptions, LinearOperator, MlpHvp, MlpMemory, PreparedHvp, Probe, SlqOptions,
 };
 use curvature_tape::nn::{Activation, Loss, Sequential};
 use curvature_tensor::{DType, Device, Tensor};
@@ -73,30 +75,6 @@ fn peak_of<R>(f: impl FnOnce() -> R) -> (R, usize) {
     (result, PEAK.load(Ordering::SeqCst) - baseline)
 }
 
-/// Wraps an operator, recording how often it is called and the largest batch it receives.
-struct CountingOperator<O> {
-    inner: O,
-    calls: Cell<usize>,
-    max_rows: Cell<usize>,
-}
-
-impl<O: LinearOperator> LinearOperator for CountingOperator<O> {
-    fn dim(&self) -> usize {
-        self.inner.dim()
-    }
-    fn dtype(&self) -> DType {
-        self.inner.dtype()
-    }
-    fn device(&self) -> Device {
-        self.inner.device()
-    }
-    fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
-        self.calls.set(self.calls.get() + 1);
-        self.max_rows.set(self.max_rows.get().max(v.dims()[0]));
-        self.inner.apply_batch(v)
-    }
-}
-
 #[test]
 fn hessian_of_ten_thousand_parameters_is_chunked_by_the_budget_cpu() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -115,11 +93,7 @@ fn hessian_of_ten_thousand_parameters_is_chunked_by_the_budget_cpu() {
         &[x],
     )
     .unwrap();
-    let op = CountingOperator {
-        inner,
-        calls: Cell::new(0),
-        max_rows: Cell::new(0),
-    };
+    let op = Recorded::new(&inner);
     let chunk_bytes = 2 * CHUNK * P * 4;
     let options = HessianOptions {
         memory_budget_bytes: chunk_bytes + 100,
@@ -133,12 +107,9 @@ fn hessian_of_ten_thousand_parameters_is_chunked_by_the_budget_cpu() {
     let h = hessian_of(&op, &options).unwrap();
     let peak = PEAK.load(Ordering::SeqCst) - baseline;
 
-    assert_eq!(op.calls.get(), P.div_ceil(CHUNK));
-    assert!(
-        op.max_rows.get() <= CHUNK,
-        "a call got {} rows",
-        op.max_rows.get()
-    );
+    let sizes = op.sizes.borrow();
+    assert_eq!(sizes.len(), P.div_ceil(CHUNK));
+    assert!(sizes.iter().all(|&rows| rows <= CHUNK), "{sizes:?}");
     // Besides the output: the f64 identity chunk built on the host, its f32 upload, the sweep's
     // few [chunk, P] intermediates and the host copy of one result — a small multiple of a chunk.
     let allowance = 16 * CHUNK * P * 8;
@@ -157,27 +128,9 @@ fn hessian_of_ten_thousand_parameters_is_chunked_by_the_budget_cpu() {
     }
 }
 
-/// diag(d) as an operator: each row of V scaled elementwise (one `[K, dim]` result per call).
-struct Diagonal(Tensor);
-
-impl LinearOperator for Diagonal {
-    fn dim(&self) -> usize {
-        self.0.elem_count()
-    }
-    fn dtype(&self) -> DType {
-        self.0.dtype()
-    }
-    fn device(&self) -> Device {
-        self.0.device()
-    }
-    fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
-        Ok(v.mul(&self.0)?)
-    }
-}
-
 fn diagonal(dim: usize) -> Diagonal {
     let d: Vec<f64> = (0..dim).map(|i| 1.0 + (i % 97) as f64 / 7.0).collect();
-    Diagonal(Tensor::from_f64s(&d, [dim], DType::F64, Device::Cpu).unwrap())
+    Diagonal::new(&d)
 }
 
 #[test]

@@ -146,6 +146,8 @@ pub(crate) fn has_vector_units() -> bool {
 pub(crate) fn with_vector_units<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
+        /// # Safety
+        /// The CPU must have AVX2 and FMA.
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
             f()

@@ -119,6 +119,8 @@ fn accumulate_samples<T: Element>(
     let mut workspace = Workspace::new(net, width)?;
     #[cfg(target_arch = "x86_64")]
     {
+        /// # Safety
+        /// The CPU must have AVX2 and FMA.
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2<T: Element>(
             net: &Network<T>,
