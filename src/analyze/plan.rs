@@ -43,10 +43,15 @@ pub struct Sizes {
 
 impl Sizes {
     /// The sizes from the file's safetensors header alone, without reading the tensors;
-    /// `None` when the header cannot be understood (the loader then reports why).
+    /// `None` when the path is not a regular file (a FIFO is never opened, so never waited
+    /// on) or the header cannot be understood: the loader then reports why.
     pub fn from_header(path: &Path) -> Option<Sizes> {
+        let metadata = std::fs::metadata(path).ok()?;
+        if !metadata.is_file() {
+            return None;
+        }
+        let file_bytes = metadata.len();
         let mut file = std::fs::File::open(path).ok()?;
-        let file_bytes = file.metadata().ok()?.len();
         let mut prefix = [0u8; 8];
         file.read_exact(&mut prefix).ok()?;
         let length = u64::from_le_bytes(prefix);
@@ -321,4 +326,45 @@ pub fn plan(
         available: available.0,
         source: available.1,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn golden(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(format!("{name}.safetensors"))
+    }
+
+    #[test]
+    fn the_header_gives_the_sizes_the_loader_finds() {
+        let path = golden("mlp_4_6_5_3_tanh_sigmoid_mse");
+        let header = Sizes::from_header(&path).expect("a readable header");
+        let model = ModelFile::load(&path, DType::F64, curvature::tensor::Device::Cpu)
+            .expect("the golden file loads");
+        let bytes = std::fs::metadata(&path).expect("metadata").len();
+        assert_eq!(header, Sizes::from_model(&model, u128::from(bytes)));
+        assert_eq!(header.widths, [4, 6, 5, 3]);
+    }
+
+    #[test]
+    fn unreadable_headers_and_special_files_are_left_to_the_loader() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let short = dir.path().join("short.safetensors");
+        std::fs::write(&short, [0xff; 12]).expect("written");
+        assert_eq!(Sizes::from_header(&short), None);
+        assert_eq!(Sizes::from_header(&dir.path().join("missing")), None);
+        assert_eq!(Sizes::from_header(dir.path()), None);
+        #[cfg(unix)]
+        {
+            // A FIFO with no writer: opening it would block, so it must not be opened.
+            let fifo = dir.path().join("fifo.safetensors");
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+            if made.is_ok_and(|s| s.success()) {
+                assert_eq!(Sizes::from_header(&fifo), None);
+            }
+        }
+    }
 }
