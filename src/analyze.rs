@@ -2,20 +2,24 @@
 //! Hessian diagonal and trace, top eigenvalues, spectral density and, when P is small enough or
 //! `--full` is given, the whole Hessian with all its eigenvalues. Every number comes from the
 //! hessian crate's operator [`ModelHvp`]; this module only chooses exact or estimated
-//! methods by size and gathers the results.
+//! methods by size and gathers the results. Before anything large is loaded or computed, the
+//! memory of every step is planned ([`plan`]) and a run that cannot fit is refused.
+
+mod plan;
 
 use std::path::Path;
 
 use curvature::hessian::{
     hessian_diagonal_hutchinson, hessian_of, spectral_density, top_eigenvalues, trace_hutchpp,
     HessianOptions, LanczosOptions, LinearOperator, ModelHvp, Probe, SlqOptions, SpectralDensity,
-    Which,
+    Which, MAX_SIGMA, MIN_SIGMA,
 };
-use curvature::tape::ModelFile;
-use curvature::tensor::{DType, Device};
+use curvature::tape::{ModelFile, ModelLayout};
+use curvature::tensor::{DType, Device, Tensor};
 
 use crate::cli::AnalyzeArgs;
 use crate::progress::Step;
+pub use plan::{readable, Plan};
 
 /// Up to this many parameters the Hessian is formed densely (P products) and the diagonal,
 /// trace and eigenvalues are exact; beyond it they are estimated unless `--full` is given.
@@ -77,18 +81,73 @@ pub struct Analysis {
     pub top_method: Method,
     pub density: SpectralDensity,
     pub sigma: f64,
+    /// The memory plan the run was checked against.
+    pub memory: Plan,
+}
+
+/// The memory-relevant settings of a run.
+fn settings(args: &AnalyzeArgs) -> plan::Settings {
+    plan::Settings {
+        dtype: args.dtype,
+        full: args.full,
+        dense_limit: DENSE_LIMIT,
+        writes_file: args.out.is_some(),
+        probes: args.probes as usize,
+        top_k: args.top_k as usize,
+        lanczos_max_iter: LANCZOS_MAX_ITER,
+        slq: slq_options(args, 0.0, 0),
+    }
+}
+
+/// The spectral density's options for this run (σ and the steps filled in by the caller).
+fn slq_options(args: &AnalyzeArgs, sigma: f64, steps: usize) -> SlqOptions {
+    SlqOptions {
+        probes: args.probes as usize,
+        probe: Probe::Rademacher,
+        steps: if steps == 0 { SLQ_STEPS } else { steps },
+        seed: args.seed,
+        grid_points: GRID_POINTS,
+        sigma,
+        ..SlqOptions::default()
+    }
+}
+
+/// The memory plan of the run for the model `layout` describes, checked against the memory
+/// available before anything is loaded.
+fn plan_memory(args: &AnalyzeArgs, layout: &ModelLayout) -> Result<Plan, String> {
+    let sizes = plan::Sizes::from_layout(layout);
+    let available = plan::available_memory(args.memory_limit);
+    let plan =
+        plan::plan(&sizes, &settings(args), available).map_err(|e| located(&args.model, e))?;
+    plan.check()?;
+    Ok(plan)
+}
+
+/// A tensor's values as host f64 with one copy (a CPU tensor is read in place).
+fn host_f64s(t: &Tensor) -> curvature::tensor::Result<Vec<f64>> {
+    if let Ok(values) = t.host_slice::<f64>() {
+        return Ok(values.to_vec());
+    }
+    if let Ok(values) = t.host_slice::<f32>() {
+        return Ok(values.iter().map(|&v| f64::from(v)).collect());
+    }
+    t.to_f64s()
 }
 
 /// Loads the model (the shared loader checks every tensor and the metadata) and analyses it.
 pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
-    let model = {
-        let _step = Step::spinner(format!("loading {}", args.model.display()));
-        ModelFile::load(&args.model, args.dtype, device).map_err(|e| located(&args.model, e))?
-    };
-    let samples = model.x.dims().first().copied().unwrap_or(0);
+    let layout = ModelLayout::open(&args.model).map_err(|e| located(&args.model, e))?;
+    let samples = layout.samples();
     if samples == 0 {
         return Err(located(&args.model, "tensor 'x' has no samples"));
     }
+    let memory = plan_memory(args, &layout)?;
+    let model = {
+        let _step = Step::spinner(format!("loading {}", args.model.display()));
+        layout
+            .load(args.dtype, device)
+            .map_err(|e| located(&args.model, e))?
+    };
     let op = {
         let _step = Step::spinner("computing the loss and its gradient");
         ModelHvp::new(&model.model, model.loss, &model.x, &model.y).map_err(|e| e.to_string())?
@@ -111,8 +170,10 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
 
     let dense = if args.full || params <= DENSE_LIMIT {
         let step = Step::products("Hessian (P columns)", params as u64);
-        let h = hessian_of(&step.track(&op), &HessianOptions::default()).map_err(numeric)?;
-        let h = h.to_f64s().map_err(|e| e.to_string())?;
+        let h = {
+            let h = hessian_of(&step.track(&op), &HessianOptions::default()).map_err(numeric)?;
+            host_f64s(&h).map_err(|e| e.to_string())?
+        };
         if h.iter().any(|v| !v.is_finite()) {
             return Err(located(
                 &args.model,
@@ -143,7 +204,8 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
                 .and_then(|d| Ok(d.to_f64s()?))
                 .map_err(numeric)?;
             drop(step);
-            let matvecs = 3 * probes.max(1);
+            // A sketch beyond P directions adds nothing (P of them make the trace exact).
+            let matvecs = 3 * probes.clamp(1, params);
             let step = Step::products("trace (Hutch++)", matvecs as u64);
             let trace = trace_hutchpp(&step.track(&op), matvecs, args.seed).map_err(numeric)?;
             (diagonal, Method::Hutchinson, trace, Method::HutchPlusPlus)
@@ -178,14 +240,7 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
     let steps = SLQ_STEPS.min(params);
     let density = {
         let step = Step::products("spectral density (SLQ)", (probes * steps) as u64);
-        let options = SlqOptions {
-            probes,
-            probe: Probe::Rademacher,
-            steps,
-            seed: args.seed,
-            grid_points: GRID_POINTS,
-            sigma,
-        };
+        let options = slq_options(args, sigma, steps);
         spectral_density(&step.track(&op), &options).map_err(numeric)?
     };
 
@@ -206,6 +261,7 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
         top_method,
         density,
         sigma,
+        memory,
         model,
     })
 }
@@ -226,14 +282,15 @@ fn symmetric_eigenvalues(n: usize, h: &[f64]) -> Result<Vec<f64>, String> {
 }
 
 /// 1% of the spectrum's extent: of all eigenvalues when known, otherwise of the interval from
-/// 0 to the largest eigenvalue's magnitude. A zero spectrum gets σ = 1e-3.
+/// 0 to the largest eigenvalue's magnitude, kept within the σ range the density accepts. A
+/// zero spectrum gets σ = 1e-3.
 fn default_sigma(eigenvalues: Option<&[f64]>, top: &[f64]) -> f64 {
     let extent = match eigenvalues {
         Some(all) => all.last().unwrap_or(&0.0) - all.first().unwrap_or(&0.0),
         None => top.iter().fold(0.0f64, |m, v| m.max(v.abs())),
     };
     if extent.is_finite() && extent > 0.0 {
-        0.01 * extent
+        (0.01 * extent).clamp(MIN_SIGMA, MAX_SIGMA)
     } else {
         1e-3
     }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use curvature::bench::MAX_RUNS;
+use curvature::hessian::{MAX_SIGMA, MIN_SIGMA};
 use curvature::tensor::{DType, Device};
 
 #[derive(Parser)]
@@ -83,10 +84,14 @@ pub struct AnalyzeArgs {
     /// Compute the whole Hessian and all its eigenvalues even when P is large.
     #[arg(long)]
     pub full: bool,
-    /// Width of the Gaussian that broadens each node of the density; default: 1% of the
-    /// spectrum's extent.
-    #[arg(long, value_parser = parse_positive)]
+    /// Width of the Gaussian that broadens each node of the density, in [1e-300, 1e300];
+    /// default: 1% of the spectrum's extent.
+    #[arg(long, value_parser = parse_sigma)]
     pub sigma: Option<f64>,
+    /// The memory the run may use, in GiB (default: the system's available memory); a run
+    /// whose planned peak exceeds it is refused before it starts.
+    #[arg(long, value_name = "GIB", value_parser = parse_positive)]
+    pub memory_limit: Option<f64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -111,6 +116,17 @@ impl DeviceChoice {
 
 fn parse_dtype(s: &str) -> Result<DType, String> {
     s.parse()
+}
+
+/// A σ the spectral density accepts: finite, within [`MIN_SIGMA`, `MAX_SIGMA`] (the density's
+/// peak and the grid's margin stay inside the f64 range).
+fn parse_sigma(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (MIN_SIGMA..=MAX_SIGMA).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "expected a number in [{MIN_SIGMA:e}, {MAX_SIGMA:e}], got '{s}'"
+        )),
+    }
 }
 
 fn parse_positive(s: &str) -> Result<f64, String> {

@@ -160,6 +160,17 @@ fn summary(args: &AnalyzeArgs, a: &Analysis) -> String {
         &format!("top {}", a.top.len()),
         format!("{} ({})", top.join(", "), method(a.top_method)),
     );
+    let peak = a.memory.peak();
+    line(
+        "memory",
+        format!(
+            "planned peak {} ({}), {} available ({})",
+            crate::analyze::readable(peak.bytes),
+            peak.name,
+            crate::analyze::readable(a.memory.available),
+            a.memory.source
+        ),
+    );
     let grid = &a.density.grid;
     line(
         "density",

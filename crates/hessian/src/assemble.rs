@@ -2,6 +2,8 @@
 
 use curvature_tensor::{DType, Device, IntoShape, Tensor};
 
+use crate::alloc;
+use crate::error::invalid;
 use crate::operator::{apply, LinearOperator};
 use crate::Result;
 
@@ -30,7 +32,7 @@ impl HessianOptions {
     /// The rows per chunk for vectors of length `dim`: `budget / (2 · dim · size)`, at least 1,
     /// at most `max_rows` and `dim`.
     pub fn chunk_rows(&self, dim: usize, dtype: DType) -> usize {
-        let per_row = 2 * dim.max(1) * dtype.size_in_bytes();
+        let per_row = dim.max(1).saturating_mul(2 * dtype.size_in_bytes());
         (self.memory_budget_bytes / per_row)
             .min(self.max_rows)
             .min(dim)
@@ -38,27 +40,55 @@ impl HessianOptions {
     }
 }
 
-/// A host array in a tensor dtype, filled piece by piece and uploaded once: the dense results
-/// are held exactly once (plus one chunk) wherever the operator runs.
+/// A host array in a tensor dtype, filled piece by piece in order and uploaded once: the dense
+/// results are held exactly once (plus one chunk) wherever the operator runs. Its whole size is
+/// reserved up front, fallibly, so a result that cannot be held is an error before any work.
 pub(crate) enum HostBuffer {
     F32(Vec<f32>),
     F64(Vec<f64>),
 }
 
 impl HostBuffer {
-    pub(crate) fn zeros(dtype: DType, len: usize) -> HostBuffer {
-        match dtype {
-            DType::F32 => HostBuffer::F32(vec![0.0; len]),
-            DType::F64 => HostBuffer::F64(vec![0.0; len]),
-        }
+    /// An empty buffer with room for `len` elements of `dtype`, or an error naming `what` and
+    /// the memory it needs.
+    pub(crate) fn with_capacity(
+        op: &'static str,
+        what: &'static str,
+        dtype: DType,
+        len: usize,
+    ) -> Result<HostBuffer> {
+        Ok(match dtype {
+            DType::F32 => HostBuffer::F32(alloc::with_capacity(op, what, len)?),
+            DType::F64 => HostBuffer::F64(alloc::with_capacity(op, what, len)?),
+        })
     }
 
-    /// Copies the values of `t` to `offset..offset + t.elem_count()`.
+    /// Appends the values of `t`, which must start at `offset` (the elements written so far):
+    /// pieces arrive in order and the buffer never grows past its reservation.
     pub(crate) fn write(&mut self, offset: usize, t: &Tensor) -> Result<()> {
-        let n = t.elem_count();
+        let (len, capacity) = match self {
+            HostBuffer::F32(buf) => (buf.len(), buf.capacity()),
+            HostBuffer::F64(buf) => (buf.len(), buf.capacity()),
+        };
+        if offset != len || capacity - len < t.elem_count() {
+            return Err(invalid(
+                "HostBuffer::write",
+                format!(
+                    "{} values at offset {offset} do not continue the {len} of {capacity} written",
+                    t.elem_count()
+                ),
+            ));
+        }
+        // A CPU tensor is read in place; a GPU one is downloaded first.
         match self {
-            HostBuffer::F32(buf) => buf[offset..offset + n].copy_from_slice(&t.to_vec::<f32>()?),
-            HostBuffer::F64(buf) => buf[offset..offset + n].copy_from_slice(&t.to_vec::<f64>()?),
+            HostBuffer::F32(buf) => match t.host_slice::<f32>() {
+                Ok(values) => buf.extend_from_slice(values),
+                Err(_) => buf.extend_from_slice(&t.to_vec::<f32>()?),
+            },
+            HostBuffer::F64(buf) => match t.host_slice::<f64>() {
+                Ok(values) => buf.extend_from_slice(values),
+                Err(_) => buf.extend_from_slice(&t.to_vec::<f64>()?),
+            },
         }
         Ok(())
     }
@@ -79,14 +109,25 @@ pub(crate) fn identity_rows(
     dtype: DType,
     device: Device,
 ) -> Result<Tensor> {
-    let mut buf = HostBuffer::zeros(dtype, rows * dim);
-    for r in 0..rows {
-        match &mut buf {
-            HostBuffer::F32(data) => data[r * dim + start + r] = 1.0,
-            HostBuffer::F64(data) => data[r * dim + start + r] = 1.0,
+    const OP: &str = "identity_rows";
+    const WHAT: &str = "a chunk of identity rows";
+    let len = alloc::product(OP, WHAT, &[rows, dim])?;
+    match dtype {
+        DType::F32 => {
+            let mut data = alloc::filled(OP, WHAT, len, 0.0f32)?;
+            for r in 0..rows {
+                data[r * dim + start + r] = 1.0;
+            }
+            Ok(Tensor::from_vec(data, [rows, dim], device)?)
+        }
+        DType::F64 => {
+            let mut data = alloc::filled(OP, WHAT, len, 0.0f64)?;
+            for r in 0..rows {
+                data[r * dim + start + r] = 1.0;
+            }
+            Ok(Tensor::from_vec(data, [rows, dim], device)?)
         }
     }
-    buf.into_tensor([rows, dim], device)
 }
 
 /// Writes the `dim × dim` matrix of `op` (row i = `eᵢ·H`) to `buf[offset..]`, chunk by chunk.
@@ -109,9 +150,15 @@ pub(crate) fn write_matrix<O: LinearOperator + ?Sized>(
 /// The dense `[dim, dim]` matrix of `op`, assembled from `apply_batch` over chunks of identity
 /// rows ([`HessianOptions::chunk_rows`] each). Besides the result, at most one chunk of basis
 /// rows and products is alive. The result is on the operator's device.
+///
+/// The result's `dim²` elements are counted and reserved before any product is computed: a
+/// size that overflows or memory the allocator refuses is an error naming both.
 pub fn hessian_of<O: LinearOperator + ?Sized>(op: &O, options: &HessianOptions) -> Result<Tensor> {
+    const OP: &str = "hessian_of";
+    const WHAT: &str = "the dim × dim Hessian";
     let dim = op.dim();
-    let mut buf = HostBuffer::zeros(op.dtype(), dim * dim);
+    let len = alloc::product(OP, WHAT, &[dim, dim])?;
+    let mut buf = HostBuffer::with_capacity(OP, WHAT, op.dtype(), len)?;
     write_matrix(op, options, &mut buf, 0)?;
     buf.into_tensor([dim, dim], op.device())
 }

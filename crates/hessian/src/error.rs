@@ -46,6 +46,45 @@ pub enum HessianError {
     /// Any other invalid argument, with an explanation.
     #[error("{op}: {msg}")]
     InvalidArgument { op: &'static str, msg: String },
+    /// A size computed from the arguments does not fit in `usize`: the element count of `what`,
+    /// computed from `sizes` (the factors of a product or the terms of a sum).
+    #[error("{op}: the element count of {what} overflows usize (sizes {sizes:?})")]
+    SizeOverflow {
+        op: &'static str,
+        what: &'static str,
+        sizes: Vec<usize>,
+    },
+    /// A host buffer the allocator refused: what it is, its elements and the bytes it needs.
+    #[error("{op}: cannot allocate {what}: {elements} elements need {}", format_bytes(*bytes))]
+    OutOfMemory {
+        op: &'static str,
+        what: &'static str,
+        elements: usize,
+        bytes: u128,
+    },
+    /// A count beyond the crate's bound for it (see the bound's documentation).
+    #[error("{op}: {what} = {value} is more than the limit {limit}")]
+    TooLarge {
+        op: &'static str,
+        what: &'static str,
+        value: usize,
+        limit: usize,
+    },
+}
+
+/// A byte count in readable binary units (`8.0 TiB`), with the exact count for small values.
+pub fn format_bytes(bytes: u128) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// Result alias of the hessian crate.

@@ -5,6 +5,7 @@
 use curvature_tape::{Tape, Var};
 use curvature_tensor::Tensor;
 
+use crate::alloc;
 use crate::assemble::{hessian_of, write_matrix, HessianOptions, HostBuffer};
 use crate::error::{check_kind, invalid};
 use crate::operator::{apply, common_kind, LinearOperator, PreparedHvp};
@@ -44,7 +45,9 @@ where
 
 /// The Hessian of a scalar function of `inputs` as one `[N, N]` block matrix, `N = Σ sizes`,
 /// inputs in order and each flattened row-major: block (i, j) is `∂²f/∂inputᵢ∂inputⱼ`.
-/// Built from [`hvp_batch`]-style sweeps over identity chunks sized by `options`.
+/// Built from [`hvp_batch`]-style sweeps over identity chunks sized by `options`; the `N²`
+/// result is sized and reserved first, so one that cannot be held is an error naming its
+/// size and memory (see [`hessian_of`]).
 pub fn hessian<F>(f: F, inputs: &[Tensor], options: &HessianOptions) -> Result<Tensor>
 where
     F: Fn(&[Var]) -> curvature_tape::Result<Var>,
@@ -54,29 +57,35 @@ where
 
 /// The Hessian of every element of `f`'s (any-shaped) output with respect to all `inputs`:
 /// shape `[…output shape, N, N]`. Each output element gets its own recording (so memory stays
-/// that of one function), its matrix written in place into the result.
+/// that of one function), its matrix written in place into the result. The result's
+/// `outputs · N²` elements are counted and reserved before the first Hessian is computed.
 pub fn output_hessian<F>(f: F, inputs: &[Tensor], options: &HessianOptions) -> Result<Tensor>
 where
     F: Fn(&[Var]) -> curvature_tape::Result<Var>,
 {
-    let (dtype, device) = common_kind("output_hessian", inputs)?;
+    const OP: &str = "output_hessian";
+    const WHAT: &str = "the outputs × N × N Hessians";
+    let (dtype, device) = common_kind(OP, inputs)?;
     let out_dims = {
         let tape = Tape::new();
         let leaves: Vec<Var> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
         f(&leaves)?.dims().to_vec()
     };
-    let outputs: usize = out_dims.iter().product();
+    let outputs = alloc::product(OP, "the function's output", &out_dims)?;
     if outputs == 0 {
-        return Err(invalid("output_hessian", "the function's output is empty"));
+        return Err(invalid(OP, "the function's output is empty"));
     }
-    let dim: usize = inputs.iter().map(Tensor::elem_count).sum();
-    let mut buf = HostBuffer::zeros(dtype, outputs * dim * dim);
+    let sizes: Vec<usize> = inputs.iter().map(Tensor::elem_count).collect();
+    let dim = alloc::sum(OP, "the flattened inputs", &sizes)?;
+    let block = alloc::product(OP, WHAT, &[dim, dim])?;
+    let len = alloc::product(OP, WHAT, &[outputs, dim, dim])?;
+    let mut buf = HostBuffer::with_capacity(OP, WHAT, dtype, len)?;
     for m in 0..outputs {
         let op = PreparedHvp::new(
             |v| f(v)?.reshape([outputs])?.narrow(0, m, 1)?.sum_all(),
             inputs,
         )?;
-        write_matrix(&op, options, &mut buf, m * dim * dim)?;
+        write_matrix(&op, options, &mut buf, m * block)?;
     }
     let mut shape = out_dims;
     shape.extend([dim, dim]);

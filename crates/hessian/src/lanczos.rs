@@ -1,9 +1,10 @@
 //! The top eigenvalues of an operator by Lanczos with full reorthogonalisation.
 
-use curvature_tensor::Tensor;
+use curvature_tensor::{DType, Tensor};
 
+use crate::alloc;
 use crate::error::invalid;
-use crate::krylov::{epsilon, is_breakdown, Krylov};
+use crate::krylov::{self, epsilon, is_breakdown, Krylov, MAX_KRYLOV_STEPS};
 use crate::linalg::tridiagonal_eigen;
 use crate::operator::LinearOperator;
 use crate::probes::{Probe, ProbeStream};
@@ -29,7 +30,8 @@ pub struct LanczosOptions {
     pub which: Which,
     /// Converged when every wanted Ritz pair has residual `‖H·y − θ·y‖ ≤ tol · |θ|`.
     pub tol: f64,
-    /// The most Lanczos steps (operator products), at least k; capped at dim.
+    /// The most Lanczos steps (operator products), at least k; capped at dim, and then at most
+    /// [`MAX_KRYLOV_STEPS`].
     pub max_iter: usize,
     /// Also return the Ritz vectors.
     pub eigenvectors: bool,
@@ -48,6 +50,38 @@ impl Default for LanczosOptions {
             eigenvectors: false,
             seed: 0,
         }
+    }
+}
+
+impl LanczosOptions {
+    /// The steps [`top_eigenvalues`] may take on a `dim`-dimensional operator.
+    fn limit(&self, dim: usize) -> usize {
+        self.max_iter.min(dim)
+    }
+
+    /// The most memory [`top_eigenvalues`] needs besides the operator's own, in bytes, for an
+    /// operator of dimension `dim` and `dtype`: the basis of `min(max_iter, dim) + 1` vectors
+    /// and one step's temporaries (on the operator's device), the host's tridiagonal
+    /// eigenproblem, and the Ritz vectors when asked for. An error when the count overflows.
+    pub fn memory_bytes(&self, dim: usize, dtype: DType) -> Result<usize> {
+        const OP: &str = "LanczosOptions::memory_bytes";
+        let m = self.limit(dim);
+        let basis = krylov::elements(OP, 1, m.saturating_add(1), dim)?;
+        let vectors = if self.eigenvectors {
+            alloc::product(OP, "the Ritz vectors", &[2, self.k, dim])?
+        } else {
+            0
+        };
+        let device = alloc::product(
+            OP,
+            "the Krylov basis",
+            &[
+                alloc::sum(OP, "the Krylov basis", &[basis, vectors])?,
+                dtype.size_in_bytes(),
+            ],
+        )?;
+        let host = krylov::tridiagonal_bytes(OP, m)?;
+        alloc::sum(OP, "the Lanczos memory", &[device, host])
     }
 }
 
@@ -71,7 +105,7 @@ pub struct Eigen {
 /// tridiagonal matrix is solved on the host every few steps to test convergence. When the
 /// Krylov space becomes invariant the recurrence restarts from a fresh random vector
 /// orthogonal to the basis; a repeated eigenvalue may still be reported once, as in any
-/// single-vector Lanczos.
+/// single-vector Lanczos. Memory: [`LanczosOptions::memory_bytes`].
 pub fn top_eigenvalues<O: LinearOperator + ?Sized>(
     op: &O,
     options: &LanczosOptions,
@@ -90,8 +124,23 @@ pub fn top_eigenvalues<O: LinearOperator + ?Sized>(
             ),
         ));
     }
-    let limit = options.max_iter.min(dim);
-    let mut stream = ProbeStream::new(Probe::Gaussian, options.seed, dim, op.dtype(), op.device());
+    let limit = options.limit(dim);
+    if limit > MAX_KRYLOV_STEPS {
+        return Err(HessianError::TooLarge {
+            op: "top_eigenvalues",
+            what: "the number of Lanczos steps min(max_iter, dim)",
+            value: limit,
+            limit: MAX_KRYLOV_STEPS,
+        });
+    }
+    let mut stream = ProbeStream::new(
+        "top_eigenvalues",
+        Probe::Gaussian,
+        options.seed,
+        dim,
+        op.dtype(),
+        op.device(),
+    );
     let mut krylov = Krylov::new(&stream.next(1)?)?;
     let (mut alphas, mut betas) = (Vec::new(), Vec::new());
     let mut scale = 0.0f64;
@@ -185,11 +234,8 @@ impl Ritz {
     /// The result, with the Ritz vectors `Sᵀ·Q` formed on the device when asked for.
     fn finish(self, krylov: &Krylov, m: usize) -> Result<Eigen> {
         let vectors = if self.eigenvectors {
-            let basis = krylov.basis(m)?;
-            let dim = basis.dims()[2];
             let s: Vec<f64> = self.coefficients.concat();
-            let s = Tensor::from_f64s(&s, [self.values.len(), m], basis.dtype(), basis.device())?;
-            Some(s.matmul(&basis.reshape([m, dim])?)?)
+            Some(krylov.combine(&s, self.values.len(), m)?)
         } else {
             None
         };

@@ -44,6 +44,7 @@
 //! # }
 //! ```
 
+mod alloc;
 mod assemble;
 mod density;
 mod error;
@@ -58,12 +59,16 @@ mod probes;
 mod trace;
 
 pub use assemble::{hessian_diagonal, hessian_of, HessianOptions};
-pub use density::{spectral_density, SlqOptions, SpectralDensity, GRID_MARGIN_SIGMAS};
-pub use error::{HessianError, Result};
+pub use density::{
+    spectral_density, SlqOptions, SpectralDensity, GRID_MARGIN_SIGMAS, MAX_GRID_POINTS, MAX_SIGMA,
+    MIN_SIGMA,
+};
+pub use error::{format_bytes, HessianError, Result};
 pub use functional::{hessian, hvp, hvp_batch, output_hessian};
+pub use krylov::MAX_KRYLOV_STEPS;
 pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, Which};
-pub use mlp::{MlpHvp, MlpStrategy, ModelHvp};
+pub use mlp::{MlpHvp, MlpMemory, MlpStrategy, ModelHvp};
 pub use model::{loss_hessian, model_hessian, per_sample_hessian};
 pub use operator::{apply, LinearOperator, PreparedHvp};
-pub use probes::{probes, Probe};
+pub use probes::{probes, Probe, MAX_PROBES};
 pub use trace::{hessian_diagonal_hutchinson, trace_hutchinson, trace_hutchpp};

@@ -5,6 +5,7 @@
 use curvature_tensor::Tensor;
 use nalgebra::{DMatrix, SymmetricEigen};
 
+use crate::alloc;
 use crate::error::invalid;
 use crate::Result;
 
@@ -15,10 +16,15 @@ pub(crate) fn symmetric_eigen(
     n: usize,
     entries: &[f64],
 ) -> Result<(Vec<f64>, DMatrix<f64>)> {
-    if entries.iter().any(|v| !v.is_finite()) {
+    eigen_of(op, DMatrix::from_row_slice(n, n, entries))
+}
+
+/// [`symmetric_eigen`] of a matrix already built.
+fn eigen_of(op: &'static str, matrix: DMatrix<f64>) -> Result<(Vec<f64>, DMatrix<f64>)> {
+    if matrix.iter().any(|v| !v.is_finite()) {
         return Err(invalid(op, "the operator produced non-finite values"));
     }
-    let matrix = DMatrix::from_row_slice(n, n, entries);
+    let n = matrix.nrows();
     let eig = SymmetricEigen::try_new(matrix, f64::EPSILON, 1000 * n.max(1))
         .ok_or_else(|| invalid(op, "the symmetric eigensolver did not converge"))?;
     let mut order: Vec<usize> = (0..n).collect();
@@ -29,14 +35,16 @@ pub(crate) fn symmetric_eigen(
 }
 
 /// Eigen-decomposition of the symmetric tridiagonal matrix with diagonal `alphas` and
-/// off-diagonal `betas` (`alphas.len() − 1` entries).
+/// off-diagonal `betas` (`alphas.len() − 1` entries). The `m × m` matrix is sized with checked
+/// arithmetic and allocated fallibly.
 pub(crate) fn tridiagonal_eigen(
     op: &'static str,
     alphas: &[f64],
     betas: &[f64],
 ) -> Result<(Vec<f64>, DMatrix<f64>)> {
     let m = alphas.len();
-    let mut t = vec![0.0; m * m];
+    let len = alloc::product(op, "the tridiagonal matrix", &[m, m])?;
+    let mut t = alloc::filled(op, "the tridiagonal matrix", len, 0.0)?;
     for i in 0..m {
         t[i * m + i] = alphas[i];
         if i + 1 < m {
@@ -44,7 +52,8 @@ pub(crate) fn tridiagonal_eigen(
             t[(i + 1) * m + i] = betas[i];
         }
     }
-    symmetric_eigen(op, m, &t)
+    // Symmetric, so its row-major entries are its column-major ones.
+    eigen_of(op, DMatrix::from_vec(m, m, t))
 }
 
 /// Orthonormal rows spanning the numerically significant part of the row space of `y`
@@ -55,7 +64,7 @@ pub(crate) fn orthonormal_rows(op: &'static str, y: &Tensor) -> Result<Option<Te
     let mut q = y.clone();
     for _ in 0..2 {
         let k = q.dims()[0];
-        let gram = q.matmul(&q.t()?)?.to_f64s()?;
+        let gram = q.matmul_transposed(&q, false, true)?.to_f64s()?;
         let (values, vectors) = symmetric_eigen(op, k, &gram)?;
         let largest = values.last().copied().unwrap_or(0.0);
         let eps = match q.dtype() {

@@ -3,8 +3,10 @@
 //! loss Hessians.
 
 use curvature_tape::nn::{Loss, Sequential};
+use curvature_tape::Tape;
 use curvature_tensor::Tensor;
 
+use crate::alloc;
 use crate::assemble::{hessian_of, write_matrix, HessianOptions, HostBuffer};
 use crate::error::{check_kind, invalid};
 use crate::functional::output_hessian;
@@ -41,12 +43,25 @@ impl PreparedHvp {
 
 /// The Hessian of every model output with respect to θ: `[n, out, P, P]` for `x` of shape
 /// `[n, in]`. Sample i's outputs depend on row i of `x` only, so each sample is recorded on its
-/// own (one row through the model).
+/// own (one row through the model). The result's `n · out · P²` elements are counted and
+/// reserved before the first Hessian is computed: a size that overflows or memory the
+/// allocator refuses is an error naming both.
 pub fn model_hessian(model: &Sequential, x: &Tensor) -> Result<Tensor> {
+    const OP: &str = "model_hessian";
+    const WHAT: &str = "the n × out × P × P Hessians";
     let theta = model.flat_params()?;
-    check_kind("model_hessian", x, theta.dtype(), theta.device())?;
-    let n = samples("model_hessian", x)?;
+    check_kind(OP, x, theta.dtype(), theta.device())?;
+    let n = samples(OP, x)?;
     let p = theta.elem_count();
+    let outputs = {
+        let tape = Tape::new();
+        let leaf = tape.leaf(theta.clone());
+        let first = leaf.constant(x.narrow(0, 0, 1)?);
+        model.forward_flat(&leaf, &first)?.value().elem_count()
+    };
+    let block = alloc::product(OP, WHAT, &[outputs, p, p])?;
+    let len = alloc::product(OP, WHAT, &[n, outputs, p, p])?;
+    let mut buf = HostBuffer::with_capacity(OP, WHAT, theta.dtype(), len)?;
     let sample_hessian = |i: usize| -> Result<Tensor> {
         let xi = x.narrow(0, i, 1)?;
         output_hessian(
@@ -55,12 +70,7 @@ pub fn model_hessian(model: &Sequential, x: &Tensor) -> Result<Tensor> {
             &HessianOptions::default(),
         )
     };
-    let first = sample_hessian(0)?;
-    let outputs = first.dims()[1];
-    let block = outputs * p * p;
-    let mut buf = HostBuffer::zeros(theta.dtype(), n * block);
-    buf.write(0, &first)?;
-    for i in 1..n {
+    for i in 0..n {
         buf.write(i * block, &sample_hessian(i)?)?;
     }
     buf.into_tensor([n, outputs, p, p], theta.device())
@@ -76,7 +86,8 @@ pub fn loss_hessian(model: &Sequential, loss: Loss, x: &Tensor, y: &Tensor) -> R
 
 /// Each sample's loss Hessian `[n, P, P]`: entry i is the Hessian of the loss of the one-sample
 /// batch `(x[i], y[i])`. For the mean losses (MSE, cross-entropy) the batch Hessian is their
-/// mean; for the sum of squares, their sum.
+/// mean; for the sum of squares, their sum. The result's `n · P²` elements are counted and
+/// reserved before the first Hessian is computed.
 pub fn per_sample_hessian(
     model: &Sequential,
     loss: Loss,
@@ -90,11 +101,16 @@ pub fn per_sample_hessian(
             format!("x has {n} samples but y has shape {}", y.shape()),
         ));
     }
-    let p = model.num_params();
-    let mut buf = HostBuffer::zeros(x.dtype(), n * p * p);
+    const OP: &str = "per_sample_hessian";
+    const WHAT: &str = "the n × P × P Hessians";
+    let sizes: Vec<usize> = model.parameters().iter().map(Tensor::elem_count).collect();
+    let p = alloc::sum(OP, "the parameters", &sizes)?;
+    let block = alloc::product(OP, WHAT, &[p, p])?;
+    let len = alloc::product(OP, WHAT, &[n, p, p])?;
+    let mut buf = HostBuffer::with_capacity(OP, WHAT, x.dtype(), len)?;
     for i in 0..n {
         let op = ModelHvp::new(model, loss, &x.narrow(0, i, 1)?, &y.narrow(0, i, 1)?)?;
-        write_matrix(&op, &HessianOptions::default(), &mut buf, i * p * p)?;
+        write_matrix(&op, &HessianOptions::default(), &mut buf, i * block)?;
     }
     buf.into_tensor([n, p, p], x.device())
 }

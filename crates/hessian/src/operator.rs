@@ -94,7 +94,8 @@ impl PreparedHvp {
         F: FnOnce(&[Var]) -> curvature_tape::Result<Var>,
     {
         let (dtype, device) = common_kind("PreparedHvp::new", inputs)?;
-        let dim: usize = inputs.iter().map(Tensor::elem_count).sum();
+        let sizes: Vec<usize> = inputs.iter().map(Tensor::elem_count).collect();
+        let dim = crate::alloc::sum("PreparedHvp::new", "the flattened inputs", &sizes)?;
         if dim == 0 {
             return Err(invalid("PreparedHvp::new", "the inputs have no elements"));
         }

@@ -5,13 +5,13 @@ use curvature_tensor::Tensor;
 use crate::error::invalid;
 use crate::linalg::orthonormal_rows;
 use crate::operator::{apply, apply_chunked, LinearOperator};
-use crate::probes::{Probe, ProbeStream};
+use crate::probes::{check_probe_count, Probe, ProbeStream};
 use crate::{HessianError, HessianOptions, Result};
 
 /// Hutchinson's estimate `tr H ≈ (1/n) Σ vᵢ·H·vᵢ` over `probes` vectors of `kind` drawn with
 /// `seed` (row i is row i of [`probes`](crate::probes)`(probes, dim, kind, seed, …)`), pushed
 /// through the operator in batches of [`HessianOptions::chunk_rows`] rows and reduced on the
-/// device; one scalar comes back to the host.
+/// device; one scalar comes back to the host. At most [`MAX_PROBES`](crate::MAX_PROBES) probes.
 pub fn trace_hutchinson<O: LinearOperator + ?Sized>(
     op: &O,
     probes: usize,
@@ -25,7 +25,8 @@ pub fn trace_hutchinson<O: LinearOperator + ?Sized>(
 }
 
 /// Hutchinson's estimate of the diagonal, `diag H ≈ (1/n) Σ vᵢ ⊙ H·vᵢ` with Rademacher
-/// probes, as a `[dim]` tensor on the operator's device.
+/// probes, as a `[dim]` tensor on the operator's device. At most
+/// [`MAX_PROBES`](crate::MAX_PROBES) probes.
 pub fn hessian_diagonal_hutchinson<O: LinearOperator + ?Sized>(
     op: &O,
     probes: usize,
@@ -51,11 +52,9 @@ fn sum_over_probes<O: LinearOperator + ?Sized>(
     seed: u64,
     term: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
 ) -> Result<Tensor> {
-    if probes == 0 {
-        return Err(HessianError::EmptyBatch { op: name });
-    }
+    check_probe_count(name, op.dim(), probes)?;
     let rows = HessianOptions::default().chunk_rows(op.dim(), op.dtype());
-    let mut stream = ProbeStream::new(kind, seed, op.dim(), op.dtype(), op.device());
+    let mut stream = ProbeStream::new(name, kind, seed, op.dim(), op.dtype(), op.device());
     let mut total: Option<Tensor> = None;
     for start in (0..probes).step_by(rows) {
         let v = stream.next(rows.min(probes - start))?;
@@ -73,23 +72,48 @@ fn sum_over_probes<O: LinearOperator + ?Sized>(
 /// `tr(Qᵀ·H·Q)` is computed exactly and Hutchinson runs on the rest of the probes projected
 /// off `Q`. The sketch and projections are tensor ops on the device; only the `[k, k]` Gram
 /// eigenproblem of the orthonormalisation runs on the host.
+///
+/// The sketch cannot usefully exceed the dimension (k = dim already spans the whole space and
+/// makes the estimate exact), so a budget above `3 · dim + 2` is an error, as is one below 3.
+/// Memory: a few `[matvecs / 3, dim]` blocks at a time (the sketch, its products, Q and the
+/// remaining probes with their projections).
 pub fn trace_hutchpp<O: LinearOperator + ?Sized>(op: &O, matvecs: usize, seed: u64) -> Result<f64> {
+    const OP: &str = "trace_hutchpp";
+    let dim = op.dim();
     if matvecs < 3 {
         return Err(invalid(
-            "trace_hutchpp",
+            OP,
             format!("needs a budget of at least 3 products, got {matvecs}"),
         ));
     }
     let sketch = matvecs / 3;
+    if sketch > dim {
+        return Err(invalid(
+            OP,
+            format!(
+                "a budget of {matvecs} products sketches {sketch} directions of a \
+                 {dim}-dimensional operator; at most 3 · dim + 2 = {} products are useful \
+                 (a sketch of dim directions makes the trace exact)",
+                dim.saturating_mul(3).saturating_add(2)
+            ),
+        ));
+    }
     let rest = matvecs - 2 * sketch;
-    let mut stream = ProbeStream::new(Probe::Rademacher, seed, op.dim(), op.dtype(), op.device());
-    let s = stream.next(sketch)?;
+    let mut stream = ProbeStream::new(OP, Probe::Rademacher, seed, dim, op.dtype(), op.device());
+    // The sketch and its products are dropped once Q is formed; the rest is drawn after it,
+    // as row `sketch..` of the same stream.
+    let q = {
+        let s = stream.next(sketch)?;
+        let y = apply_chunked(op, &s)?;
+        drop(s);
+        orthonormal_rows(OP, &y)?
+    };
     let g = stream.next(rest)?;
-    let q = orthonormal_rows("trace_hutchpp", &apply_chunked(op, &s)?)?;
     let (top, g) = match q {
         Some(q) => {
             let top = q.mul(&apply_chunked(op, &q)?)?.sum_all()?;
-            let projected = g.sub(&g.matmul(&q.t()?)?.matmul(&q)?)?;
+            let coefficients = g.matmul_transposed(&q, false, true)?;
+            let projected = g.sub(&coefficients.matmul(&q)?)?;
             (top.to_scalar()?, projected)
         }
         None => (0.0, g),

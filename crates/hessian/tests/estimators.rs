@@ -2,10 +2,10 @@
 
 mod common;
 
-use common::{dot, load, matvec, GOLDEN};
+use common::{dot, load, matvec, Diagonal, Recorded, GOLDEN};
 use curvature_hessian::{
     hessian_diagonal_hutchinson, probes, spectral_density, top_eigenvalues, trace_hutchinson,
-    trace_hutchpp, LanczosOptions, LinearOperator, PreparedHvp, Probe, Result, SlqOptions, Which,
+    trace_hutchpp, LanczosOptions, PreparedHvp, Probe, SlqOptions, Which, MAX_SIGMA, MIN_SIGMA,
 };
 use curvature_tensor::{DType, Device, Tensor};
 
@@ -147,29 +147,11 @@ fn lanczos_eigenvectors_are_unit_residual_free_and_orthogonal_cpu() {
     }
 }
 
-/// diag(d) as an operator: each row of V scaled elementwise.
-struct Diagonal(Tensor);
-
-impl LinearOperator for Diagonal {
-    fn dim(&self) -> usize {
-        self.0.elem_count()
-    }
-    fn dtype(&self) -> DType {
-        self.0.dtype()
-    }
-    fn device(&self) -> Device {
-        self.0.device()
-    }
-    fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
-        Ok(v.mul(&self.0)?)
-    }
-}
-
 #[test]
 fn lanczos_by_value_and_by_magnitude_on_a_known_spectrum_cpu() {
     let mut d: Vec<f64> = (1..=49).map(|i| i as f64 / 7.0).collect();
     d.push(-100.0);
-    let op = Diagonal(Tensor::from_f64s(&d, [50], DType::F64, Device::Cpu).unwrap());
+    let op = Diagonal::new(&d);
     let base = LanczosOptions {
         k: 2,
         tol: 1e-12,
@@ -207,6 +189,7 @@ fn slq_density_integrates_to_one_and_its_moments_are_exact_cpu() {
         seed: 4,
         grid_points: 4000,
         sigma: (hi - lo) / 200.0,
+        ..SlqOptions::default()
     };
     let slq = spectral_density(&op, &options).unwrap();
     assert_eq!(slq.nodes.len(), options.probes);
@@ -330,7 +313,7 @@ fn lanczos_restarts_find_a_repeated_top_eigenvalue_cpu() {
     // A Krylov space holds one vector per distinct eigenvalue: the first recurrence becomes
     // invariant after 5 steps, and the restarts orthogonal to it find the other copies of 5.
     let d = [5.0, 1.0, 5.0, 2.0, 3.0, 5.0, 4.0];
-    let op = Diagonal(Tensor::from_f64s(&d, [7], DType::F64, Device::Cpu).unwrap());
+    let op = Diagonal::new(&d);
     let options = LanczosOptions {
         k: 3,
         tol: 1e-12,
@@ -342,4 +325,146 @@ fn lanczos_restarts_find_a_repeated_top_eigenvalue_cpu() {
     }
     assert!(eig.converged);
     assert_eq!(eig.iterations, 7);
+}
+
+#[test]
+fn slq_in_probe_blocks_equals_one_block_to_1e_12_cpu() {
+    let (h, p, op) = prepared("mlp_4_6_5_3_tanh_sigmoid_mse");
+    let base = SlqOptions {
+        probes: 7,
+        steps: 20,
+        seed: 2,
+        grid_points: 500,
+        sigma: 0.05,
+        memory_budget_bytes: usize::MAX,
+        ..SlqOptions::default()
+    };
+    assert_eq!(base.block_probes(p, DType::F64), 7);
+    let reference = spectral_density(&op, &base).unwrap();
+    let budget_for = |block: usize| {
+        (0..)
+            .map(|i| i * 1024)
+            .find(|&b| {
+                let options = SlqOptions {
+                    memory_budget_bytes: b,
+                    ..base
+                };
+                options.block_probes(p, DType::F64) >= block
+            })
+            .unwrap()
+    };
+    let scale = reference
+        .nodes
+        .iter()
+        .flatten()
+        .fold(0.0f64, |m, t| m.max(t.abs()));
+    let peak = reference.density.iter().fold(0.0f64, |m, d| m.max(*d));
+    for block in [1, 2, 3] {
+        let options = SlqOptions {
+            memory_budget_bytes: budget_for(block),
+            ..base
+        };
+        assert_eq!(options.block_probes(p, DType::F64), block);
+        let recorded = Recorded::new(&op);
+        let slq = spectral_density(&recorded, &options).unwrap();
+        // The probes ran in blocks of `block` rows (the last block holds the rest).
+        let sizes = recorded.sizes.borrow();
+        assert_eq!(sizes.len(), 7usize.div_ceil(block) * 20);
+        assert!(
+            sizes.iter().all(|&k| k == block || k == 7 % block),
+            "{sizes:?}"
+        );
+        for (what, ours, theirs) in [
+            ("nodes", &slq.nodes, &reference.nodes),
+            ("weights", &slq.weights, &reference.weights),
+        ] {
+            for (a, b) in ours.iter().flatten().zip(theirs.iter().flatten()) {
+                assert!(
+                    (a - b).abs() <= 1e-12 * scale.max(1.0),
+                    "block {block} {what}: {a} vs {b}"
+                );
+            }
+        }
+        assert_eq!(slq.grid.len(), reference.grid.len());
+        for (a, b) in slq.density.iter().zip(&reference.density) {
+            assert!(
+                (a - b).abs() <= 1e-12 * peak,
+                "block {block} density: {a} vs {b}"
+            );
+        }
+    }
+    // And each probe's first moment is vᵀHv / vᵀv of the dense Hessian (to 1e-10).
+    let v = probes(7, p, Probe::Rademacher, 2, DType::F64, Device::Cpu).unwrap();
+    for (l, r) in rows(&v).iter().enumerate() {
+        let m1: f64 = reference.nodes[l]
+            .iter()
+            .zip(&reference.weights[l])
+            .map(|(t, w)| t * w)
+            .sum();
+        let want = dot(r, &matvec(&h, p, r)) / dot(r, r);
+        assert!(
+            (m1 - want).abs() <= 1e-10 * scale,
+            "probe {l}: {m1} vs {want}"
+        );
+    }
+}
+
+#[test]
+fn density_at_extreme_sigmas_is_finite_and_matches_the_formula_cpu() {
+    // diag(1, 2, 3) with the basis probes: probe i's Krylov space is invariant after one step,
+    // so it has the single node dᵢ with weight 1, and φ(t) = (1/3) Σᵢ N(t; dᵢ, σ²) exactly.
+    let d = [1.0, 2.0, 3.0];
+    let op = Diagonal::new(&d);
+    for sigma in [MIN_SIGMA, 1e-3, 1.0, MAX_SIGMA] {
+        let options = SlqOptions {
+            probes: 3,
+            probe: Probe::Basis,
+            steps: 3,
+            grid_points: 5,
+            sigma,
+            ..SlqOptions::default()
+        };
+        let slq = spectral_density(&op, &options).unwrap();
+        for (i, (nodes, weights)) in slq.nodes.iter().zip(&slq.weights).enumerate() {
+            assert_eq!(
+                (nodes.as_slice(), weights.as_slice()),
+                (&[d[i]][..], &[1.0][..])
+            );
+        }
+        for (&t, &phi) in slq.grid.iter().zip(&slq.density) {
+            // Each Gaussian in log space: −z²/2 − ln σ − ln √(2π).
+            let want: f64 = d
+                .iter()
+                .map(|&theta| {
+                    let z = (t - theta) / sigma;
+                    (-0.5 * z * z - sigma.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()).exp()
+                })
+                .sum::<f64>()
+                / 3.0;
+            assert!(
+                t.is_finite() && phi.is_finite(),
+                "σ = {sigma:e}: φ({t}) = {phi}"
+            );
+            assert!(
+                (phi - want).abs() <= 1e-12 * want,
+                "σ = {sigma:e}: φ({t}) = {phi:e}, want {want:e}"
+            );
+        }
+    }
+    // Nodes at ±1e308: the grid's width overflows f64, its points do not.
+    let op = Diagonal::new(&[-1e308, 1e308]);
+    let options = SlqOptions {
+        probes: 2,
+        probe: Probe::Basis,
+        steps: 1,
+        grid_points: 101,
+        sigma: 1.0,
+        ..SlqOptions::default()
+    };
+    let slq = spectral_density(&op, &options).unwrap();
+    assert!(slq.grid.iter().all(|t| t.is_finite()));
+    assert_eq!((slq.grid[0], slq.grid[100]), (-1e308, 1e308));
+    let edge = 0.5 / (2.0 * std::f64::consts::PI).sqrt();
+    assert!((slq.density[0] - edge).abs() <= 1e-15 && (slq.density[100] - edge).abs() <= 1e-15);
+    assert!(slq.density[1..100].iter().all(|&phi| phi == 0.0));
 }

@@ -234,3 +234,102 @@ fn fused_rejects_bad_inputs_with_clear_errors() {
         .to_string();
     assert!(err.contains("label 9 is out of range"), "{err}");
 }
+
+/// Bit patterns of a tensor's values, for exact comparisons.
+fn bits(t: &Tensor) -> Vec<u64> {
+    t.to_f64s().unwrap().iter().map(|v| v.to_bits()).collect()
+}
+
+/// The operator built and applied inside a pool of `threads` threads: its value, gradient and
+/// products as bits.
+fn run_with_threads(
+    threads: usize,
+    model: &Sequential,
+    x: &Tensor,
+    y: &Tensor,
+    v: &Tensor,
+) -> (u64, Vec<u64>, Vec<u64>, &'static str) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let op = ModelHvp::new(model, Loss::Mse, x, y).unwrap();
+        let engine = op.engine(v.dims()[0]);
+        let hv = op.apply_batch(v).unwrap();
+        (
+            op.value().unwrap().to_bits(),
+            bits(&op.gradient().unwrap()),
+            bits(&hv),
+            engine,
+        )
+    })
+}
+
+#[test]
+fn fused_results_are_bit_identical_for_1_2_and_3_threads() {
+    // Narrow: a small model, many samples (several reduction leaves, an uneven last one) and
+    // K ≥ 16. Wide: layers large enough that the products are split over threads, with fewer
+    // directions than threads and more.
+    type Case = (&'static [usize], usize, &'static [usize], &'static str);
+    let cases: [Case; 2] = [
+        (&[1, 10, 10, 1], 777, &[20, 141], "fused-narrow"),
+        (&[32, 128, 128, 4], 512, &[1, 5], "fused-wide"),
+    ];
+    for dtype in [DType::F32, DType::F64] {
+        for (widths, n, directions, engine) in cases {
+            let hidden = vec![Activation::Tanh; widths.len() - 2];
+            let model = Sequential::mlp(widths, &hidden, None, dtype, Device::Cpu, 7).unwrap();
+            let (inputs, outputs) = (widths[0], widths[widths.len() - 1]);
+            let x = probes(n, inputs, Probe::Gaussian, 1, dtype, Device::Cpu).unwrap();
+            let y = probes(n, outputs, Probe::Gaussian, 2, dtype, Device::Cpu).unwrap();
+            for &k in directions {
+                let v = probes(
+                    k,
+                    model.num_params(),
+                    Probe::Gaussian,
+                    3,
+                    dtype,
+                    Device::Cpu,
+                )
+                .unwrap();
+                let one = run_with_threads(1, &model, &x, &y, &v);
+                assert_eq!(one.3, engine, "{widths:?} K = {k}");
+                for threads in [2, 3] {
+                    let many = run_with_threads(threads, &model, &x, &y, &v);
+                    assert!(
+                        one == many,
+                        "{dtype} {widths:?} K = {k}: {threads} threads differ from 1"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn impossible_sizes_are_refused_before_any_product() {
+    // [3, 0xAAAA_AAAA_AAAA_AAAB] has 3 · 0xAAAA_AAAA_AAAA_AAAB elements, which wraps to 1 in
+    // 64-bit arithmetic. The tensor crate may refuse such a shape; if it does not, the fused
+    // operator must, before any matrix product sees the sizes.
+    let huge = 0xAAAA_AAAA_AAAA_AAAB_u64 as usize;
+    let (Ok(weight), Ok(x)) = (
+        Tensor::from_f64s(&[1.0], [3, huge], DType::F64, Device::Cpu),
+        Tensor::from_f64s(&[1.0], [3, huge], DType::F64, Device::Cpu),
+    ) else {
+        return;
+    };
+    let bias = Tensor::zeros([3], DType::F64, Device::Cpu).unwrap();
+    let model = Sequential::new(vec![Layer::Linear(curvature_tape::nn::Linear {
+        weight,
+        bias,
+    })]);
+    let y = Tensor::zeros([3, 3], DType::F64, Device::Cpu).unwrap();
+    let err = MlpHvp::new(&model, Loss::Mse, &x, &y)
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, curvature_hessian::HessianError::SizeOverflow { .. }),
+        "{err:?}"
+    );
+}

@@ -36,6 +36,8 @@ mod var;
 
 pub use error::{Result, TapeError};
 pub use grad::{grad, vjp, GradOptions};
-pub use model_file::{bounded_text, file_kind, shown, ModelFile, ModelFileError, MAX_HEADER_BYTES};
+pub use model_file::{
+    bounded_text, file_kind, shown, ModelFile, ModelFileError, ModelLayout, MAX_HEADER_BYTES,
+};
 pub use tape::{NodeId, NodeInfo, Tape};
 pub use var::Var;

@@ -30,9 +30,20 @@ impl<S> Operand<S> {
         }
     }
 
-    /// The largest index an `rows × cols` view touches, plus one.
-    fn extent(&self, rows: usize, cols: usize) -> usize {
-        (rows - 1) * self.row_stride + (cols - 1) * self.col_stride + 1
+    /// The largest index a `rows × cols` view touches, plus one, for `rows, cols ≥ 1`; `None`
+    /// when that index overflows (so no wrapped product can pass a bounds check).
+    fn extent(&self, rows: usize, cols: usize) -> Option<usize> {
+        let last_row = rows.checked_sub(1)?.checked_mul(self.row_stride)?;
+        let last_col = cols.checked_sub(1)?.checked_mul(self.col_stride)?;
+        last_row.checked_add(last_col)?.checked_add(1)
+    }
+
+    /// Whether a `rows × cols` view lies inside a slice of `len` elements and its strides fit
+    /// the `isize` the `gemm` crate takes.
+    fn fits(&self, rows: usize, cols: usize, len: usize) -> bool {
+        let strides_fit =
+            isize::try_from(self.row_stride).is_ok() && isize::try_from(self.col_stride).is_ok();
+        strides_fit && self.extent(rows, cols).is_some_and(|end| end <= len)
     }
 }
 
@@ -50,13 +61,18 @@ pub(crate) struct Gemm<'a, T> {
     pub parallel: bool,
 }
 
-/// Runs one [`Gemm`]. The views are checked against their slices, so a wrong stride is a panic
-/// (a bug in this module's callers), never an out-of-bounds access.
+/// Runs one [`Gemm`]. The views are checked against their slices with checked arithmetic, so a
+/// wrong stride or size is a panic (a bug in this module's callers: the sweeps size every
+/// buffer from the same checked products), never an out-of-bounds access.
 pub(crate) fn gemm<T: Element>(g: Gemm<'_, T>) {
     let Gemm { m, n, k, .. } = g;
     if m == 0 || n == 0 {
         return;
     }
+    assert!(
+        g.dst.fits(m, n, g.dst.data.len()),
+        "gemm: dst out of bounds"
+    );
     if k == 0 {
         if !g.accumulate {
             for r in 0..m {
@@ -68,24 +84,25 @@ pub(crate) fn gemm<T: Element>(g: Gemm<'_, T>) {
         return;
     }
     assert!(
-        g.dst.extent(m, n) <= g.dst.data.len(),
-        "gemm: dst out of bounds"
-    );
-    assert!(
-        g.lhs.extent(m, k) <= g.lhs.data.len(),
+        g.lhs.fits(m, k, g.lhs.data.len()),
         "gemm: lhs out of bounds"
     );
     assert!(
-        g.rhs.extent(k, n) <= g.rhs.data.len(),
+        g.rhs.fits(k, n, g.rhs.data.len()),
         "gemm: rhs out of bounds"
     );
-    let parallelism = if g.parallel && m * n * k >= 1 << 18 {
+    // Splitting over threads only divides the output tiles between them; each element's sum
+    // over k runs in the same order either way, so results do not depend on the thread count.
+    let work = m.saturating_mul(n).saturating_mul(k);
+    let parallelism = if g.parallel && work >= 1 << 18 {
         Parallelism::Rayon(0)
     } else {
         Parallelism::None
     };
-    // SAFETY: the asserts above show every element each view addresses lies inside its slice;
-    // `dst` is borrowed mutably, so it overlaps neither operand.
+    // SAFETY: the `fits` asserts above show, with overflow-checked arithmetic, that every
+    // element each view addresses (row r < its rows, column c < its columns) lies inside its
+    // slice and that every stride fits `isize`, so the `as isize` casts are exact; `dst` is
+    // borrowed mutably, so it overlaps neither operand; `m, n, k ≥ 1` here.
     unsafe {
         gemm::gemm(
             m,
@@ -129,14 +146,58 @@ pub(crate) fn has_vector_units() -> bool {
 pub(crate) fn with_vector_units<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
+        /// # Safety
+        /// The CPU must have AVX2 and FMA.
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
             f()
         }
         if has_vector_units() {
-            // SAFETY: the CPU supports the features `avx2` is compiled with.
+            // SAFETY: calling a `#[target_feature]` function is sound when the CPU has those
+            // features, which `has_vector_units` has just detected at run time.
             return unsafe { avx2(f) };
         }
     }
     f()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extents_that_overflow_are_none_never_a_wrapped_index() {
+        // 3 rows of 0xAAAA_AAAA_AAAA_AAAB: 3 · stride wraps to 1 in 64-bit arithmetic.
+        let stride = 0xAAAA_AAAA_AAAA_AAAB_u64 as usize;
+        let data = [1.0f64];
+        let view = Operand::row_major(&data[..], stride);
+        assert_eq!(view.extent(3, stride), None);
+        assert!(!view.fits(3, stride, 1));
+        // A stride beyond isize::MAX never reaches the `as isize` casts, even for one row.
+        let view = Operand::transposed(&data[..], usize::MAX);
+        assert!(!view.fits(1, 1, 1));
+        // An honest view: the last element of a 2 × 3 row-major matrix is index 5.
+        let six = [0.0f64; 6];
+        assert_eq!(Operand::row_major(&six[..], 3).extent(2, 3), Some(6));
+        assert_eq!(Operand::transposed(&six[..], 2).extent(2, 3), Some(6));
+    }
+
+    #[test]
+    #[should_panic(expected = "gemm: lhs out of bounds")]
+    fn gemm_refuses_a_view_whose_extent_wraps() {
+        let stride = 0xAAAA_AAAA_AAAA_AAAB_u64 as usize;
+        let lhs = [1.0f64];
+        let rhs = [1.0f64; 4];
+        let mut dst = [0.0f64; 3];
+        gemm(Gemm {
+            m: 3,
+            n: 1,
+            k: stride,
+            dst: Operand::row_major(&mut dst[..], 1),
+            accumulate: false,
+            lhs: Operand::row_major(&lhs[..], stride),
+            rhs: Operand::row_major(&rhs[..], 1),
+            parallel: false,
+        });
+    }
 }

@@ -7,6 +7,7 @@
 //! the same pass as the products they feed and no graph, no per-op tensors.
 
 mod linalg;
+mod memory;
 mod narrow;
 mod network;
 mod wide;
@@ -18,6 +19,8 @@ use crate::error::{check_kind, invalid};
 use crate::operator::{check_batch, common_kind, LinearOperator, PreparedHvp};
 use crate::Result;
 use network::{dense_chain, dense_layers, Network};
+
+pub use memory::MlpMemory;
 
 /// How [`MlpHvp`] lays out its sweep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,13 @@ const NARROW_BLOCK_BYTES: usize = 256 * 1024;
 /// directions, and the wide sweep is faster (seed workload: 0.58 against 1.05 ms at K = 8,
 /// even at K = 16).
 const NARROW_MIN_DIRECTIONS: usize = 16;
+
+/// Whether one lane-width of directions over P parameters fits the narrow sweep's block.
+fn narrow_fits(params: usize, dtype: DType) -> bool {
+    params
+        .saturating_mul(narrow::LANES * dtype.size_in_bytes())
+        .le(&NARROW_BLOCK_BYTES)
+}
 
 /// The Hessian of `loss(model(x), y)` with respect to the flat parameters θ, for a model of
 /// `Linear` layers each followed by at most one activation, on the CPU. It equals
@@ -111,8 +121,7 @@ impl MlpHvp {
     /// parameters and batches of at least 16 directions, wide otherwise (unless fixed by
     /// [`MlpHvp::with_strategy`]).
     pub fn strategy_for(&self, directions: usize) -> MlpStrategy {
-        let narrow_fits =
-            self.dim() * narrow::LANES * self.dtype.size_in_bytes() <= NARROW_BLOCK_BYTES;
+        let narrow_fits = narrow_fits(self.dim(), self.dtype);
         match self.forced {
             Some(strategy) => strategy,
             None if narrow_fits && directions >= NARROW_MIN_DIRECTIONS => MlpStrategy::Narrow,
@@ -143,7 +152,7 @@ impl MlpHvp {
     fn run<T: Element>(&self, net: &Network<T>, v: &Tensor) -> Result<Tensor> {
         let k = check_batch("hvp_batch", self, v)?;
         let v = v.host_slice::<T>()?;
-        let mut out = vec![T::zero(); v.len()];
+        let mut out = network::zeros("the products", v.len())?;
         match self.strategy_for(k) {
             MlpStrategy::Narrow => {
                 let directions = narrow::block_directions(
@@ -151,9 +160,9 @@ impl MlpHvp {
                     T::DTYPE.size_in_bytes(),
                     NARROW_BLOCK_BYTES,
                 );
-                narrow::apply(net, v, &mut out, directions)
+                narrow::apply(net, v, &mut out, directions)?
             }
-            MlpStrategy::Wide => wide::apply(net, v, &mut out),
+            MlpStrategy::Wide => wide::apply(net, v, &mut out)?,
         }
         Ok(Tensor::from_vec(out, [k, net.params], Device::Cpu)?)
     }

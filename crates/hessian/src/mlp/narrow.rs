@@ -1,28 +1,36 @@
 //! The narrow sweep, for models with few parameters: a few samples at a time, all directions at
 //! once. Every tangent is stored direction-innermost (`[width, directions]`), so each step is a
 //! scalar of the primal times a vector over the directions, and the result accumulates in a
-//! `[P, directions]` block small enough to stay in the core's cache. The samples are split
-//! between the threads, each with its own accumulator. The formulas are those of the wide
-//! sweep (see `wide.rs`).
+//! `[P, directions]` block small enough to stay in the core's cache. The samples are cut into
+//! leaves of [`LEAF_SAMPLES`], each summed on one thread with its own accumulator, and the
+//! leaves' sums are added up a binary tree whose shape depends on the sample count alone: the
+//! result is the same, bit for bit, whatever the number of threads. The formulas are those of
+//! the wide sweep (see `wide.rs`).
 
 use curvature_tensor::Element;
-use rayon::prelude::*;
 
 use super::linalg::has_vector_units;
-use super::network::{Dense, LayerPrimal, Network};
+use super::network::{zeros, Dense, LayerPrimal, Network};
+use crate::Result;
 
 /// Directions are padded to a multiple of this, so the vector loops have no remainder.
 pub(crate) const LANES: usize = 8;
 
 /// Samples taken through the sweep together (`WeightUpdate::apply` is instantiated for groups
 /// of 1 to 4).
-const GROUP: usize = 4;
+pub(crate) const GROUP: usize = 4;
 const _: () = assert!(GROUP <= 4);
+
+/// Samples per leaf of the reduction tree (a multiple of [`GROUP`]): small enough that a few
+/// hundred samples still feed every thread, large enough that the leaves' accumulators and
+/// their additions cost little next to the leaves' sweeps.
+pub(crate) const LEAF_SAMPLES: usize = 16 * GROUP;
+const _: () = assert!(LEAF_SAMPLES % GROUP == 0);
 
 /// How many directions one pass carries: as many as keep a `[P, directions]` block within
 /// `budget` bytes, in multiples of [`LANES`].
 pub(crate) fn block_directions(params: usize, elem_bytes: usize, budget: usize) -> usize {
-    (budget / (params * elem_bytes) / LANES * LANES).max(LANES)
+    (budget / params.saturating_mul(elem_bytes).max(1) / LANES * LANES).max(LANES)
 }
 
 /// One thread's tangent buffers, `[GROUP, width, directions]` per layer.
@@ -34,27 +42,34 @@ struct Workspace<T> {
 }
 
 /// `out[k] = H·v[k]` for the `[K, P]` batch `v`, at most `directions` at a time, the samples
-/// of each block split between the threads.
-pub(crate) fn apply<T: Element>(net: &Network<T>, v: &[T], out: &mut [T], directions: usize) {
+/// of each block summed by the fixed tree of [`accumulate_tree`].
+pub(crate) fn apply<T: Element>(
+    net: &Network<T>,
+    v: &[T],
+    out: &mut [T],
+    directions: usize,
+) -> Result<()> {
     let p = net.params;
-    let threads = rayon::current_num_threads();
-    for (out, v) in out.chunks_mut(directions * p).zip(v.chunks(directions * p)) {
-        let (vt, width) = transpose_block(v, p);
-        let acc = accumulate_samples_parallel(net, &vt, width, threads);
+    let block = directions.saturating_mul(p);
+    for (out, v) in out.chunks_mut(block).zip(v.chunks(block)) {
+        let (vt, width) = transpose_block(v, p)?;
+        let acc = accumulate_tree(net, &vt, width, 0..net.samples)?;
         untranspose_block(&acc, width, out, p);
     }
+    Ok(())
 }
 
-/// `vᵀ` of a block of directions `[count, P]`, zero-padded to `[P, width]`, and `width`.
-fn transpose_block<T: Element>(v: &[T], p: usize) -> (Vec<T>, usize) {
+/// `vᵀ` of a block of directions `[count, P]`, zero-padded to `[P, width]`, and `width`. The
+/// block holds at most the narrow block's directions, so `P · width` is small.
+fn transpose_block<T: Element>(v: &[T], p: usize) -> Result<(Vec<T>, usize)> {
     let width = (v.len() / p).div_ceil(LANES) * LANES;
-    let mut vt = vec![T::zero(); p * width];
+    let mut vt = zeros("the transposed directions", p.saturating_mul(width))?;
     for (d, row) in v.chunks_exact(p).enumerate() {
         for (q, &value) in row.iter().enumerate() {
             vt[q * width + d] = value;
         }
     }
-    (vt, width)
+    Ok((vt, width))
 }
 
 /// Writes the `[P, width]` accumulator back as rows `[count, P]`.
@@ -66,6 +81,32 @@ fn untranspose_block<T: Element>(acc: &[T], width: usize, out: &mut [T], p: usiz
     }
 }
 
+/// Σ over `samples` of each sample's contribution, `[P, width]`: a leaf of at most
+/// [`LEAF_SAMPLES`] is summed in sample order on the calling thread; a longer range is split
+/// at a leaf boundary near its middle, the halves summed in parallel and added left + right.
+/// The tree, and so every rounding, depends on the range alone, never on the thread count.
+fn accumulate_tree<T: Element>(
+    net: &Network<T>,
+    vt: &[T],
+    width: usize,
+    samples: std::ops::Range<usize>,
+) -> Result<Vec<T>> {
+    let leaves = samples.len().div_ceil(LEAF_SAMPLES);
+    if leaves <= 1 {
+        return accumulate_samples(net, vt, width, samples);
+    }
+    let middle = samples.start + leaves / 2 * LEAF_SAMPLES;
+    let (left, right) = rayon::join(
+        || accumulate_tree(net, vt, width, samples.start..middle),
+        || accumulate_tree(net, vt, width, middle..samples.end),
+    );
+    let (mut total, right) = (left?, right?);
+    for (t, r) in total.iter_mut().zip(right) {
+        *t = *t + r;
+    }
+    Ok(total)
+}
+
 /// Σ over `samples` of each sample's contribution, `[P, width]`, on the calling thread,
 /// compiled for AVX2 and FMA when the CPU has them.
 fn accumulate_samples<T: Element>(
@@ -73,84 +114,68 @@ fn accumulate_samples<T: Element>(
     vt: &[T],
     width: usize,
     samples: std::ops::Range<usize>,
-) -> Vec<T> {
+) -> Result<Vec<T>> {
+    let mut acc = zeros("the narrow sweep's accumulator", vt.len())?;
+    let mut workspace = Workspace::new(net, width)?;
     #[cfg(target_arch = "x86_64")]
     {
+        /// # Safety
+        /// The CPU must have AVX2 and FMA.
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2<T: Element>(
             net: &Network<T>,
             vt: &[T],
             width: usize,
             samples: std::ops::Range<usize>,
-        ) -> Vec<T> {
-            accumulate(net, vt, width, samples)
+            workspace: &mut Workspace<T>,
+            acc: &mut [T],
+        ) {
+            accumulate(net, vt, width, samples, workspace, acc)
         }
         if has_vector_units() {
-            // SAFETY: the CPU supports the features `avx2` is compiled with.
-            return unsafe { avx2(net, vt, width, samples) };
+            // SAFETY: calling a `#[target_feature]` function is sound when the CPU has those
+            // features, which `has_vector_units` has just detected at run time.
+            unsafe { avx2(net, vt, width, samples, &mut workspace, &mut acc) };
+            return Ok(acc);
         }
     }
-    accumulate(net, vt, width, samples)
+    accumulate(net, vt, width, samples, &mut workspace, &mut acc);
+    Ok(acc)
 }
 
+/// Adds the contributions of `samples` to `acc`, a group of samples at a time.
 #[inline(always)]
 fn accumulate<T: Element>(
     net: &Network<T>,
     vt: &[T],
     width: usize,
     samples: std::ops::Range<usize>,
-) -> Vec<T> {
-    let mut acc = vec![T::zero(); vt.len()];
-    let mut workspace = Workspace::new(net, width);
+    workspace: &mut Workspace<T>,
+    acc: &mut [T],
+) {
     for first in samples.clone().step_by(GROUP) {
         let count = GROUP.min(samples.end - first);
-        workspace.samples(net, vt, width, first, count, &mut acc);
+        workspace.samples(net, vt, width, first, count, acc);
     }
-    acc
-}
-
-/// [`accumulate_samples`] over all samples, split between `threads`, the parts summed.
-fn accumulate_samples_parallel<T: Element>(
-    net: &Network<T>,
-    vt: &[T],
-    width: usize,
-    threads: usize,
-) -> Vec<T> {
-    let parts = threads.clamp(1, net.samples);
-    let per_part = net.samples.div_ceil(parts);
-    let partial: Vec<Vec<T>> = (0..parts)
-        .into_par_iter()
-        .map(|part| {
-            let start = (part * per_part).min(net.samples);
-            let end = (start + per_part).min(net.samples);
-            accumulate_samples(net, vt, width, start..end)
-        })
-        .collect();
-    let mut parts = partial.into_iter();
-    let mut total = parts.next().unwrap_or_else(|| vec![T::zero(); vt.len()]);
-    for part in parts {
-        for (t, p) in total.iter_mut().zip(part) {
-            *t = *t + p;
-        }
-    }
-    total
 }
 
 impl<T: Element> Workspace<T> {
-    fn new(net: &Network<T>, width: usize) -> Workspace<T> {
-        let per_layer = || {
+    /// Buffers for a group of samples; `width · layer width` is at most the `[P, width]` block
+    /// (P counts every layer's weights), so the products cannot overflow.
+    fn new(net: &Network<T>, width: usize) -> Result<Workspace<T>> {
+        let per_layer = || -> Result<Vec<Vec<T>>> {
             net.layers
                 .iter()
-                .map(|d| vec![T::zero(); GROUP * d.outputs * width])
+                .map(|d| zeros("the narrow sweep's tangents", GROUP * d.outputs * width))
                 .collect()
         };
         let widest = net.max_width().max(net.layers[0].inputs);
-        Workspace {
-            bent: per_layer(),
-            dh: per_layer(),
-            dg: vec![T::zero(); GROUP * widest * width],
-            dg_prev: vec![T::zero(); GROUP * widest * width],
-        }
+        Ok(Workspace {
+            bent: per_layer()?,
+            dh: per_layer()?,
+            dg: zeros("the narrow sweep's tangents", GROUP * widest * width)?,
+            dg_prev: zeros("the narrow sweep's tangents", GROUP * widest * width)?,
+        })
     }
 
     /// Adds the contributions of samples `first..first + count` (`count ≤ GROUP`) to `acc`

@@ -7,6 +7,7 @@ use curvature_tensor::{Element, Tensor};
 use rayon::prelude::*;
 
 use super::linalg::{gemm, Gemm, Operand};
+use crate::alloc;
 use crate::error::invalid;
 use crate::Result;
 
@@ -110,13 +111,16 @@ pub(crate) fn dense_chain(model: &Sequential) -> Result<Vec<(&Linear, Option<Act
     Ok(chain)
 }
 
-/// The model's dense layers with their data on the host, and their places in θ.
+/// The model's dense layers with their data on the host, and their places in θ (offsets
+/// summed with checked arithmetic).
 pub(crate) fn dense_layers<T: Element>(model: &Sequential) -> Result<Vec<Dense<T>>> {
     let mut offset = 0;
     dense_chain(model)?
         .into_iter()
         .map(|(linear, activation)| {
             let (outputs, inputs) = (linear.weight.dims()[0], linear.weight.dims()[1]);
+            let weights = alloc::product(OP, "a layer's weight", &[outputs, inputs])?;
+            let bias_offset = alloc::sum(OP, "the parameters", &[offset, weights])?;
             let dense = Dense {
                 inputs,
                 outputs,
@@ -124,16 +128,30 @@ pub(crate) fn dense_layers<T: Element>(model: &Sequential) -> Result<Vec<Dense<T
                 bias: linear.bias.to_vec()?,
                 activation,
                 weight_offset: offset,
-                bias_offset: offset + outputs * inputs,
+                bias_offset,
             };
-            offset += outputs * inputs + outputs;
+            offset = alloc::sum(OP, "the parameters", &[bias_offset, outputs])?;
             Ok(dense)
         })
         .collect()
 }
 
+/// `len` zeros, allocated fallibly (the primal pass's buffers are sized by the data).
+pub(crate) fn zeros<T: Element>(what: &'static str, len: usize) -> Result<Vec<T>> {
+    alloc::filled(OP, what, len, T::zero())
+}
+
+/// A fallibly allocated vector of the `len` values of `values`.
+fn collect<T>(what: &'static str, len: usize, values: impl Iterator<Item = T>) -> Result<Vec<T>> {
+    let mut out = alloc::with_capacity(OP, what, len)?;
+    out.extend(values.take(len));
+    Ok(out)
+}
+
 impl<T: Element> Network<T> {
-    /// Runs the primal pass of `loss(model(x), y)`: `x` is `[n, inputs]` on the host.
+    /// Runs the primal pass of `loss(model(x), y)`: `x` is `[n, inputs]` on the host. Every
+    /// `n × width` buffer is sized with checked arithmetic (so the later sweeps' offsets, all
+    /// below these sizes, cannot overflow) and allocated fallibly.
     pub fn new(layers: Vec<Dense<T>>, loss: Loss, x: &Tensor, y: &Tensor) -> Result<Network<T>> {
         let first = &layers[0];
         let last = &layers[layers.len() - 1];
@@ -148,15 +166,20 @@ impl<T: Element> Network<T> {
             ));
         }
         let samples = x.dims()[0];
-        let params = last.bias_offset + last.outputs;
+        let params = alloc::sum(OP, "the parameters", &[last.bias_offset, last.outputs])?;
+        for dense in &layers {
+            alloc::product(OP, "a layer's activations", &[samples, dense.inputs])?;
+            alloc::product(OP, "a layer's activations", &[samples, dense.outputs])?;
+        }
 
         // Forward: h₀ = x, z = h·Wᵀ + b, h' = σ(z).
         let mut inputs = Vec::with_capacity(layers.len());
         let mut slopes = Vec::with_capacity(layers.len());
         let mut curvatures = Vec::with_capacity(layers.len());
-        let mut h = x.host_slice::<T>()?.to_vec();
+        let x = x.host_slice::<T>()?;
+        let mut h = collect("the input activations", x.len(), x.iter().copied())?;
         for dense in &layers {
-            let mut z = vec![T::zero(); samples * dense.outputs];
+            let mut z = zeros("a layer's pre-activations", samples * dense.outputs)?;
             for row in z.chunks_exact_mut(dense.outputs) {
                 row.copy_from_slice(&dense.bias);
             }
@@ -170,7 +193,7 @@ impl<T: Element> Network<T> {
                 rhs: Operand::transposed(&dense.weight, dense.inputs),
                 parallel: true,
             });
-            let (out, slope, curvature) = activate(dense.activation, &z);
+            let (out, slope, curvature) = activate(dense.activation, &z)?;
             inputs.push(std::mem::replace(&mut h, out));
             slopes.push(slope);
             curvatures.push(curvature);
@@ -178,18 +201,26 @@ impl<T: Element> Network<T> {
 
         // Loss, its gradient and its curvature with respect to the output h.
         let (value, mut grad_h, output_curvature) = loss_terms(loss, &h, y, samples, last.outputs)?;
+        drop(h);
 
         // Backward: ∂L/∂z = ∂L/∂h ⊙ σ'(z), ∂L/∂h_prev = ∂L/∂z · W.
         let mut primal: Vec<LayerPrimal<T>> = Vec::with_capacity(layers.len());
-        let mut gradient = vec![T::zero(); params];
+        let mut gradient = zeros("the gradient", params)?;
         for (index, dense) in layers.iter().enumerate().rev() {
             let slope = std::mem::take(&mut slopes[index]);
-            let bend: Vec<T> = grad_h
-                .iter()
-                .zip(&curvatures[index])
-                .map(|(&g, &c)| g * c)
-                .collect();
-            let grad_z: Vec<T> = grad_h.iter().zip(&slope).map(|(&g, &s)| g * s).collect();
+            let curvature = std::mem::take(&mut curvatures[index]);
+            let n = grad_h.len();
+            let bend = collect(
+                "a layer's curvature terms",
+                n,
+                grad_h.iter().zip(&curvature).map(|(&g, &c)| g * c),
+            )?;
+            drop(curvature);
+            let grad_z = collect(
+                "a layer's gradient",
+                n,
+                grad_h.iter().zip(&slope).map(|(&g, &s)| g * s),
+            )?;
             let input = std::mem::take(&mut inputs[index]);
             let (w, b) = gradient[dense.weight_offset..dense.bias_offset + dense.outputs]
                 .split_at_mut(dense.outputs * dense.inputs);
@@ -209,7 +240,7 @@ impl<T: Element> Network<T> {
                 }
             }
             if index > 0 {
-                grad_h = vec![T::zero(); samples * dense.inputs];
+                grad_h = zeros("a layer's input gradient", samples * dense.inputs)?;
                 gemm(Gemm {
                     m: samples,
                     n: dense.inputs,
@@ -284,12 +315,16 @@ fn softmax_curvature<T: Element>(
     }
 }
 
-/// σ(z), σ'(z) and σ''(z), elementwise, in parallel blocks.
-fn activate<T: Element>(act: Option<Activation>, z: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
+/// The primal's per-layer results: the activations, σ'(z) and σ''(z).
+type Activated<T> = (Vec<T>, Vec<T>, Vec<T>);
+
+/// σ(z), σ'(z) and σ''(z), elementwise, in parallel blocks (each element on its own, so the
+/// values do not depend on the thread count).
+fn activate<T: Element>(act: Option<Activation>, z: &[T]) -> Result<Activated<T>> {
     const BLOCK: usize = 4096;
-    let mut out = vec![T::zero(); z.len()];
-    let mut slope = vec![T::zero(); z.len()];
-    let mut curvature = vec![T::zero(); z.len()];
+    let mut out = zeros("a layer's activations", z.len())?;
+    let mut slope = zeros("a layer's activation slopes", z.len())?;
+    let mut curvature = zeros("a layer's activation curvatures", z.len())?;
     out.par_chunks_mut(BLOCK)
         .zip(slope.par_chunks_mut(BLOCK))
         .zip(curvature.par_chunks_mut(BLOCK))
@@ -299,7 +334,7 @@ fn activate<T: Element>(act: Option<Activation>, z: &[T]) -> (Vec<T>, Vec<T>, Ve
                 (*h, *d1, *d2) = derivatives(act, z);
             }
         });
-    (out, slope, curvature)
+    Ok((out, slope, curvature))
 }
 
 /// σ(z), σ'(z) and σ''(z).
@@ -351,13 +386,17 @@ fn loss_terms<T: Element>(
                 .map(|(&h, &y)| (h - y).to_f64().powi(2))
                 .sum::<f64>()
                 / count;
-            let grad = h.iter().zip(y).map(|(&h, &y)| (h - y) * scale).collect();
+            let grad = collect(
+                "the output gradient",
+                h.len(),
+                h.iter().zip(y).map(|(&h, &y)| (h - y) * scale),
+            )?;
             Ok((value, grad, OutputCurvature::Scaled(scale)))
         }
         Loss::SumSq => {
             let two = T::from_f64(2.0);
             let value = h.iter().map(|&h| h.to_f64().powi(2)).sum();
-            let grad = h.iter().map(|&h| h * two).collect();
+            let grad = collect("the output gradient", h.len(), h.iter().map(|&h| h * two))?;
             Ok((value, grad, OutputCurvature::Scaled(two)))
         }
         Loss::CrossEntropy => {
@@ -375,7 +414,7 @@ fn loss_terms<T: Element>(
                 ));
             }
             let scale = T::from_f64(1.0 / samples as f64);
-            let mut probs = Vec::with_capacity(h.len());
+            let mut probs = alloc::with_capacity(OP, "the softmax probabilities", h.len())?;
             let mut value = 0.0;
             for (row, &label) in h.chunks_exact(outputs).zip(&labels) {
                 let max = row.iter().copied().fold(T::neg_infinity(), T::max);
@@ -384,7 +423,11 @@ fn loss_terms<T: Element>(
                 value -= (row[label] - log_sum).to_f64();
                 probs.extend(row.iter().map(|&v| (v - log_sum).exp()));
             }
-            let mut grad: Vec<T> = probs.iter().map(|&p| p * scale).collect();
+            let mut grad = collect(
+                "the output gradient",
+                probs.len(),
+                probs.iter().map(|&p| p * scale),
+            )?;
             for (s, &label) in labels.iter().enumerate() {
                 grad[s * outputs + label] = grad[s * outputs + label] - scale;
             }

@@ -1,5 +1,8 @@
 //! The wide sweep: one direction at a time through all n samples, every product a matrix
-//! product of the `gemm` crate; directions run in parallel, one workspace per thread.
+//! product of the `gemm` crate; directions run in parallel, one workspace per thread. Each
+//! direction is swept start to finish by one workspace, and `gemm` splits a product over
+//! threads by output tiles only, so a direction's result is the same, bit for bit, whichever
+//! thread sweeps it and however many there are.
 //!
 //! For direction (dW, db) and layer l, with the primal h (input), z, σ', ∂L/∂z of the layer:
 //! forward `dz = h·dWᵀ + db + dh_prev·Wᵀ`, `dh = σ'(z) ⊙ dz`; at the output `dg = C·dh` (the loss
@@ -11,7 +14,8 @@ use curvature_tensor::Element;
 use rayon::prelude::*;
 
 use super::linalg::{gemm, with_vector_units, Gemm, Operand};
-use super::network::Network;
+use super::network::{zeros, Network};
+use crate::Result;
 
 /// Per-thread buffers of one direction's tangents.
 struct Workspace<T> {
@@ -25,20 +29,21 @@ struct Workspace<T> {
 }
 
 impl<T: Element> Workspace<T> {
-    fn new(net: &Network<T>) -> Workspace<T> {
-        let per_layer = || {
+    /// Buffers for one direction; every `n × width` product was checked by `Network::new`.
+    fn new(net: &Network<T>) -> Result<Workspace<T>> {
+        let per_layer = || -> Result<Vec<Vec<T>>> {
             net.layers
                 .iter()
-                .map(|d| vec![T::zero(); net.samples * d.outputs])
+                .map(|d| zeros("the wide sweep's tangents", net.samples * d.outputs))
                 .collect()
         };
         let widest = net.max_width().max(net.layers[0].inputs);
-        Workspace {
-            bent: per_layer(),
-            dh: per_layer(),
-            dg: vec![T::zero(); net.samples * widest],
-            dg_prev: vec![T::zero(); net.samples * widest],
-        }
+        Ok(Workspace {
+            bent: per_layer()?,
+            dh: per_layer()?,
+            dg: zeros("the wide sweep's tangents", net.samples * widest)?,
+            dg_prev: zeros("the wide sweep's tangents", net.samples * widest)?,
+        })
     }
 
     /// Writes `H·v` for one direction `v` (`[P]`) into `out` (`[P]`).
@@ -167,20 +172,22 @@ fn column_sums<T: Element>(rows: &[T], sums: &mut [T]) {
 }
 
 /// `out[k] = H·v[k]` for the `[K, P]` batch `v`. The directions are split into one contiguous
-/// share per thread, each swept with a single workspace.
-pub(crate) fn apply<T: Element>(net: &Network<T>, v: &[T], out: &mut [T]) {
+/// share per thread, each swept with a single workspace (how they are shared changes only who
+/// sweeps a direction, not its result).
+pub(crate) fn apply<T: Element>(net: &Network<T>, v: &[T], out: &mut [T]) -> Result<()> {
     let p = net.params;
     let directions = v.len() / p;
     let threads = rayon::current_num_threads();
     // With fewer directions than threads, the threads share each product instead.
     let parallel = directions < threads;
-    let share = directions.div_ceil(threads) * p;
+    let share = directions.div_ceil(threads).max(1) * p;
     out.par_chunks_mut(share)
         .zip(v.par_chunks(share))
-        .for_each(|(out, v)| {
-            let mut workspace = Workspace::new(net);
+        .try_for_each(|(out, v)| {
+            let mut workspace = Workspace::new(net)?;
             for (out, v) in out.chunks_exact_mut(p).zip(v.chunks_exact(p)) {
                 workspace.sweep(net, v, out, parallel);
             }
-        });
+            Ok(())
+        })
 }

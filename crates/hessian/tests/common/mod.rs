@@ -1,6 +1,9 @@
 //! Helpers shared by the hessian crate's integration tests.
 #![allow(dead_code)]
 
+use std::cell::RefCell;
+
+use curvature_hessian::{LinearOperator, Result};
 use curvature_tape::ModelFile;
 use curvature_tensor::{DType, Device, Tensor};
 
@@ -57,4 +60,59 @@ pub fn matvec(h: &[f64], n: usize, v: &[f64]) -> Vec<f64> {
 
 pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// diag(d) as an operator: each row of V scaled elementwise (one `[K, dim]` result per call).
+pub struct Diagonal(pub Tensor);
+
+impl Diagonal {
+    pub fn new(d: &[f64]) -> Diagonal {
+        Diagonal(Tensor::from_f64s(d, [d.len()], DType::F64, Device::Cpu).unwrap())
+    }
+}
+
+impl LinearOperator for Diagonal {
+    fn dim(&self) -> usize {
+        self.0.elem_count()
+    }
+    fn dtype(&self) -> DType {
+        self.0.dtype()
+    }
+    fn device(&self) -> Device {
+        self.0.device()
+    }
+    fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
+        Ok(v.mul(&self.0)?)
+    }
+}
+
+/// An operator passing every call on to `inner`, recording each batch's number of rows.
+pub struct Recorded<'a, O: ?Sized> {
+    pub inner: &'a O,
+    pub sizes: RefCell<Vec<usize>>,
+}
+
+impl<'a, O: LinearOperator + ?Sized> Recorded<'a, O> {
+    pub fn new(inner: &'a O) -> Recorded<'a, O> {
+        Recorded {
+            inner,
+            sizes: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl<O: LinearOperator + ?Sized> LinearOperator for Recorded<'_, O> {
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn dtype(&self) -> DType {
+        self.inner.dtype()
+    }
+    fn device(&self) -> Device {
+        self.inner.device()
+    }
+    fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
+        self.sizes.borrow_mut().push(v.dims()[0]);
+        self.inner.apply_batch(v)
+    }
 }

@@ -8,17 +8,19 @@
 //! metadata before any tensor data is read, and values echoed in errors are escaped and cut
 //! short ([`bounded_text`]).
 
+mod layout;
 mod source;
 mod text;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use curvature_tensor::{DType, Device, Tensor};
 
-use crate::nn::{Activation, Layer, Linear, Loss, Sequential};
+use crate::nn::{Activation, Loss, Sequential};
 use crate::{Result, Var};
+pub use layout::ModelLayout;
 pub use source::{file_kind, MAX_HEADER_BYTES};
 use source::{Entry, Source};
 pub use text::{bounded_text, shown};
@@ -102,122 +104,14 @@ impl ModelFile {
     /// Reads `path`, converting the model's tensors to `dtype` on `device`. Only a regular
     /// file is opened (a FIFO, device or directory is an error, and opening never blocks);
     /// the other tensors are read when [`ModelFile::tensor`] asks for them.
+    /// [`ModelLayout::open`] then [`ModelLayout::load`].
     pub fn load(path: impl AsRef<Path>, dtype: DType, device: Device) -> Result<ModelFile> {
-        let (source, len) = Source::open(path.as_ref())?;
-        ModelFile::read(source, len, dtype, device)
+        ModelLayout::open(path)?.load(dtype, device)
     }
 
     /// Parses the bytes of a safetensors file.
     pub fn from_bytes(bytes: &[u8], dtype: DType, device: Device) -> Result<ModelFile> {
-        ModelFile::read(
-            Source::Bytes(Arc::from(bytes)),
-            bytes.len() as u64,
-            dtype,
-            device,
-        )
-    }
-
-    fn read(source: Source, len: u64, dtype: DType, device: Device) -> Result<ModelFile> {
-        let header = source.header(len)?;
-        let Meta {
-            widths,
-            activations,
-            final_activation,
-            loss,
-        } = Meta::parse(&header.metadata)?;
-        let mut entries = header.tensors;
-
-        // Every shape is checked before any data is read.
-        let mut take = |name: &str, expected: Option<Vec<usize>>| {
-            let entry = entries
-                .remove(name)
-                .ok_or_else(|| ModelFileError::MissingTensor(name.to_string()))?;
-            match expected {
-                Some(expected) if expected != entry.shape => {
-                    Err(wrong_shape(name, expected, &entry.shape))
-                }
-                _ => Ok(entry),
-            }
-        };
-        let mut layer_entries = Vec::with_capacity(widths.len() - 1);
-        for (i, pair) in widths.windows(2).enumerate() {
-            let weight = take(&format!("{i}.weight"), Some(vec![pair[1], pair[0]]))?;
-            let bias = take(&format!("{i}.bias"), Some(vec![pair[1]]))?;
-            layer_entries.push((i, weight, bias));
-        }
-        let x_entry = take("x", None)?;
-        let y_entry = take("y", None)?;
-        if let Some(name) = entries.keys().find(|name| is_layer_name(name)) {
-            return Err(ModelFileError::ExtraLayer {
-                name: shown(name),
-                layers: widths.len() - 1,
-            }
-            .into());
-        }
-        let n = x_entry.shape.first().copied().unwrap_or(0);
-        if x_entry.shape != [n, widths[0]] {
-            return Err(wrong_shape("x", vec![n, widths[0]], &x_entry.shape).into());
-        }
-        let out = widths[widths.len() - 1];
-        let y_ok = match loss {
-            Loss::CrossEntropy => y_entry.shape == [n] || y_entry.shape == [n, 1],
-            Loss::Mse => y_entry.shape == [n, out],
-            Loss::SumSq => y_entry.shape.first() == Some(&n),
-        };
-        if !y_ok {
-            let expected = if loss == Loss::CrossEntropy {
-                vec![n]
-            } else {
-                vec![n, out]
-            };
-            return Err(wrong_shape("y", expected, &y_entry.shape).into());
-        }
-
-        let read = |name: &str, entry: &Entry| -> Result<(Tensor, Vec<f64>)> {
-            let values = source.values(name, entry)?;
-            check_values(name, &values, dtype)?;
-            let tensor = Tensor::from_f64s(&values, entry.shape.clone(), dtype, device)?;
-            Ok((tensor, values))
-        };
-        let mut layers = Vec::with_capacity(2 * layer_entries.len());
-        for (i, weight, bias) in &layer_entries {
-            let (weight, _) = read(&format!("{i}.weight"), weight)?;
-            let (bias, _) = read(&format!("{i}.bias"), bias)?;
-            layers.push(Layer::Linear(Linear { weight, bias }));
-            let act = if i + 2 < widths.len() {
-                Some(activations[*i])
-            } else {
-                final_activation
-            };
-            if let Some(act) = act {
-                layers.push(Layer::Activation(act));
-            }
-        }
-        let (x, _) = read("x", &x_entry)?;
-        let (y, labels) = read("y", &y_entry)?;
-        if loss == Loss::CrossEntropy {
-            check_labels(&labels, out)?;
-        }
-        let extra = entries
-            .into_iter()
-            .map(|(name, entry)| {
-                let tensor = OnceLock::new();
-                (name, Extra { entry, tensor })
-            })
-            .collect();
-        Ok(ModelFile {
-            widths,
-            activations,
-            final_activation,
-            loss,
-            model: Sequential::new(layers),
-            x,
-            y,
-            extra,
-            source,
-            dtype,
-            device,
-        })
+        ModelLayout::from_bytes(bytes)?.load(dtype, device)
     }
 
     /// A reference tensor of the file by name, read from the file (and converted to the

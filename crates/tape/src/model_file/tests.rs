@@ -156,6 +156,24 @@ fn a_huge_unused_tensor_is_never_read() {
 }
 
 #[test]
+fn a_tensor_too_large_to_allocate_is_an_error_when_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("with_reference.safetensors");
+    // 64 GiB of declared reference data (a sparse tail): more than the host can allocate.
+    let huge = 1usize << 33;
+    let extra = [("reference", "F64", vec![huge], 8 * huge)];
+    let (bytes, total) = file_bytes(&model_tensors(), &model_metadata(), &extra);
+    write_sparse(&path, &bytes, total);
+    let file = load(&path, DType::F64).expect("the model loads");
+    match file.tensor("reference") {
+        Err(TapeError::ModelFile(ModelFileError::TooLarge { name, bytes })) => {
+            assert_eq!((name.as_str(), bytes), ("reference", 8 * huge));
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+#[test]
 fn an_unused_tensor_of_another_dtype_is_an_error_only_when_asked_for() {
     let extra = [("labels", "I32", vec![4], 16), ("half", "BF16", vec![2], 4)];
     let (mut bytes, total) = file_bytes(&model_tensors(), &model_metadata(), &extra);

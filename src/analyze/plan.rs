@@ -1,0 +1,303 @@
+//! `analyze`'s memory plan: the peak bytes of every step it will run, worked out from the
+//! model's sizes before the model is loaded (from the file's header) and checked against the
+//! memory available, so a run that cannot fit is refused with one line instead of aborting
+//! half-way. The figures are upper bounds built from what each step keeps alive: the loaded
+//! model, the fused operator ([`MlpMemory`]), the dense Hessian and its eigensolver, the
+//! estimators' probe blocks and Krylov bases ([`SlqOptions::memory_bytes`],
+//! [`LanczosOptions::memory_bytes`]) and the results file, plus the process itself and a
+//! sixteenth for the allocator.
+
+use curvature::hessian::{
+    format_bytes, HessianOptions, LanczosOptions, MlpMemory, SlqOptions, Which,
+};
+#[cfg(test)]
+use curvature::tape::ModelFile;
+use curvature::tape::ModelLayout;
+use curvature::tensor::DType;
+
+/// Memory assumed available when `/proc/meminfo` cannot be read and no limit is given.
+const FALLBACK_AVAILABLE: u128 = 8 << 30;
+
+/// What the process needs besides the steps' buffers (code, thread stacks, the allocator's
+/// own structures), and the share of the buffers the allocator may hold beyond them.
+const PROCESS_BYTES: u128 = 64 << 20;
+const SLACK_DIVISOR: u128 = 16;
+
+/// What the plan needs to know about a model file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sizes {
+    /// The layer widths, inputs first.
+    pub widths: Vec<usize>,
+    pub samples: usize,
+    /// Elements of the tensors loading converts (the layers, `x` and `y`).
+    pub tensor_elements: u128,
+    /// Elements of the largest of them.
+    pub largest_tensor: u128,
+}
+
+impl Sizes {
+    /// The sizes from a model file's checked header, before any tensor is read.
+    pub fn from_layout(layout: &ModelLayout) -> Sizes {
+        let counts: Vec<u128> = layout
+            .model_shapes()
+            .map(|dims| dims.iter().map(|&d| d as u128).product())
+            .collect();
+        Sizes {
+            widths: layout.widths.clone(),
+            samples: layout.samples(),
+            tensor_elements: counts.iter().sum(),
+            largest_tensor: counts.iter().copied().max().unwrap_or(0),
+        }
+    }
+}
+
+/// How `analyze` will run, as far as memory is concerned.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub dtype: DType,
+    /// `--full` was given: the dense Hessian is formed whatever P.
+    pub full: bool,
+    /// Up to this P the dense Hessian is formed anyway.
+    pub dense_limit: usize,
+    /// `--out` was given: the results are also encoded and serialised.
+    pub writes_file: bool,
+    pub probes: usize,
+    pub top_k: usize,
+    pub lanczos_max_iter: usize,
+    pub slq: SlqOptions,
+}
+
+/// One step and the peak bytes alive while it runs.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: &'static str,
+    pub bytes: u128,
+    /// What to change when this step does not fit.
+    pub advice: &'static str,
+}
+
+/// The peak of every step and the memory available to them.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub available: u128,
+    /// Where `available` comes from.
+    pub source: &'static str,
+}
+
+impl Plan {
+    /// The step with the largest peak.
+    pub fn peak(&self) -> &Step {
+        self.steps
+            .iter()
+            .max_by_key(|s| s.bytes)
+            .expect("a plan has steps")
+    }
+
+    /// An error of one line, naming the first step (in the order they run) whose peak
+    /// exceeds the memory available, what it needs and what to change.
+    pub fn check(&self) -> Result<(), String> {
+        match self.steps.iter().find(|s| s.bytes > self.available) {
+            None => Ok(()),
+            Some(step) => Err(format!(
+                "not enough memory: {} needs {} but {} is available ({}); {}",
+                step.name,
+                readable(step.bytes),
+                readable(self.available),
+                self.source,
+                step.advice
+            )),
+        }
+    }
+}
+
+/// A byte count for messages; counts past 2⁶⁴ (sizes that overflow) are said so.
+pub fn readable(bytes: u128) -> String {
+    if bytes >= u128::from(u64::MAX) {
+        "more than 16 EiB".to_string()
+    } else {
+        format_bytes(bytes)
+    }
+}
+
+/// The memory available: `limit_gib` when given, else `MemAvailable` from `/proc/meminfo`,
+/// else a fixed 8 GiB.
+pub fn available_memory(limit_gib: Option<f64>) -> (u128, &'static str) {
+    if let Some(gib) = limit_gib {
+        return ((gib * (1u64 << 30) as f64) as u128, "--memory-limit");
+    }
+    let from_proc = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        });
+    match from_proc {
+        Some(bytes) => (bytes, "MemAvailable"),
+        None => (FALLBACK_AVAILABLE, "assumed; /proc/meminfo unreadable"),
+    }
+}
+
+/// Sizes that overflow `usize` count as more memory than any machine has.
+fn known(r: curvature::hessian::Result<usize>) -> u128 {
+    r.map_or(u128::MAX, |b| b as u128)
+}
+
+/// The plan of `analyze` for a model of `sizes` run with `settings`; an error when the widths
+/// do not describe a model.
+pub fn plan(
+    sizes: &Sizes,
+    settings: &Settings,
+    available: (u128, &'static str),
+) -> Result<Plan, String> {
+    let s = settings.dtype.size_in_bytes() as u128;
+    let mlp =
+        MlpMemory::new(&sizes.widths, sizes.samples, settings.dtype).map_err(|e| e.to_string())?;
+    let pu = mlp.params();
+    let p = pu as u128;
+    let dense = settings.full || pu <= settings.dense_limit;
+    let batch = |k: usize| known(mlp.batch_bytes(k));
+    let mul = |a: u128, b: u128| a.saturating_mul(b);
+    let add = |parts: &[u128]| parts.iter().fold(0u128, |t, &b| t.saturating_add(b));
+
+    // The loaded model in the run's dtype; a tensor being read also holds its bytes as stored
+    // (at most 8 per element), as f64 and as converted.
+    let model = mul(sizes.tensor_elements, s);
+    let loading = add(&[model, mul(sizes.largest_tensor, 24)]);
+    // The operator and the gradient kept on the host in f64.
+    let held = add(&[model, known(mlp.held_bytes()), mul(p, 8)]);
+    let primal = add(&[model, known(mlp.construction_bytes()), mul(p, 24)]);
+    let mut steps = vec![
+        Step {
+            name: "loading the model file",
+            bytes: loading,
+            advice: "use a smaller model file",
+        },
+        Step {
+            name: "the primal pass (loss and gradient)",
+            bytes: primal,
+            advice: "use fewer samples or a smaller model",
+        },
+    ];
+
+    let rows = HessianOptions::default().chunk_rows(pu, settings.dtype);
+    let rows_u = rows as u128;
+    let full_advice = if settings.full {
+        "drop --full"
+    } else {
+        "use a smaller model"
+    };
+    let mut kept = held;
+    if dense {
+        let hessian = mul(mul(p, p), s);
+        let host = mul(mul(p, p), 8);
+        steps.push(Step {
+            name: "the dense Hessian",
+            bytes: add(&[held, hessian, host, mul(mul(rows_u, p), s), batch(rows)]),
+            advice: full_advice,
+        });
+        // The f64 Hessian kept for the results, the symmetrised copy and the eigenvectors.
+        steps.push(Step {
+            name: "the dense eigensolver",
+            bytes: add(&[held, mul(host, 3)]),
+            advice: full_advice,
+        });
+        kept = add(&[held, host]);
+    } else {
+        let probes = settings.probes as u128;
+        let r = rows.min(settings.probes);
+        steps.push(Step {
+            name: "the Hutchinson diagonal",
+            bytes: add(&[kept, mul(mul(r as u128, p), 8 + 3 * s), batch(r)]),
+            advice: "use fewer --probes",
+        });
+        let sketch = probes.min(p);
+        steps.push(Step {
+            name: "the Hutch++ trace",
+            bytes: add(&[
+                kept,
+                mul(mul(sketch, p), 5 * s + 8),
+                batch(rows.min(settings.probes.min(pu))),
+            ]),
+            advice: "use fewer --probes",
+        });
+        let k = settings.top_k.min(pu);
+        let lanczos = LanczosOptions {
+            k,
+            which: Which::Largest,
+            max_iter: settings.lanczos_max_iter.max(k).min(pu),
+            ..LanczosOptions::default()
+        };
+        steps.push(Step {
+            name: "the Lanczos eigensolver",
+            bytes: add(&[
+                kept,
+                known(lanczos.memory_bytes(pu, settings.dtype)),
+                batch(1),
+            ]),
+            advice: "use --dtype f32 or a smaller model",
+        });
+    }
+    let slq = settings.slq;
+    steps.push(Step {
+        name: "the spectral density (SLQ)",
+        bytes: add(&[
+            kept,
+            known(slq.memory_bytes(pu, settings.dtype)),
+            batch(slq.block_probes(pu, settings.dtype)),
+        ]),
+        advice: "use --dtype f32 or a smaller model",
+    });
+    // The results (gradient, diagonal, grid, density and the dense Hessian and eigenvalues
+    // when formed) held by the analysis, copied for the file, encoded and serialised.
+    let results = add(&[
+        mul(p, 24),
+        mul(settings.slq.grid_points as u128, 16),
+        if dense { mul(mul(p, p), 8) } else { 0 },
+    ]);
+    let copies = if settings.writes_file { 4 } else { 2 };
+    steps.push(Step {
+        name: "writing the results",
+        bytes: add(&[model, mul(results, copies)]),
+        advice: full_advice,
+    });
+    for step in &mut steps {
+        step.bytes = add(&[step.bytes, step.bytes / SLACK_DIVISOR, PROCESS_BYTES]);
+    }
+    Ok(Plan {
+        steps,
+        available: available.0,
+        source: available.1,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn golden(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(format!("{name}.safetensors"))
+    }
+
+    #[test]
+    fn the_layout_gives_the_sizes_of_the_loaded_model() {
+        let path = golden("mlp_4_6_5_3_tanh_sigmoid_mse");
+        let sizes = Sizes::from_layout(&ModelLayout::open(&path).expect("a valid header"));
+        let model = ModelFile::load(&path, DType::F64, curvature::tensor::Device::Cpu)
+            .expect("the golden file loads");
+        let loaded: Vec<usize> = model
+            .model
+            .parameters()
+            .iter()
+            .chain([&model.x, &model.y])
+            .map(|t| t.elem_count())
+            .collect();
+        assert_eq!(sizes.widths, [4, 6, 5, 3]);
+        assert_eq!(sizes.samples, model.x.dims()[0]);
+        assert_eq!(sizes.tensor_elements, loaded.iter().sum::<usize>() as u128);
+        assert_eq!(sizes.largest_tensor, *loaded.iter().max().unwrap() as u128);
+    }
+}
