@@ -7,13 +7,11 @@
 //! [`LanczosOptions::memory_bytes`]) and the results file, plus the process itself and a
 //! sixteenth for the allocator.
 
-use curvature::hessian::{
-    format_bytes, HessianOptions, LanczosOptions, MlpMemory, SlqOptions, Which,
-};
+use curvature::hessian::{HessianOptions, LanczosOptions, MlpMemory, SlqOptions, Which};
 #[cfg(test)]
 use curvature::tape::ModelFile;
 use curvature::tape::ModelLayout;
-use curvature::tensor::DType;
+use curvature::tensor::{human_bytes, DType};
 
 /// Memory assumed available when `/proc/meminfo` cannot be read and no limit is given.
 const FALLBACK_AVAILABLE: u128 = 8 << 30;
@@ -116,7 +114,7 @@ pub fn readable(bytes: u128) -> String {
     if bytes >= u128::from(u64::MAX) {
         "more than 16 EiB".to_string()
     } else {
-        format_bytes(bytes)
+        human_bytes(bytes)
     }
 }
 

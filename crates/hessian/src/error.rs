@@ -55,7 +55,7 @@ pub enum HessianError {
         sizes: Vec<usize>,
     },
     /// A host buffer the allocator refused: what it is, its elements and the bytes it needs.
-    #[error("{op}: cannot allocate {what}: {elements} elements need {}", format_bytes(*bytes))]
+    #[error("{op}: cannot allocate {what}: {elements} elements need {}", curvature_tensor::human_bytes(*bytes))]
     OutOfMemory {
         op: &'static str,
         what: &'static str,
@@ -70,21 +70,6 @@ pub enum HessianError {
         value: usize,
         limit: usize,
     },
-}
-
-/// A byte count in readable binary units (`8.0 TiB`), with the exact count for small values.
-pub fn format_bytes(bytes: u128) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes < 1024 {
-        return format!("{bytes} bytes");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// Result alias of the hessian crate.

@@ -63,7 +63,7 @@ pub use density::{
     spectral_density, SlqOptions, SpectralDensity, GRID_MARGIN_SIGMAS, MAX_GRID_POINTS, MAX_SIGMA,
     MIN_SIGMA,
 };
-pub use error::{format_bytes, HessianError, Result};
+pub use error::{HessianError, Result};
 pub use functional::{hessian, hvp, hvp_batch, output_hessian};
 pub use krylov::MAX_KRYLOV_STEPS;
 pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, Which};

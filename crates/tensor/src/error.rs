@@ -86,7 +86,7 @@ pub enum TensorError {
     #[error("{op}: shape {dims:?} has too many elements (more than {max}, the most a tensor can hold)", max = crate::MAX_ELEMENTS)]
     ShapeTooLarge { op: &'static str, dims: Vec<usize> },
     /// Memory for a result could not be allocated.
-    #[error("{op}: cannot allocate {} for {elements} {dtype} elements on {device}", human_bytes(*.bytes))]
+    #[error("{op}: cannot allocate {} for {elements} {dtype} elements on {device}", human_bytes(*.bytes as u128))]
     OutOfMemory {
         op: &'static str,
         elements: usize,
@@ -109,7 +109,7 @@ pub enum TensorError {
 pub type Result<T> = std::result::Result<T, TensorError>;
 
 /// A byte count for people: `1.5 GiB`, `12 KiB`, `100 bytes`.
-pub fn human_bytes(bytes: usize) -> String {
+pub fn human_bytes(bytes: u128) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if bytes < 1024 {
         return format!("{bytes} bytes");
