@@ -14,7 +14,7 @@ use curvature::hessian::{
     HessianOptions, LanczosOptions, LinearOperator, ModelHvp, Probe, SlqOptions, SpectralDensity,
     Which, MAX_SIGMA, MIN_SIGMA,
 };
-use curvature::tape::{ModelFile, ModelLayout};
+use curvature::tape::{ModelFile, ModelFileError, ModelLayout, TapeError};
 use curvature::tensor::{DType, Device, Tensor};
 
 use crate::cli::AnalyzeArgs;
@@ -136,7 +136,7 @@ fn host_f64s(t: &Tensor) -> curvature::tensor::Result<Vec<f64>> {
 
 /// Loads the model (the shared loader checks every tensor and the metadata) and analyses it.
 pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
-    let layout = ModelLayout::open(&args.model).map_err(|e| located(&args.model, e))?;
+    let layout = ModelLayout::open(&args.model).map_err(|e| open_error(&args.model, e))?;
     let samples = layout.samples();
     if samples == 0 {
         return Err(located(&args.model, "tensor 'x' has no samples"));
@@ -269,6 +269,17 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
 /// Prefixes an error with the file it is about.
 fn located(path: &Path, e: impl std::fmt::Display) -> String {
     format!("{}: {e}", path.display())
+}
+
+/// An error opening the model file: located, unless it names the file already (it could not
+/// be read at all).
+fn open_error(path: &Path, e: TapeError) -> String {
+    match e {
+        TapeError::ModelFile(ModelFileError::Io { .. } | ModelFileError::NotRegular { .. }) => {
+            e.to_string()
+        }
+        other => located(path, other),
+    }
 }
 
 /// All eigenvalues, ascending, of the symmetric part of the row-major `n × n` matrix `h`.

@@ -231,3 +231,16 @@ fn analyze_echoes_metadata_escaped_and_cut_cpu() {
         "unknown activation '\\x1b]0;owned\\x07\\r\\n' (expected tanh or sigmoid)",
     );
 }
+
+#[test]
+fn analyze_names_an_unreadable_model_file_once_cpu() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing.safetensors");
+    let line = check_rejected(&missing, dir.path(), &[], "cannot read");
+    let shown = missing.display().to_string();
+    assert_eq!(line.matches(&shown).count(), 1, "{line}");
+    assert_eq!(
+        line,
+        format!("error: cannot read {shown}: No such file or directory (os error 2)\n")
+    );
+}
