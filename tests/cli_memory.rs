@@ -3,71 +3,38 @@
 //! available and what to change (exit 2, no output file), and a run that fits prints its plan.
 //! `--memory-limit` fixes the available memory so the outcome does not depend on the machine.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use safetensors::tensor::TensorView;
-use safetensors::Dtype;
+use common::{assert_refused as assert_one_error_line, curvature, run_bounded, ModelFile};
 
-/// Writes an MLP of `widths` (tanh hidden layers, MSE) with `samples` samples, every value
-/// 0.01, in the golden format.
+/// Writes an MLP of `widths` (tanh hidden layers, MSE) with `samples` samples in the golden
+/// format.
 fn write_model(path: &Path, widths: &[usize], samples: usize) {
-    let mut tensors: Vec<(String, Vec<usize>)> = Vec::new();
-    for (i, w) in widths.windows(2).enumerate() {
-        tensors.push((format!("{i}.weight"), vec![w[1], w[0]]));
-        tensors.push((format!("{i}.bias"), vec![w[1]]));
-    }
-    tensors.push(("x".into(), vec![samples, widths[0]]));
-    tensors.push(("y".into(), vec![samples, widths[widths.len() - 1]]));
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, shape)| 0.01f64.to_le_bytes().repeat(shape.iter().product()))
-        .collect();
-    let views: Vec<_> = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|((name, shape), b)| {
-            let view = TensorView::new(Dtype::F64, shape.clone(), b).expect("a valid view");
-            (name.clone(), view)
-        })
-        .collect();
-    let hidden = vec!["\"tanh\""; widths.len() - 2].join(", ");
-    let metadata = [
-        ("widths", format!("{widths:?}")),
-        ("activations", format!("[{hidden}]")),
-        ("final_activation", "None".to_string()),
-        ("loss", "mse".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    safetensors::tensor::serialize_to_file(views, Some(metadata), path).expect("written");
+    std::fs::write(path, ModelFile::random_tanh_mlp(widths, samples).bytes()).expect("written");
 }
 
 fn analyze(model: &Path, extra: &[&str]) -> (Output, PathBuf) {
     let out = model.with_file_name("results.safetensors");
-    let output = Command::new(env!("CARGO_BIN_EXE_curvature"))
-        .arg("analyze")
+    let mut command = curvature(&["analyze"]);
+    command
         .arg(model)
         .args(["--device", "cpu", "--out"])
         .arg(&out)
-        .args(extra)
-        .output()
-        .expect("the curvature binary runs");
-    (output, out)
+        .args(extra);
+    (run_bounded(&mut command), out)
 }
 
 /// Exit 2, one line `error: not enough memory: …` containing every piece of `expected`, no
 /// summary and no results file.
 fn assert_refused(output: &Output, out: &Path, expected: &[&str]) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "exit code; stderr: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    let stderr = assert_one_error_line(output);
     assert!(stderr.starts_with("error: not enough memory: "), "{stderr}");
     for piece in expected {
         assert!(stderr.contains(piece), "expected '{piece}' in: {stderr}");
     }
-    assert!(output.stdout.is_empty(), "no summary on failure");
     assert!(!out.exists(), "no results file");
 }
 
