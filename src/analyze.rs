@@ -108,7 +108,6 @@ fn slq_options(args: &AnalyzeArgs, sigma: f64, steps: usize) -> SlqOptions {
         seed: args.seed,
         grid_points: GRID_POINTS,
         sigma,
-        ..SlqOptions::default()
     }
 }
 

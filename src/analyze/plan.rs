@@ -242,8 +242,8 @@ pub fn plan(
         name: "the spectral density (SLQ)",
         bytes: add(&[
             kept,
-            known(slq.memory_bytes(pu, settings.dtype)),
-            batch(slq.block_probes(pu, settings.dtype)),
+            known(slq.memory_bytes(pu, settings.dtype, &HessianOptions::default())),
+            batch(slq.block_probes(pu, settings.dtype, &HessianOptions::default())),
         ]),
         advice: "use --dtype f32 or a smaller model",
     });

@@ -39,16 +39,10 @@ pub struct SlqOptions {
     /// Standard deviation of the Gaussian that broadens each node, in
     /// [[`MIN_SIGMA`], [`MAX_SIGMA`]].
     pub sigma: f64,
-    /// Bytes for the Krylov bases of one block of probes: the probes run in blocks of as many
-    /// recurrences as fit ([`SlqOptions::block_probes`]; at least one, and at most one operator
-    /// batch of [`HessianOptions::max_rows`]), one block after the other, so memory is
-    /// O(block · steps · dim) whatever the number of probes. Results do not depend on it.
-    pub memory_budget_bytes: usize,
 }
 
 impl Default for SlqOptions {
-    /// 10 Rademacher probes, 80 steps, seed 0, 1000 grid points, σ = 0.01, 256 MiB for the
-    /// bases of a block.
+    /// 10 Rademacher probes, 80 steps, seed 0, 1000 grid points, σ = 0.01.
     fn default() -> Self {
         SlqOptions {
             probes: 10,
@@ -57,7 +51,6 @@ impl Default for SlqOptions {
             seed: 0,
             grid_points: 1000,
             sigma: 0.01,
-            memory_budget_bytes: 256 << 20,
         }
     }
 }
@@ -81,13 +74,12 @@ impl SlqOptions {
     }
 
     /// How many probes run together in one block on a `dim`-dimensional operator of `dtype`:
-    /// as many as [`memory_budget_bytes`](SlqOptions::memory_budget_bytes) holds, at least one
-    /// and at most `probes` and [`HessianOptions::max_rows`].
-    pub fn block_probes(&self, dim: usize, dtype: DType) -> usize {
-        let fit = self.memory_budget_bytes / self.bytes_per_probe(dim, dtype).max(1);
-        fit.min(self.probes)
-            .min(HessianOptions::default().max_rows)
-            .max(1)
+    /// as many recurrences as `memory`'s budget holds (their Krylov bases), at least one and
+    /// at most `probes` and `memory.max_rows`. The blocks run one after the other, so memory
+    /// is O(block · steps · dim) whatever the number of probes; results do not depend on it.
+    pub fn block_probes(&self, dim: usize, dtype: DType, memory: &HessianOptions) -> usize {
+        let fit = memory.memory_budget_bytes / self.bytes_per_probe(dim, dtype).max(1);
+        fit.min(self.probes).min(memory.max_rows).max(1)
     }
 
     /// The most memory [`spectral_density`] needs besides the operator's own, in bytes, for an
@@ -97,10 +89,10 @@ impl SlqOptions {
     /// eigenproblem, nodes and weights of every probe, and the grid. The operator is applied
     /// to batches of `block_probes` rows, whose own workspace comes on top. An error when the
     /// count overflows.
-    pub fn memory_bytes(&self, dim: usize, dtype: DType) -> Result<usize> {
+    pub fn memory_bytes(&self, dim: usize, dtype: DType, memory: &HessianOptions) -> Result<usize> {
         const OP: &str = "SlqOptions::memory_bytes";
         let steps = self.steps_for(dim);
-        let block = self.block_probes(dim, dtype);
+        let block = self.block_probes(dim, dtype, memory);
         let basis = krylov::elements(OP, block, steps.saturating_add(1), dim)?;
         let device = alloc::product(OP, "the Krylov bases", &[basis, dtype.size_in_bytes()])?;
         let probe_rows = alloc::product(OP, "the probe block", &[block, dim, 8])?;
@@ -195,19 +187,30 @@ pub struct SpectralDensity {
 /// over the same probes divided by dim.
 ///
 /// Every option is checked first (see [`SlqOptions`]); memory is
-/// [`SlqOptions::memory_bytes`] besides the operator's. The density is evaluated without
-/// overflow and is finite; a σ whose margin `8σ` around the nodes leaves the f64 range is an
-/// error.
+/// [`SlqOptions::memory_bytes`] besides the operator's, with the blocks sized by
+/// `HessianOptions::default()` (256 MiB; [`spectral_density_with`] takes another budget). The
+/// density is evaluated without overflow and is finite; a σ whose margin `8σ` around the
+/// nodes leaves the f64 range is an error.
 pub fn spectral_density<O: LinearOperator + ?Sized>(
     op: &O,
     options: &SlqOptions,
 ) -> Result<SpectralDensity> {
+    spectral_density_with(op, options, &HessianOptions::default())
+}
+
+/// [`spectral_density`] with the probe blocks sized by `memory`
+/// ([`SlqOptions::block_probes`]).
+pub fn spectral_density_with<O: LinearOperator + ?Sized>(
+    op: &O,
+    options: &SlqOptions,
+    memory: &HessianOptions,
+) -> Result<SpectralDensity> {
     const OP: &str = "spectral_density";
     let dim = op.dim();
     options.validate(dim)?;
-    options.memory_bytes(dim, op.dtype())?;
+    options.memory_bytes(dim, op.dtype(), memory)?;
     let steps = options.steps_for(dim);
-    let block = options.block_probes(dim, op.dtype());
+    let block = options.block_probes(dim, op.dtype(), memory);
     let mut stream = ProbeStream::new(
         OP,
         options.probe,

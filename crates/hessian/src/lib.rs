@@ -60,8 +60,8 @@ mod trace;
 
 pub use assemble::{hessian_diagonal, hessian_of, HessianOptions};
 pub use density::{
-    spectral_density, SlqOptions, SpectralDensity, GRID_MARGIN_SIGMAS, MAX_GRID_POINTS, MAX_SIGMA,
-    MIN_SIGMA,
+    spectral_density, spectral_density_with, SlqOptions, SpectralDensity, GRID_MARGIN_SIGMAS,
+    MAX_GRID_POINTS, MAX_SIGMA, MIN_SIGMA,
 };
 pub use error::{HessianError, Result};
 pub use functional::{hessian, hvp, hvp_batch, output_hessian};

@@ -5,7 +5,7 @@ use curvature_tensor::Tensor;
 use crate::error::invalid;
 use crate::linalg::orthonormal_rows;
 use crate::operator::{apply, apply_chunked, LinearOperator};
-use crate::probes::{check_probe_count, Probe, ProbeStream};
+use crate::probes::{check_probe_count, Probe, ProbeStream, MAX_PROBES};
 use crate::{HessianError, HessianOptions, Result};
 
 /// Hutchinson's estimate `tr H ≈ (1/n) Σ vᵢ·H·vᵢ` over `probes` vectors of `kind` drawn with
@@ -73,10 +73,11 @@ fn sum_over_probes<O: LinearOperator + ?Sized>(
 /// off `Q`. The sketch and projections are tensor ops on the device; only the `[k, k]` Gram
 /// eigenproblem of the orthonormalisation runs on the host.
 ///
-/// The sketch cannot usefully exceed the dimension (k = dim already spans the whole space and
-/// makes the estimate exact), so a budget above `3 · dim + 2` is an error, as is one below 3.
-/// Memory: a few `[matvecs / 3, dim]` blocks at a time (the sketch, its products, Q and the
-/// remaining probes with their projections).
+/// The sketch never exceeds the dimension: `dim` directions already span the whole space and
+/// make the estimate exact, so the budget beyond `3 · dim` goes to the Hutchinson part. A
+/// budget below 3 or above `3 · MAX_PROBES` is an error. Memory: a few `[matvecs / 3, dim]`
+/// blocks at a time (the sketch, its products, Q and the remaining probes with their
+/// projections).
 pub fn trace_hutchpp<O: LinearOperator + ?Sized>(op: &O, matvecs: usize, seed: u64) -> Result<f64> {
     const OP: &str = "trace_hutchpp";
     let dim = op.dim();
@@ -86,18 +87,17 @@ pub fn trace_hutchpp<O: LinearOperator + ?Sized>(op: &O, matvecs: usize, seed: u
             format!("needs a budget of at least 3 products, got {matvecs}"),
         ));
     }
-    let sketch = matvecs / 3;
-    if sketch > dim {
-        return Err(invalid(
-            OP,
-            format!(
-                "a budget of {matvecs} products sketches {sketch} directions of a \
-                 {dim}-dimensional operator; at most 3 · dim + 2 = {} products are useful \
-                 (a sketch of dim directions makes the trace exact)",
-                dim.saturating_mul(3).saturating_add(2)
-            ),
-        ));
+    let limit = 3 * MAX_PROBES;
+    if matvecs > limit {
+        return Err(HessianError::TooLarge {
+            op: OP,
+            what: "the budget of products",
+            value: matvecs,
+            limit,
+        });
     }
+    check_probe_count(OP, dim, matvecs / 3)?;
+    let sketch = (matvecs / 3).min(dim);
     let rest = matvecs - 2 * sketch;
     let mut stream = ProbeStream::new(OP, Probe::Rademacher, seed, dim, op.dtype(), op.device());
     // The sketch and its products are dropped once Q is formed; the rest is drawn after it,

@@ -4,8 +4,9 @@ mod common;
 
 use common::{dot, load, matvec, Diagonal, Recorded, GOLDEN};
 use curvature_hessian::{
-    hessian_diagonal_hutchinson, probes, spectral_density, top_eigenvalues, trace_hutchinson,
-    trace_hutchpp, LanczosOptions, PreparedHvp, Probe, SlqOptions, Which, MAX_SIGMA, MIN_SIGMA,
+    hessian_diagonal_hutchinson, probes, spectral_density, spectral_density_with, top_eigenvalues,
+    trace_hutchinson, trace_hutchpp, HessianOptions, LanczosOptions, PreparedHvp, Probe,
+    SlqOptions, Which, MAX_SIGMA, MIN_SIGMA,
 };
 use curvature_tensor::{DType, Device, Tensor};
 
@@ -87,6 +88,22 @@ fn hutchpp_is_exact_when_the_sketch_covers_the_range_cpu() {
         assert!(
             (estimate - exact).abs() <= 1e-10 * exact.abs(),
             "{estimate} vs {exact}"
+        );
+    }
+}
+
+#[test]
+fn hutchpp_with_a_budget_beyond_three_times_dim_is_exact_cpu() {
+    // The sketch stops at P directions, which span the whole space: the trace is exact up to
+    // the directions the orthonormalisation drops as numerically null, whatever the rest of
+    // the budget.
+    let (h, p, op) = prepared("mlp_4_6_5_3_tanh_sigmoid_mse");
+    let exact = trace(&h, p);
+    for budget in [3 * p, 3 * p + 1, 5 * p + 7] {
+        let estimate = trace_hutchpp(&op, budget, 1).unwrap();
+        assert!(
+            (estimate - exact).abs() <= 1e-6 * exact.abs().max(1.0),
+            "budget {budget}: {estimate} vs {exact}"
         );
     }
 }
@@ -189,7 +206,6 @@ fn slq_density_integrates_to_one_and_its_moments_are_exact_cpu() {
         seed: 4,
         grid_points: 4000,
         sigma: (hi - lo) / 200.0,
-        ..SlqOptions::default()
     };
     let slq = spectral_density(&op, &options).unwrap();
     assert_eq!(slq.nodes.len(), options.probes);
@@ -336,21 +352,18 @@ fn slq_in_probe_blocks_equals_one_block_to_1e_12_cpu() {
         seed: 2,
         grid_points: 500,
         sigma: 0.05,
-        memory_budget_bytes: usize::MAX,
         ..SlqOptions::default()
     };
-    assert_eq!(base.block_probes(p, DType::F64), 7);
-    let reference = spectral_density(&op, &base).unwrap();
-    let budget_for = |block: usize| {
+    let budget = |bytes: usize| HessianOptions {
+        memory_budget_bytes: bytes,
+        ..HessianOptions::default()
+    };
+    assert_eq!(base.block_probes(p, DType::F64, &budget(usize::MAX)), 7);
+    let reference = spectral_density_with(&op, &base, &budget(usize::MAX)).unwrap();
+    let memory_for = |block: usize| {
         (0..)
-            .map(|i| i * 1024)
-            .find(|&b| {
-                let options = SlqOptions {
-                    memory_budget_bytes: b,
-                    ..base
-                };
-                options.block_probes(p, DType::F64) >= block
-            })
+            .map(|i| budget(i * 1024))
+            .find(|m| base.block_probes(p, DType::F64, m) >= block)
             .unwrap()
     };
     let scale = reference
@@ -360,13 +373,10 @@ fn slq_in_probe_blocks_equals_one_block_to_1e_12_cpu() {
         .fold(0.0f64, |m, t| m.max(t.abs()));
     let peak = reference.density.iter().fold(0.0f64, |m, d| m.max(*d));
     for block in [1, 2, 3] {
-        let options = SlqOptions {
-            memory_budget_bytes: budget_for(block),
-            ..base
-        };
-        assert_eq!(options.block_probes(p, DType::F64), block);
+        let memory = memory_for(block);
+        assert_eq!(base.block_probes(p, DType::F64, &memory), block);
         let recorded = Recorded::new(&op);
-        let slq = spectral_density(&recorded, &options).unwrap();
+        let slq = spectral_density_with(&recorded, &base, &memory).unwrap();
         // The probes ran in blocks of `block` rows (the last block holds the rest).
         let sizes = recorded.sizes.borrow();
         assert_eq!(sizes.len(), 7usize.div_ceil(block) * 20);

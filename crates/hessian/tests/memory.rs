@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use common::{Diagonal, Recorded};
 use curvature_hessian::{
-    hessian_of, probes, spectral_density, top_eigenvalues, trace_hutchpp, HessianOptions,
+    hessian_of, probes, spectral_density_with, top_eigenvalues, trace_hutchpp, HessianOptions,
     LanczosOptions, LinearOperator, MlpHvp, MlpMemory, PreparedHvp, Probe, SlqOptions,
 };
 use curvature_tape::nn::{Activation, Loss, Sequential};
@@ -146,22 +146,16 @@ fn slq_memory_is_one_block_of_bases_whatever_the_probe_count_cpu() {
         ..SlqOptions::default()
     };
     // The smallest budget that holds a block of three recurrences.
-    let budget = (0..)
-        .map(|i| i << 16)
-        .find(|&b| {
-            let o = SlqOptions {
-                memory_budget_bytes: b,
-                ..base
-            };
-            o.block_probes(P, DType::F64) == 3
+    let memory = (0..)
+        .map(|i| HessianOptions {
+            memory_budget_bytes: i << 16,
+            ..HessianOptions::default()
         })
+        .find(|m| base.block_probes(P, DType::F64, m) == 3)
         .unwrap();
-    let options = SlqOptions {
-        memory_budget_bytes: budget,
-        ..base
-    };
-    let announced = options.memory_bytes(P, DType::F64).unwrap();
-    let (slq, peak) = peak_of(|| spectral_density(&op, &options).unwrap());
+    let options = base;
+    let announced = options.memory_bytes(P, DType::F64, &memory).unwrap();
+    let (slq, peak) = peak_of(|| spectral_density_with(&op, &options, &memory).unwrap());
     assert_eq!(slq.nodes.len(), probes);
     // The operator's own share: its [block, P] result.
     let operator = 3 * P * 8;
