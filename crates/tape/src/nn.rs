@@ -241,7 +241,7 @@ impl Sequential {
         if theta.dims() != [total] {
             return Err(curvature_tensor::TensorError::ShapeMismatch {
                 op: "unflatten",
-                expected: Shape::new([total])?,
+                expected: Shape::new([total]),
                 got: theta.shape().clone(),
             }
             .into());

@@ -8,30 +8,48 @@ pub const MAX_ELEMENTS: usize = (isize::MAX as usize) / 8;
 
 /// The dimensions of a tensor; `[]` is a scalar.
 ///
-/// Every `Shape` is valid: the product of its dimensions (counting a zero dimension as one, so
-/// that every row-major stride is bounded too) is at most [`MAX_ELEMENTS`]. A shape that would
-/// exceed it is rejected where it is made, so element counts, strides and byte counts computed
-/// from a `Shape` never overflow.
+/// A tensor's shape is always valid: the product of its dimensions (counting a zero dimension
+/// as one, so that every row-major stride is bounded too) is at most [`MAX_ELEMENTS`]. Every
+/// op that takes a shape checks it ([`IntoShape`], [`Shape::checked`]) and every op that makes
+/// one builds it checked, so element counts, strides and byte counts computed from a tensor's
+/// shape never overflow. `Shape::new` itself only holds the dimensions, as a value to compare
+/// or print; a tensor accepts it only if it is valid.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct Shape(Vec<usize>);
 
 impl Shape {
-    /// A checked shape; errors when its element count (or a stride) would exceed
+    /// The dimensions as given (not checked; see [`Shape::checked`]).
+    pub fn new(dims: impl Into<Vec<usize>>) -> Shape {
+        Shape(dims.into())
+    }
+
+    /// A valid shape; errors when its element count (or a stride) would exceed
     /// [`MAX_ELEMENTS`].
-    pub fn new(dims: impl Into<Vec<usize>>) -> Result<Shape> {
+    pub fn checked(dims: impl Into<Vec<usize>>) -> Result<Shape> {
         Shape::for_op("shape", dims.into())
     }
 
-    /// [`Shape::new`] with the op named in the error.
-    pub(crate) fn for_op(op: &'static str, dims: Vec<usize>) -> Result<Shape> {
-        let fits = dims
+    /// Errors, naming `op`, unless this shape is valid (see [`Shape`]).
+    pub fn check(&self, op: &'static str) -> Result<()> {
+        let fits = self
+            .0
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)))
             .is_some_and(|n| n <= MAX_ELEMENTS);
         if !fits {
-            return Err(TensorError::ShapeTooLarge { op, dims });
+            return Err(TensorError::ShapeTooLarge {
+                op,
+                dims: self.0.clone(),
+            });
         }
-        Ok(Shape(dims))
+        Ok(())
+    }
+
+    /// [`Shape::checked`] with the op named in the error.
+    pub(crate) fn for_op(op: &'static str, dims: Vec<usize>) -> Result<Shape> {
+        let shape = Shape(dims);
+        shape.check(op)?;
+        Ok(shape)
     }
 
     pub fn scalar() -> Shape {
@@ -46,15 +64,20 @@ impl Shape {
         self.0.len()
     }
 
+    /// The number of elements; `usize::MAX` for an unchecked shape whose product overflows
+    /// (no tensor has such a shape).
     pub fn elem_count(&self) -> usize {
-        self.0.iter().product()
+        self.0
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 
     /// Row-major (C-contiguous) element strides.
     pub fn strides(&self) -> Vec<usize> {
-        let mut strides = vec![1; self.rank()];
+        let mut strides = vec![1usize; self.rank()];
         for d in (0..self.rank().saturating_sub(1)).rev() {
-            strides[d] = strides[d + 1] * self.0[d + 1];
+            strides[d] = strides[d + 1].saturating_mul(self.0[d + 1]);
         }
         strides
     }
@@ -122,21 +145,22 @@ impl Shape {
 }
 
 /// What an op accepts as a shape: `[usize; N]`, `Vec<usize>`, `&[usize]`, `Shape` or `&Shape`.
-/// The conversion checks the dimensions as [`Shape::new`] does.
+/// The conversion checks the dimensions as [`Shape::checked`] does.
 pub trait IntoShape {
     /// The checked shape, or an error naming `op`.
     fn into_shape(self, op: &'static str) -> Result<Shape>;
 }
 
 impl IntoShape for Shape {
-    fn into_shape(self, _op: &'static str) -> Result<Shape> {
+    fn into_shape(self, op: &'static str) -> Result<Shape> {
+        self.check(op)?;
         Ok(self)
     }
 }
 
 impl IntoShape for &Shape {
-    fn into_shape(self, _op: &'static str) -> Result<Shape> {
-        Ok(self.clone())
+    fn into_shape(self, op: &'static str) -> Result<Shape> {
+        self.clone().into_shape(op)
     }
 }
 
@@ -167,6 +191,24 @@ impl<const N: usize> IntoShape for [usize; N] {
 impl<const N: usize> IntoShape for &[usize; N] {
     fn into_shape(self, op: &'static str) -> Result<Shape> {
         Shape::for_op(op, self.to_vec())
+    }
+}
+
+impl From<&[usize]> for Shape {
+    fn from(dims: &[usize]) -> Shape {
+        Shape(dims.to_vec())
+    }
+}
+
+impl From<Vec<usize>> for Shape {
+    fn from(dims: Vec<usize>) -> Shape {
+        Shape(dims)
+    }
+}
+
+impl<const N: usize> From<[usize; N]> for Shape {
+    fn from(dims: [usize; N]) -> Shape {
+        Shape(dims.to_vec())
     }
 }
 

@@ -36,12 +36,22 @@ fn shape_product_overflow_is_rejected_cpu() {
         CPU
     )));
     assert!(is_too_large(Tensor::ones([usize::MAX], DType::F64, CPU)));
-    assert!(Shape::new(wraps).is_err());
+    assert!(Shape::checked(wraps).is_err());
     // A zero dimension does not excuse the others: the strides would overflow.
-    assert!(Shape::new([0, 1 << 40, 1 << 40]).is_err());
-    assert!(Shape::new([0, 1 << 40]).is_ok());
-    assert!(Shape::new([MAX_ELEMENTS]).is_ok());
-    assert!(Shape::new([MAX_ELEMENTS + 1]).is_err());
+    assert!(Shape::checked([0, 1 << 40, 1 << 40]).is_err());
+    assert!(Shape::checked([0, 1 << 40]).is_ok());
+    assert!(Shape::checked([MAX_ELEMENTS]).is_ok());
+    assert!(Shape::checked([MAX_ELEMENTS + 1]).is_err());
+    // An unchecked `Shape` value is checked when a tensor is made from it.
+    let unchecked = Shape::new(wraps);
+    assert_eq!(unchecked.elem_count(), usize::MAX);
+    assert!(is_too_large(Tensor::zeros(&unchecked, DType::F64, CPU)));
+    assert!(is_too_large(Tensor::from_f64s(
+        &[1.0],
+        unchecked,
+        DType::F64,
+        CPU
+    )));
     let err = Tensor::zeros([1 << 32, 1 << 32], DType::F32, CPU).unwrap_err();
     assert!(err.to_string().contains("too many elements"), "{err}");
 }
@@ -50,6 +60,7 @@ fn shape_product_overflow_is_rejected_cpu() {
 fn shape_ops_reject_overflowing_results_cpu() {
     let x = Tensor::ones([2, 3], DType::F64, CPU).unwrap();
     assert!(is_too_large(x.reshape([0, usize::MAX, 2])));
+    assert!(is_too_large(x.reshape(Shape::new([0, usize::MAX, 2]))));
     assert!(is_too_large(x.broadcast_to([1 << 40, 1 << 40, 3])));
     assert!(is_too_large(x.pad_zeros(0, usize::MAX, 1)));
     assert!(is_too_large(x.pad_zeros(1, usize::MAX / 2, usize::MAX / 2)));
