@@ -15,7 +15,7 @@ use curvature::hessian::{
     Which, MAX_SIGMA, MIN_SIGMA,
 };
 use curvature::tape::{ModelFile, ModelFileError, ModelLayout, TapeError};
-use curvature::tensor::{DType, Device, Tensor};
+use curvature::tensor::{DType, Device};
 
 use crate::cli::AnalyzeArgs;
 use crate::progress::Step;
@@ -122,17 +122,6 @@ fn plan_memory(args: &AnalyzeArgs, layout: &ModelLayout) -> Result<Plan, String>
     Ok(plan)
 }
 
-/// A tensor's values as host f64 with one copy (a CPU tensor is read in place).
-fn host_f64s(t: &Tensor) -> curvature::tensor::Result<Vec<f64>> {
-    if let Ok(values) = t.host_slice::<f64>() {
-        return Ok(values.to_vec());
-    }
-    if let Ok(values) = t.host_slice::<f32>() {
-        return Ok(values.iter().map(|&v| f64::from(v)).collect());
-    }
-    t.to_f64s()
-}
-
 /// Loads the model (the shared loader checks every tensor and the metadata) and analyses it.
 pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
     let layout = ModelLayout::open(&args.model).map_err(|e| open_error(&args.model, e))?;
@@ -171,7 +160,7 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
         let step = Step::products("Hessian (P columns)", params as u64);
         let h = {
             let h = hessian_of(&step.track(&op), &HessianOptions::default()).map_err(numeric)?;
-            host_f64s(&h).map_err(|e| e.to_string())?
+            h.to_f64s().map_err(|e| e.to_string())?
         };
         if h.iter().any(|v| !v.is_finite()) {
             return Err(located(

@@ -197,15 +197,16 @@ impl Tensor {
             actual: self.dtype(),
             requested: T::DTYPE,
         };
-        let downloaded;
-        let cpu = match self.storage.as_ref() {
-            Storage::Cpu(cpu) => cpu,
-            Storage::Cuda(gpu) => {
-                downloaded = gpu.to_cpu()?;
-                &downloaded
-            }
-        };
-        try_copy("to_vec", T::slice(cpu).ok_or_else(wrong_type)?)
+        self.on_host(|cpu| try_copy("to_vec", T::slice(cpu).ok_or_else(wrong_type)?))
+    }
+
+    /// Calls `read` with the data on the host: a CPU tensor's own storage (no copy), or a
+    /// download of a GPU tensor's.
+    fn on_host<R>(&self, read: impl FnOnce(&CpuStorage) -> Result<R>) -> Result<R> {
+        match self.storage.as_ref() {
+            Storage::Cpu(cpu) => read(cpu),
+            Storage::Cuda(gpu) => read(&gpu.to_cpu()?),
+        }
     }
 
     /// The values of a CPU tensor, borrowed without a copy; errors if the tensor lives on a GPU
@@ -225,9 +226,9 @@ impl Tensor {
         })
     }
 
-    /// The values widened to f64, whatever the dtype.
+    /// The values widened to f64, whatever the dtype (one host copy).
     pub fn to_f64s(&self) -> Result<Vec<f64>> {
-        self.storage.to_cpu()?.to_f64s()
+        self.on_host(CpuStorage::to_f64s)
     }
 
     /// The value of a one-element tensor.
