@@ -113,34 +113,6 @@ impl CpuStorage {
             CpuStorage::F64(v) => bytemuck::cast_slice_mut(v),
         }
     }
-
-    /// Storage of `dtype` from raw native-endian bytes (a whole number of elements).
-    pub fn from_bytes(dtype: DType, bytes: &[u8]) -> Result<CpuStorage> {
-        fn typed<T: Element>(bytes: &[u8]) -> Result<Vec<T>> {
-            let size = std::mem::size_of::<T>();
-            if bytes.len() % size != 0 {
-                return Err(TensorError::InvalidArgument {
-                    op: "from_bytes",
-                    msg: format!(
-                        "{} bytes are not a whole number of {}",
-                        bytes.len(),
-                        T::DTYPE
-                    ),
-                });
-            }
-            let mut out = try_vec("from_bytes", bytes.len() / size)?;
-            out.extend(
-                bytes
-                    .chunks_exact(size)
-                    .map(bytemuck::pod_read_unaligned::<T>),
-            );
-            Ok(out)
-        }
-        Ok(match dtype {
-            DType::F32 => CpuStorage::F32(typed(bytes)?),
-            DType::F64 => CpuStorage::F64(typed(bytes)?),
-        })
-    }
 }
 
 fn dtype_mismatch(op: &'static str, lhs: DType, rhs: DType) -> TensorError {
