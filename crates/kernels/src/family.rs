@@ -40,7 +40,7 @@ pub const BINARY_OPS: &[&str] = &[
     "sub",
     "mul",
     "div",
-    "eq",
+    "eq_mask",
     "maximum",
     "minimum",
     "tanh_backward",

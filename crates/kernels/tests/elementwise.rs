@@ -134,7 +134,7 @@ fn binary_reference(op: &str, a: f64, b: f64) -> f64 {
         "sub" => a - b,
         "mul" => a * b,
         "div" => a / b,
-        "eq" => f64::from(u8::from(a == b)),
+        "eq_mask" => f64::from(u8::from(a == b)),
         "maximum" => a.max(b),
         "minimum" => a.min(b),
         "tanh_backward" => a * (1.0 - b * b),
@@ -188,7 +188,7 @@ fn binary_all<T: Elem>(dev: &GpuDevice) {
     let n: usize = dout.iter().product();
     let mut a = rounded::<T>(&rng.vec(15, -2.0, 2.0));
     let b = rounded::<T>(&rng.vec(20, 0.5, 2.0));
-    a[0] = b[0]; // one equal pair for `eq`
+    a[0] = b[0]; // one equal pair for `eq_mask`
     let (sa, sb) = (broadcast_strides(&da, &dout), broadcast_strides(&db, &dout));
     let mut table: Vec<i64> = dout.iter().map(|&d| d as i64).collect();
     table.extend(&sa);

@@ -1,29 +1,15 @@
-//! The recorded ops and what each saves for its backward rule.
+//! The recorded ops and what each saves for its backward rule. Elementwise ops carry their
+//! definition from the tensor crate's op tables; the others are defined here and in `rules.rs`.
+
+use curvature_tensor::{BinaryOp, Saves, TernaryOp, UnaryOp};
 
 /// One recorded operation. Axes are resolved (non-negative) at record time.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Op {
     Leaf,
-    Neg,
-    Exp,
-    Log,
-    Sin,
-    Cos,
-    Sqrt,
-    Abs,
-    Tanh,
-    Sigmoid,
-    Square,
-    Powf(f64),
-    Affine { mul: f64 },
-    Add,
-    Sub,
-    Mul,
-    Div,
-    TanhBackward,
-    SigmoidBackward,
-    TanhBackwardGradY,
-    SigmoidBackwardGradY,
+    Unary(UnaryOp),
+    Binary(BinaryOp),
+    Ternary(TernaryOp),
     MatMul { trans_a: bool, trans_b: bool },
     Sum { axes: Vec<usize>, keepdim: bool },
     SumTo,
@@ -43,26 +29,9 @@ impl Op {
     pub fn name(&self) -> &'static str {
         match self {
             Op::Leaf => "leaf",
-            Op::Neg => "neg",
-            Op::Exp => "exp",
-            Op::Log => "log",
-            Op::Sin => "sin",
-            Op::Cos => "cos",
-            Op::Sqrt => "sqrt",
-            Op::Abs => "abs",
-            Op::Tanh => "tanh",
-            Op::Sigmoid => "sigmoid",
-            Op::Square => "square",
-            Op::Powf(_) => "powf",
-            Op::Affine { .. } => "affine",
-            Op::Add => "add",
-            Op::Sub => "sub",
-            Op::Mul => "mul",
-            Op::Div => "div",
-            Op::TanhBackward => "tanh_backward",
-            Op::SigmoidBackward => "sigmoid_backward",
-            Op::TanhBackwardGradY => "tanh_backward_grad_y",
-            Op::SigmoidBackwardGradY => "sigmoid_backward_grad_y",
+            Op::Unary(op) => op.name(),
+            Op::Binary(op) => op.name(),
+            Op::Ternary(op) => op.name(),
             Op::MatMul { .. } => "matmul",
             Op::Sum { .. } => "sum",
             Op::SumTo => "sum_to",
@@ -79,39 +48,25 @@ impl Op {
         }
     }
 
+    /// What the backward rule reads.
+    fn saves(&self) -> Saves {
+        match self {
+            Op::Unary(op) => op.saves(),
+            Op::Binary(op) => op.saves(),
+            Op::Ternary(op) => op.saves(),
+            Op::MatMul { .. } => Saves::Inputs,
+            Op::LogSoftmax { .. } => Saves::Output,
+            _ => Saves::Nothing,
+        }
+    }
+
     /// Whether the backward rule reads the inputs' values.
     pub fn saves_inputs(&self) -> bool {
-        matches!(
-            self,
-            Op::Log
-                | Op::Sin
-                | Op::Cos
-                | Op::Abs
-                | Op::Square
-                | Op::Powf(_)
-                | Op::Mul
-                | Op::Div
-                | Op::TanhBackward
-                | Op::SigmoidBackward
-                | Op::TanhBackwardGradY
-                | Op::SigmoidBackwardGradY
-                | Op::MatMul { .. }
-                | Op::Max { .. }
-                | Op::LogSumExp { .. }
-        )
+        matches!(self, Op::Max { .. } | Op::LogSumExp { .. }) || self.saves() == Saves::Inputs
     }
 
     /// Whether the backward rule reads the output's value.
     pub fn saves_output(&self) -> bool {
-        matches!(
-            self,
-            Op::Exp
-                | Op::Sqrt
-                | Op::Tanh
-                | Op::Sigmoid
-                | Op::Max { .. }
-                | Op::LogSumExp { .. }
-                | Op::LogSoftmax { .. }
-        )
+        matches!(self, Op::Max { .. } | Op::LogSumExp { .. }) || self.saves() == Saves::Output
     }
 }

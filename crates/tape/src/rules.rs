@@ -5,8 +5,7 @@
 //! return gradients of shape `B ++ input shape`: that is what makes a batch of K
 //! Hessian-vector products one backward sweep.
 
-use curvature_tensor::backend::TernaryOp;
-use curvature_tensor::{Shape, Tensor};
+use curvature_tensor::{Saves, Shape, Tensor};
 
 use crate::op::Op;
 use crate::{Result, TapeError, Var};
@@ -34,6 +33,21 @@ impl RuleCtx {
         self.output
             .as_ref()
             .ok_or(TapeError::BackwardTwice { op: op.name() })
+    }
+
+    /// The value an elementwise rule reads in place of input `i`: the input when the op saves
+    /// its inputs, the output when it saves that, else the cotangent (which the rule ignores).
+    fn saved(&self, i: usize, saves: Saves, op: &Op) -> Result<&Var> {
+        match saves {
+            Saves::Inputs => self.input(i, op),
+            Saves::Output => self.output(op),
+            Saves::Nothing => Ok(&self.g),
+        }
+    }
+
+    /// An unreduced elementwise gradient summed down to input `i`'s shape.
+    fn reduced(&self, grad: Option<Var>, i: usize) -> Result<Option<Var>> {
+        grad.map(|grad| self.reduce(&grad, i)).transpose()
     }
 
     /// Computes input `i`'s gradient only when some target depends on that input.
@@ -98,95 +112,24 @@ impl Op {
         let one = |v: Var| Ok(vec![Some(v)]);
         match self {
             Op::Leaf => Ok(Vec::new()),
-            Op::Neg => one(g.neg()?),
-            Op::Exp => one(g.mul(ctx.output(self)?)?),
-            Op::Log => one(g.div(ctx.input(0, self)?)?),
-            Op::Sin => one(g.mul(&ctx.input(0, self)?.cos()?)?),
-            Op::Cos => one(g.mul(&ctx.input(0, self)?.sin()?)?.neg()?),
-            Op::Sqrt => one(g.div(ctx.output(self)?)?.mul_scalar(0.5)?),
-            Op::Abs => {
-                let sign = ctx.constant(ctx.input(0, self)?.value().sign()?);
-                one(g.mul(&sign)?)
+            Op::Unary(op) => {
+                let saved = ctx.saved(0, op.saves(), self)?;
+                one(op.backward(g, saved)?)
             }
-            Op::Tanh => one(g.tanh_backward(ctx.output(self)?)?),
-            Op::Sigmoid => one(g.sigmoid_backward(ctx.output(self)?)?),
-            Op::Square => one(g.mul(ctx.input(0, self)?)?.mul_scalar(2.0)?),
-            Op::Powf(p) => {
-                let x = ctx.input(0, self)?;
-                one(g.mul(&x.powf(p - 1.0)?)?.mul_scalar(*p)?)
+            Op::Binary(op) => {
+                let saved = [0, 1].map(|i| ctx.saved(i, op.saves(), self));
+                let [a, b] = saved;
+                let [ga, gb] = op.backward(g, [a?, b?], [ctx.needs[0], ctx.needs[1]])?;
+                Ok(vec![ctx.reduced(ga, 0)?, ctx.reduced(gb, 1)?])
             }
-            Op::Affine { mul } => one(g.mul_scalar(*mul)?),
-            Op::Add => Ok(vec![
-                ctx.grad_of(0, || ctx.reduce(g, 0))?,
-                ctx.grad_of(1, || ctx.reduce(g, 1))?,
-            ]),
-            Op::Sub => Ok(vec![
-                ctx.grad_of(0, || ctx.reduce(g, 0))?,
-                ctx.grad_of(1, || ctx.reduce(&g.neg()?, 1))?,
-            ]),
-            Op::Mul => {
-                let (a, b) = (ctx.input(0, self)?, ctx.input(1, self)?);
+            Op::Ternary(op) => {
+                let [a, b, c] = [0, 1, 2].map(|i| ctx.saved(i, op.saves(), self));
+                let needs = [ctx.needs[0], ctx.needs[1], ctx.needs[2]];
+                let [ga, gb, gc] = op.backward(g, [a?, b?, c?], needs)?;
                 Ok(vec![
-                    ctx.grad_of(0, || ctx.reduce(&g.mul(b)?, 0))?,
-                    ctx.grad_of(1, || ctx.reduce(&g.mul(a)?, 1))?,
-                ])
-            }
-            Op::Div => {
-                let (a, b) = (ctx.input(0, self)?, ctx.input(1, self)?);
-                let ga = g.div(b)?;
-                Ok(vec![
-                    ctx.grad_of(0, || ctx.reduce(&ga, 0))?,
-                    ctx.grad_of(1, || ctx.reduce(&ga.mul(a)?.div(b)?.neg()?, 1))?,
-                ])
-            }
-            Op::TanhBackward | Op::SigmoidBackward => {
-                let (upstream, y) = (ctx.input(0, self)?, ctx.input(1, self)?);
-                let tanh = *self == Op::TanhBackward;
-                Ok(vec![
-                    ctx.grad_of(0, || {
-                        let d = if tanh {
-                            g.tanh_backward(y)?
-                        } else {
-                            g.sigmoid_backward(y)?
-                        };
-                        ctx.reduce(&d, 0)
-                    })?,
-                    ctx.grad_of(1, || {
-                        let op = if tanh {
-                            TernaryOp::TanhBackwardGradY
-                        } else {
-                            TernaryOp::SigmoidBackwardGradY
-                        };
-                        ctx.reduce(&g.ternary(op, upstream, y)?, 1)
-                    })?,
-                ])
-            }
-            Op::TanhBackwardGradY => {
-                // out = −2·c·b·a
-                let (a, b, c) = (
-                    ctx.input(0, self)?,
-                    ctx.input(1, self)?,
-                    ctx.input(2, self)?,
-                );
-                let gm2 = g.mul_scalar(-2.0)?;
-                Ok(vec![
-                    ctx.grad_of(0, || ctx.reduce(&gm2.mul(b)?.mul(c)?, 0))?,
-                    ctx.grad_of(1, || ctx.reduce(&gm2.mul(a)?.mul(c)?, 1))?,
-                    ctx.grad_of(2, || ctx.reduce(&gm2.mul(a)?.mul(b)?, 2))?,
-                ])
-            }
-            Op::SigmoidBackwardGradY => {
-                // out = a·b·(1 − 2c)
-                let (a, b, c) = (
-                    ctx.input(0, self)?,
-                    ctx.input(1, self)?,
-                    ctx.input(2, self)?,
-                );
-                let g_factor = g.mul(&c.affine(-2.0, 1.0)?)?;
-                Ok(vec![
-                    ctx.grad_of(0, || ctx.reduce(&g_factor.mul(b)?, 0))?,
-                    ctx.grad_of(1, || ctx.reduce(&g_factor.mul(a)?, 1))?,
-                    ctx.grad_of(2, || ctx.reduce(&g.mul(a)?.mul(b)?.mul_scalar(-2.0)?, 2))?,
+                    ctx.reduced(ga, 0)?,
+                    ctx.reduced(gb, 1)?,
+                    ctx.reduced(gc, 2)?,
                 ])
             }
             Op::MatMul { trans_a, trans_b } => {

@@ -45,7 +45,7 @@
 //! ```
 
 pub mod backend;
-mod cpu;
+pub(crate) mod cpu;
 mod cuda;
 mod device;
 mod dtype;
@@ -60,5 +60,6 @@ pub use cuda::CudaStorage;
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{human_bytes, Result, TensorError};
+pub use ops::elementwise::{BinaryOp, Differentiable, Saves, TernaryOp, UnaryOp};
 pub use shape::{IntoShape, Shape, MAX_ELEMENTS};
 pub use tensor::Tensor;

@@ -91,8 +91,8 @@ fn unary_ops_match_cpu_cuda() {
         UnaryOp::Square,
         UnaryOp::Sign,
         UnaryOp::Recip,
-        UnaryOp::Powf(2.5),
-        UnaryOp::Powf(-1.5),
+        UnaryOp::Powf { exponent: 2.5 },
+        UnaryOp::Powf { exponent: -1.5 },
         UnaryOp::Affine {
             mul: -1.5,
             add: 0.25,
@@ -104,7 +104,7 @@ fn unary_ops_match_cpu_cuda() {
         for op in ops {
             let needs_positive = matches!(
                 op,
-                UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Powf(_) | UnaryOp::Recip
+                UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Powf { .. } | UnaryOp::Recip
             );
             let x = if needs_positive { &positive } else { &signed };
             parity(op.name(), device, std::slice::from_ref(x), |v| {

@@ -1,82 +1,33 @@
-//! Elementwise ops, binary ops with broadcasting, matmul and the fused activation derivatives.
+//! Elementwise ops and matmul. The elementwise methods (`x.tanh()`, `a.mul(&b)`, …) come from
+//! the tensor crate's op tables, so every op a `Tensor` has, a `Var` has, with the same doc.
 
-use curvature_tensor::backend::TernaryOp;
+use curvature_tensor::{BinaryOp, Differentiable, TernaryOp, UnaryOp};
 
 use crate::op::Op;
-use crate::{Result, Var};
+use crate::{Result, TapeError, Var};
 
-macro_rules! unary_vars {
-    ($($(#[$doc:meta])* $name:ident => $op:expr;)*) => {
-        impl Var {
-            $($(#[$doc])* pub fn $name(&self) -> Result<Var> {
-                let value = self.value().$name()?;
-                self.tape().record($op, &[self], value)
-            })*
-        }
-    };
-}
-
-unary_vars! {
-    /// −x; derivative −1.
-    neg => Op::Neg;
-    /// eˣ; derivative eˣ.
-    exp => Op::Exp;
-    /// ln x; derivative 1/x.
-    log => Op::Log;
-    /// sin x; derivative cos x.
-    sin => Op::Sin;
-    /// cos x; derivative −sin x.
-    cos => Op::Cos;
-    /// √x; derivative 1/(2√x).
-    sqrt => Op::Sqrt;
-    /// |x|; derivative sign(x).
-    abs => Op::Abs;
-    /// tanh x; derivative 1 − tanh²x (through the fused `tanh_backward`).
-    tanh => Op::Tanh;
-    /// σ(x); derivative σ(1 − σ) (through the fused `sigmoid_backward`).
-    sigmoid => Op::Sigmoid;
-    /// x²; derivative 2x.
-    square => Op::Square;
-}
-
-macro_rules! binary_vars {
-    ($($(#[$doc:meta])* $name:ident => $op:expr;)*) => {
-        impl Var {
-            $($(#[$doc])* pub fn $name(&self, rhs: &Var) -> Result<Var> {
-                self.check_tape($op.name(), rhs)?;
-                let value = self.value().$name(rhs.value())?;
-                self.tape().record($op, &[self, rhs], value)
-            })*
-        }
-    };
-}
-
-binary_vars! {
-    /// a + b with broadcasting.
-    add => Op::Add;
-    /// a − b with broadcasting.
-    sub => Op::Sub;
-    /// a · b elementwise with broadcasting; derivatives (b, a).
-    mul => Op::Mul;
-    /// a / b with broadcasting; derivatives (1/b, −a/b²).
-    div => Op::Div;
-    /// g·(1 − y²) for `self = g`, `y = tanh(x)`; derivatives (1 − y², −2·y·g).
-    tanh_backward => Op::TanhBackward;
-    /// g·y·(1 − y) for `self = g`, `y = σ(x)`; derivatives (y(1 − y), g·(1 − 2y)).
-    sigmoid_backward => Op::SigmoidBackward;
-}
+curvature_tensor::elementwise_methods!(Var, Result<Var>);
 
 impl Var {
-    /// xᵖ; derivative p·xᵖ⁻¹.
-    pub fn powf(&self, exponent: f64) -> Result<Var> {
-        let value = self.value().powf(exponent)?;
-        self.tape().record(Op::Powf(exponent), &[self], value)
+    /// Applies one elementwise function (see [`UnaryOp`] for each op and its derivative).
+    pub fn unary(&self, op: UnaryOp) -> Result<Var> {
+        let value = self.value().unary(op)?;
+        self.tape().record(Op::Unary(op), &[self], value)
     }
 
-    /// x·mul + add; derivative `mul`.
-    pub fn affine(&self, mul: f64, add: f64) -> Result<Var> {
-        let value = self.value().affine(mul, add)?;
-        self.tape().record(Op::Affine { mul }, &[self], value)
+    /// Applies a binary op with broadcasting (see [`BinaryOp`]).
+    pub fn binary(&self, op: BinaryOp, rhs: &Var) -> Result<Var> {
+        self.check_tape(op.name(), rhs)?;
+        let value = self.value().binary(op, rhs.value())?;
+        self.tape().record(Op::Binary(op), &[self, rhs], value)
+    }
+
+    /// Applies a ternary op with broadcasting (see [`TernaryOp`]).
+    pub fn ternary(&self, op: TernaryOp, b: &Var, c: &Var) -> Result<Var> {
+        self.check_tape(op.name(), b)?;
+        self.check_tape(op.name(), c)?;
+        let value = self.value().ternary(op, b.value(), c.value())?;
+        self.tape().record(Op::Ternary(op), &[self, b, c], value)
     }
 
     /// x + c.
@@ -99,18 +50,6 @@ impl Var {
         self.affine(1.0 / c, 0.0)
     }
 
-    /// A fused double-backward op of the activations (see [`TernaryOp`]).
-    pub fn ternary(&self, op: TernaryOp, b: &Var, c: &Var) -> Result<Var> {
-        self.check_tape(op.name(), b)?;
-        self.check_tape(op.name(), c)?;
-        let value = self.value().ternary(op, b.value(), c.value())?;
-        let recorded = match op {
-            TernaryOp::TanhBackwardGradY => Op::TanhBackwardGradY,
-            TernaryOp::SigmoidBackwardGradY => Op::SigmoidBackwardGradY,
-        };
-        self.tape().record(recorded, &[self, b, c], value)
-    }
-
     /// Matrix product with `torch.matmul` semantics (1-D operands promoted, batch axes
     /// broadcast); derivatives `g·Bᵀ` and `Aᵀ·g`.
     pub fn matmul(&self, rhs: &Var) -> Result<Var> {
@@ -118,8 +57,8 @@ impl Var {
         if self.rank() >= 2 && rhs.rank() >= 2 {
             return self.matmul_transposed(rhs, false, false);
         }
-        // Validate (and get the result shape) with the tensor op, then compute through 2-D.
-        let out_shape = self.value().matmul(rhs.value())?.shape().clone();
+        // Validate (and get the result shape) as the tensor op does, then compute through 2-D.
+        let out_shape = curvature_tensor::Tensor::matmul_shape(self.shape(), rhs.shape())?;
         let a = if self.rank() == 1 {
             self.unsqueeze(0)?
         } else {
@@ -142,5 +81,26 @@ impl Var {
             .matmul_transposed(rhs.value(), trans_a, trans_b)?;
         self.tape()
             .record(Op::MatMul { trans_a, trans_b }, &[self, rhs], value)
+    }
+}
+
+/// The backward rules of the op tables, recorded: so they can be differentiated again.
+impl Differentiable for Var {
+    type Error = TapeError;
+
+    fn unary(&self, op: UnaryOp) -> Result<Var> {
+        Var::unary(self, op)
+    }
+
+    fn binary(&self, op: BinaryOp, rhs: &Var) -> Result<Var> {
+        Var::binary(self, op, rhs)
+    }
+
+    fn ternary(&self, op: TernaryOp, b: &Var, c: &Var) -> Result<Var> {
+        Var::ternary(self, op, b, c)
+    }
+
+    fn constant_unary(&self, op: UnaryOp) -> Result<Var> {
+        Ok(self.constant(self.value().unary(op)?))
     }
 }

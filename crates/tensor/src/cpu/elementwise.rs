@@ -1,8 +1,9 @@
-//! Elementwise kernels with NumPy broadcasting.
+//! The CPU loops of the elementwise ops (with NumPy broadcasting): each op's table entry
+//! (`ops/elementwise/`) hands its scalar formula to one of these.
 
 use rayon::prelude::*;
 
-use crate::backend::{BinaryOp, BroadcastLayout, TernaryOp, UnaryOp};
+use crate::backend::BroadcastLayout;
 use crate::cpu::{try_filled, try_vec};
 use crate::{Element, Result};
 
@@ -12,48 +13,8 @@ const PARALLEL_THRESHOLD: usize = 1 << 15;
 /// Elements per parallel task of a contiguous map.
 const CHUNK: usize = 1 << 13;
 
-fn sign<T: Element>(x: T) -> T {
-    if x > T::zero() {
-        T::one()
-    } else if x < T::zero() {
-        -T::one()
-    } else {
-        T::zero()
-    }
-}
-
-fn sigmoid<T: Element>(x: T) -> T {
-    if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (T::one() + e)
-    }
-}
-
-/// Applies `op`, choosing the per-element function once so each loop is monomorphic.
-pub fn unary<T: Element>(op: UnaryOp, x: &[T]) -> Result<Vec<T>> {
-    let (p0, p1) = op.params();
-    let (p0, p1) = (T::from_f64(p0), T::from_f64(p1));
-    match op {
-        UnaryOp::Neg => map(x, |v| -v),
-        UnaryOp::Exp => map(x, |v| v.exp()),
-        UnaryOp::Log => map(x, |v| v.ln()),
-        UnaryOp::Sin => map(x, |v| v.sin()),
-        UnaryOp::Cos => map(x, |v| v.cos()),
-        UnaryOp::Sqrt => map(x, |v| v.sqrt()),
-        UnaryOp::Abs => map(x, |v| v.abs()),
-        UnaryOp::Tanh => map(x, |v| v.tanh()),
-        UnaryOp::Sigmoid => map(x, sigmoid),
-        UnaryOp::Square => map(x, |v| v * v),
-        UnaryOp::Sign => map(x, sign),
-        UnaryOp::Recip => map(x, |v| T::one() / v),
-        UnaryOp::Powf(_) => map(x, |v| v.powf(p0)),
-        UnaryOp::Affine { .. } => map(x, |v| v * p0 + p1),
-    }
-}
-
-fn map<T: Element>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Result<Vec<T>> {
+/// `f` applied to every element (in parallel when large).
+pub(crate) fn map<T: Element>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Result<Vec<T>> {
     if x.len() >= PARALLEL_THRESHOLD {
         let mut out = try_filled("unary", x.len(), T::zero())?;
         out.par_chunks_mut(CHUNK)
@@ -64,52 +25,6 @@ fn map<T: Element>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Result<Vec<T>> 
         let mut out = try_vec("unary", x.len())?;
         out.extend(x.iter().map(|&v| f(v)));
         Ok(out)
-    }
-}
-
-/// Applies a broadcasting binary op, choosing the per-element function once.
-pub fn binary<T: Element>(
-    op: BinaryOp,
-    a: &[T],
-    b: &[T],
-    layout: &BroadcastLayout,
-) -> Result<Vec<T>> {
-    match op {
-        BinaryOp::Add => zip_map(a, b, layout, |x, y| x + y),
-        BinaryOp::Sub => zip_map(a, b, layout, |x, y| x - y),
-        BinaryOp::Mul => zip_map(a, b, layout, |x, y| x * y),
-        BinaryOp::Div => zip_map(a, b, layout, |x, y| x / y),
-        BinaryOp::Eq => zip_map(
-            a,
-            b,
-            layout,
-            |x, y| {
-                if x == y {
-                    T::one()
-                } else {
-                    T::zero()
-                }
-            },
-        ),
-        BinaryOp::TanhBackward => zip_map(a, b, layout, |g, y| g * (T::one() - y * y)),
-        BinaryOp::SigmoidBackward => zip_map(a, b, layout, |g, y| g * y * (T::one() - y)),
-    }
-}
-
-/// Applies a broadcasting ternary op, choosing the per-element function once.
-pub fn ternary<T: Element>(
-    op: TernaryOp,
-    a: &[T],
-    b: &[T],
-    c: &[T],
-    layout: &BroadcastLayout,
-) -> Result<Vec<T>> {
-    let two = T::from_f64(2.0);
-    match op {
-        TernaryOp::TanhBackwardGradY => zip3_map(a, b, c, layout, |gg, g, y| -two * y * g * gg),
-        TernaryOp::SigmoidBackwardGradY => {
-            zip3_map(a, b, c, layout, |gg, g, y| gg * g * (T::one() - two * y))
-        }
     }
 }
 
@@ -194,7 +109,7 @@ fn fill_rows<T: Element, const N: usize>(
     Ok(out)
 }
 
-fn zip_map<T: Element>(
+pub(crate) fn zip_map<T: Element>(
     a: &[T],
     b: &[T],
     layout: &BroadcastLayout,
@@ -228,7 +143,7 @@ fn zip_map<T: Element>(
     })
 }
 
-fn zip3_map<T: Element>(
+pub(crate) fn zip3_map<T: Element>(
     a: &[T],
     b: &[T],
     c: &[T],

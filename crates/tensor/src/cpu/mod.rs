@@ -1,6 +1,6 @@
 //! The CPU backend: the reference implementation of every primitive op, in f32 and f64.
 
-mod elementwise;
+pub(crate) mod elementwise;
 mod layout;
 mod matmul;
 mod reduce;
@@ -135,16 +135,16 @@ impl BackendStorage for CpuStorage {
     }
 
     fn unary(&self, op: UnaryOp) -> Result<Self> {
-        Ok(map_typed!(self, x => elementwise::unary(op, x)?))
+        Ok(map_typed!(self, x => op.apply(x)?))
     }
 
     fn binary(&self, op: BinaryOp, rhs: &Self, layout: &BroadcastLayout) -> Result<Self> {
         match (self, rhs) {
             (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                Ok(CpuStorage::F32(elementwise::binary(op, a, b, layout)?))
+                Ok(CpuStorage::F32(op.apply(a, b, layout)?))
             }
             (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                Ok(CpuStorage::F64(elementwise::binary(op, a, b, layout)?))
+                Ok(CpuStorage::F64(op.apply(a, b, layout)?))
             }
             _ => Err(dtype_mismatch(op.name(), self.dtype(), rhs.dtype())),
         }
@@ -153,10 +153,10 @@ impl BackendStorage for CpuStorage {
     fn ternary(&self, op: TernaryOp, b: &Self, c: &Self, layout: &BroadcastLayout) -> Result<Self> {
         match (self, b, c) {
             (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => {
-                Ok(CpuStorage::F32(elementwise::ternary(op, a, b, c, layout)?))
+                Ok(CpuStorage::F32(op.apply(a, b, c, layout)?))
             }
             (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => {
-                Ok(CpuStorage::F64(elementwise::ternary(op, a, b, c, layout)?))
+                Ok(CpuStorage::F64(op.apply(a, b, c, layout)?))
             }
             _ => Err(dtype_mismatch(op.name(), self.dtype(), b.dtype())),
         }

@@ -9,37 +9,77 @@ impl Tensor {
     /// broadcast. A batch of matrices times one shared matrix is a single GEMM over all rows.
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
         self.check_same_kind("matmul", rhs)?;
-        if self.rank() == 0 || rhs.rank() == 0 {
-            return Err(TensorError::InvalidArgument {
-                op: "matmul",
-                msg: format!(
-                    "both operands need at least one dimension, got {} @ {}",
-                    self.shape(),
-                    rhs.shape()
-                ),
-            });
-        }
-        let lhs_vector = self.rank() == 1;
-        let rhs_vector = rhs.rank() == 1;
-        let a = if lhs_vector {
+        let out = Tensor::matmul_shape(self.shape(), rhs.shape())?;
+        let a = if self.rank() == 1 {
             self.unsqueeze(0)?
         } else {
             self.clone()
         };
-        let b = if rhs_vector {
+        let b = if rhs.rank() == 1 {
             rhs.unsqueeze(1)?
         } else {
             rhs.clone()
         };
-        let out = matmul_batched(&a, &b, false, false, self.shape(), rhs.shape())?;
-        let mut dims = out.dims().to_vec();
-        if rhs_vector {
-            dims.pop();
+        matmul_batched(&a, &b, false, false, self.shape(), rhs.shape())?.reshape(out)
+    }
+
+    /// The shape of `lhs @ rhs` under [`Tensor::matmul`]'s rules, or the error it would give.
+    pub fn matmul_shape(lhs: &Shape, rhs: &Shape) -> Result<Shape> {
+        if lhs.rank() == 0 || rhs.rank() == 0 {
+            return Err(TensorError::InvalidArgument {
+                op: "matmul",
+                msg: format!("both operands need at least one dimension, got {lhs} @ {rhs}"),
+            });
         }
-        if lhs_vector {
-            dims.remove(dims.len() - 1 - usize::from(!rhs_vector));
+        let (ld, rd) = (lhs.dims(), rhs.dims());
+        let lhs_vector = ld.len() == 1;
+        let rhs_vector = rd.len() == 1;
+        let (m, k) = if lhs_vector {
+            (1, ld[0])
+        } else {
+            (ld[ld.len() - 2], ld[ld.len() - 1])
+        };
+        let (k2, n) = if rhs_vector {
+            (rd[0], 1)
+        } else {
+            (rd[rd.len() - 2], rd[rd.len() - 1])
+        };
+        if k != k2 {
+            return Err(TensorError::MatmulShape {
+                lhs: lhs.clone(),
+                rhs: rhs.clone(),
+                lhs_k: k,
+                rhs_k: k2,
+            });
         }
-        out.reshape(dims)
+        let batch_of = |d: &[usize], vector: bool| {
+            Shape::for_op(
+                "matmul",
+                if vector {
+                    Vec::new()
+                } else {
+                    d[..d.len() - 2].to_vec()
+                },
+            )
+        };
+        let batch = Shape::broadcast(
+            "matmul",
+            &batch_of(ld, lhs_vector)?,
+            &batch_of(rd, rhs_vector)?,
+        )
+        .map_err(|_| TensorError::BroadcastMismatch {
+            op: "matmul",
+            lhs: lhs.clone(),
+            rhs: rhs.clone(),
+        })?;
+        let mut dims = batch.dims().to_vec();
+        if !lhs_vector {
+            dims.push(m);
+        }
+        if !rhs_vector {
+            dims.push(n);
+        }
+        Shape::for_op("matmul", dims)
     }
 
     /// `op(self) @ op(rhs)` for operands of rank ≥ 2, where `op` transposes the last two

@@ -1,6 +1,6 @@
 //! Tensor operations, grouped by kind. Each op's doc gives its formula.
 
-mod elementwise;
+pub(crate) mod elementwise;
 mod layout;
 mod matmul;
 mod reduce;

@@ -1,0 +1,122 @@
+//! The ternary elementwise ops (NumPy broadcasting of all three): the double-backward rules of
+//! the fused activation derivatives. Each entry of the table below is the one definition of its
+//! op, as for the unary and binary tables; kernels `ternary_{name}[_contig]_{dt}`.
+
+use crate::backend::BroadcastLayout;
+use crate::cpu::elementwise::zip3_map;
+use crate::ops::elementwise::{Differentiable, Saves, UnaryOp};
+use crate::{Element, Result};
+
+/// The ternary op table, handed to the macro `[$then]` with `$extra` in front.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! ternary_op_table {
+    ([$($then:tt)+] $($extra:tt)*) => {
+        $($then)+! {
+            ($($extra)*)
+            /// ∂/∂y of `tanh_backward(g, y)` applied to `gg`: −2·y·g·gg, with
+            /// (a, b, c) = (gg, g, y).
+            TanhBackwardGradY tanh_backward_grad_y, saves Inputs,
+                value(gg, g, y) => -(T::one() + T::one()) * y * g * gg,
+                grad(d, a, b, c) => (
+                    d.scale(-2.0)?.mul(b)?.mul(c),
+                    d.scale(-2.0)?.mul(a)?.mul(c),
+                    d.scale(-2.0)?.mul(a)?.mul(b)
+                );
+            /// ∂/∂y of `sigmoid_backward(g, y)` applied to `gg`: gg·g·(1 − 2y), with
+            /// (a, b, c) = (gg, g, y).
+            SigmoidBackwardGradY sigmoid_backward_grad_y, saves Inputs,
+                value(gg, g, y) => gg * g * (T::one() - (T::one() + T::one()) * y),
+                grad(d, a, b, c) => (
+                    d.mul(&c.unary(UnaryOp::Affine { mul: -2.0, add: 1.0 })?)?.mul(b),
+                    d.mul(&c.unary(UnaryOp::Affine { mul: -2.0, add: 1.0 })?)?.mul(a),
+                    d.mul(a)?.mul(b)?.scale(-2.0)
+                );
+        }
+    };
+}
+
+/// Inherent methods `a.{name}(&b, &c)` for every ternary op, on a type with
+/// `fn ternary(&self, TernaryOp, &Self, &Self) -> $result`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __ternary_op_methods {
+    (($ty:ty, $result:ty)
+     $($(#[$doc:meta])* $O:ident $method:ident, saves $s:ident,
+        value($va:pat, $vb:pat, $vc:pat) => $value:expr,
+        grad($d:pat, $a:pat, $b:pat, $c:pat) => ($ga:expr, $gb:expr, $gc:expr);)*) => {
+        impl $ty {
+            $($(#[$doc])* pub fn $method(&self, b: &Self, c: &Self) -> $result {
+                self.ternary($crate::TernaryOp::$O, b, c)
+            })*
+        }
+    };
+}
+
+macro_rules! define_ternary_ops {
+    (()
+     $($(#[$doc:meta])* $O:ident $method:ident, saves $s:ident,
+        value($va:pat, $vb:pat, $vc:pat) => $value:expr,
+        grad($d:pat, $a:pat, $b:pat, $c:pat) => ($ga:expr, $gb:expr, $gc:expr);)*) => {
+        /// Elementwise functions of three broadcast tensors.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum TernaryOp {
+            $($(#[$doc])* $O,)*
+        }
+
+        impl TernaryOp {
+            /// Every op: what the op-level tests run on every device.
+            pub const ALL: &'static [TernaryOp] = &[$(TernaryOp::$O),*];
+
+            /// The op's name: its method's name and the stem of its kernels.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(TernaryOp::$O => stringify!($method),)*
+                }
+            }
+
+            /// What the backward rule reads.
+            pub fn saves(self) -> Saves {
+                match self {
+                    $(TernaryOp::$O => Saves::$s,)*
+                }
+            }
+
+            /// The op applied with broadcasting on the CPU, one monomorphic loop per op.
+            pub(crate) fn apply<T: Element>(
+                self,
+                a: &[T],
+                b: &[T],
+                c: &[T],
+                layout: &BroadcastLayout,
+            ) -> Result<Vec<T>> {
+                match self {
+                    $(TernaryOp::$O => zip3_map(a, b, c, layout, |$va: T, $vb: T, $vc: T| $value),)*
+                }
+            }
+
+            /// The unreduced gradients of the cotangent `d` with respect to the three inputs.
+            /// Each is computed only when its flag in `needs` is set.
+            pub fn backward<V: Differentiable>(
+                self,
+                d: &V,
+                inputs: [&V; 3],
+                needs: [bool; 3],
+            ) -> std::result::Result<[Option<V>; 3], V::Error> {
+                match self {
+                    $(TernaryOp::$O => {
+                        let ($d, $a, $b, $c) = (d, inputs[0], inputs[1], inputs[2]);
+                        Ok([
+                            if needs[0] { Some($ga?) } else { None },
+                            if needs[1] { Some($gb?) } else { None },
+                            if needs[2] { Some($gc?) } else { None },
+                        ])
+                    })*
+                }
+            }
+        }
+    };
+}
+
+ternary_op_table!([define_ternary_ops]);
+ternary_op_table!([crate::__ternary_op_methods] crate::Tensor, Result<crate::Tensor>);
