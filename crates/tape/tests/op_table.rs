@@ -1,0 +1,287 @@
+//! Every op of the elementwise op tables (`UnaryOp::ALL`, `BinaryOp::ALL`, `TernaryOp::ALL`) on
+//! every device: values in f64 and f32 against an independent scalar reference, gradcheck and
+//! gradgradcheck (central finite differences in f64), and the batched-cotangent invariant (one
+//! `vjp` with `[K, …]` cotangents equals K separate `vjp`s to 1e-12, for the gradient and for
+//! the gradient of the gradient). An op is tested by being in its table; its reference formula
+//! below is the one thing a new op adds here (the `match` does not compile without it).
+//!
+//! The CUDA instances run on a real GPU when present, else on the emulated GPU.
+
+mod common;
+
+use common::{assert_gradchecks, relative_error};
+use curvature_tape::{grad, vjp, GradOptions, Result, Tape, Var};
+use curvature_tensor::{BinaryOp, DType, Device, Tensor, TernaryOp, UnaryOp};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The op's value at `x`, written independently of the op tables.
+fn unary_reference(op: UnaryOp, x: f64) -> f64 {
+    match op {
+        UnaryOp::Neg => -x,
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Sin => x.sin(),
+        UnaryOp::Cos => x.cos(),
+        UnaryOp::Sqrt => x.sqrt(),
+        UnaryOp::Abs => x.abs(),
+        UnaryOp::Tanh => x.tanh(),
+        UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        UnaryOp::Square => x * x,
+        UnaryOp::Sign => x.signum(),
+        UnaryOp::Recip => 1.0 / x,
+        UnaryOp::Powf { exponent } => x.powf(exponent),
+        UnaryOp::Affine { mul, add } => mul * x + add,
+    }
+}
+
+fn binary_reference(op: BinaryOp, a: f64, b: f64) -> f64 {
+    match op {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => a / b,
+        BinaryOp::Eq => f64::from(u8::from(a == b)),
+        BinaryOp::TanhBackward => a * (1.0 - b * b),
+        BinaryOp::SigmoidBackward => a * b * (1.0 - b),
+    }
+}
+
+fn ternary_reference(op: TernaryOp, a: f64, b: f64, c: f64) -> f64 {
+    match op {
+        TernaryOp::TanhBackwardGradY => -2.0 * c * b * a,
+        TernaryOp::SigmoidBackwardGradY => a * b * (1.0 - 2.0 * c),
+    }
+}
+
+/// Operand shapes that broadcast to `[2, 3]`, so gradients are summed back to each shape.
+const SHAPES: [&[usize]; 3] = [&[2, 3], &[3], &[2, 1]];
+
+/// Seeded f64 values drawn from `intervals` (each element from a random one of them).
+fn draw(rng: &mut ChaCha8Rng, n: usize, intervals: &[(f64, f64)]) -> Vec<f64> {
+    (0..n)
+        .map(|_| {
+            let (lo, hi) = intervals[rng.random_range(0..intervals.len())];
+            rng.random_range(lo..hi)
+        })
+        .collect()
+}
+
+/// Inputs for binary and ternary ops: away from zero, so quotients stay smooth.
+const AWAY_FROM_ZERO: &[(f64, f64)] = &[(-1.5, -0.5), (0.5, 1.5)];
+
+/// A case: the op's name, its operands (f64 values and shapes), and the op on tape variables.
+struct Case {
+    name: String,
+    operands: Vec<(Vec<f64>, Vec<usize>)>,
+    reference: Box<dyn Fn(&[f64]) -> f64>,
+    apply: Box<dyn Fn(&[Var]) -> Result<Var>>,
+}
+
+fn cases(seed: u64) -> Vec<Case> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut cases = Vec::new();
+    for &op in UnaryOp::ALL {
+        cases.push(Case {
+            name: op.name().to_string(),
+            operands: vec![(draw(&mut rng, 6, op.domain()), vec![2, 3])],
+            reference: Box::new(move |x| unary_reference(op, x[0])),
+            apply: Box::new(move |v| v[0].unary(op)),
+        });
+    }
+    for &op in BinaryOp::ALL {
+        let operands = SHAPES[..2]
+            .iter()
+            .map(|s| {
+                (
+                    draw(&mut rng, s.iter().product(), AWAY_FROM_ZERO),
+                    s.to_vec(),
+                )
+            })
+            .collect();
+        cases.push(Case {
+            name: op.name().to_string(),
+            operands,
+            reference: Box::new(move |x| binary_reference(op, x[0], x[1])),
+            apply: Box::new(move |v| v[0].binary(op, &v[1])),
+        });
+    }
+    for &op in TernaryOp::ALL {
+        let operands = SHAPES
+            .iter()
+            .map(|s| {
+                (
+                    draw(&mut rng, s.iter().product(), AWAY_FROM_ZERO),
+                    s.to_vec(),
+                )
+            })
+            .collect();
+        cases.push(Case {
+            name: op.name().to_string(),
+            operands,
+            reference: Box::new(move |x| ternary_reference(op, x[0], x[1], x[2])),
+            apply: Box::new(move |v| v[0].ternary(op, &v[1], &v[2])),
+        });
+    }
+    cases
+}
+
+impl Case {
+    fn tensors(&self, dtype: DType, device: Device) -> Vec<Tensor> {
+        self.operands
+            .iter()
+            .map(|(data, dims)| Tensor::from_f64s(data, dims.as_slice(), dtype, device))
+            .collect::<curvature_tensor::Result<_>>()
+            .unwrap_or_else(|e| panic!("{}: operands on {device}: {e}", self.name))
+    }
+
+    /// The reference at every element of the broadcast `[2, 3]` output.
+    fn expected(&self) -> Vec<f64> {
+        (0..6)
+            .map(|i| {
+                let (row, col) = (i / 3, i % 3);
+                let args: Vec<f64> = self
+                    .operands
+                    .iter()
+                    .map(|(data, dims)| match dims.as_slice() {
+                        [2, 3] => data[i],
+                        [3] => data[col],
+                        _ => data[row],
+                    })
+                    .collect();
+                (self.reference)(&args)
+            })
+            .collect()
+    }
+}
+
+/// Values in f64 (to 1e-14) and f32 (to 1e-6) against the reference.
+fn values_match_reference(device: Device) {
+    for case in cases(1) {
+        let expected = case.expected();
+        for (dtype, tolerance) in [(DType::F64, 1e-14), (DType::F32, 1e-6)] {
+            let tape = Tape::new();
+            let vars: Vec<Var> = case
+                .tensors(dtype, device)
+                .into_iter()
+                .map(|t| tape.leaf(t))
+                .collect();
+            let out = (case.apply)(&vars).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            assert_eq!(out.dims(), &[2, 3], "{}: output shape", case.name);
+            assert_eq!(out.dtype(), dtype, "{}: output dtype", case.name);
+            let got = out.value().to_f64s().expect("download");
+            let error = relative_error(&got, &expected);
+            assert!(
+                error <= tolerance,
+                "{} {dtype:?} on {device}: {got:?} vs {expected:?} (relative error {error:.1e})",
+                case.name
+            );
+        }
+    }
+}
+
+/// gradcheck and gradgradcheck in f64, with broadcasting operands.
+fn derivatives_match_finite_differences(device: Device) {
+    for case in cases(2) {
+        assert_gradchecks(&case.name, &case.tensors(DType::F64, device), &case.apply);
+    }
+}
+
+/// K stacked cotangents in one `vjp` equal K separate `vjp`s, for the op's gradient and for
+/// the gradient of `Σ w·op(x)`'s gradient (a batch of Hessian-vector products).
+fn batched_cotangents_equal_separate_ones(device: Device) {
+    const K: usize = 3;
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for case in cases(4) {
+        let tape = Tape::new();
+        let inputs: Vec<Var> = case
+            .tensors(DType::F64, device)
+            .into_iter()
+            .map(|t| tape.leaf(t))
+            .collect();
+        let mut run = || -> Result<()> {
+            let out = (case.apply)(&inputs)?;
+            let weights = Tensor::from_f64s(
+                &draw(&mut rng, 6, AWAY_FROM_ZERO),
+                [2, 3],
+                DType::F64,
+                device,
+            )?;
+            let loss = out.mul(&tape.constant(weights))?.sum_all()?;
+            let grads = grad(&[loss], &inputs, GradOptions::create_graph())?;
+            for (what, outputs) in [("vjp", vec![out]), ("hvp", grads)] {
+                let output_dims: Vec<Vec<usize>> =
+                    outputs.iter().map(|o| o.dims().to_vec()).collect();
+                let cotangents: Vec<Tensor> = output_dims
+                    .iter()
+                    .map(|dims| {
+                        let mut batched = vec![K];
+                        batched.extend(dims);
+                        let n = batched.iter().product();
+                        Tensor::from_f64s(
+                            &draw(&mut rng, n, AWAY_FROM_ZERO),
+                            batched,
+                            DType::F64,
+                            device,
+                        )
+                    })
+                    .collect::<curvature_tensor::Result<_>>()?;
+                let stacked: Vec<Var> = cotangents
+                    .iter()
+                    .map(|c| tape.constant(c.clone()))
+                    .collect();
+                let batched = vjp(&outputs, &stacked, &inputs, false)?;
+                for k in 0..K {
+                    let single: Vec<Var> = cotangents
+                        .iter()
+                        .zip(&output_dims)
+                        .map(|(c, dims)| {
+                            Ok(tape.constant(c.narrow(0, k, 1)?.reshape(dims.as_slice())?))
+                        })
+                        .collect::<Result<_>>()?;
+                    let separate = vjp(&outputs, &single, &inputs, false)?;
+                    for (i, (b, s)) in batched.iter().zip(&separate).enumerate() {
+                        let row = b.value().narrow(0, k, 1)?.to_f64s()?;
+                        let error = relative_error(&row, &s.value().to_f64s()?);
+                        assert!(
+                            error <= 1e-12,
+                            "{} {what}: input {i}, direction {k}: relative error {error:.1e}",
+                            case.name
+                        );
+                    }
+                }
+            }
+            Ok(())
+        };
+        run().unwrap_or_else(|e| panic!("{} on {device}: {e}", case.name));
+    }
+}
+
+fn gpu() -> Device {
+    let device = Device::cuda_or_emulated().expect("a real or emulated CUDA device");
+    eprintln!("running on {}", device.description());
+    device
+}
+
+macro_rules! on_every_device {
+    ($($property:ident),* $(,)?) => {
+        mod cpu {
+            $(#[test]
+            fn $property() {
+                super::$property(curvature_tensor::Device::Cpu);
+            })*
+        }
+        mod cuda {
+            $(#[test]
+            fn $property() {
+                super::$property(super::gpu());
+            })*
+        }
+    };
+}
+
+on_every_device!(
+    values_match_reference,
+    derivatives_match_finite_differences,
+    batched_cotangents_equal_separate_ones,
+);
