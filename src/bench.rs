@@ -61,6 +61,7 @@ impl BenchResult {
             "hvp_per_s": self.hvp_per_s(),
             "single_hvp_ms": self.single_hvp_ms,
             "gflops": self.gflops(),
+            "kernels": crate::KERNELS_FINGERPRINT,
         })
     }
 }

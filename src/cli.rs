@@ -10,7 +10,12 @@ use curvature::tensor::{DType, Device};
 #[derive(Parser)]
 #[command(
     name = "curvature",
-    version,
+    version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (kernels ",
+        env!("CURVATURE_KERNELS_FINGERPRINT"),
+        ")"
+    ),
     about = "Second-order derivatives of neural networks",
     args_conflicts_with_subcommands = true
 )]

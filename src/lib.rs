@@ -24,6 +24,10 @@ pub use curvature_hessian as hessian;
 pub use curvature_tape as tape;
 pub use curvature_tensor as tensor;
 
+/// A fingerprint of the CUDA sources (`kernels/`) this build was made from: 16 hex digits of
+/// a hash of every file there, computed by the package's `build.rs`.
+pub const KERNELS_FINGERPRINT: &str = env!("CURVATURE_KERNELS_FINGERPRINT");
+
 pub mod allocator;
 pub mod bench;
 pub mod workloads;

@@ -87,3 +87,73 @@ fn unknown_curvature_cuda_values_are_rejected_cpu() {
         }
     }
 }
+
+/// 64-bit FNV-1a over every file of `kernels/` (relative path, NUL, length, contents, in path
+/// order): the fingerprint `build.rs` is documented to compute, recomputed from the sources.
+fn kernels_fingerprint() -> String {
+    fn collect(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("kernels/ is listed") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                collect(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    collect(&root.join("kernels"), &mut files);
+    let mut relative: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let r = f.strip_prefix(root).expect("below the package root");
+            r.to_string_lossy().replace('\\', "/")
+        })
+        .collect();
+    relative.sort();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut write = |bytes: &[u8]| {
+        for &b in bytes {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for name in &relative {
+        let contents = std::fs::read(root.join(name)).expect("a kernel source is read");
+        write(name.as_bytes());
+        write(&[0]);
+        write(&(contents.len() as u64).to_le_bytes());
+        write(&contents);
+    }
+    format!("{hash:016x}")
+}
+
+#[test]
+fn version_and_bench_json_name_the_kernel_sources_cpu() {
+    let fingerprint = kernels_fingerprint();
+    let output = run_bounded(&mut curvature(&["--version"]));
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    assert_eq!(
+        stdout.trim(),
+        format!(
+            "curvature {} (kernels {fingerprint})",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let output = run_bounded(&mut curvature(&[
+        "bench",
+        "--workloads",
+        "seed",
+        "--runs",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let line: serde_json::Value =
+        serde_json::from_str(stdout.lines().next().expect("a line")).expect("a JSON line");
+    assert_eq!(line["kernels"], fingerprint.as_str(), "{stdout}");
+}
