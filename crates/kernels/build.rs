@@ -82,6 +82,11 @@ fn build_emulator(kernels: &Path) {
     for (family, _) in FAMILIES {
         tables.push_str(&format!("    emu_table_{family},\n"));
     }
+    tables.push_str("    nullptr,\n};\n");
+    tables.push_str("extern const char* const emu_table_names[] = {\n");
+    for (family, _) in FAMILIES {
+        tables.push_str(&format!("    \"{family}\",\n"));
+    }
     tables.push_str("    nullptr,\n};\n}\n");
     let tables_tu = out_dir.join("emu_tables.cpp");
     fs::write(&tables_tu, tables).expect("write emulator tables");

@@ -8,11 +8,14 @@
 //!   with the `emulator` feature, the emulated GPU described in ARCHITECTURE.md (the same sources compiled by
 //!   the host C++ compiler and run as cooperative fibers), selected by `CURVATURE_CUDA=emulate`
 //!   or [`GpuDevice::emulated`].
-//! - [`GpuBuffer`] is device memory on either; [`KernelArg`] the launch arguments.
+//! - [`GpuBuffer`] is device memory on either; [`KernelArg`] a launch argument.
+//! - A [`Kernel`] names one kernel entry point (family, op stem, operand indexing, dtype) and
+//!   writes its exact symbol; a [`Launch`] is a kernel with its grid geometry and arguments,
+//!   run by [`GpuDevice::launch`]. The kernels a family defines are read from the compiled
+//!   sources ([`emulated_kernel_names`], [`compiled_kernel_names`]), never listed by hand.
 //!
-//! Kernel names are `{op}_{dtype}`; each kernel's parameters and launch geometry are documented
-//! at the top of its `.cu` file, and [`geometry`] computes suggested grids and blocks. This crate
-//! knows nothing of tensors.
+//! Each kernel's parameters and launch geometry are documented at the top of its `.cu` file,
+//! and [`geometry`] computes suggested grids and blocks. This crate knows nothing of tensors.
 //!
 //! Launches trust their arguments the way `cuLaunchKernel` does: the element counts and shapes
 //! passed must describe buffers that are large enough. The emulated GPU checks what it can — the
@@ -21,7 +24,7 @@
 //! by resuming fibers in varying orders, missing `__syncthreads()`.
 //!
 //! ```
-//! use curvature_kernels::{geometry, GpuDevice, KernelArg, KernelFamily};
+//! use curvature_kernels::{geometry, Dtype, GpuDevice, Kernel, KernelArg, Launch};
 //!
 //! # fn main() -> Result<(), curvature_kernels::KernelError> {
 //! // A real GPU (or the emulated one when CURVATURE_CUDA=emulate), else the emulated GPU when
@@ -33,20 +36,14 @@
 //! let x = dev.upload(&x)?;
 //! let out = dev.alloc_zeros(x.len_bytes())?;
 //! // out = x·2 + 1
-//! let (grid, block) = geometry::launch_1d(3);
 //! dev.launch(
-//!     KernelFamily::Elementwise,
-//!     "unary_affine_f32",
-//!     grid,
-//!     block,
-//!     0,
-//!     &[
+//!     &Launch::new(Kernel::unary("affine", Dtype::F32), geometry::launch_1d(3)).args([
 //!         KernelArg::Buffer(&x),
 //!         KernelArg::Buffer(&out),
 //!         KernelArg::U64(3),
 //!         KernelArg::F32(2.0),
 //!         KernelArg::F32(1.0),
-//!     ],
+//!     ]),
 //! )?;
 //! let mut bytes = vec![0u8; out.len_bytes()];
 //! dev.download(&out, &mut bytes)?;
@@ -70,6 +67,29 @@
 //! }
 //! ```
 
+//! # Modules
+//!
+//! Dependencies point one way, from the process-wide registry down to the leaves:
+//!
+//! ```text
+//! registry ─→ device ─→ cuda ─────→ nvrtc ─→ family
+//!                  │     └──────────────────┐   ↑
+//!                  ├──→ emulator ─────────→ buffer
+//!                  └──→ launch ─→ kernel ──→ family
+//! ```
+//!
+//! - `family`: the embedded sources, one module per [`KernelFamily`];
+//! - `kernel`: [`Kernel`] and [`Dtype`], the one place kernel symbols are written;
+//! - `launch`: [`Launch`], a kernel with its geometry and arguments;
+//! - `buffer`: [`GpuBuffer`], [`KernelArg`] and the memory of both backends;
+//! - `nvrtc`: run-time compilation and the compiled-image cache;
+//! - `cuda`, `emulator`: the two backends, which know buffers and modules but not devices;
+//! - `device`: [`GpuDevice`], dispatching to a backend;
+//! - `registry`: the process's devices and what each `cuda:{ordinal}` names.
+//!
+//! `error` ([`KernelError`]) and `geometry` are leaves every module may use.
+
+mod buffer;
 mod cuda;
 mod device;
 #[cfg(feature = "emulator")]
@@ -77,11 +97,21 @@ mod emulator;
 mod error;
 mod family;
 pub mod geometry;
+mod kernel;
+mod launch;
 mod nvrtc;
+mod registry;
 
-pub use device::{emulation_requested, GpuBuffer, GpuDevice, KernelArg};
+pub use buffer::{GpuBuffer, KernelArg};
+pub use device::GpuDevice;
 #[cfg(feature = "emulator")]
 pub use emulator::emulated_kernel_names;
 pub use error::KernelError;
-pub use family::{KernelFamily, BINARY_OPS, DTYPES, TERNARY_OPS, UNARY_OPS};
-pub use nvrtc::{compile_cubin, compile_cubin_log, compile_ptx, compile_source, nvrtc_available};
+pub use family::KernelFamily;
+pub use kernel::{Dtype, Indexing, Kernel};
+pub use launch::{Dim3, Launch};
+pub use nvrtc::{
+    compile_cubin, compile_cubin_log, compile_ptx, compile_source, compiled_kernel_names,
+    nvrtc_available, ptx_entry_names,
+};
+pub use registry::emulation_requested;
