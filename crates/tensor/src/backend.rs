@@ -33,6 +33,24 @@ pub enum UnaryOp {
 }
 
 impl UnaryOp {
+    /// Every op, with one sample parameter for `Powf` and `Affine`.
+    pub const ALL: &'static [UnaryOp] = &[
+        UnaryOp::Neg,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Sin,
+        UnaryOp::Cos,
+        UnaryOp::Sqrt,
+        UnaryOp::Abs,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Square,
+        UnaryOp::Sign,
+        UnaryOp::Recip,
+        UnaryOp::Powf(2.0),
+        UnaryOp::Affine { mul: 2.0, add: 1.0 },
+    ];
+
     /// The op's name, and the stem of its kernel name `unary_{name}_{dtype}`.
     pub fn name(self) -> &'static str {
         match self {
@@ -79,6 +97,17 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
+    /// Every op.
+    pub const ALL: &'static [BinaryOp] = &[
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Eq,
+        BinaryOp::TanhBackward,
+        BinaryOp::SigmoidBackward,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "add",
@@ -103,6 +132,12 @@ pub enum TernaryOp {
 }
 
 impl TernaryOp {
+    /// Every op.
+    pub const ALL: &'static [TernaryOp] = &[
+        TernaryOp::TanhBackwardGradY,
+        TernaryOp::SigmoidBackwardGradY,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             TernaryOp::TanhBackwardGradY => "tanh_backward_grad_y",
@@ -119,6 +154,9 @@ pub enum ReduceOp {
 }
 
 impl ReduceOp {
+    /// Every op.
+    pub const ALL: &'static [ReduceOp] = &[ReduceOp::Sum, ReduceOp::Max];
+
     pub fn name(self) -> &'static str {
         match self {
             ReduceOp::Sum => "reduce_sum",
