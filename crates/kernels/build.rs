@@ -4,7 +4,9 @@
 //! compiles every kernel family (and the test-only `kernels/testing` family) with the host C++
 //! compiler against `kernels/emulator/cuda_emu.h`, plus the fiber scheduler, and generates the
 //! launch tables: for each `extern "C" __global__ void name(params...)` found in the
-//! preprocessed source, a wrapper that unpacks `params[i]` as `*(T_i*)params[i]`.
+//! preprocessed source, a wrapper that unpacks `params[i]` as `*(T_i*)params[i]`. The tables,
+//! one per family with the family's name beside it, are also the list of kernels each family
+//! defines (`emulated_kernel_names`).
 
 use std::env;
 use std::fs;

@@ -1,6 +1,6 @@
 //! The kernel families: the embedded CUDA sources, one compiled module each. The kernels a
 //! family defines are read from the compiled sources themselves
-//! ([`crate::emulated_kernel_names`], [`crate::compiled_kernel_names`]), never listed by hand.
+//! (`emulated_kernel_names`, [`crate::compiled_kernel_names`]), never listed by hand.
 
 /// The prelude prepended to every family's source.
 const COMMON: &str = include_str!("../../../kernels/common.cuh");

@@ -7,12 +7,15 @@
 //! - [`GpuDevice`] is one runtime with two implementations: cudarc on a real NVIDIA GPU, and,
 //!   with the `emulator` feature, the emulated GPU described in ARCHITECTURE.md (the same sources compiled by
 //!   the host C++ compiler and run as cooperative fibers), selected by `CURVATURE_CUDA=emulate`
-//!   or [`GpuDevice::emulated`].
+//!   or [`GpuDevice::emulated`]. The process has one device per ordinal and kind:
+//!   [`GpuDevice::new`] returns the device `cuda:{ordinal}` names, fixed on first use
+//!   ([`GpuDevice::emulated_as_cuda0`] makes it the emulated GPU for `cuda:0`).
 //! - [`GpuBuffer`] is device memory on either; [`KernelArg`] a launch argument.
 //! - A [`Kernel`] names one kernel entry point (family, op stem, operand indexing, dtype) and
 //!   writes its exact symbol; a [`Launch`] is a kernel with its grid geometry and arguments,
 //!   run by [`GpuDevice::launch`]. The kernels a family defines are read from the compiled
-//!   sources ([`emulated_kernel_names`], [`compiled_kernel_names`]), never listed by hand.
+//!   sources (`emulated_kernel_names` with the `emulator` feature, [`compiled_kernel_names`]
+//!   from NVRTC's PTX), never listed by hand.
 //!
 //! Each kernel's parameters and launch geometry are documented at the top of its `.cu` file,
 //! and [`geometry`] computes suggested grids and blocks. This crate knows nothing of tensors.
@@ -69,25 +72,18 @@
 
 //! # Modules
 //!
-//! Dependencies point one way, from the process-wide registry down to the leaves:
+//! Each module imports only modules of lower layers, so dependencies point one way:
 //!
 //! ```text
-//! registry ─→ device ─→ cuda ─────→ nvrtc ─→ family
-//!                  │     └──────────────────┐   ↑
-//!                  ├──→ emulator ─────────→ buffer
-//!                  └──→ launch ─→ kernel ──→ family
+//! 4  registry                       the process's devices, what each cuda:{ordinal} names
+//! 3  device                         GpuDevice: opens a backend and dispatches to it
+//! 2  cuda, emulator                 the two backends (buffers and modules, no devices)
+//!    launch, geometry               Launch descriptions; suggested grids and blocks
+//! 1  nvrtc                          run-time compilation, the compiled-image cache
+//!    kernel                         Kernel and Dtype: the one place symbols are written
+//!    buffer                         GpuBuffer, KernelArg, both backends' memory
+//! 0  family, error                  the embedded sources; KernelError
 //! ```
-//!
-//! - `family`: the embedded sources, one module per [`KernelFamily`];
-//! - `kernel`: [`Kernel`] and [`Dtype`], the one place kernel symbols are written;
-//! - `launch`: [`Launch`], a kernel with its geometry and arguments;
-//! - `buffer`: [`GpuBuffer`], [`KernelArg`] and the memory of both backends;
-//! - `nvrtc`: run-time compilation and the compiled-image cache;
-//! - `cuda`, `emulator`: the two backends, which know buffers and modules but not devices;
-//! - `device`: [`GpuDevice`], dispatching to a backend;
-//! - `registry`: the process's devices and what each `cuda:{ordinal}` names.
-//!
-//! `error` ([`KernelError`]) and `geometry` are leaves every module may use.
 
 mod buffer;
 mod cuda;
