@@ -1,6 +1,6 @@
 //! Every op has its kernel: for every variant of the op enums, the casts and the per-dtype ops,
 //! in both dtypes, the kernel the CUDA backend launches is defined by the emulated GPU and,
-//! when NVRTC is present, by the module NVRTC compiles.
+//! when NVRTC is present, by the module NVRTC compiles; and every kernel is launched by some op.
 
 use curvature_kernels::{
     compiled_kernel_names, emulated_kernel_names, nvrtc_available, Indexing, Kernel, KernelFamily,
@@ -73,6 +73,21 @@ fn every_op_has_a_kernel_in_the_nvrtc_module_nvrtc() {
     assert!(
         missing.is_empty(),
         "kernels the CUDA backend launches that NVRTC's module does not define: {missing:?}"
+    );
+}
+
+/// No dead kernels: every kernel the emulated GPU defines is launched by some op.
+#[test]
+fn every_kernel_is_launched_by_an_op() {
+    let launched: Vec<String> = launched().iter().map(Kernel::name).collect();
+    let unused: Vec<String> = KernelFamily::all()
+        .iter()
+        .flat_map(|&family| emulated_kernel_names(family))
+        .filter(|name| !launched.contains(name))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "kernels no op of the CUDA backend launches: {unused:?}"
     );
 }
 
