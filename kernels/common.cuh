@@ -47,11 +47,6 @@ __device__ __forceinline__ T cv_max(T a, T b) {
     return (a > b || a != a) ? a : b;
 }
 
-template <class T>
-__device__ __forceinline__ T cv_min(T a, T b) {
-    return (a < b || a != a) ? a : b;
-}
-
 // Numerically stable logistic function 1 / (1 + e^−x).
 template <class T>
 __device__ __forceinline__ T cv_sigmoid(T x) {

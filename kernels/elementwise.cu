@@ -1,4 +1,4 @@
-// elementwise.cu: unary, broadcasting binary and ternary ops, fill, strided copies, casts.
+// elementwise.cu: unary, broadcasting binary and ternary ops, casts, fill, strided copies.
 //
 // All kernels are 1D grid-stride loops: any grid / block size is correct (256 threads per
 // block and min(ceil(n / 256), 65535) blocks is a good default).
@@ -8,44 +8,8 @@
 //   neg −x | exp eˣ | log ln x | sin | cos | sqrt | abs |x| | tanh | sigmoid 1/(1+e^−x)
 //   square x² | sign (−1, 0 or 1; zero keeps its sign, NaN stays NaN) | recip 1/x
 //   powf x^p0 | affine x·p0 + p1
-//   Derivatives as polynomials of the op's OUTPUT (x is t = tanh(z) or s = sigmoid(z)):
-//   tanh_d1 = 1 − t²                 (d tanh / dz)
-//   tanh_d2 = −2t(1 − t²)            (d² tanh / dz²)
-//   tanh_d3 = (1 − t²)(6t² − 2)      (d³ tanh / dz³: d/dz(−2t + 2t³) = (−2 + 6t²)·t')
-//   sigmoid_d1 = s(1 − s)
-//   sigmoid_d2 = s(1 − s)(1 − 2s)    (σ'' = σ'(1 − 2σ))
-//   sigmoid_d3 = s(1 − s)(1 − 6s + 6s²)  (σ''' = σ''(1 − 2σ) − 2σ'² = σ'((1 − 2σ)² − 2σ(1 − σ)))
-
-#define CV_UNARY_OP(name, expr)                                          \
-    struct UnaryOp_##name {                                              \
-        template <class T>                                               \
-        __device__ __forceinline__ static T apply(T x, T p0, T p1) {    \
-            (void)p0;                                                    \
-            (void)p1;                                                    \
-            return (expr);                                               \
-        }                                                                \
-    };
-
-CV_UNARY_OP(neg, -x)
-CV_UNARY_OP(exp, cv_exp(x))
-CV_UNARY_OP(log, cv_log(x))
-CV_UNARY_OP(sin, cv_sin(x))
-CV_UNARY_OP(cos, cv_cos(x))
-CV_UNARY_OP(sqrt, cv_sqrt(x))
-CV_UNARY_OP(abs, cv_abs(x))
-CV_UNARY_OP(tanh, cv_tanh(x))
-CV_UNARY_OP(sigmoid, cv_sigmoid(x))
-CV_UNARY_OP(square, x * x)
-CV_UNARY_OP(sign, x > T(0) ? T(1) : (x < T(0) ? T(-1) : x))
-CV_UNARY_OP(recip, T(1) / x)
-CV_UNARY_OP(powf, cv_pow(x, p0))
-CV_UNARY_OP(affine, x * p0 + p1)
-CV_UNARY_OP(tanh_d1, T(1) - x * x)
-CV_UNARY_OP(tanh_d2, T(-2) * x * (T(1) - x * x))
-CV_UNARY_OP(tanh_d3, (T(1) - x * x) * (T(6) * x * x - T(2)))
-CV_UNARY_OP(sigmoid_d1, x * (T(1) - x))
-CV_UNARY_OP(sigmoid_d2, x * (T(1) - x) * (T(1) - T(2) * x))
-CV_UNARY_OP(sigmoid_d3, x * (T(1) - x) * (T(1) - T(6) * x + T(6) * x * x))
+// Each op is one line, CV_UNARY(name, expression of x, p0, p1 and the element type T), which
+// defines its functor and both dtype entry points.
 
 template <class Op, class T>
 __device__ __forceinline__ void unary_kernel(const T* x, T* out, size_t n, T p0, T p1) {
@@ -58,28 +22,31 @@ __device__ __forceinline__ void unary_kernel(const T* x, T* out, size_t n, T p0,
     extern "C" __global__ void unary_##op##_##dt(const T* x, T* out, size_t n, T p0, T p1) { \
         unary_kernel<UnaryOp_##op, T>(x, out, n, p0, p1);                                  \
     }
-#define CV_UNARY(op) CV_UNARY_KERNEL(op, f32, float) CV_UNARY_KERNEL(op, f64, double)
+#define CV_UNARY(name, expr)                                          \
+    struct UnaryOp_##name {                                           \
+        template <class T>                                            \
+        __device__ __forceinline__ static T apply(T x, T p0, T p1) { \
+            (void)p0;                                                 \
+            (void)p1;                                                 \
+            return (expr);                                            \
+        }                                                             \
+    };                                                                \
+    CV_UNARY_KERNEL(name, f32, float) CV_UNARY_KERNEL(name, f64, double)
 
-CV_UNARY(neg)
-CV_UNARY(exp)
-CV_UNARY(log)
-CV_UNARY(sin)
-CV_UNARY(cos)
-CV_UNARY(sqrt)
-CV_UNARY(abs)
-CV_UNARY(tanh)
-CV_UNARY(sigmoid)
-CV_UNARY(square)
-CV_UNARY(sign)
-CV_UNARY(recip)
-CV_UNARY(powf)
-CV_UNARY(affine)
-CV_UNARY(tanh_d1)
-CV_UNARY(tanh_d2)
-CV_UNARY(tanh_d3)
-CV_UNARY(sigmoid_d1)
-CV_UNARY(sigmoid_d2)
-CV_UNARY(sigmoid_d3)
+CV_UNARY(neg, -x)
+CV_UNARY(exp, cv_exp(x))
+CV_UNARY(log, cv_log(x))
+CV_UNARY(sin, cv_sin(x))
+CV_UNARY(cos, cv_cos(x))
+CV_UNARY(sqrt, cv_sqrt(x))
+CV_UNARY(abs, cv_abs(x))
+CV_UNARY(tanh, cv_tanh(x))
+CV_UNARY(sigmoid, cv_sigmoid(x))
+CV_UNARY(square, x * x)
+CV_UNARY(sign, x > T(0) ? T(1) : (x < T(0) ? T(-1) : x))
+CV_UNARY(recip, T(1) / x)
+CV_UNARY(powf, cv_pow(x, p0))
+CV_UNARY(affine, x * p0 + p1)
 
 // binary_{op}_{dt}(const T* a, const T* b, T* out, size_t n, int rank,
 //                  const long long* shape_and_strides)
@@ -88,7 +55,6 @@ CV_UNARY(sigmoid_d3)
 //   b's element strides. n = product of the out dims.
 // binary_{op}_contig_{dt}(const T* a, const T* b, T* out, size_t n): same-shape contiguous.
 //   add a+b | sub a−b | mul a·b | div a/b | eq_mask (1 if a == b else 0)
-//   maximum / minimum (NaN-propagating)
 //   tanh_backward a·(1 − b²)      (a = incoming gradient g, b = tanh output y)
 //   sigmoid_backward a·b·(1 − b)  (a = g, b = sigmoid output y)
 #define CV_BINARY_OP(name, expr)                                     \
@@ -104,8 +70,6 @@ CV_BINARY_OP(sub, a - b)
 CV_BINARY_OP(mul, a * b)
 CV_BINARY_OP(div, a / b)
 CV_BINARY_OP(eq_mask, a == b ? T(1) : T(0))
-CV_BINARY_OP(maximum, cv_max(a, b))
-CV_BINARY_OP(minimum, cv_min(a, b))
 CV_BINARY_OP(tanh_backward, a * (T(1) - b * b))
 CV_BINARY_OP(sigmoid_backward, a * b * (T(1) - b))
 
@@ -142,8 +106,6 @@ CV_BINARY(sub)
 CV_BINARY(mul)
 CV_BINARY(div)
 CV_BINARY(eq_mask)
-CV_BINARY(maximum)
-CV_BINARY(minimum)
 CV_BINARY(tanh_backward)
 CV_BINARY(sigmoid_backward)
 
@@ -198,6 +160,20 @@ __device__ __forceinline__ void ternary_contig_kernel(const T* a, const T* b, co
 CV_TERNARY(tanh_backward_grad_y)
 CV_TERNARY(sigmoid_backward_grad_y)
 
+// cast_f32_f64(const float* x, double* out, size_t n) and cast_f64_f32(const double* x,
+// float* out, size_t n): out[i] = x[i] converted (f64 → f32 rounds to nearest).
+extern "C" __global__ void cast_f32_f64(const float* x, double* out, size_t n) {
+    for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {
+        out[i] = (double)x[i];
+    }
+}
+
+extern "C" __global__ void cast_f64_f32(const double* x, float* out, size_t n) {
+    for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {
+        out[i] = (float)x[i];
+    }
+}
+
 // fill_{dt}(T* out, size_t n, T value): out[i] = value.
 #define CV_FILL_KERNEL(dt, T)                                                   \
     extern "C" __global__ void fill_##dt(T* out, size_t n, T value) {          \
@@ -220,17 +196,3 @@ CV_FOR_EACH_DTYPE(CV_FILL_KERNEL)
         }                                                                                   \
     }
 CV_FOR_EACH_DTYPE(CV_COPY_STRIDED_KERNEL)
-
-// cast_f32_f64(const float* x, double* out, size_t n) and cast_f64_f32(const double* x,
-// float* out, size_t n): out[i] = x[i] converted (f64 → f32 rounds to nearest).
-extern "C" __global__ void cast_f32_f64(const float* x, double* out, size_t n) {
-    for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {
-        out[i] = (double)x[i];
-    }
-}
-
-extern "C" __global__ void cast_f64_f32(const double* x, float* out, size_t n) {
-    for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {
-        out[i] = (float)x[i];
-    }
-}

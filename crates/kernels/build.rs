@@ -4,7 +4,9 @@
 //! compiles every kernel family (and the test-only `kernels/testing` family) with the host C++
 //! compiler against `kernels/emulator/cuda_emu.h`, plus the fiber scheduler, and generates the
 //! launch tables: for each `extern "C" __global__ void name(params...)` found in the
-//! preprocessed source, a wrapper that unpacks `params[i]` as `*(T_i*)params[i]`.
+//! preprocessed source, a wrapper that unpacks `params[i]` as `*(T_i*)params[i]`. The tables,
+//! one per family with the family's name beside it, are also the list of kernels each family
+//! defines (`emulated_kernel_names`).
 
 use std::env;
 use std::fs;
@@ -81,6 +83,11 @@ fn build_emulator(kernels: &Path) {
     tables.push_str("extern const emu_kernel_entry* const emu_tables[] = {\n");
     for (family, _) in FAMILIES {
         tables.push_str(&format!("    emu_table_{family},\n"));
+    }
+    tables.push_str("    nullptr,\n};\n");
+    tables.push_str("extern const char* const emu_table_names[] = {\n");
+    for (family, _) in FAMILIES {
+        tables.push_str(&format!("    \"{family}\",\n"));
     }
     tables.push_str("    nullptr,\n};\n}\n");
     let tables_tu = out_dir.join("emu_tables.cpp");

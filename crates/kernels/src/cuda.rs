@@ -1,21 +1,19 @@
-//! The real-GPU implementation, on cudarc.
+//! The real-GPU backend, on cudarc: a context and stream per device, modules loaded from
+//! NVRTC's CUBIN (PTX as a fallback) and cached per device.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys::CUresult;
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DriverError, LaunchConfig,
-    PushKernelArg,
+    CudaContext, CudaFunction, CudaModule, CudaStream, DriverError, LaunchConfig, PushKernelArg,
 };
 use cudarc::nvrtc::Ptx;
 
-use crate::device::{BufferMem, GpuBuffer, KernelArg};
+use crate::buffer::{BufferMem, CudaBuffer, GpuBuffer, KernelArg};
 use crate::family::ModuleKey;
 use crate::nvrtc::{compile_module_cubin, compile_module_ptx, nvrtc_available};
 use crate::KernelError;
-
-pub(crate) type CudaBuffer = CudaSlice<u8>;
 
 pub(crate) struct CudaBackend {
     ctx: Arc<CudaContext>,
@@ -43,7 +41,7 @@ fn oom_or(bytes: usize) -> impl Fn(DriverError) -> KernelError {
 
 /// The cudarc allocation behind a buffer of this (real) device.
 fn cuda_slice<'b>(kernel: &str, buf: &'b GpuBuffer) -> Result<&'b CudaBuffer, KernelError> {
-    match &buf.mem {
+    match buf.mem() {
         BufferMem::Cuda(slice) => Ok(slice),
         // Only reachable with the `emulator` feature (host buffers).
         #[allow(unreachable_patterns)]

@@ -1,12 +1,12 @@
-//! The emulated GPU (ARCHITECTURE.md, "The emulated GPU"): kernels/*.cu compiled by the host C++ compiler and run as
-//! cooperative fibers by `kernels/emulator/emu_runtime.cpp`, launched through `emu_launch`.
+//! The emulated-GPU backend (ARCHITECTURE.md, "The emulated GPU"): kernels/*.cu compiled by the
+//! host C++ compiler and run as cooperative fibers by `kernels/emulator/emu_runtime.cpp`,
+//! launched through `emu_launch`.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
-use std::ptr::NonNull;
 use std::sync::Mutex;
 
-use crate::device::{BufferMem, GpuBuffer, KernelArg};
+use crate::buffer::{BufferMem, GpuBuffer, HostAlloc, KernelArg};
+use crate::family::KernelFamily;
 use crate::KernelError;
 
 extern "C" {
@@ -22,18 +22,22 @@ extern "C" {
         params: *mut *mut c_void,
     ) -> c_int;
     fn emu_kernel_signature(name: *const c_char) -> *const c_char;
-    fn emu_kernel_name(i: usize) -> *const c_char;
-    fn emu_alloc(bytes: usize) -> *mut c_void;
-    fn emu_free(p: *mut c_void, bytes: usize);
+    fn emu_kernel_name(module: *const c_char, i: usize) -> *const c_char;
 }
 
-/// Every kernel compiled into the emulated GPU (all families plus the test-only source).
-pub fn emulated_kernel_names() -> Vec<String> {
+/// Every kernel `family` defines, as compiled into the emulated GPU (found by the build
+/// script in the preprocessed source: every `extern "C" __global__ void`).
+/// In source order.
+pub fn emulated_kernel_names(family: KernelFamily) -> Vec<String> {
+    let Ok(module) = CString::new(family.name()) else {
+        return Vec::new();
+    };
     let mut names = Vec::new();
     for i in 0.. {
-        // SAFETY: `emu_kernel_name` reads the static, null-terminated generated tables and
-        // returns either null or a pointer to a static NUL-terminated string literal.
-        let p = unsafe { emu_kernel_name(i) };
+        // SAFETY: `module` is NUL-terminated; `emu_kernel_name` reads the static,
+        // null-terminated generated tables and returns either null or a pointer to a static
+        // NUL-terminated string literal.
+        let p = unsafe { emu_kernel_name(module.as_ptr(), i) };
         if p.is_null() {
             break;
         }
@@ -43,71 +47,9 @@ pub fn emulated_kernel_names() -> Vec<String> {
     names
 }
 
-/// Device memory of the emulated GPU: zero-initialised, 16-byte aligned, and followed by an
-/// inaccessible guard page (see `kernels/emulator/emu_memory.cpp`), so an out-of-bounds access
-/// by a kernel faults at once, with the kernel named on stderr, instead of corrupting memory.
-/// When no more mappings can be made (the kernel's map-count limit), it falls back to an
-/// unguarded heap block. Kernels write through its raw pointer, so no Rust reference to its
-/// bytes is held across a launch.
-pub(crate) struct HostAlloc {
-    ptr: NonNull<u8>,
-    bytes: usize,
-    /// `Some` for the unguarded heap fallback.
-    heap: Option<Layout>,
-}
-
-// SAFETY: `HostAlloc` uniquely owns its block; all access goes through the owning device,
-// which serialises launches and copies with its `exec` mutex.
-unsafe impl Send for HostAlloc {}
-// SAFETY: as above; shared references only hand out the raw pointer.
-unsafe impl Sync for HostAlloc {}
-
-/// Alignment of emulated allocations (like cudaMalloc's, at least 16 bytes).
-const ALIGN: usize = 16;
-
-impl HostAlloc {
-    pub(crate) fn zeroed(bytes: usize) -> Result<HostAlloc, KernelError> {
-        // SAFETY: `emu_alloc` has no preconditions; it returns null or a fresh zeroed mapping
-        // of at least `bytes` bytes.
-        let raw = unsafe { emu_alloc(bytes) };
-        if let Some(ptr) = NonNull::new(raw as *mut u8) {
-            return Ok(HostAlloc {
-                ptr,
-                bytes,
-                heap: None,
-            });
-        }
-        let layout = Layout::from_size_align(bytes.max(ALIGN), ALIGN)
-            .map_err(|_| KernelError::OutOfMemory { bytes })?;
-        // SAFETY: `layout` has a non-zero size.
-        let raw = unsafe { alloc_zeroed(layout) };
-        let ptr = NonNull::new(raw).ok_or(KernelError::OutOfMemory { bytes })?;
-        Ok(HostAlloc {
-            ptr,
-            bytes,
-            heap: Some(layout),
-        })
-    }
-
-    fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-}
-
-impl Drop for HostAlloc {
-    fn drop(&mut self) {
-        match self.heap {
-            // SAFETY: `ptr` came from `alloc_zeroed(layout)` and is freed exactly once, here.
-            Some(layout) => unsafe { dealloc(self.ptr.as_ptr(), layout) },
-            // SAFETY: `ptr` came from `emu_alloc(self.bytes)` and is freed exactly once, here.
-            None => unsafe { emu_free(self.ptr.as_ptr() as *mut c_void, self.bytes) },
-        }
-    }
-}
-
 /// The address `offset` bytes into an emulated buffer, as kernel-argument bytes.
 fn host_ptr(kernel: &str, buf: &GpuBuffer, offset: usize) -> Result<Vec<u8>, KernelError> {
-    match &buf.mem {
+    match buf.mem() {
         // `offset ≤ len_bytes` was checked by the device; only the address is computed here.
         BufferMem::Host(h) => Ok((h.as_ptr() as usize + offset).to_ne_bytes().to_vec()),
         BufferMem::Cuda(_) => Err(KernelError::Launch {

@@ -69,6 +69,14 @@ pub enum KernelError {
         /// Bytes in the host slice.
         host_bytes: usize,
     },
+    /// `cuda:{ordinal}` already names another device in this process.
+    #[error("cuda:{ordinal} is already the real GPU {name} in this process")]
+    OrdinalInUse {
+        /// The ordinal asked for.
+        ordinal: usize,
+        /// The name of the device it names.
+        name: String,
+    },
     /// A buffer used with a device it was not allocated on.
     #[error("buffer allocated on {buffer_device} used on {device}")]
     DeviceMismatch {
@@ -77,4 +85,15 @@ pub enum KernelError {
         /// The device owning the buffer.
         buffer_device: String,
     },
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
 }

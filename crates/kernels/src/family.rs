@@ -1,4 +1,6 @@
-//! The kernel families: embedded CUDA sources and the names of their kernels.
+//! The kernel families: the embedded CUDA sources, one compiled module each. The kernels a
+//! family defines are read from the compiled sources themselves
+//! (`emulated_kernel_names`, [`crate::compiled_kernel_names`]), never listed by hand.
 
 /// The prelude prepended to every family's source.
 const COMMON: &str = include_str!("../../../kernels/common.cuh");
@@ -7,69 +9,15 @@ const MATMUL: &str = include_str!("../../../kernels/matmul.cu");
 const REDUCE: &str = include_str!("../../../kernels/reduce.cu");
 const RACE_TEST: &str = include_str!("../../../kernels/testing/race_test.cu");
 
-/// Element types every kernel is instantiated for (the `{dt}` suffix).
-pub const DTYPES: &[&str] = &["f32", "f64"];
-
-/// `unary_{op}_{dt}(const T* x, T* out, size_t n, T p0, T p1)` ops.
-pub const UNARY_OPS: &[&str] = &[
-    "neg",
-    "exp",
-    "log",
-    "sin",
-    "cos",
-    "sqrt",
-    "abs",
-    "tanh",
-    "sigmoid",
-    "square",
-    "sign",
-    "recip",
-    "powf",
-    "affine",
-    "tanh_d1",
-    "tanh_d2",
-    "tanh_d3",
-    "sigmoid_d1",
-    "sigmoid_d2",
-    "sigmoid_d3",
-];
-
-/// `binary_{op}_{dt}` (broadcasting) and `binary_{op}_contig_{dt}` ops.
-pub const BINARY_OPS: &[&str] = &[
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "eq_mask",
-    "maximum",
-    "minimum",
-    "tanh_backward",
-    "sigmoid_backward",
-];
-
-/// `ternary_{op}_{dt}` (broadcasting) and `ternary_{op}_contig_{dt}` ops.
-pub const TERNARY_OPS: &[&str] = &["tanh_backward_grad_y", "sigmoid_backward_grad_y"];
-
-/// Per-dtype kernels of the elementwise family besides unary / binary / ternary.
-const ELEMENTWISE_OTHER: &[&str] = &["fill", "copy_strided"];
-/// Per-dtype kernels of the reduce family.
-const REDUCE_KERNELS: &[&str] = &[
-    "reduce_sum",
-    "reduce_max",
-    "log_softmax",
-    "logsumexp",
-    "gather",
-    "copy_into_strided",
-];
-
 /// One CUDA source file (plus the common prelude) compiled as one module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KernelFamily {
-    /// `kernels/elementwise.cu`: unary, binary, ternary, fill, strided copy, casts.
+    /// `kernels/elementwise.cu`: unary, binary, ternary, casts, fill, strided copy.
     Elementwise,
     /// `kernels/matmul.cu`: batched tiled GEMM with transpose flags.
     Matmul,
-    /// `kernels/reduce.cu`: axis reductions, log-softmax, logsumexp, gather, scatter-copy.
+    /// `kernels/reduce.cu`: axis reductions, the softmax family (log-softmax, logsumexp),
+    /// gather and strided scatter.
     Reduce,
 }
 
@@ -100,36 +48,6 @@ impl KernelFamily {
             KernelFamily::Reduce => REDUCE,
         };
         with_prelude(body)
-    }
-
-    /// Every kernel the family defines (`{op}_{dt}` for both dtypes).
-    pub fn kernel_names(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        for dt in DTYPES {
-            match self {
-                KernelFamily::Elementwise => {
-                    names.extend(UNARY_OPS.iter().map(|op| format!("unary_{op}_{dt}")));
-                    for op in BINARY_OPS {
-                        names.push(format!("binary_{op}_{dt}"));
-                        names.push(format!("binary_{op}_contig_{dt}"));
-                    }
-                    for op in TERNARY_OPS {
-                        names.push(format!("ternary_{op}_{dt}"));
-                        names.push(format!("ternary_{op}_contig_{dt}"));
-                    }
-                    names.extend(ELEMENTWISE_OTHER.iter().map(|op| format!("{op}_{dt}")));
-                }
-                KernelFamily::Matmul => names.push(format!("matmul_{dt}")),
-                KernelFamily::Reduce => {
-                    names.extend(REDUCE_KERNELS.iter().map(|op| format!("{op}_{dt}")));
-                }
-            }
-        }
-        if *self == KernelFamily::Elementwise {
-            names.push("cast_f32_f64".to_string());
-            names.push("cast_f64_f32".to_string());
-        }
-        names
     }
 }
 

@@ -3,6 +3,8 @@
 //! block shapes of `matmul_*` (exactly 16×16) and of the row kernels (a multiple of 32) are
 //! requirements.
 
+use crate::kernel::Dtype;
+
 /// Block size of the 1D element-wise kernels.
 pub const BLOCK_1D: u32 = 256;
 
@@ -14,11 +16,10 @@ pub const MATMUL_BLOCK: (u32, u32, u32) = (16, 16, 1);
 
 /// Rows and columns of C computed by one `matmul_{dt}` block: 128 for `f32` (8×8 per thread),
 /// 64 for `f64` (4×4 per thread, which keeps it from spilling).
-pub fn matmul_tile(dt: &str) -> usize {
-    if dt == "f32" {
-        128
-    } else {
-        64
+pub fn matmul_tile(dtype: Dtype) -> usize {
+    match dtype {
+        Dtype::F32 => 128,
+        Dtype::F64 => 64,
     }
 }
 
@@ -34,12 +35,12 @@ pub fn launch_1d(n: usize) -> ((u32, u32, u32), (u32, u32, u32)) {
 
 /// (grid, block) of `matmul_{dt}` for C of m×n over `batch` matrices.
 pub fn matmul_launch(
-    dt: &str,
+    dtype: Dtype,
     m: usize,
     n: usize,
     batch: usize,
 ) -> ((u32, u32, u32), (u32, u32, u32)) {
-    let tile = matmul_tile(dt) as u64;
+    let tile = matmul_tile(dtype) as u64;
     let tiles = |d: usize| clamp_blocks((d as u64).div_ceil(tile));
     (
         (tiles(n), tiles(m), clamp_blocks(batch as u64)),

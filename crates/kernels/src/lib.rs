@@ -7,12 +7,18 @@
 //! - [`GpuDevice`] is one runtime with two implementations: cudarc on a real NVIDIA GPU, and,
 //!   with the `emulator` feature, the emulated GPU described in ARCHITECTURE.md (the same sources compiled by
 //!   the host C++ compiler and run as cooperative fibers), selected by `CURVATURE_CUDA=emulate`
-//!   or [`GpuDevice::emulated`].
-//! - [`GpuBuffer`] is device memory on either; [`KernelArg`] the launch arguments.
+//!   or [`GpuDevice::emulated`]. The process has one device per ordinal and kind:
+//!   [`GpuDevice::new`] returns the device `cuda:{ordinal}` names, fixed on first use
+//!   ([`GpuDevice::emulated_as_cuda0`] makes it the emulated GPU for `cuda:0`).
+//! - [`GpuBuffer`] is device memory on either; [`KernelArg`] a launch argument.
+//! - A [`Kernel`] names one kernel entry point (family, op stem, operand indexing, dtype) and
+//!   writes its exact symbol; a [`Launch`] is a kernel with its grid geometry and arguments,
+//!   run by [`GpuDevice::launch`]. The kernels a family defines are read from the compiled
+//!   sources (`emulated_kernel_names` with the `emulator` feature, [`compiled_kernel_names`]
+//!   from NVRTC's PTX), never listed by hand.
 //!
-//! Kernel names are `{op}_{dtype}`; each kernel's parameters and launch geometry are documented
-//! at the top of its `.cu` file, and [`geometry`] computes suggested grids and blocks. This crate
-//! knows nothing of tensors.
+//! Each kernel's parameters and launch geometry are documented at the top of its `.cu` file,
+//! and [`geometry`] computes suggested grids and blocks. This crate knows nothing of tensors.
 //!
 //! Launches trust their arguments the way `cuLaunchKernel` does: the element counts and shapes
 //! passed must describe buffers that are large enough. The emulated GPU checks what it can — the
@@ -21,7 +27,7 @@
 //! by resuming fibers in varying orders, missing `__syncthreads()`.
 //!
 //! ```
-//! use curvature_kernels::{geometry, GpuDevice, KernelArg, KernelFamily};
+//! use curvature_kernels::{geometry, Dtype, GpuDevice, Kernel, KernelArg, Launch};
 //!
 //! # fn main() -> Result<(), curvature_kernels::KernelError> {
 //! // A real GPU (or the emulated one when CURVATURE_CUDA=emulate), else the emulated GPU when
@@ -33,20 +39,14 @@
 //! let x = dev.upload(&x)?;
 //! let out = dev.alloc_zeros(x.len_bytes())?;
 //! // out = x·2 + 1
-//! let (grid, block) = geometry::launch_1d(3);
 //! dev.launch(
-//!     KernelFamily::Elementwise,
-//!     "unary_affine_f32",
-//!     grid,
-//!     block,
-//!     0,
-//!     &[
+//!     &Launch::new(Kernel::unary("affine", Dtype::F32), geometry::launch_1d(3)).args([
 //!         KernelArg::Buffer(&x),
 //!         KernelArg::Buffer(&out),
 //!         KernelArg::U64(3),
 //!         KernelArg::F32(2.0),
 //!         KernelArg::F32(1.0),
-//!     ],
+//!     ]),
 //! )?;
 //! let mut bytes = vec![0u8; out.len_bytes()];
 //! dev.download(&out, &mut bytes)?;
@@ -70,6 +70,22 @@
 //! }
 //! ```
 
+//! # Modules
+//!
+//! Each module imports only modules of lower layers, so dependencies point one way:
+//!
+//! ```text
+//! 4  registry                       the process's devices, what each cuda:{ordinal} names
+//! 3  device                         GpuDevice: opens a backend and dispatches to it
+//! 2  cuda, emulator                 the two backends (buffers and modules, no devices)
+//!    launch, geometry               Launch descriptions; suggested grids and blocks
+//! 1  nvrtc                          run-time compilation, the compiled-image cache
+//!    kernel                         Kernel and Dtype: the one place symbols are written
+//!    buffer                         GpuBuffer, KernelArg, both backends' memory
+//! 0  family, error                  the embedded sources; KernelError
+//! ```
+
+mod buffer;
 mod cuda;
 mod device;
 #[cfg(feature = "emulator")]
@@ -77,11 +93,21 @@ mod emulator;
 mod error;
 mod family;
 pub mod geometry;
+mod kernel;
+mod launch;
 mod nvrtc;
+mod registry;
 
-pub use device::{emulation_requested, GpuBuffer, GpuDevice, KernelArg};
+pub use buffer::{GpuBuffer, KernelArg};
+pub use device::GpuDevice;
 #[cfg(feature = "emulator")]
 pub use emulator::emulated_kernel_names;
 pub use error::KernelError;
-pub use family::{KernelFamily, BINARY_OPS, DTYPES, TERNARY_OPS, UNARY_OPS};
-pub use nvrtc::{compile_cubin, compile_cubin_log, compile_ptx, compile_source, nvrtc_available};
+pub use family::KernelFamily;
+pub use kernel::{Dtype, Indexing, Kernel};
+pub use launch::{Dim3, Launch};
+pub use nvrtc::{
+    compile_cubin, compile_cubin_log, compile_ptx, compile_source, compiled_kernel_names,
+    nvrtc_available, ptx_entry_names,
+};
+pub use registry::emulation_requested;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::nvrtc::{result, sys};
 
-use crate::device::panic_message;
+use crate::error::panic_message;
 use crate::family::{KernelFamily, ModuleKey};
 use crate::KernelError;
 
@@ -26,6 +26,23 @@ pub fn compile_ptx(family: KernelFamily, arch: &str) -> Result<String, KernelErr
 /// Compiles `family` to CUBIN (SASS) for the real architecture `arch`, cached per process.
 pub fn compile_cubin(family: KernelFamily, arch: &str) -> Result<Vec<u8>, KernelError> {
     compile_module_cubin(ModuleKey::Family(family), arch).map(|c| c.to_vec())
+}
+
+/// Every kernel `family` defines, as NVRTC compiles it for `arch`: the `.entry` points of its
+/// PTX, in source order.
+pub fn compiled_kernel_names(family: KernelFamily, arch: &str) -> Result<Vec<String>, KernelError> {
+    let ptx = compile_module_ptx(ModuleKey::Family(family), arch)?;
+    Ok(ptx_entry_names(&ptx))
+}
+
+/// The names of the `.entry` points of a PTX module (`.visible .entry name(`).
+pub fn ptx_entry_names(ptx: &str) -> Vec<String> {
+    ptx.lines()
+        .filter_map(|line| line.split(".entry ").nth(1))
+        .filter_map(|rest| rest.split('(').next())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .collect()
 }
 
 /// Compiles an arbitrary CUDA source to PTX (not cached). `name` labels errors.

@@ -57,29 +57,35 @@ fn emulated_device_basics() {
     dev.synchronize().expect("synchronize");
 }
 
-/// The kernels compiled into the emulator are exactly the families' `kernel_names()` plus the
-/// test-only race_test kernels.
+/// Every family compiles into the emulator with its own kernels, each defined once, and the
+/// kernels named by `Kernel` values are found in their family's table.
 #[cfg(feature = "emulator")]
 #[test]
-fn emulator_has_every_listed_kernel() {
-    use curvature_kernels::{emulated_kernel_names, KernelFamily};
-    let mut listed: Vec<String> = KernelFamily::all()
-        .iter()
-        .flat_map(|f| f.kernel_names())
-        .collect();
-    listed.extend(
-        [
-            "block_sum_nobarrier_f32",
-            "block_sum_barrier_f32",
-            "warp_sum_shfl_f32",
-            "divergent_barriers_f32",
-        ]
-        .map(String::from),
-    );
-    let mut compiled = emulated_kernel_names();
-    listed.sort();
-    compiled.sort();
-    assert_eq!(compiled, listed);
+fn emulator_tables_hold_each_family_emulated() {
+    use curvature_kernels::{emulated_kernel_names, Dtype, Kernel, KernelFamily};
+    let mut all: Vec<String> = Vec::new();
+    for family in KernelFamily::all() {
+        let names = emulated_kernel_names(*family);
+        assert!(!names.is_empty(), "{}: no kernels", family.name());
+        all.extend(names);
+    }
+    let count = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), count, "a kernel is defined twice");
+    for dt in Dtype::ALL {
+        for kernel in [
+            Kernel::fill(dt),
+            Kernel::matmul(dt),
+            Kernel::reduce("reduce_sum", dt),
+            Kernel::cast(dt, dt),
+        ] {
+            let found = emulated_kernel_names(kernel.family()).contains(&kernel.name());
+            // Casts exist only between different dtypes.
+            let cast_to_itself = kernel == Kernel::cast(dt, dt);
+            assert_eq!(found, !cast_to_itself, "{kernel}");
+        }
+    }
 }
 
 /// A real GPU, when present: name, arch and a byte round trip.

@@ -7,9 +7,7 @@ mod common;
 use common::{
     assert_close, download, grid_1d, launch, rounded, upload, upload_i64, zeros, Elem, Rng,
 };
-use curvature_kernels::{GpuDevice, KernelArg, KernelFamily, BINARY_OPS, UNARY_OPS};
-
-const EW: KernelFamily = KernelFamily::Elementwise;
+use curvature_kernels::{Dtype, GpuDevice, Indexing, Kernel, KernelArg, Launch};
 
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
@@ -17,46 +15,57 @@ fn sigmoid(x: f64) -> f64 {
 
 /// f(x, p0, p1) for unary ops, f(a, b, c) for ternary ones.
 type Ref3 = fn(f64, f64, f64) -> f64;
+/// f(a, b) for binary ops.
+type Ref2 = fn(f64, f64) -> f64;
 
-/// Input range and reference of each unary op (derivative ops take the op's output).
-fn unary_reference(op: &str) -> (f64, f64, Ref3) {
-    match op {
-        "neg" => (-3.0, 3.0, |x, _, _| -x),
-        "exp" => (-3.0, 3.0, |x, _, _| x.exp()),
-        "log" => (0.05, 4.0, |x, _, _| x.ln()),
-        "sin" => (-3.0, 3.0, |x, _, _| x.sin()),
-        "cos" => (-3.0, 3.0, |x, _, _| x.cos()),
-        "sqrt" => (0.0, 4.0, |x, _, _| x.sqrt()),
-        "abs" => (-3.0, 3.0, |x, _, _| x.abs()),
-        "tanh" => (-4.0, 4.0, |x, _, _| x.tanh()),
-        "sigmoid" => (-30.0, 30.0, |x, _, _| sigmoid(x)),
-        "square" => (-3.0, 3.0, |x, _, _| x * x),
-        "sign" => (-3.0, 3.0, |x, _, _| {
-            if x > 0.0 {
-                1.0
-            } else if x < 0.0 {
-                -1.0
-            } else {
-                0.0
-            }
-        }),
-        "recip" => (0.1, 3.0, |x, _, _| 1.0 / x),
-        "powf" => (0.1, 3.0, |x, p0, _| x.powf(p0)),
-        "affine" => (-3.0, 3.0, |x, p0, p1| x * p0 + p1),
-        // d/dz tanh z = 1 − t², checked below against finite differences of tanh as well.
-        "tanh_d1" => (-1.0, 1.0, |t, _, _| 1.0 - t * t),
-        "tanh_d2" => (-1.0, 1.0, |t, _, _| -2.0 * t * (1.0 - t * t)),
-        "tanh_d3" => (-1.0, 1.0, |t, _, _| (1.0 - t * t) * (6.0 * t * t - 2.0)),
-        "sigmoid_d1" => (0.0, 1.0, |s, _, _| s * (1.0 - s)),
-        "sigmoid_d2" => (0.0, 1.0, |s, _, _| s * (1.0 - s) * (1.0 - 2.0 * s)),
-        "sigmoid_d3" => (0.0, 1.0, |s, _, _| {
-            s * (1.0 - s) * (1.0 - 6.0 * s + 6.0 * s * s)
-        }),
-        other => panic!("no reference for unary op {other}"),
+fn sign(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
     }
 }
 
-fn run_unary<T: Elem>(dev: &GpuDevice, op: &str, x: &[f64], p0: f64, p1: f64) -> Vec<f64> {
+/// Every unary op: name, input range and reference f(x, p0, p1).
+const UNARY: &[(&str, f64, f64, Ref3)] = &[
+    ("neg", -3.0, 3.0, |x, _, _| -x),
+    ("exp", -3.0, 3.0, |x, _, _| x.exp()),
+    ("log", 0.05, 4.0, |x, _, _| x.ln()),
+    ("sin", -3.0, 3.0, |x, _, _| x.sin()),
+    ("cos", -3.0, 3.0, |x, _, _| x.cos()),
+    ("sqrt", 0.0, 4.0, |x, _, _| x.sqrt()),
+    ("abs", -3.0, 3.0, |x, _, _| x.abs()),
+    ("tanh", -4.0, 4.0, |x, _, _| x.tanh()),
+    ("sigmoid", -30.0, 30.0, |x, _, _| sigmoid(x)),
+    ("square", -3.0, 3.0, |x, _, _| x * x),
+    ("sign", -3.0, 3.0, |x, _, _| sign(x)),
+    ("recip", 0.1, 3.0, |x, _, _| 1.0 / x),
+    ("powf", 0.1, 3.0, |x, p0, _| x.powf(p0)),
+    ("affine", -3.0, 3.0, |x, p0, p1| x * p0 + p1),
+];
+
+/// Every binary op and its reference.
+const BINARY: &[(&str, Ref2)] = &[
+    ("add", |a, b| a + b),
+    ("sub", |a, b| a - b),
+    ("mul", |a, b| a * b),
+    ("div", |a, b| a / b),
+    ("eq_mask", |a, b| f64::from(u8::from(a == b))),
+    ("tanh_backward", |a, b| a * (1.0 - b * b)),
+    ("sigmoid_backward", |a, b| a * b * (1.0 - b)),
+];
+
+/// Every ternary op and its reference f(a, b, c).
+const TERNARY: &[(&str, Ref3)] = &[
+    ("tanh_backward_grad_y", |gg, g, y| -2.0 * y * g * gg),
+    ("sigmoid_backward_grad_y", |gg, g, y| {
+        gg * g * (1.0 - 2.0 * y)
+    }),
+];
+
+fn run_unary<T: Elem>(dev: &GpuDevice, op: &'static str, x: &[f64], p0: f64, p1: f64) -> Vec<f64> {
     let xb = upload::<T>(dev, x);
     let out = zeros::<T>(dev, x.len());
     let args = [
@@ -68,8 +77,7 @@ fn run_unary<T: Elem>(dev: &GpuDevice, op: &str, x: &[f64], p0: f64, p1: f64) ->
     ];
     launch(
         dev,
-        EW,
-        &format!("unary_{op}_{}", T::DT),
+        Kernel::unary(op, T::DTYPE),
         grid_1d(x.len()),
         (256, 1, 1),
         &args,
@@ -80,8 +88,7 @@ fn run_unary<T: Elem>(dev: &GpuDevice, op: &str, x: &[f64], p0: f64, p1: f64) ->
 fn unary_all<T: Elem>(dev: &GpuDevice) {
     let mut rng = Rng::new(1);
     let (p0, p1) = (1.7, -0.25);
-    for op in UNARY_OPS {
-        let (lo, hi, reference) = unary_reference(op);
+    for &(op, lo, hi, reference) in UNARY {
         let mut x = rounded::<T>(&rng.vec(1000, lo, hi));
         x[3] = 0.0;
         let want: Vec<f64> = x
@@ -90,56 +97,6 @@ fn unary_all<T: Elem>(dev: &GpuDevice) {
             .collect();
         let got = run_unary::<T>(dev, op, &x, p0, p1);
         assert_close(&format!("unary_{op}_{}", T::DT), &got, &want, T::TOL * 4.0);
-    }
-}
-
-/// The derivative polynomials agree with central differences of tanh and sigmoid (f64).
-fn derivative_polynomials(dev: &GpuDevice) {
-    let z: Vec<f64> = (0..41).map(|i| -2.0 + 0.1 * i as f64).collect();
-    let h = 1e-4;
-    for (f, d1, d2, d3) in [
-        (f64::tanh as fn(f64) -> f64, "tanh_d1", "tanh_d2", "tanh_d3"),
-        (
-            sigmoid as fn(f64) -> f64,
-            "sigmoid_d1",
-            "sigmoid_d2",
-            "sigmoid_d3",
-        ),
-    ] {
-        let y: Vec<f64> = z.iter().map(|&v| f(v)).collect();
-        let fd1: Vec<f64> = z
-            .iter()
-            .map(|&v| (f(v + h) - f(v - h)) / (2.0 * h))
-            .collect();
-        let fd2: Vec<f64> = z
-            .iter()
-            .map(|&v| (f(v + h) - 2.0 * f(v) + f(v - h)) / (h * h))
-            .collect();
-        let fd3: Vec<f64> = z
-            .iter()
-            .map(|&v| {
-                (f(v + 2.0 * h) - 2.0 * f(v + h) + 2.0 * f(v - h) - f(v - 2.0 * h))
-                    / (2.0 * h * h * h)
-            })
-            .collect();
-        assert_close(d1, &run_unary::<f64>(dev, d1, &y, 0.0, 0.0), &fd1, 1e-7);
-        assert_close(d2, &run_unary::<f64>(dev, d2, &y, 0.0, 0.0), &fd2, 1e-5);
-        assert_close(d3, &run_unary::<f64>(dev, d3, &y, 0.0, 0.0), &fd3, 1e-3);
-    }
-}
-
-fn binary_reference(op: &str, a: f64, b: f64) -> f64 {
-    match op {
-        "add" => a + b,
-        "sub" => a - b,
-        "mul" => a * b,
-        "div" => a / b,
-        "eq_mask" => f64::from(u8::from(a == b)),
-        "maximum" => a.max(b),
-        "minimum" => a.min(b),
-        "tanh_backward" => a * (1.0 - b * b),
-        "sigmoid_backward" => a * b * (1.0 - b),
-        other => panic!("no reference for binary op {other}"),
     }
 }
 
@@ -188,18 +145,18 @@ fn binary_all<T: Elem>(dev: &GpuDevice) {
     let n: usize = dout.iter().product();
     let mut a = rounded::<T>(&rng.vec(15, -2.0, 2.0));
     let b = rounded::<T>(&rng.vec(20, 0.5, 2.0));
-    a[0] = b[0]; // one equal pair for `eq_mask`
+    a[0] = b[0]; // one equal pair for `eq`
     let (sa, sb) = (broadcast_strides(&da, &dout), broadcast_strides(&db, &dout));
     let mut table: Vec<i64> = dout.iter().map(|&d| d as i64).collect();
     table.extend(&sa);
     table.extend(&sb);
     let (ab, bb) = (upload::<T>(dev, &a), upload::<T>(dev, &b));
     let tb = upload_i64(dev, &table);
-    for op in BINARY_OPS {
+    for &(op, reference) in BINARY {
         let want: Vec<f64> = (0..n)
             .map(|i| {
                 let idx = multi_index(i, &dout);
-                binary_reference(op, a[offset(&idx, &sa)], b[offset(&idx, &sb)])
+                reference(a[offset(&idx, &sa)], b[offset(&idx, &sb)])
             })
             .collect();
         let out = zeros::<T>(dev, n);
@@ -213,8 +170,7 @@ fn binary_all<T: Elem>(dev: &GpuDevice) {
         ];
         launch(
             dev,
-            EW,
-            &format!("binary_{op}_{}", T::DT),
+            Kernel::binary(op, Indexing::Broadcast, T::DTYPE),
             (1, 1, 1),
             (32, 1, 1),
             &args,
@@ -230,11 +186,7 @@ fn binary_all<T: Elem>(dev: &GpuDevice) {
         let m = 700;
         let x = rounded::<T>(&rng.vec(m, -2.0, 2.0));
         let y = rounded::<T>(&rng.vec(m, 0.5, 2.0));
-        let want: Vec<f64> = x
-            .iter()
-            .zip(&y)
-            .map(|(&p, &q)| binary_reference(op, p, q))
-            .collect();
+        let want: Vec<f64> = x.iter().zip(&y).map(|(&p, &q)| reference(p, q)).collect();
         let (xb, yb, out) = (
             upload::<T>(dev, &x),
             upload::<T>(dev, &y),
@@ -248,8 +200,7 @@ fn binary_all<T: Elem>(dev: &GpuDevice) {
         ];
         launch(
             dev,
-            EW,
-            &format!("binary_{op}_contig_{}", T::DT),
+            Kernel::binary(op, Indexing::Contiguous, T::DTYPE),
             grid_1d(m),
             (256, 1, 1),
             &args,
@@ -277,19 +228,13 @@ fn ternary_all<T: Elem>(dev: &GpuDevice) {
     table.extend(&full);
     table.extend(&full);
     table.extend(&sy);
-    let refs: [(&str, Ref3); 2] = [
-        ("tanh_backward_grad_y", |gg, g, y| -2.0 * y * g * gg),
-        ("sigmoid_backward_grad_y", |gg, g, y| {
-            gg * g * (1.0 - 2.0 * y)
-        }),
-    ];
     let (ggb, gb, yb, tb) = (
         upload::<T>(dev, &gg),
         upload::<T>(dev, &g),
         upload::<T>(dev, &y),
         upload_i64(dev, &table),
     );
-    for (op, reference) in refs {
+    for &(op, reference) in TERNARY {
         let want: Vec<f64> = (0..6).map(|i| reference(gg[i], g[i], y[i % 3])).collect();
         let out = zeros::<T>(dev, 6);
         let args = [
@@ -303,8 +248,7 @@ fn ternary_all<T: Elem>(dev: &GpuDevice) {
         ];
         launch(
             dev,
-            EW,
-            &format!("ternary_{op}_{}", T::DT),
+            Kernel::ternary(op, Indexing::Broadcast, T::DTYPE),
             (1, 1, 1),
             (64, 1, 1),
             &args,
@@ -323,8 +267,7 @@ fn ternary_all<T: Elem>(dev: &GpuDevice) {
         ];
         launch(
             dev,
-            EW,
-            &format!("ternary_{op}_contig_{}", T::DT),
+            Kernel::ternary(op, Indexing::Contiguous, T::DTYPE),
             (1, 1, 1),
             (64, 1, 1),
             &args,
@@ -341,14 +284,7 @@ fn fill_and_cast<T: Elem>(dev: &GpuDevice) {
         KernelArg::U64(n as u64),
         T::from_f64(2.5).arg(),
     ];
-    launch(
-        dev,
-        EW,
-        &format!("fill_{}", T::DT),
-        (3, 1, 1),
-        (128, 1, 1),
-        &args,
-    );
+    launch(dev, Kernel::fill(T::DTYPE), (3, 1, 1), (128, 1, 1), &args);
     assert_eq!(download::<T>(dev, &out), vec![2.5; n]);
 
     let x = Rng::new(4).vec(300, -1e3, 1e3);
@@ -356,8 +292,7 @@ fn fill_and_cast<T: Elem>(dev: &GpuDevice) {
     let (b32, b64) = (upload::<f32>(dev, &x32), zeros::<f64>(dev, 300));
     launch(
         dev,
-        EW,
-        "cast_f32_f64",
+        Kernel::cast(Dtype::F32, Dtype::F64),
         grid_1d(300),
         (256, 1, 1),
         &[
@@ -370,8 +305,7 @@ fn fill_and_cast<T: Elem>(dev: &GpuDevice) {
     let (src, dst) = (upload::<f64>(dev, &x), zeros::<f32>(dev, 300));
     launch(
         dev,
-        EW,
-        "cast_f64_f32",
+        Kernel::cast(Dtype::F64, Dtype::F32),
         grid_1d(300),
         (256, 1, 1),
         &[
@@ -422,8 +356,7 @@ fn copy_strided<T: Elem>(dev: &GpuDevice) {
         ];
         launch(
             dev,
-            EW,
-            &format!("copy_strided_{}", T::DT),
+            Kernel::copy_strided(T::DTYPE),
             (2, 1, 1),
             (32, 1, 1),
             &args,
@@ -446,8 +379,7 @@ fn buffer_views<T: Elem>(dev: &GpuDevice) {
     ];
     launch(
         dev,
-        EW,
-        &format!("unary_neg_{}", T::DT),
+        Kernel::unary("neg", T::DTYPE),
         (1, 1, 1),
         (32, 1, 1),
         &args,
@@ -458,9 +390,8 @@ fn buffer_views<T: Elem>(dev: &GpuDevice) {
     }
     assert_eq!(download::<T>(dev, &out), want);
     let past_end = [KernelArg::BufferAt(&xb, 10 * size + 1)];
-    assert!(dev
-        .launch(EW, "fill_f32", (1, 1, 1), (1, 1, 1), 0, &past_end)
-        .is_err());
+    let fill = Launch::new(Kernel::fill(Dtype::F32), ((1, 1, 1), (1, 1, 1))).args(past_end);
+    assert!(dev.launch(&fill).is_err());
 }
 
 device_tests! {
@@ -468,7 +399,6 @@ device_tests! {
     buffer_views_f64 => buffer_views::<f64>;
     unary_ops_f32 => unary_all::<f32>;
     unary_ops_f64 => unary_all::<f64>;
-    derivative_polynomials_match_finite_differences => derivative_polynomials;
     binary_ops_f32 => binary_all::<f32>;
     binary_ops_f64 => binary_all::<f64>;
     ternary_ops_f32 => ternary_all::<f32>;
@@ -477,4 +407,39 @@ device_tests! {
     fill_and_cast_f64 => fill_and_cast::<f64>;
     copy_strided_f32 => copy_strided::<f32>;
     copy_strided_f64 => copy_strided::<f64>;
+}
+
+/// Every unary, binary and ternary kernel the elementwise family defines has a reference
+/// above, so adding a kernel to `kernels/elementwise.cu` without testing it fails here.
+#[cfg(feature = "emulator")]
+#[test]
+fn every_elementwise_kernel_is_tested_emulated() {
+    use curvature_kernels::{emulated_kernel_names, KernelFamily};
+    let mut tested: Vec<String> = Vec::new();
+    for dt in Dtype::ALL {
+        tested.extend(UNARY.iter().map(|&(op, ..)| Kernel::unary(op, dt).name()));
+        for indexing in [Indexing::Broadcast, Indexing::Contiguous] {
+            tested.extend(
+                BINARY
+                    .iter()
+                    .map(|&(op, _)| Kernel::binary(op, indexing, dt).name()),
+            );
+            tested.extend(
+                TERNARY
+                    .iter()
+                    .map(|&(op, _)| Kernel::ternary(op, indexing, dt).name()),
+            );
+        }
+    }
+    let mut defined: Vec<String> = emulated_kernel_names(KernelFamily::Elementwise)
+        .into_iter()
+        .filter(|name| {
+            ["unary_", "binary_", "ternary_"]
+                .iter()
+                .any(|p| name.starts_with(p))
+        })
+        .collect();
+    tested.sort();
+    defined.sort();
+    assert_eq!(defined, tested);
 }

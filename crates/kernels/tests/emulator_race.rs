@@ -5,7 +5,7 @@
 mod common;
 
 use common::{download, emulator, upload, zeros, Rng};
-use curvature_kernels::{KernelArg, KernelError, KernelFamily};
+use curvature_kernels::{Dtype, Kernel, KernelArg, KernelError, Launch};
 
 fn block_sums(kernel: &str, x: &[f64], blocks: usize, n: usize) -> Vec<f64> {
     let dev = emulator();
@@ -69,16 +69,21 @@ fn warp_shuffle_sum_emulated() {
 fn launch_errors_are_values_emulated() {
     let dev = emulator();
     let out = zeros::<f32>(&dev, 4);
-    let launch = |kernel: &str, block: (u32, u32, u32), args: &[KernelArg]| {
-        dev.launch(KernelFamily::Elementwise, kernel, (1, 1, 1), block, 0, args)
+    let launch = |kernel: Kernel, block: (u32, u32, u32), args: &[KernelArg]| {
+        dev.launch(&Launch::new(kernel, ((1, 1, 1), block)).args(args.iter().copied()))
     };
+    let fill_f32 = Kernel::fill(Dtype::F32);
     let fill = [
         KernelArg::Buffer(&out),
         KernelArg::U64(4),
         KernelArg::F32(1.0),
     ];
     assert!(matches!(
-        launch("no_such_kernel", (32, 1, 1), &fill),
+        launch(
+            Kernel::unary("no_such_kernel", Dtype::F32),
+            (32, 1, 1),
+            &fill
+        ),
         Err(KernelError::Launch { .. })
     ));
     // Wrong scalar type (f64 for a float parameter) and wrong arity are rejected.
@@ -88,19 +93,19 @@ fn launch_errors_are_values_emulated() {
         KernelArg::F64(1.0),
     ];
     assert!(matches!(
-        launch("fill_f32", (32, 1, 1), &wrong_type),
+        launch(fill_f32, (32, 1, 1), &wrong_type),
         Err(KernelError::Launch { .. })
     ));
     assert!(matches!(
-        launch("fill_f32", (32, 1, 1), &fill[..2]),
+        launch(fill_f32, (32, 1, 1), &fill[..2]),
         Err(KernelError::Launch { .. })
     ));
     // More than 1024 threads per block.
     assert!(matches!(
-        launch("fill_f32", (1024, 2, 1), &fill),
+        launch(fill_f32, (1024, 2, 1), &fill),
         Err(KernelError::Launch { .. })
     ));
-    launch("fill_f32", (32, 1, 1), &fill).expect("a valid launch");
+    launch(fill_f32, (32, 1, 1), &fill).expect("a valid launch");
     assert_eq!(download::<f32>(&dev, &out), vec![1.0; 4]);
     // A host copy of the wrong size.
     let mut small = [0u8; 3];
@@ -139,14 +144,8 @@ fn out_of_bounds_write_faults_emulated() {
             KernelArg::U64(5000),
             KernelArg::F32(1.0),
         ];
-        let _ = dev.launch(
-            KernelFamily::Elementwise,
-            "fill_f32",
-            (1, 1, 1),
-            (32, 1, 1),
-            0,
-            &args,
-        );
+        let _ =
+            dev.launch(&Launch::new(Kernel::fill(Dtype::F32), ((1, 1, 1), (32, 1, 1))).args(args));
         return;
     }
     let exe = std::env::current_exe().expect("test binary path");

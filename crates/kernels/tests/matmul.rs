@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_close, download, rounded, upload, Elem, Rng};
-use curvature_kernels::{geometry, GpuDevice, KernelArg, KernelFamily};
+use curvature_kernels::{geometry, Dtype, GpuDevice, Kernel, KernelArg, Launch};
 
 struct Gemm {
     m: usize,
@@ -92,7 +92,7 @@ impl Gemm {
             upload::<T>(dev, &b),
             upload::<T>(dev, &c),
         );
-        let (suggested, block) = geometry::matmul_launch(T::DT, self.m, self.n, self.batch);
+        let (suggested, block) = geometry::matmul_launch(T::DTYPE, self.m, self.n, self.batch);
         let grid = grid.unwrap_or(suggested);
         let args = [
             KernelArg::BufferAt(&ab, self.a_offset * std::mem::size_of::<T>()),
@@ -110,15 +110,8 @@ impl Gemm {
             T::from_f64(self.alpha).arg(),
             T::from_f64(self.beta).arg(),
         ];
-        dev.launch(
-            KernelFamily::Matmul,
-            &format!("matmul_{}", T::DT),
-            grid,
-            block,
-            0,
-            &args,
-        )
-        .expect("matmul launch");
+        dev.launch(&Launch::new(Kernel::matmul(T::DTYPE), (grid, block)).args(args))
+            .expect("matmul launch");
         let what = format!(
             "matmul_{} m={} n={} k={} batch={} trans={:?}",
             T::DT,
@@ -236,15 +229,8 @@ fn beta_zero_ignores_nan(dev: &GpuDevice) {
         KernelArg::F64(1.0),
         KernelArg::F64(0.0),
     ];
-    dev.launch(
-        KernelFamily::Matmul,
-        "matmul_f64",
-        (1, 1, 1),
-        (16, 16, 1),
-        0,
-        &args,
-    )
-    .expect("matmul launch");
+    let launch = Launch::new(Kernel::matmul(Dtype::F64), ((1, 1, 1), (16, 16, 1))).args(args);
+    dev.launch(&launch).expect("matmul launch");
     assert_close("beta = 0", &download::<f64>(dev, &cb), &want, 1e-12);
 }
 

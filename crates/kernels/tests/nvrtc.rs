@@ -1,13 +1,14 @@
-//! NVRTC: every family compiles for sm_80 and sm_90, defines exactly the kernels it lists, and
-//! no kernel spills registers (ptxas -v); a broken source is a `Compile` error with the log.
+//! NVRTC: every family compiles for sm_80 and sm_90, with exactly the kernels the emulated GPU
+//! compiles from the same source, and no kernel spills registers (ptxas -v); a broken source is
+//! a `Compile` error with the log.
 //!
 //! Needs libnvrtc (`pip install nvidia-cuda-nvrtc`, then put
 //! `site-packages/nvidia/cu13/lib` on `LD_LIBRARY_PATH`); without it these tests print a skip
 //! reason, unless `CURVATURE_REQUIRE_NVRTC=1`, when they fail.
 
 use curvature_kernels::{
-    compile_cubin, compile_cubin_log, compile_ptx, compile_source, nvrtc_available, KernelError,
-    KernelFamily,
+    compile_cubin, compile_cubin_log, compile_ptx, compile_source, compiled_kernel_names,
+    emulated_kernel_names, nvrtc_available, ptx_entry_names, KernelError, KernelFamily,
 };
 
 const ARCHS: [&str; 2] = ["sm_80", "sm_90"];
@@ -26,21 +27,6 @@ fn nvrtc_or_skip(test: &str) -> bool {
     false
 }
 
-/// Names of the `.entry` points of a PTX module.
-fn ptx_entries(ptx: &str) -> Vec<String> {
-    ptx.lines()
-        .filter_map(|l| l.split(".entry ").nth(1))
-        .map(|rest| {
-            rest.trim_end_matches('(')
-                .split('(')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string()
-        })
-        .collect()
-}
-
 #[test]
 fn every_family_compiles_with_its_kernels_nvrtc() {
     if !nvrtc_or_skip("every_family_compiles_with_its_kernels_nvrtc") {
@@ -50,14 +36,15 @@ fn every_family_compiles_with_its_kernels_nvrtc() {
         for arch in ARCHS {
             let ptx =
                 compile_ptx(*family, arch).unwrap_or_else(|e| panic!("{}: {e}", family.name()));
-            let mut entries = ptx_entries(&ptx);
-            let mut names = family.kernel_names();
+            let mut entries = ptx_entry_names(&ptx);
+            let mut emulated = emulated_kernel_names(*family);
+            assert!(!entries.is_empty(), "{}: no PTX entries", family.name());
             entries.sort();
-            names.sort();
+            emulated.sort();
             assert_eq!(
                 entries,
-                names,
-                "{} for {arch}: PTX entries vs kernel_names()",
+                emulated,
+                "{} for {arch}: PTX entries vs the emulated GPU's kernels",
                 family.name()
             );
             // The SASS a real GPU loads is an ELF image (one arch: CUBIN builds are slow).
@@ -86,7 +73,7 @@ fn race_test_source_compiles_nvrtc() {
     );
     for arch in ARCHS {
         let ptx = compile_source("race_test", &source, arch).expect("race_test compiles");
-        assert_eq!(ptx_entries(&ptx).len(), 4);
+        assert_eq!(ptx_entry_names(&ptx).len(), 4);
     }
 }
 
@@ -99,9 +86,18 @@ fn no_kernel_spills_nvrtc() {
         for arch in ARCHS {
             let log = compile_cubin_log(*family, arch)
                 .unwrap_or_else(|e| panic!("{}: {e}", family.name()));
+            let kernels = compiled_kernel_names(*family, arch)
+                .unwrap_or_else(|e| panic!("{}: {e}", family.name()));
+            for kernel in &kernels {
+                assert!(
+                    log.contains(&format!("Compiling entry function '{kernel}'")),
+                    "{} for {arch}: no ptxas report for {kernel}, log:\n{log}",
+                    family.name()
+                );
+            }
             let reports: Vec<&str> = log.lines().filter(|l| l.contains("spill stores")).collect();
             assert!(
-                reports.len() >= family.kernel_names().len(),
+                reports.len() >= kernels.len(),
                 "{} for {arch}: expected a ptxas report per kernel, log:\n{log}",
                 family.name()
             );

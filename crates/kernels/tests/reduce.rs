@@ -5,13 +5,10 @@
 mod common;
 
 use common::{assert_close, download, rounded, upload, upload_i64, zeros, Elem, Rng};
-use curvature_kernels::{GpuDevice, KernelArg, KernelFamily};
+use curvature_kernels::{Dtype, GpuDevice, Kernel, KernelArg, Launch};
 
-const RD: KernelFamily = KernelFamily::Reduce;
-
-fn launch(dev: &GpuDevice, kernel: &str, grid: u32, block: (u32, u32, u32), args: &[KernelArg]) {
-    dev.launch(RD, kernel, (grid, 1, 1), block, 0, args)
-        .unwrap_or_else(|e| panic!("{kernel}: {e}"));
+fn launch(dev: &GpuDevice, kernel: Kernel, grid: u32, block: (u32, u32, u32), args: &[KernelArg]) {
+    common::launch(dev, kernel, (grid, 1, 1), block, args);
 }
 
 /// (outer, red, inner, block, grid)
@@ -52,7 +49,7 @@ fn axis_reductions<T: Elem>(dev: &GpuDevice) {
                 KernelArg::I64(red as i64),
                 KernelArg::I64(inner as i64),
             ];
-            launch(dev, &format!("{op}_{}", T::DT), grid, block, &args);
+            launch(dev, Kernel::reduce(op, T::DTYPE), grid, block, &args);
             let what = format!("{op}_{} [{outer}, {red}, {inner}] block {block:?}", T::DT);
             assert_close(
                 &what,
@@ -91,13 +88,7 @@ fn softmax_rows<T: Elem>(dev: &GpuDevice) {
             dims[0],
             dims[1],
         ];
-        launch(
-            dev,
-            &format!("log_softmax_{}", T::DT),
-            2,
-            (block, 1, 1),
-            &args,
-        );
+        launch(dev, Kernel::log_softmax(T::DTYPE), 2, (block, 1, 1), &args);
         let tol = T::TOL * 100.0;
         assert_close("log_softmax", &download::<T>(dev, &out), &lsm, tol);
         let args = [
@@ -106,13 +97,7 @@ fn softmax_rows<T: Elem>(dev: &GpuDevice) {
             dims[0],
             dims[1],
         ];
-        launch(
-            dev,
-            &format!("logsumexp_{}", T::DT),
-            3,
-            (block, 1, 1),
-            &args,
-        );
+        launch(dev, Kernel::logsumexp(T::DTYPE), 3, (block, 1, 1), &args);
         assert_close("logsumexp", &download::<T>(dev, &out_lse), &lse, tol);
     }
 }
@@ -128,7 +113,7 @@ fn logsumexp_extremes(dev: &GpuDevice) {
         KernelArg::I64(2),
         KernelArg::I64(2),
     ];
-    launch(dev, "logsumexp_f64", 1, (32, 1, 1), &args);
+    launch(dev, Kernel::logsumexp(Dtype::F64), 1, (32, 1, 1), &args);
     let want = [f64::NEG_INFINITY, 2.0 + (1.0 + (-1.0f64).exp()).ln()];
     assert_close(
         "logsumexp extremes",
@@ -142,7 +127,7 @@ fn logsumexp_extremes(dev: &GpuDevice) {
         KernelArg::I64(2),
         KernelArg::I64(0),
     ];
-    launch(dev, "logsumexp_f64", 1, (32, 1, 1), &args);
+    launch(dev, Kernel::logsumexp(Dtype::F64), 1, (32, 1, 1), &args);
     assert_eq!(download::<f64>(dev, &out), vec![f64::NEG_INFINITY; 2]);
 }
 
@@ -172,7 +157,7 @@ fn gather<T: Elem>(dev: &GpuDevice) {
         KernelArg::I64(inner as i64),
         KernelArg::I64(idx.len() as i64),
     ];
-    launch(dev, &format!("gather_{}", T::DT), 1, (16, 1, 1), &args);
+    launch(dev, Kernel::gather(T::DTYPE), 1, (16, 1, 1), &args);
     assert_eq!(download::<T>(dev, &out), want);
 }
 
@@ -200,7 +185,7 @@ fn copy_into_strided<T: Elem>(dev: &GpuDevice) {
     ];
     launch(
         dev,
-        &format!("copy_into_strided_{}", T::DT),
+        Kernel::copy_into_strided(T::DTYPE),
         1,
         (32, 1, 1),
         &args,
@@ -230,7 +215,8 @@ fn suggested_geometry(dev: &GpuDevice) {
             KernelArg::I64(red as i64),
             KernelArg::I64(inner as i64),
         ];
-        dev.launch(RD, "reduce_sum_f64", grid, block, 0, &args)
+        let kernel = Kernel::reduce("reduce_sum", Dtype::F64);
+        dev.launch(&Launch::new(kernel, (grid, block)).args(args))
             .expect("reduce_sum");
         assert_close(
             "reduce_sum (suggested geometry)",
@@ -253,7 +239,8 @@ fn suggested_geometry(dev: &GpuDevice) {
             KernelArg::I64(rows as i64),
             KernelArg::I64(cols as i64),
         ];
-        dev.launch(RD, "logsumexp_f64", grid, block, 0, &args)
+        let kernel = Kernel::logsumexp(Dtype::F64);
+        dev.launch(&Launch::new(kernel, (grid, block)).args(args))
             .expect("logsumexp");
         assert_close(
             "logsumexp (suggested geometry)",

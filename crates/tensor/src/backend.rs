@@ -13,6 +13,9 @@ pub enum ReduceOp {
 }
 
 impl ReduceOp {
+    /// Every op.
+    pub const ALL: &'static [ReduceOp] = &[ReduceOp::Sum, ReduceOp::Max];
+
     pub fn name(self) -> &'static str {
         match self {
             ReduceOp::Sum => "reduce_sum",

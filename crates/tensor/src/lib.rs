@@ -56,6 +56,7 @@ mod storage;
 mod tensor;
 
 pub use cpu::CpuStorage;
+pub use cuda::kernels as cuda_kernels;
 pub use cuda::CudaStorage;
 pub use device::Device;
 pub use dtype::{DType, Element};

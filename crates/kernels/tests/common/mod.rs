@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: a seeded RNG, dtype plumbing, buffer round trips.
 #![allow(dead_code)]
 
-use curvature_kernels::{GpuBuffer, GpuDevice, KernelArg, KernelFamily};
+use curvature_kernels::{Dtype, GpuBuffer, GpuDevice, Kernel, KernelArg, Launch};
 
 /// SplitMix64: small, seeded, independent of the code under test.
 pub struct Rng(u64);
@@ -33,6 +33,7 @@ impl Rng {
 /// f32 / f64 as the tests need them.
 pub trait Elem: Copy + std::fmt::Debug + PartialEq {
     const DT: &'static str;
+    const DTYPE: Dtype;
     /// Relative tolerance for comparisons against an f64 reference.
     const TOL: f64;
     fn from_f64(v: f64) -> Self;
@@ -44,6 +45,7 @@ pub trait Elem: Copy + std::fmt::Debug + PartialEq {
 
 impl Elem for f32 {
     const DT: &'static str = "f32";
+    const DTYPE: Dtype = Dtype::F32;
     const TOL: f64 = 2e-5;
     fn from_f64(v: f64) -> Self {
         v as f32
@@ -66,6 +68,7 @@ impl Elem for f32 {
 
 impl Elem for f64 {
     const DT: &'static str = "f64";
+    const DTYPE: Dtype = Dtype::F64;
     const TOL: f64 = 1e-12;
     fn from_f64(v: f64) -> Self {
         v
@@ -143,13 +146,12 @@ pub fn grid_1d(n: usize) -> (u32, u32, u32) {
 
 pub fn launch(
     dev: &GpuDevice,
-    family: KernelFamily,
-    kernel: &str,
+    kernel: Kernel,
     grid: (u32, u32, u32),
     block: (u32, u32, u32),
     args: &[KernelArg],
 ) {
-    dev.launch(family, kernel, grid, block, 0, args)
+    dev.launch(&Launch::new(kernel, (grid, block)).args(args.iter().copied()))
         .unwrap_or_else(|e| panic!("{kernel}: {e}"));
 }
 

@@ -1,9 +1,9 @@
 //! Elementwise kernels (`kernels/elementwise.cu`): unary functions, broadcasting binary and
 //! ternary ops, dtype casts.
 
-use curvature_kernels::{geometry, KernelArg, KernelFamily};
+use curvature_kernels::{geometry, Indexing, Kernel, KernelArg, Launch};
 
-use super::{rank_arg, upload_i64s, CudaStorage};
+use super::{kernels, rank_arg, upload_i64s, CudaStorage};
 use crate::backend::{BinaryOp, BroadcastLayout, TernaryOp, UnaryOp};
 use crate::{DType, Result, TensorError};
 
@@ -15,16 +15,13 @@ pub(super) fn unary(x: &CudaStorage, op: UnaryOp) -> Result<CudaStorage> {
     }
     let (p0, p1) = op.params();
     x.launch(
-        KernelFamily::Elementwise,
-        &x.kernel(&format!("unary_{}", op.name())),
-        geometry::launch_1d(x.len),
-        &[
+        Launch::new(kernels::unary(op, x.dtype), geometry::launch_1d(x.len)).args([
             x.arg(),
             out.arg(),
             KernelArg::U64(x.len as u64),
             x.scalar(p0),
             x.scalar(p1),
-        ],
+        ]),
     )?;
     Ok(out)
 }
@@ -37,8 +34,8 @@ pub(super) fn binary(
     b: &CudaStorage,
     layout: &BroadcastLayout,
 ) -> Result<CudaStorage> {
-    let stem = format!("binary_{}", op.name());
-    broadcast(op.name(), &stem, &[a, b], layout)
+    let kernel = |indexing| kernels::binary(op, indexing, a.dtype);
+    broadcast(op.name(), kernel, &[a, b], layout)
 }
 
 /// `ternary_{op}_contig_{dt}(a, b, c, out, n)` or the broadcasting
@@ -50,14 +47,16 @@ pub(super) fn ternary(
     c: &CudaStorage,
     layout: &BroadcastLayout,
 ) -> Result<CudaStorage> {
-    let stem = format!("ternary_{}", op.name());
-    broadcast(op.name(), &stem, &[a, b, c], layout)
+    let kernel = |indexing| kernels::ternary(op, indexing, a.dtype);
+    broadcast(op.name(), kernel, &[a, b, c], layout)
 }
 
-/// One launch of a broadcasting elementwise kernel over `operands` (one dtype, one GPU).
+/// One launch of a broadcasting elementwise kernel over `operands` (one dtype, one GPU):
+/// `kernel(Indexing::Contiguous)` when every operand has the output's shape, else
+/// `kernel(Indexing::Broadcast)` with a dims-and-strides table.
 fn broadcast(
     op: &'static str,
-    stem: &str,
+    kernel: impl Fn(Indexing) -> Kernel,
     operands: &[&CudaStorage],
     layout: &BroadcastLayout,
 ) -> Result<CudaStorage> {
@@ -69,16 +68,13 @@ fn broadcast(
     if n == 0 {
         return Ok(out);
     }
-    let mut args: Vec<KernelArg> = operands.iter().map(|s| s.arg()).collect();
-    args.push(out.arg());
-    args.push(KernelArg::U64(n as u64));
+    let args = operands
+        .iter()
+        .map(|s| s.arg())
+        .chain([out.arg(), KernelArg::U64(n as u64)]);
     if layout.is_contiguous() {
-        first.launch(
-            KernelFamily::Elementwise,
-            &first.kernel(&format!("{stem}_contig")),
-            geometry::launch_1d(n),
-            &args,
-        )?;
+        first
+            .launch(Launch::new(kernel(Indexing::Contiguous), geometry::launch_1d(n)).args(args))?;
         return Ok(out);
     }
     let mut table = layout.out.dims().to_vec();
@@ -86,13 +82,11 @@ fn broadcast(
         table.extend_from_slice(strides);
     }
     let table = upload_i64s(op, first.gpu(), &table)?;
-    args.push(rank_arg(op, layout.out.rank())?);
-    args.push(KernelArg::Buffer(&table));
     first.launch(
-        KernelFamily::Elementwise,
-        &first.kernel(stem),
-        geometry::launch_1d(n),
-        &args,
+        Launch::new(kernel(Indexing::Broadcast), geometry::launch_1d(n))
+            .args(args)
+            .arg(rank_arg(op, layout.out.rank())?)
+            .arg(KernelArg::Buffer(&table)),
     )?;
     Ok(out)
 }
@@ -106,12 +100,12 @@ pub(super) fn to_dtype(x: &CudaStorage, dtype: DType) -> Result<CudaStorage> {
     if x.len == 0 {
         return Ok(out);
     }
-    let kernel = format!("cast_{}_{}", x.dtype.as_str(), dtype.as_str());
     x.launch(
-        KernelFamily::Elementwise,
-        &kernel,
-        geometry::launch_1d(x.len),
-        &[x.arg(), out.arg(), KernelArg::U64(x.len as u64)],
+        Launch::new(kernels::cast(x.dtype, dtype), geometry::launch_1d(x.len)).args([
+            x.arg(),
+            out.arg(),
+            KernelArg::U64(x.len as u64),
+        ]),
     )?;
     Ok(out)
 }

@@ -1,9 +1,9 @@
 //! Data movement: strided gathers (`copy_strided_{dt}`), concatenation by strided scatter
 //! (`copy_into_strided_{dt}`) and index selection (`gather_{dt}`).
 
-use curvature_kernels::{geometry, KernelArg, KernelFamily};
+use curvature_kernels::{geometry, KernelArg, Launch};
 
-use super::{rank_arg, to_i64, upload_i64s, CudaStorage};
+use super::{kernels, rank_arg, to_i64, upload_i64s, CudaStorage};
 use crate::backend::StridedCopy;
 use crate::{Result, TensorError};
 
@@ -18,17 +18,14 @@ pub(super) fn copy_strided(x: &CudaStorage, copy: &StridedCopy) -> Result<CudaSt
     table.extend_from_slice(&copy.strides);
     let table = upload_i64s("copy_strided", x.gpu(), &table)?;
     x.launch(
-        KernelFamily::Elementwise,
-        &x.kernel("copy_strided"),
-        geometry::launch_1d(n),
-        &[
+        Launch::new(kernels::copy_strided(x.dtype), geometry::launch_1d(n)).args([
             x.arg(),
             out.arg(),
             KernelArg::U64(n as u64),
             rank_arg("copy_strided", copy.out.rank())?,
             KernelArg::Buffer(&table),
             KernelArg::I64(to_i64("copy_strided", copy.offset)?),
-        ],
+        ]),
     )?;
     Ok(out)
 }
@@ -48,17 +45,18 @@ pub(super) fn cat(parts: &[&CudaStorage], outer: usize, widths: &[usize]) -> Res
         if n > 0 {
             let table = upload_i64s("cat", first.gpu(), &[outer, width, total, 1])?;
             first.launch(
-                KernelFamily::Reduce,
-                &first.kernel("copy_into_strided"),
-                geometry::launch_1d(n),
-                &[
+                Launch::new(
+                    kernels::copy_into_strided(first.dtype),
+                    geometry::launch_1d(n),
+                )
+                .args([
                     part.arg(),
                     out.arg(),
                     KernelArg::U64(n as u64),
                     KernelArg::I32(2),
                     KernelArg::Buffer(&table),
                     KernelArg::I64(to_i64("cat", column)?),
-                ],
+                ]),
             )?;
         }
         column += width;
@@ -82,10 +80,7 @@ pub(super) fn index_select(
     }
     let idx = upload_i64s("index_select", x.gpu(), indices)?;
     x.launch(
-        KernelFamily::Reduce,
-        &x.kernel("gather"),
-        geometry::launch_1d(n),
-        &[
+        Launch::new(kernels::gather(x.dtype), geometry::launch_1d(n)).args([
             x.arg(),
             KernelArg::Buffer(&idx),
             out.arg(),
@@ -93,7 +88,7 @@ pub(super) fn index_select(
             KernelArg::I64(to_i64("index_select", axis_len)?),
             KernelArg::I64(to_i64("index_select", inner)?),
             KernelArg::I64(to_i64("index_select", indices.len())?),
-        ],
+        ]),
     )?;
     Ok(out)
 }

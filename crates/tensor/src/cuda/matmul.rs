@@ -1,8 +1,8 @@
 //! Batched GEMM with transpose flags: `matmul_{dt}` of `kernels/matmul.cu`.
 
-use curvature_kernels::{geometry, KernelArg, KernelFamily};
+use curvature_kernels::{geometry, KernelArg, Launch};
 
-use super::{to_i64, CudaStorage};
+use super::{kernels, to_i64, CudaStorage};
 use crate::backend::MatmulSpec;
 use crate::{Result, TensorError};
 
@@ -37,28 +37,23 @@ pub(super) fn matmul(a: &CudaStorage, b: &CudaStorage, spec: &MatmulSpec) -> Res
     if len == 0 {
         return Ok(out);
     }
-    let dt = a.dtype.as_str();
-    a.launch(
-        KernelFamily::Matmul,
-        &a.kernel("matmul"),
-        geometry::matmul_launch(dt, m, n, batch),
-        &[
-            a.arg(),
-            b.arg(),
-            out.arg(),
-            dim_arg(m)?,
-            dim_arg(n)?,
-            dim_arg(k)?,
-            KernelArg::I64(to_i64("matmul", batch)?),
-            KernelArg::I64(to_i64("matmul", spec.stride_a)?),
-            KernelArg::I64(to_i64("matmul", spec.stride_b)?),
-            KernelArg::I64(to_i64("matmul", m * n)?),
-            KernelArg::I32(i32::from(spec.trans_a)),
-            KernelArg::I32(i32::from(spec.trans_b)),
-            a.scalar(1.0),
-            a.scalar(0.0),
-        ],
-    )?;
+    let geometry = geometry::matmul_launch(kernels::dtype(a.dtype), m, n, batch);
+    a.launch(Launch::new(kernels::matmul(a.dtype), geometry).args([
+        a.arg(),
+        b.arg(),
+        out.arg(),
+        dim_arg(m)?,
+        dim_arg(n)?,
+        dim_arg(k)?,
+        KernelArg::I64(to_i64("matmul", batch)?),
+        KernelArg::I64(to_i64("matmul", spec.stride_a)?),
+        KernelArg::I64(to_i64("matmul", spec.stride_b)?),
+        KernelArg::I64(to_i64("matmul", m * n)?),
+        KernelArg::I32(i32::from(spec.trans_a)),
+        KernelArg::I32(i32::from(spec.trans_b)),
+        a.scalar(1.0),
+        a.scalar(0.0),
+    ]))?;
     Ok(out)
 }
 

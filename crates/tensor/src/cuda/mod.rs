@@ -3,17 +3,20 @@
 //!
 //! Data lives in one immutable [`GpuBuffer`] per storage (shared by clones, like the tensors
 //! above it). Shapes and strides travel to the kernels as small device arrays of `i64`; launch
-//! geometry comes from `curvature_kernels::geometry`. The kernel of an op is `{op}_{dtype}`.
+//! geometry comes from `curvature_kernels::geometry`. The kernel each op launches is named by
+//! [`kernels`], and the GPU behind each `Device::Cuda(ordinal)` is the one
+//! `curvature_kernels::GpuDevice::new(ordinal)` names in this process.
 
 mod elementwise;
+pub mod kernels;
 mod layout;
 mod matmul;
 mod reduce;
-mod registry;
+mod tables;
 
 use std::sync::Arc;
 
-use curvature_kernels::{GpuBuffer, GpuDevice, KernelArg, KernelFamily};
+use curvature_kernels::{geometry, GpuBuffer, GpuDevice, KernelArg, Launch};
 
 use crate::backend::{
     BackendStorage, BinaryOp, BroadcastLayout, MatmulSpec, ReduceOp, StridedCopy, TernaryOp,
@@ -22,11 +25,48 @@ use crate::backend::{
 use crate::cpu::CpuStorage;
 use crate::{DType, Result, TensorError};
 
-pub(crate) use registry::{describe, emulated_device, gpu_device, synchronize};
+use tables::upload_i64s;
 
-/// Device memory of one tensor: `len` elements of `dtype`.
+/// The GPU behind `Device::Cuda(ordinal)`: the one already in use, else a real GPU (or the
+/// emulated one under `CURVATURE_CUDA=emulate`) opened now. Errors, never panics, when no
+/// driver, no NVRTC or no such device is present.
+pub(crate) fn gpu_device(ordinal: usize) -> Result<GpuDevice> {
+    GpuDevice::new(ordinal).map_err(|e| unavailable(ordinal, e))
+}
+
+/// The emulated GPU as `Device::Cuda(0)`. Errors when the emulator is not compiled in, or when
+/// `cuda:0` is already a real GPU in this process.
+pub(crate) fn emulated_device() -> Result<GpuDevice> {
+    GpuDevice::emulated_as_cuda0().map_err(|e| unavailable(0, e))
+}
+
+fn unavailable(ordinal: usize, e: curvature_kernels::KernelError) -> TensorError {
+    TensorError::CudaUnavailable {
+        ordinal,
+        reason: e.to_string(),
+    }
+}
+
+/// Waits for the work queued on `cuda:ordinal` (nothing to wait for if it was never opened).
+pub(crate) fn synchronize(ordinal: usize) -> Result<()> {
+    if let Some(dev) = GpuDevice::named(ordinal) {
+        dev.synchronize()?;
+    }
+    Ok(())
+}
+
+/// "NVIDIA H100 80GB HBM3 (cuda:0)", "emulated GPU (cuda:0)", or why it is unavailable.
+pub(crate) fn describe(ordinal: usize) -> String {
+    match gpu_device(ordinal) {
+        Ok(dev) => format!("{} (cuda:{ordinal})", dev.name()),
+        Err(e) => format!("cuda:{ordinal} (unavailable: {e})"),
+    }
+}
+
+/// Device memory of one tensor: `len` elements of `dtype` on `gpu`.
 #[derive(Debug, Clone)]
 pub struct CudaStorage {
+    gpu: GpuDevice,
     buffer: Arc<GpuBuffer>,
     dtype: DType,
     len: usize,
@@ -35,7 +75,7 @@ pub struct CudaStorage {
 impl CudaStorage {
     /// The GPU holding the data.
     pub fn gpu(&self) -> &GpuDevice {
-        self.buffer.device()
+        &self.gpu
     }
 
     /// The device ordinal of the data.
@@ -47,6 +87,7 @@ impl CudaStorage {
     pub fn from_cpu(storage: &CpuStorage, device: &GpuDevice) -> Result<CudaStorage> {
         let bytes = storage.as_bytes();
         Ok(CudaStorage {
+            gpu: device.clone(),
             buffer: Arc::new(device.upload(bytes)?),
             dtype: storage.dtype(),
             len: storage.len(),
@@ -60,10 +101,11 @@ impl CudaStorage {
         // Zeroed memory is already +0.0; −0.0 and NaN have other bit patterns, so they are filled.
         if len > 0 && (value != 0.0 || value.is_sign_negative()) {
             out.launch(
-                KernelFamily::Elementwise,
-                &out.kernel("fill"),
-                curvature_kernels::geometry::launch_1d(len),
-                &[out.arg(), KernelArg::U64(len as u64), out.scalar(value)],
+                Launch::new(kernels::fill(out.dtype), geometry::launch_1d(len)).args([
+                    out.arg(),
+                    KernelArg::U64(len as u64),
+                    out.scalar(value),
+                ]),
             )?;
         }
         Ok(out)
@@ -90,6 +132,7 @@ impl CudaStorage {
                     device: crate::Device::Cuda(gpu.ordinal()),
                 })?;
         Ok(CudaStorage {
+            gpu: gpu.clone(),
             buffer: Arc::new(gpu.alloc_zeros(bytes)?),
             dtype,
             len,
@@ -110,19 +153,9 @@ impl CudaStorage {
         scalar_arg(self.dtype, value)
     }
 
-    /// `{stem}_{dtype}`.
-    fn kernel(&self, stem: &str) -> String {
-        format!("{stem}_{}", self.dtype.as_str())
-    }
-
-    fn launch(
-        &self,
-        family: KernelFamily,
-        kernel: &str,
-        (grid, block): ((u32, u32, u32), (u32, u32, u32)),
-        args: &[KernelArg],
-    ) -> Result<()> {
-        self.gpu().launch(family, kernel, grid, block, 0, args)?;
+    /// Runs `launch` on this storage's GPU.
+    fn launch(&self, launch: Launch<'_>) -> Result<()> {
+        self.gpu.launch(&launch)?;
         Ok(())
     }
 
@@ -160,20 +193,6 @@ fn to_i64(op: &'static str, value: usize) -> Result<i64> {
         op,
         msg: format!("{value} does not fit the kernels' 64-bit index type"),
     })
-}
-
-/// `values` as a device array of `long long` (at least one element, so the pointer is valid
-/// even for rank 0): shape / stride tables and index lists, uploaded once per device and
-/// content and then shared (they are never written).
-fn upload_i64s(op: &'static str, gpu: &GpuDevice, values: &[usize]) -> Result<Arc<GpuBuffer>> {
-    let mut words = values
-        .iter()
-        .map(|&v| to_i64(op, v))
-        .collect::<Result<Vec<i64>>>()?;
-    if words.is_empty() {
-        words.push(0);
-    }
-    registry::constant_table(gpu, words)
 }
 
 /// A rank as the kernels' `int`.
@@ -220,11 +239,11 @@ impl BackendStorage for CudaStorage {
     }
 
     fn log_softmax(&self, rows: usize, cols: usize) -> Result<Self> {
-        reduce::rows(self, "log_softmax", rows, cols, rows * cols)
+        reduce::rows(self, kernels::RowOp::LogSoftmax, rows, cols, rows * cols)
     }
 
     fn logsumexp(&self, rows: usize, cols: usize) -> Result<Self> {
-        reduce::rows(self, "logsumexp", rows, cols, rows)
+        reduce::rows(self, kernels::RowOp::Logsumexp, rows, cols, rows)
     }
 
     fn copy_strided(&self, copy: &StridedCopy) -> Result<Self> {

@@ -1,8 +1,9 @@
 //! Reductions (`kernels/reduce.cu`): sum / max over one axis, and the row kernels
 //! `log_softmax` / `logsumexp`.
 
-use curvature_kernels::{geometry, KernelArg, KernelFamily};
+use curvature_kernels::{geometry, KernelArg, Launch};
 
+use super::kernels::{self, RowOp};
 use super::{to_i64, CudaStorage};
 use crate::backend::ReduceOp;
 use crate::Result;
@@ -21,25 +22,26 @@ pub(super) fn reduce(
         return Ok(out);
     }
     x.launch(
-        KernelFamily::Reduce,
-        &x.kernel(op.name()),
-        geometry::reduce_axis_launch(outer, inner),
-        &[
+        Launch::new(
+            kernels::reduce(op, x.dtype),
+            geometry::reduce_axis_launch(outer, inner),
+        )
+        .args([
             x.arg(),
             out.arg(),
             KernelArg::I64(to_i64(op.name(), outer)?),
             KernelArg::I64(to_i64(op.name(), reduced)?),
             KernelArg::I64(to_i64(op.name(), inner)?),
-        ],
+        ]),
     )?;
     Ok(out)
 }
 
-/// `{stem}_{dt}(x, out, rows, cols)` for `stem` = `log_softmax` (out `[rows, cols]`) or
+/// `{op}_{dt}(x, out, rows, cols)` for `op` = `log_softmax` (out `[rows, cols]`) or
 /// `logsumexp` (out `[rows]`); `out_len` is the output's element count.
 pub(super) fn rows(
     x: &CudaStorage,
-    stem: &'static str,
+    op: RowOp,
     rows: usize,
     cols: usize,
     out_len: usize,
@@ -49,15 +51,12 @@ pub(super) fn rows(
         return Ok(out);
     }
     x.launch(
-        KernelFamily::Reduce,
-        &x.kernel(stem),
-        geometry::row_launch(rows, cols),
-        &[
+        Launch::new(kernels::row(op, x.dtype), geometry::row_launch(rows, cols)).args([
             x.arg(),
             out.arg(),
-            KernelArg::I64(to_i64(stem, rows)?),
-            KernelArg::I64(to_i64(stem, cols)?),
-        ],
+            KernelArg::I64(to_i64(op.name(), rows)?),
+            KernelArg::I64(to_i64(op.name(), cols)?),
+        ]),
     )?;
     Ok(out)
 }

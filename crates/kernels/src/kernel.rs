@@ -1,0 +1,205 @@
+//! Typed kernel names: every kernel entry point is named by a [`Kernel`] value, built from its
+//! family, op stem, operand indexing and dtype, and [`Kernel`]'s `Display` writes the exact
+//! symbol defined in `kernels/*.cu`. No other code formats kernel names.
+
+use std::fmt;
+
+use crate::family::KernelFamily;
+
+/// The element type a kernel is instantiated for: the `_{dtype}` suffix of its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dtype {
+    /// `float`.
+    F32,
+    /// `double`.
+    F64,
+}
+
+impl Dtype {
+    /// Every dtype the kernels are instantiated for.
+    pub const ALL: [Dtype; 2] = [Dtype::F32, Dtype::F64];
+
+    /// `f32` or `f64`, as in kernel names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::F64 => "f64",
+        }
+    }
+}
+
+impl fmt::Display for Dtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a binary or ternary kernel reads its operands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Indexing {
+    /// NumPy broadcasting through a device table of dims and strides (`binary_{op}_{dt}`).
+    Broadcast,
+    /// Every operand has the output's shape (`binary_{op}_contig_{dt}`).
+    Contiguous,
+}
+
+/// The prefix and suffix rules of one group of kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Group {
+    /// `unary_{op}_{dt}`.
+    Unary,
+    /// `binary_{op}_{dt}` / `binary_{op}_contig_{dt}`.
+    Binary(Indexing),
+    /// `ternary_{op}_{dt}` / `ternary_{op}_contig_{dt}`.
+    Ternary(Indexing),
+    /// `cast_{from}_{to}`: the op stem is the source dtype, the dtype the target.
+    Cast,
+    /// `{op}_{dt}`.
+    Plain,
+}
+
+/// One kernel entry point of a [`KernelFamily`].
+///
+/// ```
+/// use curvature_kernels::{Dtype, Indexing, Kernel, KernelFamily};
+///
+/// assert_eq!(Kernel::unary("tanh", Dtype::F32).to_string(), "unary_tanh_f32");
+/// let add = Kernel::binary("add", Indexing::Contiguous, Dtype::F64);
+/// assert_eq!(add.name(), "binary_add_contig_f64");
+/// assert_eq!(add.family(), KernelFamily::Elementwise);
+/// assert_eq!(Kernel::cast(Dtype::F64, Dtype::F32).name(), "cast_f64_f32");
+/// assert_eq!(Kernel::reduce("reduce_sum", Dtype::F32).name(), "reduce_sum_f32");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Kernel {
+    family: KernelFamily,
+    group: Group,
+    op: &'static str,
+    dtype: Dtype,
+}
+
+impl Kernel {
+    const fn new(family: KernelFamily, group: Group, op: &'static str, dtype: Dtype) -> Kernel {
+        Kernel {
+            family,
+            group,
+            op,
+            dtype,
+        }
+    }
+
+    /// `unary_{op}_{dt}(const T* x, T* out, size_t n, T p0, T p1)`.
+    pub const fn unary(op: &'static str, dtype: Dtype) -> Kernel {
+        Kernel::new(KernelFamily::Elementwise, Group::Unary, op, dtype)
+    }
+
+    /// `binary_{op}_{dt}` (broadcasting) or `binary_{op}_contig_{dt}`.
+    pub const fn binary(op: &'static str, indexing: Indexing, dtype: Dtype) -> Kernel {
+        Kernel::new(
+            KernelFamily::Elementwise,
+            Group::Binary(indexing),
+            op,
+            dtype,
+        )
+    }
+
+    /// `ternary_{op}_{dt}` (broadcasting) or `ternary_{op}_contig_{dt}`.
+    pub const fn ternary(op: &'static str, indexing: Indexing, dtype: Dtype) -> Kernel {
+        Kernel::new(
+            KernelFamily::Elementwise,
+            Group::Ternary(indexing),
+            op,
+            dtype,
+        )
+    }
+
+    /// `cast_{from}_{to}(const From* x, To* out, size_t n)`.
+    pub const fn cast(from: Dtype, to: Dtype) -> Kernel {
+        let from = match from {
+            Dtype::F32 => "f32",
+            Dtype::F64 => "f64",
+        };
+        Kernel::new(KernelFamily::Elementwise, Group::Cast, from, to)
+    }
+
+    /// `fill_{dt}(T* out, size_t n, T value)`.
+    pub const fn fill(dtype: Dtype) -> Kernel {
+        Kernel::new(KernelFamily::Elementwise, Group::Plain, "fill", dtype)
+    }
+
+    /// `copy_strided_{dt}`: a gather by strides.
+    pub const fn copy_strided(dtype: Dtype) -> Kernel {
+        Kernel::new(
+            KernelFamily::Elementwise,
+            Group::Plain,
+            "copy_strided",
+            dtype,
+        )
+    }
+
+    /// `{op}_{dt}` of an axis reduction, whose op stem is its whole name stem (`reduce_sum`,
+    /// `reduce_max`).
+    pub const fn reduce(op: &'static str, dtype: Dtype) -> Kernel {
+        Kernel::new(KernelFamily::Reduce, Group::Plain, op, dtype)
+    }
+
+    /// `log_softmax_{dt}(const T* x, T* out, long long rows, long long cols)`.
+    pub const fn log_softmax(dtype: Dtype) -> Kernel {
+        Kernel::new(KernelFamily::Reduce, Group::Plain, "log_softmax", dtype)
+    }
+
+    /// `logsumexp_{dt}(const T* x, T* out, long long rows, long long cols)`.
+    pub const fn logsumexp(dtype: Dtype) -> Kernel {
+        Kernel::new(KernelFamily::Reduce, Group::Plain, "logsumexp", dtype)
+    }
+
+    /// `gather_{dt}`: index selection along one axis.
+    pub const fn gather(dtype: Dtype) -> Kernel {
+        Kernel::new(KernelFamily::Reduce, Group::Plain, "gather", dtype)
+    }
+
+    /// `copy_into_strided_{dt}`: a scatter by strides.
+    pub const fn copy_into_strided(dtype: Dtype) -> Kernel {
+        Kernel::new(
+            KernelFamily::Reduce,
+            Group::Plain,
+            "copy_into_strided",
+            dtype,
+        )
+    }
+
+    /// `matmul_{dt}`: batched GEMM with transpose flags.
+    pub const fn matmul(dtype: Dtype) -> Kernel {
+        Kernel::new(KernelFamily::Matmul, Group::Plain, "matmul", dtype)
+    }
+
+    /// The family (source file, compiled module) defining the kernel.
+    pub fn family(&self) -> KernelFamily {
+        self.family
+    }
+
+    /// The dtype of the kernel's output.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    /// The kernel's symbol, as defined in its `.cu` file.
+    pub fn name(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (prefix, suffix) = match self.group {
+            Group::Unary => ("unary_", ""),
+            Group::Binary(Indexing::Broadcast) => ("binary_", ""),
+            Group::Binary(Indexing::Contiguous) => ("binary_", "_contig"),
+            Group::Ternary(Indexing::Broadcast) => ("ternary_", ""),
+            Group::Ternary(Indexing::Contiguous) => ("ternary_", "_contig"),
+            Group::Cast => ("cast_", ""),
+            Group::Plain => ("", ""),
+        };
+        write!(f, "{prefix}{}{suffix}_{}", self.op, self.dtype)
+    }
+}

@@ -1,0 +1,105 @@
+//! The kernel every op of the CUDA backend launches: tensor ops and dtypes mapped onto
+//! `curvature_kernels::Kernel` values, whose op stems are the ops' own `name()`s.
+
+use curvature_kernels::{Dtype, Indexing, Kernel};
+
+use crate::backend::{BinaryOp, ReduceOp, TernaryOp, UnaryOp};
+use crate::DType;
+
+/// The kernels' element type for `dtype`.
+pub fn dtype(dtype: DType) -> Dtype {
+    match dtype {
+        DType::F32 => Dtype::F32,
+        DType::F64 => Dtype::F64,
+    }
+}
+
+/// `unary_{op}_{dt}`.
+pub fn unary(op: UnaryOp, dt: DType) -> Kernel {
+    Kernel::unary(op.name(), dtype(dt))
+}
+
+/// `binary_{op}_{dt}` (broadcasting) or `binary_{op}_contig_{dt}`.
+pub fn binary(op: BinaryOp, indexing: Indexing, dt: DType) -> Kernel {
+    Kernel::binary(op.name(), indexing, dtype(dt))
+}
+
+/// `ternary_{op}_{dt}` (broadcasting) or `ternary_{op}_contig_{dt}`.
+pub fn ternary(op: TernaryOp, indexing: Indexing, dt: DType) -> Kernel {
+    Kernel::ternary(op.name(), indexing, dtype(dt))
+}
+
+/// `reduce_sum_{dt}` / `reduce_max_{dt}`.
+pub fn reduce(op: ReduceOp, dt: DType) -> Kernel {
+    Kernel::reduce(op.name(), dtype(dt))
+}
+
+/// `cast_{from}_{to}`.
+pub fn cast(from: DType, to: DType) -> Kernel {
+    Kernel::cast(dtype(from), dtype(to))
+}
+
+/// The row kernel of a softmax-family op: `log_softmax_{dt}` or `logsumexp_{dt}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowOp {
+    LogSoftmax,
+    Logsumexp,
+}
+
+impl RowOp {
+    /// Both row ops.
+    pub const ALL: &'static [RowOp] = &[RowOp::LogSoftmax, RowOp::Logsumexp];
+
+    /// The op's name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            RowOp::LogSoftmax => "log_softmax",
+            RowOp::Logsumexp => "logsumexp",
+        }
+    }
+}
+
+/// `log_softmax_{dt}` / `logsumexp_{dt}`.
+pub fn row(op: RowOp, dt: DType) -> Kernel {
+    match op {
+        RowOp::LogSoftmax => Kernel::log_softmax(dtype(dt)),
+        RowOp::Logsumexp => Kernel::logsumexp(dtype(dt)),
+    }
+}
+
+/// `fill_{dt}`.
+pub fn fill(dt: DType) -> Kernel {
+    Kernel::fill(dtype(dt))
+}
+
+/// `copy_strided_{dt}`: the gather of `copy_strided` (transpose, expand, narrow, diagonal).
+pub fn copy_strided(dt: DType) -> Kernel {
+    Kernel::copy_strided(dtype(dt))
+}
+
+/// `copy_into_strided_{dt}`: the scatter of `cat`.
+pub fn copy_into_strided(dt: DType) -> Kernel {
+    Kernel::copy_into_strided(dtype(dt))
+}
+
+/// `gather_{dt}`: `index_select`.
+pub fn gather(dt: DType) -> Kernel {
+    Kernel::gather(dtype(dt))
+}
+
+/// `matmul_{dt}`.
+pub fn matmul(dt: DType) -> Kernel {
+    Kernel::matmul(dtype(dt))
+}
+
+/// The kernels of the ops that have one per dtype and no op enum: fill, strided copy and
+/// scatter, gather, matmul.
+pub fn per_dtype(dt: DType) -> [Kernel; 5] {
+    [
+        fill(dt),
+        copy_strided(dt),
+        copy_into_strided(dt),
+        gather(dt),
+        matmul(dt),
+    ]
+}
