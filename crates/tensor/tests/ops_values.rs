@@ -212,8 +212,20 @@ enum Domain {
     Positive,
 }
 
+/// A unary op, where its inputs are drawn, and its scalar reference.
+type UnaryCase = (UnaryOp, Domain, fn(f64) -> f64);
+
+/// A binary op and its scalar reference.
+type BinaryCase = (BinaryOp, fn(f64, f64) -> f64);
+
+/// A ternary op and its scalar reference.
+type TernaryCase = (TernaryOp, fn(f64, f64, f64) -> f64);
+
+/// A tensor op on one input.
+type TensorFn = fn(&Tensor) -> Result<Tensor>;
+
 /// Every unary op, where its inputs are drawn, and its scalar reference.
-const UNARY: &[(UnaryOp, Domain, fn(f64) -> f64)] = &[
+const UNARY: &[UnaryCase] = &[
     (UnaryOp::Neg, Domain::Signed, |x| -x),
     (UnaryOp::Exp, Domain::Signed, f64::exp),
     (UnaryOp::Log, Domain::Positive, f64::ln),
@@ -249,7 +261,7 @@ const UNARY: &[(UnaryOp, Domain, fn(f64) -> f64)] = &[
 ];
 
 /// Every broadcasting binary op and its scalar reference.
-const BINARY: &[(BinaryOp, fn(f64, f64) -> f64)] = &[
+const BINARY: &[BinaryCase] = &[
     (BinaryOp::Add, |a, b| a + b),
     (BinaryOp::Sub, |a, b| a - b),
     (BinaryOp::Mul, |a, b| a * b),
@@ -260,7 +272,7 @@ const BINARY: &[(BinaryOp, fn(f64, f64) -> f64)] = &[
 ];
 
 /// Every ternary op and its scalar reference of (gg, g, y).
-const TERNARY: &[(TernaryOp, fn(f64, f64, f64) -> f64)] = &[
+const TERNARY: &[TernaryCase] = &[
     (TernaryOp::TanhBackwardGradY, |gg, g, y| -2.0 * y * g * gg),
     (TernaryOp::SigmoidBackwardGradY, |gg, g, y| {
         gg * g * (1.0 - 2.0 * y)
@@ -322,7 +334,7 @@ fn scalar_forms_and_unary_values(device: Device) -> Result<()> {
     let xs = x.to_vec::<f64>()?;
     let map = |f: fn(f64) -> f64| xs.iter().map(|&v| f(v)).collect::<Vec<_>>();
     let one = std::slice::from_ref(&x);
-    let cases: [(&str, fn(&Tensor) -> Result<Tensor>, Vec<f64>, Bound); 10] = [
+    let cases: [(&str, TensorFn, Vec<f64>, Bound); 10] = [
         (
             "affine",
             |x| x.affine(3.0, -1.0),
@@ -826,7 +838,7 @@ fn sum_and_mean_over_axes_values(device: Device) -> Result<()> {
         Bound::Abs(1e-15),
     )?;
     let hand = [t64(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?];
-    let cases: [(&str, fn(&Tensor) -> Result<Tensor>, &[f64]); 3] = [
+    let cases: [(&str, TensorFn, &[f64]); 3] = [
         ("sum [0]", |x| x.sum(&[0], false), &[5.0, 7.0, 9.0]),
         ("sum [1] keepdim", |x| x.sum(&[1], true), &[6.0, 15.0]),
         ("mean [0]", |x| x.mean(&[0], false), &[2.5, 3.5, 4.5]),
