@@ -1,9 +1,10 @@
-//! The same functions on `Device::Cuda(0)` — a real GPU, or the emulated GPU (ARCHITECTURE.md, "The emulated GPU") when
-//! there is none — agree with the CPU in f64, and their results stay on the device.
+//! The estimators on `Device::Cuda(0)` — a real GPU, or the emulated GPU (ARCHITECTURE.md, "The
+//! emulated GPU") when there is none — agree with the CPU in f64 given the same seeds, and their
+//! results stay on the device. (golden.rs checks every device against the golden values.)
 
 mod common;
 
-use common::rel_err;
+use common::{cuda, rel_err};
 use curvature_hessian::{
     hessian_diagonal, hessian_of, model_hessian, spectral_density, top_eigenvalues,
     trace_hutchinson, trace_hutchpp, HessianOptions, LanczosOptions, PreparedHvp, Probe,
@@ -12,15 +13,9 @@ use curvature_hessian::{
 use curvature_tape::ModelFile;
 use curvature_tensor::{DType, Device};
 
-/// The real GPU `cuda:0` when one can be opened, the emulated GPU otherwise; an error (so a
-/// failing test) under `CURVATURE_REQUIRE_GPU=1` without a real GPU.
-fn cuda_device() -> Device {
-    Device::cuda_or_emulated().expect("a CUDA device, real or emulated")
-}
-
 #[test]
 fn estimators_on_cuda_match_the_cpu_cuda() {
-    let device = cuda_device();
+    let device = cuda();
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/data/mlp_4_6_5_3_tanh_sigmoid_mse.safetensors"

@@ -3,7 +3,7 @@
 
 use curvature_tape::check::{gradcheck, CheckOptions};
 use curvature_tape::{grad, vjp, GradOptions, Tape, TapeError, Var};
-use curvature_tensor::backend::TernaryOp;
+use curvature_tensor::TernaryOp;
 use curvature_tensor::{DType, Device, Shape, Tensor, TensorError};
 
 fn tensor(dims: &[usize], dtype: DType) -> Tensor {

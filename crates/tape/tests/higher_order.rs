@@ -1,15 +1,24 @@
-//! Derivatives of order 1–4 by repeated `grad` with `create_graph`, against closed forms.
+//! Derivatives of order 1–4 by repeated `grad` with `create_graph`, against closed forms, on
+//! the CPU and on `Device::Cuda`.
 
+mod common;
+
+use common::relative_error;
 use curvature_tape::{grad, GradOptions, Result, Tape, Var};
 use curvature_tensor::{DType, Device, Tensor};
 
 const POINTS: [f64; 5] = [-2.0, -0.5, 0.0, 0.7, 3.0];
 
 /// d/dx, d²/dx², …, dⁿ/dxⁿ of the elementwise function `f` at every element of `x`, each by
-/// `grad` of the (summed) previous derivative with `create_graph`.
-fn derivatives(x: &[f64], order: usize, f: impl Fn(&Var) -> Result<Var>) -> Result<Vec<Vec<f64>>> {
+/// `grad` of the (summed) previous derivative with `create_graph`, on `device`.
+fn derivatives(
+    device: Device,
+    x: &[f64],
+    order: usize,
+    f: impl Fn(&Var) -> Result<Var>,
+) -> Result<Vec<Vec<f64>>> {
     let tape = Tape::new();
-    let leaf = tape.leaf(Tensor::from_f64s(x, [x.len()], DType::F64, Device::Cpu)?);
+    let leaf = tape.leaf(Tensor::from_f64s(x, [x.len()], DType::F64, device)?);
     let mut current = f(&leaf)?;
     let mut out = Vec::with_capacity(order);
     for _ in 0..order {
@@ -18,6 +27,7 @@ fn derivatives(x: &[f64], order: usize, f: impl Fn(&Var) -> Result<Var>) -> Resu
             std::slice::from_ref(&leaf),
             GradOptions::create_graph(),
         )?;
+        assert_eq!(d[0].device(), device, "derivatives stay on the device");
         out.push(d[0].value().to_vec::<f64>()?);
         current = d[0].clone();
     }
@@ -81,10 +91,21 @@ fn closed_forms_agree_with_finite_differences() {
     }
 }
 
-#[test]
-fn powf_x4_derivatives_are_exact_cpu() -> Result<()> {
+/// Asserts `got` equals the exact `want`: bit for bit on the CPU, to 1e-14 relative (the
+/// golden README's measure) on a GPU, whose `pow` may round differently.
+fn assert_exact(what: &str, device: Device, got: &[f64], want: &[f64]) {
+    if device == Device::Cpu {
+        assert_eq!(got, want, "{what}");
+    } else {
+        let err = relative_error(got, want);
+        assert!(err <= 1e-14, "{what}: {got:?} vs {want:?} ({err:e})");
+    }
+}
+
+/// x⁴ at x = 1: the derivatives of orders 1–4 are 4, 12, 24 and 24, scalars like x.
+fn powf_x4_derivatives_are_exact(device: Device) -> Result<()> {
     let tape = Tape::new();
-    let x = tape.leaf(Tensor::scalar(1.0, DType::F64, Device::Cpu)?);
+    let x = tape.leaf(Tensor::scalar(1.0, DType::F64, device)?);
     let y = x.powf(4.0)?;
     let d1 = grad(&[y], std::slice::from_ref(&x), GradOptions::create_graph())?;
     let d2 = grad(
@@ -102,28 +123,34 @@ fn powf_x4_derivatives_are_exact_cpu() -> Result<()> {
         std::slice::from_ref(&x),
         GradOptions::default(),
     )?;
-    assert_eq!(d1[0].value().to_scalar()?, 4.0);
-    assert_eq!(d2[0].value().to_scalar()?, 12.0);
-    assert_eq!(d3[0].value().to_scalar()?, 24.0);
-    assert_eq!(d4[0].value().to_scalar()?, 24.0);
+    for (order, d, want) in [
+        (1, &d1, 4.0),
+        (2, &d2, 12.0),
+        (3, &d3, 24.0),
+        (4, &d4, 24.0),
+    ] {
+        assert_eq!(d[0].device(), device);
+        let got = d[0].value().to_scalar()?;
+        assert_exact(&format!("order {order}"), device, &[got], &[want]);
+    }
     // Every derivative is a scalar like x.
     assert_eq!(d3[0].dims(), &[] as &[usize]);
     Ok(())
 }
 
-#[test]
-fn powf_x4_derivatives_elementwise_cpu() -> Result<()> {
-    let xs = [1.0, 2.0, -0.5];
-    let d = derivatives(&xs, 4, |x| x.powf(4.0))?;
-    // (x⁴)' = 4x³, '' = 12x², ''' = 24x, '''' = 24: exact for these dyadic points.
-    let expected: Vec<[f64; 4]> = xs
-        .iter()
-        .map(|&x| [4.0 * x * x * x, 12.0 * x * x, 24.0 * x, 24.0])
-        .collect();
-    for (i, e) in expected.iter().enumerate() {
-        for n in 0..4 {
-            assert_eq!(d[n][i], e[n], "order {} at {}", n + 1, xs[i]);
-        }
+/// (x⁴)' = 4x³, '' = 12x², ''' = 24x, '''' = 24 elementwise: exact for these dyadic points.
+fn powf_x4_derivatives_elementwise(device: Device) -> Result<()> {
+    let xs = [1.0, 2.0, -0.5, 1.5];
+    let d = derivatives(device, &xs, 4, |x| x.powf(4.0))?;
+    let closed: [fn(f64) -> f64; 4] = [
+        |x| 4.0 * x * x * x,
+        |x| 12.0 * x * x,
+        |x| 24.0 * x,
+        |_| 24.0,
+    ];
+    for (n, f) in closed.iter().enumerate() {
+        let want: Vec<f64> = xs.iter().map(|&x| f(x)).collect();
+        assert_exact(&format!("order {} at {xs:?}", n + 1), device, &d[n], &want);
     }
     Ok(())
 }
@@ -144,24 +171,24 @@ fn assert_orders(name: &str, got: &[Vec<f64>], closed: fn(f64) -> [f64; 4]) {
     }
 }
 
-#[test]
-fn tanh_derivatives_orders_1_to_4_cpu() -> Result<()> {
-    let d = derivatives(&POINTS, 4, |x| x.tanh())?;
+/// tanh⁽ⁿ⁾ for n = 1..4 equal their closed forms to 1e-12.
+fn tanh_derivatives_orders_1_to_4(device: Device) -> Result<()> {
+    let d = derivatives(device, &POINTS, 4, |x| x.tanh())?;
     assert_orders("tanh", &d, tanh_closed_forms);
     Ok(())
 }
 
-#[test]
-fn sigmoid_derivatives_orders_1_to_4_cpu() -> Result<()> {
-    let d = derivatives(&POINTS, 4, |x| x.sigmoid())?;
+/// σ⁽ⁿ⁾ for n = 1..4 equal their closed forms to 1e-12.
+fn sigmoid_derivatives_orders_1_to_4(device: Device) -> Result<()> {
+    let d = derivatives(device, &POINTS, 4, |x| x.sigmoid())?;
     assert_orders("sigmoid", &d, sigmoid_closed_forms);
     Ok(())
 }
 
-#[test]
-fn composed_derivatives_orders_1_to_3_cpu() -> Result<()> {
-    // f(x) = exp(sin x): f' = cos·f, f'' = (cos² − sin)·f, f''' = (cos³ − 3 sin cos − cos)·f.
-    let d = derivatives(&POINTS, 3, |x| x.sin()?.exp())?;
+/// f(x) = exp(sin x): f' = cos·f, f'' = (cos² − sin)·f, f''' = (cos³ − 3 sin cos − cos)·f, to
+/// 1e-12.
+fn composed_derivatives_orders_1_to_3(device: Device) -> Result<()> {
+    let d = derivatives(device, &POINTS, 3, |x| x.sin()?.exp())?;
     for (i, &x) in POINTS.iter().enumerate() {
         let (s, c, f) = (x.sin(), x.cos(), x.sin().exp());
         let want = [c * f, (c * c - s) * f, (c * c * c - 3.0 * s * c - c) * f];
@@ -176,4 +203,12 @@ fn composed_derivatives_orders_1_to_3_cpu() -> Result<()> {
         }
     }
     Ok(())
+}
+
+device_tests! {
+    powf_x4_derivatives_are_exact,
+    powf_x4_derivatives_elementwise,
+    tanh_derivatives_orders_1_to_4,
+    sigmoid_derivatives_orders_1_to_4,
+    composed_derivatives_orders_1_to_3,
 }

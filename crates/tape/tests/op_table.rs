@@ -70,12 +70,18 @@ fn draw(rng: &mut ChaCha8Rng, n: usize, intervals: &[(f64, f64)]) -> Vec<f64> {
 /// Inputs for binary and ternary ops: away from zero, so quotients stay smooth.
 const AWAY_FROM_ZERO: &[(f64, f64)] = &[(-1.5, -0.5), (0.5, 1.5)];
 
+/// An op's scalar reference at the elements of its operands.
+type Reference = Box<dyn Fn(&[f64]) -> f64>;
+
+/// The op applied to tape variables.
+type Apply = Box<dyn Fn(&[Var]) -> Result<Var>>;
+
 /// A case: the op's name, its operands (f64 values and shapes), and the op on tape variables.
 struct Case {
     name: String,
     operands: Vec<(Vec<f64>, Vec<usize>)>,
-    reference: Box<dyn Fn(&[f64]) -> f64>,
-    apply: Box<dyn Fn(&[Var]) -> Result<Var>>,
+    reference: Reference,
+    apply: Apply,
 }
 
 fn cases(seed: u64) -> Vec<Case> {

@@ -1,100 +1,145 @@
 //! `gradcheck` and `gradgradcheck` (central finite differences in f64) for every differentiable
-//! `Var` op, on seeded random inputs. Sizes are tiny: finite differences cost two evaluations per
-//! input element and `gradgradcheck` differentiates a gradient, so the whole file stays fast.
+//! `Var` op, on seeded random inputs, on the CPU and on `Device::Cuda`; on CUDA each value also
+//! equals the CPU's. Sizes are tiny: finite differences cost two evaluations per input element
+//! (each a full forward pass of kernel launches on a GPU) and `gradgradcheck` differentiates a
+//! gradient, so the whole file stays fast.
 
 mod common;
 
-use common::{assert_gradchecks, Inputs};
+use common::{assert_gradchecks, relative_error, Domain, Inputs};
 use curvature_tape::check::{gradcheck, gradgradcheck, CheckOptions};
-use curvature_tape::{Result, Var};
-use curvature_tensor::backend::TernaryOp;
+use curvature_tape::{Result, Tape, Var};
+use curvature_tensor::TernaryOp;
 use curvature_tensor::{Device, Tensor};
 
+/// gradcheck and gradgradcheck of `f` at `inputs`; where the inputs are on a CUDA device, the
+/// value of `f` also equals the CPU's to 1e-12 relative.
 fn check(name: &str, inputs: &[Tensor], f: impl Fn(&[Var]) -> Result<Var>) {
-    assert_gradchecks(name, inputs, f)
+    assert_gradchecks(name, inputs, &f);
+    if inputs.iter().all(|t| t.device() == Device::Cpu) {
+        return;
+    }
+    let value = |inputs: Vec<Tensor>| -> Vec<f64> {
+        let tape = Tape::new();
+        let vars: Vec<Var> = inputs.into_iter().map(|t| tape.leaf(t)).collect();
+        let out = f(&vars).unwrap_or_else(|e| panic!("{name}: {e}"));
+        out.value().to_f64s().expect("download")
+    };
+    let on_cpu = inputs
+        .iter()
+        .map(|t| t.to_device(Device::Cpu).expect("download"))
+        .collect();
+    let (device, cpu) = (value(inputs.to_vec()), value(on_cpu));
+    assert!(
+        relative_error(&device, &cpu) <= 1e-12,
+        "{name}: CUDA value {device:?} vs CPU {cpu:?}"
+    );
 }
 
-#[test]
-fn unary_ops_gradcheck_cpu() {
-    let mut r = Inputs::new(1, Device::Cpu);
-    let shape = [2, 3];
-    check("neg", &[r.any(&shape)], |v| v[0].neg());
-    check("exp", &[r.any(&shape)], |v| v[0].exp());
-    check("log", &[r.uniform(&shape, 0.5, 2.0)], |v| v[0].log());
-    check("sin", &[r.uniform(&shape, -3.0, 3.0)], |v| v[0].sin());
-    check("cos", &[r.uniform(&shape, -3.0, 3.0)], |v| v[0].cos());
-    check("sqrt", &[r.uniform(&shape, 0.5, 2.0)], |v| v[0].sqrt());
-    check("abs", &[r.away_from_zero(&shape)], |v| v[0].abs());
-    check("tanh", &[r.uniform(&shape, -2.0, 2.0)], |v| v[0].tanh());
-    check("sigmoid", &[r.uniform(&shape, -3.0, 3.0)], |v| {
-        v[0].sigmoid()
-    });
-    check("square", &[r.any(&shape)], |v| v[0].square());
-    check("powf 3", &[r.uniform(&shape, 0.5, 1.5)], |v| v[0].powf(3.0));
-    check("powf 2.5", &[r.uniform(&shape, 0.5, 1.5)], |v| {
-        v[0].powf(2.5)
-    });
-    check("powf -1.5", &[r.uniform(&shape, 0.5, 1.5)], |v| {
-        v[0].powf(-1.5)
-    });
-    check("scalar tanh", &[r.any(&[])], |v| v[0].tanh());
-}
+/// A one-input op: its name, where its inputs are drawn, and the op.
+type UnaryCase = (&'static str, Domain, fn(&Var) -> Result<Var>);
 
-#[test]
-fn scalar_forms_gradcheck_cpu() {
-    let mut r = Inputs::new(2, Device::Cpu);
-    let shape = [3, 2];
-    check("affine", &[r.any(&shape)], |v| v[0].affine(-1.5, 0.25));
-    check("add_scalar", &[r.any(&shape)], |v| v[0].add_scalar(2.0));
-    check("sub_scalar", &[r.any(&shape)], |v| v[0].sub_scalar(2.0));
-    check("mul_scalar", &[r.any(&shape)], |v| v[0].mul_scalar(-3.0));
-    check("div_scalar", &[r.any(&shape)], |v| v[0].div_scalar(4.0));
-    // Composed with a nonlinearity so the second derivative is not identically zero.
-    check("affine then square", &[r.any(&shape)], |v| {
-        v[0].affine(2.0, -0.5)?.square()
-    });
-}
+/// A two-input op: its name, where each input is drawn, and the op.
+type BinaryCase = (&'static str, Domain, Domain, fn(&Var, &Var) -> Result<Var>);
 
-/// Shape pairs for the broadcasting binary ops.
-const BROADCAST_PAIRS: [(&[usize], &[usize]); 7] = [
+// ---------------------------------------------------------------------------------------------
+// Elementwise ops
+
+/// Every elementwise op, on inputs where it is smooth.
+const UNARY: &[UnaryCase] = &[
+    ("neg", Domain::Any, |x| x.neg()),
+    ("exp", Domain::Any, |x| x.exp()),
+    ("log", Domain::Range(0.5, 2.0), |x| x.log()),
+    ("sin", Domain::Range(-3.0, 3.0), |x| x.sin()),
+    ("cos", Domain::Range(-3.0, 3.0), |x| x.cos()),
+    ("sqrt", Domain::Range(0.5, 2.0), |x| x.sqrt()),
+    ("abs", Domain::AwayFromZero, |x| x.abs()),
+    ("tanh", Domain::Range(-2.0, 2.0), |x| x.tanh()),
+    ("sigmoid", Domain::Range(-3.0, 3.0), |x| x.sigmoid()),
+    ("square", Domain::Any, |x| x.square()),
+    ("powf 3", Domain::Range(0.5, 1.5), |x| x.powf(3.0)),
+    ("powf 2.5", Domain::Range(0.5, 1.5), |x| x.powf(2.5)),
+    ("powf -1.5", Domain::Range(0.5, 1.5), |x| x.powf(-1.5)),
+];
+
+/// The scalar forms, and one composed with a nonlinearity so the second derivative is not
+/// identically zero.
+const SCALAR_FORMS: &[UnaryCase] = &[
+    ("affine", Domain::Any, |x| x.affine(-1.5, 0.25)),
+    ("add_scalar", Domain::Any, |x| x.add_scalar(2.0)),
+    ("sub_scalar", Domain::Any, |x| x.sub_scalar(2.0)),
+    ("mul_scalar", Domain::Any, |x| x.mul_scalar(-3.0)),
+    ("div_scalar", Domain::Any, |x| x.div_scalar(4.0)),
+    ("affine then square", Domain::Any, |x| {
+        x.affine(2.0, -0.5)?.square()
+    }),
+];
+
+/// The broadcasting binary ops; the divisor stays away from zero.
+const BINARY: &[BinaryCase] = &[
+    ("add", Domain::Any, Domain::Any, |a, b| a.add(b)),
+    ("sub", Domain::Any, Domain::Any, |a, b| a.sub(b)),
+    ("mul", Domain::Any, Domain::Any, |a, b| a.mul(b)),
+    ("div", Domain::Any, Domain::AwayFromZero, |a, b| a.div(b)),
+];
+
+/// Shape pairs for the broadcasting binary ops: same shape, trailing, leading, both-sided and
+/// scalar broadcasts.
+const BROADCAST_PAIRS: [(&[usize], &[usize]); 9] = [
     (&[2, 3], &[2, 3]),
     (&[3, 4], &[4]),
+    (&[3, 2], &[2]),
     (&[4], &[3, 4]),
     (&[2, 1, 4], &[3, 1]),
+    (&[2, 1, 3], &[2, 1]),
     (&[3, 1], &[2, 1, 4]),
     (&[], &[3]),
     (&[3], &[]),
 ];
 
-#[test]
-fn add_sub_broadcast_gradcheck_cpu() {
-    let mut r = Inputs::new(3, Device::Cpu);
-    for (a, b) in BROADCAST_PAIRS {
-        let inputs = [r.any(a), r.any(b)];
-        check(&format!("add {a:?} {b:?}"), &inputs, |v| v[0].add(&v[1]));
-        check(&format!("sub {a:?} {b:?}"), &inputs, |v| v[0].sub(&v[1]));
+/// Every elementwise op passes both checks on a matrix, and tanh on a scalar.
+fn unary_ops_gradcheck(device: Device) {
+    let mut r = Inputs::new(1, device);
+    for &(name, domain, op) in UNARY {
+        check(name, &[r.draw(domain, &[2, 3])], |v| op(&v[0]));
+    }
+    check("scalar tanh", &[r.any(&[])], |v| v[0].tanh());
+}
+
+/// Every scalar form passes both checks.
+fn scalar_forms_gradcheck(device: Device) {
+    let mut r = Inputs::new(2, device);
+    for &(name, domain, op) in SCALAR_FORMS {
+        check(name, &[r.draw(domain, &[3, 2])], |v| op(&v[0]));
     }
 }
 
-#[test]
-fn mul_div_broadcast_gradcheck_cpu() {
-    let mut r = Inputs::new(4, Device::Cpu);
+/// Every binary op passes both checks for every broadcast pair.
+fn binary_broadcast_gradcheck(device: Device) {
+    let mut r = Inputs::new(3, device);
     for (a, b) in BROADCAST_PAIRS {
-        let inputs = [r.any(a), r.any(b)];
-        check(&format!("mul {a:?} {b:?}"), &inputs, |v| v[0].mul(&v[1]));
-        let inputs = [r.any(a), r.away_from_zero(b)];
-        check(&format!("div {a:?} {b:?}"), &inputs, |v| v[0].div(&v[1]));
+        for &(name, domain_a, domain_b, op) in BINARY {
+            let inputs = [r.draw(domain_a, a), r.draw(domain_b, b)];
+            check(&format!("{name} {a:?} {b:?}"), &inputs, |v| {
+                op(&v[0], &v[1])
+            });
+        }
     }
-    // The same variable on both sides.
+}
+
+/// Binary ops with the same variable on both sides pass both checks.
+fn same_variable_on_both_sides_gradcheck(device: Device) {
+    let mut r = Inputs::new(4, device);
     check("mul self", &[r.any(&[3])], |v| v[0].mul(&v[0]));
     check("div self-ish", &[r.away_from_zero(&[3])], |v| {
         v[0].square()?.div(&v[0].exp()?)
     });
 }
 
-#[test]
-fn fused_activation_derivatives_gradcheck_cpu() {
-    let mut r = Inputs::new(5, Device::Cpu);
+/// The fused activation derivatives (tanh' and σ' applied to a cotangent, and their
+/// derivatives with respect to the activation) pass both checks, broadcasting included.
+fn fused_activation_derivatives_gradcheck(device: Device) {
+    let mut r = Inputs::new(5, device);
     let pairs: [(&[usize], &[usize]); 3] = [(&[2, 3], &[2, 3]), (&[2, 3], &[3]), (&[3], &[2, 3])];
     for (g, y) in pairs {
         let tanh_inputs = [r.any(g), r.uniform(y, -0.9, 0.9)];
@@ -126,17 +171,25 @@ fn fused_activation_derivatives_gradcheck_cpu() {
     }
 }
 
-#[test]
-fn matmul_gradcheck_cpu() {
-    let mut r = Inputs::new(6, Device::Cpu);
-    let cases: [(&[usize], &[usize]); 10] = [
+// ---------------------------------------------------------------------------------------------
+// Matrix products
+
+/// `matmul` passes both checks for every operand rank (vectors promoted, batches broadcast),
+/// `matmul_transposed` for every pair of transpose flags, and x·xᵀ with one input.
+fn matmul_gradcheck(device: Device) {
+    let mut r = Inputs::new(6, device);
+    let cases: [(&[usize], &[usize]); 14] = [
         (&[2, 3], &[3, 4]),
         (&[3], &[3, 4]),
+        (&[3], &[3, 2]),
         (&[2, 3], &[3]),
         (&[4], &[4]),
         (&[2, 3, 4], &[2, 4, 5]),
+        (&[2, 2, 3], &[2, 3, 2]),
         (&[2, 3, 4], &[4, 5]),
+        (&[2, 2, 3], &[3, 2]),
         (&[2, 1, 3, 4], &[3, 4, 2]),
+        (&[2, 1, 2, 3], &[2, 3, 2]),
         (&[3, 4], &[2, 4, 2]),
         (&[3], &[2, 3, 2]),
         (&[2, 2, 3], &[3]),
@@ -148,12 +201,23 @@ fn matmul_gradcheck_cpu() {
             |v| v[0].matmul(&v[1]),
         );
     }
+    for (ta, tb) in [(true, false), (false, true), (true, true)] {
+        let a = if ta { r.any(&[3, 2]) } else { r.any(&[2, 3]) };
+        let b = if tb { r.any(&[4, 3]) } else { r.any(&[3, 4]) };
+        check(&format!("matmul_transposed {ta} {tb}"), &[a, b], |v| {
+            v[0].matmul_transposed(&v[1], ta, tb)
+        });
+    }
     check("x @ x^T", &[r.any(&[2, 3])], |v| v[0].matmul(&v[0].t()?));
 }
 
-#[test]
-fn sum_and_mean_gradcheck_cpu() {
-    let mut r = Inputs::new(7, Device::Cpu);
+// ---------------------------------------------------------------------------------------------
+// Reductions
+
+/// `sum` and `mean` over every axis set with and without keepdim, the whole-tensor forms, and a
+/// nonlinearity downstream so the second derivative flows through the reduction.
+fn sum_and_mean_gradcheck(device: Device) {
+    let mut r = Inputs::new(7, device);
     let x = r.any(&[2, 3, 4]);
     let axis_sets: [&[isize]; 5] = [&[0], &[1], &[-1], &[0, 2], &[0, 1, 2]];
     for axes in axis_sets {
@@ -170,15 +234,14 @@ fn sum_and_mean_gradcheck_cpu() {
     check("sum_all", std::slice::from_ref(&x), |v| v[0].sum_all());
     check("mean_all", std::slice::from_ref(&x), |v| v[0].mean_all());
     check("sum_all of a scalar", &[r.any(&[])], |v| v[0].sum_all());
-    // Nonlinear downstream of the reduction, so the second derivative flows through it.
     check("square of sum", &[r.any(&[2, 3])], |v| {
         v[0].sum(&[1], false)?.square()
     });
 }
 
-#[test]
-fn sum_to_gradcheck_cpu() {
-    let mut r = Inputs::new(8, Device::Cpu);
+/// `sum_to` (the adjoint of broadcasting) to every kind of target shape.
+fn sum_to_gradcheck(device: Device) {
+    let mut r = Inputs::new(8, device);
     let x = r.any(&[2, 3, 4]);
     let targets: [&[usize]; 5] = [&[3, 1], &[4], &[1, 3, 4], &[2, 1, 1], &[]];
     for target in targets {
@@ -190,10 +253,10 @@ fn sum_to_gradcheck_cpu() {
     }
 }
 
-#[test]
-fn max_gradcheck_cpu() {
-    let mut r = Inputs::new(9, Device::Cpu);
-    // Continuous random values: no ties, and gaps far wider than the finite-difference step.
+/// `max` over each axis: continuous random values, so no ties and gaps far wider than the
+/// finite-difference step.
+fn max_gradcheck(device: Device) {
+    let mut r = Inputs::new(9, device);
     let x = r.any(&[2, 3, 4]);
     for axis in [0, 1, -1] {
         for keepdim in [true, false] {
@@ -209,9 +272,9 @@ fn max_gradcheck_cpu() {
     });
 }
 
-#[test]
-fn logsumexp_gradcheck_cpu() {
-    let mut r = Inputs::new(10, Device::Cpu);
+/// `logsumexp` over every axis of a matrix and a rank-3 tensor.
+fn logsumexp_gradcheck(device: Device) {
+    let mut r = Inputs::new(10, device);
     let m = r.uniform(&[3, 4], -2.0, 2.0);
     for axis in [0, 1, -1] {
         for keepdim in [true, false] {
@@ -232,11 +295,11 @@ fn logsumexp_gradcheck_cpu() {
     }
 }
 
-#[test]
-fn log_softmax_gradcheck_cpu() {
-    let mut r = Inputs::new(11, Device::Cpu);
+/// `log_softmax` over every axis of a vector, a matrix and a rank-3 tensor.
+fn log_softmax_gradcheck(device: Device) {
+    let mut r = Inputs::new(11, device);
     let m = r.uniform(&[3, 4], -2.0, 2.0);
-    for axis in [0, -1] {
+    for axis in [0, 1, -1] {
         check(
             &format!("log_softmax [3, 4] {axis}"),
             std::slice::from_ref(&m),
@@ -254,45 +317,34 @@ fn log_softmax_gradcheck_cpu() {
     check("log_softmax [4]", &[r.any(&[4])], |v| v[0].log_softmax(0));
 }
 
-#[test]
-fn reshape_unsqueeze_permute_gradcheck_cpu() {
-    let mut r = Inputs::new(12, Device::Cpu);
+// ---------------------------------------------------------------------------------------------
+// Layout ops
+
+/// `reshape`, `unsqueeze`, `permute`, `transpose` and `t`, and a nonlinearity after a permute.
+fn reshape_unsqueeze_permute_gradcheck(device: Device) {
+    let mut r = Inputs::new(12, device);
     let x = r.any(&[2, 3, 4]);
-    check("reshape [6, 4]", std::slice::from_ref(&x), |v| {
-        v[0].reshape([6, 4])
-    });
-    check("reshape [24]", std::slice::from_ref(&x), |v| {
-        v[0].reshape([24])
-    });
+    let one = std::slice::from_ref(&x);
+    check("reshape [6, 4]", one, |v| v[0].reshape([6, 4]));
+    check("reshape [24]", one, |v| v[0].reshape([24]));
     check("reshape scalar", &[r.any(&[])], |v| v[0].reshape([1, 1]));
-    check("unsqueeze 0", std::slice::from_ref(&x), |v| {
-        v[0].unsqueeze(0)
-    });
-    check("unsqueeze 3", std::slice::from_ref(&x), |v| {
-        v[0].unsqueeze(3)
-    });
-    check("permute [2, 0, 1]", std::slice::from_ref(&x), |v| {
-        v[0].permute(&[2, 0, 1])
-    });
-    check("permute [1, 2, 0]", std::slice::from_ref(&x), |v| {
-        v[0].permute(&[1, 2, 0])
-    });
-    check("transpose 0 2", std::slice::from_ref(&x), |v| {
-        v[0].transpose(0, 2)
-    });
-    check("transpose -1 -2", std::slice::from_ref(&x), |v| {
-        v[0].transpose(-1, -2)
-    });
-    check("t [2, 3, 4]", std::slice::from_ref(&x), |v| v[0].t());
+    for axis in [0, 1, 3] {
+        check(&format!("unsqueeze {axis}"), one, |v| v[0].unsqueeze(axis));
+    }
+    check("permute [2, 0, 1]", one, |v| v[0].permute(&[2, 0, 1]));
+    check("permute [1, 2, 0]", one, |v| v[0].permute(&[1, 2, 0]));
+    check("transpose 0 2", one, |v| v[0].transpose(0, 2));
+    check("transpose -1 -2", one, |v| v[0].transpose(-1, -2));
+    check("t [2, 3, 4]", one, |v| v[0].t());
     check("t [3, 2]", &[r.any(&[3, 2])], |v| v[0].t());
-    check("square after permute", &[x], |v| {
+    check("square after permute", one, |v| {
         v[0].permute(&[2, 0, 1])?.square()
     });
 }
 
-#[test]
-fn broadcast_narrow_pad_gradcheck_cpu() {
-    let mut r = Inputs::new(13, Device::Cpu);
+/// `broadcast_to` / `expand`, `narrow` and `pad_zeros` along every kind of axis.
+fn broadcast_narrow_pad_gradcheck(device: Device) {
+    let mut r = Inputs::new(13, device);
     check("broadcast_to [3, 1] -> [2, 3, 4]", &[r.any(&[3, 1])], |v| {
         v[0].broadcast_to([2, 3, 4])
     });
@@ -303,27 +355,25 @@ fn broadcast_narrow_pad_gradcheck_cpu() {
         v[0].expand([2, 2])
     });
     let x = r.any(&[3, 4]);
-    check("narrow 1 1 2", std::slice::from_ref(&x), |v| {
-        v[0].narrow(1, 1, 2)
+    let one = std::slice::from_ref(&x);
+    check("narrow 1 1 2", one, |v| v[0].narrow(1, 1, 2));
+    check("narrow 0 2 1", one, |v| v[0].narrow(0, 2, 1));
+    check("narrow -1 0 4", one, |v| v[0].narrow(-1, 0, 4));
+    check("pad_zeros 0 1 2", one, |v| v[0].pad_zeros(0, 1, 2));
+    check("pad_zeros -1 2 0", one, |v| v[0].pad_zeros(-1, 2, 0));
+    check("square of narrow", one, |v| v[0].narrow(1, 1, 2)?.square());
+    let t = r.any(&[2, 3, 4]);
+    check("narrow [2, 3, 4] 2 1 2", std::slice::from_ref(&t), |v| {
+        v[0].narrow(2, 1, 2)
     });
-    check("narrow 0 2 1", std::slice::from_ref(&x), |v| {
-        v[0].narrow(0, 2, 1)
+    check("pad_zeros [2, 3, 4] 1 1 2", &[t], |v| {
+        v[0].pad_zeros(1, 1, 2)
     });
-    check("narrow -1 0 4", std::slice::from_ref(&x), |v| {
-        v[0].narrow(-1, 0, 4)
-    });
-    check("pad_zeros 0 1 2", std::slice::from_ref(&x), |v| {
-        v[0].pad_zeros(0, 1, 2)
-    });
-    check("pad_zeros -1 2 0", std::slice::from_ref(&x), |v| {
-        v[0].pad_zeros(-1, 2, 0)
-    });
-    check("square of narrow", &[x], |v| v[0].narrow(1, 1, 2)?.square());
 }
 
-#[test]
-fn cat_and_stack_gradcheck_cpu() {
-    let mut r = Inputs::new(14, Device::Cpu);
+/// `cat` along each axis (a repeated input included) and `stack` at every position.
+fn cat_and_stack_gradcheck(device: Device) {
+    let mut r = Inputs::new(14, device);
     let parts = [r.any(&[2, 1]), r.any(&[2, 3]), r.any(&[2, 2])];
     check("cat 1", &parts, |v| Var::cat(&[&v[0], &v[1], &v[2]], 1));
     check("cat -1 (repeated input)", &parts[..2], |v| {
@@ -343,9 +393,10 @@ fn cat_and_stack_gradcheck_cpu() {
     });
 }
 
-#[test]
-fn trace_and_gather_labels_gradcheck_cpu() {
-    let mut r = Inputs::new(15, Device::Cpu);
+/// `trace` of square and rectangular matrices, `gather_labels`, and a cross-entropy built
+/// from them.
+fn trace_and_gather_labels_gradcheck(device: Device) {
+    let mut r = Inputs::new(15, device);
     check("trace [3, 3]", &[r.any(&[3, 3])], |v| v[0].trace());
     check("trace [3, 4]", &[r.any(&[3, 4])], |v| v[0].trace());
     check("trace [4, 2]", &[r.any(&[4, 2])], |v| v[0].trace());
@@ -363,10 +414,13 @@ fn trace_and_gather_labels_gradcheck_cpu() {
     });
 }
 
-#[test]
-fn small_mlp_gradcheck_cpu() {
-    let mut r = Inputs::new(16, Device::Cpu);
-    // x [4, 3], W1 [5, 3], b1 [5], W2 [2, 5], b2 [2]: tanh hidden layer, sigmoid output, MSE.
+// ---------------------------------------------------------------------------------------------
+// Compositions and negative controls
+
+/// A two-layer MLP loss (tanh hidden layer, sigmoid output, MSE) in all five of its inputs:
+/// x [4, 3], W1 [5, 3], b1 [5], W2 [2, 5], b2 [2].
+fn small_mlp_gradcheck(device: Device) {
+    let mut r = Inputs::new(16, device);
     let inputs = [
         r.any(&[4, 3]),
         r.any(&[5, 3]),
@@ -381,10 +435,10 @@ fn small_mlp_gradcheck_cpu() {
     });
 }
 
-#[test]
-fn checks_detect_wrong_derivatives_cpu() {
-    // Negative controls, so a check that passes everything cannot go unnoticed.
-    let mut r = Inputs::new(17, Device::Cpu);
+/// The checks fail on a wrong first derivative and on a wrong second derivative, so a check
+/// that passes everything cannot go unnoticed.
+fn checks_detect_wrong_derivatives(device: Device) {
+    let mut r = Inputs::new(17, device);
     let x = [r.uniform(&[4], 0.5, 1.5)];
     let options = CheckOptions::default();
     // x·detach(x) has value x² but the tape sees derivative x instead of 2x.
@@ -411,4 +465,24 @@ fn checks_detect_wrong_derivatives_cpu() {
     );
     // The honest x³/3 passes both.
     check("x^3 / 3", &x, |v| v[0].powf(3.0)?.div_scalar(3.0));
+}
+
+device_tests! {
+    unary_ops_gradcheck,
+    scalar_forms_gradcheck,
+    binary_broadcast_gradcheck,
+    same_variable_on_both_sides_gradcheck,
+    fused_activation_derivatives_gradcheck,
+    matmul_gradcheck,
+    sum_and_mean_gradcheck,
+    sum_to_gradcheck,
+    max_gradcheck,
+    logsumexp_gradcheck,
+    log_softmax_gradcheck,
+    reshape_unsqueeze_permute_gradcheck,
+    broadcast_narrow_pad_gradcheck,
+    cat_and_stack_gradcheck,
+    trace_and_gather_labels_gradcheck,
+    small_mlp_gradcheck,
+    checks_detect_wrong_derivatives,
 }

@@ -68,9 +68,6 @@ pub struct StridedCopy {
 pub trait BackendStorage: Sized {
     fn dtype(&self) -> DType;
     fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
     fn unary(&self, op: UnaryOp) -> Result<Self>;
     fn binary(&self, op: BinaryOp, rhs: &Self, layout: &BroadcastLayout) -> Result<Self>;
     fn ternary(&self, op: TernaryOp, b: &Self, c: &Self, layout: &BroadcastLayout) -> Result<Self>;

@@ -44,7 +44,7 @@
 //! # }
 //! ```
 
-pub mod backend;
+pub(crate) mod backend;
 pub(crate) mod cpu;
 mod cuda;
 mod device;
@@ -55,6 +55,7 @@ mod shape;
 mod storage;
 mod tensor;
 
+pub use backend::ReduceOp;
 pub use cpu::CpuStorage;
 pub use cuda::kernels as cuda_kernels;
 pub use cuda::CudaStorage;

@@ -5,9 +5,9 @@
 use curvature_kernels::{
     compiled_kernel_names, emulated_kernel_names, nvrtc_available, Indexing, Kernel, KernelFamily,
 };
-use curvature_tensor::backend::{BinaryOp, ReduceOp, TernaryOp, UnaryOp};
 use curvature_tensor::cuda_kernels as kernels;
 use curvature_tensor::DType;
+use curvature_tensor::{BinaryOp, ReduceOp, TernaryOp, UnaryOp};
 
 const DTYPES: [DType; 2] = [DType::F32, DType::F64];
 const INDEXINGS: [Indexing; 2] = [Indexing::Broadcast, Indexing::Contiguous];

@@ -97,11 +97,7 @@ fn dtype_mismatch_cpu() {
         "{err:?}"
     );
     assert_mentions(&err.to_string(), &["cat", "f64", "f32"]);
-    let err = error_of(b.ternary(
-        curvature_tensor::backend::TernaryOp::TanhBackwardGradY,
-        &b,
-        &a,
-    ));
+    let err = error_of(b.ternary(curvature_tensor::TernaryOp::TanhBackwardGradY, &b, &a));
     assert!(matches!(err, TensorError::DTypeMismatch { .. }), "{err:?}");
     assert_mentions(&err.to_string(), &["tanh_backward_grad_y", "f64", "f32"]);
     let err = error_of(a.to_vec::<f64>());

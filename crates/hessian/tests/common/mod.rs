@@ -1,4 +1,5 @@
-//! Helpers shared by the hessian crate's integration tests.
+//! Helpers shared by the hessian crate's integration tests: the devices every property runs on,
+//! the golden files, and small operators.
 #![allow(dead_code)]
 
 use std::cell::RefCell;
@@ -15,12 +16,68 @@ pub const GOLDEN: [&str; 4] = [
     "mlp_5_8_4_tanh_xent",
 ];
 
+/// The device of the `cuda` test instances: the real GPU `cuda:0` when present, else the emulated
+/// GPU (ARCHITECTURE.md, "The emulated GPU"); with `CURVATURE_REQUIRE_GPU=1` a missing GPU fails
+/// the test instead.
+pub fn cuda() -> Device {
+    let device = Device::cuda_or_emulated().expect("a real or emulated CUDA device");
+    eprintln!("running on {}", device.description());
+    device
+}
+
+/// What a test body returns: nothing, or a `Result` whose error fails the test.
+pub trait Outcome {
+    fn finish(self);
+}
+
+impl Outcome for () {
+    fn finish(self) {}
+}
+
+impl<E: std::fmt::Display> Outcome for std::result::Result<(), E> {
+    fn finish(self) {
+        if let Err(e) = self {
+            panic!("{e}");
+        }
+    }
+}
+
+/// Emits one `#[test]` per named body `fn(Device)` and device: `cpu::{name}` runs
+/// `name(Device::Cpu)` and `cuda::{name}` runs `name(common::cuda())`.
+#[macro_export]
+macro_rules! device_tests {
+    ($($name:ident),* $(,)?) => {
+        mod cpu {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::common::Outcome::finish(super::$name(curvature_tensor::Device::Cpu));
+                }
+            )*
+        }
+        mod cuda {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::common::Outcome::finish(super::$name($crate::common::cuda()));
+                }
+            )*
+        }
+    };
+}
+
+/// The golden file `name` in f64 on the CPU: the reference values.
 pub fn load(name: &str) -> ModelFile {
+    load_as(name, DType::F64, Device::Cpu)
+}
+
+/// The golden file `name` in `dtype` on `device`.
+pub fn load_as(name: &str, dtype: DType, device: Device) -> ModelFile {
     let path = format!(
         "{}/../../tests/data/{name}.safetensors",
         env!("CARGO_MANIFEST_DIR")
     );
-    ModelFile::load(&path, DType::F64, Device::Cpu).expect("golden file loads")
+    ModelFile::load(&path, dtype, device).expect("golden file loads")
 }
 
 /// max|ours − reference| / max|reference| (the golden README's measure); shapes must agree.

@@ -1,5 +1,5 @@
-//! Helpers shared by the tape's integration tests: seeded inputs, the gradient checks, and the
-//! golden models.
+//! Helpers shared by the tape's integration tests: the devices every property runs on, seeded
+//! inputs, the gradient checks, and the golden models.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -9,6 +9,67 @@ use curvature_tape::{Result, Var};
 use curvature_tensor::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// The device of the `cuda` test instances: the real GPU `cuda:0` when present, else the emulated
+/// GPU (ARCHITECTURE.md, "The emulated GPU"); with `CURVATURE_REQUIRE_GPU=1` a missing GPU fails
+/// the test instead.
+pub fn cuda() -> Device {
+    let device = Device::cuda_or_emulated().expect("a real or emulated CUDA device");
+    eprintln!("running on {}", device.description());
+    device
+}
+
+/// What a test body returns: nothing, or a `Result` whose error fails the test.
+pub trait Outcome {
+    fn finish(self);
+}
+
+impl Outcome for () {
+    fn finish(self) {}
+}
+
+impl<E: std::fmt::Display> Outcome for std::result::Result<(), E> {
+    fn finish(self) {
+        if let Err(e) = self {
+            panic!("{e}");
+        }
+    }
+}
+
+/// Emits one `#[test]` per named body `fn(Device)` and device: `cpu::{name}` runs
+/// `name(Device::Cpu)` and `cuda::{name}` runs `name(common::cuda())`.
+#[macro_export]
+macro_rules! device_tests {
+    ($($name:ident),* $(,)?) => {
+        mod cpu {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::common::Outcome::finish(super::$name(curvature_tensor::Device::Cpu));
+                }
+            )*
+        }
+        mod cuda {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::common::Outcome::finish(super::$name($crate::common::cuda()));
+                }
+            )*
+        }
+    };
+}
+
+/// Where an op's inputs are drawn: where it is smooth, away from kinks and poles.
+#[derive(Debug, Clone, Copy)]
+pub enum Domain {
+    /// Uniform in [−1, 1).
+    Any,
+    /// Uniform in [lo, hi).
+    Range(f64, f64),
+    /// |x| uniform in [0.5, 1.5) with a random sign.
+    AwayFromZero,
+}
 
 /// Seeded random f64 tensors on one device.
 pub struct Inputs {
@@ -50,6 +111,15 @@ impl Inputs {
             })
             .collect();
         self.tensor(&data, dims)
+    }
+
+    /// Uniform over `domain`.
+    pub fn draw(&mut self, domain: Domain, dims: &[usize]) -> Tensor {
+        match domain {
+            Domain::Any => self.any(dims),
+            Domain::Range(lo, hi) => self.uniform(dims, lo, hi),
+            Domain::AwayFromZero => self.away_from_zero(dims),
+        }
     }
 
     fn tensor(&self, data: &[f64], dims: &[usize]) -> Tensor {
