@@ -2,57 +2,22 @@
 //! every device: values in f64 and f32 against an independent scalar reference, gradcheck and
 //! gradgradcheck (central finite differences in f64), and the batched-cotangent invariant (one
 //! `vjp` with `[K, …]` cotangents equals K separate `vjp`s to 1e-12, for the gradient and for
-//! the gradient of the gradient). An op is tested by being in its table; its reference formula
-//! below is the one thing a new op adds here (the `match` does not compile without it).
+//! the gradient of the gradient). An op is tested by being in its table; its scalar reference
+//! (`crates/tensor/tests/common/reference.rs`, shared with the tensor tests) is the one thing a
+//! new op adds to the tests (its `match` does not compile without it).
 //!
 //! The CUDA instances run on a real GPU when present, else on the emulated GPU.
 
 mod common;
+/// The tensor tests' scalar references of the elementwise ops: one per op.
+#[path = "../../tensor/tests/common/reference.rs"]
+mod reference;
 
 use common::{assert_gradchecks, relative_error};
 use curvature_tape::{grad, vjp, GradOptions, Result, Tape, Var};
 use curvature_tensor::{BinaryOp, DType, Device, Tensor, TernaryOp, UnaryOp};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-/// The op's value at `x`, written independently of the op tables.
-fn unary_reference(op: UnaryOp, x: f64) -> f64 {
-    match op {
-        UnaryOp::Neg => -x,
-        UnaryOp::Exp => x.exp(),
-        UnaryOp::Log => x.ln(),
-        UnaryOp::Sin => x.sin(),
-        UnaryOp::Cos => x.cos(),
-        UnaryOp::Sqrt => x.sqrt(),
-        UnaryOp::Abs => x.abs(),
-        UnaryOp::Tanh => x.tanh(),
-        UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-        UnaryOp::Square => x * x,
-        UnaryOp::Sign => x.signum(),
-        UnaryOp::Recip => 1.0 / x,
-        UnaryOp::Powf { exponent } => x.powf(exponent),
-        UnaryOp::Affine { mul, add } => mul * x + add,
-    }
-}
-
-fn binary_reference(op: BinaryOp, a: f64, b: f64) -> f64 {
-    match op {
-        BinaryOp::Add => a + b,
-        BinaryOp::Sub => a - b,
-        BinaryOp::Mul => a * b,
-        BinaryOp::Div => a / b,
-        BinaryOp::Eq => f64::from(u8::from(a == b)),
-        BinaryOp::TanhBackward => a * (1.0 - b * b),
-        BinaryOp::SigmoidBackward => a * b * (1.0 - b),
-    }
-}
-
-fn ternary_reference(op: TernaryOp, a: f64, b: f64, c: f64) -> f64 {
-    match op {
-        TernaryOp::TanhBackwardGradY => -2.0 * c * b * a,
-        TernaryOp::SigmoidBackwardGradY => a * b * (1.0 - 2.0 * c),
-    }
-}
 
 /// Operand shapes that broadcast to `[2, 3]`, so gradients are summed back to each shape.
 const SHAPES: [&[usize]; 3] = [&[2, 3], &[3], &[2, 1]];
@@ -91,7 +56,7 @@ fn cases(seed: u64) -> Vec<Case> {
         cases.push(Case {
             name: op.name().to_string(),
             operands: vec![(draw(&mut rng, 6, op.domain()), vec![2, 3])],
-            reference: Box::new(move |x| unary_reference(op, x[0])),
+            reference: Box::new(move |x| reference::unary(op, x[0])),
             apply: Box::new(move |v| v[0].unary(op)),
         });
     }
@@ -108,7 +73,7 @@ fn cases(seed: u64) -> Vec<Case> {
         cases.push(Case {
             name: op.name().to_string(),
             operands,
-            reference: Box::new(move |x| binary_reference(op, x[0], x[1])),
+            reference: Box::new(move |x| reference::binary(op, x[0], x[1])),
             apply: Box::new(move |v| v[0].binary(op, &v[1])),
         });
     }
@@ -125,7 +90,7 @@ fn cases(seed: u64) -> Vec<Case> {
         cases.push(Case {
             name: op.name().to_string(),
             operands,
-            reference: Box::new(move |x| ternary_reference(op, x[0], x[1], x[2])),
+            reference: Box::new(move |x| reference::ternary(op, x[0], x[1], x[2])),
             apply: Box::new(move |v| v[0].ternary(op, &v[1], &v[2])),
         });
     }

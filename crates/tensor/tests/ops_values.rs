@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::reference;
+
 use curvature_tensor::{BinaryOp, TernaryOp, UnaryOp};
 use curvature_tensor::{DType, Device, Result, Tensor, TensorError};
 
@@ -208,80 +210,34 @@ fn check(
 enum Domain {
     /// Uniform in [−4, 4).
     Signed,
-    /// Uniform in [0.1, 4): inside the domain of log, sqrt, powf and recip.
+    /// Uniform in [0.1, 4): inside the domain of log, sqrt and powf.
     Positive,
 }
 
-/// A unary op, where its inputs are drawn, and its scalar reference.
-type UnaryCase = (UnaryOp, Domain, fn(f64) -> f64);
-
-/// A binary op and its scalar reference.
-type BinaryCase = (BinaryOp, fn(f64, f64) -> f64);
-
-/// A ternary op and its scalar reference.
-type TernaryCase = (TernaryOp, fn(f64, f64, f64) -> f64);
+impl Domain {
+    /// Positive for ops defined (or smooth) only for positive inputs, by their own domain.
+    fn of(op: UnaryOp) -> Domain {
+        if op.domain().iter().all(|&(lo, _)| lo > 0.0) {
+            Domain::Positive
+        } else {
+            Domain::Signed
+        }
+    }
+}
 
 /// A tensor op on one input.
 type TensorFn = fn(&Tensor) -> Result<Tensor>;
 
-/// Every unary op, where its inputs are drawn, and its scalar reference.
-const UNARY: &[UnaryCase] = &[
-    (UnaryOp::Neg, Domain::Signed, |x| -x),
-    (UnaryOp::Exp, Domain::Signed, f64::exp),
-    (UnaryOp::Log, Domain::Positive, f64::ln),
-    (UnaryOp::Sin, Domain::Signed, f64::sin),
-    (UnaryOp::Cos, Domain::Signed, f64::cos),
-    (UnaryOp::Sqrt, Domain::Positive, f64::sqrt),
-    (UnaryOp::Abs, Domain::Signed, f64::abs),
-    (UnaryOp::Tanh, Domain::Signed, f64::tanh),
-    (UnaryOp::Sigmoid, Domain::Signed, |x| {
-        1.0 / (1.0 + (-x).exp())
-    }),
-    (UnaryOp::Square, Domain::Signed, |x| x * x),
-    (UnaryOp::Sign, Domain::Signed, |x| {
-        if x > 0.0 {
-            1.0
-        } else if x < 0.0 {
-            -1.0
-        } else {
-            0.0
-        }
-    }),
-    (UnaryOp::Recip, Domain::Positive, |x| 1.0 / x),
-    (UnaryOp::Powf { exponent: 2.5 }, Domain::Positive, |x| {
-        x.powf(2.5)
-    }),
-    (UnaryOp::Powf { exponent: -1.5 }, Domain::Positive, |x| {
-        x.powf(-1.5)
-    }),
-    (
-        UnaryOp::Affine {
-            mul: -1.5,
-            add: 0.25,
-        },
-        Domain::Signed,
-        |x| x * -1.5 + 0.25,
-    ),
-];
-
-/// Every broadcasting binary op and its scalar reference.
-const BINARY: &[BinaryCase] = &[
-    (BinaryOp::Add, |a, b| a + b),
-    (BinaryOp::Sub, |a, b| a - b),
-    (BinaryOp::Mul, |a, b| a * b),
-    (BinaryOp::Div, |a, b| a / b),
-    (BinaryOp::Eq, |a, b| if a == b { 1.0 } else { 0.0 }),
-    (BinaryOp::TanhBackward, |g, y| g * (1.0 - y * y)),
-    (BinaryOp::SigmoidBackward, |g, y| g * y * (1.0 - y)),
-];
-
-/// Every ternary op and its scalar reference of (gg, g, y).
-const TERNARY: &[TernaryCase] = &[
-    (TernaryOp::TanhBackwardGradY, |gg, g, y| -2.0 * y * g * gg),
-    (TernaryOp::SigmoidBackwardGradY, |gg, g, y| {
-        gg * g * (1.0 - 2.0 * y)
-    }),
-];
+/// Every unary op (`UnaryOp::ALL`), and the parameterised ones with a second parameter.
+fn unary_cases() -> Vec<UnaryOp> {
+    let mut ops = UnaryOp::ALL.to_vec();
+    ops.push(UnaryOp::Powf { exponent: -1.5 });
+    ops.push(UnaryOp::Affine {
+        mul: -1.5,
+        add: 0.25,
+    });
+    ops
+}
 
 /// Every unary op in both dtypes equals its scalar reference elementwise, on a rank-3 tensor,
 /// a scalar and an empty tensor.
@@ -291,12 +247,12 @@ fn unary_ops_values(device: Device) -> Result<()> {
         let dims = [3, 5, 7];
         let signed = rng.uniform(&dims, -4.0, 4.0, dtype)?;
         let positive = rng.uniform(&dims, 0.1, 4.0, dtype)?;
-        for &(op, domain, reference) in UNARY {
-            let (x, xv) = match domain {
+        for op in unary_cases() {
+            let (x, xv) = match Domain::of(op) {
                 Domain::Signed => &signed,
                 Domain::Positive => &positive,
             };
-            let expected: Vec<f64> = xv.iter().map(|&v| reference(v)).collect();
+            let expected: Vec<f64> = xv.iter().map(|&v| reference::unary(op, v)).collect();
             let out = check(
                 op.name(),
                 device,
@@ -418,9 +374,10 @@ fn binary_broadcast_values(device: Device) -> Result<()> {
             let (a, av) = rng.uniform(a_dims, -1.0, 1.0, dtype)?;
             let (b, bv) = rng.uniform(b_dims, 0.5, 1.5, dtype)?;
             let out_dims = broadcast_dims(a_dims, b_dims);
-            for &(op, reference) in BINARY {
+            for &op in BinaryOp::ALL {
                 let expected = gather(&out_dims, |idx| {
-                    reference(
+                    reference::binary(
+                        op,
                         broadcast_read(&av, a_dims, idx),
                         broadcast_read(&bv, b_dims, idx),
                     )
@@ -489,14 +446,15 @@ fn ternary_broadcast_values(device: Device) -> Result<()> {
         (&[4, 1, 5], &[3, 1], &[5]),
     ];
     for dtype in DTYPES {
-        for &(op, reference) in TERNARY {
+        for &op in TernaryOp::ALL {
             for (a_dims, b_dims, c_dims) in triples {
                 let (a, av) = rng.uniform(a_dims, -1.0, 1.0, dtype)?;
                 let (b, bv) = rng.uniform(b_dims, -1.0, 1.0, dtype)?;
                 let (c, cv) = rng.uniform(c_dims, -1.0, 1.0, dtype)?;
                 let out_dims = broadcast_dims(&broadcast_dims(a_dims, b_dims), c_dims);
                 let expected = gather(&out_dims, |idx| {
-                    reference(
+                    reference::ternary(
+                        op,
                         broadcast_read(&av, a_dims, idx),
                         broadcast_read(&bv, b_dims, idx),
                         broadcast_read(&cv, c_dims, idx),

@@ -3,6 +3,8 @@
 
 use curvature_tensor::Device;
 
+pub mod reference;
+
 /// The device of the `cuda` test instances: the real GPU `cuda:0` when present, else the emulated
 /// GPU (ARCHITECTURE.md, "The emulated GPU"); with `CURVATURE_REQUIRE_GPU=1` a missing GPU fails
 /// the test instead.
