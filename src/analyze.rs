@@ -14,7 +14,7 @@ use curvature::hessian::{
     HessianOptions, LanczosOptions, LinearOperator, ModelHvp, Probe, SlqOptions, SpectralDensity,
     Which, MAX_SIGMA, MIN_SIGMA,
 };
-use curvature::tape::{ModelFile, ModelFileError, ModelLayout, TapeError};
+use curvature::nn::{ModelFile, ModelFileError, ModelLayout, NnError};
 use curvature::tensor::{DType, Device};
 
 use crate::cli::AnalyzeArgs;
@@ -261,9 +261,9 @@ fn located(path: &Path, e: impl std::fmt::Display) -> String {
 
 /// An error opening the model file: located, unless it names the file already (it could not
 /// be read at all).
-fn open_error(path: &Path, e: TapeError) -> String {
+fn open_error(path: &Path, e: NnError) -> String {
     match e {
-        TapeError::ModelFile(ModelFileError::Io { .. } | ModelFileError::NotRegular { .. }) => {
+        NnError::ModelFile(ModelFileError::Io { .. } | ModelFileError::NotRegular { .. }) => {
             e.to_string()
         }
         other => located(path, other),

@@ -2,7 +2,7 @@
 //! per layer the weight row-major, then the bias): model Hessians, loss Hessians and per-sample
 //! loss Hessians.
 
-use curvature_tape::nn::{Loss, Sequential};
+use curvature_nn::{Loss, Sequential};
 use curvature_tape::Tape;
 use curvature_tensor::Tensor;
 

@@ -13,7 +13,8 @@ use curvature_hessian::{
     hessian, hessian_diagonal, hessian_of, hvp, hvp_batch, top_eigenvalues, HessianOptions,
     LanczosOptions, PreparedHvp,
 };
-use curvature_tape::{ModelFile, Var};
+use curvature_nn::ModelFile;
+use curvature_tape::Var;
 use curvature_tensor::{DType, Device, Tensor};
 
 const TOL: f64 = 1e-10;

@@ -9,7 +9,7 @@ use curvature_hessian::{
     trace_hutchinson, trace_hutchpp, HessianOptions, LanczosOptions, PreparedHvp, Probe,
     SlqOptions,
 };
-use curvature_tape::ModelFile;
+use curvature_nn::ModelFile;
 use curvature_tensor::{DType, Device};
 
 /// The real GPU `cuda:0` when one can be opened, the emulated GPU otherwise; an error (so a

@@ -8,12 +8,12 @@ use curvature_hessian::{
     hessian, hessian_diagonal, hessian_of, hvp, hvp_batch, loss_hessian, model_hessian,
     per_sample_hessian, top_eigenvalues, HessianOptions, LanczosOptions, PreparedHvp, Which,
 };
-use curvature_tape::nn::Loss;
+use curvature_nn::Loss;
 use curvature_tensor::{DType, Device, Tensor};
 
 const TOL: f64 = 1e-10;
 
-fn prepared(name: &str) -> (curvature_tape::ModelFile, PreparedHvp) {
+fn prepared(name: &str) -> (curvature_nn::ModelFile, PreparedHvp) {
     let file = load(name);
     let op = PreparedHvp::for_model(&file.model, file.loss, &file.x, &file.y).unwrap();
     (file, op)
@@ -210,7 +210,7 @@ fn golden_hessian_and_hvps_in_f32_within_1e_4_cpu() {
             "{}/../../tests/data/{name}.safetensors",
             env!("CARGO_MANIFEST_DIR")
         );
-        let file = curvature_tape::ModelFile::load(&path, DType::F32, Device::Cpu).unwrap();
+        let file = curvature_nn::ModelFile::load(&path, DType::F32, Device::Cpu).unwrap();
         let reference = load(name);
         let op = PreparedHvp::for_model(&file.model, file.loss, &file.x, &file.y).unwrap();
         let h = hessian_of(&op, &HessianOptions::default()).unwrap();

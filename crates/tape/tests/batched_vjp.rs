@@ -5,11 +5,12 @@
 mod common;
 
 use common::{golden_files, relative_error};
-use curvature_tape::{grad, vjp, GradOptions, ModelFile, Result, Tape, TapeError, Var};
+use curvature_nn::ModelFile;
+use curvature_tape::{grad, vjp, GradOptions, Result, Tape, TapeError, Var};
 use curvature_tensor::{DType, Device, Tensor};
 
 #[test]
-fn batched_hvp_equals_separate_vjps_and_golden_cpu() -> Result<()> {
+fn batched_hvp_equals_separate_vjps_and_golden_cpu() -> curvature_nn::Result<()> {
     for path in golden_files() {
         let name = path
             .file_stem()

@@ -10,8 +10,9 @@
 mod common;
 
 use common::{assert_gradchecks, golden_files, relative_error, Inputs};
+use curvature_nn::ModelFile;
 use curvature_tape::check::{gradcheck, gradgradcheck, CheckOptions};
-use curvature_tape::{grad, vjp, GradOptions, ModelFile, Result, Tape, Var};
+use curvature_tape::{grad, vjp, GradOptions, Result, Tape, Var};
 use curvature_tensor::backend::TernaryOp;
 use curvature_tensor::{DType, Device, Tensor};
 
@@ -254,7 +255,7 @@ fn small_mlp_gradcheck_cuda() {
 }
 
 /// Loss, gradient and the batched HVPs `vjp(∇L, V)` of a model file, as host values.
-fn loss_grad_hvps(file: &ModelFile) -> Result<[Vec<f64>; 3]> {
+fn loss_grad_hvps(file: &ModelFile) -> curvature_nn::Result<[Vec<f64>; 3]> {
     let tape = Tape::new();
     let theta = tape.leaf(file.model.flat_params()?);
     let loss = file.loss_of(&theta)?;
@@ -281,7 +282,7 @@ fn loss_grad_hvps(file: &ModelFile) -> Result<[Vec<f64>; 3]> {
 }
 
 #[test]
-fn golden_loss_grad_and_batched_hvps_cuda() -> Result<()> {
+fn golden_loss_grad_and_batched_hvps_cuda() -> curvature_nn::Result<()> {
     let device = gpu();
     for path in golden_files() {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());

@@ -12,7 +12,7 @@ mod narrow;
 mod network;
 mod wide;
 
-use curvature_tape::nn::{Loss, Sequential};
+use curvature_nn::{Loss, Sequential};
 use curvature_tensor::{DType, Device, Element, Tensor};
 
 use crate::error::{check_kind, invalid};
@@ -55,7 +55,7 @@ fn narrow_fits(params: usize, dtype: DType) -> bool {
 ///
 /// ```
 /// use curvature_hessian::{LinearOperator, MlpHvp, PreparedHvp};
-/// use curvature_tape::nn::{Activation, Loss, Sequential};
+/// use curvature_nn::{Activation, Loss, Sequential};
 /// use curvature_tensor::{DType, Device, Tensor};
 ///
 /// # fn main() -> curvature_hessian::Result<()> {

@@ -2,7 +2,7 @@
 //! (forward, loss, backward) over all samples, whose per-layer results every batch of HVPs
 //! reuses.
 
-use curvature_tape::nn::{labels_from_tensor, Activation, Layer, Linear, Loss, Sequential};
+use curvature_nn::{labels_from_tensor, Activation, Layer, Linear, Loss, Sequential};
 use curvature_tensor::{Element, Tensor};
 use rayon::prelude::*;
 
