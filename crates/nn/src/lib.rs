@@ -47,7 +47,7 @@ mod model_file;
 
 pub use error::{NnError, Result};
 pub use layers::{Activation, Layer, Linear, Sequential};
-pub use loss::{cross_entropy, labels_from_tensor, mse, sum_sq, Loss};
+pub use loss::{cross_entropy, labels_from_tensor, mse, softmax_curvature, sum_sq, Loss};
 pub use model_file::{
     bounded_text, file_kind, shown, ModelFile, ModelFileError, ModelLayout, MAX_HEADER_BYTES,
 };

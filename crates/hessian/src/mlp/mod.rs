@@ -71,15 +71,79 @@ fn narrow_fits(params: usize, dtype: DType) -> bool {
 /// # }
 /// ```
 pub struct MlpHvp {
-    network: TypedNetwork,
+    network: Box<dyn Sweep>,
     /// A layout fixed by [`MlpHvp::with_strategy`]; otherwise chosen per batch.
     forced: Option<MlpStrategy>,
     dtype: DType,
 }
 
-enum TypedNetwork {
-    F32(Network<f32>),
-    F64(Network<f64>),
+/// A [`Network`] of any element type: what the operator asks of its primal pass.
+trait Sweep: Send + Sync {
+    /// P, the number of parameters.
+    fn params(&self) -> usize;
+    /// The loss at the parameters.
+    fn value(&self) -> f64;
+    /// ∇θ L, `[P]`.
+    fn gradient(&self) -> Result<Tensor>;
+    /// The products of the `[k, P]` batch `v` (of the network's dtype, on the CPU), swept with
+    /// `strategy`.
+    fn apply(&self, v: &Tensor, k: usize, strategy: MlpStrategy) -> Result<Tensor>;
+}
+
+impl<T: Element> Sweep for Network<T> {
+    fn params(&self) -> usize {
+        self.params
+    }
+
+    fn value(&self) -> f64 {
+        self.value
+    }
+
+    fn gradient(&self) -> Result<Tensor> {
+        Ok(Tensor::from_vec(
+            self.gradient.clone(),
+            [self.params],
+            Device::Cpu,
+        )?)
+    }
+
+    fn apply(&self, v: &Tensor, k: usize, strategy: MlpStrategy) -> Result<Tensor> {
+        let v = v.host_slice::<T>()?;
+        let mut out = network::zeros("the products", v.len())?;
+        match strategy {
+            MlpStrategy::Narrow => {
+                let directions = narrow::block_directions(
+                    self.params,
+                    T::DTYPE.size_in_bytes(),
+                    NARROW_BLOCK_BYTES,
+                );
+                narrow::apply(self, v, &mut out, directions)?
+            }
+            MlpStrategy::Wide => wide::apply(self, v, &mut out)?,
+        }
+        Ok(Tensor::from_vec(out, [k, self.params], Device::Cpu)?)
+    }
+}
+
+/// The primal pass of the model in the element type of `dtype`.
+fn sweep_for(model: &Sequential, loss: Loss, x: &Tensor, y: &Tensor) -> Result<Box<dyn Sweep>> {
+    fn typed<T: Element>(
+        model: &Sequential,
+        loss: Loss,
+        x: &Tensor,
+        y: &Tensor,
+    ) -> Result<Box<dyn Sweep>> {
+        Ok(Box::new(Network::<T>::new(
+            dense_layers(model)?,
+            loss,
+            x,
+            y,
+        )?))
+    }
+    match x.dtype() {
+        DType::F32 => typed::<f32>(model, loss, x, y),
+        DType::F64 => typed::<f64>(model, loss, x, y),
+    }
 }
 
 impl MlpHvp {
@@ -99,12 +163,8 @@ impl MlpHvp {
                 format!("the fused sweep runs on the CPU; the model is on {device}"),
             ));
         }
-        let network = match dtype {
-            DType::F32 => TypedNetwork::F32(Network::new(dense_layers(model)?, loss, x, y)?),
-            DType::F64 => TypedNetwork::F64(Network::new(dense_layers(model)?, loss, x, y)?),
-        };
         Ok(MlpHvp {
-            network,
+            network: sweep_for(model, loss, x, y)?,
             forced: None,
             dtype,
         })
@@ -131,49 +191,18 @@ impl MlpHvp {
 
     /// The loss at the parameters.
     pub fn value(&self) -> f64 {
-        match &self.network {
-            TypedNetwork::F32(net) => net.value,
-            TypedNetwork::F64(net) => net.value,
-        }
+        self.network.value()
     }
 
     /// ∇θ L, `[P]`.
     pub fn gradient(&self) -> Result<Tensor> {
-        Ok(match &self.network {
-            TypedNetwork::F32(net) => {
-                Tensor::from_vec(net.gradient.clone(), [net.params], Device::Cpu)?
-            }
-            TypedNetwork::F64(net) => {
-                Tensor::from_vec(net.gradient.clone(), [net.params], Device::Cpu)?
-            }
-        })
-    }
-
-    fn run<T: Element>(&self, net: &Network<T>, v: &Tensor) -> Result<Tensor> {
-        let k = check_batch("hvp_batch", self, v)?;
-        let v = v.host_slice::<T>()?;
-        let mut out = network::zeros("the products", v.len())?;
-        match self.strategy_for(k) {
-            MlpStrategy::Narrow => {
-                let directions = narrow::block_directions(
-                    net.params,
-                    T::DTYPE.size_in_bytes(),
-                    NARROW_BLOCK_BYTES,
-                );
-                narrow::apply(net, v, &mut out, directions)?
-            }
-            MlpStrategy::Wide => wide::apply(net, v, &mut out)?,
-        }
-        Ok(Tensor::from_vec(out, [k, net.params], Device::Cpu)?)
+        self.network.gradient()
     }
 }
 
 impl LinearOperator for MlpHvp {
     fn dim(&self) -> usize {
-        match &self.network {
-            TypedNetwork::F32(net) => net.params,
-            TypedNetwork::F64(net) => net.params,
-        }
+        self.network.params()
     }
 
     fn dtype(&self) -> DType {
@@ -185,10 +214,8 @@ impl LinearOperator for MlpHvp {
     }
 
     fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
-        match &self.network {
-            TypedNetwork::F32(net) => self.run(net, v),
-            TypedNetwork::F64(net) => self.run(net, v),
-        }
+        let k = check_batch("hvp_batch", self, v)?;
+        self.network.apply(v, k, self.strategy_for(k))
     }
 }
 
