@@ -6,10 +6,10 @@
 //! of directions then costs the tangent sweep alone, with the activation derivatives applied in
 //! the same pass as the products they feed and no graph, no per-op tensors.
 
-mod linalg;
 mod memory;
 mod narrow;
 mod network;
+mod vector_units;
 mod wide;
 
 use curvature_nn::{Loss, Sequential};

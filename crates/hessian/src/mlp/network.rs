@@ -5,10 +5,10 @@
 use curvature_nn::{
     labels_from_tensor, softmax_curvature, Activation, Layer, Linear, Loss, Sequential,
 };
+use curvature_tensor::host_gemm::{gemm, Gemm, Operand};
 use curvature_tensor::{Element, Tensor};
 use rayon::prelude::*;
 
-use super::linalg::{gemm, Gemm, Operand};
 use crate::alloc;
 use crate::error::invalid;
 use crate::Result;
@@ -194,7 +194,7 @@ impl<T: Element> Network<T> {
                 lhs: Operand::row_major(&h, dense.inputs),
                 rhs: Operand::transposed(&dense.weight, dense.inputs),
                 parallel: true,
-            });
+            })?;
             let (out, slope, curvature) = activate(dense.activation, &z)?;
             inputs.push(std::mem::replace(&mut h, out));
             slopes.push(slope);
@@ -235,7 +235,7 @@ impl<T: Element> Network<T> {
                 lhs: Operand::transposed(&grad_z, dense.outputs),
                 rhs: Operand::row_major(&input, dense.inputs),
                 parallel: true,
-            });
+            })?;
             for row in grad_z.chunks_exact(dense.outputs) {
                 for (b, &g) in b.iter_mut().zip(row) {
                     *b = *b + g;
@@ -252,7 +252,7 @@ impl<T: Element> Network<T> {
                     lhs: Operand::row_major(&grad_z, dense.outputs),
                     rhs: Operand::row_major(&dense.weight, dense.inputs),
                     parallel: true,
-                });
+                })?;
             }
             primal.push(LayerPrimal {
                 input,
