@@ -1,6 +1,5 @@
 //! [`MlpHvp`]: the loss Hessian of an MLP as a [`LinearOperator`] computed on the CPU by a fused
-//! forward-over-reverse sweep written for dense layers, instead of replaying the tape; and
-//! [`ModelHvp`], which takes it when it applies and the tape's [`PreparedHvp`] otherwise.
+//! forward-over-reverse sweep written for dense layers, instead of replaying the tape.
 //!
 //! The primal pass (forward, loss, backward) runs once, when the operator is made; each batch
 //! of directions then costs the tangent sweep alone, with the activation derivatives applied in
@@ -16,9 +15,11 @@ use curvature_nn::{Loss, Sequential};
 use curvature_tensor::{DType, Device, Element, Tensor};
 
 use crate::error::{check_kind, invalid};
-use crate::operator::{check_batch, common_kind, LinearOperator, PreparedHvp};
+use crate::operator::{check_batch, common_kind, LinearOperator};
 use crate::Result;
-use network::{dense_chain, dense_layers, Network};
+use network::{dense_layers, Network};
+
+pub(crate) use network::dense_chain;
 
 pub use memory::MlpMemory;
 
@@ -50,7 +51,7 @@ fn narrow_fits(params: usize, dtype: DType) -> bool {
 
 /// The Hessian of `loss(model(x), y)` with respect to the flat parameters θ, for a model of
 /// `Linear` layers each followed by at most one activation, on the CPU. It equals
-/// [`PreparedHvp::for_model`] (same θ order, same losses) and is exact: it evaluates the same
+/// [`PreparedHvp::for_model`](crate::PreparedHvp::for_model) (same θ order, same losses) and is exact: it evaluates the same
 /// derivatives in a different order, so results agree to rounding.
 ///
 /// ```
@@ -147,10 +148,9 @@ fn sweep_for(model: &Sequential, loss: Loss, x: &Tensor, y: &Tensor) -> Result<B
 }
 
 impl MlpHvp {
-    /// Runs the primal pass. Errors (naming
-    /// what is unsupported) for models that are not chains of `Linear` layers each followed by
-    /// at most one activation, and for tensors off the CPU; [`ModelHvp::new`] falls back to the
-    /// tape for those.
+    /// Runs the primal pass. Errors (naming what is unsupported) for models that are not chains
+    /// of `Linear` layers each followed by at most one activation, and for tensors off the CPU;
+    /// [`ModelHvp::new`](crate::ModelHvp::new) falls back to the tape for those.
     pub fn new(model: &Sequential, loss: Loss, x: &Tensor, y: &Tensor) -> Result<MlpHvp> {
         const OP: &str = "MlpHvp::new";
         let params = model.parameters();
@@ -216,77 +216,5 @@ impl LinearOperator for MlpHvp {
     fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
         let k = check_batch("hvp_batch", self, v)?;
         self.network.apply(v, k, self.strategy_for(k))
-    }
-}
-
-/// The loss Hessian of a model by the fastest exact route: [`MlpHvp`] for MLPs on the CPU, the
-/// tape's [`PreparedHvp::for_model`] for everything else (other layer patterns, GPUs).
-pub enum ModelHvp {
-    Fused(MlpHvp),
-    Tape(PreparedHvp),
-}
-
-impl ModelHvp {
-    pub fn new(model: &Sequential, loss: Loss, x: &Tensor, y: &Tensor) -> Result<ModelHvp> {
-        let on_cpu = model.parameters().iter().all(|p| p.device() == Device::Cpu)
-            && x.device() == Device::Cpu
-            && y.device() == Device::Cpu;
-        if on_cpu && dense_chain(model).is_ok() {
-            return MlpHvp::new(model, loss, x, y).map(ModelHvp::Fused);
-        }
-        PreparedHvp::for_model(model, loss, x, y).map(ModelHvp::Tape)
-    }
-
-    /// The loss at the parameters.
-    pub fn value(&self) -> Result<f64> {
-        match self {
-            ModelHvp::Fused(op) => Ok(op.value()),
-            ModelHvp::Tape(op) => Ok(op.value().to_scalar()?),
-        }
-    }
-
-    /// ∇θ L, `[P]`.
-    pub fn gradient(&self) -> Result<Tensor> {
-        match self {
-            ModelHvp::Fused(op) => op.gradient(),
-            ModelHvp::Tape(op) => Ok(op.gradient().clone()),
-        }
-    }
-
-    /// Which route a batch of `directions` vectors takes: `fused-narrow`, `fused-wide` or
-    /// `tape`.
-    pub fn engine(&self, directions: usize) -> &'static str {
-        match self {
-            ModelHvp::Fused(op) => match op.strategy_for(directions) {
-                MlpStrategy::Narrow => "fused-narrow",
-                MlpStrategy::Wide => "fused-wide",
-            },
-            ModelHvp::Tape(_) => "tape",
-        }
-    }
-
-    fn operator(&self) -> &dyn LinearOperator {
-        match self {
-            ModelHvp::Fused(op) => op,
-            ModelHvp::Tape(op) => op,
-        }
-    }
-}
-
-impl LinearOperator for ModelHvp {
-    fn dim(&self) -> usize {
-        self.operator().dim()
-    }
-
-    fn dtype(&self) -> DType {
-        self.operator().dtype()
-    }
-
-    fn device(&self) -> Device {
-        self.operator().device()
-    }
-
-    fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
-        self.operator().apply_batch(v)
     }
 }
