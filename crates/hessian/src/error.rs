@@ -47,6 +47,9 @@ pub enum HessianError {
         expected: Device,
         got: Device,
     },
+    /// The host's symmetric eigensolver did not converge.
+    #[error("{op}: the symmetric eigensolver did not converge")]
+    NotConverged { op: &'static str },
     /// Any other invalid argument, with an explanation.
     #[error("{op}: {msg}")]
     InvalidArgument { op: &'static str, msg: String },
