@@ -9,7 +9,7 @@
 //!   PyTorch's (`0.weight`, `0.bias`, `2.weight`, …) and flatten into one vector θ;
 //! - losses: [`Loss`] (MSE, sum of squares, softmax cross-entropy) and the functions
 //!   [`mse`], [`sum_sq`], [`cross_entropy`], [`labels_from_tensor`], with the scalar pieces a
-//!   hand-written sweep needs ([`Loss::constant_curvature`], [`Loss::output_gradient`],
+//!   hand-written sweep needs ([`Loss::output_scale`], [`Loss::output_gradient`],
 //!   [`softmax_curvature`]);
 //! - model files: [`ModelLayout`] (the checked header, nothing loaded) and [`ModelFile`] (a
 //!   model, its data and its loss), with [`ModelFileError`] and the text helpers that keep
