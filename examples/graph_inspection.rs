@@ -5,7 +5,7 @@
 //!
 //! Run with `cargo run --release --example graph_inspection`.
 
-use curvature::tape::nn::Linear;
+use curvature::nn::Linear;
 use curvature::tape::{NodeId, NodeInfo, Tape, TapeError, Var};
 use curvature::tensor::{DType, Device, Tensor};
 
@@ -29,7 +29,7 @@ fn matrix(values: &[f64], dims: &[usize]) -> curvature::tape::Result<Tensor> {
     Ok(Tensor::from_f64s(values, dims, DType::F64, Device::Cpu)?)
 }
 
-pub fn run() -> curvature::tape::Result<GraphRun> {
+pub fn run() -> curvature::nn::Result<GraphRun> {
     let tape = Tape::new();
     let x = tape.constant(matrix(&[1.0, 2.0, 3.0, -1.0, 0.5, 0.0], &[2, 3])?);
     let w1 = tape.leaf(matrix(

@@ -10,7 +10,7 @@
 //!
 //! Run with `cargo run --release --example simple_net`.
 
-use curvature::tape::nn::{mse, Activation, Sequential};
+use curvature::nn::{mse, Activation, Sequential};
 use curvature::tape::{grad, GradOptions, Tape, Var};
 use curvature::tensor::{DType, Device, Tensor};
 
@@ -32,7 +32,7 @@ pub fn data() -> curvature::tape::Result<(Tensor, Tensor)> {
 
 /// The loss at epoch 0 and every `REPORT_EVERY` epochs up to and including `EPOCHS`
 /// (the loss at epoch `e` is measured before the `e`-th update).
-pub fn run() -> curvature::tape::Result<Vec<(usize, f64)>> {
+pub fn run() -> curvature::nn::Result<Vec<(usize, f64)>> {
     let (x, y) = data()?;
     let mut model = Sequential::mlp(
         &[1, 10, 10, 1],

@@ -11,10 +11,10 @@ use std::path::Path;
 
 use curvature::hessian::{
     hessian_diagonal_hutchinson, hessian_of, spectral_density, top_eigenvalues, trace_hutchpp,
-    HessianOptions, LanczosOptions, LinearOperator, ModelHvp, Probe, SlqOptions, SpectralDensity,
-    Which, MAX_SIGMA, MIN_SIGMA,
+    HessianError, HessianOptions, LanczosOptions, LinearOperator, ModelHvp, Probe, SlqOptions,
+    SpectralDensity, Which, MAX_SIGMA, MIN_SIGMA,
 };
-use curvature::tape::{ModelFile, ModelFileError, ModelLayout, TapeError};
+use curvature::nn::{ModelFile, ModelFileError, ModelLayout, NnError};
 use curvature::tensor::{DType, Device};
 
 use crate::cli::AnalyzeArgs;
@@ -261,9 +261,9 @@ fn located(path: &Path, e: impl std::fmt::Display) -> String {
 
 /// An error opening the model file: located, unless it names the file already (it could not
 /// be read at all).
-fn open_error(path: &Path, e: TapeError) -> String {
+fn open_error(path: &Path, e: NnError) -> String {
     match e {
-        TapeError::ModelFile(ModelFileError::Io { .. } | ModelFileError::NotRegular { .. }) => {
+        NnError::ModelFile(ModelFileError::Io { .. } | ModelFileError::NotRegular { .. }) => {
             e.to_string()
         }
         other => located(path, other),
@@ -272,12 +272,12 @@ fn open_error(path: &Path, e: TapeError) -> String {
 
 /// All eigenvalues, ascending, of the symmetric part of the row-major `n × n` matrix `h`.
 fn symmetric_eigenvalues(n: usize, h: &[f64]) -> Result<Vec<f64>, String> {
-    let matrix = nalgebra::DMatrix::from_fn(n, n, |r, c| 0.5 * (h[r * n + c] + h[c * n + r]));
-    let eig = nalgebra::SymmetricEigen::try_new(matrix, f64::EPSILON, 1000 * n.max(1))
-        .ok_or("the symmetric eigensolver did not converge on the Hessian")?;
-    let mut values: Vec<f64> = eig.eigenvalues.iter().copied().collect();
-    values.sort_by(f64::total_cmp);
-    Ok(values)
+    curvature::hessian::symmetric_eigenvalues(n, h).map_err(|e| match e {
+        HessianError::NotConverged { .. } => {
+            "the symmetric eigensolver did not converge on the Hessian".to_string()
+        }
+        other => other.to_string(),
+    })
 }
 
 /// 1% of the spectrum's extent: of all eigenvalues when known, otherwise of the interval from

@@ -2,7 +2,7 @@
 //! library's `bench` module, as a table or one JSON object per workload.
 
 use curvature::bench::{run_workload, table_header, table_row, BenchConfig};
-use curvature::tape::shown;
+use curvature::nn::shown;
 use curvature::tensor::Device;
 use curvature::workloads::{self, Workload};
 

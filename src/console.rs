@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use curvature::tape::bounded_text;
+use curvature::nn::bounded_text;
 
 /// The most bytes of the error line, `error: ` and the line break included.
 pub const ERROR_LINE_BYTES: usize = 300;

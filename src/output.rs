@@ -10,7 +10,7 @@ use std::fs::Metadata;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use curvature::tape::{bounded_text, file_kind};
+use curvature::nn::{bounded_text, file_kind};
 
 use crate::signals::{self, Registered};
 

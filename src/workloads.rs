@@ -1,7 +1,7 @@
 //! The standard benchmark workloads of the project: tanh MLPs with an MSE loss, and K
 //! Hessian-vector products with respect to all parameters.
 
-use curvature_tape::nn::{Activation, Loss, Sequential};
+use curvature_nn::{Activation, Loss, Sequential};
 use curvature_tensor::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -82,7 +82,7 @@ impl Workload {
     /// Builds the model (seeded initialisation) and its data. The seed workload uses the
     /// SimpleNet data, x = linspace(−10, 10) and y = 2x + 3 + 3·sin(x)·√|x| + cos(x + 3);
     /// the others use seeded uniform data in [−1, 1).
-    pub fn build(&self, dtype: DType, device: Device) -> curvature_tape::Result<Problem> {
+    pub fn build(&self, dtype: DType, device: Device) -> curvature_nn::Result<Problem> {
         let hidden = vec![Activation::Tanh; self.widths.len() - 2];
         let model = Sequential::mlp(&self.widths, &hidden, None, dtype, device, 0)?;
         let (input, output) = (self.widths[0], self.widths[self.widths.len() - 1]);

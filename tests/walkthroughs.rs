@@ -19,7 +19,8 @@ mod simple_grad;
 #[path = "../examples/simple_net.rs"]
 mod simple_net;
 
-use curvature::tape::{grad, GradOptions, ModelFile, Tape, TapeError};
+use curvature::nn::ModelFile;
+use curvature::tape::{grad, GradOptions, Tape, TapeError};
 use curvature::tensor::{DType, Device, Tensor};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;

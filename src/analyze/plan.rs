@@ -9,8 +9,8 @@
 
 use curvature::hessian::{HessianOptions, LanczosOptions, MlpMemory, SlqOptions, Which};
 #[cfg(test)]
-use curvature::tape::ModelFile;
-use curvature::tape::ModelLayout;
+use curvature::nn::ModelFile;
+use curvature::nn::ModelLayout;
 use curvature::tensor::{human_bytes, DType};
 
 /// Memory assumed available when `/proc/meminfo` cannot be read and no limit is given.

@@ -1,5 +1,6 @@
 //! The hessian crate's error type.
 
+use curvature_nn::NnError;
 use curvature_tape::TapeError;
 use curvature_tensor::{DType, Device, Shape, Tensor, TensorError};
 
@@ -10,6 +11,9 @@ pub enum HessianError {
     /// The tape rejected a recording or a backward pass.
     #[error(transparent)]
     Tape(#[from] TapeError),
+    /// A model, a loss or a model file rejected its arguments.
+    #[error(transparent)]
+    Nn(#[from] NnError),
     /// A tensor op failed (shapes, dtypes, devices).
     #[error(transparent)]
     Tensor(#[from] TensorError),
@@ -43,6 +47,9 @@ pub enum HessianError {
         expected: Device,
         got: Device,
     },
+    /// The host's symmetric eigensolver did not converge.
+    #[error("{op}: the symmetric eigensolver did not converge")]
+    NotConverged { op: &'static str },
     /// Any other invalid argument, with an explanation.
     #[error("{op}: {msg}")]
     InvalidArgument { op: &'static str, msg: String },

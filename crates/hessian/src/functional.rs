@@ -13,9 +13,10 @@ use crate::{HessianError, Result};
 
 /// `H·v` for a scalar function `f` of `inputs`, where `v` holds one tensor per input with the
 /// input's shape; returns one tensor per input (the blocks of the product).
-pub fn hvp<F>(f: F, inputs: &[Tensor], v: &[Tensor]) -> Result<Vec<Tensor>>
+pub fn hvp<F, E>(f: F, inputs: &[Tensor], v: &[Tensor]) -> Result<Vec<Tensor>>
 where
-    F: Fn(&[Var]) -> curvature_tape::Result<Var>,
+    F: Fn(&[Var]) -> std::result::Result<Var, E>,
+    HessianError: From<E>,
 {
     let op = PreparedHvp::new(f, inputs)?;
     let flat = flatten(&op, "hvp", v, None)?;
@@ -24,9 +25,10 @@ where
 
 /// K Hessian-vector products in one double-backward sweep: `v[i]` has shape `[K, …inputs[i]]`
 /// (row k of every `v[i]` together is one vector) and so has each result.
-pub fn hvp_batch<F>(f: F, inputs: &[Tensor], v: &[Tensor]) -> Result<Vec<Tensor>>
+pub fn hvp_batch<F, E>(f: F, inputs: &[Tensor], v: &[Tensor]) -> Result<Vec<Tensor>>
 where
-    F: Fn(&[Var]) -> curvature_tape::Result<Var>,
+    F: Fn(&[Var]) -> std::result::Result<Var, E>,
+    HessianError: From<E>,
 {
     let op = PreparedHvp::new(f, inputs)?;
     let k = match v.first() {
@@ -48,9 +50,10 @@ where
 /// Built from [`hvp_batch`]-style sweeps over identity chunks sized by `options`; the `N²`
 /// result is sized and reserved first, so one that cannot be held is an error naming its
 /// size and memory (see [`hessian_of`]).
-pub fn hessian<F>(f: F, inputs: &[Tensor], options: &HessianOptions) -> Result<Tensor>
+pub fn hessian<F, E>(f: F, inputs: &[Tensor], options: &HessianOptions) -> Result<Tensor>
 where
-    F: Fn(&[Var]) -> curvature_tape::Result<Var>,
+    F: Fn(&[Var]) -> std::result::Result<Var, E>,
+    HessianError: From<E>,
 {
     hessian_of(&PreparedHvp::new(f, inputs)?, options)
 }
@@ -59,9 +62,10 @@ where
 /// shape `[…output shape, N, N]`. Each output element gets its own recording (so memory stays
 /// that of one function), its matrix written in place into the result. The result's
 /// `outputs · N²` elements are counted and reserved before the first Hessian is computed.
-pub fn output_hessian<F>(f: F, inputs: &[Tensor], options: &HessianOptions) -> Result<Tensor>
+pub fn output_hessian<F, E>(f: F, inputs: &[Tensor], options: &HessianOptions) -> Result<Tensor>
 where
-    F: Fn(&[Var]) -> curvature_tape::Result<Var>,
+    F: Fn(&[Var]) -> std::result::Result<Var, E>,
+    HessianError: From<E>,
 {
     const OP: &str = "output_hessian";
     const WHAT: &str = "the outputs × N × N Hessians";
@@ -81,8 +85,8 @@ where
     let len = alloc::product(OP, WHAT, &[outputs, dim, dim])?;
     let mut buf = HostBuffer::with_capacity(OP, WHAT, dtype, len)?;
     for m in 0..outputs {
-        let op = PreparedHvp::new(
-            |v| f(v)?.reshape([outputs])?.narrow(0, m, 1)?.sum_all(),
+        let op = PreparedHvp::new::<_, HessianError>(
+            |v| Ok(f(v)?.reshape([outputs])?.narrow(0, m, 1)?.sum_all()?),
             inputs,
         )?;
         write_matrix(&op, options, &mut buf, m * block)?;

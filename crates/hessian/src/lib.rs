@@ -19,8 +19,9 @@
 //! gradient stay on a tape — so every further batch costs one sweep and records nothing.
 //! Random probes come from a seeded ChaCha8 generator on the host ([`probes`]), so every device
 //! sees the same vectors. Only tensor ops touch vectors of length dim; results are tensors on the
-//! inputs' device. Small dense problems (the Lanczos tridiagonal, the Hutch++ Gram matrix) are
-//! solved on the host in f64 with `nalgebra`.
+//! inputs' device. Small dense problems (the Lanczos tridiagonal, the Hutch++ Gram matrix, the
+//! eigenvalues of a dense Hessian: [`symmetric_eigenvalues`]) are solved on the host in f64
+//! with `nalgebra`.
 //!
 //! ```
 //! use curvature_hessian::{hessian, hvp, top_eigenvalues, HessianOptions, LanczosOptions, PreparedHvp};
@@ -54,6 +55,7 @@ mod lanczos;
 mod linalg;
 mod mlp;
 mod model;
+mod model_hvp;
 mod operator;
 mod probes;
 mod trace;
@@ -67,8 +69,10 @@ pub use error::{HessianError, Result};
 pub use functional::{hessian, hvp, hvp_batch, output_hessian};
 pub use krylov::MAX_KRYLOV_STEPS;
 pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, Which};
-pub use mlp::{MlpHvp, MlpMemory, MlpStrategy, ModelHvp};
+pub use linalg::symmetric_eigenvalues;
+pub use mlp::{MlpHvp, MlpMemory, MlpStrategy};
 pub use model::{loss_hessian, model_hessian, per_sample_hessian};
+pub use model_hvp::ModelHvp;
 pub use operator::{apply, LinearOperator, PreparedHvp};
 pub use probes::{probes, Probe, MAX_PROBES};
 pub use trace::{hessian_diagonal_hutchinson, trace_hutchinson, trace_hutchpp};

@@ -1,5 +1,6 @@
-//! Small dense linear algebra on the host in f64 (through `nalgebra`): the tridiagonal
-//! eigenproblem of Lanczos and SLQ, and the k × k Gram eigenproblem that orthonormalises a
+//! Small dense linear algebra on the host in f64 (through `nalgebra`): the eigenvalues of a
+//! dense symmetric matrix, the tridiagonal eigenproblem of Lanczos and SLQ, and the k × k Gram
+//! eigenproblem that orthonormalises a
 //! sketch whose big `[k, dim]` products stay tensor ops on the device.
 
 use curvature_tensor::Tensor;
@@ -7,7 +8,30 @@ use nalgebra::{DMatrix, SymmetricEigen};
 
 use crate::alloc;
 use crate::error::invalid;
-use crate::Result;
+use crate::{HessianError, Result};
+
+/// All eigenvalues, ascending, of the symmetric part `(H + Hᵀ)/2` of the `n × n` matrix `H`
+/// given row-major in `entries`, computed on the host in f64. Errors when `entries` is not
+/// `n²` long, when the matrix has a non-finite entry, and when the eigensolver does not
+/// converge ([`HessianError::NotConverged`]).
+pub fn symmetric_eigenvalues(n: usize, entries: &[f64]) -> Result<Vec<f64>> {
+    const OP: &str = "symmetric_eigenvalues";
+    let len = alloc::product(OP, "the matrix", &[n, n])?;
+    if entries.len() != len {
+        return Err(invalid(
+            OP,
+            format!(
+                "a {n} × {n} matrix has {len} entries, got {}",
+                entries.len()
+            ),
+        ));
+    }
+    let mut symmetric = alloc::with_capacity(OP, "the matrix", len)?;
+    for r in 0..n {
+        symmetric.extend((0..n).map(|c| 0.5 * (entries[r * n + c] + entries[c * n + r])));
+    }
+    Ok(symmetric_eigen(OP, n, &symmetric)?.0)
+}
 
 /// Eigenvalues (ascending) and orthonormal eigenvectors (columns, in the same order) of a
 /// symmetric matrix given row-major.
@@ -26,7 +50,7 @@ fn eigen_of(op: &'static str, matrix: DMatrix<f64>) -> Result<(Vec<f64>, DMatrix
     }
     let n = matrix.nrows();
     let eig = SymmetricEigen::try_new(matrix, f64::EPSILON, 1000 * n.max(1))
-        .ok_or_else(|| invalid(op, "the symmetric eigensolver did not converge"))?;
+        .ok_or(HessianError::NotConverged { op })?;
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| eig.eigenvalues[a].total_cmp(&eig.eigenvalues[b]));
     let values = order.iter().map(|&i| eig.eigenvalues[i]).collect();

@@ -2,7 +2,7 @@
 //! per layer the weight row-major, then the bias): model Hessians, loss Hessians and per-sample
 //! loss Hessians.
 
-use curvature_tape::nn::{Loss, Sequential};
+use curvature_nn::{Loss, Sequential};
 use curvature_tape::Tape;
 use curvature_tensor::Tensor;
 
@@ -10,7 +10,7 @@ use crate::alloc;
 use crate::assemble::{hessian_of, write_matrix, HessianOptions, HostBuffer};
 use crate::error::{check_kind, invalid};
 use crate::functional::output_hessian;
-use crate::mlp::ModelHvp;
+use crate::model_hvp::ModelHvp;
 use crate::operator::PreparedHvp;
 use crate::Result;
 

@@ -89,9 +89,10 @@ pub struct PreparedHvp {
 impl PreparedHvp {
     /// Records `f(inputs)` and its gradient. Inputs must share one dtype and device; `f` must
     /// return a scalar (one element). Inputs `f` ignores get zero rows and columns.
-    pub fn new<F>(f: F, inputs: &[Tensor]) -> Result<PreparedHvp>
+    pub fn new<F, E>(f: F, inputs: &[Tensor]) -> Result<PreparedHvp>
     where
-        F: FnOnce(&[Var]) -> curvature_tape::Result<Var>,
+        F: FnOnce(&[Var]) -> std::result::Result<Var, E>,
+        HessianError: From<E>,
     {
         let (dtype, device) = common_kind("PreparedHvp::new", inputs)?;
         let sizes: Vec<usize> = inputs.iter().map(Tensor::elem_count).collect();

@@ -10,7 +10,7 @@ use curvature_hessian::{
     trace_hutchinson, trace_hutchpp, HessianOptions, LanczosOptions, PreparedHvp, Probe,
     SlqOptions,
 };
-use curvature_tape::ModelFile;
+use curvature_nn::ModelFile;
 use curvature_tensor::{DType, Device};
 
 #[test]

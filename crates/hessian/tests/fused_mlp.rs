@@ -8,8 +8,7 @@ use common::{load, rel_err, GOLDEN};
 use curvature_hessian::{
     probes, LinearOperator, MlpHvp, MlpStrategy, ModelHvp, PreparedHvp, Probe,
 };
-use curvature_tape::nn::{Activation, Layer, Loss, Sequential};
-use curvature_tape::ModelFile;
+use curvature_nn::{Activation, Layer, Loss, ModelFile, Sequential};
 use curvature_tensor::{DType, Device, Tensor};
 
 const STRATEGIES: [MlpStrategy; 2] = [MlpStrategy::Narrow, MlpStrategy::Wide];
@@ -320,10 +319,7 @@ fn impossible_sizes_are_refused_before_any_product() {
         return;
     };
     let bias = Tensor::zeros([3], DType::F64, Device::Cpu).unwrap();
-    let model = Sequential::new(vec![Layer::Linear(curvature_tape::nn::Linear {
-        weight,
-        bias,
-    })]);
+    let model = Sequential::new(vec![Layer::Linear(curvature_nn::Linear { weight, bias })]);
     let y = Tensor::zeros([3, 3], DType::F64, Device::Cpu).unwrap();
     let err = MlpHvp::new(&model, Loss::Mse, &x, &y)
         .err()

@@ -10,8 +10,8 @@ use curvature_hessian::{
     hessian, hessian_diagonal, hessian_of, hvp, hvp_batch, loss_hessian, model_hessian,
     per_sample_hessian, top_eigenvalues, HessianOptions, LanczosOptions, PreparedHvp, Which,
 };
-use curvature_tape::nn::Loss;
-use curvature_tape::{ModelFile, Var};
+use curvature_nn::{Loss, ModelFile};
+use curvature_tape::Var;
 use curvature_tensor::{DType, Device, Tensor};
 
 const TOL: f64 = 1e-10;

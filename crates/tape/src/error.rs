@@ -2,12 +2,9 @@
 
 use curvature_tensor::{Shape, TensorError};
 
-/// Everything the tape, the nn layers and the checks can reject.
+/// Everything the tape and the checks can reject.
 #[derive(Debug, thiserror::Error)]
 pub enum TapeError {
-    /// A model file could not be read.
-    #[error(transparent)]
-    ModelFile(#[from] crate::model_file::ModelFileError),
     /// A tensor op failed (shapes, dtypes, devices).
     #[error(transparent)]
     Tensor(#[from] TensorError),

@@ -3,7 +3,7 @@
 //! Reverse-mode automatic differentiation whose backward rules are themselves recorded with
 //! differentiable ops, so gradients can be differentiated again to any order. Cotangents may
 //! carry leading batch axes: `vjp` of a gradient with K stacked vectors is K Hessian-vector
-//! products in one sweep.
+//! products in one sweep. Layers, losses and model files are built on it in `curvature-nn`.
 //!
 //! ```
 //! use curvature_tape::{grad, GradOptions, Tape};
@@ -26,8 +26,6 @@
 pub mod check;
 mod error;
 mod grad;
-mod model_file;
-pub mod nn;
 mod op;
 mod ops;
 mod rules;
@@ -36,8 +34,5 @@ mod var;
 
 pub use error::{Result, TapeError};
 pub use grad::{grad, vjp, GradOptions};
-pub use model_file::{
-    bounded_text, file_kind, shown, ModelFile, ModelFileError, ModelLayout, MAX_HEADER_BYTES,
-};
 pub use tape::{NodeId, NodeInfo, Tape};
 pub use var::Var;

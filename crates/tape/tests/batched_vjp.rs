@@ -6,7 +6,8 @@
 mod common;
 
 use common::{golden_files, relative_error};
-use curvature_tape::{grad, vjp, GradOptions, ModelFile, Result, Tape, TapeError, Var};
+use curvature_nn::ModelFile;
+use curvature_tape::{grad, vjp, GradOptions, Result, Tape, TapeError, Var};
 use curvature_tensor::{DType, Device, Tensor};
 
 // ---------------------------------------------------------------------------------------------
@@ -21,7 +22,7 @@ struct LossGradHvps {
     values: [Vec<f64>; 3],
 }
 
-fn loss_grad_hvps(file: &ModelFile) -> Result<LossGradHvps> {
+fn loss_grad_hvps(file: &ModelFile) -> curvature_nn::Result<LossGradHvps> {
     let tape = Tape::new();
     let theta = tape.leaf(file.model.flat_params()?);
     let p = theta.value().elem_count();
@@ -60,7 +61,11 @@ fn loss_grad_hvps(file: &ModelFile) -> Result<LossGradHvps> {
 
 /// The largest relative difference between row i of the batched HVPs and the vjp of the
 /// gradient with V[i] alone, over all rows.
-fn batched_vs_separate(file: &ModelFile, ours: &LossGradHvps, name: &str) -> Result<f64> {
+fn batched_vs_separate(
+    file: &ModelFile,
+    ours: &LossGradHvps,
+    name: &str,
+) -> curvature_nn::Result<f64> {
     let v = file.tensor("V")?;
     let (k, p) = (v.dims()[0], v.dims()[1]);
     let batched = &ours.values[2];
@@ -94,7 +99,7 @@ fn batched_vs_separate(file: &ModelFile, ours: &LossGradHvps, name: &str) -> Res
 /// Loss, gradient and batched HVPs of every golden model equal the golden values (f64 to 1e-10,
 /// f32 to 1e-4); in f64 each batched row equals its own vjp (1e-12), and on CUDA every value
 /// equals the CPU's (1e-12).
-fn golden_loss_grad_and_batched_hvps(device: Device) -> Result<()> {
+fn golden_loss_grad_and_batched_hvps(device: Device) -> curvature_nn::Result<()> {
     for path in golden_files() {
         let name = path
             .file_stem()

@@ -50,6 +50,7 @@ mod cuda;
 mod device;
 mod dtype;
 mod error;
+pub mod host_gemm;
 mod ops;
 mod shape;
 mod storage;

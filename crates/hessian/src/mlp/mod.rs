@@ -1,24 +1,25 @@
 //! [`MlpHvp`]: the loss Hessian of an MLP as a [`LinearOperator`] computed on the CPU by a fused
-//! forward-over-reverse sweep written for dense layers, instead of replaying the tape; and
-//! [`ModelHvp`], which takes it when it applies and the tape's [`PreparedHvp`] otherwise.
+//! forward-over-reverse sweep written for dense layers, instead of replaying the tape.
 //!
 //! The primal pass (forward, loss, backward) runs once, when the operator is made; each batch
 //! of directions then costs the tangent sweep alone, with the activation derivatives applied in
 //! the same pass as the products they feed and no graph, no per-op tensors.
 
-mod linalg;
 mod memory;
 mod narrow;
 mod network;
+mod vector_units;
 mod wide;
 
-use curvature_tape::nn::{Loss, Sequential};
+use curvature_nn::{Loss, Sequential};
 use curvature_tensor::{DType, Device, Element, Tensor};
 
 use crate::error::{check_kind, invalid};
-use crate::operator::{check_batch, common_kind, LinearOperator, PreparedHvp};
+use crate::operator::{check_batch, common_kind, LinearOperator};
 use crate::Result;
-use network::{dense_chain, dense_layers, Network};
+use network::{dense_layers, Network};
+
+pub(crate) use network::dense_chain;
 
 pub use memory::MlpMemory;
 
@@ -50,12 +51,12 @@ fn narrow_fits(params: usize, dtype: DType) -> bool {
 
 /// The Hessian of `loss(model(x), y)` with respect to the flat parameters θ, for a model of
 /// `Linear` layers each followed by at most one activation, on the CPU. It equals
-/// [`PreparedHvp::for_model`] (same θ order, same losses) and is exact: it evaluates the same
+/// [`PreparedHvp::for_model`](crate::PreparedHvp::for_model) (same θ order, same losses) and is exact: it evaluates the same
 /// derivatives in a different order, so results agree to rounding.
 ///
 /// ```
 /// use curvature_hessian::{LinearOperator, MlpHvp, PreparedHvp};
-/// use curvature_tape::nn::{Activation, Loss, Sequential};
+/// use curvature_nn::{Activation, Loss, Sequential};
 /// use curvature_tensor::{DType, Device, Tensor};
 ///
 /// # fn main() -> curvature_hessian::Result<()> {
@@ -71,22 +72,85 @@ fn narrow_fits(params: usize, dtype: DType) -> bool {
 /// # }
 /// ```
 pub struct MlpHvp {
-    network: TypedNetwork,
+    network: Box<dyn Sweep>,
     /// A layout fixed by [`MlpHvp::with_strategy`]; otherwise chosen per batch.
     forced: Option<MlpStrategy>,
     dtype: DType,
 }
 
-enum TypedNetwork {
-    F32(Network<f32>),
-    F64(Network<f64>),
+/// A [`Network`] of any element type: what the operator asks of its primal pass.
+trait Sweep: Send + Sync {
+    /// P, the number of parameters.
+    fn params(&self) -> usize;
+    /// The loss at the parameters.
+    fn value(&self) -> f64;
+    /// ∇θ L, `[P]`.
+    fn gradient(&self) -> Result<Tensor>;
+    /// The products of the `[k, P]` batch `v` (of the network's dtype, on the CPU), swept with
+    /// `strategy`.
+    fn apply(&self, v: &Tensor, k: usize, strategy: MlpStrategy) -> Result<Tensor>;
+}
+
+impl<T: Element> Sweep for Network<T> {
+    fn params(&self) -> usize {
+        self.params
+    }
+
+    fn value(&self) -> f64 {
+        self.value
+    }
+
+    fn gradient(&self) -> Result<Tensor> {
+        Ok(Tensor::from_vec(
+            self.gradient.clone(),
+            [self.params],
+            Device::Cpu,
+        )?)
+    }
+
+    fn apply(&self, v: &Tensor, k: usize, strategy: MlpStrategy) -> Result<Tensor> {
+        let v = v.host_slice::<T>()?;
+        let mut out = network::zeros("the products", v.len())?;
+        match strategy {
+            MlpStrategy::Narrow => {
+                let directions = narrow::block_directions(
+                    self.params,
+                    T::DTYPE.size_in_bytes(),
+                    NARROW_BLOCK_BYTES,
+                );
+                narrow::apply(self, v, &mut out, directions)?
+            }
+            MlpStrategy::Wide => wide::apply(self, v, &mut out)?,
+        }
+        Ok(Tensor::from_vec(out, [k, self.params], Device::Cpu)?)
+    }
+}
+
+/// The primal pass of the model in the element type of `dtype`.
+fn sweep_for(model: &Sequential, loss: Loss, x: &Tensor, y: &Tensor) -> Result<Box<dyn Sweep>> {
+    fn typed<T: Element>(
+        model: &Sequential,
+        loss: Loss,
+        x: &Tensor,
+        y: &Tensor,
+    ) -> Result<Box<dyn Sweep>> {
+        Ok(Box::new(Network::<T>::new(
+            dense_layers(model)?,
+            loss,
+            x,
+            y,
+        )?))
+    }
+    match x.dtype() {
+        DType::F32 => typed::<f32>(model, loss, x, y),
+        DType::F64 => typed::<f64>(model, loss, x, y),
+    }
 }
 
 impl MlpHvp {
-    /// Runs the primal pass. Errors (naming
-    /// what is unsupported) for models that are not chains of `Linear` layers each followed by
-    /// at most one activation, and for tensors off the CPU; [`ModelHvp::new`] falls back to the
-    /// tape for those.
+    /// Runs the primal pass. Errors (naming what is unsupported) for models that are not chains
+    /// of `Linear` layers each followed by at most one activation, and for tensors off the CPU;
+    /// [`ModelHvp::new`](crate::ModelHvp::new) falls back to the tape for those.
     pub fn new(model: &Sequential, loss: Loss, x: &Tensor, y: &Tensor) -> Result<MlpHvp> {
         const OP: &str = "MlpHvp::new";
         let params = model.parameters();
@@ -99,12 +163,8 @@ impl MlpHvp {
                 format!("the fused sweep runs on the CPU; the model is on {device}"),
             ));
         }
-        let network = match dtype {
-            DType::F32 => TypedNetwork::F32(Network::new(dense_layers(model)?, loss, x, y)?),
-            DType::F64 => TypedNetwork::F64(Network::new(dense_layers(model)?, loss, x, y)?),
-        };
         Ok(MlpHvp {
-            network,
+            network: sweep_for(model, loss, x, y)?,
             forced: None,
             dtype,
         })
@@ -131,49 +191,18 @@ impl MlpHvp {
 
     /// The loss at the parameters.
     pub fn value(&self) -> f64 {
-        match &self.network {
-            TypedNetwork::F32(net) => net.value,
-            TypedNetwork::F64(net) => net.value,
-        }
+        self.network.value()
     }
 
     /// ∇θ L, `[P]`.
     pub fn gradient(&self) -> Result<Tensor> {
-        Ok(match &self.network {
-            TypedNetwork::F32(net) => {
-                Tensor::from_vec(net.gradient.clone(), [net.params], Device::Cpu)?
-            }
-            TypedNetwork::F64(net) => {
-                Tensor::from_vec(net.gradient.clone(), [net.params], Device::Cpu)?
-            }
-        })
-    }
-
-    fn run<T: Element>(&self, net: &Network<T>, v: &Tensor) -> Result<Tensor> {
-        let k = check_batch("hvp_batch", self, v)?;
-        let v = v.host_slice::<T>()?;
-        let mut out = network::zeros("the products", v.len())?;
-        match self.strategy_for(k) {
-            MlpStrategy::Narrow => {
-                let directions = narrow::block_directions(
-                    net.params,
-                    T::DTYPE.size_in_bytes(),
-                    NARROW_BLOCK_BYTES,
-                );
-                narrow::apply(net, v, &mut out, directions)?
-            }
-            MlpStrategy::Wide => wide::apply(net, v, &mut out)?,
-        }
-        Ok(Tensor::from_vec(out, [k, net.params], Device::Cpu)?)
+        self.network.gradient()
     }
 }
 
 impl LinearOperator for MlpHvp {
     fn dim(&self) -> usize {
-        match &self.network {
-            TypedNetwork::F32(net) => net.params,
-            TypedNetwork::F64(net) => net.params,
-        }
+        self.network.params()
     }
 
     fn dtype(&self) -> DType {
@@ -185,81 +214,7 @@ impl LinearOperator for MlpHvp {
     }
 
     fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
-        match &self.network {
-            TypedNetwork::F32(net) => self.run(net, v),
-            TypedNetwork::F64(net) => self.run(net, v),
-        }
-    }
-}
-
-/// The loss Hessian of a model by the fastest exact route: [`MlpHvp`] for MLPs on the CPU, the
-/// tape's [`PreparedHvp::for_model`] for everything else (other layer patterns, GPUs).
-pub enum ModelHvp {
-    Fused(MlpHvp),
-    Tape(PreparedHvp),
-}
-
-impl ModelHvp {
-    pub fn new(model: &Sequential, loss: Loss, x: &Tensor, y: &Tensor) -> Result<ModelHvp> {
-        let on_cpu = model.parameters().iter().all(|p| p.device() == Device::Cpu)
-            && x.device() == Device::Cpu
-            && y.device() == Device::Cpu;
-        if on_cpu && dense_chain(model).is_ok() {
-            return MlpHvp::new(model, loss, x, y).map(ModelHvp::Fused);
-        }
-        PreparedHvp::for_model(model, loss, x, y).map(ModelHvp::Tape)
-    }
-
-    /// The loss at the parameters.
-    pub fn value(&self) -> Result<f64> {
-        match self {
-            ModelHvp::Fused(op) => Ok(op.value()),
-            ModelHvp::Tape(op) => Ok(op.value().to_scalar()?),
-        }
-    }
-
-    /// ∇θ L, `[P]`.
-    pub fn gradient(&self) -> Result<Tensor> {
-        match self {
-            ModelHvp::Fused(op) => op.gradient(),
-            ModelHvp::Tape(op) => Ok(op.gradient().clone()),
-        }
-    }
-
-    /// Which route a batch of `directions` vectors takes: `fused-narrow`, `fused-wide` or
-    /// `tape`.
-    pub fn engine(&self, directions: usize) -> &'static str {
-        match self {
-            ModelHvp::Fused(op) => match op.strategy_for(directions) {
-                MlpStrategy::Narrow => "fused-narrow",
-                MlpStrategy::Wide => "fused-wide",
-            },
-            ModelHvp::Tape(_) => "tape",
-        }
-    }
-
-    fn operator(&self) -> &dyn LinearOperator {
-        match self {
-            ModelHvp::Fused(op) => op,
-            ModelHvp::Tape(op) => op,
-        }
-    }
-}
-
-impl LinearOperator for ModelHvp {
-    fn dim(&self) -> usize {
-        self.operator().dim()
-    }
-
-    fn dtype(&self) -> DType {
-        self.operator().dtype()
-    }
-
-    fn device(&self) -> Device {
-        self.operator().device()
-    }
-
-    fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
-        self.operator().apply_batch(v)
+        let k = check_batch("hvp_batch", self, v)?;
+        self.network.apply(v, k, self.strategy_for(k))
     }
 }

@@ -9,8 +9,8 @@
 
 use curvature_tensor::Element;
 
-use super::linalg::has_vector_units;
 use super::network::{zeros, Dense, LayerPrimal, Network};
+use super::vector_units::has_vector_units;
 use crate::Result;
 
 /// Directions are padded to a multiple of this, so the vector loops have no remainder.

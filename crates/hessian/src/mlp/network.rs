@@ -2,11 +2,13 @@
 //! (forward, loss, backward) over all samples, whose per-layer results every batch of HVPs
 //! reuses.
 
-use curvature_tape::nn::{labels_from_tensor, Activation, Layer, Linear, Loss, Sequential};
+use curvature_nn::{
+    labels_from_tensor, softmax_curvature, Activation, Layer, Linear, Loss, Sequential,
+};
+use curvature_tensor::host_gemm::{gemm, Gemm, Operand};
 use curvature_tensor::{Element, Tensor};
 use rayon::prelude::*;
 
-use super::linalg::{gemm, Gemm, Operand};
 use crate::alloc;
 use crate::error::invalid;
 use crate::Result;
@@ -192,7 +194,7 @@ impl<T: Element> Network<T> {
                 lhs: Operand::row_major(&h, dense.inputs),
                 rhs: Operand::transposed(&dense.weight, dense.inputs),
                 parallel: true,
-            });
+            })?;
             let (out, slope, curvature) = activate(dense.activation, &z)?;
             inputs.push(std::mem::replace(&mut h, out));
             slopes.push(slope);
@@ -233,7 +235,7 @@ impl<T: Element> Network<T> {
                 lhs: Operand::transposed(&grad_z, dense.outputs),
                 rhs: Operand::row_major(&input, dense.inputs),
                 parallel: true,
-            });
+            })?;
             for row in grad_z.chunks_exact(dense.outputs) {
                 for (b, &g) in b.iter_mut().zip(row) {
                     *b = *b + g;
@@ -250,7 +252,7 @@ impl<T: Element> Network<T> {
                     lhs: Operand::row_major(&grad_z, dense.outputs),
                     rhs: Operand::row_major(&dense.weight, dense.inputs),
                     parallel: true,
-                });
+                })?;
             }
             primal.push(LayerPrimal {
                 input,
@@ -283,33 +285,13 @@ impl<T: Element> Network<T> {
             OutputCurvature::Scaled(scale) => dh.iter_mut().for_each(|v| *v = *v * *scale),
             OutputCurvature::Softmax { probs, scale } => {
                 let classes = self.layers[self.layers.len() - 1].outputs;
-                softmax_curvature(dh, probs, row, classes, *scale, directions)
-            }
-        }
-    }
-}
-
-/// `dh ← (p ⊙ dh − p·(p·dh)) · scale` for each sample and direction of `dh`
-/// (`[samples, classes, directions]`).
-fn softmax_curvature<T: Element>(
-    dh: &mut [T],
-    probs: &[T],
-    row: usize,
-    classes: usize,
-    scale: T,
-    directions: usize,
-) {
-    for (s, sample) in dh.chunks_exact_mut(directions * classes).enumerate() {
-        let p = &probs[(row + s) * classes..][..classes];
-        let mut dot = vec![T::zero(); directions];
-        for (&p, tangent) in p.iter().zip(sample.chunks_exact(directions)) {
-            for (d, &t) in dot.iter_mut().zip(tangent) {
-                *d = *d + p * t;
-            }
-        }
-        for (&p, tangent) in p.iter().zip(sample.chunks_exact_mut(directions)) {
-            for (t, &d) in tangent.iter_mut().zip(&dot) {
-                *t = p * (*t - d) * scale;
+                let Some(width) = classes.checked_mul(directions).filter(|&w| w > 0) else {
+                    return;
+                };
+                for (s, sample) in dh.chunks_exact_mut(width).enumerate() {
+                    let p = &probs[(row + s) * classes..][..classes];
+                    softmax_curvature(p, sample, directions, *scale);
+                }
             }
         }
     }
@@ -337,24 +319,11 @@ fn activate<T: Element>(act: Option<Activation>, z: &[T]) -> Result<Activated<T>
     Ok((out, slope, curvature))
 }
 
-/// σ(z), σ'(z) and σ''(z).
+/// σ(z), σ'(z) and σ''(z); the identity without an activation.
 fn derivatives<T: Element>(act: Option<Activation>, z: T) -> (T, T, T) {
-    let one = T::one();
-    let two = T::from_f64(2.0);
     match act {
-        None => (z, one, T::zero()),
-        // tanh' = 1 − t², tanh'' = −2t(1 − t²).
-        Some(Activation::Tanh) => {
-            let t = z.tanh();
-            let d1 = one - t * t;
-            (t, d1, -two * t * d1)
-        }
-        // σ' = s(1 − s), σ'' = s(1 − s)(1 − 2s).
-        Some(Activation::Sigmoid) => {
-            let s = one / (one + (-z).exp());
-            let d1 = s * (one - s);
-            (s, d1, d1 * (one - two * s))
-        }
+        None => (z, T::one(), T::zero()),
+        Some(act) => act.derivatives(z),
     }
 }
 
@@ -378,26 +347,31 @@ fn loss_terms<T: Element>(
                 ));
             }
             let y = y.host_slice::<T>()?;
-            let count = (samples * outputs) as f64;
-            let scale = T::from_f64(2.0 / count);
+            let scale = loss.output_scale(samples, outputs);
             let value = h
                 .iter()
                 .zip(y)
                 .map(|(&h, &y)| (h - y).to_f64().powi(2))
                 .sum::<f64>()
-                / count;
+                / (samples * outputs) as f64;
             let grad = collect(
                 "the output gradient",
                 h.len(),
-                h.iter().zip(y).map(|(&h, &y)| (h - y) * scale),
+                h.iter()
+                    .zip(y)
+                    .map(|(&h, &y)| loss.output_gradient(h, y, scale)),
             )?;
             Ok((value, grad, OutputCurvature::Scaled(scale)))
         }
         Loss::SumSq => {
-            let two = T::from_f64(2.0);
+            let scale = loss.output_scale(samples, outputs);
             let value = h.iter().map(|&h| h.to_f64().powi(2)).sum();
-            let grad = collect("the output gradient", h.len(), h.iter().map(|&h| h * two))?;
-            Ok((value, grad, OutputCurvature::Scaled(two)))
+            let grad = collect(
+                "the output gradient",
+                h.len(),
+                h.iter().map(|&h| loss.output_gradient(h, T::zero(), scale)),
+            )?;
+            Ok((value, grad, OutputCurvature::Scaled(scale)))
         }
         Loss::CrossEntropy => {
             let labels = labels_from_tensor(y)?;
@@ -413,7 +387,7 @@ fn loss_terms<T: Element>(
                     format!("label {bad} is out of range for {outputs} classes"),
                 ));
             }
-            let scale = T::from_f64(1.0 / samples as f64);
+            let scale = loss.output_scale(samples, outputs);
             let mut probs = alloc::with_capacity(OP, "the softmax probabilities", h.len())?;
             let mut value = 0.0;
             for (row, &label) in h.chunks_exact(outputs).zip(&labels) {
@@ -423,14 +397,17 @@ fn loss_terms<T: Element>(
                 value -= (row[label] - log_sum).to_f64();
                 probs.extend(row.iter().map(|&v| (v - log_sum).exp()));
             }
-            let mut grad = collect(
+            let one_hot = labels
+                .iter()
+                .flat_map(|&label| (0..outputs).map(move |c| T::from_f64(f64::from(c == label))));
+            let grad = collect(
                 "the output gradient",
                 probs.len(),
-                probs.iter().map(|&p| p * scale),
+                probs
+                    .iter()
+                    .zip(one_hot)
+                    .map(|(&p, y)| loss.output_gradient(p, y, scale)),
             )?;
-            for (s, &label) in labels.iter().enumerate() {
-                grad[s * outputs + label] = grad[s * outputs + label] - scale;
-            }
             Ok((
                 value / samples as f64,
                 grad,

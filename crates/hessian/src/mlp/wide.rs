@@ -1,5 +1,5 @@
 //! The wide sweep: one direction at a time through all n samples, every product a matrix
-//! product of the `gemm` crate; directions run in parallel, one workspace per thread. Each
+//! product of the `gemm` crate ([`host_gemm`](curvature_tensor::host_gemm)); directions run in parallel, one workspace per thread. Each
 //! direction is swept start to finish by one workspace, and `gemm` splits a product over
 //! threads by output tiles only, so a direction's result is the same, bit for bit, whichever
 //! thread sweeps it and however many there are.
@@ -10,11 +10,12 @@
 //! `(H·v)_W = dg_zᵀ·h + (∂L/∂z)ᵀ·dh_prev`, `(H·v)_b = Σ_rows dg_z` and
 //! `dg_prev = dg_z·W + (∂L/∂z)·dW`.
 
+use curvature_tensor::host_gemm::{gemm, Gemm, Operand};
 use curvature_tensor::Element;
 use rayon::prelude::*;
 
-use super::linalg::{gemm, with_vector_units, Gemm, Operand};
 use super::network::{zeros, Network};
+use super::vector_units::with_vector_units;
 use crate::Result;
 
 /// Per-thread buffers of one direction's tangents.
@@ -47,7 +48,7 @@ impl<T: Element> Workspace<T> {
     }
 
     /// Writes `H·v` for one direction `v` (`[P]`) into `out` (`[P]`).
-    fn sweep(&mut self, net: &Network<T>, v: &[T], out: &mut [T], parallel: bool) {
+    fn sweep(&mut self, net: &Network<T>, v: &[T], out: &mut [T], parallel: bool) -> Result<()> {
         let n = net.samples;
         for (l, (dense, primal)) in net.layers.iter().zip(&net.primal).enumerate() {
             let (i, o) = (dense.inputs, dense.outputs);
@@ -65,7 +66,7 @@ impl<T: Element> Workspace<T> {
                 lhs: Operand::row_major(&primal.input, i),
                 rhs: Operand::transposed(dw, i),
                 parallel,
-            });
+            })?;
             if l > 0 {
                 gemm(Gemm {
                     m: n,
@@ -76,7 +77,7 @@ impl<T: Element> Workspace<T> {
                     lhs: Operand::row_major(&self.dh[l - 1], i),
                     rhs: Operand::transposed(&dense.weight, i),
                     parallel,
-                });
+                })?;
             }
             let dh = &mut self.dh[l];
             with_vector_units(|| split_tangent(dz, dh, &primal.slope, &primal.bend));
@@ -103,7 +104,7 @@ impl<T: Element> Workspace<T> {
                 lhs: Operand::transposed(dg, o),
                 rhs: Operand::row_major(&primal.input, i),
                 parallel,
-            });
+            })?;
             if l == 0 {
                 break;
             }
@@ -117,7 +118,7 @@ impl<T: Element> Workspace<T> {
                 lhs: Operand::transposed(&primal.grad_z, o),
                 rhs: Operand::row_major(dh_prev, i),
                 parallel,
-            });
+            })?;
             let dg_prev = &mut self.dg_prev[..n * i];
             gemm(Gemm {
                 m: n,
@@ -128,7 +129,7 @@ impl<T: Element> Workspace<T> {
                 lhs: Operand::row_major(dg, o),
                 rhs: Operand::row_major(&dense.weight, i),
                 parallel,
-            });
+            })?;
             gemm(Gemm {
                 m: n,
                 n: i,
@@ -138,9 +139,10 @@ impl<T: Element> Workspace<T> {
                 lhs: Operand::row_major(&primal.grad_z, o),
                 rhs: Operand::row_major(&v[dense.weight_offset..][..o * i], i),
                 parallel,
-            });
+            })?;
             std::mem::swap(&mut self.dg, &mut self.dg_prev);
         }
+        Ok(())
     }
 }
 
@@ -186,7 +188,7 @@ pub(crate) fn apply<T: Element>(net: &Network<T>, v: &[T], out: &mut [T]) -> Res
         .try_for_each(|(out, v)| {
             let mut workspace = Workspace::new(net)?;
             for (out, v) in out.chunks_exact_mut(p).zip(v.chunks_exact(p)) {
-                workspace.sweep(net, v, out, parallel);
+                workspace.sweep(net, v, out, parallel)?;
             }
             Ok(())
         })

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 
 use curvature_hessian::{LinearOperator, Result};
-use curvature_tape::ModelFile;
+use curvature_nn::ModelFile;
 use curvature_tensor::{DType, Device, Tensor};
 
 /// The golden files in tests/data, all float64 JAX references.

@@ -1,13 +1,9 @@
-//! Matrix products through the `gemm` crate (tuned, SIMD, multi-threaded).
-
-use gemm::Parallelism;
+//! Batched matrix products, each one [`host_gemm`](crate::host_gemm) call.
 
 use crate::backend::MatmulSpec;
 use crate::cpu::try_filled;
+use crate::host_gemm::{gemm, Gemm, Operand};
 use crate::{Element, Result, TensorError};
-
-/// Products smaller than this many multiply-adds run on one thread.
-const PARALLEL_FLOPS: usize = 1 << 18;
 
 /// The element count an operand of `rows × cols` per batch entry, `batch` entries `stride`
 /// apart, must hold: `(batch − 1)·stride + rows·cols` (nothing when a dimension is empty).
@@ -46,44 +42,17 @@ pub fn matmul<T: Element>(a: &[T], b: &[T], spec: &MatmulSpec) -> Result<Vec<T>>
     // Row-major element strides (row stride, column stride) of op(A) and op(B).
     let (a_rs, a_cs) = if spec.trans_a { (1, m) } else { (k, 1) };
     let (b_rs, b_cs) = if spec.trans_b { (1, k) } else { (n, 1) };
-    let parallelism = if m * n * k >= PARALLEL_FLOPS {
-        Parallelism::Rayon(0)
-    } else {
-        Parallelism::None
-    };
-    for z in 0..batch {
-        let a_z = &a[z * spec.stride_a..];
-        let b_z = &b[z * spec.stride_b..];
-        let c_z = &mut out[z * m * n..(z + 1) * m * n];
-        // SAFETY: the pointers and strides describe in-bounds matrices. `a_z` starts at
-        // z·stride_a and holds at least m·k elements (checked above: a.len() ≥
-        // (batch − 1)·stride_a + m·k), read with strides (a_rs, a_cs) that cover exactly m×k
-        // (or its transpose); likewise `b_z` with k×n. `c_z` is an exclusively borrowed m×n
-        // row-major block. Every extent fits in `isize` because it is at most a slice length.
-        // `read_dst = false`, so the zero-initialised destination is only written.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                c_z.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                a_z.as_ptr(),
-                a_cs as isize,
-                a_rs as isize,
-                b_z.as_ptr(),
-                b_cs as isize,
-                b_rs as isize,
-                T::zero(),
-                T::one(),
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
+    for (z, c_z) in out.chunks_exact_mut(m * n).enumerate() {
+        gemm(Gemm {
+            m,
+            n,
+            k,
+            dst: Operand::row_major(c_z, n),
+            accumulate: false,
+            lhs: Operand::strided(&a[z * spec.stride_a..], a_rs, a_cs),
+            rhs: Operand::strided(&b[z * spec.stride_b..], b_rs, b_cs),
+            parallel: true,
+        })?;
     }
     Ok(out)
 }

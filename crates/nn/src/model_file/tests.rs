@@ -9,7 +9,7 @@ use curvature_tensor::{DType, Device};
 use serde_json::{json, Value};
 
 use super::{ModelFile, ModelFileError};
-use crate::TapeError;
+use crate::NnError;
 
 /// A valid model: widths [2, 3, 1], tanh, MSE, 4 samples; tensors `(name, shape, values)`.
 fn model_tensors() -> Vec<(String, Vec<usize>, Vec<f64>)> {
@@ -82,7 +82,7 @@ fn load(path: &Path, dtype: DType) -> crate::Result<ModelFile> {
 
 fn model_error(result: crate::Result<ModelFile>) -> ModelFileError {
     match result {
-        Err(TapeError::ModelFile(e)) => e,
+        Err(NnError::ModelFile(e)) => e,
         Err(other) => panic!("expected a model file error, got {other}"),
         Ok(_) => panic!("expected an error, the file loaded"),
     }
@@ -166,7 +166,7 @@ fn a_tensor_too_large_to_allocate_is_an_error_when_read() {
     write_sparse(&path, &bytes, total);
     let file = load(&path, DType::F64).expect("the model loads");
     match file.tensor("reference") {
-        Err(TapeError::ModelFile(ModelFileError::TooLarge { name, bytes })) => {
+        Err(NnError::ModelFile(ModelFileError::TooLarge { name, bytes })) => {
             assert_eq!((name.as_str(), bytes), ("reference", 8 * huge));
         }
         other => panic!("expected TooLarge, got {other:?}"),
@@ -180,7 +180,7 @@ fn an_unused_tensor_of_another_dtype_is_an_error_only_when_asked_for() {
     bytes.resize(total as usize, 0);
     let file = ModelFile::from_bytes(&bytes, DType::F64, Device::Cpu).expect("the model loads");
     match file.tensor("labels") {
-        Err(TapeError::ModelFile(ModelFileError::WrongDtype { name, dtype })) => {
+        Err(NnError::ModelFile(ModelFileError::WrongDtype { name, dtype })) => {
             assert_eq!((name.as_str(), dtype.as_str()), ("labels", "I32"));
         }
         other => panic!("expected WrongDtype, got {other:?}"),
@@ -188,7 +188,7 @@ fn an_unused_tensor_of_another_dtype_is_an_error_only_when_asked_for() {
     assert!(file.tensor("half").is_err());
     assert!(matches!(
         file.tensor("absent"),
-        Err(TapeError::ModelFile(ModelFileError::MissingTensor(_)))
+        Err(NnError::ModelFile(ModelFileError::MissingTensor(_)))
     ));
 }
 

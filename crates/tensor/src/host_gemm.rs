@@ -1,33 +1,62 @@
-//! The two primitives of the fused sweeps: a strided matrix product through the `gemm` crate,
-//! and running a loop with the CPU's vector extensions enabled.
+//! Matrix products of host slices through the `gemm` crate (tuned, SIMD, multi-threaded), with
+//! every matrix a strided view of a slice that is checked against the slice before the call.
+//!
+//! ```
+//! use curvature_tensor::host_gemm::{gemm, Gemm, Operand};
+//!
+//! # fn main() -> curvature_tensor::Result<()> {
+//! // [2, 3] · [3, 2]ᵀ-stored-as-[2, 3]: the right operand is read transposed.
+//! let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+//! let b = [1.0, 0.0, 1.0, 0.0, 1.0, 0.0];
+//! let mut c = [0.0; 4];
+//! gemm(Gemm {
+//!     m: 2,
+//!     n: 2,
+//!     k: 3,
+//!     dst: Operand::row_major(&mut c[..], 2),
+//!     accumulate: false,
+//!     lhs: Operand::row_major(&a[..], 3),
+//!     rhs: Operand::transposed(&b[..], 3),
+//!     parallel: false,
+//! })?;
+//! assert_eq!(c, [4.0, 2.0, 10.0, 5.0]);
+//! # Ok(())
+//! # }
+//! ```
 
-use curvature_tensor::Element;
 use gemm::Parallelism;
 
+use crate::{Element, Result, TensorError};
+
+/// Products smaller than this many multiply-adds run on one thread.
+const PARALLEL_FLOPS: usize = 1 << 18;
+
 /// A matrix view of a slice: element (r, c) is `data[r·row_stride + c·col_stride]`.
-pub(crate) struct Operand<S> {
+#[derive(Debug)]
+pub struct Operand<S> {
     data: S,
     row_stride: usize,
     col_stride: usize,
 }
 
 impl<S> Operand<S> {
-    /// A row-major matrix with `cols` columns.
-    pub fn row_major(data: S, cols: usize) -> Operand<S> {
+    /// A view with the given element strides.
+    pub fn strided(data: S, row_stride: usize, col_stride: usize) -> Operand<S> {
         Operand {
             data,
-            row_stride: cols,
-            col_stride: 1,
+            row_stride,
+            col_stride,
         }
+    }
+
+    /// A row-major matrix with `cols` columns.
+    pub fn row_major(data: S, cols: usize) -> Operand<S> {
+        Operand::strided(data, cols, 1)
     }
 
     /// The transpose of a row-major matrix with `cols` columns.
     pub fn transposed(data: S, cols: usize) -> Operand<S> {
-        Operand {
-            data,
-            row_stride: 1,
-            col_stride: cols,
-        }
+        Operand::strided(data, 1, cols)
     }
 
     /// The largest index a `rows × cols` view touches, plus one, for `rows, cols ≥ 1`; `None`
@@ -48,7 +77,8 @@ impl<S> Operand<S> {
 }
 
 /// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`.
-pub(crate) struct Gemm<'a, T> {
+#[derive(Debug)]
+pub struct Gemm<'a, T> {
     pub m: usize,
     pub n: usize,
     pub k: usize,
@@ -57,22 +87,29 @@ pub(crate) struct Gemm<'a, T> {
     pub accumulate: bool,
     pub lhs: Operand<&'a [T]>,
     pub rhs: Operand<&'a [T]>,
-    /// Split the product over the thread pool (for calls made from a single thread).
+    /// Split products of at least 2¹⁸ multiply-adds over the thread pool (for calls made from
+    /// a single thread). Threads only divide the output tiles between them; each element's sum
+    /// over k runs in the same order either way, so results do not depend on the thread count.
     pub parallel: bool,
 }
 
-/// Runs one [`Gemm`]. The views are checked against their slices with checked arithmetic, so a
-/// wrong stride or size is a panic (a bug in this module's callers: the sweeps size every
-/// buffer from the same checked products), never an out-of-bounds access.
-pub(crate) fn gemm<T: Element>(g: Gemm<'_, T>) {
+/// Runs one [`Gemm`]. Every view is checked against its slice with overflow-checked
+/// arithmetic first: a view that does not fit is an error naming it, never an out-of-bounds
+/// access. With `k = 0` the product is zero (`dst` is zeroed, or left as it is when
+/// accumulating).
+pub fn gemm<T: Element>(g: Gemm<'_, T>) -> Result<()> {
     let Gemm { m, n, k, .. } = g;
     if m == 0 || n == 0 {
-        return;
+        return Ok(());
     }
-    assert!(
-        g.dst.fits(m, n, g.dst.data.len()),
-        "gemm: dst out of bounds"
-    );
+    let out_of_bounds =
+        |what: &str, rows: usize, cols: usize, len: usize| TensorError::InvalidArgument {
+            op: "gemm",
+            msg: format!("{what}: a {rows} × {cols} view does not fit its {len} elements"),
+        };
+    if !g.dst.fits(m, n, g.dst.data.len()) {
+        return Err(out_of_bounds("dst out of bounds", m, n, g.dst.data.len()));
+    }
     if k == 0 {
         if !g.accumulate {
             for r in 0..m {
@@ -81,28 +118,25 @@ pub(crate) fn gemm<T: Element>(g: Gemm<'_, T>) {
                 }
             }
         }
-        return;
+        return Ok(());
     }
-    assert!(
-        g.lhs.fits(m, k, g.lhs.data.len()),
-        "gemm: lhs out of bounds"
-    );
-    assert!(
-        g.rhs.fits(k, n, g.rhs.data.len()),
-        "gemm: rhs out of bounds"
-    );
-    // Splitting over threads only divides the output tiles between them; each element's sum
-    // over k runs in the same order either way, so results do not depend on the thread count.
+    if !g.lhs.fits(m, k, g.lhs.data.len()) {
+        return Err(out_of_bounds("lhs out of bounds", m, k, g.lhs.data.len()));
+    }
+    if !g.rhs.fits(k, n, g.rhs.data.len()) {
+        return Err(out_of_bounds("rhs out of bounds", k, n, g.rhs.data.len()));
+    }
     let work = m.saturating_mul(n).saturating_mul(k);
-    let parallelism = if g.parallel && work >= 1 << 18 {
+    let parallelism = if g.parallel && work >= PARALLEL_FLOPS {
         Parallelism::Rayon(0)
     } else {
         Parallelism::None
     };
-    // SAFETY: the `fits` asserts above show, with overflow-checked arithmetic, that every
+    // SAFETY: the `fits` checks above show, with overflow-checked arithmetic, that every
     // element each view addresses (row r < its rows, column c < its columns) lies inside its
     // slice and that every stride fits `isize`, so the `as isize` casts are exact; `dst` is
-    // borrowed mutably, so it overlaps neither operand; `m, n, k ≥ 1` here.
+    // borrowed mutably, so it overlaps neither operand; `m, n, k ≥ 1` here. With
+    // `read_dst = false` the destination is only written.
     unsafe {
         gemm::gemm(
             m,
@@ -126,39 +160,7 @@ pub(crate) fn gemm<T: Element>(g: Gemm<'_, T>) {
             parallelism,
         );
     }
-}
-
-/// Whether the CPU has AVX2 and FMA, which the vectorised loops are compiled for.
-pub(crate) fn has_vector_units() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Runs `f` compiled for AVX2 and FMA when the CPU has them. Only code inlined into `f` gets
-/// the features, so `f` must be small and call `#[inline(always)]` loops.
-#[inline(always)]
-pub(crate) fn with_vector_units<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        /// # Safety
-        /// The CPU must have AVX2 and FMA.
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        if has_vector_units() {
-            // SAFETY: calling a `#[target_feature]` function is sound when the CPU has those
-            // features, which `has_vector_units` has just detected at run time.
-            return unsafe { avx2(f) };
-        }
-    }
-    f()
+    Ok(())
 }
 
 #[cfg(test)]
@@ -183,13 +185,12 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "gemm: lhs out of bounds")]
     fn gemm_refuses_a_view_whose_extent_wraps() {
         let stride = 0xAAAA_AAAA_AAAA_AAAB_u64 as usize;
         let lhs = [1.0f64];
         let rhs = [1.0f64; 4];
         let mut dst = [0.0f64; 3];
-        gemm(Gemm {
+        let err = gemm(Gemm {
             m: 3,
             n: 1,
             k: stride,
@@ -198,6 +199,30 @@ mod tests {
             lhs: Operand::row_major(&lhs[..], stride),
             rhs: Operand::row_major(&rhs[..], 1),
             parallel: false,
-        });
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("gemm: lhs out of bounds"), "{err}");
+        assert_eq!(dst, [0.0; 3], "nothing is written");
+    }
+
+    #[test]
+    fn an_empty_sum_zeroes_or_keeps_the_destination() {
+        let mut dst = [5.0f64; 4];
+        let product = |dst: &mut [f64], accumulate| {
+            gemm(Gemm {
+                m: 2,
+                n: 2,
+                k: 0,
+                dst: Operand::row_major(dst, 2),
+                accumulate,
+                lhs: Operand::row_major(&[][..], 0),
+                rhs: Operand::row_major(&[][..], 2),
+                parallel: false,
+            })
+        };
+        product(&mut dst, true).unwrap();
+        assert_eq!(dst, [5.0; 4]);
+        product(&mut dst, false).unwrap();
+        assert_eq!(dst, [0.0; 4]);
     }
 }

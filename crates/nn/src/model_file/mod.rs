@@ -16,10 +16,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::OnceLock;
 
+use curvature_tape::Var;
 use curvature_tensor::{DType, Device, Tensor};
 
-use crate::nn::{Activation, Loss, Sequential};
-use crate::{Result, Var};
+use crate::{Activation, Loss, Result, Sequential};
 pub use layout::ModelLayout;
 pub use source::{file_kind, MAX_HEADER_BYTES};
 use source::{Entry, Source};

@@ -14,8 +14,7 @@ use super::{
     check_labels, check_values, is_layer_name, shown, wrong_shape, Extra, Meta, ModelFile,
     ModelFileError,
 };
-use crate::nn::{Activation, Layer, Linear, Loss, Sequential};
-use crate::Result;
+use crate::{Activation, Layer, Linear, Loss, Result, Sequential};
 
 /// The checked header of a model file; no tensor data has been read.
 #[derive(Debug)]

@@ -1,16 +1,18 @@
-//! Neural-network building blocks with PyTorch's conventions: `Linear` (weight `[out, in]`,
-//! bias `[out]`, `y = x·Wᵀ + b`), activations, `Sequential` with parameters named `0.weight`,
-//! `0.bias`, `2.weight`, …, and the losses MSE, sum of squares and softmax cross-entropy.
+//! Layers with PyTorch's conventions: `Linear` (weight `[out, in]`, bias `[out]`,
+//! `y = x·Wᵀ + b`), activations, and `Sequential` with parameters named `0.weight`, `0.bias`,
+//! `2.weight`, ….
 //!
 //! Models are plain parameter holders; `forward_with` runs one with given parameter
 //! variables (like `torch.func.functional_call`), so derivatives with respect to the
 //! parameters come from the ordinary tape.
 
-use curvature_tensor::{DType, Device, Shape, Tensor};
+use curvature_tensor::{DType, Device, Element, Shape, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::{Result, TapeError, Var};
+use curvature_tape::Var;
+
+use crate::{NnError, Result};
 
 /// Elementwise activations between layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,9 +23,28 @@ pub enum Activation {
 
 impl Activation {
     pub fn apply(self, x: &Var) -> Result<Var> {
+        Ok(match self {
+            Activation::Tanh => x.tanh()?,
+            Activation::Sigmoid => x.sigmoid()?,
+        })
+    }
+
+    /// The activation at a scalar `z` with its first and second derivatives, `(σ(z), σ'(z),
+    /// σ''(z))`: tanh' = 1 − t², tanh'' = −2t(1 − t²); σ' = s(1 − s), σ'' = s(1 − s)(1 − 2s).
+    pub fn derivatives<T: Element>(self, z: T) -> (T, T, T) {
+        let one = T::one();
+        let two = T::from_f64(2.0);
         match self {
-            Activation::Tanh => x.tanh(),
-            Activation::Sigmoid => x.sigmoid(),
+            Activation::Tanh => {
+                let t = z.tanh();
+                let d1 = one - t * t;
+                (t, d1, -two * t * d1)
+            }
+            Activation::Sigmoid => {
+                let s = one / (one + (-z).exp());
+                let d1 = s * (one - s);
+                (s, d1, d1 * (one - two * s))
+            }
         }
     }
 
@@ -74,7 +95,7 @@ impl Linear {
 
     /// `x·Wᵀ + b` with the given weight and bias variables.
     pub fn forward_with(x: &Var, weight: &Var, bias: &Var) -> Result<Var> {
-        x.matmul_transposed(weight, false, true)?.add(bias)
+        Ok(x.matmul_transposed(weight, false, true)?.add(bias)?)
     }
 }
 
@@ -108,7 +129,7 @@ impl Sequential {
     ) -> Result<Sequential> {
         let hidden = widths.len().saturating_sub(2);
         if widths.len() < 2 || activations.len() != hidden {
-            return Err(TapeError::InvalidArgument {
+            return Err(NnError::InvalidArgument {
                 op: "Sequential::mlp",
                 msg: format!(
                     "widths {widths:?} need at least 2 entries and {hidden} hidden activations, got {}",
@@ -183,7 +204,7 @@ impl Sequential {
     pub fn set_parameters(&mut self, params: &[Tensor]) -> Result<()> {
         let shapes = self.parameter_shapes();
         if params.len() != shapes.len() {
-            return Err(TapeError::LengthMismatch {
+            return Err(NnError::LengthMismatch {
                 what: "set_parameters",
                 expected: shapes.len(),
                 got: params.len(),
@@ -215,7 +236,7 @@ impl Sequential {
     pub fn forward_with(&self, params: &[Var], x: &Var) -> Result<Var> {
         let expected = self.parameters().len();
         if params.len() != expected {
-            return Err(TapeError::LengthMismatch {
+            return Err(NnError::LengthMismatch {
                 what: "forward_with parameters",
                 expected,
                 got: params.len(),
@@ -265,96 +286,8 @@ impl Sequential {
 }
 
 fn unreachable_params() -> Result<Var> {
-    Err(TapeError::InvalidArgument {
+    Err(NnError::InvalidArgument {
         op: "forward_with",
         msg: "a Linear layer is missing its weight or bias".to_string(),
     })
-}
-
-/// The losses of the golden data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Loss {
-    /// Mean over all elements of (output − y)².
-    Mse,
-    /// Σ output² (y unused).
-    SumSq,
-    /// Mean over samples of −log_softmax(output)[label]; labels are stored as integral floats.
-    CrossEntropy,
-}
-
-impl Loss {
-    pub fn name(self) -> &'static str {
-        match self {
-            Loss::Mse => "mse",
-            Loss::SumSq => "sum_sq",
-            Loss::CrossEntropy => "cross_entropy",
-        }
-    }
-
-    /// The loss of `output` against targets `y`.
-    pub fn compute(self, output: &Var, y: &Tensor) -> Result<Var> {
-        match self {
-            Loss::Mse => mse(output, &output.constant(y.clone())),
-            Loss::SumSq => sum_sq(output),
-            Loss::CrossEntropy => cross_entropy(output, &labels_from_tensor(y)?),
-        }
-    }
-}
-
-impl std::str::FromStr for Loss {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "mse" => Ok(Loss::Mse),
-            "sum_sq" => Ok(Loss::SumSq),
-            "cross_entropy" => Ok(Loss::CrossEntropy),
-            other => Err(format!(
-                "unknown loss '{other}' (expected mse, sum_sq or cross_entropy)"
-            )),
-        }
-    }
-}
-
-/// Mean squared error, mean over all elements of (output − target)².
-pub fn mse(output: &Var, target: &Var) -> Result<Var> {
-    if output.shape() != target.shape() {
-        return Err(curvature_tensor::TensorError::ShapeMismatch {
-            op: "mse",
-            expected: output.shape().clone(),
-            got: target.shape().clone(),
-        }
-        .into());
-    }
-    output.sub(target)?.square()?.mean_all()
-}
-
-/// Σ output².
-pub fn sum_sq(output: &Var) -> Result<Var> {
-    output.square()?.sum_all()
-}
-
-/// Softmax cross-entropy of `[n, classes]` logits against integer labels, mean over samples.
-pub fn cross_entropy(logits: &Var, labels: &[usize]) -> Result<Var> {
-    logits
-        .log_softmax(-1)?
-        .gather_labels(labels)?
-        .mean_all()?
-        .neg()
-}
-
-/// Class labels stored as integral floats, validated.
-pub fn labels_from_tensor(y: &Tensor) -> Result<Vec<usize>> {
-    y.to_f64s()?
-        .into_iter()
-        .map(|v| {
-            if v >= 0.0 && v.fract() == 0.0 && v.is_finite() {
-                Ok(v as usize)
-            } else {
-                Err(TapeError::InvalidArgument {
-                    op: "cross_entropy",
-                    msg: format!("label {v} is not a non-negative integer"),
-                })
-            }
-        })
-        .collect()
 }
