@@ -6,7 +6,7 @@
 //! variables (like `torch.func.functional_call`), so derivatives with respect to the
 //! parameters come from the ordinary tape.
 
-use curvature_tensor::{DType, Device, Element, Shape, Tensor};
+use curvature_tensor::{DType, Device, Element, Shape, Tensor, UnaryOp};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -23,28 +23,24 @@ pub enum Activation {
 
 impl Activation {
     pub fn apply(self, x: &Var) -> Result<Var> {
-        Ok(match self {
-            Activation::Tanh => x.tanh()?,
-            Activation::Sigmoid => x.sigmoid()?,
-        })
+        Ok(x.unary(self.op())?)
     }
 
-    /// The activation at a scalar `z` with its first and second derivatives, `(σ(z), σ'(z),
-    /// σ''(z))`: tanh' = 1 − t², tanh'' = −2t(1 − t²); σ' = s(1 − s), σ'' = s(1 − s)(1 − 2s).
+    /// The activation at a scalar `z` with its first and second derivatives, `(f(z), f'(z),
+    /// f''(z))`, from the op's definition ([`UnaryOp::tanh_derivatives`],
+    /// [`UnaryOp::sigmoid_derivatives`]).
     pub fn derivatives<T: Element>(self, z: T) -> (T, T, T) {
-        let one = T::one();
-        let two = T::from_f64(2.0);
         match self {
-            Activation::Tanh => {
-                let t = z.tanh();
-                let d1 = one - t * t;
-                (t, d1, -two * t * d1)
-            }
-            Activation::Sigmoid => {
-                let s = one / (one + (-z).exp());
-                let d1 = s * (one - s);
-                (s, d1, d1 * (one - two * s))
-            }
+            Activation::Tanh => UnaryOp::tanh_derivatives(z),
+            Activation::Sigmoid => UnaryOp::sigmoid_derivatives(z),
+        }
+    }
+
+    /// The elementwise op this activation applies.
+    pub fn op(self) -> UnaryOp {
+        match self {
+            Activation::Tanh => UnaryOp::Tanh,
+            Activation::Sigmoid => UnaryOp::Sigmoid,
         }
     }
 

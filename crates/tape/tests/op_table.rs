@@ -251,8 +251,66 @@ macro_rules! on_every_device {
     };
 }
 
+/// The closed-form activation derivatives (what the fused MLP sweep uses) equal, at each z, the
+/// tape's own ops — the value, `tanh_backward(1, y)` / `sigmoid_backward(1, y)` for the first
+/// derivative and the double-backward op `(d1, 1, y)` for the second — and central finite
+/// differences of the f64 reference.
+fn activation_derivatives_match_the_ops(device: Device) {
+    type Closed = fn(f64) -> (f64, f64, f64);
+    let cases: [(UnaryOp, BinaryOp, TernaryOp, Closed); 2] = [
+        (
+            UnaryOp::Tanh,
+            BinaryOp::TanhBackward,
+            TernaryOp::TanhBackwardGradY,
+            UnaryOp::tanh_derivatives,
+        ),
+        (
+            UnaryOp::Sigmoid,
+            BinaryOp::SigmoidBackward,
+            TernaryOp::SigmoidBackwardGradY,
+            UnaryOp::sigmoid_derivatives,
+        ),
+    ];
+    let z: Vec<f64> = (0..13).map(|i| -3.0 + 0.5 * i as f64).collect();
+    let tensor = |v: &[f64]| Tensor::from_f64s(v, [v.len()], DType::F64, device).unwrap();
+    for (op, first, second, closed) in cases {
+        let (mut value, mut d1, mut d2) = (Vec::new(), Vec::new(), Vec::new());
+        for &x in &z {
+            let (y, a, b) = closed(x);
+            value.push(y);
+            d1.push(a);
+            d2.push(b);
+        }
+        let ones = tensor(&vec![1.0; z.len()]);
+        let y = tensor(&z).unary(op).unwrap();
+        let by_first = ones.binary(first, &y).unwrap();
+        let by_second = tensor(&d1).ternary(second, &ones, &y).unwrap();
+        for (what, ours, tape) in [
+            ("value", &value, &y),
+            ("d1", &d1, &by_first),
+            ("d2", &d2, &by_second),
+        ] {
+            let error = relative_error(ours, &tape.to_f64s().unwrap());
+            assert!(
+                error <= 1e-14,
+                "{} {what}: relative error {error:.1e}",
+                op.name()
+            );
+        }
+        let h = 1e-5;
+        for (i, &x) in z.iter().enumerate() {
+            let f = |x| reference::unary(op, x);
+            let fd1 = (f(x + h) - f(x - h)) / (2.0 * h);
+            let fd2 = (f(x + h) - 2.0 * f(x) + f(x - h)) / (h * h);
+            assert!((fd1 - d1[i]).abs() <= 1e-8, "{} d1 at {x}", op.name());
+            assert!((fd2 - d2[i]).abs() <= 1e-4, "{} d2 at {x}", op.name());
+        }
+    }
+}
+
 on_every_device!(
     values_match_reference,
     derivatives_match_finite_differences,
     batched_cotangents_equal_separate_ones,
+    activation_derivatives_match_the_ops,
 );

@@ -205,6 +205,25 @@ macro_rules! define_unary_ops {
 unary_op_table!([define_unary_ops]);
 unary_op_table!([crate::__unary_op_methods] crate::Tensor, Result<crate::Tensor>);
 
+/// The activations whose derivatives are polynomials of their output: the closed forms the
+/// fused MLP sweep uses, the same polynomials the fused `tanh_backward` / `sigmoid_backward`
+/// ops (first derivative) and their double-backward ops (second) apply elementwise.
+impl UnaryOp {
+    /// `(t, tanh'(z), tanh''(z))` with `t = tanh z`: `(t, 1 − t², −2t(1 − t²))`.
+    pub fn tanh_derivatives<T: Element>(z: T) -> (T, T, T) {
+        let t = z.tanh();
+        let d1 = T::one() - t * t;
+        (t, d1, -T::from_f64(2.0) * t * d1)
+    }
+
+    /// `(s, σ'(z), σ''(z))` with `s = σ(z)`: `(s, s(1 − s), s(1 − s)(1 − 2s))`.
+    pub fn sigmoid_derivatives<T: Element>(z: T) -> (T, T, T) {
+        let s = sigmoid(z);
+        let d1 = s * (T::one() - s);
+        (s, d1, d1 * (T::one() - T::from_f64(2.0) * s))
+    }
+}
+
 fn sign<T: Element>(x: T) -> T {
     if x > T::zero() {
         T::one()
