@@ -7,6 +7,7 @@
 // parameters of `powf` and `affine`, ignored by the others.
 //   neg −x | exp eˣ | log ln x | sin | cos | sqrt | abs |x| | tanh | sigmoid 1/(1+e^−x)
 //   square x² | sign (−1, 0 or 1; zero keeps its sign, NaN stays NaN) | recip 1/x
+//   softplus ln(1 + eˣ) as max(x, 0) + log1p(e^−|x|)
 //   powf x^p0 | affine x·p0 + p1
 // Each op is one line, CV_UNARY(name, expression of x, p0, p1 and the element type T), which
 // defines its functor and both dtype entry points.
@@ -45,6 +46,7 @@ CV_UNARY(sigmoid, cv_sigmoid(x))
 CV_UNARY(square, x * x)
 CV_UNARY(sign, x > T(0) ? T(1) : (x < T(0) ? T(-1) : x))
 CV_UNARY(recip, T(1) / x)
+CV_UNARY(softplus, (x > T(0) ? x : T(0)) + log1p(cv_exp(-cv_abs(x))))
 CV_UNARY(powf, cv_pow(x, p0))
 CV_UNARY(affine, x * p0 + p1)
 

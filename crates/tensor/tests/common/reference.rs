@@ -28,6 +28,7 @@ pub fn unary(op: UnaryOp, x: f64) -> f64 {
             }
         }
         UnaryOp::Recip => 1.0 / x,
+        UnaryOp::Softplus => x.exp().ln_1p(),
         UnaryOp::Powf { exponent } => x.powf(exponent),
         UnaryOp::Affine { mul, add } => x * mul + add,
     }

@@ -68,6 +68,11 @@ macro_rules! unary_op_table {
             Recip recip, saves Output, on [(-2.0, -0.5), (0.5, 2.0)],
                 value(x) => T::one() / x,
                 grad(g, y) => g.mul(&y.unary(UnaryOp::Square)?)?.neg();
+            /// softplus(x) = ln(1 + eˣ), computed as max(x, 0) + ln(1 + e^−|x|) so it neither
+            /// overflows nor loses the small values; derivative σ(x).
+            Softplus softplus, saves Inputs, on [(-3.0, 3.0)],
+                value(x) => x.max(T::zero()) + (-x.abs()).exp().ln_1p(),
+                grad(g, x) => g.mul(&x.unary(UnaryOp::Sigmoid)?);
             }
             params: {
             /// xᵖ for a scalar exponent; derivative p·xᵖ⁻¹.
