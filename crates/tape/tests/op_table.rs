@@ -228,29 +228,6 @@ fn batched_cotangents_equal_separate_ones(device: Device) {
     }
 }
 
-fn gpu() -> Device {
-    let device = Device::cuda_or_emulated().expect("a real or emulated CUDA device");
-    eprintln!("running on {}", device.description());
-    device
-}
-
-macro_rules! on_every_device {
-    ($($property:ident),* $(,)?) => {
-        mod cpu {
-            $(#[test]
-            fn $property() {
-                super::$property(curvature_tensor::Device::Cpu);
-            })*
-        }
-        mod cuda {
-            $(#[test]
-            fn $property() {
-                super::$property(super::gpu());
-            })*
-        }
-    };
-}
-
 /// The closed-form activation derivatives (what the fused MLP sweep uses) equal, at each z, the
 /// tape's own ops — the value, `tanh_backward(1, y)` / `sigmoid_backward(1, y)` for the first
 /// derivative and the double-backward op `(d1, 1, y)` for the second — and central finite
@@ -308,7 +285,7 @@ fn activation_derivatives_match_the_ops(device: Device) {
     }
 }
 
-on_every_device!(
+device_tests!(
     values_match_reference,
     derivatives_match_finite_differences,
     batched_cotangents_equal_separate_ones,

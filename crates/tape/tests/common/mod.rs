@@ -10,55 +10,10 @@ use curvature_tensor::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// The device of the `cuda` test instances: the real GPU `cuda:0` when present, else the emulated
-/// GPU (ARCHITECTURE.md, "The emulated GPU"); with `CURVATURE_REQUIRE_GPU=1` a missing GPU fails
-/// the test instead.
-pub fn cuda() -> Device {
-    let device = Device::cuda_or_emulated().expect("a real or emulated CUDA device");
-    eprintln!("running on {}", device.description());
-    device
-}
-
-/// What a test body returns: nothing, or a `Result` whose error fails the test.
-pub trait Outcome {
-    fn finish(self);
-}
-
-impl Outcome for () {
-    fn finish(self) {}
-}
-
-impl<E: std::fmt::Display> Outcome for std::result::Result<(), E> {
-    fn finish(self) {
-        if let Err(e) = self {
-            panic!("{e}");
-        }
-    }
-}
-
-/// Emits one `#[test]` per named body `fn(Device)` and device: `cpu::{name}` runs
-/// `name(Device::Cpu)` and `cuda::{name}` runs `name(common::cuda())`.
-#[macro_export]
-macro_rules! device_tests {
-    ($($name:ident),* $(,)?) => {
-        mod cpu {
-            $(
-                #[test]
-                fn $name() {
-                    $crate::common::Outcome::finish(super::$name(curvature_tensor::Device::Cpu));
-                }
-            )*
-        }
-        mod cuda {
-            $(
-                #[test]
-                fn $name() {
-                    $crate::common::Outcome::finish(super::$name($crate::common::cuda()));
-                }
-            )*
-        }
-    };
-}
+#[path = "../../../tensor/tests/common/devices.rs"]
+mod devices;
+#[allow(unused_imports)] // not every test binary has device tests
+pub use devices::{cuda, Outcome};
 
 /// Where an op's inputs are drawn: where it is smooth, away from kinks and poles.
 #[derive(Debug, Clone, Copy)]
