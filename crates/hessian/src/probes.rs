@@ -18,7 +18,7 @@ pub enum Probe {
     /// Standard normal.
     Gaussian,
     /// The scaled standard basis vectors √dim·e₀, √dim·e₁, … in order, cycling after `dim`
-    /// (scaled so that, like the random kinds, E[vvᵀ] = I over a cycle): deterministic, the
+    /// (scaled so that, like the random kinds, E\[vvᵀ\] = I over a cycle): deterministic, the
     /// seed is unused. `dim` of them make Hutchinson's trace and SLQ's moments exact.
     Basis,
 }

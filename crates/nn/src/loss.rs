@@ -12,7 +12,7 @@ pub enum Loss {
     Mse,
     /// Σ output² (y unused).
     SumSq,
-    /// Mean over samples of −log_softmax(output)[label]; labels are stored as integral floats.
+    /// Mean over samples of −log_softmax(output)\[label\]; labels are stored as integral floats.
     CrossEntropy,
 }
 

@@ -33,7 +33,7 @@ pub fn bounded_text(text: &str, max_bytes: usize) -> String {
 }
 
 /// A value read from a file (a metadata string, a tensor name) as it is echoed in errors:
-/// [`bounded_text`] with [`SHOWN_BYTES`].
+/// [`bounded_text`] with the length every error message uses (`SHOWN_BYTES`, 80 bytes).
 pub fn shown(text: &str) -> String {
     bounded_text(text, SHOWN_BYTES)
 }
