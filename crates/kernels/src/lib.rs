@@ -88,6 +88,7 @@
 mod buffer;
 mod cuda;
 mod device;
+mod disk_cache;
 #[cfg(feature = "emulator")]
 mod emulator;
 mod error;
@@ -100,6 +101,7 @@ mod registry;
 
 pub use buffer::{GpuBuffer, KernelArg};
 pub use device::GpuDevice;
+pub use disk_cache::{CachedOutput, DiskCache};
 #[cfg(feature = "emulator")]
 pub use emulator::emulated_kernel_names;
 pub use error::KernelError;
@@ -108,6 +110,6 @@ pub use kernel::{Dtype, Indexing, Kernel};
 pub use launch::{Dim3, Launch};
 pub use nvrtc::{
     compile_cubin, compile_cubin_log, compile_ptx, compile_source, compiled_kernel_names,
-    nvrtc_available, ptx_entry_names,
+    nvrtc_available, nvrtc_version, ptx_entry_names,
 };
 pub use registry::emulation_requested;

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::nvrtc::{result, sys};
 
+use crate::disk_cache::{self, CachedOutput, DiskCache};
 use crate::error::panic_message;
 use crate::family::{KernelFamily, ModuleKey};
 use crate::KernelError;
@@ -104,10 +105,31 @@ enum Output {
     CubinVerbose,
 }
 
-struct Compiled {
-    image: Vec<u8>,
-    log: String,
+impl Output {
+    fn name(self) -> &'static str {
+        match self {
+            Output::Ptx => "ptx",
+            Output::Cubin => "cubin",
+            Output::CubinVerbose => "cubin with ptxas log",
+        }
+    }
 }
+
+/// NVRTC's version, `(major, minor)`.
+pub fn nvrtc_version() -> Result<(i32, i32), KernelError> {
+    if !nvrtc_available() {
+        return Err(KernelError::NoNvrtc {
+            reason: "libnvrtc could not be loaded".to_string(),
+        });
+    }
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: libnvrtc is loaded (checked above) and both out-pointers are valid for the call.
+    unsafe { sys::nvrtcVersion(&mut major, &mut minor) }.result()?;
+    Ok((major, minor))
+}
+
+/// What a compile produced: the image (PTX or CUBIN) and NVRTC's log.
+type Compiled = CachedOutput;
 
 fn image_to_string(image: Vec<u8>) -> String {
     let end = image.iter().position(|&b| b == 0).unwrap_or(image.len());
@@ -165,6 +187,18 @@ fn compile_unguarded(
     if output == Output::CubinVerbose {
         options.push("--ptxas-options=-v".to_string());
     }
+    let cache = DiskCache::from_env();
+    let key = disk_cache::key(
+        name,
+        source,
+        arch,
+        output.name(),
+        &options,
+        nvrtc_version()?,
+    );
+    if let Some(hit) = cache.as_ref().and_then(|cache| cache.load(&key)) {
+        return Ok(hit);
+    }
     let options: Vec<CString> = options
         .into_iter()
         .map(|o| CString::new(o).map_err(|_| compile_error("option contains a NUL byte".into())))
@@ -188,7 +222,11 @@ fn compile_unguarded(
             .collect(),
         Output::Cubin | Output::CubinVerbose => get_cubin(&program)?,
     };
-    Ok(Compiled { image, log })
+    let compiled = Compiled { image, log };
+    if let Some(cache) = &cache {
+        cache.store(&key, &compiled);
+    }
+    Ok(compiled)
 }
 
 fn get_cubin(program: &Program) -> Result<Vec<u8>, KernelError> {
