@@ -12,13 +12,18 @@ use cudarc::nvrtc::Ptx;
 
 use crate::buffer::{BufferMem, CudaBuffer, GpuBuffer, KernelArg};
 use crate::family::ModuleKey;
-use crate::nvrtc::{compile_module_cubin, compile_module_ptx, nvrtc_available};
+use crate::nvrtc::{
+    compile_module_cubin, compile_module_ptx, nvrtc_available, nvrtc_version, supported_archs,
+};
+use crate::targets::{TargetPlan, Toolchain};
 use crate::KernelError;
 
 pub(crate) struct CudaBackend {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     arch: String,
+    /// The images this GPU's modules are loaded from.
+    targets: TargetPlan,
     name: String,
     modules: Mutex<HashMap<ModuleKey, Arc<CudaModule>>>,
     functions: Mutex<HashMap<(ModuleKey, String), CudaFunction>>,
@@ -77,12 +82,20 @@ impl CudaBackend {
         let ctx = CudaContext::new(ordinal).map_err(no_device)?;
         let (major, minor) = ctx.compute_capability()?;
         let name = ctx.name()?;
+        let toolchain = Toolchain {
+            gpu: (major.unsigned_abs(), minor.unsigned_abs()),
+            nvrtc_archs: supported_archs()?,
+            driver: driver_version()?,
+            nvrtc: nvrtc_version().map(|(a, b)| (a.unsigned_abs(), b.unsigned_abs()))?,
+        };
+        let targets = toolchain.plan(&name)?;
         // A non-default stream, so work can later be captured into CUDA graphs.
         let stream = ctx.new_stream()?;
         Ok(CudaBackend {
             ctx,
             stream,
             arch: format!("sm_{major}{minor}"),
+            targets,
             name,
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
@@ -133,24 +146,36 @@ impl CudaBackend {
         {
             return Ok(m.clone());
         }
-        // SASS first (no driver JIT); PTX if the driver rejects the CUBIN.
-        let cubin = compile_module_cubin(key, &self.arch)?;
-        let module = match self.ctx.load_module(Ptx::from_binary(cubin.to_vec())) {
-            Ok(module) => module,
-            Err(cubin_err) => {
-                let ptx = compile_module_ptx(key, &self.arch)?;
-                self.ctx
-                    .load_module(Ptx::from_src(ptx.to_string()))
-                    .map_err(|ptx_err| KernelError::Launch {
-                        kernel: format!("module `{}`", key.name()),
-                        reason: format!(
-                            "the driver loads neither the CUBIN ({cubin_err}) nor the PTX \
-                             ({ptx_err}) for {}",
-                            self.arch
-                        ),
-                    })?
+        // SASS first (no driver JIT); PTX if there is no SASS or the driver rejects it.
+        let mut failures = Vec::new();
+        let mut loaded = None;
+        if let Some(arch) = &self.targets.cubin {
+            match compile_module_cubin(key, arch)
+                .and_then(|cubin| Ok(self.ctx.load_module(Ptx::from_binary(cubin.to_vec()))?))
+            {
+                Ok(module) => loaded = Some(module),
+                Err(e) => failures.push(format!("CUBIN for {arch}: {e}")),
             }
-        };
+        }
+        if loaded.is_none() {
+            if let Some(arch) = &self.targets.ptx {
+                match compile_module_ptx(key, arch)
+                    .and_then(|ptx| Ok(self.ctx.load_module(Ptx::from_src(ptx.to_string()))?))
+                {
+                    Ok(module) => loaded = Some(module),
+                    Err(e) => failures.push(format!("PTX for {arch}: {e}")),
+                }
+            }
+        }
+        let module = loaded.ok_or_else(|| KernelError::Launch {
+            kernel: format!("module `{}`", key.name()),
+            reason: format!(
+                "no image loads on {} ({}): {}",
+                self.name,
+                self.arch,
+                failures.join("; ")
+            ),
+        })?;
         let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
         Ok(modules.entry(key).or_insert(module).clone())
     }
@@ -267,4 +292,19 @@ impl CudaBackend {
         })?;
         Ok(())
     }
+}
+
+/// The CUDA version the driver supports, `(major, minor)` (e.g. `(13, 0)` for a 580 driver).
+fn driver_version() -> Result<(u32, u32), KernelError> {
+    let mut version = 0;
+    // SAFETY: the driver library is loaded (the context was created) and `version` is a valid
+    // out-pointer for the call.
+    let status = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut version) };
+    if status != CUresult::CUDA_SUCCESS {
+        return Err(KernelError::NoDriver {
+            reason: format!("cuDriverGetVersion failed: {status:?}"),
+        });
+    }
+    let version = version.unsigned_abs();
+    Ok((version / 1000, version % 1000 / 10))
 }

@@ -17,7 +17,8 @@ use crate::KernelError;
 use crate::buffer::HostAlloc;
 
 enum Backend {
-    Cuda(CudaBackend),
+    // Boxed: a real GPU's state is far larger than the emulator's handle.
+    Cuda(Box<CudaBackend>),
     #[cfg(feature = "emulator")]
     Emulated(EmuBackend),
 }
@@ -54,7 +55,7 @@ impl GpuDevice {
                         reason: format!("the CUDA driver is unusable: {}", panic_message(&panic)),
                     })
                 })
-                .map(Backend::Cuda)?
+                .map(|backend| Backend::Cuda(Box::new(backend)))?
         };
         Ok(GpuDevice {
             inner: Arc::new(DeviceInner { backend, id }),

@@ -98,6 +98,7 @@ mod kernel;
 mod launch;
 mod nvrtc;
 mod registry;
+mod targets;
 
 pub use buffer::{GpuBuffer, KernelArg};
 pub use device::GpuDevice;
@@ -110,6 +111,7 @@ pub use kernel::{Dtype, Indexing, Kernel};
 pub use launch::{Dim3, Launch};
 pub use nvrtc::{
     compile_cubin, compile_cubin_log, compile_ptx, compile_source, compiled_kernel_names,
-    nvrtc_available, nvrtc_version, ptx_entry_names,
+    nvrtc_available, nvrtc_version, ptx_entry_names, supported_archs,
 };
 pub use registry::emulation_requested;
+pub use targets::{TargetPlan, Toolchain};

@@ -19,6 +19,21 @@ pub fn nvrtc_available() -> bool {
     unsafe { sys::is_culib_present() }
 }
 
+/// The architectures NVRTC can compile for, as `major·10 + minor` (e.g. 90 for `sm_90`).
+pub fn supported_archs() -> Result<Vec<u32>, KernelError> {
+    nvrtc_version()?; // loads libnvrtc or explains why it cannot
+    let mut count = 0;
+    // SAFETY: libnvrtc is loaded and `count` is a valid out-pointer for the call.
+    unsafe { sys::nvrtcGetNumSupportedArchs(&mut count) }.result()?;
+    let mut archs = vec![0; usize::try_from(count).unwrap_or(0)];
+    // SAFETY: `archs` holds exactly the `count` entries NVRTC reported.
+    unsafe { sys::nvrtcGetSupportedArchs(archs.as_mut_ptr()) }.result()?;
+    Ok(archs
+        .into_iter()
+        .filter_map(|a| u32::try_from(a).ok())
+        .collect())
+}
+
 /// Compiles `family` to PTX for `arch` (e.g. `"sm_90"`), cached per process and (family, arch).
 pub fn compile_ptx(family: KernelFamily, arch: &str) -> Result<String, KernelError> {
     compile_module_ptx(ModuleKey::Family(family), arch).map(|p| p.to_string())

@@ -168,3 +168,31 @@ fn missing_nvrtc_is_an_error_not_a_panic() {
         Err(KernelError::NoNvrtc { .. })
     ));
 }
+
+#[test]
+fn the_installed_nvrtc_plans_sass_for_the_tested_architectures_nvrtc() {
+    if !nvrtc_or_skip("the_installed_nvrtc_plans_sass_for_the_tested_architectures_nvrtc") {
+        return;
+    }
+    let archs = curvature_kernels::supported_archs().expect("NVRTC lists its architectures");
+    let (major, minor) = curvature_kernels::nvrtc_version().expect("NVRTC reports its version");
+    for (gpu, name) in [((8, 0), "A100"), ((9, 0), "H200")] {
+        let toolchain = curvature_kernels::Toolchain {
+            gpu,
+            nvrtc_archs: archs.clone(),
+            driver: (major.unsigned_abs(), minor.unsigned_abs()),
+            nvrtc: (major.unsigned_abs(), minor.unsigned_abs()),
+        };
+        let plan = toolchain.plan(name).expect("a plan");
+        let arch = gpu.0 * 10 + gpu.1;
+        assert_eq!(plan.cubin, Some(format!("sm_{arch}")), "{name}: {archs:?}");
+        assert_eq!(plan.ptx, Some(format!("compute_{arch}")), "{name}");
+        // The planned PTX target compiles.
+        compile_source(
+            "plan",
+            "extern \"C\" __global__ void k() {}",
+            &format!("compute_{arch}"),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
