@@ -22,7 +22,7 @@ const GOLDEN: [&str; 4] = [
 const TOL: f64 = 1e-10;
 
 fn curvature(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_curvature"))
+    Command::new(common::curvature_bin())
         .args(args)
         .output()
         .expect("the curvature binary runs")

@@ -12,7 +12,7 @@ fn analyze_accepts_the_unspoiled_model_cpu() {
     let dir = tempfile::tempdir().expect("temp dir");
     let model = dir.path().join("good.safetensors");
     std::fs::write(&model, ModelFile::golden().bytes()).expect("written");
-    let status = Command::new(env!("CARGO_BIN_EXE_curvature"))
+    let status = Command::new(common::curvature_bin())
         .arg("analyze")
         .arg(&model)
         .args(["--device", "cpu"])
@@ -146,7 +146,7 @@ fn analyze_leaves_no_partial_file_when_writing_fails_cpu() {
     std::fs::create_dir(&out).expect("created");
     let plot = dir.path().join("spectrum.svg");
     let before = listing(dir.path());
-    let output = Command::new(env!("CARGO_BIN_EXE_curvature"))
+    let output = Command::new(common::curvature_bin())
         .arg("analyze")
         .arg(&model)
         .args(["--device", "cpu", "--plot"])
@@ -164,7 +164,7 @@ fn analyze_leaves_no_partial_file_when_writing_fails_cpu() {
 
 #[test]
 fn analyze_usage_errors_exit_2() {
-    let output = Command::new(env!("CARGO_BIN_EXE_curvature"))
+    let output = Command::new(common::curvature_bin())
         .args(["analyze", "model.safetensors", "--top-k", "0"])
         .output()
         .expect("runs");

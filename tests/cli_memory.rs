@@ -93,8 +93,7 @@ fn a_full_hessian_too_large_for_memory_is_refused_with_its_size_cpu() {
 
 #[test]
 fn a_run_that_fits_prints_its_plan_and_a_tight_limit_refuses_it_cpu() {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/mlp_4_6_5_3_tanh_sigmoid_mse.safetensors");
+    let model = common::data("mlp_4_6_5_3_tanh_sigmoid_mse");
     let dir = tempfile::tempdir().expect("temp dir");
     let copy = dir.path().join("model.safetensors");
     std::fs::copy(&model, &copy).expect("copied");

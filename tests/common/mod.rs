@@ -18,11 +18,27 @@ pub const TIME_LIMIT: Duration = Duration::from_secs(20);
 /// The address space one run may use (RLIMIT_AS).
 pub const MEMORY_LIMIT: u64 = 4 << 30;
 
-/// A golden model file, relative to the crate.
+/// The golden models' directory: `$CURVATURE_TEST_DATA` when set (test binaries copied to
+/// another machine), else the repository's `tests/data`.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("CURVATURE_TEST_DATA").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data"),
+        PathBuf::from,
+    )
+}
+
+/// A golden model file.
 pub fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(format!("{name}.safetensors"))
+    data_dir().join(format!("{name}.safetensors"))
+}
+
+/// The `curvature` binary: `$CURVATURE_BIN` when set (test binaries copied to another
+/// machine), else the one cargo built for these tests.
+pub fn curvature_bin() -> PathBuf {
+    std::env::var_os("CURVATURE_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_curvature")),
+        PathBuf::from,
+    )
 }
 
 /// A model file as tensors `(name, shape, values)` and metadata, to be spoiled and written.
@@ -126,7 +142,7 @@ impl ModelFile {
 
 /// The `curvature` binary with `args`.
 pub fn curvature(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_curvature"));
+    let mut command = Command::new(curvature_bin());
     command.args(args);
     command
 }

@@ -16,12 +16,9 @@ use curvature_tensor::{DType, Device};
 #[test]
 fn estimators_on_cuda_match_the_cpu_cuda() {
     let device = cuda();
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/data/mlp_4_6_5_3_tanh_sigmoid_mse.safetensors"
-    );
-    let cpu_file = ModelFile::load(path, DType::F64, Device::Cpu).unwrap();
-    let gpu_file = ModelFile::load(path, DType::F64, device).unwrap();
+    let path = common::data_dir().join("mlp_4_6_5_3_tanh_sigmoid_mse.safetensors");
+    let cpu_file = ModelFile::load(&path, DType::F64, Device::Cpu).unwrap();
+    let gpu_file = ModelFile::load(&path, DType::F64, device).unwrap();
     let cpu =
         PreparedHvp::for_model(&cpu_file.model, cpu_file.loss, &cpu_file.x, &cpu_file.y).unwrap();
     let gpu =
@@ -40,7 +37,7 @@ fn estimators_on_cuda_match_the_cpu_cuda() {
     assert_eq!(d.device(), device);
     assert!(rel_err(&d, cpu_file.tensor("hessian_diag").unwrap()) <= 1e-10);
     // The model Hessian on the smaller golden model (one recording per output element).
-    let small = path.replace("mlp_4_6_5_3_tanh_sigmoid_mse", "seed_linear_sigmoid_sumsq");
+    let small = common::data_dir().join("seed_linear_sigmoid_sumsq.safetensors");
     let small_cpu = ModelFile::load(&small, DType::F64, Device::Cpu).unwrap();
     let small_gpu = ModelFile::load(&small, DType::F64, device).unwrap();
     let mh = model_hessian(&small_gpu.model, &small_gpu.x).unwrap();

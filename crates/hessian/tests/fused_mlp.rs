@@ -62,10 +62,7 @@ fn fused_full_hessian_matches_golden_f64() {
 #[test]
 fn fused_matches_golden_in_f32() {
     for name in GOLDEN {
-        let path = format!(
-            "{}/../../tests/data/{name}.safetensors",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = common::data_dir().join(format!("{name}.safetensors"));
         let file = ModelFile::load(&path, DType::F32, Device::Cpu).unwrap();
         for strategy in STRATEGIES {
             let op = MlpHvp::new(&file.model, file.loss, &file.x, &file.y)

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::cell::RefCell;
+use std::path::PathBuf;
 
 use curvature_hessian::{LinearOperator, Result};
 use curvature_nn::ModelFile;
@@ -26,12 +27,18 @@ pub fn load(name: &str) -> ModelFile {
     load_as(name, DType::F64, Device::Cpu)
 }
 
+/// The golden models' directory: `$CURVATURE_TEST_DATA` when set (test binaries copied to
+/// another machine), else the repository's `tests/data`.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("CURVATURE_TEST_DATA").map_or_else(
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data")),
+        PathBuf::from,
+    )
+}
+
 /// The golden file `name` in `dtype` on `device`.
 pub fn load_as(name: &str, dtype: DType, device: Device) -> ModelFile {
-    let path = format!(
-        "{}/../../tests/data/{name}.safetensors",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = data_dir().join(format!("{name}.safetensors"));
     ModelFile::load(&path, dtype, device).expect("golden file loads")
 }
 

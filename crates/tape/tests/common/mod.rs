@@ -94,17 +94,28 @@ pub fn assert_gradchecks(name: &str, inputs: &[Tensor], f: impl Fn(&[Var]) -> Re
     assert!(second.passed, "{name}: gradgradcheck failed: {second:#?}");
 }
 
-pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data");
+/// The golden models' directory: `$CURVATURE_TEST_DATA` when set (test binaries copied to
+/// another machine), else the repository's `tests/data`.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("CURVATURE_TEST_DATA").map_or_else(
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data")),
+        PathBuf::from,
+    )
+}
 
 /// Every golden model file, sorted.
 pub fn golden_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(DATA)
-        .unwrap_or_else(|e| panic!("cannot read {DATA}: {e}"))
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data_dir())
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", data_dir().display()))
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|ext| ext == "safetensors"))
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "no golden models in {DATA}");
+    assert!(
+        !files.is_empty(),
+        "no golden models in {}",
+        data_dir().display()
+    );
     files
 }
 
