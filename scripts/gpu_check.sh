@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The checks a lent GPU machine (no cargo, no network) runs, from binaries built here.
+#
+#   scripts/gpu_check.sh prepare [--anchor PATH/hvp_anchor.py]
+#       on a build machine: builds the release binary and every test binary, and copies the
+#       curvature binary, the test binaries that have CUDA tests (stripped) and the anchor
+#       script into gpu_bundle/ (git-ignored).
+#   scripts/gpu_check.sh run
+#       on the GPU machine, from the repository root (tests/data is read from there): GPU and
+#       driver info; every CUDA test with CURVATURE_REQUIRE_GPU=1, binaries in parallel; the
+#       benchmark twice with its work counters; the JAX and PyTorch anchors in the same run
+#       (when python3 has them); compute-sanitizer's memcheck, racecheck, synccheck and
+#       initcheck on the kernel tests (when installed). Logs and summary.md go to $OUT
+#       (default gpu_bundle/out). Everything is bounded to finish in under 10 minutes.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bundle=gpu_bundle
+
+prepare() {
+    local anchor=""
+    if [ "${1:-}" = "--anchor" ]; then
+        anchor="${2:?--anchor needs a path}"
+    fi
+    set -e
+    cargo build --release
+    rm -rf "$bundle" && mkdir -p "$bundle/tests"
+    cp target/release/curvature "$bundle/"
+    cargo test --release --workspace --no-run --message-format=json 2>/dev/null |
+        python3 -c '
+import json, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    if msg.get("reason") == "compiler-artifact" and msg.get("executable") and msg["profile"]["test"]:
+        print(msg["executable"])
+' | while read -r exe; do
+        # Only binaries that hold CUDA tests travel (the carry limit is 64 MiB).
+        if "$exe" --list 2>/dev/null | grep -qiE 'cuda|_emulated|_nvrtc'; then
+            name=$(basename "$exe" | sed 's/-[0-9a-f]*$//')
+            crate=$(echo "$exe" | sed 's|.*/deps/||')
+            cp "$exe" "$bundle/tests/${name}__${crate##*-}"
+        fi
+    done
+    strip "$bundle/curvature" "$bundle"/tests/* 2>/dev/null || true
+    if [ -n "$anchor" ]; then
+        cp "$anchor" "$bundle/hvp_anchor.py"
+    fi
+    du -sh "$bundle"
+    ls "$bundle/tests"
+}
+
+run() {
+    local out="${OUT:-$bundle/out}"
+    mkdir -p "$out"
+    local summary="$out/summary.md"
+    export CURVATURE_REQUIRE_GPU=1
+    export CURVATURE_TEST_DATA="$PWD/tests/data"
+    export CURVATURE_BIN="$PWD/$bundle/curvature"
+    echo "# GPU check" >"$summary"
+
+    { nvidia-smi || echo "nvidia-smi missing"; } >"$out/gpu.txt" 2>&1
+    echo "- GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo unknown)" >>"$summary"
+
+    # Every CUDA test, one binary per job, in parallel.
+    ls "$bundle"/tests/* | xargs -P 8 -I{} sh -c \
+        'timeout 300 "{}" cuda --test-threads 1 >"'"$out"'/$(basename {}).log" 2>&1; echo "$? $(basename {})"' \
+        >"$out/tests.status"
+    echo "- CUDA test binaries (exit status, name):" >>"$summary"
+    sed 's/^/  - /' "$out/tests.status" >>"$summary"
+    grep -h "^test result" "$out"/*.log | awk '{p+=$4; f+=$6} END {print "- CUDA tests: " p " passed, " f " failed"}' >>"$summary"
+
+    # The benchmark twice, with its work counters (JSON lines).
+    for i in 1 2; do
+        timeout 240 "$CURVATURE_BIN" bench --device cuda --runs 10 --json >"$out/bench$i.json" 2>"$out/bench$i.err"
+        echo "- bench run $i (exit $?):" >>"$summary"
+        sed 's/^/  - /' "$out/bench$i.json" >>"$summary"
+    done
+
+    # The anchors, on the same GPU in the same run.
+    if [ -f "$bundle/hvp_anchor.py" ]; then
+        timeout 240 python3 "$bundle/hvp_anchor.py" seed,mid,large torch,jax >"$out/anchors.json" 2>"$out/anchors.err"
+        echo "- anchors (exit $?):" >>"$summary"
+        sed 's/^/  - /' "$out/anchors.json" >>"$summary"
+    fi
+
+    # compute-sanitizer on the kernel tests.
+    if command -v compute-sanitizer >/dev/null; then
+        for tool in memcheck racecheck synccheck initcheck; do
+            for exe in "$bundle"/tests/elementwise__* "$bundle"/tests/reduce__* "$bundle"/tests/matmul__*; do
+                [ -e "$exe" ] || continue
+                timeout 120 compute-sanitizer --tool "$tool" --error-exitcode 9 "$exe" cuda --test-threads 1 \
+                    >"$out/sanitizer-$tool-$(basename "$exe").log" 2>&1
+                echo "- compute-sanitizer $tool $(basename "$exe"): exit $?" >>"$summary"
+            done
+        done
+    else
+        echo "- compute-sanitizer: not installed" >>"$summary"
+    fi
+    cat "$summary"
+}
+
+case "${1:-}" in
+prepare) shift && prepare "$@" ;;
+run) run ;;
+*) echo "usage: $0 prepare [--anchor PATH] | run" >&2 && exit 2 ;;
+esac
