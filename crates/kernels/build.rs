@@ -6,7 +6,11 @@
 //! launch tables: for each `extern "C" __global__ void name(params...)` found in the
 //! preprocessed source, a wrapper that unpacks `params[i]` as `*(T_i*)params[i]`. The tables,
 //! one per family with the family's name beside it, are also the list of kernels each family
-//! defines (`emulated_kernel_names`).
+//! defines (`emulated_kernel_names`). `__shared__` declarations are rewritten into references
+//! to the running block's shared memory (`rewrite_shared`), and the kernels are compiled with
+//! GCC's `-fsanitize=thread` instrumentation, whose access hooks `kernels/emulator/emu_check.cpp`
+//! defines (the shared-memory checker; no TSan runtime is linked), and with FMA contraction
+//! like NVRTC's default.
 
 use std::env;
 use std::fs;
@@ -25,6 +29,7 @@ fn main() {
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let kernels = manifest.join("../../kernels");
     println!("cargo:rerun-if-changed={}", kernels.display());
+    println!("cargo::rustc-check-cfg=cfg(emu_fma)");
     for entry in walk(&kernels) {
         println!("cargo:rerun-if-changed={}", entry.display());
     }
@@ -72,7 +77,11 @@ fn build_emulator(kernels: &Path) {
         let tu = out_dir.join(format!("emu_{family}.cpp"));
         fs::write(
             &tu,
-            format!("{source}\n{}", generate_table(family, &kernels_found)),
+            format!(
+                "{}\n{}",
+                rewrite_shared(&source),
+                generate_table(family, &kernels_found)
+            ),
         )
         .expect("write emulator translation unit");
         sources.push(tu);
@@ -92,11 +101,33 @@ fn build_emulator(kernels: &Path) {
     tables.push_str("    nullptr,\n};\n}\n");
     let tables_tu = out_dir.join("emu_tables.cpp");
     fs::write(&tables_tu, tables).expect("write emulator tables");
-    sources.push(tables_tu);
-    sources.push(kernels.join("emulator/emu_runtime.cpp"));
-    sources.push(kernels.join("emulator/emu_memory.cpp"));
+    let runtime = [
+        tables_tu,
+        kernels.join("emulator/emu_runtime.cpp"),
+        kernels.join("emulator/emu_memory.cpp"),
+        kernels.join("emulator/emu_check.cpp"),
+    ];
 
-    cc::Build::new()
+    let mut build = emulator_build(kernels);
+    // Every memory access of a kernel calls a __tsan_* hook (the shared-memory checker).
+    build
+        .flag("-fsanitize=thread")
+        .flag("--param=tsan-instrument-func-entry-exit=0")
+        // NVRTC contracts a * b + c into FMA by default; so does the emulated GPU.
+        .flag("-ffp-contract=fast");
+    if host_has_fma() {
+        build.flag("-mfma");
+        println!("cargo:rustc-cfg=emu_fma");
+    }
+    build.files(&sources).compile("curvature_emu_kernels");
+    emulator_build(kernels)
+        .files(&runtime)
+        .compile("curvature_emu_runtime");
+}
+
+fn emulator_build(kernels: &Path) -> cc::Build {
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
         .std("c++17")
         .opt_level(2)
@@ -105,9 +136,88 @@ fn build_emulator(kernels: &Path) {
         // Kernels reinterpret float arrays as float4, as CUDA code does.
         .flag("-fno-strict-aliasing")
         .flag_if_supported("-Wno-unknown-pragmas")
-        .flag_if_supported("-Wno-unused-parameter")
-        .files(&sources)
-        .compile("curvature_emu");
+        .flag_if_supported("-Wno-unused-parameter");
+    build
+}
+
+/// Whether the emulated kernels may use FMA instructions: the target is the machine building
+/// (x86-64 with FMA). Cross builds keep the target's baseline.
+fn host_has_fma() -> bool {
+    let same = env::var("TARGET").ok() == env::var("HOST").ok();
+    #[cfg(target_arch = "x86_64")]
+    {
+        same && env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64")
+            && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = same;
+        false
+    }
+}
+
+/// Rewrites every `__shared__` declaration (outside `//` comments) for the emulated GPU:
+/// `[extern] __shared__ [__align__(n)] T name[dims];` becomes a static `emu_shared_site` and a
+/// reference into the running block's shared memory (`emu_shared_ref`, see cuda_emu.h), or for
+/// `extern`, a pointer to its dynamic shared memory.
+fn rewrite_shared(source: &str) -> String {
+    let marker = "__shared__";
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(pos) = rest.find(marker) {
+        let before = &rest[..pos];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        if before[line_start..].contains("//") {
+            out.push_str(&rest[..pos + marker.len()]);
+            rest = &rest[pos + marker.len()..];
+            continue;
+        }
+        let is_extern = before.trim_end().ends_with("extern");
+        let kept = if is_extern {
+            before.trim_end().trim_end_matches("extern")
+        } else {
+            before
+        };
+        out.push_str(kept);
+        let after = &rest[pos + marker.len()..];
+        let end = after
+            .find(';')
+            .expect("`;` ending a __shared__ declaration");
+        let mut decl = after[..end].trim();
+        let mut align = 16;
+        if let Some(attr) = decl.strip_prefix("__align__(") {
+            let close = attr.find(')').expect("`)` closing __align__(");
+            let n: usize = attr[..close]
+                .trim()
+                .parse()
+                .expect("__align__ takes a number");
+            align = align.max(n);
+            decl = attr[close + 1..].trim();
+        }
+        let (head, dims) = decl.split_at(decl.find('[').unwrap_or(decl.len()));
+        let head = head.trim_end();
+        let name_start = head
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(0, |i| i + 1);
+        let (ty, name) = (head[..name_start].trim(), &head[name_start..]);
+        assert!(
+            !ty.is_empty() && !name.is_empty(),
+            "unsupported __shared__ declaration: {decl}"
+        );
+        if is_extern {
+            out.push_str(&format!(
+                "{ty}* const {name} = reinterpret_cast<{ty}*>(emu_shared_dynamic());"
+            ));
+        } else {
+            out.push_str(&format!(
+                "static emu_shared_site emu_site_{name}{{\"{name}\", 0, 0}}; \
+                 {ty} (&{name}){dims} = emu_shared_ref<{ty}{dims}>(&emu_site_{name}, {align});"
+            ));
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A kernel signature: name and (C type, parameter name) pairs.

@@ -20,9 +20,24 @@
 #define __forceinline__ inline
 #define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
-// One OS thread runs one block at a time, so a thread-local static is shared by the block's
-// fibers and reused (not re-initialised) block after block, like real shared memory.
-#define __shared__ static thread_local
+// `__shared__` declarations are rewritten by build.rs (the emulated GPU has no `__shared__`):
+// `__shared__ T name[N];` becomes a reference into the running block's shared memory,
+//     static emu_shared_site emu_site_name{"name", 0, 0};
+//     T (&name)[N] = emu_shared_ref<T[N]>(&emu_site_name, align);
+// and `extern __shared__ T name[];` a pointer to the block's dynamic shared memory,
+//     T* const name = reinterpret_cast<T*>(emu_shared_dynamic());
+// (emu_check.cpp: NaN-filled at every block start, reads and races checked).
+struct emu_shared_site {
+    const char* name;
+    uint32_t epoch;
+    uint32_t offset;
+};
+extern "C" char* emu_shared_place(emu_shared_site* site, size_t bytes, size_t align);
+extern "C" char* emu_shared_dynamic(void);
+template <class A>
+inline A& emu_shared_ref(emu_shared_site* site, size_t align) {
+    return *reinterpret_cast<A*>(emu_shared_place(site, sizeof(A), align));
+}
 
 struct emu_dim3 {
     unsigned x, y, z;
@@ -39,9 +54,12 @@ struct emu_thread_state {
 
 extern "C" emu_thread_state* emu_current_thread(void);
 extern "C" void emu_syncthreads(void);
-extern "C" void emu_syncwarp(void);
+// A warp barrier over the lanes of `mask` (`fence`: __syncwarp, which also orders the lanes'
+// memory accesses; a shuffle does not). Lanes outside the mask or exited lanes in it are errors.
+extern "C" void emu_syncwarp(unsigned mask, int fence);
 extern "C" void* emu_warp_slot(unsigned lane);
-extern "C" int emu_lane_live(unsigned lane);
+// Reports a shuffle reading lane `src` that `mask` excludes.
+extern "C" void emu_shfl_bad_source(unsigned mask, unsigned src);
 
 #define threadIdx (emu_current_thread()->thread_idx)
 #define blockIdx (emu_current_thread()->block_idx)
@@ -50,69 +68,68 @@ extern "C" int emu_lane_live(unsigned lane);
 #define warpSize 32
 
 inline void __syncthreads() { emu_syncthreads(); }
-inline void __syncwarp(unsigned mask = 0xffffffffu) {
-    (void)mask;
-    emu_syncwarp();
-}
+inline void __syncwarp(unsigned mask = 0xffffffffu) { emu_syncwarp(mask, 1); }
 
-// Exchange through the warp's slots: every live lane publishes `v`, a warp barrier, each lane
-// reads its source lane (its own value if the source is out of range or not live), and a second
+// Exchange through the warp's slots: every lane of `mask` publishes `v`, a warp barrier (which
+// checks the mask), each lane reads its source lane (which must be in the mask), and a second
 // barrier so no lane overwrites a slot before everyone has read it.
 template <class T>
-inline T emu_shfl(T v, int src) {
+__attribute__((no_sanitize_thread)) inline T emu_shfl(unsigned mask, T v, int src) {
     static_assert(sizeof(T) <= 8, "warp shuffles move at most 8 bytes");
     const unsigned lane = emu_current_thread()->lane;
     memcpy(emu_warp_slot(lane), &v, sizeof(T));
-    emu_syncwarp();
+    emu_syncwarp(mask, 0);
     T r = v;
-    if (src >= 0 && src < 32 && emu_lane_live((unsigned)src)) {
-        memcpy(&r, emu_warp_slot((unsigned)src), sizeof(T));
+    if (src >= 0 && src < 32) {
+        if ((mask >> src) & 1u) {
+            memcpy(&r, emu_warp_slot((unsigned)src), sizeof(T));
+        } else {
+            emu_shfl_bad_source(mask, (unsigned)src);
+        }
     }
-    emu_syncwarp();
+    emu_syncwarp(mask, 0);
     return r;
 }
 
 template <class T>
 inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
-    (void)mask;
     const int lane = (int)emu_current_thread()->lane;
-    return emu_shfl(v, (lane / width) * width + (src_lane % width));
+    return emu_shfl(mask, v, (lane / width) * width + (src_lane % width));
 }
 
 template <class T>
 inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-    (void)mask;
     const int lane = (int)emu_current_thread()->lane;
     const int src = (lane % width) + (int)delta < width ? lane + (int)delta : lane;
-    return emu_shfl(v, src);
+    return emu_shfl(mask, v, src);
 }
 
 template <class T>
 inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-    (void)mask;
     const int lane = (int)emu_current_thread()->lane;
     const int src = (lane % width) >= (int)delta ? lane - (int)delta : lane;
-    return emu_shfl(v, src);
+    return emu_shfl(mask, v, src);
 }
 
 template <class T>
 inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
-    (void)mask;
     const int lane = (int)emu_current_thread()->lane;
     const int src = lane ^ lane_mask;
-    return emu_shfl(v, (src / width) == (lane / width) ? src : lane);
+    return emu_shfl(mask, v, (src / width) == (lane / width) ? src : lane);
 }
 
-// Atomics: blocks may run on several OS threads at once, so these are real atomics.
-inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
-inline unsigned atomicAdd(unsigned* p, unsigned v) {
+// Atomics: blocks may run on several OS threads at once, so these are real atomics (not seen by
+// the shared-memory checker).
+#define EMU_UNCHECKED __attribute__((no_sanitize_thread))
+EMU_UNCHECKED inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+EMU_UNCHECKED inline unsigned atomicAdd(unsigned* p, unsigned v) {
     return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
 }
-inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
+EMU_UNCHECKED inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
     return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
 }
 template <class T, class Bits>
-inline T emu_atomic_add_float(T* p, T v) {
+EMU_UNCHECKED inline T emu_atomic_add_float(T* p, T v) {
     Bits* bp = reinterpret_cast<Bits*>(p);
     Bits old_bits = __atomic_load_n(bp, __ATOMIC_SEQ_CST);
     for (;;) {

@@ -1,8 +1,10 @@
 // emu_memory.cpp: device memory of the emulated GPU, with guard pages.
 //
-// Every buffer ends (rounded up to 16 bytes) right before an inaccessible page, so a kernel
-// that reads or writes past the end of a buffer faults at once instead of silently corrupting
-// host memory. A SIGSEGV handler names the kernel that was running before the process dies.
+// Every buffer lies between two inaccessible pages: it ends (rounded up to 16 bytes) right
+// before one, so a kernel that reads or writes past its end faults at once, and one page lies
+// before its first page, so an access before its start (past the page's slack) faults too. A
+// SIGSEGV handler names the kernel that was running and the faulting address before the process
+// dies.
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -40,16 +42,23 @@ void on_segv(int sig, siginfo_t* info, void* ctx) {
         const char head[] = "\nemulated GPU: kernel `";
         const char tail[] =
             "` accessed memory outside its buffers (guard page hit; or overflowed its 64 KiB "
-            "fiber stack): check the sizes and offsets passed to it\n";
+            "fiber stack): check the sizes and offsets passed to it; faulting address 0x";
         ssize_t ignored = write(2, head, sizeof head - 1);
         ignored = write(2, kernel, strlen(kernel));
         ignored = write(2, tail, sizeof tail - 1);
+        // Hex digits by hand: snprintf is not async-signal-safe.
+        char hex[17];
+        uintptr_t a = (uintptr_t)(info != nullptr ? info->si_addr : nullptr);
+        for (int i = 15; i >= 0; --i, a >>= 4) {
+            hex[i] = "0123456789abcdef"[a & 15];
+        }
+        hex[16] = '\n';
+        ignored = write(2, hex, sizeof hex);
         (void)ignored;
     }
     // Hand the fault to whoever handled it before (Rust's stack-overflow handler or the default
     // action): restore it and return, so the faulting access runs again under it.
     (void)sig;
-    (void)info;
     (void)ctx;
     sigaction(SIGSEGV, &g_previous, nullptr);
 }
@@ -69,25 +78,30 @@ extern "C" void emu_set_running_kernel(const char* name) {
     g_running_kernel.store(name);
 }
 
-// Allocates `bytes` zeroed bytes, 16-byte aligned, followed by a guard page. Null on failure.
+// emu_runtime.cpp: runs the launches still queued (asynchronous mode) before memory is freed.
+extern "C" void emu_drain_before_free(void);
+
+// Allocates `bytes` zeroed bytes, 16-byte aligned, between two guard pages. Null on failure.
 extern "C" void* emu_alloc(size_t bytes) {
     const Layout l = layout_of(bytes);
-    void* base = mmap(nullptr, l.data_pages + page_size(), PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    const size_t total = page_size() + l.data_pages + page_size();
+    void* base = mmap(nullptr, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED) {
         return nullptr;
     }
-    char* guard = static_cast<char*>(base) + l.data_pages;
-    if (mprotect(guard, page_size(), PROT_NONE) != 0) {
-        munmap(base, l.data_pages + page_size());
+    char* data = static_cast<char*>(base) + page_size();
+    if (mprotect(data, l.data_pages, PROT_READ | PROT_WRITE) != 0) {
+        munmap(base, total);
         return nullptr;
     }
-    return guard - l.body;
+    return data + l.data_pages - l.body;
 }
 
-// Frees a pointer returned by emu_alloc(bytes) with the same `bytes`.
+// Frees a pointer returned by emu_alloc(bytes) with the same `bytes`, after the queued launches
+// (which may use it) have run, like a stream-ordered free.
 extern "C" void emu_free(void* p, size_t bytes) {
+    emu_drain_before_free();
     const Layout l = layout_of(bytes);
-    char* base = static_cast<char*>(p) + l.body - l.data_pages;
-    munmap(base, l.data_pages + page_size());
+    char* base = static_cast<char*>(p) + l.body - l.data_pages - page_size();
+    munmap(base, page_size() + l.data_pages + page_size());
 }

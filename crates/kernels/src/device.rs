@@ -144,10 +144,7 @@ impl GpuDevice {
         match (&self.inner.backend, buf.mem()) {
             (Backend::Cuda(b), BufferMem::Cuda(m)) => b.download(m, out),
             #[cfg(feature = "emulator")]
-            (Backend::Emulated(e), BufferMem::Host(h)) => {
-                e.download(h, out);
-                Ok(())
-            }
+            (Backend::Emulated(e), BufferMem::Host(h)) => e.download(h, out),
             #[cfg(feature = "emulator")]
             _ => Err(self.mismatch(buf)),
         }
@@ -155,7 +152,8 @@ impl GpuDevice {
 
     /// Runs `launch`. Its arguments must match the kernel's C parameters (documented in
     /// `kernels/*.cu`); the emulated GPU checks their count and types. Asynchronous on a real
-    /// GPU (ordered on the device's stream); synchronous when emulated.
+    /// GPU (ordered on the device's stream); synchronous when emulated, unless
+    /// `CURVATURE_EMU_ASYNC=1` queues it until the next synchronize or copy to the host.
     pub fn launch(&self, launch: &Launch<'_>) -> Result<(), KernelError> {
         let kernel = launch.kernel();
         self.launch_module(
@@ -180,6 +178,18 @@ impl GpuDevice {
         args: &[KernelArg],
     ) -> Result<(), KernelError> {
         self.launch_module(ModuleKey::Testing, kernel, grid, block, 0, args)
+    }
+
+    /// [`GpuDevice::launch_testing`] with `shared_bytes` of dynamic shared memory per block.
+    #[doc(hidden)]
+    pub fn launch_testing_shared(
+        &self,
+        kernel: &str,
+        (grid, block): (Dim3, Dim3),
+        shared_bytes: u32,
+        args: &[KernelArg],
+    ) -> Result<(), KernelError> {
+        self.launch_module(ModuleKey::Testing, kernel, grid, block, shared_bytes, args)
     }
 
     fn launch_module(
@@ -218,16 +228,17 @@ impl GpuDevice {
         match &self.inner.backend {
             Backend::Cuda(b) => b.launch(key, kernel, grid, block, shared_bytes, args),
             #[cfg(feature = "emulator")]
-            Backend::Emulated(e) => e.launch(kernel, grid, block, shared_bytes, args),
+            Backend::Emulated(e) => e.launch(key, kernel, grid, block, shared_bytes, args),
         }
     }
 
-    /// Waits for all queued work (a no-op on the emulated GPU, which is synchronous).
+    /// Waits for all queued work (on the emulated GPU: runs the launches queued in its
+    /// asynchronous mode, `CURVATURE_EMU_ASYNC=1`).
     pub fn synchronize(&self) -> Result<(), KernelError> {
         match &self.inner.backend {
             Backend::Cuda(b) => b.synchronize(),
             #[cfg(feature = "emulator")]
-            Backend::Emulated(_) => Ok(()),
+            Backend::Emulated(e) => e.synchronize(),
         }
     }
 

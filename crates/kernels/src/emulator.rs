@@ -1,13 +1,20 @@
 //! The emulated-GPU backend (ARCHITECTURE.md, "The emulated GPU"): kernels/*.cu compiled by the
 //! host C++ compiler and run as cooperative fibers by `kernels/emulator/emu_runtime.cpp`,
-//! launched through `emu_launch`.
+//! launched through `emu_launch`. Before a launch it checks registers × threads against the
+//! SM's register file, with the register counts ptxas reports (when NVRTC is present).
 
+use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use crate::buffer::{BufferMem, GpuBuffer, HostAlloc, KernelArg};
-use crate::family::KernelFamily;
+use crate::family::{KernelFamily, ModuleKey};
 use crate::KernelError;
+
+/// Registers of one SM (H100 / H200), shared by the threads of the blocks it runs.
+const SM_REGISTERS: u64 = 65_536;
+/// The architecture whose ptxas register counts the emulated GPU enforces.
+const REGISTER_ARCH: &str = "sm_90";
 
 extern "C" {
     fn emu_launch(
@@ -20,7 +27,10 @@ extern "C" {
         bz: u32,
         shared_bytes: u32,
         params: *mut *mut c_void,
+        nparams: usize,
     ) -> c_int;
+    fn emu_synchronize() -> c_int;
+    fn emu_error_message() -> *const c_char;
     fn emu_kernel_signature(name: *const c_char) -> *const c_char;
     fn emu_kernel_name(module: *const c_char, i: usize) -> *const c_char;
 }
@@ -59,6 +69,101 @@ fn host_ptr(kernel: &str, buf: &GpuBuffer, offset: usize) -> Result<Vec<u8>, Ker
     }
 }
 
+/// Whether the emulated kernels were compiled with FMA contraction into FMA instructions (the
+/// build machine has FMA), as NVRTC contracts `a * b + c` on a GPU.
+#[doc(hidden)]
+pub fn emulator_contracts_fma() -> bool {
+    cfg!(emu_fma)
+}
+
+/// The message of the emulator's last failed launch or synchronisation.
+fn last_error() -> String {
+    // SAFETY: `emu_error_message` returns a pointer to a static NUL-terminated buffer, written
+    // only by launches and synchronisations, which the caller's `exec` lock keeps out.
+    unsafe { CStr::from_ptr(emu_error_message()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Registers per thread of every kernel of `key` (ptxas for sm_90), once per process; `None`
+/// when NVRTC is absent (the check is skipped, and a note says so once).
+fn register_counts(key: ModuleKey) -> Option<HashMap<String, u32>> {
+    type Cache = Mutex<HashMap<&'static str, Option<HashMap<String, u32>>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());
+    guard
+        .entry(key.name())
+        .or_insert_with(|| {
+            if !crate::nvrtc_available() {
+                eprintln!(
+                    "emulated GPU: register check skipped (libnvrtc not available to report \
+                     the kernels' register counts)"
+                );
+                return None;
+            }
+            cached_register_counts(key)
+        })
+        .clone()
+}
+
+/// The register counts of `key`, from a file in the temporary directory named by a hash of
+/// the module's source (ptxas takes seconds per module; every test process needs them), else
+/// compiled and written there.
+fn cached_register_counts(key: ModuleKey) -> Option<HashMap<String, u32>> {
+    use std::hash::{Hash, Hasher};
+    let source = key.source();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (source.as_str(), REGISTER_ARCH).hash(&mut hasher);
+    let path = std::env::temp_dir().join(format!(
+        "curvature-emu-registers-{}-{:016x}.txt",
+        key.name(),
+        hasher.finish()
+    ));
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return Some(
+            text.lines()
+                .filter_map(|l| l.split_once(' '))
+                .filter_map(|(k, n)| Some((k.to_string(), n.parse().ok()?)))
+                .collect(),
+        );
+    }
+    let log = crate::nvrtc::module_cubin_log(key, REGISTER_ARCH).ok()?;
+    let counts = parse_registers(&log);
+    let text: String = counts.iter().map(|(k, n)| format!("{k} {n}\n")).collect();
+    // Written whole to a unique name and renamed, so a concurrent reader never sees half a file.
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    if std::fs::write(&tmp, text).is_ok() {
+        let _ = std::fs::rename(&tmp, &path);
+    }
+    Some(counts)
+}
+
+/// Kernel name → registers per thread from a ptxas `-v` log ("Compiling entry function 'k'",
+/// then "Used N registers").
+fn parse_registers(log: &str) -> HashMap<String, u32> {
+    let mut out = HashMap::new();
+    let mut current: Option<String> = None;
+    for line in log.lines() {
+        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
+            current = rest.split('\'').next().map(str::to_string);
+        } else if let (Some(name), Some(rest)) = (&current, line.split("Used ").nth(1)) {
+            if let Some(n) = rest.split_whitespace().next().and_then(|n| n.parse().ok()) {
+                if rest.contains("registers") {
+                    out.insert(name.clone(), n);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Registers a block of `threads` threads takes: whole warps, each allocated in units of 256.
+fn block_registers(regs_per_thread: u32, threads: u64) -> u64 {
+    let per_warp = (u64::from(regs_per_thread) * 32).div_ceil(256) * 256;
+    threads.div_ceil(32) * per_warp
+}
+
 pub(crate) struct EmuBackend {
     /// Serialises launches and copies, like one CUDA stream.
     exec: Mutex<()>,
@@ -80,17 +185,47 @@ impl EmuBackend {
         Ok(mem)
     }
 
-    /// `out.len()` equals the buffer's logical size, which is ≤ its allocation (checked by the
-    /// caller).
-    pub(crate) fn download(&self, mem: &HostAlloc, out: &mut [u8]) {
+    /// Runs the queued launches (asynchronous mode); their first error.
+    pub(crate) fn synchronize(&self) -> Result<(), KernelError> {
         let _guard = self.exec.lock().unwrap_or_else(|e| e.into_inner());
+        self.synchronize_locked()
+    }
+
+    fn synchronize_locked(&self) -> Result<(), KernelError> {
+        // SAFETY: no preconditions; runs launches whose argument slots the emulator copied and
+        // whose buffers are still allocated (freeing a buffer runs the queue first).
+        match unsafe { emu_synchronize() } {
+            0 => Ok(()),
+            _ => {
+                let message = last_error();
+                let kernel = message
+                    .split('`')
+                    .nth(1)
+                    .unwrap_or("queued kernel")
+                    .to_string();
+                Err(KernelError::Launch {
+                    kernel,
+                    reason: message,
+                })
+            }
+        }
+    }
+
+    /// `out.len()` equals the buffer's logical size, which is ≤ its allocation (checked by the
+    /// caller). Runs the queued launches first.
+    pub(crate) fn download(&self, mem: &HostAlloc, out: &mut [u8]) -> Result<(), KernelError> {
+        let _guard = self.exec.lock().unwrap_or_else(|e| e.into_inner());
+        self.synchronize_locked()?;
         // SAFETY: the allocation holds at least `out.len()` bytes; no kernel runs while the
         // `exec` lock is held, so nothing writes the source during the copy.
         unsafe { std::ptr::copy_nonoverlapping(mem.as_ptr(), out.as_mut_ptr(), out.len()) };
+        Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn launch(
         &self,
+        key: ModuleKey,
         kernel: &str,
         grid: (u32, u32, u32),
         block: (u32, u32, u32),
@@ -140,6 +275,17 @@ impl EmuBackend {
             slot[..bytes.len()].copy_from_slice(&bytes);
             slots[i] = u64::from_ne_bytes(slot);
         }
+        let threads = u64::from(block.0) * u64::from(block.1) * u64::from(block.2);
+        if let Some(regs) = register_counts(key).and_then(|m| m.get(kernel).copied()) {
+            let needed = block_registers(regs, threads);
+            if needed > SM_REGISTERS {
+                return Err(fail(format!(
+                    "too many resources requested: {threads} threads × {regs} registers \
+                     ({needed} allocated) exceed the SM's {SM_REGISTERS} registers \
+                     ({REGISTER_ARCH})"
+                )));
+            }
+        }
         let mut params: Vec<*mut c_void> = slots
             .iter_mut()
             .map(|s| s as *mut u64 as *mut c_void)
@@ -148,8 +294,9 @@ impl EmuBackend {
         // SAFETY: `params[i]` points at an 8-byte aligned slot holding argument i in the
         // C type the generated wrapper reads (types checked against the kernel's signature
         // above; the value occupies the slot's first bytes). Buffer pointers are live host
-        // allocations of this device. The call is synchronous, so slots and buffers outlive it;
-        // the `exec` lock keeps copies out while kernels run.
+        // allocations of this device. The emulator runs the kernel before returning, or (async
+        // mode) copies the slots and runs it before any buffer is freed; the `exec` lock keeps
+        // copies out while kernels run.
         let rc = unsafe {
             emu_launch(
                 c_name.as_ptr(),
@@ -161,22 +308,16 @@ impl EmuBackend {
                 block.2,
                 shared_bytes,
                 params.as_mut_ptr(),
+                params.len(),
             )
         };
         match rc {
             0 => Ok(()),
-            1 => Err(fail("no such kernel in the emulated GPU".into())),
             2 => Err(fail(format!(
-                "invalid launch configuration: grid {grid:?}, block {block:?}, {shared_bytes} \
-                 bytes of shared memory"
+                "invalid launch configuration: {}",
+                last_error()
             ))),
-            3 => Err(fail(
-                "barrier deadlock: threads wait at barriers that can never complete".into(),
-            )),
-            4 => Err(fail(
-                "the emulator ran out of memory for fiber stacks or threads".into(),
-            )),
-            other => Err(fail(format!("emulator returned status {other}"))),
+            _ => Err(fail(last_error())),
         }
     }
 }

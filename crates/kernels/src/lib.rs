@@ -104,7 +104,7 @@ pub use buffer::{GpuBuffer, KernelArg};
 pub use device::GpuDevice;
 pub use disk_cache::{CachedOutput, DiskCache};
 #[cfg(feature = "emulator")]
-pub use emulator::emulated_kernel_names;
+pub use emulator::{emulated_kernel_names, emulator_contracts_fma};
 pub use error::KernelError;
 pub use family::KernelFamily;
 pub use kernel::{Dtype, Indexing, Kernel};

@@ -74,6 +74,13 @@ pub fn compile_cubin_log(family: KernelFamily, arch: &str) -> Result<String, Ker
     Ok(out.log)
 }
 
+/// The ptxas `-v` log of module `key` compiled to CUBIN for `arch` (the emulated GPU's
+/// register check).
+#[cfg(feature = "emulator")]
+pub(crate) fn module_cubin_log(key: ModuleKey, arch: &str) -> Result<String, KernelError> {
+    Ok(compile(key.name(), &key.source(), arch, Output::CubinVerbose)?.log)
+}
+
 type ImageCache = Mutex<HashMap<(ModuleKey, String, bool), Arc<[u8]>>>;
 
 /// PTX of a module for `arch`, compiled once per process.
