@@ -2,8 +2,12 @@
 //! allocation on a real GPU, a guarded host allocation on the emulated one) and [`KernelArg`].
 
 use std::fmt;
+use std::mem::ManuallyDrop;
+use std::sync::Arc;
 
 use cudarc::driver::CudaSlice;
+
+use crate::counters::Counters;
 
 #[cfg(feature = "emulator")]
 pub(crate) use host::HostAlloc;
@@ -42,7 +46,18 @@ pub(crate) enum BufferMem {
 pub struct GpuBuffer {
     owner: DeviceId,
     len: usize,
-    mem: BufferMem,
+    /// Taken only in `drop`.
+    mem: ManuallyDrop<BufferMem>,
+    counters: Arc<Counters>,
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        // SAFETY: `mem` is taken exactly once, here, and never used afterwards.
+        let mem = unsafe { ManuallyDrop::take(&mut self.mem) };
+        drop(mem);
+        self.counters.free(1);
+    }
 }
 
 impl fmt::Debug for GpuBuffer {
@@ -52,8 +67,18 @@ impl fmt::Debug for GpuBuffer {
 }
 
 impl GpuBuffer {
-    pub(crate) fn new(owner: DeviceId, len: usize, mem: BufferMem) -> GpuBuffer {
-        GpuBuffer { owner, len, mem }
+    pub(crate) fn new(
+        owner: DeviceId,
+        len: usize,
+        mem: BufferMem,
+        counters: Arc<Counters>,
+    ) -> GpuBuffer {
+        GpuBuffer {
+            owner,
+            len,
+            mem: ManuallyDrop::new(mem),
+            counters,
+        }
     }
 
     /// Size in bytes.

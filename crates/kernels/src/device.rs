@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::buffer::{BufferMem, DeviceId, GpuBuffer, KernelArg};
+use crate::counters::{Counters, GpuCounters};
 use crate::cuda::CudaBackend;
 #[cfg(feature = "emulator")]
 use crate::emulator::EmuBackend;
@@ -25,6 +26,7 @@ enum Backend {
 struct DeviceInner {
     backend: Backend,
     id: DeviceId,
+    counters: Arc<Counters>,
 }
 
 /// A GPU (real or emulated). Cheap to clone; the process has one device per ordinal and kind
@@ -57,7 +59,11 @@ impl GpuDevice {
                 .map(Backend::Cuda)?
         };
         Ok(GpuDevice {
-            inner: Arc::new(DeviceInner { backend, id }),
+            inner: Arc::new(DeviceInner {
+                backend,
+                id,
+                counters: Arc::default(),
+            }),
         })
     }
 
@@ -99,6 +105,15 @@ impl GpuDevice {
         }
     }
 
+    /// The device's work counters so far (see [`GpuCounters`] for what each operation costs).
+    pub fn counters(&self) -> GpuCounters {
+        self.inner.counters.snapshot()
+    }
+
+    fn count(&self) -> &Counters {
+        &self.inner.counters
+    }
+
     pub(crate) fn id(&self) -> DeviceId {
         self.inner.id
     }
@@ -114,7 +129,14 @@ impl GpuDevice {
             #[cfg(feature = "emulator")]
             Backend::Emulated(_) => BufferMem::Host(HostAlloc::zeroed(bytes)?),
         };
-        Ok(GpuBuffer::new(self.id(), bytes, mem))
+        self.count().allocation(bytes);
+        self.count().memset();
+        Ok(GpuBuffer::new(
+            self.id(),
+            bytes,
+            mem,
+            self.inner.counters.clone(),
+        ))
     }
 
     /// Copies `bytes` from the host into a new buffer.
@@ -124,7 +146,14 @@ impl GpuDevice {
             #[cfg(feature = "emulator")]
             Backend::Emulated(e) => BufferMem::Host(e.upload(bytes)?),
         };
-        Ok(GpuBuffer::new(self.id(), bytes.len(), mem))
+        self.count().allocation(bytes.len());
+        self.count().copy(bytes.len());
+        Ok(GpuBuffer::new(
+            self.id(),
+            bytes.len(),
+            mem,
+            self.inner.counters.clone(),
+        ))
     }
 
     /// Copies the whole of `buf` into `out` (which must have `buf.len_bytes()` bytes), after
@@ -140,6 +169,8 @@ impl GpuDevice {
         if out.is_empty() {
             return Ok(());
         }
+        self.count().copy(out.len());
+        self.count().sync();
         match (&self.inner.backend, buf.mem()) {
             (Backend::Cuda(b), BufferMem::Cuda(m)) => b.download(m, out),
             #[cfg(feature = "emulator")]
@@ -214,6 +245,7 @@ impl GpuDevice {
                 reason: "kernel name contains a NUL byte".to_string(),
             });
         }
+        self.count().launch();
         match &self.inner.backend {
             Backend::Cuda(b) => b.launch(key, kernel, grid, block, shared_bytes, args),
             #[cfg(feature = "emulator")]
@@ -223,6 +255,7 @@ impl GpuDevice {
 
     /// Waits for all queued work (a no-op on the emulated GPU, which is synchronous).
     pub fn synchronize(&self) -> Result<(), KernelError> {
+        self.count().sync();
         match &self.inner.backend {
             Backend::Cuda(b) => b.synchronize(),
             #[cfg(feature = "emulator")]

@@ -86,6 +86,7 @@
 //! ```
 
 mod buffer;
+mod counters;
 mod cuda;
 mod device;
 #[cfg(feature = "emulator")]
@@ -99,6 +100,7 @@ mod nvrtc;
 mod registry;
 
 pub use buffer::{GpuBuffer, KernelArg};
+pub use counters::GpuCounters;
 pub use device::GpuDevice;
 #[cfg(feature = "emulator")]
 pub use emulator::emulated_kernel_names;
