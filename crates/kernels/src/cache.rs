@@ -28,7 +28,7 @@ impl Classes {
             Classes::Exact => 16,
             Classes::Rounded => (bytes.checked_next_power_of_two()? / 16).max(512),
         };
-        Some(bytes.max(1).checked_next_multiple_of(step)?)
+        bytes.max(1).checked_next_multiple_of(step)
     }
 }
 
