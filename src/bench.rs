@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use curvature_hessian::{probes, HessianError, LinearOperator, ModelHvp, Probe};
-use curvature_tensor::{DType, Device};
+use curvature_tensor::{DType, Device, GpuCounters};
 
 use crate::workloads::Workload;
 
@@ -34,6 +34,38 @@ pub struct BenchResult {
     pub hvp_batch_cold_ms: f64,
     /// Median time of a single HVP through the prepared operator.
     pub single_hvp_ms: f64,
+    /// The GPU work of the timed batches of K HVPs (after warm-up), on a CUDA device.
+    pub gpu_counters: Option<BatchCounters>,
+}
+
+/// The GPU work of `batches` timed batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchCounters {
+    /// Everything the timed batches did, together.
+    pub total: GpuCounters,
+    /// How many batches.
+    pub batches: u64,
+}
+
+impl BatchCounters {
+    /// `count` (a field of `total`) per batch.
+    pub fn per_batch(&self, count: u64) -> f64 {
+        count as f64 / self.batches.max(1) as f64
+    }
+
+    /// The per-batch counts as a JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        let t = &self.total;
+        serde_json::json!({
+            "launches": self.per_batch(t.launches),
+            "allocations": self.per_batch(t.allocations),
+            "memsets": self.per_batch(t.memsets),
+            "bytes_allocated": self.per_batch(t.bytes_allocated),
+            "copies": self.per_batch(t.copies),
+            "syncs": self.per_batch(t.syncs),
+            "driver_calls": self.per_batch(t.driver_calls),
+        })
+    }
 }
 
 impl BenchResult {
@@ -46,9 +78,10 @@ impl BenchResult {
         self.workload.hvp_batch_flops() / (self.hvp_batch_ms / 1e3) / 1e9
     }
 
-    /// One JSON object (a line of `--json` output).
+    /// One JSON object (a line of `--json` output); `gpu_counters` (per timed batch) on a
+    /// CUDA device.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "workload": self.workload.name,
             "device": self.device.to_string(),
             "dtype": self.dtype.as_str(),
@@ -62,7 +95,11 @@ impl BenchResult {
             "single_hvp_ms": self.single_hvp_ms,
             "gflops": self.gflops(),
             "kernels": crate::KERNELS_FINGERPRINT,
-        })
+        });
+        if let Some(counters) = &self.gpu_counters {
+            json["gpu_counters"] = counters.to_json();
+        }
+        json
     }
 }
 
@@ -92,19 +129,27 @@ pub fn run_workload(
         config.device,
     )?;
     let single = batch.narrow(0, 0, 1)?;
-    let time = |f: &dyn Fn() -> curvature_hessian::Result<()>| -> curvature_hessian::Result<f64> {
-        f().and_then(|()| Ok(config.device.synchronize()?))?;
+    let device = config.device;
+    // The median time of the timed runs after one warm-up run, and the GPU work they did.
+    let time = |f: &dyn Fn() -> curvature_hessian::Result<()>| {
+        f().and_then(|()| Ok(device.synchronize()?))?;
+        let before = device.gpu_counters()?;
         let mut times = Vec::with_capacity(config.runs);
         for _ in 0..config.runs {
             let start = Instant::now();
-            f().and_then(|()| Ok(config.device.synchronize()?))?;
+            f().and_then(|()| Ok(device.synchronize()?))?;
             times.push(start.elapsed().as_secs_f64() * 1e3);
         }
-        Ok(median(&mut times))
+        let after = device.gpu_counters()?;
+        let counters = before.zip(after).map(|(before, after)| BatchCounters {
+            total: after.since(&before),
+            batches: config.runs as u64,
+        });
+        curvature_hessian::Result::Ok((median(&mut times), counters))
     };
-    let hvp_batch_ms = time(&|| operator.apply_batch(&batch).map(drop))?;
-    let single_hvp_ms = time(&|| operator.apply_batch(&single).map(drop))?;
-    let hvp_batch_cold_ms = time(&|| prepare()?.apply_batch(&batch).map(drop))?;
+    let (hvp_batch_ms, gpu_counters) = time(&|| operator.apply_batch(&batch).map(drop))?;
+    let (single_hvp_ms, _) = time(&|| operator.apply_batch(&single).map(drop))?;
+    let (hvp_batch_cold_ms, _) = time(&|| prepare()?.apply_batch(&batch).map(drop))?;
     Ok(BenchResult {
         workload: workload.clone(),
         device: config.device,
@@ -113,6 +158,7 @@ pub fn run_workload(
         hvp_batch_ms,
         hvp_batch_cold_ms,
         single_hvp_ms,
+        gpu_counters,
     })
 }
 
@@ -126,9 +172,10 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-/// The header of the human-readable table.
-pub fn table_header() -> String {
-    format!(
+/// The header of the human-readable table; on a CUDA device it ends with the launches and
+/// allocations per batch.
+pub fn table_header(device: Device) -> String {
+    let header = format!(
         "{:<8} {:<12} {:>9} {:>5} {:>15} {:>15} {:>12} {:>14} {:>9}",
         "workload",
         "engine",
@@ -139,12 +186,17 @@ pub fn table_header() -> String {
         "HVP/s",
         "single HVP ms",
         "GFLOP/s"
-    )
+    );
+    if device.is_cuda() {
+        format!("{header} {:>9} {:>7}", "launches", "allocs")
+    } else {
+        header
+    }
 }
 
 /// One row of the human-readable table.
 pub fn table_row(r: &BenchResult) -> String {
-    format!(
+    let row = format!(
         "{:<8} {:<12} {:>9} {:>5} {:>15.3} {:>15.3} {:>12.0} {:>14.3} {:>9.2}",
         r.workload.name,
         r.engine,
@@ -155,5 +207,13 @@ pub fn table_row(r: &BenchResult) -> String {
         r.hvp_per_s(),
         r.single_hvp_ms,
         r.gflops()
-    )
+    );
+    match &r.gpu_counters {
+        Some(c) => format!(
+            "{row} {:>9.0} {:>7.0}",
+            c.per_batch(c.total.launches),
+            c.per_batch(c.total.allocations)
+        ),
+        None => row,
+    }
 }

@@ -25,7 +25,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
             config.dtype,
             config.runs,
             if config.runs == 1 { "run" } else { "runs" },
-            table_header()
+            table_header(device)
         ))?;
     }
     for workload in &config.workloads {

@@ -1,12 +1,15 @@
 //! Device memory and launch arguments, shared by both backends: [`GpuBuffer`] (a cudarc
 //! allocation on a real GPU, a guarded host allocation on the emulated one) and [`KernelArg`].
+//! A dropped buffer's memory goes back to its device's cache (`cache`), through [`Recycle`].
 
 use std::fmt;
+use std::mem::ManuallyDrop;
+use std::sync::Arc;
 
 use cudarc::driver::CudaSlice;
 
 #[cfg(feature = "emulator")]
-pub(crate) use host::HostAlloc;
+pub(crate) use host::{HostAlloc, GARBAGE};
 
 /// A real GPU's allocation.
 pub(crate) type CudaBuffer = CudaSlice<u8>;
@@ -37,12 +40,31 @@ pub(crate) enum BufferMem {
     Host(HostAlloc),
 }
 
+/// Where a dropped buffer's memory goes: its device's cache of free buffers.
+pub(crate) trait Recycle: Send + Sync {
+    /// Takes back `mem`, an allocation of size class `class` (bytes).
+    fn recycle(&self, class: usize, mem: BufferMem);
+}
+
 /// Device memory: a cudarc allocation on a real GPU, a 16-byte aligned host allocation on the
-/// emulated one. Freed on drop.
+/// emulated one. On drop its memory returns to the device's cache of free buffers, to be
+/// reused by the next allocation of its size class.
 pub struct GpuBuffer {
     owner: DeviceId,
     len: usize,
-    mem: BufferMem,
+    /// The size class of the allocation (at least `len` bytes).
+    class: usize,
+    /// Taken only in `drop`.
+    mem: ManuallyDrop<BufferMem>,
+    home: Arc<dyn Recycle>,
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        // SAFETY: `mem` is taken exactly once, here, and never used afterwards.
+        let mem = unsafe { ManuallyDrop::take(&mut self.mem) };
+        self.home.recycle(self.class, mem);
+    }
 }
 
 impl fmt::Debug for GpuBuffer {
@@ -52,8 +74,21 @@ impl fmt::Debug for GpuBuffer {
 }
 
 impl GpuBuffer {
-    pub(crate) fn new(owner: DeviceId, len: usize, mem: BufferMem) -> GpuBuffer {
-        GpuBuffer { owner, len, mem }
+    /// `len` bytes of `mem`, an allocation of size class `class`, returned to `home` on drop.
+    pub(crate) fn new(
+        owner: DeviceId,
+        len: usize,
+        class: usize,
+        mem: BufferMem,
+        home: Arc<dyn Recycle>,
+    ) -> GpuBuffer {
+        GpuBuffer {
+            owner,
+            len,
+            class,
+            mem: ManuallyDrop::new(mem),
+            home,
+        }
     }
 
     /// Size in bytes.
@@ -98,7 +133,7 @@ pub enum KernelArg<'a> {
 
 #[cfg(feature = "emulator")]
 mod host {
-    use std::alloc::{alloc_zeroed, dealloc, Layout};
+    use std::alloc::{alloc, dealloc, Layout};
     use std::ffi::c_void;
     use std::ptr::NonNull;
 
@@ -109,7 +144,11 @@ mod host {
         fn emu_free(p: *mut c_void, bytes: usize);
     }
 
-    /// Device memory of the emulated GPU: zero-initialised, 16-byte aligned, and followed by an
+    /// The byte uninitialised emulated memory is filled with: every `float` and `double` made
+    /// of it is a NaN, so a kernel that reads an output it did not write gives NaN.
+    pub(crate) const GARBAGE: u8 = 0xff;
+
+    /// Device memory of the emulated GPU: filled with [`GARBAGE`], 16-byte aligned, and followed by an
     /// inaccessible guard page (see `kernels/emulator/emu_memory.cpp`), so an out-of-bounds
     /// access by a kernel faults at once, with the kernel named on stderr, instead of
     /// corrupting memory. When no more mappings can be made (the kernel's map-count limit), it
@@ -132,27 +171,45 @@ mod host {
     const ALIGN: usize = 16;
 
     impl HostAlloc {
-        pub(crate) fn zeroed(bytes: usize) -> Result<HostAlloc, KernelError> {
-            // SAFETY: `emu_alloc` has no preconditions; it returns null or a fresh zeroed
-            // mapping of at least `bytes` bytes.
+        /// `bytes` bytes filled with [`GARBAGE`].
+        pub(crate) fn uninit(bytes: usize) -> Result<HostAlloc, KernelError> {
+            // SAFETY: `emu_alloc` has no preconditions; it returns null or a fresh mapping of
+            // at least `bytes` bytes.
             let raw = unsafe { emu_alloc(bytes) };
-            if let Some(ptr) = NonNull::new(raw as *mut u8) {
-                return Ok(HostAlloc {
+            let mem = match NonNull::new(raw as *mut u8) {
+                Some(ptr) => HostAlloc {
                     ptr,
                     bytes,
                     heap: None,
-                });
-            }
-            let layout = Layout::from_size_align(bytes.max(ALIGN), ALIGN)
-                .map_err(|_| KernelError::OutOfMemory { bytes })?;
-            // SAFETY: `layout` has a non-zero size.
-            let raw = unsafe { alloc_zeroed(layout) };
-            let ptr = NonNull::new(raw).ok_or(KernelError::OutOfMemory { bytes })?;
-            Ok(HostAlloc {
-                ptr,
-                bytes,
-                heap: Some(layout),
-            })
+                },
+                None => {
+                    let layout = Layout::from_size_align(bytes.max(ALIGN), ALIGN)
+                        .map_err(|_| KernelError::OutOfMemory { bytes })?;
+                    // SAFETY: `layout` has a non-zero size.
+                    let raw = unsafe { alloc(layout) };
+                    let ptr = NonNull::new(raw).ok_or(KernelError::OutOfMemory { bytes })?;
+                    HostAlloc {
+                        ptr,
+                        bytes,
+                        heap: Some(layout),
+                    }
+                }
+            };
+            mem.fill(GARBAGE);
+            Ok(mem)
+        }
+
+        /// Sets every byte to `byte`. The caller owns the allocation alone (fresh, or taken
+        /// from the cache), so no kernel can be using it.
+        pub(crate) fn fill(&self, byte: u8) {
+            // SAFETY: the block holds `self.bytes` writable bytes, and nothing else refers to
+            // them (see above).
+            unsafe { std::ptr::write_bytes(self.ptr.as_ptr(), byte, self.bytes) };
+        }
+
+        /// Size in bytes.
+        pub(crate) fn len(&self) -> usize {
+            self.bytes
         }
 
         pub(crate) fn as_ptr(&self) -> *mut u8 {
@@ -163,7 +220,7 @@ mod host {
     impl Drop for HostAlloc {
         fn drop(&mut self) {
             match self.heap {
-                // SAFETY: `ptr` came from `alloc_zeroed(layout)` and is freed exactly once, here.
+                // SAFETY: `ptr` came from `alloc(layout)` and is freed exactly once, here.
                 Some(layout) => unsafe { dealloc(self.ptr.as_ptr(), layout) },
                 // SAFETY: `ptr` came from `emu_alloc(self.bytes)` and is freed exactly once, here.
                 None => unsafe { emu_free(self.ptr.as_ptr() as *mut c_void, self.bytes) },

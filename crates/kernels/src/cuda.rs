@@ -1,10 +1,16 @@
 //! The real-GPU backend, on cudarc: a context and stream per device, modules loaded from
 //! NVRTC's CUBIN (PTX as a fallback) and cached per device.
+//!
+//! All work of a device is ordered on its one stream, so cudarc's event tracking (an event
+//! pair per allocation, a wait and a record per buffer argument of each launch, which only
+//! matter between streams) is turned off, and a buffer freed on the stream can be reused by
+//! later work on it. The driver's memory pool keeps freed memory instead of returning it to
+//! the system at every synchronization.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::sys::CUresult;
+use cudarc::driver::sys::{CUdevice_attribute, CUmemPool_attribute, CUresult};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaStream, DriverError, LaunchConfig, PushKernelArg,
 };
@@ -25,6 +31,8 @@ pub(crate) struct CudaBackend {
     /// The images this GPU's modules are loaded from.
     targets: TargetPlan,
     name: String,
+    /// Whether the device has stream-ordered allocation (memory pools).
+    memory_pools: bool,
     modules: Mutex<HashMap<ModuleKey, Arc<CudaModule>>>,
     functions: Mutex<HashMap<(ModuleKey, String), CudaFunction>>,
 }
@@ -57,6 +65,25 @@ fn cuda_slice<'b>(kernel: &str, buf: &'b GpuBuffer) -> Result<&'b CudaBuffer, Ke
     }
 }
 
+/// Sets the release threshold of the device's default memory pool to its maximum, so memory
+/// freed on the stream stays in the pool for the next allocation instead of going back to the
+/// system at every synchronization (the default threshold is 0).
+fn keep_pool_memory(ctx: &CudaContext) -> Result<(), KernelError> {
+    let mut threshold = u64::MAX;
+    // SAFETY: `cu_device` is the context's device, which supports memory pools (checked by the
+    // caller); the release threshold attribute is a `cuuint64_t`, and `threshold` is one that
+    // outlives the call.
+    unsafe {
+        let pool = cudarc::driver::result::device::get_default_mem_pool(ctx.cu_device())?;
+        cudarc::driver::result::mem_pool::set_attribute(
+            pool,
+            CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold as *mut u64).cast(),
+        )?;
+    }
+    Ok(())
+}
+
 impl CudaBackend {
     pub(crate) fn new(ordinal: usize) -> Result<CudaBackend, KernelError> {
         if !driver_present() {
@@ -80,6 +107,9 @@ impl CudaBackend {
             });
         }
         let ctx = CudaContext::new(ordinal).map_err(no_device)?;
+        // SAFETY: before any stream or allocation exists. The device uses one stream only, so
+        // no buffer is ever used on two streams: every use, copy and free is ordered on it.
+        unsafe { ctx.disable_event_tracking() };
         let (major, minor) = ctx.compute_capability()?;
         let name = ctx.name()?;
         let toolchain = Toolchain {
@@ -89,6 +119,11 @@ impl CudaBackend {
             nvrtc: nvrtc_version().map(|(a, b)| (a.unsigned_abs(), b.unsigned_abs()))?,
         };
         let targets = toolchain.plan(&name)?;
+        let memory_pools =
+            ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED)? > 0;
+        if memory_pools {
+            keep_pool_memory(&ctx)?;
+        }
         // A non-default stream, so work can later be captured into CUDA graphs.
         let stream = ctx.new_stream()?;
         Ok(CudaBackend {
@@ -97,6 +132,7 @@ impl CudaBackend {
             arch: format!("sm_{major}{minor}"),
             targets,
             name,
+            memory_pools,
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
         })
@@ -110,18 +146,47 @@ impl CudaBackend {
         &self.arch
     }
 
-    pub(crate) fn alloc_zeros(&self, bytes: usize) -> Result<CudaBuffer, KernelError> {
-        // Zero-byte buffers still get one byte, so every buffer has a valid device pointer.
-        self.stream
-            .alloc_zeros::<u8>(bytes.max(1))
-            .map_err(oom_or(bytes))
+    /// Driver calls one free takes: `cuMemFreeAsync`, or a synchronization and `cuMemFree`
+    /// without memory pools.
+    pub(crate) fn free_calls(&self) -> u64 {
+        if self.memory_pools {
+            1
+        } else {
+            2
+        }
     }
 
-    pub(crate) fn upload(&self, bytes: &[u8]) -> Result<CudaBuffer, KernelError> {
-        if bytes.is_empty() {
-            return self.alloc_zeros(0);
+    /// The device's memory in bytes.
+    pub(crate) fn total_memory(&self) -> Result<usize, KernelError> {
+        // SAFETY: `cu_device` is the device the context was created on.
+        Ok(unsafe { cudarc::driver::result::device::total_mem(self.ctx.cu_device()) }?)
+    }
+
+    /// `bytes` uninitialised bytes (at least one, so every buffer has a valid device pointer).
+    pub(crate) fn alloc(&self, bytes: usize) -> Result<CudaBuffer, KernelError> {
+        // SAFETY: `u8` has no invalid bit patterns; kernels write outputs before reading them,
+        // and buffers that must start at zero are zeroed by the caller.
+        unsafe { self.stream.alloc::<u8>(bytes.max(1)) }.map_err(oom_or(bytes))
+    }
+
+    /// Zeroes the first `bytes` bytes of `buf` (at most its length), on the stream.
+    pub(crate) fn zero(&self, buf: &mut CudaBuffer, bytes: usize) -> Result<(), KernelError> {
+        let mut view = buf.slice_mut(..bytes.min(buf.len()));
+        self.stream.memset_zeros(&mut view)?;
+        Ok(())
+    }
+
+    /// Copies `bytes` to the start of `buf`, on the stream.
+    pub(crate) fn write(&self, buf: &mut CudaBuffer, bytes: &[u8]) -> Result<(), KernelError> {
+        if bytes.len() > buf.len() {
+            return Err(KernelError::SizeMismatch {
+                buffer_bytes: buf.len(),
+                host_bytes: bytes.len(),
+            });
         }
-        self.stream.clone_htod(bytes).map_err(oom_or(bytes.len()))
+        let mut view = buf.slice_mut(..bytes.len());
+        self.stream.memcpy_htod(bytes, &mut view)?;
+        Ok(())
     }
 
     /// `out` is non-empty and exactly the buffer's logical size (checked by the caller).

@@ -1,10 +1,14 @@
 //! [`GpuDevice`]: one runtime over two backends, cudarc on a real GPU and the emulated GPU.
-//! Devices are opened here and cached per process by `registry`.
+//! Devices are opened here and cached per process by `registry`. Every allocation, copy,
+//! launch and synchronization of either backend goes through here, where it is counted
+//! ([`GpuCounters`]) and where buffers are taken from the device's cache of free buffers.
 
 use std::fmt;
 use std::sync::Arc;
 
 use crate::buffer::{BufferMem, DeviceId, GpuBuffer, KernelArg};
+use crate::cache::{BufferCache, Classes};
+use crate::counters::{Counters, GpuCounters};
 use crate::cuda::CudaBackend;
 #[cfg(feature = "emulator")]
 use crate::emulator::EmuBackend;
@@ -26,7 +30,14 @@ enum Backend {
 struct DeviceInner {
     backend: Backend,
     id: DeviceId,
+    counters: Arc<Counters>,
+    cache: Arc<BufferCache>,
+    classes: Classes,
 }
+
+/// The most bytes of free buffers the emulated GPU keeps.
+#[cfg(feature = "emulator")]
+const EMULATED_CACHE_BYTES: usize = 1 << 30;
 
 /// A GPU (real or emulated). Cheap to clone; the process has one device per ordinal and kind
 /// (see [`GpuDevice::new`]), so every handle to it shares one context and module cache.
@@ -57,8 +68,22 @@ impl GpuDevice {
                 })
                 .map(|backend| Backend::Cuda(Box::new(backend)))?
         };
+        let counters = Arc::new(Counters::default());
+        let (limit, free_calls, classes) = match &backend {
+            // Half the device's memory, so other processes and the driver keep the rest.
+            Backend::Cuda(b) => (b.total_memory()? / 2, b.free_calls(), Classes::Rounded),
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => (EMULATED_CACHE_BYTES, 1, Classes::Exact),
+        };
+        let cache = Arc::new(BufferCache::new(counters.clone(), limit, free_calls));
         Ok(GpuDevice {
-            inner: Arc::new(DeviceInner { backend, id }),
+            inner: Arc::new(DeviceInner {
+                backend,
+                id,
+                counters,
+                cache,
+                classes,
+            }),
         })
     }
 
@@ -100,6 +125,15 @@ impl GpuDevice {
         }
     }
 
+    /// The device's work counters so far (see [`GpuCounters`] for what each operation costs).
+    pub fn counters(&self) -> GpuCounters {
+        self.inner.counters.snapshot()
+    }
+
+    fn count(&self) -> &Counters {
+        &self.inner.counters
+    }
+
     pub(crate) fn id(&self) -> DeviceId {
         self.inner.id
     }
@@ -108,24 +142,114 @@ impl GpuDevice {
         format!("{} #{}", self.name(), self.ordinal())
     }
 
-    /// Allocates `bytes` zeroed bytes.
-    pub fn alloc_zeros(&self, bytes: usize) -> Result<GpuBuffer, KernelError> {
-        let mem = match &self.inner.backend {
-            Backend::Cuda(b) => BufferMem::Cuda(b.alloc_zeros(bytes)?),
+    /// Frees the buffers the device keeps for reuse (dropped buffers are kept, up to half the
+    /// memory of a real GPU, and reused by later allocations of the same size class); returns
+    /// how many bytes that released. Allocations do this themselves before failing for lack of
+    /// memory.
+    pub fn release_cached(&self) -> usize {
+        self.inner.cache.release()
+    }
+
+    /// Bytes of dropped buffers the device keeps for reuse.
+    pub fn cached_bytes(&self) -> usize {
+        self.inner.cache.bytes()
+    }
+
+    /// Memory for a `bytes`-byte buffer, with its size class: a kept buffer of that class, else
+    /// a new allocation (after freeing the kept buffers, if the first attempt runs out of
+    /// memory). Uninitialised: what an earlier buffer held on a real GPU, [`GARBAGE`] bytes
+    /// (NaN) on the emulated one.
+    ///
+    /// [`GARBAGE`]: crate::buffer::GARBAGE
+    fn memory(&self, bytes: usize) -> Result<(usize, BufferMem), KernelError> {
+        let class = self
+            .inner
+            .classes
+            .of(bytes)
+            .ok_or(KernelError::OutOfMemory { bytes })?;
+        if let Some(mem) = self.inner.cache.take(class) {
+            self.count().reuse();
             #[cfg(feature = "emulator")]
-            Backend::Emulated(_) => BufferMem::Host(HostAlloc::zeroed(bytes)?),
-        };
-        Ok(GpuBuffer::new(self.id(), bytes, mem))
+            if let BufferMem::Host(h) = &mem {
+                h.fill(crate::buffer::GARBAGE);
+            }
+            return Ok((class, mem));
+        }
+        let mem = match self.allocate(class) {
+            Err(KernelError::OutOfMemory { .. }) => {
+                self.inner.cache.release();
+                self.allocate(class)
+            }
+            other => other,
+        }
+        .map_err(|e| match e {
+            KernelError::OutOfMemory { .. } => KernelError::OutOfMemory { bytes },
+            e => e,
+        })?;
+        self.count().allocation(class);
+        Ok((class, mem))
+    }
+
+    fn allocate(&self, class: usize) -> Result<BufferMem, KernelError> {
+        Ok(match &self.inner.backend {
+            Backend::Cuda(b) => BufferMem::Cuda(b.alloc(class)?),
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => BufferMem::Host(HostAlloc::uninit(class)?),
+        })
+    }
+
+    fn buffer(&self, bytes: usize, class: usize, mem: BufferMem) -> GpuBuffer {
+        GpuBuffer::new(self.id(), bytes, class, mem, self.inner.cache.clone())
+    }
+
+    /// Allocates `bytes` uninitialised bytes, for a kernel to write every byte of before any
+    /// is read: on a real GPU they hold whatever an earlier buffer left, on the emulated GPU
+    /// bytes `0xff` (NaN in both float types), so a kernel that reads what it did not write
+    /// gives NaN in tests. No driver call when a kept buffer of its size class is reused.
+    pub fn alloc(&self, bytes: usize) -> Result<GpuBuffer, KernelError> {
+        let (class, mem) = self.memory(bytes)?;
+        Ok(self.buffer(bytes, class, mem))
+    }
+
+    /// Allocates `bytes` zeroed bytes (an uninitialised buffer and one memset), for kernels
+    /// that accumulate into their output.
+    pub fn alloc_zeros(&self, bytes: usize) -> Result<GpuBuffer, KernelError> {
+        let (class, mut mem) = self.memory(bytes)?;
+        if bytes > 0 {
+            match (&self.inner.backend, &mut mem) {
+                (Backend::Cuda(b), BufferMem::Cuda(m)) => b.zero(m, bytes)?,
+                #[cfg(feature = "emulator")]
+                (Backend::Emulated(_), BufferMem::Host(h)) => h.fill(0),
+                #[cfg(feature = "emulator")]
+                _ => return Err(self.mismatch_kind()),
+            }
+            self.count().memset();
+        }
+        Ok(self.buffer(bytes, class, mem))
     }
 
     /// Copies `bytes` from the host into a new buffer.
     pub fn upload(&self, bytes: &[u8]) -> Result<GpuBuffer, KernelError> {
-        let mem = match &self.inner.backend {
-            Backend::Cuda(b) => BufferMem::Cuda(b.upload(bytes)?),
-            #[cfg(feature = "emulator")]
-            Backend::Emulated(e) => BufferMem::Host(e.upload(bytes)?),
-        };
-        Ok(GpuBuffer::new(self.id(), bytes.len(), mem))
+        let (class, mut mem) = self.memory(bytes.len())?;
+        if !bytes.is_empty() {
+            match (&self.inner.backend, &mut mem) {
+                (Backend::Cuda(b), BufferMem::Cuda(m)) => b.write(m, bytes)?,
+                #[cfg(feature = "emulator")]
+                (Backend::Emulated(e), BufferMem::Host(h)) => {
+                    if h.len() < bytes.len() {
+                        return Err(KernelError::SizeMismatch {
+                            buffer_bytes: h.len(),
+                            host_bytes: bytes.len(),
+                        });
+                    }
+                    e.write(h, bytes)
+                }
+                #[cfg(feature = "emulator")]
+                _ => return Err(self.mismatch_kind()),
+            }
+            self.count().copy(bytes.len());
+        }
+        Ok(self.buffer(bytes.len(), class, mem))
     }
 
     /// Copies the whole of `buf` into `out` (which must have `buf.len_bytes()` bytes), after
@@ -141,6 +265,8 @@ impl GpuDevice {
         if out.is_empty() {
             return Ok(());
         }
+        self.count().copy(out.len());
+        self.count().sync();
         match (&self.inner.backend, buf.mem()) {
             (Backend::Cuda(b), BufferMem::Cuda(m)) => b.download(m, out),
             #[cfg(feature = "emulator")]
@@ -225,6 +351,7 @@ impl GpuDevice {
                 reason: "kernel name contains a NUL byte".to_string(),
             });
         }
+        self.count().launch();
         match &self.inner.backend {
             Backend::Cuda(b) => b.launch(key, kernel, grid, block, shared_bytes, args),
             #[cfg(feature = "emulator")]
@@ -235,6 +362,7 @@ impl GpuDevice {
     /// Waits for all queued work (on the emulated GPU: runs the launches queued in its
     /// asynchronous mode, `CURVATURE_EMU_ASYNC=1`).
     pub fn synchronize(&self) -> Result<(), KernelError> {
+        self.count().sync();
         match &self.inner.backend {
             Backend::Cuda(b) => b.synchronize(),
             #[cfg(feature = "emulator")]
@@ -247,6 +375,15 @@ impl GpuDevice {
             Ok(())
         } else {
             Err(self.mismatch(buf))
+        }
+    }
+
+    /// Memory of the other backend's kind (never made by this device's own allocations).
+    #[cfg(feature = "emulator")]
+    fn mismatch_kind(&self) -> KernelError {
+        KernelError::DeviceMismatch {
+            device: self.label(),
+            buffer_device: "the other kind of GPU".to_string(),
         }
     }
 

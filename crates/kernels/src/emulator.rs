@@ -176,13 +176,12 @@ impl EmuBackend {
         }
     }
 
-    pub(crate) fn upload(&self, bytes: &[u8]) -> Result<HostAlloc, KernelError> {
-        let mem = HostAlloc::zeroed(bytes.len())?;
+    /// Copies `bytes` to the start of `mem`, which holds at least as many.
+    pub(crate) fn write(&self, mem: &HostAlloc, bytes: &[u8]) {
         let _guard = self.exec.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: `mem` holds at least `bytes.len()` bytes and is a fresh allocation, so the
-        // ranges do not overlap.
+        // SAFETY: `mem` holds at least `bytes.len()` bytes (checked by the caller) and is owned
+        // by the caller alone, so the ranges do not overlap.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), mem.as_ptr(), bytes.len()) };
-        Ok(mem)
     }
 
     /// Runs the queued launches (asynchronous mode); their first error.

@@ -76,16 +76,19 @@
 //!
 //! ```text
 //! 4  registry                       the process's devices, what each cuda:{ordinal} names
-//! 3  device                         GpuDevice: opens a backend and dispatches to it
+//! 3  device                         GpuDevice: opens a backend, dispatches to it, counts
 //! 2  cuda, emulator                 the two backends (buffers and modules, no devices)
+//!    cache                          each device's free buffers, by size class
 //!    launch, geometry               Launch descriptions; suggested grids and blocks
 //! 1  nvrtc                          run-time compilation, the compiled-image cache
 //!    kernel                         Kernel and Dtype: the one place symbols are written
 //!    buffer                         GpuBuffer, KernelArg, both backends' memory
-//! 0  family, error                  the embedded sources; KernelError
+//! 0  family, error, counters        the embedded sources; KernelError; GpuCounters
 //! ```
 
 mod buffer;
+mod cache;
+mod counters;
 mod cuda;
 mod device;
 mod disk_cache;
@@ -101,6 +104,7 @@ mod registry;
 mod targets;
 
 pub use buffer::{GpuBuffer, KernelArg};
+pub use counters::GpuCounters;
 pub use device::GpuDevice;
 pub use disk_cache::{CachedOutput, DiskCache};
 #[cfg(feature = "emulator")]

@@ -1,5 +1,7 @@
 //! Where a tensor's data lives.
 
+use curvature_kernels::GpuCounters;
+
 use crate::{cuda, Result, TensorError};
 
 /// A compute device: the host CPU or a CUDA GPU by ordinal.
@@ -72,6 +74,16 @@ impl Device {
         match self {
             Device::Cpu => "cpu".to_string(),
             Device::Cuda(i) => cuda::describe(i),
+        }
+    }
+
+    /// The work counters of the GPU behind `Device::Cuda(i)` (launches, allocations, copies,
+    /// synchronizations and driver calls since it was opened; subtract two snapshots for the
+    /// work in between), `None` on the CPU. Errors when the CUDA device cannot be opened.
+    pub fn gpu_counters(self) -> Result<Option<GpuCounters>> {
+        match self {
+            Device::Cpu => Ok(None),
+            Device::Cuda(i) => cuda::gpu_device(i).map(|gpu| Some(gpu.counters())),
         }
     }
 

@@ -60,6 +60,7 @@ pub use backend::ReduceOp;
 pub use cpu::CpuStorage;
 pub use cuda::kernels as cuda_kernels;
 pub use cuda::CudaStorage;
+pub use curvature_kernels::GpuCounters;
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{human_bytes, Result, TensorError};

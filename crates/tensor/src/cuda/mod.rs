@@ -94,12 +94,15 @@ impl CudaStorage {
         })
     }
 
-    /// `len` copies of `value` on `device`: zeroed memory, then `fill_{dt}(out, n, value)`
-    /// unless `value` is 0 (no host buffer, no copy).
+    /// `len` copies of `value` on `device`: a memset for +0.0, else `fill_{dt}(out, n, value)`
+    /// (no host buffer, no copy).
     pub fn full(device: &GpuDevice, dtype: DType, len: usize, value: f64) -> Result<CudaStorage> {
+        // Zeroed memory is +0.0; −0.0 and NaN have other bit patterns, so they are filled.
+        if value == 0.0 && !value.is_sign_negative() {
+            return CudaStorage::alloc_zeros(device, dtype, len);
+        }
         let out = CudaStorage::alloc(device, dtype, len)?;
-        // Zeroed memory is already +0.0; −0.0 and NaN have other bit patterns, so they are filled.
-        if len > 0 && (value != 0.0 || value.is_sign_negative()) {
+        if len > 0 {
             out.launch(
                 Launch::new(kernels::fill(out.dtype), geometry::launch_1d(len)).args([
                     out.arg(),
@@ -120,17 +123,21 @@ impl CudaStorage {
         Ok(host)
     }
 
-    /// A zeroed output of `len` elements of `dtype` on `gpu`.
+    /// An uninitialised output of `len` elements of `dtype` on `gpu`, for a kernel that writes
+    /// every element (each kernel of `kernels/*.cu` does; none accumulates into its output).
     fn alloc(gpu: &GpuDevice, dtype: DType, len: usize) -> Result<CudaStorage> {
-        let bytes =
-            len.checked_mul(dtype.size_in_bytes())
-                .ok_or_else(|| TensorError::OutOfMemory {
-                    op: "alloc",
-                    elements: len,
-                    dtype,
-                    bytes: usize::MAX,
-                    device: crate::Device::Cuda(gpu.ordinal()),
-                })?;
+        let bytes = Self::bytes(gpu, dtype, len)?;
+        Ok(CudaStorage {
+            gpu: gpu.clone(),
+            buffer: Arc::new(gpu.alloc(bytes)?),
+            dtype,
+            len,
+        })
+    }
+
+    /// `len` zeroed elements of `dtype` on `gpu`.
+    fn alloc_zeros(gpu: &GpuDevice, dtype: DType, len: usize) -> Result<CudaStorage> {
+        let bytes = Self::bytes(gpu, dtype, len)?;
         Ok(CudaStorage {
             gpu: gpu.clone(),
             buffer: Arc::new(gpu.alloc_zeros(bytes)?),
@@ -139,7 +146,19 @@ impl CudaStorage {
         })
     }
 
-    /// A zeroed output like `self` (same device and dtype) of `len` elements.
+    /// The bytes of `len` elements of `dtype`, or an error when they overflow.
+    fn bytes(gpu: &GpuDevice, dtype: DType, len: usize) -> Result<usize> {
+        len.checked_mul(dtype.size_in_bytes())
+            .ok_or_else(|| TensorError::OutOfMemory {
+                op: "alloc",
+                elements: len,
+                dtype,
+                bytes: usize::MAX,
+                device: crate::Device::Cuda(gpu.ordinal()),
+            })
+    }
+
+    /// An uninitialised output like `self` (same device and dtype) of `len` elements.
     fn alloc_like(&self, len: usize) -> Result<CudaStorage> {
         CudaStorage::alloc(self.gpu(), self.dtype, len)
     }

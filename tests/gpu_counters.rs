@@ -1,0 +1,71 @@
+//! The GPU work of one batch of HVPs of the benchmark's seed and mid workloads, on `cuda:0` (a
+//! real GPU when present, else the emulated one): after warm-up a batch allocates nothing,
+//! zeroes nothing, makes a fixed number of launches and few driver calls besides them.
+//!
+//! The launch count of a batch depends on the model's layers, not on the sample count or the
+//! number of directions, so the workloads run here with few samples and directions to keep the
+//! emulated GPU quick.
+
+use curvature::bench::{run_workload, BatchCounters, BenchConfig};
+use curvature::tensor::{DType, Device};
+use curvature::workloads::{by_name, Workload};
+
+/// `name`'s layers with `samples` samples and `k` directions.
+fn shrunk(name: &str, samples: usize, k: usize) -> Workload {
+    let workload = by_name(name).expect("a standard workload");
+    Workload {
+        samples,
+        k,
+        ..workload
+    }
+}
+
+/// The counters of the timed batches of `workload` (2 runs after a warm-up) on `device`.
+fn batch_counters(workload: &Workload, device: Device) -> BatchCounters {
+    let config = BenchConfig {
+        device,
+        dtype: DType::F32,
+        workloads: vec![workload.clone()],
+        runs: 2,
+    };
+    let result = run_workload(workload, &config).expect("the benchmark runs on CUDA");
+    let counters = result.gpu_counters.expect("counters on a CUDA device");
+    let json = result.to_json();
+    assert_eq!(
+        json["gpu_counters"]["launches"],
+        counters.per_batch(counters.total.launches),
+        "{json}"
+    );
+    counters
+}
+
+/// The per-batch expectations: `launches` exactly, no allocations or zeroing, at most four
+/// driver calls besides the launches.
+fn check(name: &str, counters: &BatchCounters, launches: u64) {
+    let t = &counters.total;
+    let b = counters.batches;
+    assert_eq!(t.launches, launches * b, "{name}: launches per batch");
+    assert_eq!(t.allocations, 0, "{name}: allocations after warm-up");
+    assert_eq!(
+        t.bytes_allocated, 0,
+        "{name}: bytes allocated after warm-up"
+    );
+    assert_eq!(t.memsets, 0, "{name}: memsets after warm-up");
+    assert!(
+        t.driver_calls <= (launches + 4) * b,
+        "{name}: {} driver calls for {} launches in {b} batches",
+        t.driver_calls,
+        t.launches
+    );
+}
+
+#[test]
+fn hvp_batches_of_seed_and_mid_allocate_nothing_after_warm_up() {
+    let device = Device::cuda_or_emulated().expect("a real or emulated CUDA device");
+    // One test, so no other test's work on cuda:0 lands between the snapshots.
+    let seed = batch_counters(&shrunk("seed", 16, 8), device);
+    let mid = batch_counters(&shrunk("mid", 4, 4), device);
+    eprintln!("seed: {seed:?}\nmid: {mid:?}");
+    check("seed", &seed, 51);
+    check("mid", &mid, 71);
+}
