@@ -115,4 +115,8 @@ __device__ __forceinline__ void cv_offset3(cv_u64 i, int rank, const cv_i64* dim
 }
 
 // Instantiates a kernel for both dtypes: KERNEL(dt, T) must expand to one definition.
+// Threads per block of the 1D grid-stride kernels (geometry::BLOCK_1D): their
+// __launch_bounds__, so ptxas keeps registers × threads within an SM.
+#define CV_BLOCK_1D 256
+
 #define CV_FOR_EACH_DTYPE(KERNEL) KERNEL(f32, float) KERNEL(f64, double)

@@ -20,7 +20,7 @@ __device__ __forceinline__ void unary_kernel(const T* x, T* out, size_t n, T p0,
 }
 
 #define CV_UNARY_KERNEL(op, dt, T)                                                         \
-    extern "C" __global__ void unary_##op##_##dt(const T* x, T* out, size_t n, T p0, T p1) { \
+    extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) unary_##op##_##dt(const T* x, T* out, size_t n, T p0, T p1) { \
         unary_kernel<UnaryOp_##op, T>(x, out, n, p0, p1);                                  \
     }
 #define CV_UNARY(name, expr)                                          \
@@ -93,11 +93,11 @@ __device__ __forceinline__ void binary_contig_kernel(const T* a, const T* b, T* 
 }
 
 #define CV_BINARY_KERNEL(op, dt, T)                                                         \
-    extern "C" __global__ void binary_##op##_##dt(const T* a, const T* b, T* out, size_t n, \
+    extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) binary_##op##_##dt(const T* a, const T* b, T* out, size_t n, \
                                                   int rank, const long long* ss) {          \
         binary_kernel<BinaryOp_##op, T>(a, b, out, n, rank, ss);                            \
     }                                                                                       \
-    extern "C" __global__ void binary_##op##_contig_##dt(const T* a, const T* b, T* out,    \
+    extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) binary_##op##_contig_##dt(const T* a, const T* b, T* out,    \
                                                          size_t n) {                        \
         binary_contig_kernel<BinaryOp_##op, T>(a, b, out, n);                               \
     }
@@ -149,11 +149,11 @@ __device__ __forceinline__ void ternary_contig_kernel(const T* a, const T* b, co
 }
 
 #define CV_TERNARY_KERNEL(op, dt, T)                                                           \
-    extern "C" __global__ void ternary_##op##_##dt(const T* a, const T* b, const T* c, T* out, \
+    extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) ternary_##op##_##dt(const T* a, const T* b, const T* c, T* out, \
                                                    size_t n, int rank, const long long* ss) {  \
         ternary_kernel<TernaryOp_##op, T>(a, b, c, out, n, rank, ss);                          \
     }                                                                                          \
-    extern "C" __global__ void ternary_##op##_contig_##dt(const T* a, const T* b, const T* c,  \
+    extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) ternary_##op##_contig_##dt(const T* a, const T* b, const T* c,  \
                                                           T* out, size_t n) {                  \
         ternary_contig_kernel<TernaryOp_##op, T>(a, b, c, out, n);                             \
     }
@@ -164,13 +164,13 @@ CV_TERNARY(sigmoid_backward_grad_y)
 
 // cast_f32_f64(const float* x, double* out, size_t n) and cast_f64_f32(const double* x,
 // float* out, size_t n): out[i] = x[i] converted (f64 → f32 rounds to nearest).
-extern "C" __global__ void cast_f32_f64(const float* x, double* out, size_t n) {
+extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) cast_f32_f64(const float* x, double* out, size_t n) {
     for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {
         out[i] = (double)x[i];
     }
 }
 
-extern "C" __global__ void cast_f64_f32(const double* x, float* out, size_t n) {
+extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) cast_f64_f32(const double* x, float* out, size_t n) {
     for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {
         out[i] = (float)x[i];
     }
@@ -178,7 +178,7 @@ extern "C" __global__ void cast_f64_f32(const double* x, float* out, size_t n) {
 
 // fill_{dt}(T* out, size_t n, T value): out[i] = value.
 #define CV_FILL_KERNEL(dt, T)                                                   \
-    extern "C" __global__ void fill_##dt(T* out, size_t n, T value) {          \
+    extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) fill_##dt(T* out, size_t n, T value) {          \
         for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {     \
             out[i] = value;                                                     \
         }                                                                       \
@@ -191,7 +191,7 @@ CV_FOR_EACH_DTYPE(CV_FILL_KERNEL)
 //   dims. `shape_and_strides` is a device array of 2·rank int64: out dims, then src element
 //   strides. Covers transpose / permute, expand (stride 0), narrow (offset) and diagonal.
 #define CV_COPY_STRIDED_KERNEL(dt, T)                                                       \
-    extern "C" __global__ void copy_strided_##dt(const T* src, T* out, size_t n, int rank,  \
+    extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) copy_strided_##dt(const T* src, T* out, size_t n, int rank,  \
                                                  const long long* ss, long long offset) {   \
         for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {                 \
             out[i] = src[offset + cv_offset(i, rank, ss, ss + rank)];                       \

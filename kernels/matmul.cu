@@ -265,7 +265,7 @@ __device__ __forceinline__ void matmul_kernel(const T* a, const T* b, T* c, int 
 }
 
 #define CV_MATMUL_KERNEL(dt, T, TM)                                                           \
-    extern "C" __global__ void matmul_##dt(const T* a, const T* b, T* c, int m, int n, int k, \
+    extern "C" __global__ void __launch_bounds__(256) matmul_##dt(const T* a, const T* b, T* c, int m, int n, int k, \
                                            long long batch, long long stride_a,               \
                                            long long stride_b, long long stride_c,            \
                                            int trans_a, int trans_b, T alpha, T beta) {       \

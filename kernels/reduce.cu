@@ -69,11 +69,11 @@ __device__ __forceinline__ void reduce_axis_kernel(const T* x, T* out, cv_i64 ou
 }
 
 #define CV_REDUCE_KERNEL(dt, T)                                                             \
-    extern "C" __global__ void reduce_sum_##dt(const T* x, T* out, long long outer,         \
+    extern "C" __global__ void __launch_bounds__(1024) reduce_sum_##dt(const T* x, T* out, long long outer,         \
                                                long long red, long long inner) {            \
         reduce_axis_kernel<ReduceSum, T>(x, out, outer, red, inner);                        \
     }                                                                                       \
-    extern "C" __global__ void reduce_max_##dt(const T* x, T* out, long long outer,         \
+    extern "C" __global__ void __launch_bounds__(1024) reduce_max_##dt(const T* x, T* out, long long outer,         \
                                                long long red, long long inner) {            \
         reduce_axis_kernel<ReduceMax, T>(x, out, outer, red, inner);                        \
     }
@@ -161,11 +161,11 @@ __device__ __forceinline__ void logsumexp_kernel(const T* x, T* out, cv_i64 rows
 }
 
 #define CV_SOFTMAX_KERNEL(dt, T)                                                              \
-    extern "C" __global__ void log_softmax_##dt(const T* x, T* out, long long rows,           \
+    extern "C" __global__ void __launch_bounds__(256) log_softmax_##dt(const T* x, T* out, long long rows,           \
                                                 long long cols) {                             \
         log_softmax_kernel<T>(x, out, rows, cols);                                            \
     }                                                                                         \
-    extern "C" __global__ void logsumexp_##dt(const T* x, T* out, long long rows,             \
+    extern "C" __global__ void __launch_bounds__(256) logsumexp_##dt(const T* x, T* out, long long rows,             \
                                               long long cols) {                               \
         logsumexp_kernel<T>(x, out, rows, cols);                                              \
     }
@@ -177,7 +177,7 @@ CV_FOR_EACH_DTYPE(CV_SOFTMAX_KERNEL)
 //   out[o, j, i] = x[o, idx[j], i]. The caller validates indices; an index outside
 //   [0, axis_len) writes 0 instead of reading out of bounds. 1D grid-stride launch.
 #define CV_GATHER_KERNEL(dt, T)                                                              \
-    extern "C" __global__ void gather_##dt(const T* x, const long long* idx, T* out,         \
+    extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) gather_##dt(const T* x, const long long* idx, T* out,         \
                                            long long outer, long long axis_len,              \
                                            long long inner, long long n_idx) {               \
         const cv_u64 total = (cv_u64)outer * (cv_u64)n_idx * (cv_u64)inner;                  \
@@ -197,7 +197,7 @@ CV_FOR_EACH_DTYPE(CV_GATHER_KERNEL)
 //   src dims. `shape_and_strides`: device array of 2·rank int64 (src dims, then dst element
 //   strides). Writes slices for cat / stack / pad. 1D grid-stride launch.
 #define CV_COPY_INTO_KERNEL(dt, T)                                                             \
-    extern "C" __global__ void copy_into_strided_##dt(const T* src, T* dst, size_t n,          \
+    extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) copy_into_strided_##dt(const T* src, T* dst, size_t n,          \
                                                       int rank, const long long* ss,           \
                                                       long long dst_offset) {                  \
         for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {                    \

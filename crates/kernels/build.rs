@@ -226,7 +226,8 @@ struct Kernel {
     params: Vec<String>,
 }
 
-/// Finds every `extern "C" __global__ void name(params)` in preprocessed C++.
+/// Finds every `extern "C" __global__ void [__launch_bounds__(n)] name(params)` in
+/// preprocessed C++.
 fn parse_kernels(expanded: &str) -> Vec<Kernel> {
     let text: String = expanded
         .lines()
@@ -239,6 +240,12 @@ fn parse_kernels(expanded: &str) -> Vec<Kernel> {
     let mut rest = text.as_str();
     while let Some(pos) = rest.find(marker) {
         rest = &rest[pos + marker.len()..];
+        // `__launch_bounds__(threads)` between `void` and the name (the header makes it
+        // expand to nothing for the host compiler).
+        if let Some(bounded) = rest.strip_prefix("__launch_bounds__") {
+            let end = bounded.find(')').expect("closing ) of __launch_bounds__");
+            rest = bounded[end + 1..].trim_start();
+        }
         let open = rest.find('(').expect("kernel name followed by (");
         let name = rest[..open].trim().to_string();
         let close = rest[open..]

@@ -15,6 +15,8 @@
 #define CURVATURE_EMULATOR 1
 
 #define __global__
+// Threads-per-block bounds matter to ptxas only; launches are checked against the real limits.
+#define __launch_bounds__(...)
 #define __device__
 #define __host__
 #define __forceinline__ inline

@@ -107,36 +107,11 @@ fn register_counts(key: ModuleKey) -> Option<HashMap<String, u32>> {
         .clone()
 }
 
-/// The register counts of `key`, from a file in the temporary directory named by a hash of
-/// the module's source (ptxas takes seconds per module; every test process needs them), else
-/// compiled and written there.
+/// The register counts of `key` from ptxas's log (NVRTC's disk cache keeps the log, so only
+/// the first process compiles it).
 fn cached_register_counts(key: ModuleKey) -> Option<HashMap<String, u32>> {
-    use std::hash::{Hash, Hasher};
-    let source = key.source();
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (source.as_str(), REGISTER_ARCH).hash(&mut hasher);
-    let path = std::env::temp_dir().join(format!(
-        "curvature-emu-registers-{}-{:016x}.txt",
-        key.name(),
-        hasher.finish()
-    ));
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return Some(
-            text.lines()
-                .filter_map(|l| l.split_once(' '))
-                .filter_map(|(k, n)| Some((k.to_string(), n.parse().ok()?)))
-                .collect(),
-        );
-    }
     let log = crate::nvrtc::module_cubin_log(key, REGISTER_ARCH).ok()?;
-    let counts = parse_registers(&log);
-    let text: String = counts.iter().map(|(k, n)| format!("{k} {n}\n")).collect();
-    // Written whole to a unique name and renamed, so a concurrent reader never sees half a file.
-    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-    if std::fs::write(&tmp, text).is_ok() {
-        let _ = std::fs::rename(&tmp, &path);
-    }
-    Some(counts)
+    Some(parse_registers(&log))
 }
 
 /// Kernel name → registers per thread from a ptxas `-v` log ("Compiling entry function 'k'",

@@ -121,6 +121,52 @@ fn no_kernel_spills_nvrtc() {
     }
 }
 
+/// Registers an SM holds (every architecture from sm_50 on).
+const SM_REGISTERS: u64 = 65_536;
+
+/// Every kernel declares `__launch_bounds__` (PTX `.maxntid`), and at that many threads per
+/// block its registers (ptxas's count, allocated per warp in units of 256) fit one SM, on every
+/// architecture: a launch at the declared block size can never fail for lack of registers.
+#[test]
+fn every_kernel_fits_an_sm_at_its_launch_bounds_nvrtc() {
+    if !nvrtc_or_skip("every_kernel_fits_an_sm_at_its_launch_bounds_nvrtc") {
+        return;
+    }
+    for family in KernelFamily::all() {
+        for arch in ARCHS {
+            let ptx = compile_ptx(*family, arch).unwrap_or_else(|e| panic!("{e}"));
+            let log = compile_cubin_log(*family, arch).unwrap_or_else(|e| panic!("{e}"));
+            for entry in ptx.split(".entry ").skip(1) {
+                let name = entry.split('(').next().unwrap_or("").trim();
+                let body_start = entry.find('{').unwrap_or(entry.len());
+                let threads: u64 = entry[..body_start]
+                    .split(".maxntid")
+                    .nth(1)
+                    .and_then(|rest| rest.split(',').next())
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or_else(|| panic!("{name} ({arch}) declares no __launch_bounds__"));
+                let registers = registers_of(&log, name)
+                    .unwrap_or_else(|| panic!("no ptxas register count for {name} ({arch})"));
+                let per_warp = (registers * 32).div_ceil(256) * 256;
+                let needed = per_warp * threads.div_ceil(32);
+                assert!(
+                    needed <= SM_REGISTERS,
+                    "{name} ({arch}): {registers} registers × {threads} threads needs {needed} \
+                     of the SM's {SM_REGISTERS}"
+                );
+            }
+        }
+    }
+}
+
+/// ptxas's "Used N registers" for `kernel` in a `-v` log.
+fn registers_of(log: &str, kernel: &str) -> Option<u64> {
+    let start = log.find(&format!("Compiling entry function '{kernel}'"))?;
+    let line = log[start..].lines().find(|l| l.contains("Used "))?;
+    let after = line.split("Used ").nth(1)?;
+    after.split_whitespace().next()?.parse().ok()
+}
+
 /// The byte count in front of `what` ("N bytes spill stores") on a ptxas report line.
 fn spill_bytes(line: &str, what: &str) -> u64 {
     let before = line.split(what).next().unwrap_or("");
