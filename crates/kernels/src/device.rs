@@ -356,7 +356,18 @@ impl GpuDevice {
             Backend::Cuda(b) => b.launch(key, kernel, grid, block, shared_bytes, args),
             #[cfg(feature = "emulator")]
             Backend::Emulated(e) => e.launch(key, kernel, grid, block, shared_bytes, args),
+        }?;
+        if sync_after_each_launch() {
+            // A fault is otherwise reported by whichever later call waits on the GPU.
+            self.synchronize().map_err(|e| KernelError::Launch {
+                kernel: kernel.escape_default().to_string(),
+                reason: format!(
+                    "failed when run (CURVATURE_CUDA_SYNC=1): grid {grid:?}, block {block:?}, \
+                     {shared_bytes} bytes of dynamic shared memory, arguments {args:?}: {e}"
+                ),
+            })?;
         }
+        Ok(())
     }
 
     /// Waits for all queued work (on the emulated GPU: runs the launches queued in its
@@ -393,4 +404,12 @@ impl GpuDevice {
             buffer_device: buf.owner().to_string(),
         }
     }
+}
+
+/// Whether `CURVATURE_CUDA_SYNC=1` asks for a synchronize after every launch, so an
+/// asynchronous fault is reported by the launch that caused it, naming the kernel and its
+/// arguments (a debugging aid: it serialises the GPU).
+fn sync_after_each_launch() -> bool {
+    static SYNC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SYNC.get_or_init(|| std::env::var("CURVATURE_CUDA_SYNC").is_ok_and(|v| v == "1"))
 }

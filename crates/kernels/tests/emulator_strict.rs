@@ -297,3 +297,42 @@ fn asynchronous_launches_report_at_the_next_copy_emulated() {
         &["async error", "shfl_half_mask_f32", "(queued launch)"],
     );
 }
+
+/// With CURVATURE_CUDA_SYNC=1 as well, the same queued fault is reported by the launch itself,
+/// naming the kernel and its arguments.
+#[test]
+fn sync_after_each_launch_names_the_failing_launch_emulated() {
+    if std::env::var_os("CURVATURE_SYNC_CHILD").is_some() {
+        let dev = emulator();
+        let out = zeros::<f32>(&dev, 32);
+        let err = dev
+            .launch_testing_shared(
+                "shfl_half_mask_f32",
+                ((1, 1, 1), (32, 1, 1)),
+                0,
+                &[KernelArg::Buffer(&out)],
+            )
+            .expect_err("the launch itself fails");
+        eprintln!("sync error: {err}");
+        return;
+    }
+    let (ok, stderr) = child(
+        "sync_after_each_launch_names_the_failing_launch_emulated",
+        &[
+            ("CURVATURE_SYNC_CHILD", "1"),
+            ("CURVATURE_EMU_ASYNC", "1"),
+            ("CURVATURE_CUDA_SYNC", "1"),
+        ],
+    );
+    assert!(ok, "the child failed:\n{stderr}");
+    assert_mentions(
+        &stderr,
+        &[
+            "sync error",
+            "shfl_half_mask_f32",
+            "CURVATURE_CUDA_SYNC=1",
+            "block (32, 1, 1)",
+            "Buffer(",
+        ],
+    );
+}
