@@ -170,7 +170,10 @@ impl GpuDevice {
         if let Some(mem) = self.inner.cache.take(class) {
             self.count().reuse();
             #[cfg(feature = "emulator")]
-            if let BufferMem::Host(h) = &mem {
+            if let (Backend::Emulated(e), BufferMem::Host(h)) = (&self.inner.backend, &mem) {
+                // Launches still queued may read this memory (asynchronous mode): they run
+                // first, as a real GPU's stream orders them before the next use.
+                e.synchronize()?;
                 h.fill(crate::buffer::GARBAGE);
             }
             return Ok((class, mem));
