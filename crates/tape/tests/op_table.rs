@@ -49,6 +49,14 @@ struct Case {
     apply: Apply,
 }
 
+/// Operands of the given shapes (which broadcast to `[2, 3]`), away from zero.
+fn broadcast_operands(rng: &mut ChaCha8Rng, shapes: &[&[usize]]) -> Vec<(Vec<f64>, Vec<usize>)> {
+    shapes
+        .iter()
+        .map(|s| (draw(rng, s.iter().product(), AWAY_FROM_ZERO), s.to_vec()))
+        .collect()
+}
+
 fn cases(seed: u64) -> Vec<Case> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut cases = Vec::new();
@@ -61,15 +69,7 @@ fn cases(seed: u64) -> Vec<Case> {
         });
     }
     for &op in BinaryOp::ALL {
-        let operands = SHAPES[..2]
-            .iter()
-            .map(|s| {
-                (
-                    draw(&mut rng, s.iter().product(), AWAY_FROM_ZERO),
-                    s.to_vec(),
-                )
-            })
-            .collect();
+        let operands = broadcast_operands(&mut rng, &SHAPES[..2]);
         cases.push(Case {
             name: op.name().to_string(),
             operands,
@@ -78,15 +78,7 @@ fn cases(seed: u64) -> Vec<Case> {
         });
     }
     for &op in TernaryOp::ALL {
-        let operands = SHAPES
-            .iter()
-            .map(|s| {
-                (
-                    draw(&mut rng, s.iter().product(), AWAY_FROM_ZERO),
-                    s.to_vec(),
-                )
-            })
-            .collect();
+        let operands = broadcast_operands(&mut rng, &SHAPES);
         cases.push(Case {
             name: op.name().to_string(),
             operands,
