@@ -29,6 +29,12 @@ __device__ __forceinline__ float cv_tanh(float x) { return tanhf(x); }
 __device__ __forceinline__ double cv_tanh(double x) { return tanh(x); }
 __device__ __forceinline__ float cv_pow(float x, float p) { return powf(x, p); }
 __device__ __forceinline__ double cv_pow(double x, double p) { return pow(x, p); }
+__device__ __forceinline__ float cv_erf(float x) { return erff(x); }
+__device__ __forceinline__ double cv_erf(double x) { return erf(x); }
+__device__ __forceinline__ float cv_log1p(float x) { return log1pf(x); }
+__device__ __forceinline__ double cv_log1p(double x) { return log1p(x); }
+__device__ __forceinline__ float cv_expm1(float x) { return expm1f(x); }
+__device__ __forceinline__ double cv_expm1(double x) { return expm1(x); }
 
 // +infinity, built from its bit pattern (no INFINITY macro without toolkit headers).
 __device__ __forceinline__ float cv_inf(float) { return __int_as_float(0x7f800000); }

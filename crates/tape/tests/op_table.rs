@@ -22,17 +22,28 @@ use rand_chacha::ChaCha8Rng;
 /// Operand shapes that broadcast to `[2, 3]`, so gradients are summed back to each shape.
 const SHAPES: [&[usize]; 3] = [&[2, 3], &[3], &[2, 1]];
 
-/// Seeded f64 values drawn from `intervals` (each element from a random one of them).
+/// Seeded f64 values drawn from `intervals` (each element from a random one of them; a point
+/// interval `(v, v)` gives `v`).
 fn draw(rng: &mut ChaCha8Rng, n: usize, intervals: &[(f64, f64)]) -> Vec<f64> {
     (0..n)
         .map(|_| {
             let (lo, hi) = intervals[rng.random_range(0..intervals.len())];
-            rng.random_range(lo..hi)
+            if lo == hi {
+                lo
+            } else {
+                rng.random_range(lo..hi)
+            }
         })
         .collect()
 }
 
-/// Inputs for binary and ternary ops: away from zero, so quotients stay smooth.
+/// An operand drawn from `intervals` with a point interval among them is held constant: the op
+/// is not differentiable in it at that point (a mask's 0).
+fn is_constant(intervals: &[(f64, f64)]) -> bool {
+    intervals.iter().any(|&(lo, hi)| lo == hi)
+}
+
+/// Cotangents and weights: away from zero.
 const AWAY_FROM_ZERO: &[(f64, f64)] = &[(-1.5, -0.5), (0.5, 1.5)];
 
 /// An op's scalar reference at the elements of its operands.
@@ -41,20 +52,31 @@ type Reference = Box<dyn Fn(&[f64]) -> f64>;
 /// The op applied to tape variables.
 type Apply = Box<dyn Fn(&[Var]) -> Result<Var>>;
 
-/// A case: the op's name, its operands (f64 values and shapes), and the op on tape variables.
+/// A case: the op's name, its operands (f64 values and shapes), which operands are held
+/// constant (the rest are differentiated), and the op on tape variables.
 struct Case {
     name: String,
     operands: Vec<(Vec<f64>, Vec<usize>)>,
+    constant: Vec<bool>,
     reference: Reference,
     apply: Apply,
 }
 
-/// Operands of the given shapes (which broadcast to `[2, 3]`), away from zero.
-fn broadcast_operands(rng: &mut ChaCha8Rng, shapes: &[&[usize]]) -> Vec<(Vec<f64>, Vec<usize>)> {
-    shapes
+/// Operands of the given shapes (which broadcast to `[2, 3]`), each drawn from its domain, and
+/// which of them are constants.
+type Operands = (Vec<(Vec<f64>, Vec<usize>)>, Vec<bool>);
+
+fn broadcast_operands(
+    rng: &mut ChaCha8Rng,
+    shapes: &[&[usize]],
+    domains: &[&[(f64, f64)]],
+) -> Operands {
+    let operands = shapes
         .iter()
-        .map(|s| (draw(rng, s.iter().product(), AWAY_FROM_ZERO), s.to_vec()))
-        .collect()
+        .zip(domains)
+        .map(|(s, domain)| (draw(rng, s.iter().product(), domain), s.to_vec()))
+        .collect();
+    (operands, domains.iter().map(|d| is_constant(d)).collect())
 }
 
 fn cases(seed: u64) -> Vec<Case> {
@@ -64,24 +86,27 @@ fn cases(seed: u64) -> Vec<Case> {
         cases.push(Case {
             name: op.name().to_string(),
             operands: vec![(draw(&mut rng, 6, op.domain()), vec![2, 3])],
+            constant: vec![false],
             reference: Box::new(move |x| reference::unary(op, x[0])),
             apply: Box::new(move |v| v[0].unary(op)),
         });
     }
     for &op in BinaryOp::ALL {
-        let operands = broadcast_operands(&mut rng, &SHAPES[..2]);
+        let (operands, constant) = broadcast_operands(&mut rng, &SHAPES[..2], &op.domains());
         cases.push(Case {
             name: op.name().to_string(),
             operands,
+            constant,
             reference: Box::new(move |x| reference::binary(op, x[0], x[1])),
             apply: Box::new(move |v| v[0].binary(op, &v[1])),
         });
     }
     for &op in TernaryOp::ALL {
-        let operands = broadcast_operands(&mut rng, &SHAPES);
+        let (operands, constant) = broadcast_operands(&mut rng, &SHAPES, &op.domains());
         cases.push(Case {
             name: op.name().to_string(),
             operands,
+            constant,
             reference: Box::new(move |x| reference::ternary(op, x[0], x[1], x[2])),
             apply: Box::new(move |v| v[0].ternary(op, &v[1], &v[2])),
         });
@@ -96,6 +121,52 @@ impl Case {
             .map(|(data, dims)| Tensor::from_f64s(data, dims.as_slice(), dtype, device))
             .collect::<curvature_tensor::Result<_>>()
             .unwrap_or_else(|e| panic!("{}: operands on {device}: {e}", self.name))
+    }
+
+    /// The operands as tape variables (leaves, or constants where `constant` says), and the
+    /// leaves alone: what is differentiated.
+    fn vars(&self, tape: &Tape, tensors: Vec<Tensor>) -> (Vec<Var>, Vec<Var>) {
+        let vars: Vec<Var> = tensors
+            .into_iter()
+            .zip(&self.constant)
+            .map(|(t, &c)| if c { tape.constant(t) } else { tape.leaf(t) })
+            .collect();
+        let leaves = vars
+            .iter()
+            .zip(&self.constant)
+            .filter(|(_, &c)| !c)
+            .map(|(v, _)| v.clone())
+            .collect();
+        (vars, leaves)
+    }
+
+    /// The differentiated operands' values (f64), and the op as a function of them alone, the
+    /// constant operands put back in their places.
+    fn differentiated(&self, device: Device) -> (Vec<Tensor>, impl Fn(&[Var]) -> Result<Var> + '_) {
+        let tensors = self.tensors(DType::F64, device);
+        let fixed: Vec<Option<Tensor>> = tensors
+            .iter()
+            .zip(&self.constant)
+            .map(|(t, &c)| c.then(|| t.clone()))
+            .collect();
+        let free = tensors
+            .into_iter()
+            .zip(&self.constant)
+            .filter(|(_, &c)| !c)
+            .map(|(t, _)| t)
+            .collect();
+        let apply = move |free: &[Var]| {
+            let mut rest = free.iter();
+            let all: Vec<Var> = fixed
+                .iter()
+                .map(|f| match f {
+                    Some(t) => free[0].constant(t.clone()),
+                    None => rest.next().expect("one variable per free operand").clone(),
+                })
+                .collect();
+            (self.apply)(&all)
+        };
+        (free, apply)
     }
 
     /// The reference at every element of the broadcast `[2, 3]` output.
@@ -146,7 +217,8 @@ fn values_match_reference(device: Device) {
 /// gradcheck and gradgradcheck in f64, with broadcasting operands.
 fn derivatives_match_finite_differences(device: Device) {
     for case in cases(2) {
-        assert_gradchecks(&case.name, &case.tensors(DType::F64, device), &case.apply);
+        let (free, apply) = case.differentiated(device);
+        assert_gradchecks(&case.name, &free, apply);
     }
 }
 
@@ -157,13 +229,9 @@ fn batched_cotangents_equal_separate_ones(device: Device) {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     for case in cases(4) {
         let tape = Tape::new();
-        let inputs: Vec<Var> = case
-            .tensors(DType::F64, device)
-            .into_iter()
-            .map(|t| tape.leaf(t))
-            .collect();
+        let (operands, inputs) = case.vars(&tape, case.tensors(DType::F64, device));
         let mut run = || -> Result<()> {
-            let out = (case.apply)(&inputs)?;
+            let out = (case.apply)(&operands)?;
             let weights = Tensor::from_f64s(
                 &draw(&mut rng, 6, AWAY_FROM_ZERO),
                 [2, 3],

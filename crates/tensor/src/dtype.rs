@@ -53,6 +53,9 @@ pub trait Element:
     fn to_f64(self) -> f64;
     fn into_storage(data: Vec<Self>) -> CpuStorage;
     fn slice(storage: &CpuStorage) -> Option<&[Self]>;
+    /// The error function: the `libm` crate's port of FreeBSD's `erf` / `erff` (within 1 ulp;
+    /// CUDA's `erf` / `erff` are within 2 ulp, so the backends agree to a few ulp).
+    fn erf(self) -> Self;
 }
 
 impl Element for f32 {
@@ -62,6 +65,9 @@ impl Element for f32 {
     }
     fn to_f64(self) -> f64 {
         self as f64
+    }
+    fn erf(self) -> Self {
+        libm::erff(self)
     }
     fn into_storage(data: Vec<Self>) -> CpuStorage {
         CpuStorage::F32(data)
@@ -81,6 +87,9 @@ impl Element for f64 {
     }
     fn to_f64(self) -> f64 {
         self
+    }
+    fn erf(self) -> Self {
+        libm::erf(self)
     }
     fn into_storage(data: Vec<Self>) -> CpuStorage {
         CpuStorage::F64(data)

@@ -38,6 +38,10 @@ pub trait Differentiable: Sized + Clone {
         self.unary(UnaryOp::Affine { mul: c, add: 0.0 })
     }
 
+    fn add(&self, rhs: &Self) -> Result<Self, Self::Error> {
+        self.binary(BinaryOp::Add, rhs)
+    }
+
     fn mul(&self, rhs: &Self) -> Result<Self, Self::Error> {
         self.binary(BinaryOp::Mul, rhs)
     }

@@ -8,6 +8,9 @@ use crate::ops::elementwise::{Differentiable, Saves, UnaryOp};
 use crate::{Element, Result};
 
 /// The ternary op table, handed to the macro `[$then]` with `$extra` in front.
+///
+/// Entry syntax: docs, `Variant method, saves S, on a [(lo, hi), …], b […], c […],
+/// value(a, b, c) => scalar formula, grad(d, a, b, c) => (rule for a, for b, for c);`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! ternary_op_table {
@@ -17,6 +20,7 @@ macro_rules! ternary_op_table {
             /// ∂/∂y of `tanh_backward(g, y)` applied to `gg`: −2·y·g·gg, with
             /// (a, b, c) = (gg, g, y).
             TanhBackwardGradY tanh_backward_grad_y, saves Inputs,
+                on a [(-1.5, -0.5), (0.5, 1.5)], b [(-1.5, -0.5), (0.5, 1.5)], c [(-1.5, -0.5), (0.5, 1.5)],
                 value(gg, g, y) => -(T::one() + T::one()) * y * g * gg,
                 grad(d, a, b, c) => (
                     d.scale(-2.0)?.mul(b)?.mul(c),
@@ -26,11 +30,26 @@ macro_rules! ternary_op_table {
             /// ∂/∂y of `sigmoid_backward(g, y)` applied to `gg`: gg·g·(1 − 2y), with
             /// (a, b, c) = (gg, g, y).
             SigmoidBackwardGradY sigmoid_backward_grad_y, saves Inputs,
+                on a [(-1.5, -0.5), (0.5, 1.5)], b [(-1.5, -0.5), (0.5, 1.5)], c [(-1.5, -0.5), (0.5, 1.5)],
                 value(gg, g, y) => gg * g * (T::one() - (T::one() + T::one()) * y),
                 grad(d, a, b, c) => (
                     d.mul(&c.unary(UnaryOp::Affine { mul: -2.0, add: 1.0 })?)?.mul(b),
                     d.mul(&c.unary(UnaryOp::Affine { mul: -2.0, add: 1.0 })?)?.mul(a),
                     d.mul(a)?.mul(b)?.scale(-2.0)
+                );
+            /// `mask.where_cond(&on_true, &on_false)`: `on_true` where the mask is nonzero (NaN
+            /// counts as nonzero), else `on_false` (all three broadcast; PyTorch's
+            /// `torch.where(mask, on_true, on_false)`). Gradient 0 to the mask, the cotangent to
+            /// the operand chosen at each element (0 to the other). The mask's values 0 are
+            /// tested exactly (the point interval (0, 0)); the op is not differentiable in the
+            /// mask there.
+            WhereCond where_cond, saves Inputs,
+                on a [(0.0, 0.0), (0.5, 1.5)], b [(-1.5, 1.5)], c [(-1.5, 1.5)],
+                value(mask, on_true, on_false) => if mask != T::zero() { on_true } else { on_false },
+                grad(d, mask, _on_true, _on_false) => (
+                    d.scale(0.0),
+                    mask.ternary(TernaryOp::WhereCond, d, &d.scale(0.0)?),
+                    mask.ternary(TernaryOp::WhereCond, &d.scale(0.0)?, d)
                 );
         }
     };
@@ -43,6 +62,8 @@ macro_rules! ternary_op_table {
 macro_rules! __ternary_op_methods {
     (($ty:ty, $result:ty)
      $($(#[$doc:meta])* $O:ident $method:ident, saves $s:ident,
+        on a [$(($alo:expr, $ahi:expr)),*], b [$(($blo:expr, $bhi:expr)),*],
+        c [$(($clo:expr, $chi:expr)),*],
         value($va:pat, $vb:pat, $vc:pat) => $value:expr,
         grad($d:pat, $a:pat, $b:pat, $c:pat) => ($ga:expr, $gb:expr, $gc:expr);)*) => {
         impl $ty {
@@ -56,6 +77,8 @@ macro_rules! __ternary_op_methods {
 macro_rules! define_ternary_ops {
     (()
      $($(#[$doc:meta])* $O:ident $method:ident, saves $s:ident,
+        on a [$(($alo:expr, $ahi:expr)),*], b [$(($blo:expr, $bhi:expr)),*],
+        c [$(($clo:expr, $chi:expr)),*],
         value($va:pat, $vb:pat, $vc:pat) => $value:expr,
         grad($d:pat, $a:pat, $b:pat, $c:pat) => ($ga:expr, $gb:expr, $gc:expr);)*) => {
         /// Elementwise functions of three broadcast tensors.
@@ -79,6 +102,19 @@ macro_rules! define_ternary_ops {
             pub fn saves(self) -> Saves {
                 match self {
                     $(TernaryOp::$O => Saves::$s,)*
+                }
+            }
+
+            /// For each operand, the intervals it is tested on (where the op is smooth). A point
+            /// interval `(v, v)` draws `v` exactly: a value where the op is not differentiable
+            /// in that operand (a mask's 0), which the tests hold constant.
+            pub fn domains(self) -> [&'static [(f64, f64)]; 3] {
+                match self {
+                    $(TernaryOp::$O => [
+                        &[$(($alo, $ahi)),*],
+                        &[$(($blo, $bhi)),*],
+                        &[$(($clo, $chi)),*],
+                    ],)*
                 }
             }
 

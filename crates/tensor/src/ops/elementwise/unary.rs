@@ -44,7 +44,8 @@ macro_rules! unary_op_table {
             Sqrt sqrt, saves Output, on [(0.5, 2.0)],
                 value(x) => x.sqrt(),
                 grad(g, y) => g.div(y)?.scale(0.5);
-            /// |x|; derivative sign(x) (0 at 0). Its second derivative is 0 away from 0.
+            /// |x|; derivative sign(x), 0 at the kink x = 0 (as PyTorch). Piecewise linear: its
+            /// second derivative is 0 almost everywhere.
             Abs abs, saves Inputs, on [(-2.0, -0.3), (0.3, 2.0)],
                 value(x) => x.abs(),
                 grad(g, x) => g.mul(&x.constant_unary(UnaryOp::Sign)?);
@@ -65,7 +66,7 @@ macro_rules! unary_op_table {
                 value(x) => sign(x),
                 grad(g, _) => g.scale(0.0);
             /// 1 / x; derivative −1/x².
-            Recip recip, saves Output, on [(-2.0, -0.5), (0.5, 2.0)],
+            Reciprocal reciprocal, saves Output, on [(-2.0, -0.5), (0.5, 2.0)],
                 value(x) => T::one() / x,
                 grad(g, y) => g.mul(&y.unary(UnaryOp::Square)?)?.neg();
             /// softplus(x) = ln(1 + eˣ), computed as max(x, 0) + ln(1 + e^−|x|) so it neither
@@ -73,6 +74,60 @@ macro_rules! unary_op_table {
             Softplus softplus, saves Inputs, on [(-3.0, 3.0)],
                 value(x) => x.max(T::zero()) + (-x.abs()).exp().ln_1p(),
                 grad(g, x) => g.mul(&x.unary(UnaryOp::Sigmoid)?);
+            /// The Heaviside step: 1 where x > 0, else 0 (0 at 0, and for NaN); derivative 0. The
+            /// gradient mask of `relu` and its relatives.
+            Step step, saves Nothing, on [(-2.0, -0.3), (0.3, 2.0)],
+                value(x) => if x > T::zero() { T::one() } else { T::zero() },
+                grad(g, _) => g.scale(0.0);
+            /// relu(x) = max(x, 0) (NaN stays NaN); derivative 1 where x > 0, else 0 (0 at the
+            /// kink x = 0, as PyTorch). Piecewise linear: its second derivative is 0 almost
+            /// everywhere.
+            Relu relu, saves Inputs, on [(-2.0, -0.3), (0.3, 2.0)],
+                value(x) => if x < T::zero() { T::zero() } else { x },
+                grad(g, x) => g.mul(&x.constant_unary(UnaryOp::Step)?);
+            /// The exact GELU, x·Φ(x) with Φ(x) = (1 + erf(x/√2))/2 the standard normal CDF
+            /// (PyTorch's `gelu`); derivative Φ(x) + x·φ(x), φ the normal density.
+            Gelu gelu, saves Inputs, on [(-3.0, 3.0)],
+                value(x) => T::from_f64(0.5) * x
+                    * (T::one() + (x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf()),
+                grad(g, x) => gelu_grad(g, x);
+            /// The tanh GELU, x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))/2 (PyTorch's
+            /// `gelu(approximate='tanh')`); derivative by the chain rule through the tanh.
+            GeluTanh gelu_tanh, saves Inputs, on [(-3.0, 3.0)],
+                value(x) => T::from_f64(0.5) * x * (T::one()
+                    + (T::from_f64(GELU_TANH_BETA) * (x + T::from_f64(GELU_TANH_KAPPA) * x * x * x))
+                        .tanh()),
+                grad(g, x) => gelu_tanh_grad(g, x);
+            /// silu(x) = x·σ(x) (also called swish); derivative σ(x)·(1 + x·(1 − σ(x))).
+            Silu silu, saves Inputs, on [(-3.0, 3.0)],
+                value(x) => x * sigmoid(x),
+                grad(g, x) => {
+                    let s = x.unary(UnaryOp::Sigmoid)?;
+                    let one_minus_s = s.unary(UnaryOp::Affine { mul: -1.0, add: 1.0 })?;
+                    g.mul(&s.mul(&x.mul(&one_minus_s)?.unary(UnaryOp::Affine { mul: 1.0, add: 1.0 })?)?)
+                };
+            /// The error function erf(x) = (2/√π)∫₀ˣ e^(−t²) dt (to about 1 ulp, matching CUDA's
+            /// `erf` / `erff`); derivative (2/√π)·e^(−x²).
+            Erf erf, saves Inputs, on [(-2.5, 2.5)],
+                value(x) => x.erf(),
+                grad(g, x) => g.mul(
+                    &x.unary(UnaryOp::Square)?
+                        .unary(UnaryOp::Affine { mul: -1.0, add: 0.0 })?
+                        .unary(UnaryOp::Exp)?
+                        .scale(std::f64::consts::FRAC_2_SQRT_PI)?,
+                );
+            /// 1/√x; derivative −1/(2·x^(3/2)) = −y³/2.
+            Rsqrt rsqrt, saves Output, on [(0.5, 2.0)],
+                value(x) => T::one() / x.sqrt(),
+                grad(g, y) => g.mul(&y.unary(UnaryOp::Square)?.mul(y)?)?.scale(-0.5);
+            /// ln(1 + x), accurate for small x; derivative 1/(1 + x).
+            Log1p log1p, saves Inputs, on [(-0.5, 2.0)],
+                value(x) => x.ln_1p(),
+                grad(g, x) => g.div(&x.unary(UnaryOp::Affine { mul: 1.0, add: 1.0 })?);
+            /// eˣ − 1, accurate for small x; derivative eˣ = y + 1.
+            Expm1 expm1, saves Output, on [(-2.0, 2.0)],
+                value(x) => x.exp_m1(),
+                grad(g, y) => g.mul(&y.unary(UnaryOp::Affine { mul: 1.0, add: 1.0 })?);
             }
             params: {
             /// xᵖ for a scalar exponent; derivative p·xᵖ⁻¹.
@@ -85,6 +140,45 @@ macro_rules! unary_op_table {
             Affine affine(mul = 1.5, add = -0.25), saves Nothing, on [(-2.0, 2.0)],
                 value(x) => x * mul + add,
                 grad(g, _) => g.scale(mul);
+            /// x where x > 0, else slope·x (PyTorch's `leaky_relu`, NaN stays NaN); derivative 1
+            /// where x > 0, else `slope` (`slope` at the kink x = 0, as PyTorch). Piecewise
+            /// linear: its second derivative is 0 almost everywhere.
+            LeakyRelu leaky_relu(slope = 0.1), saves Inputs, on [(-2.0, -0.3), (0.3, 2.0)],
+                value(x) => if x > T::zero() { x } else { x * slope },
+                grad(g, x) => g.mul(
+                    &x.constant_unary(UnaryOp::Step)?
+                        .unary(UnaryOp::Affine { mul: 1.0 - slope, add: slope })?,
+                );
+            /// elu(x) = x where x > 0, else α·(eˣ − 1) (PyTorch's `elu`); derivative 1 where
+            /// x > 0, else α·eˣ (α at x = 0, as PyTorch). Its second derivative is α·eˣ for
+            /// x < 0 and 0 for x > 0 (undefined at 0 unless α = 1).
+            Elu elu(alpha = 1.5), saves Inputs, on [(-2.0, -0.3), (0.3, 2.0)],
+                value(x) => if x > T::zero() { x } else { alpha * x.exp_m1() },
+                grad(g, x) => {
+                    // 1 where x > 0; else y + α = α·eˣ (finite for every x, unlike eˣ).
+                    let positive = x.constant_unary(UnaryOp::Step)?;
+                    let negative = positive.unary(UnaryOp::Affine { mul: -1.0, add: 1.0 })?;
+                    let y_plus_alpha = x
+                        .unary(UnaryOp::Elu { alpha })?
+                        .unary(UnaryOp::Affine { mul: 1.0, add: alpha })?;
+                    g.mul(&y_plus_alpha.mul(&negative)?.add(&positive)?)
+                };
+            /// min(max(x, lo), hi) (PyTorch's `clamp`: hi where lo > hi; NaN stays NaN);
+            /// derivative 1 where lo ≤ x ≤ hi (the bounds included, as PyTorch), else 0.
+            /// Piecewise linear: its second derivative is 0 almost everywhere.
+            Clamp clamp(lo = -0.5, hi = 0.75), saves Inputs,
+                on [(-2.0, -0.6), (-0.4, 0.65), (0.85, 2.0)],
+                value(x) => {
+                    let above_lo = if x < lo { lo } else { x };
+                    if above_lo > hi { hi } else { above_lo }
+                },
+                grad(g, x) => g.mul(&x.constant_unary(UnaryOp::Between { lo, hi })?);
+            /// 1 where lo ≤ x ≤ hi, else 0 (0 for NaN); derivative 0. The gradient mask of
+            /// `clamp`.
+            Between between(lo = -0.5, hi = 0.75), saves Nothing,
+                on [(-2.0, -0.6), (-0.4, 0.65), (0.85, 2.0)],
+                value(x) => if x >= lo && x <= hi { T::one() } else { T::zero() },
+                grad(g, _) => g.scale(0.0);
             }
         }
     };
@@ -227,6 +321,49 @@ impl UnaryOp {
         let d1 = s * (T::one() - s);
         (s, d1, d1 * (T::one() - T::from_f64(2.0) * s))
     }
+}
+
+/// √(2/π), the tanh GELU's scale.
+const GELU_TANH_BETA: f64 = 0.797_884_560_802_865_4;
+/// The tanh GELU's cubic coefficient.
+const GELU_TANH_KAPPA: f64 = 0.044715;
+
+/// `g·gelu'(x)` = `g·(Φ(x) + x·φ(x))`, with Φ through erf and φ(x) = e^(−x²/2)/√(2π).
+fn gelu_grad<V: Differentiable>(g: &V, x: &V) -> std::result::Result<V, V::Error> {
+    use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI};
+    let cdf = x
+        .scale(FRAC_1_SQRT_2)?
+        .unary(UnaryOp::Erf)?
+        .unary(UnaryOp::Affine { mul: 0.5, add: 0.5 })?;
+    let pdf = x
+        .unary(UnaryOp::Square)?
+        .scale(-0.5)?
+        .unary(UnaryOp::Exp)?
+        .scale(0.5 * FRAC_2_SQRT_PI * FRAC_1_SQRT_2)?;
+    g.mul(&cdf.add(&x.mul(&pdf)?)?)
+}
+
+/// `g·gelu_tanh'(x)` with t = tanh(β·(x + κx³)): `g·((1 + t)/2 + x·(1 − t²)·β·(1 + 3κx²)/2)`.
+fn gelu_tanh_grad<V: Differentiable>(g: &V, x: &V) -> std::result::Result<V, V::Error> {
+    let (beta, kappa) = (GELU_TANH_BETA, GELU_TANH_KAPPA);
+    let x2 = x.unary(UnaryOp::Square)?;
+    let inner = x
+        .mul(&x2.unary(UnaryOp::Affine {
+            mul: kappa,
+            add: 1.0,
+        })?)?
+        .scale(beta)?;
+    let t = inner.unary(UnaryOp::Tanh)?;
+    let inner_grad = x2.unary(UnaryOp::Affine {
+        mul: 3.0 * kappa * beta,
+        add: beta,
+    })?;
+    // (1 − t²)·β(1 + 3κx²), through the fused tanh backward.
+    let through_tanh = inner_grad.binary(BinaryOp::TanhBackward, &t)?;
+    let d = t
+        .unary(UnaryOp::Affine { mul: 0.5, add: 0.5 })?
+        .add(&x.mul(&through_tanh)?.scale(0.5)?)?;
+    g.mul(&d)
 }
 
 fn sign<T: Element>(x: T) -> T {
