@@ -1,4 +1,5 @@
-// reduce.cu: axis reductions, log-softmax / logsumexp, gather, strided scatter-copy.
+// reduce.cu: axis reductions, log-softmax / logsumexp, gather and its adjoint index_add,
+// strided scatter-copy.
 
 struct ReduceSum {
     template <class T>
@@ -190,6 +191,33 @@ CV_FOR_EACH_DTYPE(CV_SOFTMAX_KERNEL)
         }                                                                                    \
     }
 CV_FOR_EACH_DTYPE(CV_GATHER_KERNEL)
+
+// index_add_{dt}(const T* x, const long long* groups, T* out, long long outer, long long n_idx,
+//                long long len, long long inner)
+//   The adjoint of gather: x viewed as [outer, n_idx, inner], out as [outer, len, inner],
+//   out[o, k, i] = Σ_j x[o, j, i] over the positions j with idx[j] = k. `groups` holds the
+//   inverse of idx: starts[0..=len] (len + 1 words), then positions[0..n_idx], where the
+//   positions selecting k are positions[starts[k]..starts[k + 1]] in increasing order. One
+//   thread per output element sums them in that order: deterministic, no atomics, each output
+//   written by exactly one thread. 1D grid-stride launch.
+#define CV_INDEX_ADD_KERNEL(dt, T)                                                           \
+    extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) index_add_##dt(const T* x, const long long* groups, T* out,   \
+                                              long long outer, long long n_idx,              \
+                                              long long len, long long inner) {              \
+        const cv_u64 total = (cv_u64)outer * (cv_u64)len * (cv_u64)inner;                    \
+        const long long* positions = groups + len + 1;                                       \
+        for (cv_u64 e = cv_global_index(); e < total; e += cv_grid_stride()) {               \
+            const cv_i64 i = (cv_i64)(e % (cv_u64)inner);                                    \
+            const cv_i64 k = (cv_i64)((e / (cv_u64)inner) % (cv_u64)len);                    \
+            const cv_i64 o = (cv_i64)(e / ((cv_u64)inner * (cv_u64)len));                    \
+            T acc = T(0);                                                                    \
+            for (cv_i64 p = groups[k]; p < groups[k + 1]; ++p) {                             \
+                acc += x[(o * n_idx + positions[p]) * inner + i];                            \
+            }                                                                                \
+            out[e] = acc;                                                                    \
+        }                                                                                    \
+    }
+CV_FOR_EACH_DTYPE(CV_INDEX_ADD_KERNEL)
 
 // copy_into_strided_{dt}(const T* src, T* dst, size_t n, int rank,
 //                        const long long* shape_and_strides, long long dst_offset)

@@ -17,7 +17,7 @@ pub enum KernelFamily {
     /// `kernels/matmul.cu`: batched tiled GEMM with transpose flags.
     Matmul,
     /// `kernels/reduce.cu`: axis reductions, the softmax family (log-softmax, logsumexp),
-    /// gather and strided scatter.
+    /// gather and its adjoint index_add, and strided scatter.
     Reduce,
 }
 

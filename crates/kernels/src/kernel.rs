@@ -158,6 +158,12 @@ impl Kernel {
         Kernel::new(KernelFamily::Reduce, Group::Plain, "gather", dtype)
     }
 
+    /// `index_add_{dt}`: the adjoint of [`Kernel::gather`], summing the slices that select
+    /// each entry (in a fixed order, with no atomics).
+    pub const fn index_add(dtype: Dtype) -> Kernel {
+        Kernel::new(KernelFamily::Reduce, Group::Plain, "index_add", dtype)
+    }
+
     /// `copy_into_strided_{dt}`: a scatter by strides.
     pub const fn copy_into_strided(dtype: Dtype) -> Kernel {
         Kernel::new(

@@ -34,5 +34,6 @@ mod var;
 
 pub use error::{Result, TapeError};
 pub use grad::{grad, vjp, GradOptions};
+pub use ops::nn::scaled_dot_product_attention;
 pub use tape::{NodeId, NodeInfo, Tape};
 pub use var::Var;

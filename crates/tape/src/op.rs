@@ -1,6 +1,8 @@
 //! The recorded ops and what each saves for its backward rule. Elementwise ops carry their
 //! definition from the tensor crate's op tables; the others are defined here and in `rules.rs`.
 
+use std::sync::Arc;
+
 use curvature_tensor::{BinaryOp, Saves, TernaryOp, UnaryOp};
 
 /// One recorded operation. Axes are resolved (non-negative) at record time.
@@ -23,6 +25,8 @@ pub(crate) enum Op {
     Pad { axis: usize, before: usize },
     Cat { axis: usize },
     Trace,
+    IndexSelect { axis: usize, indices: Arc<[usize]> },
+    IndexAdd { axis: usize, indices: Arc<[usize]> },
 }
 
 impl Op {
@@ -45,6 +49,8 @@ impl Op {
             Op::Pad { .. } => "pad_zeros",
             Op::Cat { .. } => "cat",
             Op::Trace => "trace",
+            Op::IndexSelect { .. } => "index_select",
+            Op::IndexAdd { .. } => "index_add",
         }
     }
 

@@ -224,6 +224,13 @@ impl Op {
                 let eye = Tensor::eye(dims[0], dims[1], g.dtype(), g.device())?;
                 one(g.reshape(ctx.batched(&[1, 1]))?.mul(&ctx.constant(eye))?)
             }
+            Op::IndexSelect { axis, indices } => {
+                let len = ctx.input_shapes[0].dims()[*axis];
+                one(g.index_add_shared(axis + r, indices.clone(), len)?)
+            }
+            Op::IndexAdd { axis, indices } => {
+                one(g.index_select_shared(axis + r, indices.clone())?)
+            }
         }
     }
 }

@@ -89,5 +89,9 @@ pub trait BackendStorage: Sized {
         axis_len: usize,
         inner: usize,
     ) -> Result<Self>;
+    /// The adjoint of `index_select`: for `x` viewed as `[outer, indices.len(), inner]`,
+    /// `out[o, k, i] = Σ x[o, j, i]` over the `j` with `indices[j] == k`, summed in increasing
+    /// `j`, with `out` of `[outer, len, inner]` (indices were validated against `len`).
+    fn index_add(&self, indices: &[usize], outer: usize, len: usize, inner: usize) -> Result<Self>;
     fn to_dtype(&self, dtype: DType) -> Result<Self>;
 }

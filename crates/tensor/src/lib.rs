@@ -65,5 +65,7 @@ pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{human_bytes, Result, TensorError};
 pub use ops::elementwise::{BinaryOp, Differentiable, Saves, TernaryOp, UnaryOp};
+pub use ops::norm::checks as norm_checks;
+pub use ops::Indices;
 pub use shape::{IntoShape, Shape, MAX_ELEMENTS};
 pub use tensor::Tensor;

@@ -189,6 +189,16 @@ impl Storage {
         each_backend!(self, s => s.index_select(indices, outer, axis_len, inner))
     }
 
+    pub fn index_add(
+        &self,
+        indices: &[usize],
+        outer: usize,
+        len: usize,
+        inner: usize,
+    ) -> Result<Storage> {
+        each_backend!(self, s => s.index_add(indices, outer, len, inner))
+    }
+
     pub fn to_dtype(&self, dtype: DType) -> Result<Storage> {
         each_backend!(self, s => s.to_dtype(dtype))
     }

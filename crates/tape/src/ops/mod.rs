@@ -2,5 +2,7 @@
 //! same name and records itself on the tape.
 
 mod elementwise;
+mod index;
 mod layout;
+pub(crate) mod nn;
 mod reduce;

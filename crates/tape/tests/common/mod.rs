@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use curvature_tape::check::{gradcheck, gradgradcheck, CheckOptions};
-use curvature_tape::{Result, Var};
+use curvature_tape::{grad, vjp, GradOptions, Result, Tape, Var};
 use curvature_tensor::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -132,4 +132,55 @@ pub fn relative_error(ours: &[f64], reference: &[f64]) -> f64 {
     } else {
         diff / scale
     }
+}
+
+/// The batched-cotangent invariant for `f` at `inputs` (f64): one `vjp` with `[K, …]`
+/// cotangents equals K separate `vjp`s (to 1e-12 relative), for `f`'s output and for the
+/// gradient of `Σ w·f(x)` (a batch of Hessian-vector products), with seeded random `w` and
+/// cotangents.
+pub fn assert_batched_cotangents(name: &str, inputs: &[Tensor], f: impl Fn(&[Var]) -> Result<Var>) {
+    const K: usize = 3;
+    let device = inputs[0].device();
+    let mut draws = Inputs::new(0xba7c, device);
+    let tape = Tape::new();
+    let vars: Vec<Var> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
+    let mut run = || -> Result<()> {
+        let out = f(&vars)?;
+        let weights = draws.any(out.dims());
+        let loss = out.mul(&tape.constant(weights))?.sum_all()?;
+        let grads = grad(&[loss], &vars, GradOptions::create_graph())?;
+        for (what, outputs) in [("vjp", vec![out]), ("hvp", grads)] {
+            let cotangents: Vec<Tensor> = outputs
+                .iter()
+                .map(|o| {
+                    let mut dims = vec![K];
+                    dims.extend_from_slice(o.dims());
+                    draws.any(&dims)
+                })
+                .collect();
+            let stacked: Vec<Var> = cotangents
+                .iter()
+                .map(|c| tape.constant(c.clone()))
+                .collect();
+            let batched = vjp(&outputs, &stacked, &vars, false)?;
+            for k in 0..K {
+                let single: Vec<Var> = cotangents
+                    .iter()
+                    .zip(&outputs)
+                    .map(|(c, o)| Ok(tape.constant(c.narrow(0, k, 1)?.reshape(o.dims())?)))
+                    .collect::<Result<_>>()?;
+                let separate = vjp(&outputs, &single, &vars, false)?;
+                for (i, (b, s)) in batched.iter().zip(&separate).enumerate() {
+                    let row = b.value().narrow(0, k, 1)?.to_f64s()?;
+                    let error = relative_error(&row, &s.value().to_f64s()?);
+                    assert!(
+                        error <= 1e-12,
+                        "{name} {what}: input {i}, direction {k}: relative error {error:.1e}"
+                    );
+                }
+            }
+        }
+        Ok(())
+    };
+    run().unwrap_or_else(|e| panic!("{name} on {device}: {e}"));
 }

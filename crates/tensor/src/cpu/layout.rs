@@ -1,7 +1,7 @@
-//! Data movement: strided gathers, concatenation, index selection.
+//! Data movement: strided gathers, concatenation, index selection and its adjoint.
 
 use crate::backend::StridedCopy;
-use crate::cpu::try_vec;
+use crate::cpu::{try_filled, try_vec};
 use crate::{Element, Result};
 
 pub fn copy_strided<T: Element>(src: &[T], copy: &StridedCopy) -> Result<Vec<T>> {
@@ -67,6 +67,29 @@ pub fn index_select<T: Element>(
         for &j in indices {
             let start = (o * axis_len + j) * inner;
             out.extend_from_slice(&x[start..start + inner]);
+        }
+    }
+    Ok(out)
+}
+
+/// `out[o, k, i] = Σ_j x[o, j, i]` over the `j` with `indices[j] == k`, in increasing `j`.
+pub fn index_add<T: Element>(
+    x: &[T],
+    indices: &[usize],
+    outer: usize,
+    len: usize,
+    inner: usize,
+) -> Result<Vec<T>> {
+    let total = outer.checked_mul(len).and_then(|n| n.checked_mul(inner));
+    let mut out = try_filled("index_add", total.unwrap_or(usize::MAX), T::zero())?;
+    let n = indices.len();
+    for o in 0..outer {
+        for (j, &k) in indices.iter().enumerate() {
+            let src = (o * n + j) * inner;
+            let dst = (o * len + k) * inner;
+            for (acc, &v) in out[dst..dst + inner].iter_mut().zip(&x[src..src + inner]) {
+                *acc = *acc + v;
+            }
         }
     }
     Ok(out)

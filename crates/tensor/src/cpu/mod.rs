@@ -219,6 +219,10 @@ impl BackendStorage for CpuStorage {
         Ok(map_typed!(self, x => layout::index_select(x, indices, outer, axis_len, inner)?))
     }
 
+    fn index_add(&self, indices: &[usize], outer: usize, len: usize, inner: usize) -> Result<Self> {
+        Ok(map_typed!(self, x => layout::index_add(x, indices, outer, len, inner)?))
+    }
+
     fn to_dtype(&self, dtype: DType) -> Result<Self> {
         Ok(match (self, dtype) {
             (CpuStorage::F32(v), DType::F64) => CpuStorage::F64(try_convert("to_dtype", v)?),

@@ -87,19 +87,25 @@ pub fn gather(dt: DType) -> Kernel {
     Kernel::gather(dtype(dt))
 }
 
+/// `index_add_{dt}`: the adjoint of `index_select`.
+pub fn index_add(dt: DType) -> Kernel {
+    Kernel::index_add(dtype(dt))
+}
+
 /// `matmul_{dt}`.
 pub fn matmul(dt: DType) -> Kernel {
     Kernel::matmul(dtype(dt))
 }
 
 /// The kernels of the ops that have one per dtype and no op enum: fill, strided copy and
-/// scatter, gather, matmul.
-pub fn per_dtype(dt: DType) -> [Kernel; 5] {
+/// scatter, gather and its adjoint, matmul.
+pub fn per_dtype(dt: DType) -> [Kernel; 6] {
     [
         fill(dt),
         copy_strided(dt),
         copy_into_strided(dt),
         gather(dt),
+        index_add(dt),
         matmul(dt),
     ]
 }

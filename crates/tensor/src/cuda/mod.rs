@@ -289,6 +289,10 @@ impl BackendStorage for CudaStorage {
         layout::index_select(self, indices, outer, axis_len, inner)
     }
 
+    fn index_add(&self, indices: &[usize], outer: usize, len: usize, inner: usize) -> Result<Self> {
+        layout::index_add(self, indices, outer, len, inner)
+    }
+
     fn to_dtype(&self, dtype: DType) -> Result<Self> {
         elementwise::to_dtype(self, dtype)
     }
