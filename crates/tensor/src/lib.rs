@@ -64,6 +64,8 @@ pub use curvature_kernels::GpuCounters;
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{human_bytes, Result, TensorError};
+pub use ops::conv::{Conv1dOptions, Conv2dOptions, ConvPlan, Window2d};
 pub use ops::elementwise::{BinaryOp, Differentiable, Saves, TernaryOp, UnaryOp};
+pub use ops::pool::PoolPlan;
 pub use shape::{IntoShape, Shape, MAX_ELEMENTS};
 pub use tensor::Tensor;
