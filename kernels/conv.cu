@@ -51,7 +51,7 @@ CV_FOR_EACH_DTYPE(CV_UNFOLD_KERNEL)
 #define CV_FOLD_KERNEL(dt, T)                                                                \
     extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) fold_##dt(                    \
         const T* cols, T* x, size_t n, const long long* g) {                                 \
-        const cv_i64 C = g[1], H = g[2], W = g[3], kh = g[4], kw = g[5];                     \
+        const cv_i64 H = g[2], W = g[3], kh = g[4], kw = g[5];                            \
         const cv_i64 sh = g[6], sw = g[7], ph = g[8], pw = g[9], dh = g[10], dw = g[11];     \
         const cv_i64 oh = g[12], ow = g[13];                                                 \
         for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {                  \

@@ -1,7 +1,7 @@
 //! The recorded ops and what each saves for its backward rule. Elementwise ops carry their
 //! definition from the tensor crate's op tables; the others are defined here and in `rules.rs`.
 
-use curvature_tensor::{BinaryOp, Saves, TernaryOp, UnaryOp};
+use curvature_tensor::{BinaryOp, Saves, TernaryOp, UnaryOp, Window2d};
 
 /// One recorded operation. Axes are resolved (non-negative) at record time.
 #[derive(Debug, Clone, PartialEq)]
@@ -10,19 +10,50 @@ pub(crate) enum Op {
     Unary(UnaryOp),
     Binary(BinaryOp),
     Ternary(TernaryOp),
-    MatMul { trans_a: bool, trans_b: bool },
-    Sum { axes: Vec<usize>, keepdim: bool },
+    MatMul {
+        trans_a: bool,
+        trans_b: bool,
+    },
+    Sum {
+        axes: Vec<usize>,
+        keepdim: bool,
+    },
     SumTo,
     BroadcastTo,
     Reshape,
     Permute(Vec<usize>),
-    Max { axis: usize, keepdim: bool },
-    LogSumExp { axis: usize, keepdim: bool },
-    LogSoftmax { axis: usize },
-    Narrow { axis: usize, start: usize },
-    Pad { axis: usize, before: usize },
-    Cat { axis: usize },
+    Max {
+        axis: usize,
+        keepdim: bool,
+    },
+    LogSumExp {
+        axis: usize,
+        keepdim: bool,
+    },
+    LogSoftmax {
+        axis: usize,
+    },
+    Narrow {
+        axis: usize,
+        start: usize,
+    },
+    Pad {
+        axis: usize,
+        before: usize,
+    },
+    Cat {
+        axis: usize,
+    },
     Trace,
+    /// im2col of an image of spatial `size`.
+    Unfold {
+        window: Window2d,
+        size: (usize, usize),
+    },
+    /// col2im.
+    Fold {
+        window: Window2d,
+    },
 }
 
 impl Op {
@@ -45,6 +76,8 @@ impl Op {
             Op::Pad { .. } => "pad_zeros",
             Op::Cat { .. } => "cat",
             Op::Trace => "trace",
+            Op::Unfold { .. } => "unfold2d",
+            Op::Fold { .. } => "fold2d",
         }
     }
 
