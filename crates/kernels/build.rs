@@ -21,6 +21,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("elementwise", "elementwise.cu"),
     ("matmul", "matmul.cu"),
     ("reduce", "reduce.cu"),
+    ("conv", "conv.cu"),
     ("race_test", "testing/race_test.cu"),
 ];
 

@@ -7,6 +7,7 @@ const COMMON: &str = include_str!("../../../kernels/common.cuh");
 const ELEMENTWISE: &str = include_str!("../../../kernels/elementwise.cu");
 const MATMUL: &str = include_str!("../../../kernels/matmul.cu");
 const REDUCE: &str = include_str!("../../../kernels/reduce.cu");
+const CONV: &str = include_str!("../../../kernels/conv.cu");
 const RACE_TEST: &str = include_str!("../../../kernels/testing/race_test.cu");
 
 /// One CUDA source file (plus the common prelude) compiled as one module.
@@ -19,6 +20,9 @@ pub enum KernelFamily {
     /// `kernels/reduce.cu`: axis reductions, the softmax family (log-softmax, logsumexp),
     /// gather and its adjoint index_add, and strided scatter.
     Reduce,
+    /// `kernels/conv.cu`: the sliding-window copies of convolution and pooling, unfold
+    /// (im2col) and its adjoint fold (col2im).
+    Conv,
 }
 
 impl KernelFamily {
@@ -28,15 +32,17 @@ impl KernelFamily {
             KernelFamily::Elementwise,
             KernelFamily::Matmul,
             KernelFamily::Reduce,
+            KernelFamily::Conv,
         ]
     }
 
-    /// Short name, also the NVRTC program name (`elementwise`, `matmul`, `reduce`).
+    /// Short name, also the NVRTC program name (`elementwise`, `matmul`, `reduce`, `conv`).
     pub fn name(&self) -> &'static str {
         match self {
             KernelFamily::Elementwise => "elementwise",
             KernelFamily::Matmul => "matmul",
             KernelFamily::Reduce => "reduce",
+            KernelFamily::Conv => "conv",
         }
     }
 
@@ -46,6 +52,7 @@ impl KernelFamily {
             KernelFamily::Elementwise => ELEMENTWISE,
             KernelFamily::Matmul => MATMUL,
             KernelFamily::Reduce => REDUCE,
+            KernelFamily::Conv => CONV,
         };
         with_prelude(body)
     }

@@ -179,6 +179,17 @@ impl Kernel {
         Kernel::new(KernelFamily::Matmul, Group::Plain, "matmul", dtype)
     }
 
+    /// `unfold_{dt}(const T* x, T* cols, size_t n, const long long* geometry, T fill)`: im2col.
+    pub const fn unfold(dtype: Dtype) -> Kernel {
+        Kernel::new(KernelFamily::Conv, Group::Plain, "unfold", dtype)
+    }
+
+    /// `fold_{dt}(const T* cols, T* x, size_t n, const long long* geometry)`: col2im, the
+    /// adjoint of unfold.
+    pub const fn fold(dtype: Dtype) -> Kernel {
+        Kernel::new(KernelFamily::Conv, Group::Plain, "fold", dtype)
+    }
+
     /// The family (source file, compiled module) defining the kernel.
     pub fn family(&self) -> KernelFamily {
         self.family

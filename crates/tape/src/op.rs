@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use curvature_tensor::{BinaryOp, Saves, TernaryOp, UnaryOp};
+use curvature_tensor::{BinaryOp, Saves, TernaryOp, UnaryOp, Window2d};
 
 /// One recorded operation. Axes are resolved (non-negative) at record time.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,21 +12,52 @@ pub(crate) enum Op {
     Unary(UnaryOp),
     Binary(BinaryOp),
     Ternary(TernaryOp),
-    MatMul { trans_a: bool, trans_b: bool },
-    Sum { axes: Vec<usize>, keepdim: bool },
+    MatMul {
+        trans_a: bool,
+        trans_b: bool,
+    },
+    Sum {
+        axes: Vec<usize>,
+        keepdim: bool,
+    },
     SumTo,
     BroadcastTo,
     Reshape,
     Permute(Vec<usize>),
-    Max { axis: usize, keepdim: bool },
-    LogSumExp { axis: usize, keepdim: bool },
-    LogSoftmax { axis: usize },
-    Narrow { axis: usize, start: usize },
-    Pad { axis: usize, before: usize },
-    Cat { axis: usize },
+    Max {
+        axis: usize,
+        keepdim: bool,
+    },
+    LogSumExp {
+        axis: usize,
+        keepdim: bool,
+    },
+    LogSoftmax {
+        axis: usize,
+    },
+    Narrow {
+        axis: usize,
+        start: usize,
+    },
+    Pad {
+        axis: usize,
+        before: usize,
+    },
+    Cat {
+        axis: usize,
+    },
     Trace,
     IndexSelect { axis: usize, indices: Arc<[usize]> },
     IndexAdd { axis: usize, indices: Arc<[usize]> },
+    /// im2col of an image of spatial `size`.
+    Unfold {
+        window: Window2d,
+        size: (usize, usize),
+    },
+    /// col2im.
+    Fold {
+        window: Window2d,
+    },
 }
 
 impl Op {
@@ -51,6 +82,8 @@ impl Op {
             Op::Trace => "trace",
             Op::IndexSelect { .. } => "index_select",
             Op::IndexAdd { .. } => "index_add",
+            Op::Unfold { .. } => "unfold2d",
+            Op::Fold { .. } => "fold2d",
         }
     }
 

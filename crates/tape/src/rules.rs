@@ -99,6 +99,16 @@ impl RuleCtx {
         g.broadcast_to(self.batched(input))
     }
 
+    /// The cotangent's shape with the batch axes merged into its first axis, for a cotangent
+    /// of rank `batch + rank`: `[Π B · d0, d1, …]`.
+    fn flat_batch(&self, rank: usize) -> Vec<usize> {
+        let dims = self.g.dims();
+        let (lead, rest) = dims.split_at(dims.len().saturating_sub(rank - 1));
+        let mut out = vec![lead.iter().product()];
+        out.extend_from_slice(rest);
+        out
+    }
+
     fn constant(&self, value: Tensor) -> Var {
         self.g.constant(value)
     }
@@ -218,6 +228,19 @@ impl Op {
                     offset += len;
                 }
                 Ok(grads)
+            }
+            Op::Unfold { window, size } => {
+                // The batch axes join N, so one fold serves a whole batch of cotangents.
+                let columns = g.reshape(ctx.flat_batch(3))?;
+                one(columns
+                    .fold2d(*size, window)?
+                    .reshape(ctx.batched(ctx.input_shapes[0].dims()))?)
+            }
+            Op::Fold { window } => {
+                let image = g.reshape(ctx.flat_batch(4))?;
+                one(image
+                    .unfold2d(window)?
+                    .reshape(ctx.batched(ctx.input_shapes[0].dims()))?)
             }
             Op::Trace => {
                 let dims = ctx.input_shapes[0].dims();

@@ -2,6 +2,7 @@
 //! the CUDA backend implements the same trait. The elementwise ops themselves are defined in
 //! their tables (`ops/elementwise/`); a test ties every one of them to a CUDA kernel.
 
+pub use crate::ops::conv::Im2Col;
 pub use crate::ops::elementwise::{BinaryOp, TernaryOp, UnaryOp};
 use crate::{DType, Result, Shape};
 
@@ -94,4 +95,10 @@ pub trait BackendStorage: Sized {
     /// `j`, with `out` of `[outer, len, inner]` (indices were validated against `len`).
     fn index_add(&self, indices: &[usize], outer: usize, len: usize, inner: usize) -> Result<Self>;
     fn to_dtype(&self, dtype: DType) -> Result<Self>;
+    /// im2col: the image `[N, C, H, W]` as columns `[N, C·kh·kw, oh·ow]`, `fill` where a window
+    /// lies in the padding.
+    fn unfold(&self, geometry: &Im2Col, fill: f64) -> Result<Self>;
+    /// col2im, the adjoint of `unfold`: columns `[N, C·kh·kw, oh·ow]` summed back onto the
+    /// image `[N, C, H, W]` (each image element sums its entries in a fixed order).
+    fn fold(&self, geometry: &Im2Col) -> Result<Self>;
 }

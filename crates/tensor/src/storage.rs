@@ -2,8 +2,8 @@
 //! handing a primitive op to the backend that owns the data.
 
 use crate::backend::{
-    BackendStorage, BinaryOp, BroadcastLayout, MatmulSpec, ReduceOp, StridedCopy, TernaryOp,
-    UnaryOp,
+    BackendStorage, BinaryOp, BroadcastLayout, Im2Col, MatmulSpec, ReduceOp, StridedCopy,
+    TernaryOp, UnaryOp,
 };
 use crate::cpu::CpuStorage;
 use crate::cuda::{self, CudaStorage};
@@ -142,6 +142,14 @@ impl Storage {
 
     pub fn logsumexp(&self, rows: usize, cols: usize) -> Result<Storage> {
         each_backend!(self, s => s.logsumexp(rows, cols))
+    }
+
+    pub fn unfold(&self, geometry: &Im2Col, fill: f64) -> Result<Storage> {
+        each_backend!(self, s => s.unfold(geometry, fill))
+    }
+
+    pub fn fold(&self, geometry: &Im2Col) -> Result<Storage> {
+        each_backend!(self, s => s.fold(geometry))
     }
 
     pub fn copy_strided(&self, copy: &StridedCopy) -> Result<Storage> {

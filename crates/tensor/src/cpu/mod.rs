@@ -1,13 +1,14 @@
 //! The CPU backend: the reference implementation of every primitive op, in f32 and f64.
 
+mod conv;
 pub(crate) mod elementwise;
 mod layout;
 mod matmul;
 mod reduce;
 
 use crate::backend::{
-    BackendStorage, BinaryOp, BroadcastLayout, MatmulSpec, ReduceOp, StridedCopy, TernaryOp,
-    UnaryOp,
+    BackendStorage, BinaryOp, BroadcastLayout, Im2Col, MatmulSpec, ReduceOp, StridedCopy,
+    TernaryOp, UnaryOp,
 };
 use crate::{DType, Device, Element, Result, TensorError};
 
@@ -229,5 +230,13 @@ impl BackendStorage for CpuStorage {
             (CpuStorage::F64(v), DType::F32) => CpuStorage::F32(try_convert("to_dtype", v)?),
             _ => self.clone(),
         })
+    }
+
+    fn unfold(&self, geometry: &Im2Col, fill: f64) -> Result<Self> {
+        Ok(map_typed!(self, x => conv::unfold(x, geometry, fill)?))
+    }
+
+    fn fold(&self, geometry: &Im2Col) -> Result<Self> {
+        Ok(map_typed!(self, x => conv::fold(x, geometry)?))
     }
 }

@@ -109,3 +109,18 @@ pub fn per_dtype(dt: DType) -> [Kernel; 6] {
         matmul(dt),
     ]
 }
+
+/// `unfold_{dt}`: im2col (convolution and pooling).
+pub fn unfold(dt: DType) -> Kernel {
+    Kernel::unfold(dtype(dt))
+}
+
+/// `fold_{dt}`: col2im, the adjoint of unfold.
+pub fn fold(dt: DType) -> Kernel {
+    Kernel::fold(dtype(dt))
+}
+
+/// The kernels of convolution and pooling: unfold and fold.
+pub fn conv(dt: DType) -> [Kernel; 2] {
+    [unfold(dt), fold(dt)]
+}

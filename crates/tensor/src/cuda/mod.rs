@@ -7,6 +7,7 @@
 //! [`kernels`], and the GPU behind each `Device::Cuda(ordinal)` is the one
 //! `curvature_kernels::GpuDevice::new(ordinal)` names in this process.
 
+mod conv;
 mod elementwise;
 pub mod kernels;
 mod layout;
@@ -19,8 +20,8 @@ use std::sync::Arc;
 use curvature_kernels::{geometry, GpuBuffer, GpuDevice, KernelArg, Launch};
 
 use crate::backend::{
-    BackendStorage, BinaryOp, BroadcastLayout, MatmulSpec, ReduceOp, StridedCopy, TernaryOp,
-    UnaryOp,
+    BackendStorage, BinaryOp, BroadcastLayout, Im2Col, MatmulSpec, ReduceOp, StridedCopy,
+    TernaryOp, UnaryOp,
 };
 use crate::cpu::CpuStorage;
 use crate::{DType, Result, TensorError};
@@ -295,5 +296,13 @@ impl BackendStorage for CudaStorage {
 
     fn to_dtype(&self, dtype: DType) -> Result<Self> {
         elementwise::to_dtype(self, dtype)
+    }
+
+    fn unfold(&self, geometry: &Im2Col, fill: f64) -> Result<Self> {
+        conv::unfold(self, geometry, fill)
+    }
+
+    fn fold(&self, geometry: &Im2Col) -> Result<Self> {
+        conv::fold(self, geometry)
     }
 }
