@@ -17,10 +17,7 @@ pub(crate) fn total(op: &'static str, shapes: &[Shape]) -> Result<usize> {
 }
 
 /// `flat` (`[P]` or `[K, P]`) as one tensor per parameter, `[…shape]` or `[K, …shape]`.
-pub(crate) fn split(
-    named: &[(String, Tensor)],
-    flat: &Tensor,
-) -> Result<Vec<(String, Tensor)>> {
+pub(crate) fn split(named: &[(String, Tensor)], flat: &Tensor) -> Result<Vec<(String, Tensor)>> {
     const OP: &str = "split_flat";
     let shapes: Vec<Shape> = named.iter().map(|(_, t)| t.shape().clone()).collect();
     let p = total(OP, &shapes)?;

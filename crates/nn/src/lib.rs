@@ -70,8 +70,8 @@ pub use loss::{
     binary_cross_entropy_with_logits, cross_entropy, cross_entropy_soft, gaussian_nll,
     labels_from_tensor, mse, nll_loss, softmax_curvature, sum_sq, Loss, Objective,
 };
-pub use module::{check_param_count, prefixed, Module, ModuleBase};
-pub use sequential::{Residual, Sequential};
 pub use model_file::{
     bounded_text, file_kind, shown, ModelFile, ModelFileError, ModelLayout, MAX_HEADER_BYTES,
 };
+pub use module::{check_param_count, prefixed, Module, ModuleBase};
+pub use sequential::{Residual, Sequential};

@@ -109,7 +109,9 @@ impl Objective<'_> {
 impl std::fmt::Debug for Objective<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Objective::Loss { loss, target } => write!(f, "{}(target {})", loss.name(), target.shape()),
+            Objective::Loss { loss, target } => {
+                write!(f, "{}(target {})", loss.name(), target.shape())
+            }
             Objective::Closure(_) => f.write_str("closure"),
         }
     }
@@ -133,7 +135,10 @@ fn class_scores(op: &'static str, x: &Var) -> Result<()> {
     if !(1..=2).contains(&x.rank()) || x.value().elem_count() == 0 {
         return Err(NnError::InvalidArgument {
             op,
-            msg: format!("needs non-empty [classes] or [n, classes] scores, got {}", x.shape()),
+            msg: format!(
+                "needs non-empty [classes] or [n, classes] scores, got {}",
+                x.shape()
+            ),
         });
     }
     Ok(())
@@ -179,7 +184,10 @@ pub fn nll_loss(log_probs: &Var, labels: &[usize]) -> Result<Var> {
     if log_probs.rank() != 2 || log_probs.value().elem_count() == 0 {
         return Err(NnError::InvalidArgument {
             op: "nll_loss",
-            msg: format!("needs non-empty [n, classes] log-probabilities, got {}", log_probs.shape()),
+            msg: format!(
+                "needs non-empty [n, classes] log-probabilities, got {}",
+                log_probs.shape()
+            ),
         });
     }
     let classes = log_probs.dims()[1];
@@ -246,10 +254,7 @@ pub fn gaussian_nll(input: &Var, target: &Var, var: &Var, eps: f64) -> Result<Va
 /// without overflow (PyTorch's `binary_cross_entropy_with_logits`).
 pub fn binary_cross_entropy_with_logits(logits: &Var, targets: &Var) -> Result<Var> {
     same_shape("binary_cross_entropy_with_logits", logits, targets)?;
-    Ok(logits
-        .softplus()?
-        .sub(&logits.mul(targets)?)?
-        .mean_all()?)
+    Ok(logits.softplus()?.sub(&logits.mul(targets)?)?.mean_all()?)
 }
 
 /// Class labels stored as integral floats, validated.
