@@ -6,6 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use curvature::hessian::{probes, LinearOperator, MlpHvp, PreparedHvp, Probe};
+use curvature::nn::Module;
 use curvature::tape::{grad, GradOptions, Tape};
 use curvature::tensor::{DType, Device};
 use curvature::workloads;

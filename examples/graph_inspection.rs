@@ -42,8 +42,8 @@ pub fn run() -> curvature::nn::Result<GraphRun> {
         &[3, 3],
     )?);
     let b2 = tape.leaf(matrix(&[-0.01, 0.0, 0.01], &[3])?);
-    let h1 = Linear::forward_with(&x, &w1, &b1)?;
-    let h2 = Linear::forward_with(&h1, &w2, &b2)?;
+    let h1 = Linear::apply(&x, &w1, &b1)?;
+    let h2 = Linear::apply(&h1, &w2, &b2)?;
     let mut leaves = Vec::new();
     for (name, var) in [("W1", &w1), ("b1", &b1), ("W2", &w2), ("b2", &b2)] {
         leaves.push((name, node_of(var)?.id));

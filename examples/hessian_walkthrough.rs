@@ -11,7 +11,7 @@ use curvature::hessian::{
     hessian_diagonal, hessian_of, probes, spectral_density, top_eigenvalues, trace_hutchinson,
     trace_hutchpp, HessianOptions, LanczosOptions, PreparedHvp, Probe, SlqOptions,
 };
-use curvature::nn::ModelFile;
+use curvature::nn::{ModelFile, Module};
 use curvature::tensor::{DType, Device};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -10,7 +10,7 @@
 //!
 //! Run with `cargo run --release --example simple_net`.
 
-use curvature::nn::{mse, Activation, Sequential};
+use curvature::nn::{mse, Activation, Module, Sequential};
 use curvature::tape::{grad, GradOptions, Tape, Var};
 use curvature::tensor::{DType, Device, Tensor};
 

@@ -19,7 +19,7 @@ mod simple_grad;
 #[path = "../examples/simple_net.rs"]
 mod simple_net;
 
-use curvature::nn::ModelFile;
+use curvature::nn::{ModelFile, Module};
 use curvature::tape::{grad, GradOptions, Tape, TapeError};
 use curvature::tensor::{DType, Device, Tensor};
 

@@ -8,9 +8,9 @@
 //! sixteenth for the allocator.
 
 use curvature::hessian::{HessianOptions, LanczosOptions, MlpMemory, SlqOptions, Which};
-#[cfg(test)]
-use curvature::nn::ModelFile;
 use curvature::nn::ModelLayout;
+#[cfg(test)]
+use curvature::nn::{ModelFile, Module};
 use curvature::tensor::{human_bytes, DType};
 
 /// Memory assumed available when `/proc/meminfo` cannot be read and no limit is given.

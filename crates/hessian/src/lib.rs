@@ -1,12 +1,14 @@
 //! # curvature-hessian
 //!
 //! Second-order quantities on the curvature tape, for any scalar function of one or several
-//! tensors or for an `nn` model with a loss and data:
+//! tensors or for any `nn` model ([`curvature_nn::Module`], with one input or several) with a
+//! built-in loss and targets or any closure of its output:
 //!
 //! - products: [`hvp`], [`hvp_batch`] (K vectors in one double-backward sweep);
 //! - dense matrices: [`hessian`] (a block matrix over several inputs), [`hessian_of`] any
 //!   operator, [`output_hessian`] (every element of a non-scalar output), [`model_hessian`],
-//!   [`loss_hessian`], [`per_sample_hessian`] — all assembled from operator batches over chunks
+//!   [`loss_hessian`] / [`loss_hessian_with`], [`per_sample_hessian`] /
+//!   [`per_sample_hessian_with`] — all assembled from operator batches over chunks
 //!   of identity rows whose size a memory budget fixes ([`HessianOptions`]);
 //! - diagonals: [`hessian_diagonal`] (exact), [`hessian_diagonal_hutchinson`];
 //! - summaries: [`trace_hutchinson`], [`trace_hutchpp`], [`top_eigenvalues`] (Lanczos with full
@@ -71,7 +73,10 @@ pub use krylov::MAX_KRYLOV_STEPS;
 pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, Which};
 pub use linalg::symmetric_eigenvalues;
 pub use mlp::{MlpHvp, MlpMemory, MlpStrategy};
-pub use model::{loss_hessian, model_hessian, per_sample_hessian};
+pub use model::{
+    loss_hessian, loss_hessian_with, model_hessian, per_sample_hessian, per_sample_hessian_with,
+    ModelInputs,
+};
 pub use model_hvp::ModelHvp;
 pub use operator::{apply, LinearOperator, PreparedHvp};
 pub use probes::{probes, Probe, MAX_PROBES};

@@ -9,7 +9,7 @@ use curvature_hessian::{
     trace_hutchinson, trace_hutchpp, HessianError, HessianOptions, LanczosOptions, LinearOperator,
     PreparedHvp, Probe, Result, SlqOptions, MAX_KRYLOV_STEPS, MAX_PROBES, MAX_SIGMA, MIN_SIGMA,
 };
-use curvature_nn::{Activation, Loss, Sequential};
+use curvature_nn::{Activation, Loss, Module, Sequential};
 use curvature_tape::Var;
 use curvature_tensor::{DType, Device, Tensor};
 

@@ -8,6 +8,7 @@ use curvature_hessian::{
     trace_hutchinson, trace_hutchpp, HessianOptions, LanczosOptions, PreparedHvp, Probe,
     SlqOptions, Which, MAX_SIGMA, MIN_SIGMA,
 };
+use curvature_nn::Module;
 use curvature_tensor::{DType, Device, Tensor};
 
 fn prepared(name: &str) -> (Vec<f64>, usize, PreparedHvp) {

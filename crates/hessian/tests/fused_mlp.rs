@@ -8,7 +8,7 @@ use common::{load, rel_err, GOLDEN};
 use curvature_hessian::{
     probes, LinearOperator, MlpHvp, MlpStrategy, ModelHvp, PreparedHvp, Probe,
 };
-use curvature_nn::{Activation, Layer, Loss, ModelFile, Sequential};
+use curvature_nn::{Activation, Linear, Loss, ModelFile, Module, Sequential};
 use curvature_tensor::{DType, Device, Tensor};
 
 const STRATEGIES: [MlpStrategy; 2] = [MlpStrategy::Narrow, MlpStrategy::Wide];
@@ -154,8 +154,8 @@ fn model_hvp_takes_the_fused_route_for_mlps_and_the_tape_otherwise() {
 
     // Two activations in a row: not a dense chain, so the tape computes it.
     let mut layers = file.model.layers().to_vec();
-    layers.push(Layer::Activation(Activation::Tanh));
-    layers.push(Layer::Activation(Activation::Sigmoid));
+    layers.push(Box::new(Activation::Tanh));
+    layers.push(Box::new(Activation::Sigmoid));
     let odd = Sequential::new(layers);
     let err = MlpHvp::new(&odd, file.loss, &file.x, &file.y)
         .err()
@@ -164,9 +164,9 @@ fn model_hvp_takes_the_fused_route_for_mlps_and_the_tape_otherwise() {
     assert!(err.contains("does not follow a Linear layer"), "{err}");
     // A Linear layer whose bias does not match its weight: rejected, never a panic.
     let mut bad = file.model.layers().to_vec();
-    if let Layer::Linear(linear) = &mut bad[0] {
-        linear.bias = Tensor::zeros([3], DType::F64, Device::Cpu).unwrap();
-    }
+    let weight = file.model.parameters()[0].clone();
+    let bias = Tensor::zeros([3], DType::F64, Device::Cpu).unwrap();
+    bad[0] = Box::new(Linear { weight, bias });
     let err = MlpHvp::new(&Sequential::new(bad), file.loss, &file.x, &file.y)
         .err()
         .expect("a mismatched bias is rejected")
@@ -316,7 +316,7 @@ fn impossible_sizes_are_refused_before_any_product() {
         return;
     };
     let bias = Tensor::zeros([3], DType::F64, Device::Cpu).unwrap();
-    let model = Sequential::new(vec![Layer::Linear(curvature_nn::Linear { weight, bias })]);
+    let model = Sequential::default().with(Linear { weight, bias });
     let y = Tensor::zeros([3, 3], DType::F64, Device::Cpu).unwrap();
     let err = MlpHvp::new(&model, Loss::Mse, &x, &y)
         .err()

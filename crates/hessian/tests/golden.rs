@@ -10,7 +10,7 @@ use curvature_hessian::{
     hessian, hessian_diagonal, hessian_of, hvp, hvp_batch, loss_hessian, model_hessian,
     per_sample_hessian, top_eigenvalues, HessianOptions, LanczosOptions, PreparedHvp, Which,
 };
-use curvature_nn::{Loss, ModelFile};
+use curvature_nn::{Loss, ModelFile, Module};
 use curvature_tape::Var;
 use curvature_tensor::{DType, Device, Tensor};
 

@@ -17,7 +17,7 @@ use curvature_hessian::{
     hessian_of, probes, spectral_density_with, top_eigenvalues, trace_hutchpp, HessianOptions,
     LanczosOptions, LinearOperator, MlpHvp, MlpMemory, PreparedHvp, Probe, SlqOptions,
 };
-use curvature_nn::{Activation, Loss, Sequential};
+use curvature_nn::{Activation, Loss, Module, Sequential};
 use curvature_tensor::{DType, Device, Tensor};
 
 struct Counting;

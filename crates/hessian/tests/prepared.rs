@@ -6,6 +6,7 @@ mod common;
 
 use common::{load, rel_err, GOLDEN};
 use curvature_hessian::{hvp_batch, LinearOperator, PreparedHvp};
+use curvature_nn::Module;
 
 #[test]
 fn prepared_hvp_equals_unprepared_hvp_batch_cpu() {

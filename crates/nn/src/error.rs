@@ -24,6 +24,21 @@ pub enum NnError {
         expected: usize,
         got: usize,
     },
+    /// A module was given a number of inputs it does not take.
+    #[error("{module}: takes {expected} input(s), got {got}")]
+    InputCount {
+        module: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    /// A module's forward pass was given a number of parameter variables other than its
+    /// parameters' count.
+    #[error("{module}: expected {expected} parameter variable(s), got {got}")]
+    ParamCount {
+        module: &'static str,
+        expected: usize,
+        got: usize,
+    },
     /// Any other invalid argument, with an explanation.
     #[error("{op}: {msg}")]
     InvalidArgument { op: &'static str, msg: String },

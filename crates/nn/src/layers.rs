@@ -1,54 +1,63 @@
 //! Layers with PyTorch's conventions: `Linear` (weight `[out, in]`, bias `[out]`,
-//! `y = x·Wᵀ + b`), activations, and `Sequential` with parameters named `0.weight`, `0.bias`,
-//! `2.weight`, ….
-//!
-//! Models are plain parameter holders; `forward_with` runs one with given parameter
-//! variables (like `torch.func.functional_call`), so derivatives with respect to the
-//! parameters come from the ordinary tape.
+//! `y = x·Wᵀ + b`), activations (any elementwise op), `Dropout` (the identity: curvature is
+//! computed at evaluation) and `Flatten`.
 
-use curvature_tensor::{DType, Device, Element, Shape, Tensor, UnaryOp};
+use curvature_tensor::{DType, Device, Element, Tensor, TensorError, UnaryOp};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use curvature_tape::Var;
 
-use crate::{NnError, Result};
+use crate::module::check_param_count;
+use crate::{Module, NnError, Result};
 
-/// Elementwise activations between layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    Tanh,
-    Sigmoid,
+/// An elementwise activation: any unary op of the op table (`Activation::Tanh`,
+/// `Activation::new(UnaryOp::Softplus)`, …), applied as a parameterless module.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Activation {
+    op: UnaryOp,
+}
+
+#[allow(non_upper_case_globals)] // named like the variants they stand for
+impl Activation {
+    /// tanh, with closed-form derivatives for the fused MLP sweep.
+    pub const Tanh: Activation = Activation { op: UnaryOp::Tanh };
+    /// The logistic sigmoid, with closed-form derivatives for the fused MLP sweep.
+    pub const Sigmoid: Activation = Activation {
+        op: UnaryOp::Sigmoid,
+    };
 }
 
 impl Activation {
+    /// The activation applying `op` elementwise.
+    pub fn new(op: UnaryOp) -> Activation {
+        Activation { op }
+    }
+
+    /// Applies the activation.
     pub fn apply(self, x: &Var) -> Result<Var> {
-        Ok(x.unary(self.op())?)
+        Ok(x.unary(self.op)?)
     }
 
     /// The activation at a scalar `z` with its first and second derivatives, `(f(z), f'(z),
-    /// f''(z))`, from the op's definition ([`UnaryOp::tanh_derivatives`],
-    /// [`UnaryOp::sigmoid_derivatives`]).
-    pub fn derivatives<T: Element>(self, z: T) -> (T, T, T) {
-        match self {
-            Activation::Tanh => UnaryOp::tanh_derivatives(z),
-            Activation::Sigmoid => UnaryOp::sigmoid_derivatives(z),
+    /// f''(z))`, for the activations with closed forms ([`UnaryOp::tanh_derivatives`],
+    /// [`UnaryOp::sigmoid_derivatives`]); `None` for the others.
+    pub fn derivatives<T: Element>(self, z: T) -> Option<(T, T, T)> {
+        match self.op {
+            UnaryOp::Tanh => Some(UnaryOp::tanh_derivatives(z)),
+            UnaryOp::Sigmoid => Some(UnaryOp::sigmoid_derivatives(z)),
+            _ => None,
         }
     }
 
     /// The elementwise op this activation applies.
     pub fn op(self) -> UnaryOp {
-        match self {
-            Activation::Tanh => UnaryOp::Tanh,
-            Activation::Sigmoid => UnaryOp::Sigmoid,
-        }
+        self.op
     }
 
+    /// The op's name (`tanh`, `sigmoid`, `softplus`, …).
     pub fn name(self) -> &'static str {
-        match self {
-            Activation::Tanh => "tanh",
-            Activation::Sigmoid => "sigmoid",
-        }
+        self.op.name()
     }
 }
 
@@ -65,10 +74,31 @@ impl std::str::FromStr for Activation {
     }
 }
 
-/// A fully connected layer: `y = x·Wᵀ + b`.
+impl Module for Activation {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    fn forward_with(&self, params: &[Var], x: &Var) -> Result<Var> {
+        check_param_count(self.name(), params, 0)?;
+        self.apply(x)
+    }
+
+    fn set_parameters(&mut self, params: &[Tensor]) -> Result<()> {
+        check_shapes("Activation::set_parameters", &[], params)
+    }
+
+    fn rows_independent(&self) -> bool {
+        true
+    }
+}
+
+/// A fully connected layer: `y = x·Wᵀ + b`, for inputs `[…, in]` or `[in]`.
 #[derive(Debug, Clone)]
 pub struct Linear {
+    /// `[out, in]`.
     pub weight: Tensor,
+    /// `[out]`.
     pub bias: Tensor,
 }
 
@@ -89,201 +119,206 @@ impl Linear {
         })
     }
 
-    /// `x·Wᵀ + b` with the given weight and bias variables.
-    pub fn forward_with(x: &Var, weight: &Var, bias: &Var) -> Result<Var> {
+    /// PyTorch's default initialisation, U(−1/√in, 1/√in), drawn from `seed`.
+    pub fn seeded(
+        inputs: usize,
+        outputs: usize,
+        dtype: DType,
+        device: Device,
+        seed: u64,
+    ) -> Result<Linear> {
+        Linear::new(
+            inputs,
+            outputs,
+            dtype,
+            device,
+            &mut ChaCha8Rng::seed_from_u64(seed),
+        )
+    }
+
+    /// `x·Wᵀ + b` with the given weight and bias variables; `x` is `[…, in]` or `[in]`.
+    pub fn apply(x: &Var, weight: &Var, bias: &Var) -> Result<Var> {
+        if x.rank() == 1 {
+            let row = x.reshape([1, x.dims()[0]])?;
+            let y = Linear::apply(&row, weight, bias)?;
+            return Ok(y.reshape([y.dims()[1]])?);
+        }
         Ok(x.matmul_transposed(weight, false, true)?.add(bias)?)
     }
 }
 
-/// One element of a [`Sequential`].
-#[derive(Debug, Clone)]
-pub enum Layer {
-    Linear(Linear),
-    Activation(Activation),
-}
-
-/// Layers applied in order, like `torch.nn.Sequential`.
-#[derive(Debug, Clone, Default)]
-pub struct Sequential {
-    layers: Vec<Layer>,
-}
-
-impl Sequential {
-    pub fn new(layers: Vec<Layer>) -> Sequential {
-        Sequential { layers }
+impl Module for Linear {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        vec![
+            ("weight".to_string(), self.weight.clone()),
+            ("bias".to_string(), self.bias.clone()),
+        ]
     }
 
-    /// An MLP with layer `widths`, one activation per hidden layer, and optionally one after
-    /// the last layer, initialised from `seed`.
-    pub fn mlp(
-        widths: &[usize],
-        activations: &[Activation],
-        final_activation: Option<Activation>,
-        dtype: DType,
-        device: Device,
-        seed: u64,
-    ) -> Result<Sequential> {
-        let hidden = widths.len().saturating_sub(2);
-        if widths.len() < 2 || activations.len() != hidden {
-            return Err(NnError::InvalidArgument {
-                op: "Sequential::mlp",
-                msg: format!(
-                    "widths {widths:?} need at least 2 entries and {hidden} hidden activations, got {}",
-                    activations.len()
-                ),
-            });
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut layers = Vec::new();
-        for (i, pair) in widths.windows(2).enumerate() {
-            layers.push(Layer::Linear(Linear::new(
-                pair[0], pair[1], dtype, device, &mut rng,
-            )?));
-            if let Some(act) = activations
-                .get(i)
-                .copied()
-                .or(final_activation.filter(|_| i == hidden))
-            {
-                layers.push(Layer::Activation(act));
-            }
-        }
-        Ok(Sequential { layers })
+    fn forward_with(&self, params: &[Var], x: &Var) -> Result<Var> {
+        check_param_count("Linear", params, 2)?;
+        Linear::apply(x, &params[0], &params[1])
     }
 
-    pub fn layers(&self) -> &[Layer] {
-        &self.layers
-    }
-
-    /// Parameters in PyTorch's order with PyTorch's names (`0.weight`, `0.bias`, `2.weight`…).
-    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut named = Vec::new();
-        for (i, layer) in self.layers.iter().enumerate() {
-            if let Layer::Linear(lin) = layer {
-                named.push((format!("{i}.weight"), lin.weight.clone()));
-                named.push((format!("{i}.bias"), lin.bias.clone()));
-            }
-        }
-        named
-    }
-
-    pub fn parameters(&self) -> Vec<Tensor> {
-        self.named_parameters()
-            .into_iter()
-            .map(|(_, t)| t)
-            .collect()
-    }
-
-    pub fn parameter_shapes(&self) -> Vec<Shape> {
-        self.parameters()
-            .iter()
-            .map(|t| t.shape().clone())
-            .collect()
-    }
-
-    /// P, the number of scalar parameters.
-    pub fn num_params(&self) -> usize {
-        self.parameters().iter().map(|t| t.elem_count()).sum()
-    }
-
-    /// θ: every parameter flattened and concatenated in order.
-    pub fn flat_params(&self) -> Result<Tensor> {
-        let flat = self
-            .parameters()
-            .iter()
-            .map(|t| t.reshape([t.elem_count()]))
-            .collect::<curvature_tensor::Result<Vec<_>>>()?;
-        let refs: Vec<&Tensor> = flat.iter().collect();
-        Ok(Tensor::cat(&refs, 0)?)
-    }
-
-    /// Replaces the parameters (in order) with `params`, which must match their shapes.
-    pub fn set_parameters(&mut self, params: &[Tensor]) -> Result<()> {
-        let shapes = self.parameter_shapes();
-        if params.len() != shapes.len() {
-            return Err(NnError::LengthMismatch {
-                what: "set_parameters",
-                expected: shapes.len(),
-                got: params.len(),
-            });
-        }
-        for (p, shape) in params.iter().zip(&shapes) {
-            if p.shape() != shape {
-                return Err(curvature_tensor::TensorError::ShapeMismatch {
-                    op: "set_parameters",
-                    expected: shape.clone(),
-                    got: p.shape().clone(),
-                }
-                .into());
-            }
-        }
-        let mut next = params.iter();
-        for layer in &mut self.layers {
-            if let Layer::Linear(lin) = layer {
-                if let (Some(w), Some(b)) = (next.next(), next.next()) {
-                    lin.weight = w.clone();
-                    lin.bias = b.clone();
-                }
-            }
-        }
+    fn set_parameters(&mut self, params: &[Tensor]) -> Result<()> {
+        check_shapes(
+            "Linear::set_parameters",
+            &[&self.weight, &self.bias],
+            params,
+        )?;
+        self.weight = params[0].clone();
+        self.bias = params[1].clone();
         Ok(())
     }
 
-    /// Runs the model with the given parameter variables, in `named_parameters` order.
-    pub fn forward_with(&self, params: &[Var], x: &Var) -> Result<Var> {
-        let expected = self.parameters().len();
-        if params.len() != expected {
-            return Err(NnError::LengthMismatch {
-                what: "forward_with parameters",
-                expected,
-                got: params.len(),
-            });
-        }
-        let mut next = params.iter();
-        let mut h = x.clone();
-        for layer in &self.layers {
-            h = match layer {
-                Layer::Linear(_) => match (next.next(), next.next()) {
-                    (Some(w), Some(b)) => Linear::forward_with(&h, w, b)?,
-                    _ => unreachable_params()?,
-                },
-                Layer::Activation(act) => act.apply(&h)?,
-            };
-        }
-        Ok(h)
-    }
-
-    /// Splits a flat parameter vector θ `[P]` into variables shaped like the parameters.
-    pub fn unflatten(&self, theta: &Var) -> Result<Vec<Var>> {
-        let total = self.num_params();
-        if theta.dims() != [total] {
-            return Err(curvature_tensor::TensorError::ShapeMismatch {
-                op: "unflatten",
-                expected: Shape::new([total]),
-                got: theta.shape().clone(),
-            }
-            .into());
-        }
-        let mut offset = 0;
-        self.parameter_shapes()
-            .into_iter()
-            .map(|shape| {
-                let len = shape.elem_count();
-                let part = theta.narrow(0, offset, len)?.reshape(shape)?;
-                offset += len;
-                Ok(part)
-            })
-            .collect()
-    }
-
-    /// Runs the model with parameters taken from the flat vector θ.
-    pub fn forward_flat(&self, theta: &Var, x: &Var) -> Result<Var> {
-        self.forward_with(&self.unflatten(theta)?, x)
+    fn rows_independent(&self) -> bool {
+        true
     }
 }
 
-fn unreachable_params() -> Result<Var> {
-    Err(NnError::InvalidArgument {
-        op: "forward_with",
-        msg: "a Linear layer is missing its weight or bias".to_string(),
-    })
+/// Dropout with probability `p`, the identity at evaluation (where curvature is computed).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dropout {
+    p: f64,
+}
+
+impl Dropout {
+    /// Dropout with probability `p` in [0, 1].
+    pub fn new(p: f64) -> Result<Dropout> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(NnError::InvalidArgument {
+                op: "Dropout::new",
+                msg: format!("the probability must be in [0, 1], got {p}"),
+            });
+        }
+        Ok(Dropout { p })
+    }
+
+    /// The dropout probability (unused at evaluation).
+    pub fn p(&self) -> f64 {
+        self.p
+    }
+}
+
+impl Module for Dropout {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    fn forward_with(&self, params: &[Var], x: &Var) -> Result<Var> {
+        check_param_count("Dropout", params, 0)?;
+        Ok(x.clone())
+    }
+
+    fn set_parameters(&mut self, params: &[Tensor]) -> Result<()> {
+        check_shapes("Dropout::set_parameters", &[], params)
+    }
+
+    fn rows_independent(&self) -> bool {
+        true
+    }
+}
+
+/// Merges the axes `start_dim..=end_dim` into one, like `torch.nn.Flatten` (by default every
+/// axis after the batch axis: `start_dim = 1`, `end_dim = -1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flatten {
+    start_dim: isize,
+    end_dim: isize,
+}
+
+impl Default for Flatten {
+    fn default() -> Flatten {
+        Flatten {
+            start_dim: 1,
+            end_dim: -1,
+        }
+    }
+}
+
+impl Flatten {
+    /// Flattens every axis after the first.
+    pub fn new() -> Flatten {
+        Flatten::default()
+    }
+
+    /// Flattens the axes `start_dim..=end_dim` (negative axes count from the end); checked
+    /// against each input's rank when the layer runs.
+    pub fn range(start_dim: isize, end_dim: isize) -> Flatten {
+        Flatten { start_dim, end_dim }
+    }
+
+    fn axes(&self, rank: usize) -> Option<(usize, usize)> {
+        let resolve = |axis: isize| {
+            let axis = if axis < 0 {
+                axis.checked_add(rank.max(1) as isize)?
+            } else {
+                axis
+            };
+            usize::try_from(axis).ok().filter(|&a| a < rank.max(1))
+        };
+        let (start, end) = (resolve(self.start_dim)?, resolve(self.end_dim)?);
+        (start <= end).then_some((start, end))
+    }
+}
+
+impl Module for Flatten {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    fn forward_with(&self, params: &[Var], x: &Var) -> Result<Var> {
+        check_param_count("Flatten", params, 0)?;
+        let dims = x.dims();
+        let Some((start, end)) = self.axes(dims.len()) else {
+            return Err(NnError::InvalidArgument {
+                op: "Flatten",
+                msg: format!(
+                    "axes {}..={} are not an axis range of an input of shape {}",
+                    self.start_dim,
+                    self.end_dim,
+                    x.shape()
+                ),
+            });
+        };
+        if dims.is_empty() {
+            return Ok(x.reshape([1])?);
+        }
+        // The product of existing dimensions is bounded by the tensor's checked size.
+        let merged: usize = dims[start..=end].iter().product();
+        let mut shape = dims[..start].to_vec();
+        shape.push(merged);
+        shape.extend_from_slice(&dims[end + 1..]);
+        Ok(x.reshape(shape)?)
+    }
+
+    fn set_parameters(&mut self, params: &[Tensor]) -> Result<()> {
+        check_shapes("Flatten::set_parameters", &[], params)
+    }
+
+    fn rows_independent(&self) -> bool {
+        self.start_dim >= 1
+    }
+}
+
+/// Errors unless `params` matches `current` in count and shapes.
+pub(crate) fn check_shapes(op: &'static str, current: &[&Tensor], params: &[Tensor]) -> Result<()> {
+    if params.len() != current.len() {
+        return Err(NnError::LengthMismatch {
+            what: op,
+            expected: current.len(),
+            got: params.len(),
+        });
+    }
+    for (p, now) in params.iter().zip(current) {
+        if p.shape() != now.shape() {
+            return Err(TensorError::ShapeMismatch {
+                op,
+                expected: now.shape().clone(),
+                got: p.shape().clone(),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }

@@ -1,7 +1,10 @@
-//! The losses MSE, sum of squares and softmax cross-entropy of a model output.
+//! Losses of a model output: MSE, sum of squares, cross-entropy (class labels or
+//! probabilities), negative log-likelihood, Gaussian negative log-likelihood and binary
+//! cross-entropy with logits, with PyTorch's definitions and mean reduction; and
+//! [`Objective`], a built-in loss against targets or any closure of the output.
 
 use curvature_tape::Var;
-use curvature_tensor::{Element, Tensor};
+use curvature_tensor::{Element, Tensor, TensorError};
 
 use crate::{NnError, Result};
 
@@ -17,6 +20,7 @@ pub enum Loss {
 }
 
 impl Loss {
+    /// The loss's name in model files and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Loss::Mse => "mse",
@@ -50,6 +54,14 @@ impl Loss {
         }
     }
 
+    /// This loss against targets `y`, as an [`Objective`].
+    pub fn against(self, y: &Tensor) -> Objective<'_> {
+        Objective::Loss {
+            loss: self,
+            target: y,
+        }
+    }
+
     /// The loss of `output` against targets `y`.
     pub fn compute(self, output: &Var, y: &Tensor) -> Result<Var> {
         match self {
@@ -74,16 +86,67 @@ impl std::str::FromStr for Loss {
     }
 }
 
-/// Mean squared error, mean over all elements of (output − target)².
-pub fn mse(output: &Var, target: &Var) -> Result<Var> {
-    if output.shape() != target.shape() {
-        return Err(curvature_tensor::TensorError::ShapeMismatch {
-            op: "mse",
-            expected: output.shape().clone(),
-            got: target.shape().clone(),
+/// What a model's output is scored by: a built-in [`Loss`] against targets, or any closure
+/// returning a scalar (which captures its own targets).
+#[derive(Clone, Copy)]
+pub enum Objective<'a> {
+    /// `loss(output, target)`.
+    Loss { loss: Loss, target: &'a Tensor },
+    /// `f(output)`.
+    Closure(&'a dyn Fn(&Var) -> Result<Var>),
+}
+
+impl Objective<'_> {
+    /// The objective at `output`.
+    pub fn compute(&self, output: &Var) -> Result<Var> {
+        match self {
+            Objective::Loss { loss, target } => loss.compute(output, target),
+            Objective::Closure(f) => f(output),
+        }
+    }
+}
+
+impl std::fmt::Debug for Objective<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Objective::Loss { loss, target } => {
+                write!(f, "{}(target {})", loss.name(), target.shape())
+            }
+            Objective::Closure(_) => f.write_str("closure"),
+        }
+    }
+}
+
+/// Errors unless `a` and `b` have the same shape.
+fn same_shape(op: &'static str, a: &Var, b: &Var) -> Result<()> {
+    if a.shape() != b.shape() {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            expected: a.shape().clone(),
+            got: b.shape().clone(),
         }
         .into());
     }
+    Ok(())
+}
+
+/// Errors unless `x` is `[classes]` or `[n, classes]` with at least one element.
+fn class_scores(op: &'static str, x: &Var) -> Result<()> {
+    if !(1..=2).contains(&x.rank()) || x.value().elem_count() == 0 {
+        return Err(NnError::InvalidArgument {
+            op,
+            msg: format!(
+                "needs non-empty [classes] or [n, classes] scores, got {}",
+                x.shape()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Mean squared error, mean over all elements of (output − target)².
+pub fn mse(output: &Var, target: &Var) -> Result<Var> {
+    same_shape("mse", output, target)?;
     Ok(output.sub(target)?.square()?.mean_all()?)
 }
 
@@ -99,6 +162,99 @@ pub fn cross_entropy(logits: &Var, labels: &[usize]) -> Result<Var> {
         .gather_labels(labels)?
         .mean_all()?
         .neg()?)
+}
+
+/// Softmax cross-entropy of logits `[n, classes]` (or one sample's `[classes]`) against
+/// class probabilities of the same shape (soft targets), mean over samples:
+/// −mean_i Σ_c p_ic · log_softmax(logits_i)_c (PyTorch's `cross_entropy` with probabilities).
+pub fn cross_entropy_soft(logits: &Var, probs: &Var) -> Result<Var> {
+    class_scores("cross_entropy_soft", logits)?;
+    same_shape("cross_entropy_soft", logits, probs)?;
+    Ok(logits
+        .log_softmax(-1)?
+        .mul(probs)?
+        .sum(&[-1], false)?
+        .mean_all()?
+        .neg()?)
+}
+
+/// Negative log-likelihood of log-probabilities `[n, classes]` against integer labels, mean
+/// over samples: −mean_i log_probs[i, labels[i]] (PyTorch's `nll_loss`).
+pub fn nll_loss(log_probs: &Var, labels: &[usize]) -> Result<Var> {
+    if log_probs.rank() != 2 || log_probs.value().elem_count() == 0 {
+        return Err(NnError::InvalidArgument {
+            op: "nll_loss",
+            msg: format!(
+                "needs non-empty [n, classes] log-probabilities, got {}",
+                log_probs.shape()
+            ),
+        });
+    }
+    let classes = log_probs.dims()[1];
+    if let Some(bad) = labels.iter().find(|&&l| l >= classes) {
+        return Err(NnError::InvalidArgument {
+            op: "nll_loss",
+            msg: format!("label {bad} is out of range for {classes} classes"),
+        });
+    }
+    Ok(log_probs.gather_labels(labels)?.mean_all()?.neg()?)
+}
+
+/// Gaussian negative log-likelihood (PyTorch's `GaussianNLLLoss` with `full=False`, mean
+/// reduction): mean of ½(log v + (input − target)² / v), with v the variance clamped below at
+/// `eps` (the clamp passes gradients through unchanged, as PyTorch's does). `var` has the
+/// input's shape, or its shape with the last axis 1 or dropped (one variance per sample).
+/// Negative variances and a non-positive `eps` are errors.
+pub fn gaussian_nll(input: &Var, target: &Var, var: &Var, eps: f64) -> Result<Var> {
+    const OP: &str = "gaussian_nll";
+    same_shape(OP, input, target)?;
+    if !(eps > 0.0 && eps.is_finite()) {
+        return Err(NnError::InvalidArgument {
+            op: OP,
+            msg: format!("eps must be positive and finite, got {eps}"),
+        });
+    }
+    let dims = input.dims();
+    let var = if var.dims() == dims {
+        var.clone()
+    } else if !dims.is_empty() && var.dims() == &dims[..dims.len() - 1] {
+        var.unsqueeze(dims.len() - 1)?
+    } else if !dims.is_empty()
+        && var.rank() == dims.len()
+        && var.dims()[..dims.len() - 1] == dims[..dims.len() - 1]
+        && var.dims()[dims.len() - 1] == 1
+    {
+        var.clone()
+    } else {
+        return Err(NnError::InvalidArgument {
+            op: OP,
+            msg: format!(
+                "var must have the input's shape {} or that shape with the last axis 1 or dropped, got {}",
+                input.shape(),
+                var.shape()
+            ),
+        });
+    };
+    let values = var.value().to_f64s()?;
+    if let Some(bad) = values.iter().find(|v| v.is_nan() || **v < 0.0) {
+        return Err(NnError::InvalidArgument {
+            op: OP,
+            msg: format!("var has a negative or NaN entry ({bad})"),
+        });
+    }
+    let shift: Vec<f64> = values.iter().map(|&v| v.max(eps) - v).collect();
+    let shift = Tensor::from_f64s(&shift, var.shape().clone(), var.dtype(), var.device())?;
+    let clamped = var.add(&var.constant(shift))?;
+    let squared = input.sub(target)?.square()?.div(&clamped)?;
+    Ok(clamped.log()?.add(&squared)?.mean_all()?.mul_scalar(0.5)?)
+}
+
+/// Binary cross-entropy of logits x against targets y in [0, 1] of the same shape, mean over
+/// elements: mean(softplus(x) − x·y), which equals −[y·log σ(x) + (1 − y)·log(1 − σ(x))]
+/// without overflow (PyTorch's `binary_cross_entropy_with_logits`).
+pub fn binary_cross_entropy_with_logits(logits: &Var, targets: &Var) -> Result<Var> {
+    same_shape("binary_cross_entropy_with_logits", logits, targets)?;
+    Ok(logits.softplus()?.sub(&logits.mul(targets)?)?.mean_all()?)
 }
 
 /// Class labels stored as integral floats, validated.

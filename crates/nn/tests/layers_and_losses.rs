@@ -1,7 +1,8 @@
 //! nn layers, losses and parameter naming against hand computations.
 
 use curvature_nn::{
-    cross_entropy, mse, softmax_curvature, sum_sq, Activation, Linear, Loss, Result, Sequential,
+    cross_entropy, mse, softmax_curvature, sum_sq, Activation, Linear, Loss, Module, Result,
+    Sequential,
 };
 use curvature_tape::Tape;
 use curvature_tensor::{DType, Device, Tensor};
@@ -72,7 +73,7 @@ fn linear_and_losses_match_hand_computation_cpu() -> Result<()> {
     let x = tape.constant(t(&[1.0, 2.0, -1.0, 0.5], &[2, 2]));
     let w = tape.leaf(t(&[0.5, -1.0, 2.0, 0.25, 0.0, 1.0], &[3, 2]));
     let b = tape.leaf(t(&[0.1, 0.2, 0.3], &[3]));
-    let y = Linear::forward_with(&x, &w, &b)?;
+    let y = Linear::apply(&x, &w, &b)?;
     // y[i, o] = Σ_k x[i, k]·w[o, k] + b[o]
     let expected = [
         0.5 - 2.0 + 0.1,
@@ -146,16 +147,19 @@ fn functional_call_equals_forward_of_the_flat_parameters_cpu() -> Result<()> {
 #[test]
 fn activation_derivatives_match_their_closed_forms() {
     for z in [-2.0f64, -0.3, 0.0, 0.7, 3.0] {
-        let (t, d1, d2) = Activation::Tanh.derivatives(z);
+        let (t, d1, d2) = Activation::Tanh.derivatives(z).unwrap();
         assert_eq!(t, z.tanh());
         assert!((d1 - (1.0 - z.tanh().powi(2))).abs() < 1e-15);
         assert!((d2 + 2.0 * z.tanh() * d1).abs() < 1e-15);
-        let (s, d1, d2) = Activation::Sigmoid.derivatives(z);
+        let (s, d1, d2) = Activation::Sigmoid.derivatives(z).unwrap();
         let want = 1.0 / (1.0 + (-z).exp());
         assert!((s - want).abs() < 1e-15);
         assert!((d1 - want * (1.0 - want)).abs() < 1e-15);
         assert!((d2 - d1 * (1.0 - 2.0 * want)).abs() < 1e-15);
     }
+    // Other ops have no closed forms for the fused sweep.
+    let softplus = Activation::new(curvature_tensor::UnaryOp::Softplus);
+    assert!(softplus.derivatives(0.5f64).is_none());
 }
 
 #[test]

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{golden_files, relative_error};
-use curvature_nn::ModelFile;
+use curvature_nn::{ModelFile, Module};
 use curvature_tape::{grad, vjp, GradOptions, Result, Tape, TapeError, Var};
 use curvature_tensor::{DType, Device, Tensor};
 

@@ -11,7 +11,7 @@ mod network;
 mod vector_units;
 mod wide;
 
-use curvature_nn::{Loss, Sequential};
+use curvature_nn::{Loss, Module, Sequential};
 use curvature_tensor::{DType, Device, Element, Tensor};
 
 use crate::error::{check_kind, invalid};

@@ -2,9 +2,7 @@
 //! (forward, loss, backward) over all samples, whose per-layer results every batch of HVPs
 //! reuses.
 
-use curvature_nn::{
-    labels_from_tensor, softmax_curvature, Activation, Layer, Linear, Loss, Sequential,
-};
+use curvature_nn::{labels_from_tensor, softmax_curvature, Activation, Linear, Loss, Sequential};
 use curvature_tensor::host_gemm::{gemm, Gemm, Operand};
 use curvature_tensor::{Element, Tensor};
 use rayon::prelude::*;
@@ -64,34 +62,44 @@ const OP: &str = "MlpHvp::new";
 pub(crate) fn dense_chain(model: &Sequential) -> Result<Vec<(&Linear, Option<Activation>)>> {
     let mut chain: Vec<(&Linear, Option<Activation>)> = Vec::new();
     for (index, layer) in model.layers().iter().enumerate() {
-        match layer {
-            Layer::Linear(linear) => {
-                let dims = linear.weight.dims();
-                if dims.len() != 2 || linear.bias.dims() != [dims[0]] || dims.contains(&0) {
+        let layer = layer.as_any();
+        if let Some(linear) = layer.downcast_ref::<Linear>() {
+            let dims = linear.weight.dims();
+            if dims.len() != 2 || linear.bias.dims() != [dims[0]] || dims.contains(&0) {
+                return Err(invalid(
+                    OP,
+                    format!(
+                        "layer {index} has weight {} and bias {}; the fused sweep needs \
+                         [out, in] and [out] with out, in ≥ 1",
+                        linear.weight.shape(),
+                        linear.bias.shape()
+                    ),
+                ));
+            }
+            if let Some((previous, _)) = chain.last() {
+                let (inputs, given) = (linear.weight.dims()[1], previous.weight.dims()[0]);
+                if inputs != given {
                     return Err(invalid(
                         OP,
                         format!(
-                            "layer {index} has weight {} and bias {}; the fused sweep needs \
-                             [out, in] and [out] with out, in ≥ 1",
-                            linear.weight.shape(),
-                            linear.bias.shape()
+                            "layer {index} takes {inputs} inputs but the layer before it gives {given}"
                         ),
                     ));
                 }
-                if let Some((previous, _)) = chain.last() {
-                    let (inputs, given) = (linear.weight.dims()[1], previous.weight.dims()[0]);
-                    if inputs != given {
-                        return Err(invalid(
-                            OP,
-                            format!(
-                                "layer {index} takes {inputs} inputs but the layer before it gives {given}"
-                            ),
-                        ));
-                    }
-                }
-                chain.push((linear, None));
             }
-            Layer::Activation(act) => match chain.last_mut() {
+            chain.push((linear, None));
+        } else if let Some(act) = layer.downcast_ref::<Activation>() {
+            if act.derivatives(0.0f64).is_none() {
+                return Err(invalid(
+                    OP,
+                    format!(
+                        "layer {index} ({}) has no closed-form derivatives in the fused sweep \
+                         (tanh and sigmoid do; PreparedHvp::for_model takes any model)",
+                        act.name()
+                    ),
+                ));
+            }
+            match chain.last_mut() {
                 Some((_, slot @ None)) => *slot = Some(*act),
                 _ => {
                     return Err(invalid(
@@ -104,7 +112,16 @@ pub(crate) fn dense_chain(model: &Sequential) -> Result<Vec<(&Linear, Option<Act
                         ),
                     ))
                 }
-            },
+            }
+        } else {
+            return Err(invalid(
+                OP,
+                format!(
+                    "layer {index} is neither Linear nor an activation; the fused sweep needs \
+                     Linear layers each followed by at most one tanh or sigmoid \
+                     (PreparedHvp::for_model takes any model)"
+                ),
+            ));
         }
     }
     if chain.is_empty() {
@@ -319,12 +336,11 @@ fn activate<T: Element>(act: Option<Activation>, z: &[T]) -> Result<Activated<T>
     Ok((out, slope, curvature))
 }
 
-/// σ(z), σ'(z) and σ''(z); the identity without an activation.
+/// σ(z), σ'(z) and σ''(z); the identity without an activation (or, never reached, an
+/// activation without closed forms, which [`dense_chain`] rejects).
 fn derivatives<T: Element>(act: Option<Activation>, z: T) -> (T, T, T) {
-    match act {
-        None => (z, T::one(), T::zero()),
-        Some(act) => act.derivatives(z),
-    }
+    act.and_then(|act| act.derivatives(z))
+        .unwrap_or((z, T::one(), T::zero()))
 }
 
 /// The loss value, ∂L/∂h `[n, outputs]` and the loss curvature, for output `h`.

@@ -14,7 +14,7 @@ use super::{
     check_labels, check_values, is_layer_name, shown, wrong_shape, Extra, Meta, ModelFile,
     ModelFileError,
 };
-use crate::{Activation, Layer, Linear, Loss, Result, Sequential};
+use crate::{Activation, Linear, Loss, Module, Result, Sequential};
 
 /// The checked header of a model file; no tensor data has been read.
 #[derive(Debug)]
@@ -140,18 +140,18 @@ impl ModelLayout {
             let tensor = Tensor::from_f64s(&values, entry.shape.clone(), dtype, device)?;
             Ok((tensor, values))
         };
-        let mut layers = Vec::with_capacity(2 * self.layers.len());
+        let mut layers: Vec<Box<dyn Module>> = Vec::with_capacity(2 * self.layers.len());
         for (i, (weight, bias)) in self.layers.iter().enumerate() {
             let (weight, _) = read(&format!("{i}.weight"), weight)?;
             let (bias, _) = read(&format!("{i}.bias"), bias)?;
-            layers.push(Layer::Linear(Linear { weight, bias }));
+            layers.push(Box::new(Linear { weight, bias }));
             let act = if i + 2 < self.widths.len() {
                 Some(self.activations[i])
             } else {
                 self.final_activation
             };
             if let Some(act) = act {
-                layers.push(Layer::Activation(act));
+                layers.push(Box::new(act));
             }
         }
         let (x, _) = read("x", &self.x)?;

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use curvature_tape::Var;
 use curvature_tensor::{DType, Device, Tensor};
 
-use crate::{Activation, Loss, Result, Sequential};
+use crate::{Activation, Loss, Module, Result, Sequential};
 pub use layout::ModelLayout;
 pub use source::{file_kind, MAX_HEADER_BYTES};
 use source::{Entry, Source};
