@@ -56,15 +56,24 @@
 //! # }
 //! ```
 
+mod attention;
+mod conv;
+mod embedding;
 mod error;
 mod flat;
+mod init;
 mod layers;
 mod loss;
 mod model_file;
 mod module;
+mod norm;
 mod sequential;
 
+pub use attention::MultiheadAttention;
+pub use conv::{AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, MaxPool2d};
+pub use embedding::Embedding;
 pub use error::{NnError, Result};
+pub use norm::{BatchNorm, LayerNorm};
 pub use layers::{Activation, Dropout, Flatten, Linear};
 pub use loss::{
     binary_cross_entropy_with_logits, cross_entropy, cross_entropy_soft, gaussian_nll,
