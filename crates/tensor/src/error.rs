@@ -94,6 +94,9 @@ pub enum TensorError {
         bytes: usize,
         device: Device,
     },
+    /// A tensor file could not be read or written (`io`).
+    #[error(transparent)]
+    File(#[from] crate::io::FileError),
     /// Any other invalid argument, with an explanation.
     #[error("{op}: {msg}")]
     InvalidArgument { op: &'static str, msg: String },

@@ -51,6 +51,7 @@ mod device;
 mod dtype;
 mod error;
 pub mod host_gemm;
+pub mod io;
 mod ops;
 mod shape;
 mod storage;

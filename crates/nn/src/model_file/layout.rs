@@ -9,12 +9,12 @@ use std::sync::{Arc, OnceLock};
 
 use curvature_tensor::{DType, Device, Tensor};
 
-use super::source::{Entry, Source};
 use super::{
     check_labels, check_values, is_layer_name, shown, wrong_shape, Extra, Meta, ModelFile,
     ModelFileError,
 };
 use crate::{Activation, Linear, Loss, Module, Result, Sequential};
+use curvature_tensor::io::{Accept, Entry, Source};
 
 /// The checked header of a model file; no tensor data has been read.
 #[derive(Debug)]
@@ -135,7 +135,7 @@ impl ModelLayout {
     pub fn load(self, dtype: DType, device: Device) -> Result<ModelFile> {
         let source = &self.source;
         let read = |name: &str, entry: &Entry| -> Result<(Tensor, Vec<f64>)> {
-            let values = source.values(name, entry)?;
+            let values = source.values(name, entry, Accept::Full)?;
             check_values(name, &values, dtype)?;
             let tensor = Tensor::from_f64s(&values, entry.shape.clone(), dtype, device)?;
             Ok((tensor, values))

@@ -9,8 +9,6 @@
 //! short ([`bounded_text`]).
 
 mod layout;
-mod source;
-mod text;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -20,10 +18,9 @@ use curvature_tape::Var;
 use curvature_tensor::{DType, Device, Tensor};
 
 use crate::{Activation, Loss, Module, Result, Sequential};
+pub use curvature_tensor::io::{bounded_text, file_kind, shown, MAX_HEADER_BYTES};
+use curvature_tensor::io::{Accept, Entry, FileError, Source};
 pub use layout::ModelLayout;
-pub use source::{file_kind, MAX_HEADER_BYTES};
-use source::{Entry, Source};
-pub use text::{bounded_text, shown};
 
 /// Why a model file could not be used; each message names the problem in one line, with
 /// every value taken from the file escaped and cut to a bounded length.
@@ -66,6 +63,26 @@ pub enum ModelFileError {
     /// A layer tensor (`{i}.weight`, `{i}.bias`) that `widths` has no layer for.
     #[error("tensor '{name}' is a layer tensor, but metadata 'widths' describes {layers} layers")]
     ExtraLayer { name: String, layers: usize },
+}
+
+/// The file reader's errors, as the model file's.
+impl From<FileError> for ModelFileError {
+    fn from(e: FileError) -> ModelFileError {
+        match e {
+            FileError::Io { path, source } => ModelFileError::Io { path, source },
+            FileError::NotRegular { path, kind } => ModelFileError::NotRegular { path, kind },
+            FileError::Format(msg) => ModelFileError::Format(msg),
+            FileError::WrongDtype { name, dtype, .. } => ModelFileError::WrongDtype { name, dtype },
+            FileError::TooLarge { name, bytes } => ModelFileError::TooLarge { name, bytes },
+            other => ModelFileError::Format(other.to_string()),
+        }
+    }
+}
+
+impl From<FileError> for crate::NnError {
+    fn from(e: FileError) -> crate::NnError {
+        ModelFileError::from(e).into()
+    }
 }
 
 /// A model, its data and its loss, read from a file.
@@ -124,7 +141,7 @@ impl ModelFile {
         if let Some(tensor) = extra.tensor.get() {
             return Ok(tensor);
         }
-        let values = self.source.values(name, &extra.entry)?;
+        let values = self.source.values(name, &extra.entry, Accept::Full)?;
         let tensor =
             Tensor::from_f64s(&values, extra.entry.shape.clone(), self.dtype, self.device)?;
         Ok(extra.tensor.get_or_init(|| tensor))

@@ -1,5 +1,6 @@
 //! Tensor operations, grouped by kind. Each op's doc gives its formula.
 
+mod arith;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
 mod index;

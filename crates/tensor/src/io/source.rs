@@ -13,7 +13,7 @@ use safetensors::Dtype as FileDtype;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 
 use super::text::{bounded_text, shown};
-use super::ModelFileError;
+use super::FileError;
 
 /// The largest header accepted, in bytes (the limit of the `safetensors` crate itself).
 pub const MAX_HEADER_BYTES: u64 = 100_000_000;
@@ -24,9 +24,9 @@ const LENGTH_BYTES: u64 = 8;
 /// Bytes read and converted at a time.
 const CHUNK_BYTES: usize = 1 << 16;
 
-/// Where the file's bytes are read from.
+/// Where the file's bytes are read from: a regular file ([`Source::open`]) or memory.
 #[derive(Debug, Clone)]
-pub(super) enum Source {
+pub enum Source {
     /// An open regular file, and its path for messages.
     File {
         file: Arc<Mutex<File>>,
@@ -38,8 +38,10 @@ pub(super) enum Source {
 
 /// One tensor of the header: its element type, shape and where its bytes are.
 #[derive(Debug, Clone)]
-pub(super) struct Entry {
+pub struct Entry {
+    /// The element type as the file names it.
     pub dtype: FileDtype,
+    /// The dimensions.
     pub shape: Vec<usize>,
     /// Offset of the first byte in the file.
     pub start: u64,
@@ -49,8 +51,10 @@ pub(super) struct Entry {
 }
 
 /// The parsed header: the metadata strings and the tensors by name.
-pub(super) struct Header {
+pub struct Header {
+    /// The `__metadata__` strings by key.
     pub metadata: HashMap<String, String>,
+    /// Every tensor's entry, by name.
     pub tensors: BTreeMap<String, Entry>,
 }
 
@@ -58,15 +62,15 @@ impl Source {
     /// Opens `path` for reading if it is a regular file. A FIFO, device, directory or socket is
     /// refused before it is opened; the open itself does not block (a FIFO swapped in after
     /// the check), and the opened file is checked again.
-    pub fn open(path: &Path) -> Result<(Source, u64), ModelFileError> {
+    pub fn open(path: &Path) -> Result<(Source, u64), FileError> {
         let shown_path = bounded_text(&path.display().to_string(), 120);
-        let io = |source| ModelFileError::Io {
+        let io = |source| FileError::Io {
             path: shown_path.clone(),
             source,
         };
         let regular = |meta: &std::fs::Metadata| match file_kind(meta) {
             None => Ok(()),
-            Some(kind) => Err(ModelFileError::NotRegular {
+            Some(kind) => Err(FileError::NotRegular {
                 path: shown_path.clone(),
                 kind,
             }),
@@ -90,7 +94,7 @@ impl Source {
     }
 
     /// Fills `buf` with the bytes at `offset`.
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), ModelFileError> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), FileError> {
         match self {
             Source::File { file, path } => {
                 // A poisoned lock only means another reader panicked; the file has no state
@@ -98,7 +102,7 @@ impl Source {
                 let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
                 file.seek(SeekFrom::Start(offset))
                     .and_then(|_| file.read_exact(buf))
-                    .map_err(|source| ModelFileError::Io {
+                    .map_err(|source| FileError::Io {
                         path: path.clone(),
                         source,
                     })
@@ -120,7 +124,7 @@ impl Source {
     /// must be a valid safetensors header (known dtypes, offsets in order without gaps or
     /// overlaps, each tensor's byte count equal to its shape's, no overflow), and the data must
     /// end exactly at the end of the file.
-    pub fn header(&self, file_len: u64) -> Result<Header, ModelFileError> {
+    pub fn header(&self, file_len: u64) -> Result<Header, FileError> {
         if file_len < LENGTH_BYTES {
             return Err(format_error(format!(
                 "the file has {file_len} bytes, too few for the 8-byte header length"
@@ -178,16 +182,19 @@ impl Source {
         })
     }
 
-    /// The values of tensor `name` as f64, read from the file now. Only F64 and F32 data are
-    /// accepted; the buffer is reserved fallibly, so a tensor too large for memory is an error.
-    pub fn values(&self, name: &str, entry: &Entry) -> Result<Vec<f64>, ModelFileError> {
-        let width = match entry.dtype {
-            FileDtype::F64 => 8,
-            FileDtype::F32 => 4,
-            other => {
-                return Err(ModelFileError::WrongDtype {
+    /// The values of tensor `name` as f64, read from the file now: F64 and F32 data, and with
+    /// [`Accept::Halves`] also F16 and BF16 (converted exactly); any other dtype is an error.
+    /// The buffer is reserved fallibly, so a tensor too large for memory is an error.
+    pub fn values(&self, name: &str, entry: &Entry, accept: Accept) -> Result<Vec<f64>, FileError> {
+        let width = match (entry.dtype, accept) {
+            (FileDtype::F64, _) => 8,
+            (FileDtype::F32, _) => 4,
+            (FileDtype::F16 | FileDtype::BF16, Accept::Halves) => 2,
+            (other, _) => {
+                return Err(FileError::WrongDtype {
                     name: shown(name),
                     dtype: format!("{other:?}"),
+                    expected: accept.expected(),
                 })
             }
         };
@@ -195,7 +202,7 @@ impl Source {
         let mut values = Vec::new();
         values
             .try_reserve_exact(count)
-            .map_err(|_| ModelFileError::TooLarge {
+            .map_err(|_| FileError::TooLarge {
                 name: shown(name),
                 bytes: count.saturating_mul(8),
             })?;
@@ -205,23 +212,70 @@ impl Source {
             let take = CHUNK_BYTES.min(entry.len - done);
             let bytes = &mut chunk[..take];
             self.read_at(entry.start + done as u64, bytes)?;
-            if width == 8 {
-                values.extend(
-                    bytes.chunks_exact(8).map(|c| {
+            match entry.dtype {
+                FileDtype::F64 => {
+                    values.extend(bytes.chunks_exact(8).map(|c| {
                         f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
-                    }),
-                );
-            } else {
-                values.extend(
+                    }))
+                }
+                FileDtype::F32 => values.extend(
                     bytes
                         .chunks_exact(4)
                         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64),
-                );
+                ),
+                FileDtype::F16 => values.extend(
+                    bytes
+                        .chunks_exact(2)
+                        .map(|c| f16_to_f64(u16::from_le_bytes([c[0], c[1]]))),
+                ),
+                _ => values.extend(
+                    bytes
+                        .chunks_exact(2)
+                        .map(|c| bf16_to_f64(u16::from_le_bytes([c[0], c[1]]))),
+                ),
             }
             done += take;
         }
         Ok(values)
     }
+}
+
+/// Which element types [`Source::values`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// F64 and F32.
+    Full,
+    /// F64, F32, F16 and BF16.
+    Halves,
+}
+
+impl Accept {
+    /// The accepted dtypes, for messages.
+    fn expected(self) -> &'static str {
+        match self {
+            Accept::Full => "F64 or F32",
+            Accept::Halves => "F64, F32, F16 or BF16",
+        }
+    }
+}
+
+/// The value of IEEE 754 half-precision bits: sign, 5 exponent bits (bias 15), 10 fraction
+/// bits; subnormals, infinities and NaN included.
+pub fn f16_to_f64(bits: u16) -> f64 {
+    let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exponent = i32::from((bits >> 10) & 0x1f);
+    let fraction = f64::from(bits & 0x3ff);
+    match exponent {
+        0 => sign * fraction * 2f64.powi(-24),
+        0x1f if fraction == 0.0 => sign * f64::INFINITY,
+        0x1f => f64::NAN,
+        _ => sign * (1024.0 + fraction) * 2f64.powi(exponent - 25),
+    }
+}
+
+/// The value of bfloat16 bits: the upper half of an f32.
+pub fn bf16_to_f64(bits: u16) -> f64 {
+    f64::from(f32::from_bits(u32::from(bits) << 16))
 }
 
 /// Checks that no tensor and no metadata key is named twice in the header `text` (JSON maps
@@ -269,8 +323,8 @@ impl<'de> DeserializeSeed<'de> for UniqueKeys {
     }
 }
 
-fn format_error(msg: String) -> ModelFileError {
-    ModelFileError::Format(msg)
+fn format_error(msg: String) -> FileError {
+    FileError::Format(msg)
 }
 
 /// What a file that is not a regular file is, for messages ("a FIFO", "a directory", "a
