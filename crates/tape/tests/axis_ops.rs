@@ -212,6 +212,25 @@ fn attention_matches_a_scalar_formula(device: Device) -> Result<()> {
             );
         }
     }
+    // f32: the same formula to f32 precision.
+    let [q32, k32, v32] = [&q, &k, &v].map(|t| t.to_dtype(DType::F32).map(|t| tape.leaf(t)));
+    let (q32, k32, v32) = (q32?, k32?, v32?);
+    for causal in [false, true] {
+        let ours = scaled_dot_product_attention(&q32, &k32, &v32, causal)?;
+        let reference = attention_reference(
+            &q.to_f64s()?,
+            &k.to_f64s()?,
+            &v.to_f64s()?,
+            [b, l, s, d, dv, 1],
+            causal,
+        );
+        for (i, (a, r)) in ours.value().to_f64s()?.iter().zip(&reference).enumerate() {
+            assert!(
+                (a - r).abs() <= 1e-5,
+                "f32 causal {causal}: element {i}: {a} vs {r}"
+            );
+        }
+    }
     Ok(())
 }
 

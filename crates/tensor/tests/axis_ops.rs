@@ -232,6 +232,39 @@ fn index_add_matches_loops(device: Device) {
     assert_eq!(out, vec![2.0, 0.0, 0.0, 1.0, 0.0, 2.0, 0.0, 0.0, 1.0, 0.0]);
 }
 
+/// A larger index_add (many blocks of the CUDA kernel, up to 9 slices summed into one entry)
+/// against the loops, and on CUDA equal to the CPU's bit for bit: both sum in increasing index
+/// order, so the result does not depend on the device or on thread scheduling.
+fn index_add_is_deterministic(device: Device) {
+    let (outer, n, len, inner) = (4, 300, 40, 3);
+    let indices: Vec<usize> = (0..n).map(|j| (j * 7 + j / 13) % len).collect();
+    for dtype in DTYPES {
+        let (x, xs) = input(11, &[outer, n, inner], -1.0, 1.0, dtype, device);
+        let mut reference = vec![0.0; outer * len * inner];
+        for o in 0..outer {
+            for (j, &k) in indices.iter().enumerate() {
+                for i in 0..inner {
+                    reference[(o * len + k) * inner + i] += xs[(o * n + j) * inner + i];
+                }
+            }
+        }
+        let ours = x.index_add(1, &indices, len).expect("index_add");
+        assert_close(
+            &format!("index_add {dtype:?}"),
+            &ours,
+            &reference,
+            &[outer, len, inner],
+        );
+        let cpu = x.to_device(Device::Cpu).expect("download");
+        let on_cpu = cpu.index_add(1, &indices, len).expect("index_add");
+        assert_eq!(
+            ours.to_bytes().expect("bytes"),
+            on_cpu.to_bytes().expect("bytes"),
+            "index_add {dtype:?}: {device} and the CPU differ"
+        );
+    }
+}
+
 /// gather along each axis of `[2, 3, 4]` with index tensors smaller than the source in the
 /// other axes: out[e] = x[e with its axis coordinate replaced by index[e]].
 fn gather_matches_loops(device: Device) {
@@ -452,6 +485,7 @@ device_tests!(
     batch_norm_matches_loops,
     group_norm_matches_loops,
     index_add_matches_loops,
+    index_add_is_deterministic,
     gather_matches_loops,
     bad_arguments_are_errors,
 );
