@@ -312,10 +312,10 @@ fn unfold_and_fold_match_their_definitions(device: Device) {
 /// inside, partly inside or wholly in the padding, strided and dilated.
 fn unfold_and_fold_match_direct_loops_over_many_geometries(device: Device) {
     let mut seed = 100;
-    for size in [(1, 3), (3, 2), (4, 5)] {
-        for kernel in [(1, 2), (3, 1), (2, 3)] {
+    for size in [(1, 3), (3, 2), (4, 5), (2, 1)] {
+        for kernel in [(1, 2), (3, 1), (2, 3), (1, 5)] {
             for stride in [(1, 1), (2, 3)] {
-                for padding in [(0, 0), (1, 2)] {
+                for padding in [(0, 0), (1, 2), (0, 3)] {
                     for dilation in [(1, 1), (2, 1)] {
                         let window = Window2d {
                             kernel,

@@ -52,9 +52,12 @@ pub(super) fn unfold<T: Element>(x: &[T], g: &Im2Col, fill: f64) -> Result<Vec<T
                     let y = rows.first + (oy - rows.lo) * w.stride.0;
                     let row = &plane[y * w_in..(y + 1) * w_in];
                     out.extend(repeat_n(fill, cols.lo));
-                    if cols.hi > cols.lo {
+                    let count = cols.hi - cols.lo;
+                    if count > 0 && w.stride.1 == 1 {
+                        out.extend_from_slice(&row[cols.first..cols.first + count]);
+                    } else if count > 0 {
                         let read = row[cols.first..].iter().step_by(w.stride.1);
-                        out.extend(read.take(cols.hi - cols.lo));
+                        out.extend(read.take(count));
                     }
                     out.extend(repeat_n(fill, ow - cols.hi));
                 }
