@@ -105,7 +105,11 @@ fn max_pool_derivatives_go_to_the_maximum(device: Device) -> Result<()> {
     let xv = tape.leaf(x.clone());
     let pooled = xv.max_pool2d((2, 2), (1, 1), (0, 0))?;
     let loss = pooled.mul(&tape.constant(weights.clone()))?.sum_all()?;
-    let g = grad(&[loss], &[xv.clone()], GradOptions::create_graph())?;
+    let g = grad(
+        &[loss],
+        std::slice::from_ref(&xv),
+        GradOptions::create_graph(),
+    )?;
     let (xs, ws) = (x.to_f64s()?, weights.to_f64s()?);
     let mut expected = vec![0.0; h * w];
     for y in 0..3 {

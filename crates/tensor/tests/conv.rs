@@ -308,6 +308,83 @@ fn unfold_and_fold_match_their_definitions(device: Device) {
     }
 }
 
+/// unfold2d and fold2d against direct loops over many small geometries: every window tap
+/// inside, partly inside or wholly in the padding, strided and dilated.
+fn unfold_and_fold_match_direct_loops_over_many_geometries(device: Device) {
+    let mut seed = 100;
+    for size in [(1, 3), (3, 2), (4, 5), (2, 1)] {
+        for kernel in [(1, 2), (3, 1), (2, 3), (1, 5)] {
+            for stride in [(1, 1), (2, 3)] {
+                for padding in [(0, 0), (1, 2), (0, 3)] {
+                    for dilation in [(1, 1), (2, 1)] {
+                        let window = Window2d {
+                            kernel,
+                            stride,
+                            padding,
+                            dilation,
+                        };
+                        let Ok(out) = window.output_size("test", size) else {
+                            continue;
+                        };
+                        seed += 1;
+                        check_unfold_and_fold(device, size, &window, out, seed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One geometry of [`unfold_and_fold_match_direct_loops_over_many_geometries`], two channels.
+fn check_unfold_and_fold(
+    device: Device,
+    (h, w): (usize, usize),
+    window: &Window2d,
+    (oh, ow): (usize, usize),
+    seed: u64,
+) {
+    let (kh, kw) = window.kernel;
+    let image = values(2 * h * w, seed);
+    let columns = values(2 * kh * kw * oh * ow, seed + 1000);
+    let mut unfolded = Vec::new();
+    let mut folded = vec![0.0; 2 * h * w];
+    for c in 0..2 {
+        for (i, j, y, x) in itertools(kh, kw, oh, ow) {
+            let row =
+                (y * window.stride.0 + i * window.dilation.0) as isize - window.padding.0 as isize;
+            let col =
+                (x * window.stride.1 + j * window.dilation.1) as isize - window.padding.1 as isize;
+            let inside = row >= 0 && col >= 0 && row < h as isize && col < w as isize;
+            let at = (c * h + row.max(0) as usize) * w + col.max(0) as usize;
+            unfolded.push(if inside { image[at] } else { 0.0 });
+            if inside {
+                folded[at] += columns[unfolded.len() - 1];
+            }
+        }
+    }
+    let what = format!("{window:?} over {h} × {w}");
+    let ours = tensor(&image, &[1, 2, h, w], DType::F64, device)
+        .unfold2d(window)
+        .expect("unfold2d");
+    assert_close(
+        &format!("unfold2d {what}"),
+        &ours,
+        &[1, 2 * kh * kw, oh * ow],
+        &unfolded,
+        0.0,
+    );
+    let ours = tensor(&columns, &[1, 2 * kh * kw, oh * ow], DType::F64, device)
+        .fold2d((h, w), window)
+        .expect("fold2d");
+    assert_close(
+        &format!("fold2d {what}"),
+        &ours,
+        &[1, 2, h, w],
+        &folded,
+        1e-15,
+    );
+}
+
 /// Every (i, j, oy, ox) in row-major order.
 fn itertools(
     kh: usize,
@@ -463,6 +540,7 @@ fn empty_batches_give_empty_outputs(device: Device) {
 device_tests!(
     conv_values_match_direct_loops,
     unfold_and_fold_match_their_definitions,
+    unfold_and_fold_match_direct_loops_over_many_geometries,
     pooling_values_match_direct_loops,
     empty_batches_give_empty_outputs,
 );

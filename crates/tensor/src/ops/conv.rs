@@ -99,10 +99,15 @@ fn positions(
 /// Both element counts are valid tensor sizes once built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Im2Col {
+    /// N.
     pub batch: usize,
+    /// C.
     pub channels: usize,
+    /// The image's (H, W).
     pub size: (usize, usize),
+    /// The sliding window.
     pub window: Window2d,
+    /// Window positions (oh, ow).
     pub out: (usize, usize),
 }
 
@@ -251,10 +256,15 @@ impl From<&Conv1dOptions> for Conv2dOptions {
 /// 1-D). `Tensor::conv2d_with` and the tape's differentiable convolution both follow it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConvPlan {
+    /// The window the input is unfolded by (the weight's kernel with the options).
     pub window: Window2d,
+    /// The input as an image `[N, C, H, W]` (height 1 in 1-D).
     pub image: Vec<usize>,
+    /// The unfolded input grouped: `[N, groups, C/groups·kh·kw, oh·ow]`.
     pub columns: Vec<usize>,
+    /// The weight grouped: `[groups, O/groups, C/groups·kh·kw]`.
     pub weight: Vec<usize>,
+    /// The output: `[N, O, oh, ow]`, or `[N, O, L]` in 1-D.
     pub output: Vec<usize>,
 }
 

@@ -10,8 +10,11 @@ use crate::{DType, Device, Result, Shape, Tensor, TensorError};
 /// `avg_pool2d` and the tape's differentiable pools all follow it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolPlan {
+    /// The pooling window (unit dilation).
     pub window: Window2d,
+    /// The unfolded input as `[N, C, kh·kw, oh·ow]`, reduced over axis 2.
     pub taps: Vec<usize>,
+    /// The output `[N, C, oh, ow]`.
     pub output: Vec<usize>,
 }
 
