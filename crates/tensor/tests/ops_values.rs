@@ -248,7 +248,7 @@ impl Domain {
 /// A tensor op on one input.
 type TensorFn = fn(&Tensor) -> Result<Tensor>;
 
-/// Every unary op (`UnaryOp::ALL`), and the parameterised ones with a second parameter.
+/// Every unary op (`UnaryOp::ALL`), and the parameterised ones with other parameters.
 fn unary_cases() -> Vec<UnaryOp> {
     let mut ops = UnaryOp::ALL.to_vec();
     ops.push(UnaryOp::Powf { exponent: -1.5 });
@@ -256,6 +256,11 @@ fn unary_cases() -> Vec<UnaryOp> {
         mul: -1.5,
         add: 0.25,
     });
+    ops.push(UnaryOp::LeakyRelu { slope: -0.2 });
+    ops.push(UnaryOp::Elu { alpha: 0.5 });
+    // Bounds the wrong way round: every value is `hi`, as PyTorch's min(max(x, lo), hi).
+    ops.push(UnaryOp::Clamp { lo: 0.5, hi: -0.5 });
+    ops.push(UnaryOp::Between { lo: 0.5, hi: -0.5 });
     ops
 }
 

@@ -1,6 +1,7 @@
 //! The ternary elementwise ops (NumPy broadcasting of all three): the double-backward rules of
-//! the fused activation derivatives. Each entry of the table below is the one definition of its
-//! op, as for the unary and binary tables; kernels `ternary_{name}[_contig]_{dt}`.
+//! the fused activation derivatives, and `where_cond`. Each entry of the table below is the one
+//! definition of its op, as for the unary and binary tables; kernels
+//! `ternary_{name}[_contig]_{dt}`.
 
 use crate::backend::BroadcastLayout;
 use crate::cpu::elementwise::zip3_map;
