@@ -8,6 +8,12 @@ mod common;
 use curvature_tape::{grad, vjp, GradOptions, Result, Tape, Var};
 use curvature_tensor::{DType, Device, Tensor};
 
+/// Per input, its derivative values.
+type PerInput = Vec<Vec<f64>>;
+
+/// An op of two variables.
+type Binary = fn(&[Var]) -> Result<Var>;
+
 fn tensor(values: &[f64], device: Device) -> Tensor {
     Tensor::from_f64s(values, [values.len()], DType::F64, device)
         .unwrap_or_else(|e| panic!("a tensor on {device}: {e}"))
@@ -20,7 +26,7 @@ fn derivatives(
     inputs: &[&[f64]],
     device: Device,
     f: impl Fn(&[Var]) -> Result<Var>,
-) -> Result<(Vec<Vec<f64>>, Vec<Vec<f64>>)> {
+) -> Result<(PerInput, PerInput)> {
     let tape = Tape::new();
     let x: Vec<Var> = inputs
         .iter()
@@ -31,7 +37,7 @@ fn derivatives(
     let total = first[0].sum_all()?;
     let one = tape.constant(Tensor::from_f64s(&[1.0], [], DType::F64, device)?);
     let second = vjp(&[total], &[one], &x, false)?;
-    let values = |vars: &[Var]| -> Result<Vec<Vec<f64>>> {
+    let values = |vars: &[Var]| -> Result<PerInput> {
         vars.iter().map(|v| Ok(v.value().to_f64s()?)).collect()
     };
     Ok((values(&first)?, values(&second)?))
@@ -89,7 +95,7 @@ fn unary_kinks(device: Device) {
 fn maximum_and_minimum_ties(device: Device) {
     let a = [1.0, 0.5, -2.0];
     let b = [0.0, 0.5, 3.0];
-    let cases: [(&str, fn(&[Var]) -> Result<Var>, [f64; 3]); 2] = [
+    let cases: [(&str, Binary, [f64; 3]); 2] = [
         ("maximum", |v| v[0].maximum(&v[1]), [1.0, 0.5, 0.0]),
         ("minimum", |v| v[0].minimum(&v[1]), [0.0, 0.5, 1.0]),
     ];
