@@ -46,6 +46,54 @@ fn binary_shape_mismatch_is_broadcast_error_cpu() {
     assert_mentions(&err.to_string(), &["tanh_backward", "[2]", "[3]"]);
 }
 
+/// maximum, minimum, pow and where_cond: operands that do not broadcast, or of two dtypes, are
+/// errors naming the op and the operands.
+#[test]
+fn mismatched_operands_of_selection_ops_cpu() {
+    let f32 = Tensor::zeros([3], DType::F32, CPU).expect("f32 zeros");
+    for (name, result) in [
+        ("maximum", zeros(&[2, 3]).maximum(&zeros(&[2]))),
+        ("minimum", zeros(&[2, 3]).minimum(&zeros(&[2]))),
+        ("pow", zeros(&[2, 3]).pow(&zeros(&[2]))),
+    ] {
+        let err = error_of(result);
+        assert!(
+            matches!(&err, TensorError::BroadcastMismatch { op, .. } if *op == name),
+            "{err:?}"
+        );
+        assert_mentions(&err.to_string(), &[name, "[2, 3]", "[2]"]);
+    }
+    for (name, result) in [
+        ("maximum", zeros(&[3]).maximum(&f32)),
+        ("minimum", zeros(&[3]).minimum(&f32)),
+        ("pow", zeros(&[3]).pow(&f32)),
+        ("where_cond", zeros(&[3]).where_cond(&zeros(&[3]), &f32)),
+        ("where_cond", f32.where_cond(&zeros(&[3]), &zeros(&[3]))),
+    ] {
+        let err = error_of(result);
+        assert!(
+            matches!(&err, TensorError::DTypeMismatch { op, .. } if *op == name),
+            "{err:?}"
+        );
+        assert_mentions(&err.to_string(), &[name, "f64", "f32"]);
+    }
+    // The mask against the branches, and the branches against each other.
+    let err = error_of(zeros(&[2, 3]).where_cond(&zeros(&[4]), &zeros(&[4])));
+    assert!(
+        matches!(
+            err,
+            TensorError::BroadcastMismatch {
+                op: "where_cond",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_mentions(&err.to_string(), &["where_cond", "[2, 3]", "[4]"]);
+    let err = error_of(zeros(&[1]).where_cond(&zeros(&[2]), &zeros(&[4])));
+    assert_mentions(&err.to_string(), &["where_cond", "[2]", "[4]"]);
+}
+
 #[test]
 fn matmul_inner_dimension_mismatch_cpu() {
     let err = error_of(zeros(&[2, 3]).matmul(&zeros(&[4, 5])));

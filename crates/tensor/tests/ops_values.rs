@@ -34,6 +34,26 @@ impl Rng {
         (0..n).map(|_| lo + (hi - lo) * self.next_f64()).collect()
     }
 
+    /// A CPU tensor in `dtype` with each element uniform in a random one of `intervals` (a
+    /// point interval `(v, v)` gives `v`), and its values as stored.
+    fn intervals(
+        &mut self,
+        dims: &[usize],
+        intervals: &[(f64, f64)],
+        dtype: DType,
+    ) -> Result<(Tensor, Vec<f64>)> {
+        let data: Vec<f64> = (0..dims.iter().product())
+            .map(|_| {
+                let pick = (self.next_f64() * intervals.len() as f64) as usize;
+                let (lo, hi) = intervals[pick.min(intervals.len() - 1)];
+                lo + (hi - lo) * self.next_f64()
+            })
+            .collect();
+        let t = Tensor::from_f64s(&data, dims, dtype, CPU)?;
+        let stored = t.to_f64s()?;
+        Ok((t, stored))
+    }
+
     /// A CPU f64 tensor uniform in [−1, 1), and its values.
     fn tensor(&mut self, dims: &[usize]) -> Result<(Tensor, Vec<f64>)> {
         self.uniform(dims, -1.0, 1.0, DType::F64)
@@ -228,7 +248,7 @@ impl Domain {
 /// A tensor op on one input.
 type TensorFn = fn(&Tensor) -> Result<Tensor>;
 
-/// Every unary op (`UnaryOp::ALL`), and the parameterised ones with a second parameter.
+/// Every unary op (`UnaryOp::ALL`), and the parameterised ones with other parameters.
 fn unary_cases() -> Vec<UnaryOp> {
     let mut ops = UnaryOp::ALL.to_vec();
     ops.push(UnaryOp::Powf { exponent: -1.5 });
@@ -236,6 +256,11 @@ fn unary_cases() -> Vec<UnaryOp> {
         mul: -1.5,
         add: 0.25,
     });
+    ops.push(UnaryOp::LeakyRelu { slope: -0.2 });
+    ops.push(UnaryOp::Elu { alpha: 0.5 });
+    // Bounds the wrong way round: every value is `hi`, as PyTorch's min(max(x, lo), hi).
+    ops.push(UnaryOp::Clamp { lo: 0.5, hi: -0.5 });
+    ops.push(UnaryOp::Between { lo: 0.5, hi: -0.5 });
     ops
 }
 
@@ -353,7 +378,7 @@ fn scalar_forms_and_unary_values(device: Device) -> Result<()> {
 }
 
 /// Every binary op broadcasts like NumPy (same shape, trailing, leading, both-sided and scalar
-/// broadcasts) and equals its scalar reference; on the CPU, f64 add, sub, mul and div are exact
+/// broadcasts) and equals its scalar reference, each operand drawn from the op's domain for it; on the CPU, f64 add, sub, mul and div are exact
 /// to the same rounding (bit for bit).
 fn binary_broadcast_values(device: Device) -> Result<()> {
     let mut rng = Rng(1);
@@ -371,10 +396,11 @@ fn binary_broadcast_values(device: Device) -> Result<()> {
     ];
     for dtype in DTYPES {
         for (a_dims, b_dims) in pairs {
-            let (a, av) = rng.uniform(a_dims, -1.0, 1.0, dtype)?;
-            let (b, bv) = rng.uniform(b_dims, 0.5, 1.5, dtype)?;
             let out_dims = broadcast_dims(a_dims, b_dims);
             for &op in BinaryOp::ALL {
+                let [a_domain, b_domain] = op.domains();
+                let (a, av) = rng.intervals(a_dims, a_domain, dtype)?;
+                let (b, bv) = rng.intervals(b_dims, b_domain, dtype)?;
                 let expected = gather(&out_dims, |idx| {
                     reference::binary(
                         op,
@@ -392,7 +418,7 @@ fn binary_broadcast_values(device: Device) -> Result<()> {
                     Bound::cuda(dtype)
                 };
                 let name = format!("{} {a_dims:?} with {b_dims:?}", op.name());
-                let inputs = [a.clone(), b.clone()];
+                let inputs = [a, b];
                 let out = check(
                     &name,
                     device,
@@ -436,7 +462,8 @@ fn binary_broadcast_values(device: Device) -> Result<()> {
     Ok(())
 }
 
-/// Every ternary op broadcasts its three operands like NumPy and equals its scalar reference.
+/// Every ternary op broadcasts its three operands like NumPy and equals its scalar reference,
+/// each operand drawn from the op's domain for it.
 fn ternary_broadcast_values(device: Device) -> Result<()> {
     let mut rng = Rng(3);
     let triples: [(&[usize], &[usize], &[usize]); 4] = [
@@ -448,9 +475,10 @@ fn ternary_broadcast_values(device: Device) -> Result<()> {
     for dtype in DTYPES {
         for &op in TernaryOp::ALL {
             for (a_dims, b_dims, c_dims) in triples {
-                let (a, av) = rng.uniform(a_dims, -1.0, 1.0, dtype)?;
-                let (b, bv) = rng.uniform(b_dims, -1.0, 1.0, dtype)?;
-                let (c, cv) = rng.uniform(c_dims, -1.0, 1.0, dtype)?;
+                let [a_domain, b_domain, c_domain] = op.domains();
+                let (a, av) = rng.intervals(a_dims, a_domain, dtype)?;
+                let (b, bv) = rng.intervals(b_dims, b_domain, dtype)?;
+                let (c, cv) = rng.intervals(c_dims, c_domain, dtype)?;
                 let out_dims = broadcast_dims(&broadcast_dims(a_dims, b_dims), c_dims);
                 let expected = gather(&out_dims, |idx| {
                     reference::ternary(

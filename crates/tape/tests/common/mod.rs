@@ -47,6 +47,23 @@ impl Inputs {
         self.tensor(&data, dims)
     }
 
+    /// Each element uniform in a random one of `intervals` (a point interval `(v, v)` gives
+    /// `v`): an op's domain for one operand.
+    pub fn intervals(&mut self, dims: &[usize], intervals: &[(f64, f64)]) -> Tensor {
+        let n = dims.iter().product();
+        let data: Vec<f64> = (0..n)
+            .map(|_| {
+                let (lo, hi) = intervals[self.rng.random_range(0..intervals.len())];
+                if lo == hi {
+                    lo
+                } else {
+                    self.rng.random_range(lo..hi)
+                }
+            })
+            .collect();
+        self.tensor(&data, dims)
+    }
+
     /// Uniform in [−1, 1).
     pub fn any(&mut self, dims: &[usize]) -> Tensor {
         self.uniform(dims, -1.0, 1.0)

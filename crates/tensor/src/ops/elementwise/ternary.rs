@@ -1,6 +1,7 @@
 //! The ternary elementwise ops (NumPy broadcasting of all three): the double-backward rules of
-//! the fused activation derivatives. Each entry of the table below is the one definition of its
-//! op, as for the unary and binary tables; kernels `ternary_{name}[_contig]_{dt}`.
+//! the fused activation derivatives, and `where_cond`. Each entry of the table below is the one
+//! definition of its op, as for the unary and binary tables; kernels
+//! `ternary_{name}[_contig]_{dt}`.
 
 use crate::backend::BroadcastLayout;
 use crate::cpu::elementwise::zip3_map;
@@ -44,7 +45,7 @@ macro_rules! ternary_op_table {
             /// tested exactly (the point interval (0, 0)); the op is not differentiable in the
             /// mask there.
             WhereCond where_cond, saves Inputs,
-                on a [(0.0, 0.0), (0.5, 1.5)], b [(-1.5, 1.5)], c [(-1.5, 1.5)],
+                on a [(-1.5, -0.5), (0.0, 0.0), (0.5, 1.5)], b [(-1.5, 1.5)], c [(-1.5, 1.5)],
                 value(mask, on_true, on_false) => if mask != T::zero() { on_true } else { on_false },
                 grad(d, mask, _on_true, _on_false) => (
                     d.scale(0.0),
