@@ -10,8 +10,8 @@ use curvature_hessian::{
     per_sample_hessian_with, HessianOptions, LinearOperator, ModelHvp, PreparedHvp,
 };
 use curvature_nn::{
-    check_param_count, mse, Activation, Linear, Loss, Module, NnError, Objective, Residual,
-    Sequential,
+    binary_cross_entropy_with_logits, check_param_count, gaussian_nll, mse, Activation, Linear,
+    Loss, Module, NnError, Objective, Residual, Sequential,
 };
 use curvature_tape::{grad, GradOptions, Tape, Var};
 use curvature_tensor::{DType, Device, Tensor, UnaryOp};
@@ -294,7 +294,50 @@ fn model_entry_points_reject_wrong_inputs(device: Device) {
     assert_eq!(err, "my_loss: refused");
 }
 
+/// A heteroscedastic regression head (mean and softplus variance from one Linear layer) under
+/// the Gaussian NLL, plus a binary cross-entropy on the mean: the loss Hessian through a
+/// closure equals finite differences.
+fn closure_losses_have_finite_difference_hessians(device: Device) {
+    let model = Sequential::default()
+        .with(Linear::seeded(3, 4, DType::F64, device, 5).unwrap())
+        .with(Activation::Tanh)
+        .with(Linear::seeded(4, 2, DType::F64, device, 6).unwrap());
+    let x = wave(12, 0.7);
+    let y = wave(4, 1.3);
+    let labels: Vec<f64> = y.iter().map(|v| f64::from(*v > 0.0)).collect();
+    let objective = |y: Tensor, labels: Tensor| {
+        move |out: &Var| -> curvature_nn::Result<Var> {
+            let mean = out.narrow(1, 0, 1)?;
+            let var = out.narrow(1, 1, 1)?.softplus()?;
+            let gaussian = gaussian_nll(&mean, &out.constant(y.clone()), &var, 1e-6)?;
+            let bce = binary_cross_entropy_with_logits(&mean, &out.constant(labels.clone()))?;
+            Ok(gaussian.add(&bce)?)
+        }
+    };
+    let f = objective(on(&y, &[4, 1], device), on(&labels, &[4, 1], device));
+    let h = loss_hessian_with(&model, &on(&x, &[4, 3], device), Objective::Closure(&f)).unwrap();
+    assert_eq!((h.dims(), h.device()), (&[26, 26][..], device));
+
+    let f = objective(
+        on(&y, &[4, 1], Device::Cpu),
+        on(&labels, &[4, 1], Device::Cpu),
+    );
+    let xc = on(&x, &[4, 3], Device::Cpu);
+    let theta = model.flat_params().unwrap().to_f64s().unwrap();
+    let cpu = Sequential::default()
+        .with(Linear::seeded(3, 4, DType::F64, Device::Cpu, 5).unwrap())
+        .with(Activation::Tanh)
+        .with(Linear::seeded(4, 2, DType::F64, Device::Cpu, 6).unwrap());
+    let want = fd_hessian(
+        |t| f(&cpu.forward_flat(t, &t.constant(xc.clone()))?),
+        &theta,
+    );
+    let err = rel_err(&h, &on(&want, &[26, 26], Device::Cpu));
+    assert!(err <= 1e-7, "{err:e}");
+}
+
 device_tests! {
+    closure_losses_have_finite_difference_hessians,
     residual_loss_hessian_equals_finite_differences,
     two_input_model_hessians_match_the_closed_form,
     model_hessian_by_rows_equals_the_whole_model,
