@@ -50,7 +50,7 @@
 //! let output = model.forward_flat(&theta, &tape.constant(x))?;
 //! let loss = Loss::Mse.compute(&output, &y)?;
 //! let g = grad(&[loss], &[theta], GradOptions::default())?;
-//! let named = model.split_flat(&g[0])?; // the gradient per parameter
+//! let named = model.split_flat(g[0].value())?; // the gradient per parameter
 //! assert_eq!((named[0].0.as_str(), named[0].1.dims()), ("0.weight", &[3, 2][..]));
 //! # Ok(())
 //! # }
