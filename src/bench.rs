@@ -130,9 +130,12 @@ pub fn run_workload(
     )?;
     let single = batch.narrow(0, 0, 1)?;
     let device = config.device;
-    // The median time of the timed runs after one warm-up run, and the GPU work they did.
-    let time = |f: &dyn Fn() -> curvature_hessian::Result<()>| {
-        f().and_then(|()| Ok(device.synchronize()?))?;
+    // The median time of the timed runs (after one warm-up run when `warm_up`), and the GPU
+    // work they did.
+    let time = |warm_up: bool, f: &dyn Fn() -> curvature_hessian::Result<()>| {
+        if warm_up {
+            f().and_then(|()| Ok(device.synchronize()?))?;
+        }
         let before = device.gpu_counters()?;
         let mut times = Vec::with_capacity(config.runs);
         for _ in 0..config.runs {
@@ -147,9 +150,10 @@ pub fn run_workload(
         });
         curvature_hessian::Result::Ok((median(&mut times), counters))
     };
-    let (hvp_batch_ms, gpu_counters) = time(&|| operator.apply_batch(&batch).map(drop))?;
-    let (single_hvp_ms, _) = time(&|| operator.apply_batch(&single).map(drop))?;
-    let (hvp_batch_cold_ms, _) = time(&|| prepare()?.apply_batch(&batch).map(drop))?;
+    let (hvp_batch_ms, gpu_counters) = time(true, &|| operator.apply_batch(&batch).map(drop))?;
+    let (single_hvp_ms, _) = time(true, &|| operator.apply_batch(&single).map(drop))?;
+    // The batch above warmed everything the cold runs use.
+    let (hvp_batch_cold_ms, _) = time(false, &|| prepare()?.apply_batch(&batch).map(drop))?;
     Ok(BenchResult {
         workload: workload.clone(),
         device: config.device,
@@ -176,16 +180,8 @@ fn median(values: &mut [f64]) -> f64 {
 /// allocations per batch.
 pub fn table_header(device: Device) -> String {
     let header = format!(
-        "{:<8} {:<12} {:>9} {:>5} {:>15} {:>15} {:>12} {:>14} {:>9}",
-        "workload",
-        "engine",
-        "params",
-        "K",
-        "hvp_batch ms",
-        "with primal ms",
-        "HVP/s",
-        "single HVP ms",
-        "GFLOP/s"
+        "{:<8} {:<12} {:>9} {:>5} {:>12} {:>13} {:>10} {:>10} {:>9}",
+        "workload", "engine", "P", "K", "K HVPs ms", "+ primal ms", "HVP/s", "1 HVP ms", "GFLOP/s"
     );
     if device.is_cuda() {
         format!("{header} {:>9} {:>7}", "launches", "allocs")
@@ -197,7 +193,7 @@ pub fn table_header(device: Device) -> String {
 /// One row of the human-readable table.
 pub fn table_row(r: &BenchResult) -> String {
     let row = format!(
-        "{:<8} {:<12} {:>9} {:>5} {:>15.3} {:>15.3} {:>12.0} {:>14.3} {:>9.2}",
+        "{:<8} {:<12} {:>9} {:>5} {:>12.3} {:>13.3} {:>10.0} {:>10.3} {:>9.2}",
         r.workload.name,
         r.engine,
         r.workload.params(),
@@ -216,4 +212,33 @@ pub fn table_row(r: &BenchResult) -> String {
         ),
         None => row,
     }
+}
+
+/// The workload's line of the table's preamble: what it computes and how often it is timed.
+pub fn workload_line(workload: &Workload, runs: usize) -> String {
+    format!(
+        "  {:<5} {}; P = {} parameters, K = {} directions; median of {runs} {}",
+        format!("{}:", workload.name),
+        workload.description(),
+        workload.params(),
+        workload.k,
+        if runs == 1 { "run" } else { "runs" }
+    )
+}
+
+/// What the table's columns mean, printed under it; on a CUDA device also the counters.
+pub fn table_legend(device: Device) -> String {
+    let mut legend = String::from(
+        "K HVPs ms: one batch of K Hessian-vector products through the prepared operator (loss and\n\
+         gradient recorded once, reused); + primal ms: the same batch with that preparation redone\n\
+         each time (what a function recomputing the forward pass pays); 1 HVP ms: a single product;\n\
+         HVP/s: K / (K HVPs ms); GFLOP/s: the cost model's 6 forward-pass products per direction\n\
+         divided by K HVPs ms; engine: fused-narrow / fused-wide (the MLP sweep) or tape.",
+    );
+    if device.is_cuda() {
+        legend.push_str(
+            "\nlaunches, allocs: kernel launches and allocations per batch after warm-up.",
+        );
+    }
+    legend
 }

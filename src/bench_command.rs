@@ -1,7 +1,9 @@
 //! `curvature bench` (also `curvature` with no subcommand): the batched-HVP benchmark of the
 //! library's `bench` module, as a table or one JSON object per workload.
 
-use curvature::bench::{run_workload, table_header, table_row, BenchConfig};
+use curvature::bench::{
+    run_workload, table_header, table_legend, table_row, workload_line, BenchConfig,
+};
 use curvature::nn::shown;
 use curvature::tensor::Device;
 use curvature::workloads::{self, Workload};
@@ -12,23 +14,28 @@ use crate::progress::Step;
 
 pub fn run(args: &BenchArgs) -> Result<(), Failure> {
     let device = args.device.select()?;
-    let config = BenchConfig {
-        device,
-        dtype: args.dtype,
-        workloads: select_workloads(&args.workloads, device, args.allow_large)?,
-        runs: args.runs as usize,
-    };
+    let workloads = select_workloads(&args.workloads, device, args.allow_large)?;
+    let runs = |w: &Workload| args.runs.map_or_else(|| w.default_runs(), |n| n as usize);
     if !args.json {
-        print(&format!(
-            "curvature bench: batched Hessian-vector products, device {}, dtype {}, median of {} {}\n{}\n",
+        let mut preamble = format!(
+            "curvature bench: K Hessian-vector products of a model's loss with respect to all its P parameters,\n\
+             in one batch; device {}, dtype {}\n",
             curvature::device_description(device),
-            config.dtype,
-            config.runs,
-            if config.runs == 1 { "run" } else { "runs" },
-            table_header(device)
-        ))?;
+            args.dtype,
+        );
+        for workload in &workloads {
+            preamble.push_str(&workload_line(workload, runs(workload)));
+            preamble.push('\n');
+        }
+        print(&format!("{preamble}\n{}\n", table_header(device)))?;
     }
-    for workload in &config.workloads {
+    for workload in &workloads {
+        let config = BenchConfig {
+            device,
+            dtype: args.dtype,
+            workloads: vec![workload.clone()],
+            runs: runs(workload),
+        };
         let result = {
             let _step = Step::spinner(format!("measuring {}", workload.name));
             run_workload(workload, &config).map_err(|e| e.to_string())?
@@ -39,6 +46,9 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
             table_row(&result)
         };
         print(&format!("{line}\n"))?;
+    }
+    if !args.json {
+        print(&format!("\n{}\n", table_legend(device)))?;
     }
     Ok(())
 }

@@ -50,9 +50,10 @@ pub struct BenchArgs {
     /// Device to run on; `auto` picks a CUDA GPU when one is present.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceChoice,
-    /// Timed repetitions per measurement (the median is reported), 1 to 10000.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_RUNS as i64))]
-    pub runs: u32,
+    /// Timed repetitions per measurement (the median is reported), 1 to 10000; default: 10
+    /// for seed, 3 for mid and large.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_RUNS as i64))]
+    pub runs: Option<u32>,
     /// Run the large workload on the CPU too (P = 42 M; each measurement takes minutes).
     #[arg(long)]
     pub allow_large: bool,

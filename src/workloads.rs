@@ -6,6 +6,12 @@ use curvature_tensor::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// The hidden layers' activation of every workload.
+const ACTIVATION: Activation = Activation::Tanh;
+
+/// The loss of every workload.
+const LOSS: Loss = Loss::Mse;
+
 /// A named MLP shape, sample count and number of HVP directions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workload {
@@ -59,6 +65,28 @@ impl Workload {
         self.widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
     }
 
+    /// The timed repetitions `curvature bench` makes by default: 10, or 3 for a workload whose
+    /// batch costs more than 10 GFLOP (mid and large), so the default run stays short.
+    pub fn default_runs(&self) -> usize {
+        if self.hvp_batch_flops() > 1e10 {
+            3
+        } else {
+            10
+        }
+    }
+
+    /// What the workload is, in one line: `MLP 1-10-10-1 (tanh), 1000 samples, mse loss`.
+    pub fn description(&self) -> String {
+        let widths: Vec<String> = self.widths.iter().map(usize::to_string).collect();
+        format!(
+            "MLP {} ({}), {} samples, {} loss",
+            widths.join("-"),
+            ACTIVATION.name(),
+            self.samples,
+            LOSS.name()
+        )
+    }
+
     /// Forward-pass FLOPs of the layer products, Σ 2·n·in·out.
     pub fn forward_flops(&self) -> f64 {
         self.widths
@@ -83,7 +111,7 @@ impl Workload {
     /// SimpleNet data, x = linspace(−10, 10) and y = 2x + 3 + 3·sin(x)·√|x| + cos(x + 3);
     /// the others use seeded uniform data in [−1, 1).
     pub fn build(&self, dtype: DType, device: Device) -> curvature_nn::Result<Problem> {
-        let hidden = vec![Activation::Tanh; self.widths.len() - 2];
+        let hidden = vec![ACTIVATION; self.widths.len() - 2];
         let model = Sequential::mlp(&self.widths, &hidden, None, dtype, device, 0)?;
         let (input, output) = (self.widths[0], self.widths[self.widths.len() - 1]);
         let (x, y) = if self.name == "seed" {
@@ -108,7 +136,7 @@ impl Workload {
             model,
             x: Tensor::from_f64s(&x, [self.samples, input], dtype, device)?,
             y: Tensor::from_f64s(&y, [self.samples, output], dtype, device)?,
-            loss: Loss::Mse,
+            loss: LOSS,
         })
     }
 }

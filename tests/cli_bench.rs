@@ -1,5 +1,6 @@
-//! `curvature bench`'s arguments: `--runs` bounded, a truthful header, each workload once, the
-//! large workload on a CPU only when asked for, and `CURVATURE_CUDA` checked.
+//! `curvature bench`'s arguments and output: `--runs` bounded, a header naming each workload
+//! and its runs, a legend of the columns, each workload once, the large workload on a CPU only
+//! when asked for, and `CURVATURE_CUDA` checked.
 
 mod common;
 
@@ -33,25 +34,54 @@ fn bench_runs_out_of_range_are_refused_cpu() {
     );
 }
 
+/// The standard output of `curvature bench ARGS` on the CPU in f64, which must succeed.
+fn bench_stdout(args: &[&str]) -> String {
+    let mut all = vec!["bench", "--device", "cpu", "--dtype", "f64"];
+    all.extend_from_slice(args);
+    let output = run_bounded(&mut curvature(&all));
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
 #[test]
 fn bench_header_counts_the_runs_and_each_workload_runs_once_cpu() {
-    let output = run_bounded(&mut curvature(&[
-        "bench",
-        "--workloads",
-        "seed,seed",
-        "--runs",
-        "2",
-        "--device",
-        "cpu",
-        "--dtype",
-        "f64",
-    ]));
-    assert!(output.status.success(), "{output:?}");
-    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let stdout = bench_stdout(&["--workloads", "seed,seed", "--runs", "2"]);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert!(lines[0].ends_with("median of 2 runs"), "{stdout}");
-    assert_eq!(lines.len(), 3, "header, column names, one row: {stdout}");
-    assert!(lines[2].starts_with("seed "), "{stdout}");
+    let described: Vec<&&str> = lines.iter().filter(|l| l.starts_with("  seed:")).collect();
+    assert_eq!(described.len(), 1, "one line describes seed: {stdout}");
+    assert!(
+        described[0].contains(
+            "MLP 1-10-10-1 (tanh), 1000 samples, mse loss; P = 141 parameters, K = 141 directions"
+        ),
+        "{stdout}"
+    );
+    assert!(described[0].ends_with("median of 2 runs"), "{stdout}");
+    let rows = lines.iter().filter(|l| l.starts_with("seed ")).count();
+    assert_eq!(rows, 1, "one row: {stdout}");
+    assert!(!stdout.contains("mid"), "{stdout}");
+    // The columns are explained under the table.
+    for column in [
+        "K HVPs ms:",
+        "+ primal ms:",
+        "1 HVP ms:",
+        "HVP/s:",
+        "GFLOP/s:",
+    ] {
+        assert!(stdout.contains(column), "no legend for {column}: {stdout}");
+    }
+}
+
+#[test]
+fn bench_times_small_workloads_ten_times_by_default_and_json_is_only_json_cpu() {
+    let stdout = bench_stdout(&["--workloads", "seed"]);
+    assert!(stdout.contains("median of 10 runs"), "{stdout}");
+    let seed = workloads::by_name("seed").expect("seed");
+    let mid = workloads::by_name("mid").expect("mid");
+    assert_eq!((seed.default_runs(), mid.default_runs()), (10, 3));
+    let stdout = bench_stdout(&["--workloads", "seed", "--runs", "1", "--json"]);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let line: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(line["workload"], "seed", "{stdout}");
 }
 
 #[test]

@@ -10,6 +10,9 @@ mod chain_rule;
 #[path = "../examples/graph_inspection.rs"]
 mod graph_inspection;
 #[allow(dead_code)]
+#[path = "../examples/linear_sigmoid_vhp.rs"]
+mod linear_sigmoid_vhp;
+#[allow(dead_code)]
 #[path = "../examples/retain_graph.rs"]
 mod retain_graph;
 #[allow(dead_code)]
@@ -18,6 +21,10 @@ mod simple_grad;
 #[allow(dead_code)]
 #[path = "../examples/simple_net.rs"]
 mod simple_net;
+
+#[allow(dead_code)]
+#[path = "../examples/vhp_two_inputs.rs"]
+mod vhp_two_inputs;
 
 use curvature::nn::{ModelFile, Module};
 use curvature::tape::{grad, GradOptions, Tape, TapeError};
@@ -189,4 +196,45 @@ fn golden_loss_and_grad_match_f64_cpu() -> TestResult {
 #[test]
 fn golden_loss_and_grad_match_f32_cpu() -> TestResult {
     check_golden_loss_and_grad(DType::F32, 1e-4)
+}
+
+#[test]
+fn vhp_of_two_inputs_gives_both_blocks_and_the_block_hessian_cpu() -> TestResult {
+    let run = vhp_two_inputs::run()?;
+    let [x_block, y_block] = vhp_two_inputs::expected_vhp();
+    assert_eq!(run.vhp.len(), 2);
+    assert!(vhp_two_inputs::close(&run.vhp[0].to_f64s()?, &x_block));
+    assert!(vhp_two_inputs::close(&run.vhp[1].to_f64s()?, &y_block));
+    assert_eq!(run.hessian.dims(), [6, 6]);
+    let h = run.hessian.to_f64s()?;
+    assert!(
+        vhp_two_inputs::close(&h, &vhp_two_inputs::expected_hessian()),
+        "{h:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn linear_sigmoid_vhp_has_exact_zeros_and_the_closed_form_cpu() -> TestResult {
+    use linear_sigmoid_vhp::{expected, problem, run, I};
+    let p = problem()?;
+    let vhp = run(&p)?;
+    let (gw, gb) = (vhp[0].to_f64s()?, vhp[1].to_f64s()?);
+    let [ew, eb] = expected(&p)?;
+    for (got, want) in gw.iter().zip(&ew).chain(gb.iter().zip(&eb)) {
+        assert!(
+            (got - want).abs() <= 1e-12,
+            "{gw:?} {gb:?} vs {ew:?} {eb:?}"
+        );
+    }
+    // Output 1 has a zero direction and output 2 a zero weight in the objective.
+    assert!(
+        gw[I..].iter().chain(&gb[1..]).all(|&g| g == 0.0),
+        "{gw:?} {gb:?}"
+    );
+    assert!(
+        gw[..I].iter().all(|&g| g != 0.0) && gb[0] != 0.0,
+        "{gw:?} {gb:?}"
+    );
+    Ok(())
 }
