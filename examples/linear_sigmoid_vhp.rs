@@ -57,7 +57,7 @@ pub fn run(p: &Problem) -> curvature::hessian::Result<Vec<Tensor>> {
         let (weight, bias) = (&params[0], &params[1]);
         let x = weight.constant(p.x.clone());
         let c = Tensor::from_f64s(&C, [O], DType::F64, Device::Cpu)?;
-        let out = Linear::forward_with(&x, weight, bias)?.sigmoid()?;
+        let out = Linear::apply(&x, weight, bias)?.sigmoid()?;
         Ok((&out * &c)?.sum_all()?)
     };
     let params = [p.layer.weight.clone(), p.layer.bias.clone()];
