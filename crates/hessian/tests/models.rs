@@ -10,8 +10,8 @@ use curvature_hessian::{
     per_sample_hessian_with, HessianOptions, LinearOperator, ModelHvp, PreparedHvp,
 };
 use curvature_nn::{
-    binary_cross_entropy_with_logits, check_param_count, gaussian_nll, mse, Activation, Linear,
-    Loss, Module, NnError, Objective, Residual, Sequential,
+    binary_cross_entropy_with_logits, check_param_count, gaussian_nll, mse, Activation, Dropout,
+    Linear, Loss, Module, NnError, Objective, Residual, Sequential,
 };
 use curvature_tape::{grad, GradOptions, Tape, Var};
 use curvature_tensor::{DType, Device, Tensor, UnaryOp};
@@ -386,6 +386,22 @@ fn tape_and_fused_sweep_agree_on_mlps_cpu() {
         assert!(rel_err(&a, &hessian_of(&prepared, &options).unwrap()) <= 1e-12);
         assert!((fused.value().unwrap() - tape.value().unwrap()).abs() <= 1e-14);
     }
+    // Dropout is the identity at evaluation: still the fused sweep, equal to the tape.
+    let layer = |i, o, seed| Linear::seeded(i, o, DType::F64, device, seed).unwrap();
+    let with_dropout = Sequential::default()
+        .with(layer(3, 4, 1))
+        .with(Activation::Tanh)
+        .with(Dropout::new(0.5).unwrap())
+        .with(layer(4, 3, 2));
+    let fused = ModelHvp::new(&with_dropout, Loss::Mse, &x, &targets).unwrap();
+    assert_eq!(fused.engine(2), "fused-wide");
+    let tape = PreparedHvp::for_model(&with_dropout, Loss::Mse, &x, &targets).unwrap();
+    let options = HessianOptions::default();
+    let err = rel_err(
+        &hessian_of(&fused, &options).unwrap(),
+        &hessian_of(&tape, &options).unwrap(),
+    );
+    assert!(err <= 1e-12, "{err:e}");
     // An activation without closed-form derivatives: the tape.
     let model = Sequential::mlp(
         &[3, 4, 3],
