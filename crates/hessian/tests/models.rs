@@ -402,6 +402,34 @@ fn tape_and_fused_sweep_agree_on_mlps_cpu() {
         &hessian_of(&tape, &options).unwrap(),
     );
     assert!(err <= 1e-12, "{err:e}");
+    // Losses the fused sweep does not implement: the tape.
+    let hidden = [Activation::Tanh];
+    let mlp = Sequential::mlp(&[3, 4, 3], &hidden, None, DType::F64, device, 2).unwrap();
+    let probs = on(
+        &wave(15, 0.1).iter().map(|v| v.abs()).collect::<Vec<_>>(),
+        &[5, 3],
+        device,
+    );
+    for loss in [Loss::BceWithLogits, Loss::SoftCrossEntropy] {
+        let op = ModelHvp::new(&mlp, loss, &x, &probs).unwrap();
+        assert_eq!(op.engine(2), "tape");
+        let h = hessian_of(&op, &HessianOptions::default()).unwrap();
+        let theta = mlp.flat_params().unwrap().to_f64s().unwrap();
+        let want = fd_hessian(
+            |t| {
+                let out = mlp.forward_flat(t, &t.constant(x.clone()))?;
+                loss.compute(&out, &probs)
+            },
+            &theta,
+        );
+        let err = rel_err(&h, &on(&want, &[31, 31], Device::Cpu));
+        assert!(err <= 1e-7, "{loss:?}: {err:e}");
+    }
+    let err = curvature_hessian::MlpHvp::new(&mlp, Loss::Nll, &x, &labels)
+        .err()
+        .expect("nll is not fused")
+        .to_string();
+    assert!(err.contains("not nll_loss"), "{err}");
     // An activation without closed-form derivatives: the tape.
     let model = Sequential::mlp(
         &[3, 4, 3],

@@ -357,6 +357,14 @@ fn loss_terms<T: Element>(
     outputs: usize,
 ) -> Result<(f64, Vec<T>, OutputCurvature<T>)> {
     match loss {
+        Loss::SoftCrossEntropy | Loss::Nll | Loss::BceWithLogits => Err(invalid(
+            OP,
+            format!(
+                "the fused sweep implements mse, sum_sq and cross_entropy, not {} \
+                 (PreparedHvp::for_model takes every loss)",
+                loss.name()
+            ),
+        )),
         Loss::Mse => {
             if y.dims() != [samples, outputs] {
                 return Err(invalid(
