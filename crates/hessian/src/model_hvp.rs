@@ -45,7 +45,7 @@ impl ModelHvp {
             let on_cpu = seq.parameters().iter().all(|p| p.device() == Device::Cpu)
                 && x.device() == Device::Cpu
                 && target.device() == Device::Cpu;
-            if on_cpu && dense_chain(seq).is_ok() {
+            if on_cpu && loss.is_fused() && dense_chain(seq).is_ok() {
                 return MlpHvp::new(seq, loss, x, target).map(ModelHvp::Fused);
             }
         }

@@ -10,8 +10,8 @@ use curvature_hessian::{
     per_sample_hessian_with, HessianOptions, LinearOperator, ModelHvp, PreparedHvp,
 };
 use curvature_nn::{
-    binary_cross_entropy_with_logits, check_param_count, gaussian_nll, mse, Activation, Linear,
-    Loss, Module, NnError, Objective, Residual, Sequential,
+    binary_cross_entropy_with_logits, check_param_count, gaussian_nll, mse, Activation, Dropout,
+    Linear, Loss, Module, NnError, Objective, Residual, Sequential,
 };
 use curvature_tape::{grad, GradOptions, Tape, Var};
 use curvature_tensor::{DType, Device, Tensor, UnaryOp};
@@ -386,6 +386,50 @@ fn tape_and_fused_sweep_agree_on_mlps_cpu() {
         assert!(rel_err(&a, &hessian_of(&prepared, &options).unwrap()) <= 1e-12);
         assert!((fused.value().unwrap() - tape.value().unwrap()).abs() <= 1e-14);
     }
+    // Dropout is the identity at evaluation: still the fused sweep, equal to the tape.
+    let layer = |i, o, seed| Linear::seeded(i, o, DType::F64, device, seed).unwrap();
+    let with_dropout = Sequential::default()
+        .with(layer(3, 4, 1))
+        .with(Activation::Tanh)
+        .with(Dropout::new(0.5).unwrap())
+        .with(layer(4, 3, 2));
+    let fused = ModelHvp::new(&with_dropout, Loss::Mse, &x, &targets).unwrap();
+    assert_eq!(fused.engine(2), "fused-wide");
+    let tape = PreparedHvp::for_model(&with_dropout, Loss::Mse, &x, &targets).unwrap();
+    let options = HessianOptions::default();
+    let err = rel_err(
+        &hessian_of(&fused, &options).unwrap(),
+        &hessian_of(&tape, &options).unwrap(),
+    );
+    assert!(err <= 1e-12, "{err:e}");
+    // Losses the fused sweep does not implement: the tape.
+    let hidden = [Activation::Tanh];
+    let mlp = Sequential::mlp(&[3, 4, 3], &hidden, None, DType::F64, device, 2).unwrap();
+    let probs = on(
+        &wave(15, 0.1).iter().map(|v| v.abs()).collect::<Vec<_>>(),
+        &[5, 3],
+        device,
+    );
+    for loss in [Loss::BceWithLogits, Loss::SoftCrossEntropy] {
+        let op = ModelHvp::new(&mlp, loss, &x, &probs).unwrap();
+        assert_eq!(op.engine(2), "tape");
+        let h = hessian_of(&op, &HessianOptions::default()).unwrap();
+        let theta = mlp.flat_params().unwrap().to_f64s().unwrap();
+        let want = fd_hessian(
+            |t| {
+                let out = mlp.forward_flat(t, &t.constant(x.clone()))?;
+                loss.compute(&out, &probs)
+            },
+            &theta,
+        );
+        let err = rel_err(&h, &on(&want, &[31, 31], Device::Cpu));
+        assert!(err <= 1e-7, "{loss:?}: {err:e}");
+    }
+    let err = curvature_hessian::MlpHvp::new(&mlp, Loss::Nll, &x, &labels)
+        .err()
+        .expect("nll is not fused")
+        .to_string();
+    assert!(err.contains("not nll_loss"), "{err}");
     // An activation without closed-form derivatives: the tape.
     let model = Sequential::mlp(
         &[3, 4, 3],

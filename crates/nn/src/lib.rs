@@ -15,9 +15,10 @@
 //!   sigmoid with their scalar derivatives), [`Dropout`] (the identity at evaluation),
 //!   [`Flatten`], [`Sequential`] (of any modules, named `0.weight`, `0.bias`, `2.weight`, …)
 //!   and [`Residual`] (`x + f(x)`);
-//! - losses: [`Loss`] (MSE, sum of squares, softmax cross-entropy: the losses of model files
+//! - losses: [`Loss`] (MSE, sum of squares and softmax cross-entropy, the losses of model files
 //!   and of the fused sweep, with its scalar pieces [`Loss::output_scale`],
-//!   [`Loss::output_gradient`], [`softmax_curvature`]) and the functions [`mse`], [`sum_sq`],
+//!   [`Loss::output_gradient`], [`softmax_curvature`]; soft cross-entropy, negative
+//!   log-likelihood and binary cross-entropy with logits on the tape) and the functions [`mse`], [`sum_sq`],
 //!   [`cross_entropy`], [`cross_entropy_soft`], [`nll_loss`], [`gaussian_nll`],
 //!   [`binary_cross_entropy_with_logits`], [`labels_from_tensor`]; [`Objective`] is a built-in
 //!   loss against targets or any closure of the output;

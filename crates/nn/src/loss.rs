@@ -8,7 +8,9 @@ use curvature_tensor::{Element, Tensor, TensorError};
 
 use crate::{NnError, Result};
 
-/// The losses of the golden data.
+/// The built-in losses of a model output against one target tensor y. The first three are
+/// the losses of model files (the names [`FromStr`](std::str::FromStr) parses) and of the
+/// fused MLP sweep; the others run on the tape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Loss {
     /// Mean over all elements of (output − y)².
@@ -17,6 +19,12 @@ pub enum Loss {
     SumSq,
     /// Mean over samples of −log_softmax(output)\[label\]; labels are stored as integral floats.
     CrossEntropy,
+    /// [`cross_entropy_soft`]: y holds class probabilities shaped like the output.
+    SoftCrossEntropy,
+    /// [`nll_loss`] of log-probabilities; labels are stored as integral floats.
+    Nll,
+    /// [`binary_cross_entropy_with_logits`]: y holds targets in [0, 1] shaped like the output.
+    BceWithLogits,
 }
 
 impl Loss {
@@ -26,6 +34,9 @@ impl Loss {
             Loss::Mse => "mse",
             Loss::SumSq => "sum_sq",
             Loss::CrossEntropy => "cross_entropy",
+            Loss::SoftCrossEntropy => "cross_entropy_soft",
+            Loss::Nll => "nll_loss",
+            Loss::BceWithLogits => "binary_cross_entropy_with_logits",
         }
     }
 
@@ -33,24 +44,36 @@ impl Loss {
     /// MSE is c/2 · Σ(h − y)² with c = 2/(samples·outputs), the sum of squares c/2 · Σh² with
     /// c = 2, cross-entropy the mean of the per-sample losses, c = 1/samples. The loss's
     /// Hessian with respect to the output is c·I for the first two and c times the softmax
-    /// curvature ([`softmax_curvature`]) for cross-entropy.
+    /// curvature ([`softmax_curvature`]) for cross-entropy. The other losses are means over
+    /// samples (c = 1/samples; soft cross-entropy has cross-entropy's curvature, the negative
+    /// log-likelihood none) or, for binary cross-entropy, over elements (c =
+    /// 1/(samples·outputs), curvature c·σ(1 − σ) per element).
     pub fn output_scale<T: Element>(self, samples: usize, outputs: usize) -> T {
         match self {
             Loss::Mse => T::from_f64(2.0 / samples.saturating_mul(outputs) as f64),
             Loss::SumSq => T::from_f64(2.0),
-            Loss::CrossEntropy => T::from_f64(1.0 / samples as f64),
+            Loss::CrossEntropy | Loss::SoftCrossEntropy | Loss::Nll => {
+                T::from_f64(1.0 / samples as f64)
+            }
+            Loss::BceWithLogits => T::from_f64(1.0 / samples.saturating_mul(outputs) as f64),
         }
     }
 
     /// ∂L/∂h of one output element, with `scale` the loss's
     /// [`output_scale`](Loss::output_scale): (h − y)·scale for MSE (y the target), h·scale for
     /// the sum of squares (y unused), and h·scale − y·scale for cross-entropy, where h is the
-    /// element's softmax probability and y is 1 at the sample's label and 0 elsewhere.
+    /// element's softmax probability and y is 1 at the sample's label and 0 elsewhere. The
+    /// same expression holds for soft cross-entropy (y the target probability) and binary
+    /// cross-entropy (h the element's sigmoid, y its target); the negative log-likelihood's is
+    /// −y·scale (y one-hot).
     pub fn output_gradient<T: Element>(self, h: T, y: T, scale: T) -> T {
         match self {
             Loss::Mse => (h - y) * scale,
             Loss::SumSq => h * scale,
-            Loss::CrossEntropy => h * scale - y * scale,
+            Loss::CrossEntropy | Loss::SoftCrossEntropy | Loss::BceWithLogits => {
+                h * scale - y * scale
+            }
+            Loss::Nll => -(y * scale),
         }
     }
 
@@ -68,7 +91,18 @@ impl Loss {
             Loss::Mse => mse(output, &output.constant(y.clone())),
             Loss::SumSq => sum_sq(output),
             Loss::CrossEntropy => cross_entropy(output, &labels_from_tensor(y)?),
+            Loss::SoftCrossEntropy => cross_entropy_soft(output, &output.constant(y.clone())),
+            Loss::Nll => nll_loss(output, &labels_from_tensor(y)?),
+            Loss::BceWithLogits => {
+                binary_cross_entropy_with_logits(output, &output.constant(y.clone()))
+            }
         }
+    }
+
+    /// Whether model files name this loss and the fused MLP sweep implements it (MSE, sum of
+    /// squares, cross-entropy).
+    pub fn is_fused(self) -> bool {
+        matches!(self, Loss::Mse | Loss::SumSq | Loss::CrossEntropy)
     }
 }
 

@@ -193,3 +193,35 @@ fn objectives_are_a_builtin_loss_or_a_closure() -> Result<()> {
     assert_eq!(format!("{:?}", Loss::Mse.against(&y)), "mse(target [1, 2])");
     Ok(())
 }
+
+#[test]
+fn loss_variants_compute_their_functions() -> Result<()> {
+    let tape = Tape::new();
+    let out = tape.leaf(t(&LOGITS, &[2, 3]));
+    let labels = t(&[2.0, 0.0], &[2]);
+    let probs = t(&[0.2, 0.3, 0.5, 1.0, 0.0, 0.0], &[2, 3]);
+    let soft = Loss::SoftCrossEntropy.compute(&out, &probs)?;
+    let want = cross_entropy_soft(&out, &tape.constant(probs.clone()))?;
+    assert_eq!(scalar(&soft), scalar(&want));
+    let nll = Loss::Nll.compute(&out, &labels)?;
+    assert_eq!(scalar(&nll), -(LOGITS[2] + LOGITS[3]) / 2.0);
+    let bce = Loss::BceWithLogits.compute(&out, &probs)?;
+    let want = binary_cross_entropy_with_logits(&out, &tape.constant(probs))?;
+    assert_eq!(scalar(&bce), scalar(&want));
+    assert!(Loss::Nll.compute(&out, &t(&[0.5, 1.0], &[2])).is_err());
+    // Only the model-file losses parse, and only they have the fused sweep.
+    for loss in [Loss::Mse, Loss::SumSq, Loss::CrossEntropy] {
+        assert_eq!(loss.name().parse::<Loss>(), Ok(loss));
+        assert!(loss.is_fused());
+    }
+    for loss in [Loss::SoftCrossEntropy, Loss::Nll, Loss::BceWithLogits] {
+        assert!(loss.name().parse::<Loss>().is_err());
+        assert!(!loss.is_fused());
+    }
+    // The scalar pieces: binary cross-entropy's gradient in the logit is (σ − y)/(n·out).
+    let scale: f64 = Loss::BceWithLogits.output_scale(2, 3);
+    assert_eq!(scale, 1.0 / 6.0);
+    assert!((Loss::BceWithLogits.output_gradient(0.75, 0.25, scale) - 0.5 / 6.0).abs() < 1e-16);
+    assert_eq!(Loss::Nll.output_gradient(-1.0, 1.0, 0.5), -0.5);
+    Ok(())
+}

@@ -2,7 +2,9 @@
 //! (forward, loss, backward) over all samples, whose per-layer results every batch of HVPs
 //! reuses.
 
-use curvature_nn::{labels_from_tensor, softmax_curvature, Activation, Linear, Loss, Sequential};
+use curvature_nn::{
+    labels_from_tensor, softmax_curvature, Activation, Dropout, Linear, Loss, Sequential,
+};
 use curvature_tensor::host_gemm::{gemm, Gemm, Operand};
 use curvature_tensor::{Element, Tensor};
 use rayon::prelude::*;
@@ -57,8 +59,8 @@ pub(crate) struct Network<T> {
 
 const OP: &str = "MlpHvp::new";
 
-/// The model as `Linear` layers each with the activation that follows it, or why the fused
-/// sweep does not apply to it.
+/// The model as `Linear` layers each with the activation that follows it (`Dropout`, the
+/// identity at evaluation, skipped), or why the fused sweep does not apply to it.
 pub(crate) fn dense_chain(model: &Sequential) -> Result<Vec<(&Linear, Option<Activation>)>> {
     let mut chain: Vec<(&Linear, Option<Activation>)> = Vec::new();
     for (index, layer) in model.layers().iter().enumerate() {
@@ -113,6 +115,9 @@ pub(crate) fn dense_chain(model: &Sequential) -> Result<Vec<(&Linear, Option<Act
                     ))
                 }
             }
+        } else if layer.downcast_ref::<Dropout>().is_some() {
+            // The identity at evaluation.
+            continue;
         } else {
             return Err(invalid(
                 OP,
@@ -352,6 +357,14 @@ fn loss_terms<T: Element>(
     outputs: usize,
 ) -> Result<(f64, Vec<T>, OutputCurvature<T>)> {
     match loss {
+        Loss::SoftCrossEntropy | Loss::Nll | Loss::BceWithLogits => Err(invalid(
+            OP,
+            format!(
+                "the fused sweep implements mse, sum_sq and cross_entropy, not {} \
+                 (PreparedHvp::for_model takes every loss)",
+                loss.name()
+            ),
+        )),
         Loss::Mse => {
             if y.dims() != [samples, outputs] {
                 return Err(invalid(

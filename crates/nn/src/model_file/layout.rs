@@ -92,6 +92,8 @@ impl ModelLayout {
             Loss::CrossEntropy => y.shape == [n] || y.shape == [n, 1],
             Loss::Mse => y.shape == [n, out],
             Loss::SumSq => y.shape.first() == Some(&n),
+            // Not a model-file loss: `FromStr` never produces it.
+            Loss::SoftCrossEntropy | Loss::Nll | Loss::BceWithLogits => false,
         };
         if !y_ok {
             let expected = if loss == Loss::CrossEntropy {
