@@ -14,7 +14,8 @@ For each model below, at a fixed seed, the file ``<name>.safetensors`` holds:
   ``[name, shape]`` in θ's order) and ``torch`` (the version that made the file).
 
 The models are the ones people's networks are built from: a ReLU MLP, a GELU MLP, a small CNN
-(conv → batch norm → ReLU → max pool → grouped conv → global average pool → linear) and a pre-norm
+(conv → batch norm → ReLU → max pool → grouped conv → global average pool → linear), a token
+classifier (embedding → dilated 1-D convolution → SiLU → linear) and a pre-norm
 transformer block (LayerNorm, causal multi-head attention, GELU MLP, residuals). Run from the
 repository root::
 
@@ -33,6 +34,9 @@ from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 torch.set_default_dtype(torch.float64)
+# One thread and deterministic kernels: the files are the same bytes on every run.
+torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "torch"
 K = 3  # directions per HVP batch
 
@@ -53,6 +57,21 @@ class Block(nn.Module):
         a = self.ln1(x)
         h = x + self.attn(a, a, a, attn_mask=causal, need_weights=False)[0]
         return h + self.mlp(self.ln2(h))
+
+
+class SequenceCnn(nn.Module):
+    """Token classifier: embedding → dilated 1-D convolution → SiLU → mean over positions →
+    linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+        self.conv = nn.Conv1d(4, 5, 3, padding=2, dilation=2)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, tokens):
+        h = self.embed(tokens).transpose(1, 2)
+        return self.head(nn.functional.silu(self.conv(h)).mean(dim=2))
 
 
 def randomize_norms(model, gen):
@@ -118,6 +137,17 @@ def cases(gen):
         xent,
     )
 
+    yield (
+        "sequence_cnn",
+        "embedding(10, 4) of tokens [3, 6], transposed to [3, 4, 6], Conv1d(4, 5, 3, padding=2, "
+        "dilation=2), SiLU, mean over positions, Linear(5, 3)",
+        SequenceCnn(),
+        [torch.randint(0, 10, (3, 6), generator=gen)],
+        torch.randint(0, 3, (3,), generator=gen),
+        "cross_entropy",
+        xent,
+    )
+
     block = Block(8, 2, 16)
     yield (
         "transformer_block",
@@ -161,7 +191,7 @@ def make(name, description, model, inputs, target, loss_name, loss_fn, gen):
     tensors = {f"param.{n}": t.detach().contiguous() for n, t in model.named_parameters()}
     tensors.update({f"buffer.{n}": t.detach().contiguous() for n, t in buffers.items()})
     for i, x in enumerate(inputs):
-        tensors["x" if i == 0 else f"x{i + 1}"] = x.contiguous()
+        tensors["x" if i == 0 else f"x{i + 1}"] = x.to(torch.float64).contiguous()
     tensors["y"] = target.to(torch.float64).contiguous()
     tensors["loss"] = loss.detach().reshape(())
     tensors["grad"] = grad.detach()

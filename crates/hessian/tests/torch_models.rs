@@ -1,6 +1,6 @@
 //! The models people's networks are made of, against PyTorch in float64: a ReLU MLP, a GELU
 //! MLP, a small CNN (conv → batch norm → ReLU → max pool → grouped conv → global average pool
-//! → linear) and a pre-norm transformer block (LayerNorm, causal multi-head attention, GELU
+//! → linear), a token classifier (embedding → dilated 1-D convolution → SiLU → linear) and a pre-norm transformer block (LayerNorm, causal multi-head attention, GELU
 //! MLP, residuals), built from this library's modules with the parameters of the fixtures in
 //! `tests/fixtures/torch/` (made by `scripts/make_model_fixtures.py`). The loss, the gradient,
 //! a batch of Hessian-vector products and the Hessian diagonal agree to 1e-10 relative, on the
@@ -14,11 +14,11 @@ use std::path::PathBuf;
 use common::rel_err;
 use curvature_hessian::{apply, hessian_diagonal, HessianOptions, ModelHvp};
 use curvature_nn::{
-    prefixed, Activation, AdaptiveAvgPool2d, BatchNorm, Conv2d, Flatten, LayerNorm, Linear, Loss,
+    prefixed, Activation, AdaptiveAvgPool2d, BatchNorm, Conv1d, Conv2d, Embedding, Flatten, LayerNorm, Linear, Loss,
     MaxPool2d, Module, MultiheadAttention, Result, Sequential,
 };
 use curvature_tape::Var;
-use curvature_tensor::{Conv2dOptions, DType, Device, Tensor, UnaryOp};
+use curvature_tensor::{Conv1dOptions, Conv2dOptions, DType, Device, Tensor, UnaryOp};
 
 const TOL: f64 = 1e-10;
 const F64: (DType, Device) = (DType::F64, Device::Cpu);
@@ -154,6 +154,52 @@ impl Module for Block {
     }
 }
 
+/// A token classifier: embedding → dilated 1-D convolution → SiLU → mean over positions →
+/// linear.
+#[derive(Debug, Clone)]
+struct SequenceCnn {
+    embed: Embedding,
+    conv: Conv1d,
+    head: Linear,
+}
+
+impl SequenceCnn {
+    fn new() -> SequenceCnn {
+        let dilated = Conv1dOptions {
+            padding: 2,
+            dilation: 2,
+            ..Conv1dOptions::default()
+        };
+        SequenceCnn {
+            embed: Embedding::seeded(10, 4, F64.0, F64.1, 0).unwrap(),
+            conv: Conv1d::seeded(4, 5, 3, dilated, true, F64, 1).unwrap(),
+            head: linear(5, 3),
+        }
+    }
+}
+
+impl Module for SequenceCnn {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut named = prefixed("embed", &self.embed);
+        named.extend(prefixed("conv", &self.conv));
+        named.extend(prefixed("head", &self.head));
+        named
+    }
+
+    fn forward_with(&self, params: &[Var], tokens: &Var) -> Result<Var> {
+        let h = self.embed.forward_with(&params[..1], tokens)?.permute(&[0, 2, 1])?;
+        let h = self.conv.forward_with(&params[1..3], &h)?.silu()?.mean(&[2], false)?;
+        self.head.forward_with(&params[3..], &h)
+    }
+
+    fn set_parameters(&mut self, params: &[Tensor]) -> Result<()> {
+        assert_eq!(params.len(), 5, "SequenceCnn has five parameters");
+        self.embed.set_parameters(&params[..1])?;
+        self.conv.set_parameters(&params[1..3])?;
+        self.head.set_parameters(&params[3..])
+    }
+}
+
 /// Moves every parameter of `model` to `device`.
 fn to_device<M: Module>(mut model: M, device: Device) -> M {
     let moved: Vec<Tensor> = model
@@ -201,6 +247,10 @@ fn small_cnn_matches_torch(device: Device) {
     check_against_torch("small_cnn", model, Loss::CrossEntropy, device);
 }
 
+fn sequence_cnn_matches_torch(device: Device) {
+    check_against_torch("sequence_cnn", SequenceCnn::new(), Loss::CrossEntropy, device);
+}
+
 fn transformer_block_matches_torch(device: Device) {
     check_against_torch("transformer_block", Block::new(8, 2, 16), Loss::Mse, device);
 }
@@ -209,5 +259,6 @@ device_tests!(
     relu_mlp_matches_torch,
     gelu_mlp_matches_torch,
     small_cnn_matches_torch,
+    sequence_cnn_matches_torch,
     transformer_block_matches_torch,
 );
