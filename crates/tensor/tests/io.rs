@@ -210,9 +210,10 @@ fn bad_names_are_refused_when_saving() -> curvature_tensor::Result<()> {
     assert_eq!(err.to_string(), "save: the name __metadata__ is reserved");
     let err = io::save(temp_path("no-such-dir/t.safetensors"), &[("t", &t)]).unwrap_err();
     assert!(
-        matches!(err, TensorError::File(FileError::Io { .. })),
+        matches!(err, TensorError::File(FileError::Write { .. })),
         "{err}"
     );
+    assert!(err.to_string().starts_with("cannot write "), "{err}");
     Ok(())
 }
 

@@ -42,9 +42,15 @@ pub use text::{bounded_text, shown, SHOWN_BYTES};
 /// taken from the file escaped and cut to a bounded length.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    /// The file could not be opened, read or written.
+    /// The file could not be opened or read.
     #[error("cannot read {path}: {source}")]
     Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
         path: String,
         source: std::io::Error,
     },
@@ -79,7 +85,8 @@ pub fn load(path: impl AsRef<Path>, device: Device) -> Result<BTreeMap<String, T
     read(&source, len, None, device)
 }
 
-/// Every tensor of the safetensors file at `path`, by name, converted to `dtype` on `device`.
+/// Every tensor of the safetensors file at `path`, by name, converted to `dtype` on `device`
+/// (an f64 value beyond f32's range becomes an infinity in f32).
 pub fn load_as(
     path: impl AsRef<Path>,
     dtype: DType,
@@ -125,7 +132,7 @@ pub fn save(path: impl AsRef<Path>, tensors: &[(&str, &Tensor)]) -> Result<()> {
     let bytes = to_bytes(tensors)?;
     let path = path.as_ref();
     std::fs::write(path, bytes).map_err(|source| {
-        TensorError::from(FileError::Io {
+        TensorError::from(FileError::Write {
             path: bounded_text(&path.display().to_string(), 120),
             source,
         })
