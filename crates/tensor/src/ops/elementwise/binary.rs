@@ -88,7 +88,10 @@ macro_rules! binary_op_table {
                 on a [(0.5, 2.0)], b [(-1.5, 1.5)],
                 value(a, b) => a.powf(b),
                 grad(g, a, b) => (
-                    g.mul(b)?.mul(&a.binary(BinaryOp::Pow, &b.unary(UnaryOp::Affine { mul: 1.0, add: -1.0 })?)?),
+                    g.mul(b)?.mul(&a.binary(
+                        BinaryOp::Pow,
+                        &b.unary(UnaryOp::Affine { mul: 1.0, add: -1.0 })?,
+                    )?),
                     g.mul(&a.binary(BinaryOp::Pow, b)?)?.mul(&a.unary(UnaryOp::Log)?)
                 );
         }

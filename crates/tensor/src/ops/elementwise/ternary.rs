@@ -21,7 +21,8 @@ macro_rules! ternary_op_table {
             /// ∂/∂y of `tanh_backward(g, y)` applied to `gg`: −2·y·g·gg, with
             /// (a, b, c) = (gg, g, y).
             TanhBackwardGradY tanh_backward_grad_y, saves Inputs,
-                on a [(-1.5, -0.5), (0.5, 1.5)], b [(-1.5, -0.5), (0.5, 1.5)], c [(-1.5, -0.5), (0.5, 1.5)],
+                on a [(-1.5, -0.5), (0.5, 1.5)], b [(-1.5, -0.5), (0.5, 1.5)],
+                c [(-1.5, -0.5), (0.5, 1.5)],
                 value(gg, g, y) => -(T::one() + T::one()) * y * g * gg,
                 grad(d, a, b, c) => (
                     d.scale(-2.0)?.mul(b)?.mul(c),
@@ -31,7 +32,8 @@ macro_rules! ternary_op_table {
             /// ∂/∂y of `sigmoid_backward(g, y)` applied to `gg`: gg·g·(1 − 2y), with
             /// (a, b, c) = (gg, g, y).
             SigmoidBackwardGradY sigmoid_backward_grad_y, saves Inputs,
-                on a [(-1.5, -0.5), (0.5, 1.5)], b [(-1.5, -0.5), (0.5, 1.5)], c [(-1.5, -0.5), (0.5, 1.5)],
+                on a [(-1.5, -0.5), (0.5, 1.5)], b [(-1.5, -0.5), (0.5, 1.5)],
+                c [(-1.5, -0.5), (0.5, 1.5)],
                 value(gg, g, y) => gg * g * (T::one() - (T::one() + T::one()) * y),
                 grad(d, a, b, c) => (
                     d.mul(&c.unary(UnaryOp::Affine { mul: -2.0, add: 1.0 })?)?.mul(b),
@@ -46,7 +48,8 @@ macro_rules! ternary_op_table {
             /// mask there.
             WhereCond where_cond, saves Inputs,
                 on a [(-1.5, -0.5), (0.0, 0.0), (0.5, 1.5)], b [(-1.5, 1.5)], c [(-1.5, 1.5)],
-                value(mask, on_true, on_false) => if mask != T::zero() { on_true } else { on_false },
+                value(mask, on_true, on_false) =>
+                    if mask != T::zero() { on_true } else { on_false },
                 grad(d, mask, _on_true, _on_false) => (
                     d.scale(0.0),
                     mask.ternary(TernaryOp::WhereCond, d, &d.scale(0.0)?),
