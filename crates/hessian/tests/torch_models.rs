@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use common::rel_err;
 use curvature_hessian::{apply, hessian_diagonal, HessianOptions, ModelHvp};
 use curvature_nn::{
-    prefixed, Activation, AdaptiveAvgPool2d, BatchNorm, Conv1d, Conv2d, Embedding, Flatten, LayerNorm, Linear, Loss,
-    MaxPool2d, Module, MultiheadAttention, Result, Sequential,
+    prefixed, Activation, AdaptiveAvgPool2d, BatchNorm, Conv1d, Conv2d, Embedding, Flatten,
+    LayerNorm, Linear, Loss, MaxPool2d, Module, MultiheadAttention, Result, Sequential,
 };
 use curvature_tape::Var;
 use curvature_tensor::{Conv1dOptions, Conv2dOptions, DType, Device, Tensor, UnaryOp};
@@ -25,15 +25,19 @@ const F64: (DType, Device) = (DType::F64, Device::Cpu);
 
 /// The fixture `name`'s tensors on `device`.
 fn fixture(name: &str, device: Device) -> BTreeMap<String, Tensor> {
-    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/torch"))
-        .join(format!("{name}.safetensors"));
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/torch");
+    let path = PathBuf::from(dir).join(format!("{name}.safetensors"));
     curvature_tensor::io::load(&path, device).unwrap()
 }
 
 /// Loads the fixture's parameters into `model` by name, in the model's own order: θ then has
 /// PyTorch's order exactly when the names and their order agree with `named_parameters()`.
 fn with_fixture_params<M: Module>(mut model: M, tensors: &BTreeMap<String, Tensor>) -> M {
-    let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     let stored = tensors.keys().filter(|k| k.starts_with("param.")).count();
     assert_eq!(names.len(), stored, "parameter count: {names:?}");
     let params: Vec<Tensor> = names
@@ -139,8 +143,10 @@ impl Module for Block {
         let (ln1, rest) = params.split_at(2);
         let (attn, rest) = rest.split_at(4);
         let (ln2, mlp) = rest.split_at(2);
-        let h = x.add(&self.attn.forward_with(attn, &self.ln1.forward_with(ln1, x)?)?)?;
-        Ok(h.add(&self.mlp.forward_with(mlp, &self.ln2.forward_with(ln2, &h)?)?)?)
+        let a = self.ln1.forward_with(ln1, x)?;
+        let h = x.add(&self.attn.forward_with(attn, &a)?)?;
+        let m = self.ln2.forward_with(ln2, &h)?;
+        Ok(h.add(&self.mlp.forward_with(mlp, &m)?)?)
     }
 
     fn set_parameters(&mut self, params: &[Tensor]) -> Result<()> {
@@ -187,8 +193,15 @@ impl Module for SequenceCnn {
     }
 
     fn forward_with(&self, params: &[Var], tokens: &Var) -> Result<Var> {
-        let h = self.embed.forward_with(&params[..1], tokens)?.permute(&[0, 2, 1])?;
-        let h = self.conv.forward_with(&params[1..3], &h)?.silu()?.mean(&[2], false)?;
+        let h = self
+            .embed
+            .forward_with(&params[..1], tokens)?
+            .permute(&[0, 2, 1])?;
+        let h = self
+            .conv
+            .forward_with(&params[1..3], &h)?
+            .silu()?
+            .mean(&[2], false)?;
         self.head.forward_with(&params[3..], &h)
     }
 
@@ -248,7 +261,12 @@ fn small_cnn_matches_torch(device: Device) {
 }
 
 fn sequence_cnn_matches_torch(device: Device) {
-    check_against_torch("sequence_cnn", SequenceCnn::new(), Loss::CrossEntropy, device);
+    check_against_torch(
+        "sequence_cnn",
+        SequenceCnn::new(),
+        Loss::CrossEntropy,
+        device,
+    );
 }
 
 fn transformer_block_matches_torch(device: Device) {
