@@ -73,10 +73,7 @@ fn metadata(args: &AnalyzeArgs, a: &Analysis) -> BTreeMap<String, String> {
     // The model as its file describes it: the MLP form's keys, or the `layers` list.
     let model: Vec<(&str, String)> = if m.widths.is_empty() {
         let layers: Vec<serde_json::Value> = m.layers.iter().map(|l| l.to_json()).collect();
-        vec![(
-            "layers",
-            serde_json::to_string(&layers).unwrap_or_default(),
-        )]
+        vec![("layers", serde_json::to_string(&layers).unwrap_or_default())]
     } else {
         vec![
             (

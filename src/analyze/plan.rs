@@ -10,9 +10,9 @@
 
 use curvature::hessian::{HessianOptions, LanczosOptions, MlpMemory, SlqOptions, Which};
 use curvature::nn::{LayerSpec, ModelLayout};
-use curvature::tensor::UnaryOp;
 #[cfg(test)]
 use curvature::nn::{ModelFile, Module};
+use curvature::tensor::UnaryOp;
 use curvature::tensor::{human_bytes, DType};
 
 /// Memory assumed available when `/proc/meminfo` cannot be read and no limit is given.
@@ -138,8 +138,8 @@ enum OperatorMemory {
 impl OperatorMemory {
     fn new(sizes: &Sizes, dtype: DType) -> Result<OperatorMemory, String> {
         if !sizes.widths.is_empty() {
-            let mlp = MlpMemory::new(&sizes.widths, sizes.samples, dtype)
-                .map_err(|e| e.to_string())?;
+            let mlp =
+                MlpMemory::new(&sizes.widths, sizes.samples, dtype).map_err(|e| e.to_string())?;
             return Ok(OperatorMemory::Fused(mlp));
         }
         if usize::try_from(sizes.params).is_err() {
@@ -428,5 +428,54 @@ mod tests {
         assert_eq!(sizes.samples, model.x.dims()[0]);
         assert_eq!(sizes.tensor_elements, loaded.iter().sum::<usize>() as u128);
         assert_eq!(sizes.largest_tensor, *loaded.iter().max().unwrap() as u128);
+    }
+
+    /// The CNN conv(2→3, 3×3, padding 1) → batch norm → ReLU → max pool 2 → flatten →
+    /// linear(12→3) on x [6, 2, 4, 4]: P and the activations counted by hand.
+    #[test]
+    fn the_layout_of_a_cnn_counts_parameters_and_activations() {
+        let layout = ModelLayout::open(golden("layers/small_cnn")).expect("a valid header");
+        let sizes = Sizes::from_layout(&layout);
+        assert!(sizes.widths.is_empty(), "not an MLP: the tape's plan");
+        assert_eq!(sizes.params, (3 * 2 * 9 + 3) + (3 + 3) + (3 * 12 + 3));
+        let x = 6 * 2 * 4 * 4;
+        let conv = 6 * 3 * 4 * 4;
+        let unfolded = 6 * (2 * 3 * 3) * (4 * 4);
+        let pooled = 6 * 3 * 2 * 2;
+        let expected = x + conv + unfolded + 2 * conv + 2 * pooled + 6 * 3;
+        assert_eq!(sizes.activation_elements, expected);
+    }
+
+    /// A `layers` file of Linear layers and tanh is planned as the fused sweep's MLP.
+    #[test]
+    fn a_layers_file_of_linear_and_tanh_is_planned_as_an_mlp() {
+        let shapes: [(&str, Vec<usize>); 6] = [
+            ("0.weight", vec![3, 2]),
+            ("0.bias", vec![3]),
+            ("2.weight", vec![1, 3]),
+            ("2.bias", vec![1]),
+            ("x", vec![4, 2]),
+            ("y", vec![4, 1]),
+        ];
+        let data: Vec<Vec<u8>> = shapes
+            .iter()
+            .map(|(_, dims)| vec![0; 8 * dims.iter().product::<usize>()])
+            .collect();
+        let views = shapes.iter().zip(&data).map(|((name, dims), bytes)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F64, dims.clone(), bytes);
+            (name.to_string(), view.expect("a view"))
+        });
+        let layers = r#"[{"type": "Linear", "in_features": 2, "out_features": 3, "bias": true},
+            {"type": "Tanh"}, {"type": "Linear", "in_features": 3, "out_features": 1, "bias": true}]"#;
+        let metadata = [("layers", layers), ("loss", "mse")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let bytes = safetensors::tensor::serialize(views, Some(metadata)).expect("serialised");
+        let layout = ModelLayout::from_bytes(&bytes).expect("a valid header");
+        let sizes = Sizes::from_layout(&layout);
+        assert_eq!(sizes.widths, [2, 3, 1]);
+        assert_eq!(sizes.params, 2 * 3 + 3 + 3 + 1);
     }
 }

@@ -226,7 +226,11 @@ fn is_state_dict_name(name: &str) -> bool {
 /// Checks the targets' shape against the model's output `out` `[n, …]`: the class labels `[n]`
 /// (or `[n, 1]`) of `[n, classes]` logits for cross-entropy, the output's shape for MSE, any
 /// shape with n rows for the sum of squares.
-fn check_targets(loss: Loss, out: &[usize], y: &[usize]) -> std::result::Result<(), ModelFileError> {
+fn check_targets(
+    loss: Loss,
+    out: &[usize],
+    y: &[usize],
+) -> std::result::Result<(), ModelFileError> {
     let n = out.first().copied().unwrap_or(0);
     let ok = match loss {
         Loss::CrossEntropy => out.len() == 2 && (y == [n] || y == [n, 1]),

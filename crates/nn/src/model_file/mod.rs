@@ -245,7 +245,9 @@ impl Form {
 }
 
 /// The `layers` list: every entry parsed and checked, the first bad one named.
-fn parse_layers(meta: &HashMap<String, String>) -> std::result::Result<Vec<LayerSpec>, ModelFileError> {
+fn parse_layers(
+    meta: &HashMap<String, String>,
+) -> std::result::Result<Vec<LayerSpec>, ModelFileError> {
     let entries: Vec<serde_json::Value> = parse_json(meta, "layers")?;
     if entries.is_empty() {
         return Err(metadata_error("layers", "the list is empty"));

@@ -8,7 +8,7 @@ use curvature_tensor::{Conv1dOptions, Conv2dOptions, Tensor, UnaryOp};
 use serde_json::{json, Map, Value};
 
 use crate::{
-    AdaptiveAvgPool2d, Activation, AvgPool2d, BatchNorm, Conv1d, Conv2d, Dropout, Flatten,
+    Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Conv1d, Conv2d, Dropout, Flatten,
     LayerNorm, Linear, MaxPool2d, Module, Result,
 };
 
@@ -268,13 +268,15 @@ impl LayerSpec {
             }
             other => {
                 return Err(format!(
-                    "unknown type '{}' (supported: {})",
-                    super::shown(other),
-                    LAYER_TYPES.join(", ")
+                    "unknown type '{}' (not a supported module)",
+                    super::shown(other)
                 ))
             }
         };
-        if let Some(key) = fields.keys().find(|k| *k != "type" && !keys.contains(&k.as_str())) {
+        if let Some(key) = fields
+            .keys()
+            .find(|k| *k != "type" && !keys.contains(&k.as_str()))
+        {
             return Err(format!("unknown key '{}' for {kind}", super::shown(key)));
         }
         Ok(spec)
@@ -612,10 +614,12 @@ impl LayerSpec {
     pub fn build(&self, tensors: Vec<Tensor>) -> Result<Box<dyn Module>> {
         let mut tensors = tensors.into_iter();
         let mut next = || {
-            tensors.next().ok_or_else(|| crate::NnError::InvalidArgument {
-                op: "LayerSpec::build",
-                msg: format!("{} needs more tensors", self.type_name()),
-            })
+            tensors
+                .next()
+                .ok_or_else(|| crate::NnError::InvalidArgument {
+                    op: "LayerSpec::build",
+                    msg: format!("{} needs more tensors", self.type_name()),
+                })
         };
         Ok(match *self {
             LayerSpec::Linear { bias, .. } => {
@@ -793,11 +797,7 @@ impl Fields<'_> {
     fn sizes<const N: usize>(&self, key: &str, min: usize) -> Checked<[usize; N]> {
         let value = self.get(key)?;
         let bad = || {
-            let what = if min == 0 {
-                "non-negative"
-            } else {
-                "positive"
-            };
+            let what = if min == 0 { "non-negative" } else { "positive" };
             format!("'{key}' must be a list of {N} {what} integers")
         };
         let items: Vec<&Value> = match value {
