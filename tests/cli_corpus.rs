@@ -1,10 +1,10 @@
 //! A corpus of malformed model files, generated here: truncations, header lengths that lie,
 //! headers that are not the JSON they should be, unsupported dtypes, shapes that disagree with
 //! the data or overflow, data offsets out of range, bad metadata, bad labels, resource bombs,
-//! layers beyond the widths, malformed `layers` lists, non-finite values and special files. `curvature analyze` must
-//! refuse every one with exit code 2 and one line `error: ...` of at most 300 bytes naming the
-//! problem, leave nothing in the output directory, and finish within 20 s under a 4 GiB
-//! address-space limit (see `common::run_bounded`).
+//! layers beyond the widths, malformed `layers` lists, non-finite values and special files.
+//! `curvature analyze` must refuse every one with exit code 2 and one line `error: ...` of at
+//! most 300 bytes naming the problem, leave nothing in the output directory, and finish within
+//! 20 s under a 4 GiB address-space limit (see `common::run_bounded`).
 
 #![cfg(unix)]
 

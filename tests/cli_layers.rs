@@ -36,13 +36,11 @@ const MODELS: [(&str, &str); 4] = [
 
 const TOL: f64 = 1e-10;
 
-/// A file's f64 tensors (name → shape, values) and its metadata.
-fn read(
-    path: &Path,
-) -> (
-    BTreeMap<String, (Vec<usize>, Vec<f64>)>,
-    BTreeMap<String, String>,
-) {
+/// A file's f64 tensors by name: (shape, values).
+type Tensors = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
+
+/// A file's f64 tensors and its metadata.
+fn read(path: &Path) -> (Tensors, BTreeMap<String, String>) {
     let bytes = std::fs::read(path).expect("readable file");
     let (_, header) = SafeTensors::read_metadata(&bytes).expect("a header");
     let metadata = header.metadata().clone().unwrap_or_default();

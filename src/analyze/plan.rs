@@ -466,8 +466,11 @@ mod tests {
                 safetensors::tensor::TensorView::new(safetensors::Dtype::F64, dims.clone(), bytes);
             (name.to_string(), view.expect("a view"))
         });
-        let layers = r#"[{"type": "Linear", "in_features": 2, "out_features": 3, "bias": true},
-            {"type": "Tanh"}, {"type": "Linear", "in_features": 3, "out_features": 1, "bias": true}]"#;
+        let layers = r#"[
+            {"type": "Linear", "in_features": 2, "out_features": 3, "bias": true},
+            {"type": "Tanh"},
+            {"type": "Linear", "in_features": 3, "out_features": 1, "bias": true}
+        ]"#;
         let metadata = [("layers", layers), ("loss", "mse")]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -846,8 +846,9 @@ fn last_axis(input: &[usize], expected: usize, shape: &dyn Fn() -> String) -> Ch
     }
 }
 
-/// Output positions of a sliding window along an axis of `len`: ⌊(len + 2p − d(k − 1) − 1)/s⌋
-/// + 1, or an error when the window does not fit.
+/// Output positions of a sliding window along an axis of `len`, PyTorch's
+/// `(len + 2p − d(k − 1) − 1) / s + 1` (floor division), or an error when the window does
+/// not fit.
 fn window_count(
     len: usize,
     kernel: usize,
