@@ -61,8 +61,9 @@ pub struct BenchArgs {
 
 #[derive(Args, Clone)]
 pub struct AnalyzeArgs {
-    /// The model file (safetensors: layer weights, `x`, `y`, metadata `widths`, `activations`,
-    /// `final_activation`, `loss`), e.g. written by scripts/export_torch_mlp.py.
+    /// The model file (safetensors: the layers' tensors, `x`, `y`, metadata `layers` or
+    /// `widths`/`activations`/`final_activation`, and `loss`), e.g. written by
+    /// scripts/export_torch.py.
     pub model: PathBuf,
     /// Write the results to this safetensors file.
     #[arg(long)]

@@ -70,17 +70,25 @@ fn metadata(args: &AnalyzeArgs, a: &Analysis) -> BTreeMap<String, String> {
     let m = &a.model;
     let activations: Vec<&str> = m.activations.iter().map(|x| x.name()).collect();
     let strings = |v: &[&str]| serde_json::to_string(v).unwrap_or_default();
+    // The model as its file describes it: the MLP form's keys, or the `layers` list.
+    let model: Vec<(&str, String)> = if m.widths.is_empty() {
+        let layers: Vec<serde_json::Value> = m.layers.iter().map(|l| l.to_json()).collect();
+        vec![("layers", serde_json::to_string(&layers).unwrap_or_default())]
+    } else {
+        vec![
+            (
+                "widths",
+                serde_json::to_string(&m.widths).unwrap_or_default(),
+            ),
+            ("activations", strings(&activations)),
+            (
+                "final_activation",
+                m.final_activation.map_or("None", |x| x.name()).to_string(),
+            ),
+        ]
+    };
     let entries = [
         ("source", file_name(&args.model)),
-        (
-            "widths",
-            serde_json::to_string(&m.widths).unwrap_or_default(),
-        ),
-        ("activations", strings(&activations)),
-        (
-            "final_activation",
-            m.final_activation.map_or("None", |x| x.name()).to_string(),
-        ),
         ("loss", m.loss.name().to_string()),
         ("params", a.params.to_string()),
         ("samples", a.samples.to_string()),
@@ -93,23 +101,24 @@ fn metadata(args: &AnalyzeArgs, a: &Analysis) -> BTreeMap<String, String> {
         ("top_eigenvalues_method", a.top_method.name().to_string()),
         ("spectral_density_sigma", format!("{:e}", a.sigma)),
     ];
-    entries
+    model
         .into_iter()
+        .chain(entries)
         .map(|(k, v)| (k.to_string(), v))
         .collect()
 }
 
-fn summary(args: &AnalyzeArgs, a: &Analysis) -> String {
+/// The model in words: the MLP's widths and activations, or the layer types in order.
+fn model_line(a: &Analysis) -> String {
     let m = &a.model;
-    let widths: Vec<String> = m.widths.iter().map(usize::to_string).collect();
-    let activations: Vec<&str> = m.activations.iter().map(|x| x.name()).collect();
-    let p = a.params;
-    let mut s = format!("curvature analyze: {}\n", args.model.display());
-    let mut line = |key: &str, value: String| s.push_str(&format!("  {key:<13} {value}\n"));
-    line(
-        "model",
+    let shape = if m.widths.is_empty() {
+        let types: Vec<&str> = m.layers.iter().map(|l| l.type_name()).collect();
+        format!("Sequential({})", types.join(" → "))
+    } else {
+        let widths: Vec<String> = m.widths.iter().map(usize::to_string).collect();
+        let activations: Vec<&str> = m.activations.iter().map(|x| x.name()).collect();
         format!(
-            "MLP {} ({}{}), loss {}, {} samples, P = {p}",
+            "MLP {} ({}{})",
             widths.join("-"),
             if activations.is_empty() {
                 "no hidden layers".to_string()
@@ -118,10 +127,21 @@ fn summary(args: &AnalyzeArgs, a: &Analysis) -> String {
             },
             m.final_activation
                 .map_or(String::new(), |x| format!(", final {}", x.name())),
-            m.loss.name(),
-            a.samples
-        ),
-    );
+        )
+    };
+    format!(
+        "{shape}, loss {}, {} samples, P = {}",
+        m.loss.name(),
+        a.samples,
+        a.params
+    )
+}
+
+fn summary(args: &AnalyzeArgs, a: &Analysis) -> String {
+    let p = a.params;
+    let mut s = format!("curvature analyze: {}\n", args.model.display());
+    let mut line = |key: &str, value: String| s.push_str(&format!("  {key:<13} {value}\n"));
+    line("model", model_line(a));
     line(
         "run on",
         format!("{}, {}", curvature::device_description(a.device), a.dtype),

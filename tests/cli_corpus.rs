@@ -1,10 +1,10 @@
 //! A corpus of malformed model files, generated here: truncations, header lengths that lie,
 //! headers that are not the JSON they should be, unsupported dtypes, shapes that disagree with
 //! the data or overflow, data offsets out of range, bad metadata, bad labels, resource bombs,
-//! layers beyond the widths, non-finite values and special files. `curvature analyze` must
-//! refuse every one with exit code 2 and one line `error: ...` of at most 300 bytes naming the
-//! problem, leave nothing in the output directory, and finish within 20 s under a 4 GiB
-//! address-space limit (see `common::run_bounded`).
+//! layers beyond the widths, malformed `layers` lists, non-finite values and special files.
+//! `curvature analyze` must refuse every one with exit code 2 and one line `error: ...` of at
+//! most 300 bytes naming the problem, leave nothing in the output directory, and finish within
+//! 20 s under a 4 GiB address-space limit (see `common::run_bounded`).
 
 #![cfg(unix)]
 
@@ -15,7 +15,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use common::check_rejected;
 use corpus::spec::{encode, Spec};
-use corpus::{format, materialise, model, Case, Input};
+use corpus::{format, layers, materialise, model, Case, Input};
 use serde_json::{json, Value};
 
 #[test]
@@ -32,6 +32,7 @@ fn analyze_refuses_every_malformed_file_cleanly_cpu() {
         model::bombs(),
         model::layers_and_values(),
         model::special_files(),
+        layers::layer_lists(),
     ]
     .into_iter()
     .flatten()

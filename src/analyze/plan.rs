@@ -2,15 +2,17 @@
 //! model's sizes before the model is loaded (from the file's header) and checked against the
 //! memory available, so a run that cannot fit is refused with one line instead of aborting
 //! half-way. The figures are upper bounds built from what each step keeps alive: the loaded
-//! model, the fused operator ([`MlpMemory`]), the dense Hessian and its eigensolver, the
+//! model, the operator (the fused sweep's [`MlpMemory`] for an MLP, [`TapeMemory`] for any
+//! other model), the dense Hessian and its eigensolver, the
 //! estimators' probe blocks and Krylov bases ([`SlqOptions::memory_bytes`],
 //! [`LanczosOptions::memory_bytes`]) and the results file, plus the process itself and a
 //! sixteenth for the allocator.
 
 use curvature::hessian::{HessianOptions, LanczosOptions, MlpMemory, SlqOptions, Which};
-use curvature::nn::ModelLayout;
+use curvature::nn::{LayerSpec, ModelLayout};
 #[cfg(test)]
 use curvature::nn::{ModelFile, Module};
+use curvature::tensor::UnaryOp;
 use curvature::tensor::{human_bytes, DType};
 
 /// Memory assumed available when `/proc/meminfo` cannot be read and no limit is given.
@@ -24,9 +26,15 @@ const SLACK_DIVISOR: u128 = 16;
 /// What the plan needs to know about a model file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sizes {
-    /// The layer widths, inputs first.
+    /// The layer widths, inputs first, when the model is an MLP the fused sweep runs
+    /// (Linear layers, each followed by at most one tanh or sigmoid); empty otherwise.
     pub widths: Vec<usize>,
     pub samples: usize,
+    /// P, the number of parameters.
+    pub params: u128,
+    /// Elements of the input, of every layer's output and of the convolutions' unfolded
+    /// inputs, over all samples: what one pass of the tape records per value it keeps.
+    pub activation_elements: u128,
     /// Elements of the tensors loading converts (the layers, `x` and `y`).
     pub tensor_elements: u128,
     /// Elements of the largest of them.
@@ -36,15 +44,139 @@ pub struct Sizes {
 impl Sizes {
     /// The sizes from a model file's checked header, before any tensor is read.
     pub fn from_layout(layout: &ModelLayout) -> Sizes {
-        let counts: Vec<u128> = layout
-            .model_shapes()
-            .map(|dims| dims.iter().map(|&d| d as u128).product())
-            .collect();
+        let count = |dims: &[usize]| dims.iter().map(|&d| d as u128).product::<u128>();
+        let counts: Vec<u128> = layout.model_shapes().map(count).collect();
+        let params = layout
+            .layers
+            .iter()
+            .flat_map(|spec| spec.tensor_shapes())
+            .filter(|(name, _)| *name == "weight" || *name == "bias")
+            .map(|(_, dims)| count(&dims))
+            .sum();
+        let samples = layout.samples();
+        let activation_elements = layout
+            .layers
+            .iter()
+            .zip(&layout.layer_dims)
+            .map(|(spec, dims)| {
+                count(dims).saturating_add(spec.workspace_per_sample(dims) * samples as u128)
+            })
+            .fold(count(&layout.x_dims), u128::saturating_add);
         Sizes {
-            widths: layout.widths.clone(),
-            samples: layout.samples(),
+            widths: mlp_widths(layout),
+            samples,
+            params,
+            activation_elements,
             tensor_elements: counts.iter().sum(),
             largest_tensor: counts.iter().copied().max().unwrap_or(0),
+        }
+    }
+}
+
+/// The widths of the model when the fused sweep runs it: `[n, in]` inputs and Linear layers,
+/// each followed by at most one tanh or sigmoid.
+fn mlp_widths(layout: &ModelLayout) -> Vec<usize> {
+    if !layout.widths.is_empty() {
+        return layout.widths.clone();
+    }
+    if layout.x_dims.len() != 2 {
+        return Vec::new();
+    }
+    let mut widths = vec![layout.x_dims[1]];
+    let mut after_linear = false;
+    for spec in &layout.layers {
+        match spec {
+            LayerSpec::Linear { out_features, .. } => {
+                widths.push(*out_features);
+                after_linear = true;
+            }
+            LayerSpec::Activation(UnaryOp::Tanh | UnaryOp::Sigmoid) if after_linear => {
+                after_linear = false;
+            }
+            _ => return Vec::new(),
+        }
+    }
+    if widths.len() < 2 {
+        return Vec::new();
+    }
+    widths
+}
+
+/// What the tape's operator ([`PreparedHvp`](curvature::hessian::PreparedHvp)) keeps for a
+/// model that is not a plain MLP, as upper estimates from the activations A and P: the
+/// recorded forward pass and gradient graph hold at most [`TAPE_VALUES_PER_ACTIVATION`]
+/// values per activation and [`TAPE_VALUES_PER_PARAM`] per parameter, and a batch of k
+/// products carries a tangent of each of them per direction.
+#[derive(Debug, Clone, Copy)]
+pub struct TapeMemory {
+    params: u128,
+    activations: u128,
+    size: u128,
+}
+
+/// Values the tape keeps per activation element (forward values, their saved inputs, the
+/// normalisations' intermediates and the gradient graph's).
+const TAPE_VALUES_PER_ACTIVATION: u128 = 12;
+/// Values the tape keeps per parameter (θ, its views, the gradient and its graph).
+const TAPE_VALUES_PER_PARAM: u128 = 6;
+
+impl TapeMemory {
+    fn graph(&self) -> u128 {
+        self.activations
+            .saturating_mul(TAPE_VALUES_PER_ACTIVATION)
+            .saturating_add(self.params.saturating_mul(TAPE_VALUES_PER_PARAM))
+            .saturating_mul(self.size)
+    }
+}
+
+/// The operator's memory: the fused sweep's or the tape's.
+enum OperatorMemory {
+    Fused(MlpMemory),
+    Tape(TapeMemory),
+}
+
+impl OperatorMemory {
+    fn new(sizes: &Sizes, dtype: DType) -> Result<OperatorMemory, String> {
+        if !sizes.widths.is_empty() {
+            let mlp =
+                MlpMemory::new(&sizes.widths, sizes.samples, dtype).map_err(|e| e.to_string())?;
+            return Ok(OperatorMemory::Fused(mlp));
+        }
+        if usize::try_from(sizes.params).is_err() {
+            return Err(format!("the model's {} parameters overflow", sizes.params));
+        }
+        Ok(OperatorMemory::Tape(TapeMemory {
+            params: sizes.params,
+            activations: sizes.activation_elements,
+            size: dtype.size_in_bytes() as u128,
+        }))
+    }
+
+    fn params(&self) -> usize {
+        match self {
+            OperatorMemory::Fused(m) => m.params(),
+            OperatorMemory::Tape(m) => m.params as usize,
+        }
+    }
+
+    fn held_bytes(&self) -> u128 {
+        match self {
+            OperatorMemory::Fused(m) => known(m.held_bytes()),
+            OperatorMemory::Tape(m) => m.graph(),
+        }
+    }
+
+    fn construction_bytes(&self) -> u128 {
+        match self {
+            OperatorMemory::Fused(m) => known(m.construction_bytes()),
+            OperatorMemory::Tape(m) => m.graph().saturating_add(m.graph() / 2),
+        }
+    }
+
+    fn batch_bytes(&self, k: usize) -> u128 {
+        match self {
+            OperatorMemory::Fused(m) => known(m.batch_bytes(k)),
+            OperatorMemory::Tape(m) => m.graph().saturating_mul(k as u128),
         }
     }
 }
@@ -150,12 +282,11 @@ pub fn plan(
     available: (u128, &'static str),
 ) -> Result<Plan, String> {
     let s = settings.dtype.size_in_bytes() as u128;
-    let mlp =
-        MlpMemory::new(&sizes.widths, sizes.samples, settings.dtype).map_err(|e| e.to_string())?;
+    let mlp = OperatorMemory::new(sizes, settings.dtype)?;
     let pu = mlp.params();
     let p = pu as u128;
     let dense = settings.full || pu <= settings.dense_limit;
-    let batch = |k: usize| known(mlp.batch_bytes(k));
+    let batch = |k: usize| mlp.batch_bytes(k);
     let mul = |a: u128, b: u128| a.saturating_mul(b);
     let add = |parts: &[u128]| parts.iter().fold(0u128, |t, &b| t.saturating_add(b));
 
@@ -164,8 +295,8 @@ pub fn plan(
     let model = mul(sizes.tensor_elements, s);
     let loading = add(&[model, mul(sizes.largest_tensor, 24)]);
     // The operator and the gradient kept on the host in f64.
-    let held = add(&[model, known(mlp.held_bytes()), mul(p, 8)]);
-    let primal = add(&[model, known(mlp.construction_bytes()), mul(p, 24)]);
+    let held = add(&[model, mlp.held_bytes(), mul(p, 8)]);
+    let primal = add(&[model, mlp.construction_bytes(), mul(p, 24)]);
     let mut steps = vec![
         Step {
             name: "loading the model file",
@@ -297,5 +428,57 @@ mod tests {
         assert_eq!(sizes.samples, model.x.dims()[0]);
         assert_eq!(sizes.tensor_elements, loaded.iter().sum::<usize>() as u128);
         assert_eq!(sizes.largest_tensor, *loaded.iter().max().unwrap() as u128);
+    }
+
+    /// The CNN conv(2→3, 3×3, padding 1) → batch norm → ReLU → max pool 2 → flatten →
+    /// linear(12→3) on x [6, 2, 4, 4]: P and the activations counted by hand.
+    #[test]
+    fn the_layout_of_a_cnn_counts_parameters_and_activations() {
+        let layout = ModelLayout::open(golden("layers/small_cnn")).expect("a valid header");
+        let sizes = Sizes::from_layout(&layout);
+        assert!(sizes.widths.is_empty(), "not an MLP: the tape's plan");
+        assert_eq!(sizes.params, (3 * 2 * 9 + 3) + (3 + 3) + (3 * 12 + 3));
+        let x = 6 * 2 * 4 * 4;
+        let conv = 6 * 3 * 4 * 4;
+        let unfolded = 6 * (2 * 3 * 3) * (4 * 4);
+        let pooled = 6 * 3 * 2 * 2;
+        let expected = x + conv + unfolded + 2 * conv + 2 * pooled + 6 * 3;
+        assert_eq!(sizes.activation_elements, expected);
+    }
+
+    /// A `layers` file of Linear layers and tanh is planned as the fused sweep's MLP.
+    #[test]
+    fn a_layers_file_of_linear_and_tanh_is_planned_as_an_mlp() {
+        let shapes: [(&str, Vec<usize>); 6] = [
+            ("0.weight", vec![3, 2]),
+            ("0.bias", vec![3]),
+            ("2.weight", vec![1, 3]),
+            ("2.bias", vec![1]),
+            ("x", vec![4, 2]),
+            ("y", vec![4, 1]),
+        ];
+        let data: Vec<Vec<u8>> = shapes
+            .iter()
+            .map(|(_, dims)| vec![0; 8 * dims.iter().product::<usize>()])
+            .collect();
+        let views = shapes.iter().zip(&data).map(|((name, dims), bytes)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F64, dims.clone(), bytes);
+            (name.to_string(), view.expect("a view"))
+        });
+        let layers = r#"[
+            {"type": "Linear", "in_features": 2, "out_features": 3, "bias": true},
+            {"type": "Tanh"},
+            {"type": "Linear", "in_features": 3, "out_features": 1, "bias": true}
+        ]"#;
+        let metadata = [("layers", layers), ("loss", "mse")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let bytes = safetensors::tensor::serialize(views, Some(metadata)).expect("serialised");
+        let layout = ModelLayout::from_bytes(&bytes).expect("a valid header");
+        let sizes = Sizes::from_layout(&layout);
+        assert_eq!(sizes.widths, [2, 3, 1]);
+        assert_eq!(sizes.params, 2 * 3 + 3 + 3 + 1);
     }
 }

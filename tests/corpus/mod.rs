@@ -2,6 +2,7 @@
 //! spoiled at the level of the file format ([`format`]) and of the model ([`model`]).
 
 pub mod format;
+pub mod layers;
 pub mod model;
 pub mod spec;
 

@@ -248,7 +248,7 @@ impl Flatten {
         Flatten { start_dim, end_dim }
     }
 
-    fn axes(&self, rank: usize) -> Option<(usize, usize)> {
+    pub(crate) fn axes(&self, rank: usize) -> Option<(usize, usize)> {
         let resolve = |axis: isize| {
             let axis = if axis < 0 {
                 axis.checked_add(rank.max(1) as isize)?

@@ -80,7 +80,8 @@ pub use loss::{
     labels_from_tensor, mse, nll_loss, softmax_curvature, sum_sq, Loss, Objective,
 };
 pub use model_file::{
-    bounded_text, file_kind, shown, ModelFile, ModelFileError, ModelLayout, MAX_HEADER_BYTES,
+    bounded_text, file_kind, shown, LayerSpec, ModelFile, ModelFileError, ModelLayout, LAYER_TYPES,
+    MAX_HEADER_BYTES,
 };
 pub use module::{check_param_count, prefixed, Module, ModuleBase};
 pub use norm::{BatchNorm, LayerNorm};

@@ -1,7 +1,15 @@
-//! Models stored as safetensors in the golden-data format: layer tensors `"{i}.weight"`
-//! `[out, in]` and `"{i}.bias"` `[out]` for layers `i = 0..L`, data `x` and `y`, and metadata
-//! `widths`, `activations`, `final_activation` and `loss` (JSON-encoded strings). Every other
-//! tensor in the file (reference results) is kept by name and read when first asked for.
+//! Models stored as safetensors, in one of two forms:
+//!
+//! - the MLP form (the golden-data format): layer tensors `"{i}.weight"` `[out, in]` and
+//!   `"{i}.bias"` `[out]` for the Linear layers `i = 0..L`, and metadata `widths`,
+//!   `activations`, `final_activation` (JSON-encoded strings);
+//! - the `layers` form, for any `nn.Sequential` of the supported modules: metadata `layers`, a
+//!   JSON list with one object per module (`{"type": "Conv2d", "in_channels": 2, …}`, see
+//!   [`LayerSpec`]), and tensors named by PyTorch's `state_dict` keys (`0.weight`,
+//!   `1.running_mean`, …).
+//!
+//! Both hold data `x` and `y` and the metadata `loss`. Every other tensor in the file
+//! (reference results) is kept by name and read when first asked for.
 //!
 //! Reading is defensive: only regular files are opened, the header's length is checked
 //! against the file's size before the header is read, every shape is checked against the
@@ -9,6 +17,7 @@
 //! short ([`bounded_text`]).
 
 mod layout;
+mod spec;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -21,6 +30,7 @@ use crate::{Activation, Loss, Module, Result, Sequential};
 pub use curvature_tensor::io::{bounded_text, file_kind, shown, MAX_HEADER_BYTES};
 use curvature_tensor::io::{Accept, Entry, FileError, Source};
 pub use layout::ModelLayout;
+pub use spec::{LayerSpec, LAYER_TYPES};
 
 /// Why a model file could not be used; each message names the problem in one line, with
 /// every value taken from the file escaped and cut to a bounded length.
@@ -63,6 +73,9 @@ pub enum ModelFileError {
     /// A layer tensor (`{i}.weight`, `{i}.bias`) that `widths` has no layer for.
     #[error("tensor '{name}' is a layer tensor, but metadata 'widths' describes {layers} layers")]
     ExtraLayer { name: String, layers: usize },
+    /// A `state_dict`-like tensor (`{i}.…`) that no entry of `layers` reads.
+    #[error("tensor '{name}' is not a tensor of any of the {layers} entries of metadata 'layers'")]
+    UnusedTensor { name: String, layers: usize },
 }
 
 /// The file reader's errors, as the model file's.
@@ -88,9 +101,14 @@ impl From<FileError> for crate::NnError {
 /// A model, its data and its loss, read from a file.
 #[derive(Debug, Clone)]
 pub struct ModelFile {
+    /// The MLP form's widths, inputs first (empty for the `layers` form).
     pub widths: Vec<usize>,
+    /// The MLP form's hidden activations (empty for the `layers` form).
     pub activations: Vec<Activation>,
+    /// The MLP form's final activation (none for the `layers` form).
     pub final_activation: Option<Activation>,
+    /// The model, one entry per module of [`ModelFile::model`].
+    pub layers: Vec<LayerSpec>,
     pub loss: Loss,
     pub model: Sequential,
     pub x: Tensor,
@@ -107,14 +125,6 @@ pub struct ModelFile {
 struct Extra {
     entry: Entry,
     tensor: OnceLock<Tensor>,
-}
-
-/// The metadata of the format, parsed.
-struct Meta {
-    widths: Vec<usize>,
-    activations: Vec<Activation>,
-    final_activation: Option<Activation>,
-    loss: Loss,
 }
 
 impl ModelFile {
@@ -160,45 +170,136 @@ impl ModelFile {
     }
 }
 
+/// The metadata of the format, parsed.
+struct Meta {
+    form: Form,
+    loss: Loss,
+}
+
+/// What the metadata says the model is.
+enum Form {
+    Mlp {
+        widths: Vec<usize>,
+        activations: Vec<Activation>,
+        final_activation: Option<Activation>,
+    },
+    Layers(Vec<LayerSpec>),
+}
+
+/// The keys of the MLP form.
+const MLP_KEYS: [&str; 3] = ["widths", "activations", "final_activation"];
+
 impl Meta {
     fn parse(meta: &HashMap<String, String>) -> std::result::Result<Meta, ModelFileError> {
-        let widths: Vec<usize> = parse_json(meta, "widths")?;
-        let activation_names: Vec<String> = parse_json(meta, "activations")?;
-        let final_name = meta
-            .get("final_activation")
-            .map(String::as_str)
-            .unwrap_or("None");
+        let form = if meta.contains_key("layers") {
+            if let Some(key) = MLP_KEYS.iter().find(|k| meta.contains_key(**k)) {
+                return Err(metadata_error(key, "not allowed together with 'layers'"));
+            }
+            Form::Layers(parse_layers(meta)?)
+        } else {
+            parse_mlp(meta)?
+        };
         let loss_name = meta
             .get("loss")
             .ok_or_else(|| metadata_error("loss", "missing"))?;
-        if widths.len() < 2 || widths.contains(&0) {
-            let msg = format!("{} needs at least 2 positive widths", dims(&widths));
-            return Err(metadata_error("widths", &msg));
-        }
-        if activation_names.len() != widths.len() - 2 {
-            let msg = format!(
-                "{} entries for {} hidden layers",
-                activation_names.len(),
-                widths.len() - 2
-            );
-            return Err(metadata_error("activations", &msg));
-        }
-        let activations = activation_names
-            .iter()
-            .map(|a| parse_name(a, "activations"))
-            .collect::<std::result::Result<Vec<Activation>, _>>()?;
-        let final_activation = match final_name {
-            "None" | "none" | "" => None,
-            other => Some(parse_name(other, "final_activation")?),
-        };
         let loss = parse_name(loss_name, "loss")?;
-        Ok(Meta {
-            widths,
-            activations,
-            final_activation,
-            loss,
-        })
+        Ok(Meta { form, loss })
     }
+}
+
+impl Form {
+    /// The layers, and the prefix of each layer's tensor names: the Linear layer's index in
+    /// the MLP form, the module's index in the `layers` form.
+    fn layers(&self) -> (Vec<LayerSpec>, Vec<String>) {
+        match self {
+            Form::Layers(layers) => {
+                let names = (0..layers.len()).map(|i| i.to_string()).collect();
+                (layers.clone(), names)
+            }
+            Form::Mlp {
+                widths,
+                activations,
+                final_activation,
+            } => {
+                let (mut layers, mut names) = (Vec::new(), Vec::new());
+                for (i, pair) in widths.windows(2).enumerate() {
+                    layers.push(LayerSpec::Linear {
+                        in_features: pair[0],
+                        out_features: pair[1],
+                        bias: true,
+                    });
+                    names.push(i.to_string());
+                    let act = activations.get(i).copied().or(match i + 2 == widths.len() {
+                        true => *final_activation,
+                        false => None,
+                    });
+                    if let Some(act) = act {
+                        layers.push(LayerSpec::Activation(act.op()));
+                        names.push(String::new());
+                    }
+                }
+                (layers, names)
+            }
+        }
+    }
+}
+
+/// The `layers` list: every entry parsed and checked, the first bad one named.
+fn parse_layers(
+    meta: &HashMap<String, String>,
+) -> std::result::Result<Vec<LayerSpec>, ModelFileError> {
+    let entries: Vec<serde_json::Value> = parse_json(meta, "layers")?;
+    if entries.is_empty() {
+        return Err(metadata_error("layers", "the list is empty"));
+    }
+    entries
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            LayerSpec::parse(entry).map_err(|msg| {
+                let kind = entry
+                    .get("type")
+                    .and_then(serde_json::Value::as_str)
+                    .map_or(String::new(), |t| format!(" ({})", shown(t)));
+                metadata_error("layers", &format!("layer {index}{kind}: {msg}"))
+            })
+        })
+        .collect()
+}
+
+/// The MLP form's `widths`, `activations` and `final_activation`.
+fn parse_mlp(meta: &HashMap<String, String>) -> std::result::Result<Form, ModelFileError> {
+    let widths: Vec<usize> = parse_json(meta, "widths")?;
+    let activation_names: Vec<String> = parse_json(meta, "activations")?;
+    let final_name = meta
+        .get("final_activation")
+        .map(String::as_str)
+        .unwrap_or("None");
+    if widths.len() < 2 || widths.contains(&0) {
+        let msg = format!("{} needs at least 2 positive widths", dims(&widths));
+        return Err(metadata_error("widths", &msg));
+    }
+    if activation_names.len() != widths.len() - 2 {
+        let msg = format!(
+            "{} entries for {} hidden layers",
+            activation_names.len(),
+            widths.len() - 2
+        );
+        return Err(metadata_error("activations", &msg));
+    }
+    let activations = activation_names
+        .iter()
+        .map(|a| parse_name(a, "activations"))
+        .collect::<std::result::Result<Vec<Activation>, _>>()?;
+    let final_activation = match final_name {
+        "None" | "none" | "" => None,
+        other => Some(parse_name(other, "final_activation")?),
+    };
+    Ok(Form::Mlp {
+        widths,
+        activations,
+        final_activation,
+    })
 }
 
 /// Parses a name from the metadata. The parser's error echoes what it was given, so it is

@@ -9,7 +9,7 @@ use curvature_tensor::{DType, Device};
 use serde_json::{json, Value};
 
 use super::{ModelFile, ModelFileError};
-use crate::NnError;
+use crate::{Module, NnError};
 
 /// A valid model: widths [2, 3, 1], tanh, MSE, 4 samples; tensors `(name, shape, values)`.
 fn model_tensors() -> Vec<(String, Vec<usize>, Vec<f64>)> {
@@ -349,4 +349,127 @@ fn special_files_are_refused_without_blocking() {
             "{text}"
         );
     }
+}
+
+/// One entry of every supported type, as the exporter writes it.
+fn layer_examples() -> Vec<Value> {
+    vec![
+        json!({"type": "Linear", "in_features": 3, "out_features": 2, "bias": true}),
+        json!({"type": "Conv1d", "in_channels": 2, "out_channels": 4, "kernel_size": [3],
+            "stride": [1], "padding": [1], "dilation": [2], "groups": 2, "bias": false}),
+        json!({"type": "Conv2d", "in_channels": 2, "out_channels": 4, "kernel_size": [3, 2],
+            "stride": [1, 2], "padding": [1, 0], "dilation": [1, 1], "groups": 1, "bias": true}),
+        json!({"type": "BatchNorm1d", "num_features": 4, "eps": 1e-5, "affine": true}),
+        json!({"type": "BatchNorm2d", "num_features": 4, "eps": 0.001, "affine": false}),
+        json!({"type": "LayerNorm", "normalized_shape": [8], "eps": 1e-6,
+            "elementwise_affine": true}),
+        json!({"type": "ReLU"}),
+        json!({"type": "LeakyReLU", "negative_slope": 0.01}),
+        json!({"type": "ELU", "alpha": 0.5}),
+        json!({"type": "GELU", "approximate": "tanh"}),
+        json!({"type": "SiLU"}),
+        json!({"type": "Softplus", "beta": 1.0, "threshold": 20.0}),
+        json!({"type": "Tanh"}),
+        json!({"type": "Sigmoid"}),
+        json!({"type": "Dropout", "p": 0.25}),
+        json!({"type": "Flatten", "start_dim": 1, "end_dim": -1}),
+        json!({"type": "MaxPool2d", "kernel_size": [2, 2], "stride": [2, 1], "padding": [1, 0]}),
+        json!({"type": "AvgPool2d", "kernel_size": [3, 3], "stride": [1, 1], "padding": [1, 1]}),
+        json!({"type": "AdaptiveAvgPool2d", "output_size": [1, 2]}),
+    ]
+}
+
+#[test]
+fn every_layer_type_parses_and_is_written_back_as_read() {
+    let examples = layer_examples();
+    let types: Vec<&str> = examples
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, crate::LAYER_TYPES);
+    for example in examples {
+        let spec = crate::LayerSpec::parse(&example).expect("a valid entry");
+        assert_eq!(spec.type_name(), example["type"]);
+        assert_eq!(spec.to_json(), example, "{}", example["type"]);
+    }
+}
+
+#[test]
+fn layer_shapes_follow_pytorch() {
+    let spec = |v: Value| crate::LayerSpec::parse(&v).expect("a valid entry");
+    let conv = spec(layer_examples()[2].clone());
+    // H: (5 + 2·1 − 3)/1 + 1 = 5; W: (6 + 0 − 2)/2 + 1 = 3.
+    assert_eq!(conv.output_dims(&[7, 2, 5, 6]), Ok(vec![7, 4, 5, 3]));
+    assert_eq!(
+        conv.tensor_shapes(),
+        [("weight", vec![4, 2, 3, 2]), ("bias", vec![4])]
+    );
+    let conv1d = spec(layer_examples()[1].clone());
+    // (5 + 2 − 2·2 − 1)/1 + 1 = 3; weight [4, 2/2, 3], no bias.
+    assert_eq!(conv1d.output_dims(&[1, 2, 5]), Ok(vec![1, 4, 3]));
+    assert_eq!(conv1d.tensor_shapes(), [("weight", vec![4, 1, 3])]);
+    let pool = spec(layer_examples()[16].clone());
+    // H: (4 + 2 − 2)/2 + 1 = 3; W: (5 − 2)/1 + 1 = 4.
+    assert_eq!(pool.output_dims(&[2, 3, 4, 5]), Ok(vec![2, 3, 3, 4]));
+    let flatten = spec(layer_examples()[15].clone());
+    assert_eq!(flatten.output_dims(&[2, 3, 4, 5]), Ok(vec![2, 60]));
+    let norm = spec(layer_examples()[4].clone());
+    assert_eq!(
+        norm.tensor_shapes(),
+        [("running_mean", vec![4]), ("running_var", vec![4])]
+    );
+    assert!(
+        norm.output_dims(&[2, 3, 4, 4]).is_err(),
+        "3 channels, not 4"
+    );
+    assert!(
+        spec(json!({"type": "Linear", "in_features": 3, "out_features": 2, "bias": true}))
+            .output_dims(&[2, 4])
+            .is_err()
+    );
+}
+
+/// A `layers` file of a Conv2d, ReLU, Flatten and Linear loads as a Sequential with
+/// PyTorch's parameter names, and its loss is the one written out by hand.
+#[test]
+fn a_layers_file_loads_as_a_sequential() {
+    let layers = json!([
+        {"type": "Conv2d", "in_channels": 1, "out_channels": 1, "kernel_size": [1, 1],
+            "stride": [1, 1], "padding": [0, 0], "dilation": [1, 1], "groups": 1, "bias": true},
+        {"type": "ReLU"},
+        {"type": "Flatten", "start_dim": 1, "end_dim": -1},
+        {"type": "Linear", "in_features": 2, "out_features": 1, "bias": true},
+    ]);
+    let tensors = vec![
+        ("0.weight".to_string(), vec![1, 1, 1, 1], vec![2.0]),
+        ("0.bias".to_string(), vec![1], vec![-1.0]),
+        ("3.weight".to_string(), vec![1, 2], vec![0.5, -3.0]),
+        ("3.bias".to_string(), vec![1], vec![0.25]),
+        (
+            "x".to_string(),
+            vec![2, 1, 1, 2],
+            vec![1.0, 0.25, -1.0, 2.0],
+        ),
+        ("y".to_string(), vec![2, 1], vec![0.0, 1.0]),
+    ];
+    let metadata = json!({"layers": layers.to_string(), "loss": "mse"});
+    let (bytes, _) = file_bytes(&tensors, &metadata, &[]);
+    let file = ModelFile::from_bytes(&bytes, DType::F64, Device::Cpu).expect("loads");
+    let names: Vec<String> = file
+        .model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["0.weight", "0.bias", "3.weight", "3.bias"]);
+    assert!(file.widths.is_empty());
+    assert_eq!(file.layers.len(), 4);
+    // h = relu(2x − 1): sample 1 (1, 0.25) → (1, 0); sample 2 (−1, 2) → (0, 3).
+    // out = 0.5·h₁ − 3·h₂ + 0.25: 0.75 and −8.75; mse = (0.75² + 9.75²)/2.
+    let tape = curvature_tape::Tape::new();
+    let theta = tape.leaf(file.model.flat_params().expect("θ"));
+    let loss = file.loss_of(&theta).expect("the loss");
+    let expected = (0.75f64.powi(2) + 9.75f64.powi(2)) / 2.0;
+    let got = loss.value().to_scalar().expect("a scalar");
+    assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
 }
