@@ -51,6 +51,7 @@ mod alloc;
 mod assemble;
 mod density;
 mod error;
+mod estimate;
 mod functional;
 mod krylov;
 mod lanczos;
@@ -60,7 +61,9 @@ mod model;
 mod model_hvp;
 mod operator;
 mod probes;
+mod restrict;
 mod trace;
+mod xtrace;
 
 pub use assemble::{hessian_diagonal, hessian_of, HessianOptions};
 pub use density::{
@@ -68,6 +71,10 @@ pub use density::{
     MAX_GRID_POINTS, MAX_SIGMA, MIN_SIGMA,
 };
 pub use error::{HessianError, Result};
+pub use estimate::{
+    hessian_diagonal_hutchinson_estimate, trace_hutchinson_estimate, trace_hutchpp_estimate,
+    DiagonalEstimate, Estimate,
+};
 pub use functional::{hessian, hvp, hvp_batch, output_hessian};
 pub use krylov::MAX_KRYLOV_STEPS;
 pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, Which};
@@ -80,4 +87,6 @@ pub use model::{
 pub use model_hvp::ModelHvp;
 pub use operator::{apply, LinearOperator, PreparedHvp};
 pub use probes::{probes, Probe, MAX_PROBES};
+pub use restrict::{glob_match, parameter_blocks, select_blocks, ParameterBlock, Restricted};
 pub use trace::{hessian_diagonal_hutchinson, trace_hutchinson, trace_hutchpp};
+pub use xtrace::{hessian_diagonal_xdiag, trace_xtrace};
