@@ -60,6 +60,7 @@ mod mlp;
 mod model;
 mod model_hvp;
 mod operator;
+mod per_layer;
 mod probes;
 mod restrict;
 mod trace;
@@ -77,7 +78,7 @@ pub use estimate::{
 };
 pub use functional::{hessian, hvp, hvp_batch, output_hessian};
 pub use krylov::MAX_KRYLOV_STEPS;
-pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, Which};
+pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, RitzEstimate, Which};
 pub use linalg::symmetric_eigenvalues;
 pub use mlp::{MlpHvp, MlpMemory, MlpStrategy};
 pub use model::{
@@ -86,6 +87,9 @@ pub use model::{
 };
 pub use model_hvp::ModelHvp;
 pub use operator::{apply, LinearOperator, PreparedHvp};
+pub use per_layer::{
+    dense_plan, per_layer_curvature, BlockCurvature, DensePlan, Grouping, PerLayerOptions,
+};
 pub use probes::{probes, Probe, MAX_PROBES};
 pub use restrict::{glob_match, parameter_blocks, select_blocks, ParameterBlock, Restricted};
 pub use trace::{hessian_diagonal_hutchinson, trace_hutchinson, trace_hutchpp};
