@@ -275,7 +275,7 @@ fn for_each_chunk<O: LinearOperator + ?Sized>(
 /// given `Q`; the error is that part's standard error `s/√n`, `s² = Σ (xᵢ − x̄)² / (n − 1)`
 /// (Meyer, Musco, Musco, Woodruff 2021, Algorithm 1: the variance of Hutch++ is that of
 /// Hutchinson on the deflated matrix `(I − QQᵀ)H(I − QQᵀ)`, at most `2‖·‖_F² / n` for
-/// Gaussian or Rademacher probes, their Lemma 2). Needs `n ≥ 2`: a budget of at least 6.
+/// Gaussian or Rademacher probes, their Lemma 2). Needs `n ≥ 2`: a budget of at least 4.
 pub fn trace_hutchpp_estimate<O: LinearOperator + ?Sized>(
     op: &O,
     matvecs: usize,

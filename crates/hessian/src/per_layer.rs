@@ -145,13 +145,15 @@ fn block_curvature<O: LinearOperator + ?Sized>(
     let (trace, diagonal_max_abs) = if exact {
         let diagonal = hessian_diagonal(&block, &options.memory)?;
         let max = diagonal.abs()?.max_all()?.to_scalar()?;
-        (
-            Estimate::exact(diagonal.sum_all()?.to_scalar()?, size),
-            max,
-        )
+        (Estimate::exact(diagonal.sum_all()?.to_scalar()?, size), max)
     } else {
-        let (diagonal, trace) =
-            diagonal_and_trace("per_layer_curvature", &block, options.probes, options.seed, true)?;
+        let (diagonal, trace) = diagonal_and_trace(
+            "per_layer_curvature",
+            &block,
+            options.probes,
+            options.seed,
+            true,
+        )?;
         let trace = trace.ok_or_else(|| invalid("per_layer_curvature", "no trace estimate"))?;
         (trace, diagonal.values.abs()?.max_all()?.to_scalar()?)
     };
