@@ -13,6 +13,15 @@
 //! - diagonals: [`hessian_diagonal`] (exact), [`hessian_diagonal_hutchinson`];
 //! - summaries: [`trace_hutchinson`], [`trace_hutchpp`], [`top_eigenvalues`] (Lanczos with full
 //!   reorthogonalisation), [`spectral_density`] (stochastic Lanczos quadrature).
+//! - estimates with error bars ([`Estimate`], [`DiagonalEstimate`], printed `value ± error`):
+//!   [`trace_hutchinson_estimate`], [`hessian_diagonal_hutchinson_estimate`],
+//!   [`trace_hutchpp_estimate`], the exchangeable [`trace_xtrace`] and
+//!   [`hessian_diagonal_xdiag`], Lanczos' Ritz values with their residuals
+//!   ([`Eigen::estimates`]);
+//! - blocks: [`Restricted`] restricts any operator to a subset of coordinates (parameters
+//!   chosen by a glob over [`parameter_blocks`]), [`per_layer_curvature`] reports each
+//!   block's trace, top eigenvalue and diagonal, and [`dense_plan`] says when the dense
+//!   Hessian is cheaper than an estimate.
 //!
 //! Everything goes through the [`LinearOperator`] trait (`apply_batch` of `[K, dim]` rows).
 //! [`MlpHvp`] computes a model's products by a fused forward-over-reverse sweep written for MLPs

@@ -333,6 +333,61 @@ fn xtrace_and_xdiag_are_exact_below_the_sketch_rank() {
 }
 
 #[test]
+fn xtrace_handles_more_probes_than_dimensions_a_zero_operator_and_f32() {
+    // m = 10 probes in 3 dimensions: the sketch spans everything, the estimate is exact.
+    let a = symmetric(3, 1.0, 14);
+    let op = Dense::new(&a, Device::Cpu);
+    let est = trace_xtrace(&op, 20, Probe::Rademacher, 0).unwrap();
+    assert!(
+        close(est.value, a.trace(), 1e-10) && est.std_error < 1e-10,
+        "{est}"
+    );
+    let d = hessian_diagonal_xdiag(&op, 20, 0)
+        .unwrap()
+        .values
+        .to_f64s()
+        .unwrap();
+    for j in 0..3 {
+        assert!(
+            close(d[j], a[(j, j)], 1e-10),
+            "entry {j}: {} vs {}",
+            d[j],
+            a[(j, j)]
+        );
+    }
+    // H = 0: no sketch at all, every sample is 0.
+    let zero = Diagonal::new(&[0.0; 5]);
+    let est = trace_xtrace(&zero, 8, Probe::Gaussian, 0).unwrap();
+    assert_eq!((est.value, est.std_error), (0.0, 0.0));
+    let d = hessian_diagonal_xdiag(&zero, 8, 0).unwrap();
+    assert_eq!(d.values.to_f64s().unwrap(), vec![0.0; 5]);
+    // In f32, a rank-2 operator is recovered to f32 accuracy.
+    let (n, b) = (12, low_rank(12, 2, 15));
+    let rows: Vec<f64> = (0..n)
+        .flat_map(|i| (0..n).map(move |j| (i, j)))
+        .map(|(i, j)| b[(i, j)])
+        .collect();
+    let op = Dense {
+        a: Tensor::from_f64s(&rows, [n, n], DType::F32, Device::Cpu).unwrap(),
+    };
+    let est = trace_xtrace(&op, 10, Probe::Rademacher, 1).unwrap();
+    assert!(close(est.value, b.trace(), 1e-4), "{est} vs {}", b.trace());
+    let d = hessian_diagonal_xdiag(&op, 10, 1)
+        .unwrap()
+        .values
+        .to_f64s()
+        .unwrap();
+    for j in 0..n {
+        assert!(
+            close(d[j], b[(j, j)], 1e-4),
+            "entry {j}: {} vs {}",
+            d[j],
+            b[(j, j)]
+        );
+    }
+}
+
+#[test]
 fn xtrace_beats_hutchinson_on_a_decaying_spectrum_at_equal_budget() {
     // Eigenvalues 1/k² in a random basis: most of the trace is in a few directions.
     let n = 40;
