@@ -155,7 +155,8 @@ fn check_two(op: &'static str, probes: usize) -> Result<()> {
 /// [`trace_hutchinson`](crate::trace_hutchinson) with the same arguments (row i of
 /// [`probes`](crate::probes)`(n, dim, kind, seed, …)`), so the value is its estimate; the
 /// per-probe values (one scalar per probe) come back to the host. At least 2 and at most
-/// [`MAX_PROBES`](crate::MAX_PROBES) probes.
+/// [`MAX_PROBES`](crate::MAX_PROBES) probes. With [`Probe::Basis`] the count must be a
+/// multiple of dim, and the trace is then exact (standard error 0).
 pub fn trace_hutchinson_estimate<O: LinearOperator + ?Sized>(
     op: &O,
     probes: usize,
@@ -164,6 +165,21 @@ pub fn trace_hutchinson_estimate<O: LinearOperator + ?Sized>(
 ) -> Result<Estimate> {
     const OP: &str = "trace_hutchinson_estimate";
     check_probe_count(OP, op.dim(), probes)?;
+    if kind == Probe::Basis {
+        // Whole cycles of scaled basis vectors give the trace exactly; part of a cycle is a
+        // deterministic partial sum with no sampling error to report.
+        if probes % op.dim() != 0 {
+            return Err(invalid(
+                OP,
+                format!(
+                    "basis probes are exact only in whole cycles of dim = {} vectors, got {probes}",
+                    op.dim()
+                ),
+            ));
+        }
+        let value = crate::trace::trace_hutchinson(op, probes, kind, seed)?;
+        return Ok(Estimate::exact(value, probes));
+    }
     check_two(OP, probes)?;
     let mut stats = Welford::default();
     for_each_chunk(OP, op, probes, kind, seed, |v, hv| {

@@ -693,6 +693,13 @@ fn estimators_reject_too_few_samples_and_basis_probes() {
     assert!(trace_hutchpp_estimate(&op, 4, 0).is_ok());
     assert!(one(trace_hutchpp_estimate(&op, 2, 0)).contains("at least 3"));
     assert!(Estimate::from_samples(&[1.0]).is_err());
+    // Basis probes: exact in whole cycles of dim vectors, an error otherwise.
+    let exact = trace_hutchinson_estimate(&op, 8, Probe::Basis, 0).unwrap();
+    assert_eq!(
+        (exact.value, exact.std_error, exact.samples),
+        (10.0, 0.0, 8)
+    );
+    assert!(one(trace_hutchinson_estimate(&op, 6, Probe::Basis, 0)).contains("whole cycles"));
 }
 
 #[test]
