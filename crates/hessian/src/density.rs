@@ -175,6 +175,11 @@ pub struct SpectralDensity {
     pub grid: Vec<f64>,
     /// `φ(t) = (1/probes) Σ_probes Σᵢ wᵢ · N(t; θᵢ, σ²)` on the grid; integrates to 1.
     pub density: Vec<f64>,
+    /// How many probes the density averages.
+    pub probes: usize,
+    /// Lanczos steps (operator products) per probe: `min(steps, dim)`; a probe whose Krylov
+    /// space became invariant has fewer nodes.
+    pub steps: usize,
 }
 
 /// Stochastic Lanczos quadrature: for each probe v (row l of
@@ -243,6 +248,8 @@ pub fn spectral_density_with<O: LinearOperator + ?Sized>(
         weights,
         grid,
         density,
+        probes: options.probes,
+        steps,
     })
 }
 

@@ -92,12 +92,50 @@ pub struct Eigen {
     pub values: Vec<f64>,
     /// The unit eigenvectors `[k, dim]` in the same order, when asked for.
     pub vectors: Option<Tensor>,
-    /// The residual norm `‖H·y − θ·y‖` of each Ritz pair.
+    /// The residual norm `‖H·y − θ·y‖` of each Ritz pair, `β_m·|S_{m,i}|` from the last
+    /// coefficient and the last components of the tridiagonal's eigenvectors.
     pub residuals: Vec<f64>,
     /// Lanczos steps taken (operator products).
     pub iterations: usize,
     /// Whether every residual met the tolerance.
     pub converged: bool,
+}
+
+impl Eigen {
+    /// Each eigenvalue with its residual norm as its error bar, in order.
+    pub fn estimates(&self) -> Vec<RitzEstimate> {
+        self.values
+            .iter()
+            .zip(&self.residuals)
+            .map(|(&value, &residual)| RitzEstimate {
+                value,
+                residual,
+                iterations: self.iterations,
+            })
+            .collect()
+    }
+}
+
+/// A Ritz value θ with its residual norm `r = ‖H·y − θ·y‖` (y the unit Ritz vector), printed as
+/// `θ ± r`: for a symmetric H some eigenvalue lies in `[θ − r, θ + r]` (Kahan's bound). From
+/// the tridiagonal `T = S·Θ·Sᵀ` after m steps, `r = β_m·|S_{m,i}|`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RitzEstimate {
+    /// The Ritz value θ.
+    pub value: f64,
+    /// Its residual norm `‖H·y − θ·y‖`.
+    pub residual: f64,
+    /// Lanczos steps (operator products) taken.
+    pub iterations: usize,
+}
+
+impl std::fmt::Display for RitzEstimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match f.precision() {
+            Some(p) => write!(f, "{:.p$} ± {:.p$}", self.value, self.residual),
+            None => write!(f, "{} ± {}", self.value, self.residual),
+        }
+    }
 }
 
 /// The k top eigenvalues of a symmetric operator by Lanczos with full reorthogonalisation

@@ -13,6 +13,15 @@
 //! - diagonals: [`hessian_diagonal`] (exact), [`hessian_diagonal_hutchinson`];
 //! - summaries: [`trace_hutchinson`], [`trace_hutchpp`], [`top_eigenvalues`] (Lanczos with full
 //!   reorthogonalisation), [`spectral_density`] (stochastic Lanczos quadrature).
+//! - estimates with error bars ([`Estimate`], [`DiagonalEstimate`], printed `value ± error`):
+//!   [`trace_hutchinson_estimate`], [`hessian_diagonal_hutchinson_estimate`],
+//!   [`trace_hutchpp_estimate`], the exchangeable [`trace_xtrace`] and
+//!   [`hessian_diagonal_xdiag`], Lanczos' Ritz values with their residuals
+//!   ([`Eigen::estimates`]);
+//! - blocks: [`Restricted`] restricts any operator to a subset of coordinates (parameters
+//!   chosen by a glob over [`parameter_blocks`]), [`per_layer_curvature`] reports each
+//!   block's trace, top eigenvalue and diagonal, and [`dense_plan`] says when the dense
+//!   Hessian is cheaper than an estimate.
 //!
 //! Everything goes through the [`LinearOperator`] trait (`apply_batch` of `[K, dim]` rows).
 //! [`MlpHvp`] computes a model's products by a fused forward-over-reverse sweep written for MLPs
@@ -51,6 +60,7 @@ mod alloc;
 mod assemble;
 mod density;
 mod error;
+mod estimate;
 mod functional;
 mod krylov;
 mod lanczos;
@@ -59,8 +69,11 @@ mod mlp;
 mod model;
 mod model_hvp;
 mod operator;
+mod per_layer;
 mod probes;
+mod restrict;
 mod trace;
+mod xtrace;
 
 pub use assemble::{hessian_diagonal, hessian_of, HessianOptions};
 pub use density::{
@@ -68,9 +81,13 @@ pub use density::{
     MAX_GRID_POINTS, MAX_SIGMA, MIN_SIGMA,
 };
 pub use error::{HessianError, Result};
+pub use estimate::{
+    hessian_diagonal_hutchinson_estimate, trace_hutchinson_estimate, trace_hutchpp_estimate,
+    DiagonalEstimate, Estimate,
+};
 pub use functional::{hessian, hvp, hvp_batch, output_hessian};
 pub use krylov::MAX_KRYLOV_STEPS;
-pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, Which};
+pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, RitzEstimate, Which};
 pub use linalg::symmetric_eigenvalues;
 pub use mlp::{MlpHvp, MlpMemory, MlpStrategy};
 pub use model::{
@@ -79,5 +96,10 @@ pub use model::{
 };
 pub use model_hvp::ModelHvp;
 pub use operator::{apply, LinearOperator, PreparedHvp};
+pub use per_layer::{
+    dense_plan, per_layer_curvature, BlockCurvature, DensePlan, Grouping, PerLayerOptions,
+};
 pub use probes::{probes, Probe, MAX_PROBES};
+pub use restrict::{glob_match, parameter_blocks, select_blocks, ParameterBlock, Restricted};
 pub use trace::{hessian_diagonal_hutchinson, trace_hutchinson, trace_hutchpp};
+pub use xtrace::{hessian_diagonal_xdiag, trace_xtrace};

@@ -79,34 +79,53 @@ fn sum_over_probes<O: LinearOperator + ?Sized>(
 /// blocks at a time (the sketch, its products, Q and the remaining probes with their
 /// projections).
 pub fn trace_hutchpp<O: LinearOperator + ?Sized>(op: &O, matvecs: usize, seed: u64) -> Result<f64> {
-    const OP: &str = "trace_hutchpp";
+    let (top, terms) = hutchpp_parts("trace_hutchpp", op, matvecs, seed)?;
+    let rest = terms.elem_count();
+    Ok(top + terms.sum_all()?.to_scalar()? / rest as f64)
+}
+
+/// The two parts of Hutch++: `tr(Qᵀ·H·Q)` and the `[rest]` Hutchinson terms
+/// `gᵢᵀ(I − QQᵀ)H(I − QQᵀ)gᵢ` of the remaining probes (see [`trace_hutchpp`]).
+pub(crate) fn hutchpp_parts<O: LinearOperator + ?Sized>(
+    op_name: &'static str,
+    op: &O,
+    matvecs: usize,
+    seed: u64,
+) -> Result<(f64, Tensor)> {
     let dim = op.dim();
     if matvecs < 3 {
         return Err(invalid(
-            OP,
+            op_name,
             format!("needs a budget of at least 3 products, got {matvecs}"),
         ));
     }
     let limit = 3 * MAX_PROBES;
     if matvecs > limit {
         return Err(HessianError::TooLarge {
-            op: OP,
+            op: op_name,
             what: "the budget of products",
             value: matvecs,
             limit,
         });
     }
-    check_probe_count(OP, dim, matvecs / 3)?;
+    check_probe_count(op_name, dim, matvecs / 3)?;
     let sketch = (matvecs / 3).min(dim);
     let rest = matvecs - 2 * sketch;
-    let mut stream = ProbeStream::new(OP, Probe::Rademacher, seed, dim, op.dtype(), op.device());
+    let mut stream = ProbeStream::new(
+        op_name,
+        Probe::Rademacher,
+        seed,
+        dim,
+        op.dtype(),
+        op.device(),
+    );
     // The sketch and its products are dropped once Q is formed; the rest is drawn after it,
     // as row `sketch..` of the same stream.
     let q = {
         let s = stream.next(sketch)?;
         let y = apply_chunked(op, &s)?;
         drop(s);
-        orthonormal_rows(OP, &y)?
+        orthonormal_rows(op_name, &y)?
     };
     let g = stream.next(rest)?;
     let (top, g) = match q {
@@ -118,6 +137,6 @@ pub fn trace_hutchpp<O: LinearOperator + ?Sized>(op: &O, matvecs: usize, seed: u
         }
         None => (0.0, g),
     };
-    let tail = g.mul(&apply_chunked(op, &g)?)?.sum_all()?.to_scalar()?;
-    Ok(top + tail / rest as f64)
+    let terms = g.mul(&apply_chunked(op, &g)?)?.sum(&[1], false)?;
+    Ok((top, terms))
 }
