@@ -52,6 +52,7 @@ mod assemble;
 mod density;
 mod error;
 mod functional;
+mod ggn;
 mod krylov;
 mod lanczos;
 mod linalg;
@@ -69,6 +70,7 @@ pub use density::{
 };
 pub use error::{HessianError, Result};
 pub use functional::{hessian, hvp, hvp_batch, output_hessian};
+pub use ggn::{Curvature, Ggn, GgnOptions, OutputLoss};
 pub use krylov::MAX_KRYLOV_STEPS;
 pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, Which};
 pub use linalg::symmetric_eigenvalues;
