@@ -765,6 +765,27 @@ fn output_curvature(
     }
 }
 
+/// The square-root columns `[n, O, R]` (row-major, with R) of the output curvature of `loss`
+/// and `curvature` at the model output `out` (`[n, …]`) and targets `y`, after checking them.
+pub(crate) fn curvature_columns(
+    op: &'static str,
+    loss: OutputLoss,
+    curvature: Curvature,
+    out: &Tensor,
+    y: &Tensor,
+) -> Result<(Vec<f64>, usize)> {
+    if out.rank() == 0 || out.dims()[0] == 0 || out.elem_count() == 0 {
+        return Err(invalid(
+            op,
+            format!("the model's output must be [n, …] with n ≥ 1, got {}", out.shape()),
+        ));
+    }
+    let n = out.dims()[0];
+    let o = out.elem_count() / n;
+    let target = Target::read(loss, y, out.dims(), out.dtype(), out.device())?;
+    Ok(output_curvature(loss, curvature, &out.to_f64s()?, n, o, &target)?.1)
+}
+
 fn unreachable_sum_sq() -> Result<()> {
     Err(invalid(OP, "the sum of squares has no Fisher"))
 }

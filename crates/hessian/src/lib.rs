@@ -53,6 +53,7 @@ mod density;
 mod error;
 mod functional;
 mod ggn;
+mod kfac;
 mod krylov;
 mod lanczos;
 mod linalg;
@@ -71,6 +72,7 @@ pub use density::{
 pub use error::{HessianError, Result};
 pub use functional::{hessian, hvp, hvp_batch, output_hessian};
 pub use ggn::{Curvature, Ggn, GgnOptions, OutputLoss};
+pub use kfac::{kfac_block_errors, Kfac, KfacBlockError, KfacInverse, KfacLayer};
 pub use krylov::MAX_KRYLOV_STEPS;
 pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, Which};
 pub use linalg::symmetric_eigenvalues;
