@@ -328,7 +328,12 @@ impl Ggn {
             cotangents.push(p.constant(part));
             offset += size;
         }
-        let t = vjp(&chunk.jt_u, &cotangents, std::slice::from_ref(&chunk.u), false)?;
+        let t = vjp(
+            &chunk.jt_u,
+            &cotangents,
+            std::slice::from_ref(&chunk.u),
+            false,
+        )?;
         Ok(t[0].value().clone())
     }
 
@@ -383,12 +388,13 @@ impl Ggn {
             OutputCurvature::LowRank { factors } => {
                 // [n, K, R] @ [n, R, len] → [n, K, len] → [K, n, len]
                 let f = factors.narrow(1, chunk.start, chunk.len)?;
-                coupling
-                    .matmul(&f.transpose(1, 2)?)?
-                    .permute(&[1, 0, 2])?
+                coupling.matmul(&f.transpose(1, 2)?)?.permute(&[1, 0, 2])?
             }
             OutputCurvature::Scaled(_) | OutputCurvature::Diagonal(_) => {
-                return Err(invalid("Ggn::apply_batch", "no coupling for this curvature"))
+                return Err(invalid(
+                    "Ggn::apply_batch",
+                    "no coupling for this curvature",
+                ))
             }
         })
     }
@@ -421,7 +427,14 @@ impl Ggn {
             DIAG,
             "one cotangent row",
             &[
-                alloc::sum(DIAG, "one cotangent row", &[alloc::product(DIAG, "one cotangent row", &[n, o])?, self.dim])?,
+                alloc::sum(
+                    DIAG,
+                    "one cotangent row",
+                    &[
+                        alloc::product(DIAG, "one cotangent row", &[n, o])?,
+                        self.dim,
+                    ],
+                )?,
                 self.dtype.size_in_bytes(),
             ],
         )?;
@@ -438,7 +451,10 @@ impl Ggn {
                 }
             }
             let w = Tensor::from_f64s(&cot, [k, n, o], self.dtype, self.device)?;
-            let squares = self.transpose_product(&self.output, &w)?.square()?.sum(&[0], false)?;
+            let squares = self
+                .transpose_product(&self.output, &w)?
+                .square()?
+                .sum(&[0], false)?;
             sum = Some(match sum {
                 None => squares,
                 Some(s) => s.add(&squares)?,
@@ -709,7 +725,10 @@ fn output_curvature(
         }
         Curvature::MonteCarloFisher { samples, seed } => {
             if samples == 0 {
-                return Err(invalid(OP, "the Monte-Carlo Fisher needs at least one sample"));
+                return Err(invalid(
+                    OP,
+                    "the Monte-Carlo Fisher needs at least one sample",
+                ));
             }
             if loss == OutputLoss::SumSq {
                 return Err(invalid(
@@ -777,7 +796,10 @@ pub(crate) fn curvature_columns(
     if out.rank() == 0 || out.dims()[0] == 0 || out.elem_count() == 0 {
         return Err(invalid(
             op,
-            format!("the model's output must be [n, …] with n ≥ 1, got {}", out.shape()),
+            format!(
+                "the model's output must be [n, …] with n ≥ 1, got {}",
+                out.shape()
+            ),
         ));
     }
     let n = out.dims()[0];

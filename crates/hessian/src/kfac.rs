@@ -71,7 +71,8 @@ impl Kfac {
     ) -> Result<Kfac> {
         const OP: &str = "Kfac::new";
         let loss = loss.into();
-        let (params, dtype, device) = crate::model::check_model(OP, model, std::slice::from_ref(x))?;
+        let (params, dtype, device) =
+            crate::model::check_model(OP, model, std::slice::from_ref(x))?;
         let dim = alloc::sum(
             OP,
             "the parameters",
@@ -105,13 +106,22 @@ impl Kfac {
                 if h.rank() != 2 {
                     return Err(invalid(
                         OP,
-                        format!("layer {index} receives {} inputs, KFAC needs [n, in]", h.shape()),
+                        format!(
+                            "layer {index} receives {} inputs, KFAC needs [n, in]",
+                            h.shape()
+                        ),
                     ));
                 }
                 let w = tape.constant(linear.weight.clone());
                 let b = tape.constant(linear.bias.clone());
                 let probe = tape.leaf(Tensor::zeros([n, outputs], dtype, device)?);
-                found.push((index.to_string(), offset, inputs, outputs, h.value().clone()));
+                found.push((
+                    index.to_string(),
+                    offset,
+                    inputs,
+                    outputs,
+                    h.value().clone(),
+                ));
                 h = Linear::apply(&h, &w, &b)?.add(&probe)?;
                 probes.push(probe);
             } else if size != 0 {
@@ -150,7 +160,10 @@ impl Kfac {
                 offset,
                 inputs,
                 outputs,
-                a: abar.transpose(0, 1)?.matmul(&abar)?.mul_scalar(1.0 / n as f64)?,
+                a: abar
+                    .transpose(0, 1)?
+                    .matmul(&abar)?
+                    .mul_scalar(1.0 / n as f64)?,
                 g: g.transpose(0, 1)?.matmul(&g)?,
             });
         }
@@ -182,7 +195,10 @@ impl Kfac {
     pub fn inverse(&self, damping: f64) -> Result<KfacInverse> {
         const OP: &str = "Kfac::inverse";
         if !(damping > 0.0 && damping.is_finite()) {
-            return Err(invalid(OP, format!("damping must be positive and finite, got {damping}")));
+            return Err(invalid(
+                OP,
+                format!("damping must be positive and finite, got {damping}"),
+            ));
         }
         let mut blocks = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
@@ -224,7 +240,10 @@ impl Kfac {
         self.layers.get(index).ok_or_else(|| {
             invalid(
                 op,
-                format!("layer {index} asked for, the model has {} Linear layers", self.layers.len()),
+                format!(
+                    "layer {index} asked for, the model has {} Linear layers",
+                    self.layers.len()
+                ),
             )
         })
     }
@@ -258,9 +277,12 @@ fn layer_apply(
     Ok(Tensor::cat(&[&yw, &yb], 1)?)
 }
 
+/// One block's map of `[K, out, in + 1]` batches.
+type BlockFn<'a> = Box<dyn Fn(&Tensor) -> Result<Tensor> + 'a>;
+
 /// The blocks of `layers` applied to `v`, concatenated in θ's order.
 fn block_diagonal<'a>(
-    layers: impl Iterator<Item = (&'a KfacLayer, Box<dyn Fn(&Tensor) -> Result<Tensor> + 'a>)>,
+    layers: impl Iterator<Item = (&'a KfacLayer, BlockFn<'a>)>,
     v: &Tensor,
 ) -> Result<Tensor> {
     let parts = layers
@@ -286,8 +308,7 @@ impl LinearOperator for Kfac {
         check_batch("Kfac::apply_batch", self, v)?;
         block_diagonal(
             self.layers.iter().map(|l| {
-                let f: Box<dyn Fn(&Tensor) -> Result<Tensor>> =
-                    Box::new(move |x: &Tensor| Ok(l.g.matmul(x)?.matmul(&l.a)?));
+                let f: BlockFn<'_> = Box::new(move |x: &Tensor| Ok(l.g.matmul(x)?.matmul(&l.a)?));
                 (l, f)
             }),
             v,
@@ -327,7 +348,7 @@ impl LinearOperator for KfacInverse {
         check_batch("KfacInverse::apply_batch", self, v)?;
         block_diagonal(
             self.blocks.iter().map(|b| {
-                let f: Box<dyn Fn(&Tensor) -> Result<Tensor>> = Box::new(move |x: &Tensor| {
+                let f: BlockFn<'_> = Box::new(move |x: &Tensor| {
                     let z = b.qg.transpose(0, 1)?.matmul(x)?.matmul(&b.qa)?;
                     let z = z.mul(&b.scales)?;
                     Ok(b.qg.matmul(&z)?.matmul(&b.qa.transpose(0, 1)?)?)

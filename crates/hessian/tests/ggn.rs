@@ -135,7 +135,8 @@ fn frobenius_rel(a: &[f64], b: &[f64]) -> f64 {
 
 #[test]
 fn ggn_equals_the_hessian_of_a_linear_model_with_mse() {
-    let model = Sequential::default().with(Linear::seeded(3, 2, DType::F64, Device::Cpu, 1).unwrap());
+    let model =
+        Sequential::default().with(Linear::seeded(3, 2, DType::F64, Device::Cpu, 1).unwrap());
     let x = tensor(&wave(15, 0.1), &[5, 3], Device::Cpu);
     let y = tensor(&wave(10, 2.0), &[5, 2], Device::Cpu);
     let g = dense(&Ggn::new(&model, Loss::Mse, &x, &y, Curvature::Ggn).unwrap());
@@ -146,7 +147,8 @@ fn ggn_equals_the_hessian_of_a_linear_model_with_mse() {
 #[test]
 fn ggn_equals_the_hessian_of_linear_logits_with_cross_entropy_and_bce() {
     // Logits linear in θ: the loss Hessian is exactly the GGN.
-    let model = Sequential::default().with(Linear::seeded(3, 4, DType::F64, Device::Cpu, 1).unwrap());
+    let model =
+        Sequential::default().with(Linear::seeded(3, 4, DType::F64, Device::Cpu, 1).unwrap());
     let x = tensor(&wave(15, 0.1), &[5, 3], Device::Cpu);
     let labels = tensor(&[0.0, 3.0, 1.0, 2.0, 3.0], &[5], Device::Cpu);
     let g = dense(&Ggn::new(&model, Loss::CrossEntropy, &x, &labels, Curvature::Ggn).unwrap());
@@ -176,11 +178,17 @@ fn check_against_fd(model: &dyn Module, loss: OutputLoss, x: &Tensor, y: &Tensor
     };
     let op = Ggn::with_options(model, loss, x, y, Curvature::Ggn, options).unwrap();
     let g = dense(&op).to_f64s().unwrap();
-    let err = rel_err(&tensor(&g, &[p, p], Device::Cpu), &tensor(&reference, &[p, p], Device::Cpu));
+    let err = rel_err(
+        &tensor(&g, &[p, p], Device::Cpu),
+        &tensor(&reference, &[p, p], Device::Cpu),
+    );
     assert!(err <= 1e-6, "{loss:?} chunk {chunk}: {err}");
     // The exact diagonal is the dense matrix's diagonal.
     let d = op.diagonal().unwrap().to_f64s().unwrap();
-    let err = rel_err(&tensor(&d, &[p], Device::Cpu), &tensor(&diag_of(&g, p), &[p], Device::Cpu));
+    let err = rel_err(
+        &tensor(&d, &[p], Device::Cpu),
+        &tensor(&diag_of(&g, p), &[p], Device::Cpu),
+    );
     assert!(err <= 1e-12, "{loss:?} diagonal: {err}");
 }
 
@@ -203,7 +211,13 @@ fn ggn_of_cross_entropy_and_bce_equal_finite_difference_jt_h_j_in_column_chunks(
     let t: Vec<f64> = wave(30, 0.5).iter().map(|v| 0.5 + 0.5 * v).collect();
     let targets = tensor(&t, &[6, 5], Device::Cpu);
     for chunk in [0, 2] {
-        check_against_fd(&model, OutputLoss::BinaryCrossEntropyWithLogits, &x, &targets, chunk);
+        check_against_fd(
+            &model,
+            OutputLoss::BinaryCrossEntropyWithLogits,
+            &x,
+            &targets,
+            chunk,
+        );
         check_against_fd(&model, OutputLoss::Mse, &x, &targets, chunk);
     }
 }
@@ -252,8 +266,8 @@ fn empirical_fisher_is_the_mean_of_per_sample_gradient_outer_products() {
                 column_chunk: chunk,
                 ..GgnOptions::default()
             };
-            let op =
-                Ggn::with_options(&model, loss, &x, y, Curvature::EmpiricalFisher, options).unwrap();
+            let op = Ggn::with_options(&model, loss, &x, y, Curvature::EmpiricalFisher, options)
+                .unwrap();
             let f = dense(&op).to_f64s().unwrap();
             let p = op.dim();
             let r = tensor(&reference, &[p, p], Device::Cpu);
@@ -295,8 +309,13 @@ fn monte_carlo_fisher_converges_to_the_ggn() {
         assert!(frobenius_rel(&d, &diag_of(&exact, p)) < 0.05);
         assert!(frobenius_rel(&d, &diag_of(&sampled, p)) < 1e-12);
         // A handful of samples is far from it: the check above can fail.
-        let few = Curvature::MonteCarloFisher { samples: 1, seed: 7 };
-        let rough = dense(&Ggn::new(&model, loss, &x, y, few).unwrap()).to_f64s().unwrap();
+        let few = Curvature::MonteCarloFisher {
+            samples: 1,
+            seed: 7,
+        };
+        let rough = dense(&Ggn::new(&model, loss, &x, y, few).unwrap())
+            .to_f64s()
+            .unwrap();
         assert!(frobenius_rel(&rough, &exact) > 0.05, "{loss:?}");
     }
 }
@@ -361,8 +380,20 @@ fn bad_inputs_are_errors() {
     };
     // Labels out of range, of the wrong shape, not integers.
     let bad = tensor(&[0.0, 3.0], &[2], Device::Cpu);
-    assert!(is_invalid(Ggn::new(&model, Loss::CrossEntropy, &x, &bad, ggn)));
-    assert!(is_invalid(Ggn::new(&model, Loss::CrossEntropy, &x, &targets, ggn)));
+    assert!(is_invalid(Ggn::new(
+        &model,
+        Loss::CrossEntropy,
+        &x,
+        &bad,
+        ggn
+    )));
+    assert!(is_invalid(Ggn::new(
+        &model,
+        Loss::CrossEntropy,
+        &x,
+        &targets,
+        ggn
+    )));
     let frac = tensor(&[0.5, 1.0], &[2], Device::Cpu);
     assert!(Ggn::new(&model, Loss::CrossEntropy, &x, &frac, ggn).is_err());
     // MSE targets of the wrong shape; BCE targets outside [0, 1]; non-finite targets.
@@ -373,9 +404,21 @@ fn bad_inputs_are_errors() {
     let nan = tensor(&[0.0, f64::NAN, 0.0, 0.0, 0.0, 0.0], &[2, 3], Device::Cpu);
     assert!(is_invalid(Ggn::new(&model, Loss::Mse, &x, &nan, ggn)));
     // Monte-Carlo Fisher of the sum of squares, or with no samples.
-    let mc0 = Curvature::MonteCarloFisher { samples: 0, seed: 0 };
-    assert!(is_invalid(Ggn::new(&model, Loss::CrossEntropy, &x, &labels, mc0)));
-    let mc = Curvature::MonteCarloFisher { samples: 2, seed: 0 };
+    let mc0 = Curvature::MonteCarloFisher {
+        samples: 0,
+        seed: 0,
+    };
+    assert!(is_invalid(Ggn::new(
+        &model,
+        Loss::CrossEntropy,
+        &x,
+        &labels,
+        mc0
+    )));
+    let mc = Curvature::MonteCarloFisher {
+        samples: 2,
+        seed: 0,
+    };
     assert!(is_invalid(Ggn::new(&model, Loss::SumSq, &x, &targets, mc)));
     // Inputs of another dtype; the wrong number of inputs.
     let x32 = x.to_dtype(DType::F32).unwrap();
@@ -391,14 +434,22 @@ fn bad_inputs_are_errors() {
         op.apply_batch(&tensor(&vec![0.0; p + 1], &[1, p + 1], Device::Cpu)),
         Err(HessianError::VectorLength { .. })
     ));
-    assert!(op.apply_batch(&tensor(&vec![0.0; p], &[p], Device::Cpu)).is_err());
+    assert!(op
+        .apply_batch(&tensor(&vec![0.0; p], &[p], Device::Cpu))
+        .is_err());
     assert!(matches!(
         op.apply_batch(&Tensor::zeros([0, p], DType::F64, Device::Cpu).unwrap()),
         Err(HessianError::EmptyBatch { .. })
     ));
-    assert!(op.jvp_batch(&Tensor::zeros([1, p], DType::F32, Device::Cpu).unwrap()).is_err());
-    assert!(op.vjp_batch(&tensor(&[0.0; 6], &[1, 3, 2], Device::Cpu)).is_err());
-    assert!(op.vjp_batch(&tensor(&[0.0; 6], &[2, 3], Device::Cpu)).is_err());
+    assert!(op
+        .jvp_batch(&Tensor::zeros([1, p], DType::F32, Device::Cpu).unwrap())
+        .is_err());
+    assert!(op
+        .vjp_batch(&tensor(&[0.0; 6], &[1, 3, 2], Device::Cpu))
+        .is_err());
+    assert!(op
+        .vjp_batch(&tensor(&[0.0; 6], &[2, 3], Device::Cpu))
+        .is_err());
 }
 
 /// The GGN and the Fisher operators on a device, against the CPU.
@@ -410,7 +461,10 @@ fn ggn_on_device(device: Device) {
     for curvature in [
         Curvature::Ggn,
         Curvature::EmpiricalFisher,
-        Curvature::MonteCarloFisher { samples: 3, seed: 5 },
+        Curvature::MonteCarloFisher {
+            samples: 3,
+            seed: 5,
+        },
     ] {
         let options = GgnOptions {
             column_chunk: 2,
@@ -437,7 +491,9 @@ fn ggn_on_device(device: Device) {
         let v = wave(2 * p, 0.4);
         let got = op.apply_batch(&tensor(&v, &[2, p], device)).unwrap();
         assert_eq!(got.device(), device);
-        let want = reference.apply_batch(&tensor(&v, &[2, p], Device::Cpu)).unwrap();
+        let want = reference
+            .apply_batch(&tensor(&v, &[2, p], Device::Cpu))
+            .unwrap();
         assert!(rel_err(&got, &want) <= 1e-12, "{curvature:?}");
         let d = op.diagonal().unwrap();
         assert_eq!(d.device(), device);
@@ -446,4 +502,3 @@ fn ggn_on_device(device: Device) {
 }
 
 device_tests!(ggn_on_device);
-

@@ -118,19 +118,30 @@ fn kfac_factors_equal_their_definitions() {
 #[test]
 fn kfac_equals_the_exact_ggn_block_where_it_is_exact_and_only_there() {
     let model = mlp(Device::Cpu);
-    let linear = Sequential::default().with(Linear::seeded(3, 2, DType::F64, Device::Cpu, 9).unwrap());
+    let linear =
+        Sequential::default().with(Linear::seeded(3, 2, DType::F64, Device::Cpu, 9).unwrap());
     for (model, outputs) in [(&linear, 2), (&model, 3)] {
         for (loss, y1, y5) in [
             (Loss::Mse, wave(outputs, 1.0), wave(5 * outputs, 1.0)),
             (Loss::CrossEntropy, vec![1.0], vec![0.0, 1.0, 1.0, 0.0, 1.0]),
         ] {
-            let dims = |n: usize| if loss == Loss::Mse { vec![n, outputs] } else { vec![n] };
+            let dims = |n: usize| {
+                if loss == Loss::Mse {
+                    vec![n, outputs]
+                } else {
+                    vec![n]
+                }
+            };
             let x1 = tensor(&wave(3, 0.4), &[1, 3], Device::Cpu);
             let y = tensor(&y1, &dims(1), Device::Cpu);
             let kfac = Kfac::new(model, loss, &x1, &y, Curvature::Ggn).unwrap();
             let exact = Ggn::new(model, loss, &x1, &y, Curvature::Ggn).unwrap();
             for e in kfac_block_errors(&kfac, &exact).unwrap() {
-                assert!(e.relative_frobenius <= 1e-12, "{loss:?} layer {}: {e:?}", e.name);
+                assert!(
+                    e.relative_frobenius <= 1e-12,
+                    "{loss:?} layer {}: {e:?}",
+                    e.name
+                );
             }
             // With several samples the Kronecker product is an approximation.
             let x5 = tensor(&wave(15, 0.4), &[5, 3], Device::Cpu);
@@ -140,11 +151,20 @@ fn kfac_equals_the_exact_ggn_block_where_it_is_exact_and_only_there() {
             let errors = kfac_block_errors(&kfac, &exact).unwrap();
             if outputs == 2 && loss == Loss::Mse {
                 // One linear layer under MSE: G = s·n·I for every sample, so G ⊗ A is exact.
-                assert!(errors.iter().all(|e| e.relative_frobenius <= 1e-12), "{errors:?}");
+                assert!(
+                    errors.iter().all(|e| e.relative_frobenius <= 1e-12),
+                    "{errors:?}"
+                );
                 continue;
             }
-            assert!(errors.iter().any(|e| e.relative_frobenius > 1e-3), "{errors:?}");
-            assert!(errors.iter().all(|e| e.relative_frobenius < 1.0), "{errors:?}");
+            assert!(
+                errors.iter().any(|e| e.relative_frobenius > 1e-3),
+                "{errors:?}"
+            );
+            assert!(
+                errors.iter().all(|e| e.relative_frobenius < 1.0),
+                "{errors:?}"
+            );
         }
     }
 }
@@ -155,7 +175,10 @@ fn kfac_operator_is_block_diagonal_with_the_blocks() {
     let x = tensor(&wave(12, 0.2), &[4, 3], Device::Cpu);
     let y = tensor(&wave(12, 0.9), &[4, 3], Device::Cpu);
     let kfac = Kfac::new(&model, Loss::Mse, &x, &y, Curvature::Ggn).unwrap();
-    let dense = hessian_of(&kfac, &HessianOptions::default()).unwrap().to_f64s().unwrap();
+    let dense = hessian_of(&kfac, &HessianOptions::default())
+        .unwrap()
+        .to_f64s()
+        .unwrap();
     let p = kfac.dim();
     assert_eq!(p, 31);
     let mut expected = vec![0.0; p * p];
@@ -180,7 +203,12 @@ fn kfac_operator_is_block_diagonal_with_the_blocks() {
             }
         }
     }
-    assert!(rel_err(&tensor(&dense, &[p, p], Device::Cpu), &tensor(&expected, &[p, p], Device::Cpu)) <= 1e-12);
+    assert!(
+        rel_err(
+            &tensor(&dense, &[p, p], Device::Cpu),
+            &tensor(&expected, &[p, p], Device::Cpu)
+        ) <= 1e-12
+    );
 }
 
 /// `(K + λI)⁻¹ (K + λI) V = V`.
@@ -190,7 +218,10 @@ fn inverse_on(device: Device) {
     let y = tensor(&[0.0, 2.0, 1.0, 2.0], &[4], device);
     for curvature in [
         Curvature::Ggn,
-        Curvature::MonteCarloFisher { samples: 2, seed: 1 },
+        Curvature::MonteCarloFisher {
+            samples: 2,
+            seed: 1,
+        },
         Curvature::EmpiricalFisher,
     ] {
         let kfac = Kfac::new(&model, Loss::CrossEntropy, &x, &y, curvature).unwrap();
@@ -198,12 +229,24 @@ fn inverse_on(device: Device) {
         let inverse = kfac.inverse(damping).unwrap();
         let p = kfac.dim();
         let v = tensor(&wave(3 * p, 0.5), &[3, p], device);
-        let damped = kfac.apply_batch(&v).unwrap().add(&v.mul_scalar(damping).unwrap()).unwrap();
+        let damped = kfac
+            .apply_batch(&v)
+            .unwrap()
+            .add(&v.mul_scalar(damping).unwrap())
+            .unwrap();
         let back = inverse.apply_batch(&damped).unwrap();
         assert_eq!(back.device(), device);
-        assert!(rel_err(&back, &v) <= 1e-8, "{curvature:?}: {}", rel_err(&back, &v));
+        assert!(
+            rel_err(&back, &v) <= 1e-8,
+            "{curvature:?}: {}",
+            rel_err(&back, &v)
+        );
         let forth = inverse.apply_batch(&v).unwrap();
-        let again = kfac.apply_batch(&forth).unwrap().add(&forth.mul_scalar(damping).unwrap()).unwrap();
+        let again = kfac
+            .apply_batch(&forth)
+            .unwrap()
+            .add(&forth.mul_scalar(damping).unwrap())
+            .unwrap();
         assert!(rel_err(&again, &v) <= 1e-8);
     }
 }
@@ -214,30 +257,71 @@ device_tests!(inverse_on);
 fn bad_inputs_are_errors() {
     let x = tensor(&wave(6, 0.2), &[2, 3], Device::Cpu);
     let y = tensor(&wave(4, 0.2), &[2, 2], Device::Cpu);
-    let invalid = |r: Result<Kfac, HessianError>| matches!(r, Err(HessianError::InvalidArgument { .. }));
+    let invalid =
+        |r: Result<Kfac, HessianError>| matches!(r, Err(HessianError::InvalidArgument { .. }));
     // Not a Sequential; a layer with parameters that is not Linear.
     let lone = Linear::seeded(3, 2, DType::F64, Device::Cpu, 0).unwrap();
     assert!(invalid(Kfac::new(&lone, Loss::Mse, &x, &y, Curvature::Ggn)));
     let residual = Sequential::default()
-        .with(Residual::new(Linear::seeded(3, 3, DType::F64, Device::Cpu, 0).unwrap()))
+        .with(Residual::new(
+            Linear::seeded(3, 3, DType::F64, Device::Cpu, 0).unwrap(),
+        ))
         .with(Linear::seeded(3, 2, DType::F64, Device::Cpu, 1).unwrap());
-    assert!(invalid(Kfac::new(&residual, Loss::Mse, &x, &y, Curvature::Ggn)));
+    assert!(invalid(Kfac::new(
+        &residual,
+        Loss::Mse,
+        &x,
+        &y,
+        Curvature::Ggn
+    )));
     // Inputs that are not [n, in]; targets of the wrong shape.
-    let model = Sequential::default().with(Linear::seeded(3, 2, DType::F64, Device::Cpu, 0).unwrap());
+    let model =
+        Sequential::default().with(Linear::seeded(3, 2, DType::F64, Device::Cpu, 0).unwrap());
     let x3 = tensor(&wave(6, 0.2), &[1, 2, 3], Device::Cpu);
-    assert!(invalid(Kfac::new(&model, Loss::Mse, &x3, &y, Curvature::Ggn)));
+    assert!(invalid(Kfac::new(
+        &model,
+        Loss::Mse,
+        &x3,
+        &y,
+        Curvature::Ggn
+    )));
     let y_bad = tensor(&wave(3, 0.2), &[3], Device::Cpu);
-    assert!(invalid(Kfac::new(&model, Loss::Mse, &x, &y_bad, Curvature::Ggn)));
+    assert!(invalid(Kfac::new(
+        &model,
+        Loss::Mse,
+        &x,
+        &y_bad,
+        Curvature::Ggn
+    )));
     // Damping that is not positive and finite; a layer that does not exist.
     let kfac = Kfac::new(&model, Loss::Mse, &x, &y, Curvature::Ggn).unwrap();
     for damping in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-        assert!(matches!(kfac.inverse(damping), Err(HessianError::InvalidArgument { .. })));
+        assert!(matches!(
+            kfac.inverse(damping),
+            Err(HessianError::InvalidArgument { .. })
+        ));
     }
     assert!(kfac.block(1).is_err());
     // An exact operator of another dimension.
-    let other = Ggn::new(&mlp(Device::Cpu), Loss::Mse, &x, &tensor(&wave(6, 0.1), &[2, 3], Device::Cpu), Curvature::Ggn).unwrap();
-    assert!(matches!(kfac_block_errors(&kfac, &other), Err(HessianError::VectorLength { .. })));
+    let other = Ggn::new(
+        &mlp(Device::Cpu),
+        Loss::Mse,
+        &x,
+        &tensor(&wave(6, 0.1), &[2, 3], Device::Cpu),
+        Curvature::Ggn,
+    )
+    .unwrap();
+    assert!(matches!(
+        kfac_block_errors(&kfac, &other),
+        Err(HessianError::VectorLength { .. })
+    ));
     // Batches of the wrong width.
-    assert!(kfac.apply_batch(&tensor(&[0.0; 9], &[1, 9], Device::Cpu)).is_err());
-    assert!(kfac.inverse(1.0).unwrap().apply_batch(&tensor(&[0.0; 9], &[1, 9], Device::Cpu)).is_err());
+    assert!(kfac
+        .apply_batch(&tensor(&[0.0; 9], &[1, 9], Device::Cpu))
+        .is_err());
+    assert!(kfac
+        .inverse(1.0)
+        .unwrap()
+        .apply_batch(&tensor(&[0.0; 9], &[1, 9], Device::Cpu))
+        .is_err());
 }

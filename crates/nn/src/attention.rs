@@ -97,7 +97,11 @@ impl Module for MultiheadAttention {
             .permute(&[0, 2, 1, 3])?
             .reshape(batched.dims().to_vec())?;
         let y = Linear::apply(&merged, &params[2], &params[3])?;
-        Ok(if x.rank() == 2 { y.reshape(x.dims().to_vec())? } else { y })
+        Ok(if x.rank() == 2 {
+            y.reshape(x.dims().to_vec())?
+        } else {
+            y
+        })
     }
 
     fn set_parameters(&mut self, params: &[Tensor]) -> Result<()> {
@@ -126,9 +130,7 @@ impl Module for MultiheadAttention {
 
 fn check_heads(d: usize, heads: usize) -> Result<()> {
     if heads == 0 || d % heads != 0 {
-        return Err(invalid(format!(
-            "{heads} heads must divide the width {d}"
-        )));
+        return Err(invalid(format!("{heads} heads must divide the width {d}")));
     }
     Ok(())
 }

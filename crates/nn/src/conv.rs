@@ -283,7 +283,12 @@ fn add_channel_bias(y: Var, bias: Option<&Var>, spatial: usize) -> Result<Var> {
 }
 
 /// C/groups, after checking that groups divides both channel counts.
-fn channels_per_group(layer: &'static str, inputs: usize, outputs: usize, groups: usize) -> Result<usize> {
+fn channels_per_group(
+    layer: &'static str,
+    inputs: usize,
+    outputs: usize,
+    groups: usize,
+) -> Result<usize> {
     if groups == 0 || inputs % groups != 0 || outputs % groups != 0 {
         return Err(NnError::InvalidArgument {
             op: layer,

@@ -21,7 +21,13 @@ pub struct Embedding {
 impl Embedding {
     /// A table of `num` rows of length `dim`, drawn from N(0, 1) (PyTorch's default) with
     /// `seed`.
-    pub fn seeded(num: usize, dim: usize, dtype: DType, device: Device, seed: u64) -> Result<Embedding> {
+    pub fn seeded(
+        num: usize,
+        dim: usize,
+        dtype: DType,
+        device: Device,
+        seed: u64,
+    ) -> Result<Embedding> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         // Box–Muller: two uniforms in (0, 1] give one standard normal value.
         let weight = Tensor::from_fn([num, dim], dtype, device, |_| {

@@ -73,7 +73,6 @@ pub use attention::MultiheadAttention;
 pub use conv::{AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, MaxPool2d};
 pub use embedding::Embedding;
 pub use error::{NnError, Result};
-pub use norm::{BatchNorm, LayerNorm};
 pub use layers::{Activation, Dropout, Flatten, Linear};
 pub use loss::{
     binary_cross_entropy_with_logits, cross_entropy, cross_entropy_soft, gaussian_nll,
@@ -83,4 +82,5 @@ pub use model_file::{
     bounded_text, file_kind, shown, ModelFile, ModelFileError, ModelLayout, MAX_HEADER_BYTES,
 };
 pub use module::{check_param_count, prefixed, Module, ModuleBase};
+pub use norm::{BatchNorm, LayerNorm};
 pub use sequential::{Residual, Sequential};

@@ -114,7 +114,11 @@ impl Module for BatchNorm {
 }
 
 /// Replaces an optional (weight, bias) pair after checking the count and shapes.
-fn set_affine(op: &'static str, affine: &mut Option<(Tensor, Tensor)>, params: &[Tensor]) -> Result<()> {
+fn set_affine(
+    op: &'static str,
+    affine: &mut Option<(Tensor, Tensor)>,
+    params: &[Tensor],
+) -> Result<()> {
     match affine {
         Some((w, b)) => {
             check_shapes(op, &[w, b], params)?;
@@ -129,6 +133,11 @@ fn set_affine(op: &'static str, affine: &mut Option<(Tensor, Tensor)>, params: &
 fn affine_params(affine: &Option<(Tensor, Tensor)>) -> Vec<(String, Tensor)> {
     affine
         .iter()
-        .flat_map(|(w, b)| [("weight".to_string(), w.clone()), ("bias".to_string(), b.clone())])
+        .flat_map(|(w, b)| {
+            [
+                ("weight".to_string(), w.clone()),
+                ("bias".to_string(), b.clone()),
+            ]
+        })
         .collect()
 }

@@ -47,8 +47,14 @@ pub(crate) enum Op {
         axis: usize,
     },
     Trace,
-    IndexSelect { axis: usize, indices: Arc<[usize]> },
-    IndexAdd { axis: usize, indices: Arc<[usize]> },
+    IndexSelect {
+        axis: usize,
+        indices: Arc<[usize]>,
+    },
+    IndexAdd {
+        axis: usize,
+        indices: Arc<[usize]>,
+    },
     /// im2col of an image of spatial `size`.
     Unfold {
         window: Window2d,

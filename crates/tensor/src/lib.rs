@@ -68,7 +68,7 @@ pub use error::{human_bytes, Result, TensorError};
 pub use ops::conv::{Conv1dOptions, Conv2dOptions, ConvPlan, Window2d};
 pub use ops::elementwise::{BinaryOp, Differentiable, Saves, TernaryOp, UnaryOp};
 pub use ops::norm::checks as norm_checks;
-pub use ops::Indices;
 pub use ops::pool::PoolPlan;
+pub use ops::Indices;
 pub use shape::{IntoShape, Shape, MAX_ELEMENTS};
 pub use tensor::Tensor;
