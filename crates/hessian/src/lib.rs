@@ -13,6 +13,11 @@
 //! - diagonals: [`hessian_diagonal`] (exact), [`hessian_diagonal_hutchinson`];
 //! - summaries: [`trace_hutchinson`], [`trace_hutchpp`], [`top_eigenvalues`] (Lanczos with full
 //!   reorthogonalisation), [`spectral_density`] (stochastic Lanczos quadrature).
+//! - Gauss–Newton and Fisher curvature: [`Ggn`], the operator `Jᵀ H̃ J` of a model with the
+//!   loss's output Hessian (the GGN), a seeded Monte-Carlo Fisher or the empirical Fisher
+//!   ([`Curvature`], losses [`OutputLoss`]), with its exact diagonal ([`Ggn::diagonal`]);
+//!   [`Kfac`] (Kronecker factors `G ⊗ A` of `Linear` layers), its damped inverse
+//!   [`KfacInverse`] and [`kfac_block_errors`] against the exact blocks.
 //!
 //! Everything goes through the [`LinearOperator`] trait (`apply_batch` of `[K, dim]` rows).
 //! [`MlpHvp`] computes a model's products by a fused forward-over-reverse sweep written for MLPs
