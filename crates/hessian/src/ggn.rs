@@ -157,8 +157,8 @@ pub struct Ggn {
     params: Vec<Var>,
     chunks: Vec<Chunk>,
     curvature: OutputCurvature,
-    /// `√H̃ᵢ` column by column on the host: `[n, O, R]` row-major, and R.
-    factors: (Vec<f64>, usize),
+    /// `H̃` on the host, whose square-root columns the diagonal and the factors read.
+    host: HostCurvature,
     sizes: Vec<usize>,
     n: usize,
     outputs: usize,
@@ -220,8 +220,8 @@ impl Ggn {
         let output = raw.reshape([n, outputs])?;
         let f = output.value().to_f64s()?;
         let target = Target::read(loss, y, raw.dims(), dtype, device)?;
-        let (curvature_host, factors) = output_curvature(loss, curvature, &f, n, outputs, &target)?;
-        let curvature = upload(curvature_host, n, outputs, dtype, device)?;
+        let host = output_curvature(loss, curvature, &f, n, outputs, &target)?;
+        let curvature = upload(&host, n, outputs, dtype, device)?;
         let chunk = match options.column_chunk {
             0 => outputs,
             c => c.min(outputs),
@@ -259,7 +259,7 @@ impl Ggn {
             params: leaves,
             chunks,
             curvature,
-            factors,
+            host,
             sizes,
             n,
             outputs,
@@ -401,12 +401,15 @@ impl Ggn {
 
     /// Square-root columns of the output curvature, `H̃ᵢ = Σ_r lᵢᵣ lᵢᵣᵀ`: `[n, O, R]` on the
     /// host, row-major, with R (MSE, sum of squares, BCE: the O scaled unit vectors;
-    /// cross-entropy: `√(s·p_r) (e_r − p)` for each class r; a Fisher: its M samples).
+    /// cross-entropy: `√(s·p_r) (e_r − p)` for each class r; a Fisher: its M samples). Built
+    /// on demand: `n · O · R` elements.
     pub fn curvature_factors(&self) -> Result<Tensor> {
-        let (data, r) = &self.factors;
+        const FACTORS: &str = "Ggn::curvature_factors";
+        let r = self.host.rank(self.outputs);
+        let data = self.host.columns(FACTORS, self.n, self.outputs)?;
         Ok(Tensor::from_f64s(
-            data,
-            [self.n, self.outputs, *r],
+            &data,
+            [self.n, self.outputs, r],
             self.dtype,
             self.device,
         )?)
@@ -420,8 +423,9 @@ impl Ggn {
     /// by [`GgnOptions::diagonal_budget_bytes`].
     pub fn diagonal(&self) -> Result<Tensor> {
         const DIAG: &str = "Ggn::diagonal";
-        let (data, r) = (&self.factors.0, self.factors.1);
         let (n, o) = (self.n, self.outputs);
+        let r = self.host.rank(o);
+        let mut col = alloc::filled(DIAG, "one column", o, 0.0)?;
         let total = alloc::product(DIAG, "the diagonal's cotangent rows", &[n, r])?;
         let per_row = alloc::product(
             DIAG,
@@ -445,10 +449,10 @@ impl Ggn {
             let len = alloc::product(DIAG, "the diagonal's cotangents", &[k, n, o])?;
             let mut cot = alloc::filled(DIAG, "the diagonal's cotangents", len, 0.0)?;
             for (row, index) in (start..start + k).enumerate() {
-                let (i, col) = (index / r, index % r);
-                for c in 0..o {
-                    cot[(row * n + i) * o + c] = data[(i * o + c) * r + col];
-                }
+                let (i, j) = (index / r, index % r);
+                self.host.column(i, j, &mut col);
+                let at = (row * n + i) * o;
+                cot[at..at + o].copy_from_slice(&col);
             }
             let w = Tensor::from_f64s(&cot, [k, n, o], self.dtype, self.device)?;
             let squares = self
@@ -613,6 +617,57 @@ enum HostCurvature {
     LowRank(Vec<f64>, usize),
 }
 
+impl HostCurvature {
+    /// R, the number of square-root columns per sample.
+    fn rank(&self, o: usize) -> usize {
+        match self {
+            HostCurvature::LowRank(_, r) => *r,
+            _ => o,
+        }
+    }
+
+    /// Column r of sample i's square root `Lᵢ` (`H̃ᵢ = Lᵢ Lᵢᵀ`) into `out` (length O):
+    /// `√c e_r`, `√hᵢᵣ e_r`, `√(s pᵢᵣ) (e_r − pᵢ)`, or the stored column.
+    fn column(&self, i: usize, r: usize, out: &mut [f64]) {
+        let o = out.len();
+        out.fill(0.0);
+        match self {
+            HostCurvature::Scaled(c) => out[r] = c.sqrt(),
+            HostCurvature::Diagonal(h) => out[r] = h[i * o + r].sqrt(),
+            HostCurvature::Softmax(p, s) => {
+                let pi = &p[i * o..(i + 1) * o];
+                let w = (s * pi[r]).sqrt();
+                for (c, v) in out.iter_mut().enumerate() {
+                    *v = -w * pi[c];
+                }
+                out[r] += w;
+            }
+            HostCurvature::LowRank(g, m) => {
+                for (c, v) in out.iter_mut().enumerate() {
+                    *v = g[(i * o + c) * m + r];
+                }
+            }
+        }
+    }
+
+    /// Every column, `[n, O, R]` row-major, allocated with checked sizes.
+    fn columns(&self, op: &'static str, n: usize, o: usize) -> Result<Vec<f64>> {
+        let r = self.rank(o);
+        let len = alloc::product(op, "the curvature's square-root columns", &[n, o, r])?;
+        let mut all = alloc::filled(op, "the curvature's square-root columns", len, 0.0)?;
+        let mut col = alloc::filled(op, "one column", o, 0.0)?;
+        for i in 0..n {
+            for j in 0..r {
+                self.column(i, j, &mut col);
+                for (c, &v) in col.iter().enumerate() {
+                    all[(i * o + c) * r + j] = v;
+                }
+            }
+        }
+        Ok(all)
+    }
+}
+
 fn softmax_rows(f: &[f64], o: usize) -> Vec<f64> {
     let mut p = Vec::with_capacity(f.len());
     for row in f.chunks_exact(o) {
@@ -641,56 +696,25 @@ fn output_curvature(
     n: usize,
     o: usize,
     target: &Target,
-) -> Result<(HostCurvature, (Vec<f64>, usize))> {
+) -> Result<HostCurvature> {
     if f.iter().any(|v| !v.is_finite()) {
         return Err(invalid(OP, "the model's output has non-finite values"));
     }
     let s = loss.scale(n, o);
     let factor_len = |r: usize| alloc::product(OP, "the curvature's factors", &[n, o, r]);
     match curvature {
-        Curvature::Ggn => {
-            let mut l = alloc::filled(OP, "the curvature's factors", factor_len(o)?, 0.0)?;
-            let host = match loss {
-                OutputLoss::Mse | OutputLoss::SumSq => {
-                    for i in 0..n {
-                        for c in 0..o {
-                            l[(i * o + c) * o + c] = s.sqrt();
-                        }
-                    }
-                    HostCurvature::Scaled(s)
-                }
-                OutputLoss::BinaryCrossEntropyWithLogits => {
-                    let h: Vec<f64> = f
-                        .iter()
-                        .map(|&v| {
-                            let q = sigmoid(v);
-                            s * q * (1.0 - q)
-                        })
-                        .collect();
-                    for i in 0..n {
-                        for c in 0..o {
-                            l[(i * o + c) * o + c] = h[i * o + c].sqrt();
-                        }
-                    }
-                    HostCurvature::Diagonal(h)
-                }
-                OutputLoss::CrossEntropy => {
-                    let p = softmax_rows(f, o);
-                    for i in 0..n {
-                        let pi = &p[i * o..(i + 1) * o];
-                        for r in 0..o {
-                            let w = (s * pi[r]).sqrt();
-                            for c in 0..o {
-                                let e = if c == r { 1.0 } else { 0.0 };
-                                l[(i * o + c) * o + r] = w * (e - pi[c]);
-                            }
-                        }
-                    }
-                    HostCurvature::Softmax(p, s)
-                }
-            };
-            Ok((host, (l, o)))
-        }
+        Curvature::Ggn => Ok(match loss {
+            OutputLoss::Mse | OutputLoss::SumSq => HostCurvature::Scaled(s),
+            OutputLoss::BinaryCrossEntropyWithLogits => HostCurvature::Diagonal(
+                f.iter()
+                    .map(|&v| {
+                        let q = sigmoid(v);
+                        s * q * (1.0 - q)
+                    })
+                    .collect(),
+            ),
+            OutputLoss::CrossEntropy => HostCurvature::Softmax(softmax_rows(f, o), s),
+        }),
         Curvature::EmpiricalFisher => {
             let labels = match target {
                 Target::Labels(l) => Some(l),
@@ -721,7 +745,7 @@ fn output_curvature(
                         };
                 }
             }
-            Ok((HostCurvature::LowRank(g.clone(), 1), (g, 1)))
+            Ok(HostCurvature::LowRank(g, 1))
         }
         Curvature::MonteCarloFisher { samples, seed } => {
             if samples == 0 {
@@ -779,7 +803,7 @@ fn output_curvature(
                     }
                 }
             }
-            Ok((HostCurvature::LowRank(g.clone(), m), (g, m)))
+            Ok(HostCurvature::LowRank(g, m))
         }
     }
 }
@@ -805,7 +829,8 @@ pub(crate) fn curvature_columns(
     let n = out.dims()[0];
     let o = out.elem_count() / n;
     let target = Target::read(loss, y, out.dims(), out.dtype(), out.device())?;
-    Ok(output_curvature(loss, curvature, &out.to_f64s()?, n, o, &target)?.1)
+    let host = output_curvature(loss, curvature, &out.to_f64s()?, n, o, &target)?;
+    Ok((host.columns(op, n, o)?, host.rank(o)))
 }
 
 fn unreachable_sum_sq() -> Result<()> {
@@ -813,23 +838,23 @@ fn unreachable_sum_sq() -> Result<()> {
 }
 
 fn upload(
-    host: HostCurvature,
+    host: &HostCurvature,
     n: usize,
     o: usize,
     dtype: DType,
     device: Device,
 ) -> Result<OutputCurvature> {
     Ok(match host {
-        HostCurvature::Scaled(c) => OutputCurvature::Scaled(c),
+        HostCurvature::Scaled(c) => OutputCurvature::Scaled(*c),
         HostCurvature::Diagonal(h) => {
-            OutputCurvature::Diagonal(Tensor::from_f64s(&h, [n, o], dtype, device)?)
+            OutputCurvature::Diagonal(Tensor::from_f64s(h, [n, o], dtype, device)?)
         }
         HostCurvature::Softmax(p, scale) => OutputCurvature::Softmax {
-            probs: Tensor::from_f64s(&p, [n, o], dtype, device)?,
-            scale,
+            probs: Tensor::from_f64s(p, [n, o], dtype, device)?,
+            scale: *scale,
         },
         HostCurvature::LowRank(g, r) => OutputCurvature::LowRank {
-            factors: Tensor::from_f64s(&g, [n, o, r], dtype, device)?,
+            factors: Tensor::from_f64s(g, [n, o, *r], dtype, device)?,
         },
     })
 }
