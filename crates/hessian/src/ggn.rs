@@ -90,6 +90,35 @@ pub enum Curvature {
     EmpiricalFisher,
 }
 
+impl Curvature {
+    /// The curvature a command line names: `ggn`, `fisher` (the Monte-Carlo Fisher with
+    /// `samples` draws per sample from `seed`) or `empirical-fisher`; any other name is an
+    /// error listing these.
+    pub fn from_name(name: &str, samples: usize, seed: u64) -> Result<Curvature> {
+        match name {
+            "ggn" => Ok(Curvature::Ggn),
+            "fisher" => Ok(Curvature::MonteCarloFisher { samples, seed }),
+            "empirical-fisher" => Ok(Curvature::EmpiricalFisher),
+            other => Err(invalid(
+                "Curvature::from_name",
+                format!(
+                    "unknown curvature '{}' (expected ggn, fisher or empirical-fisher)",
+                    other.chars().take(64).collect::<String>()
+                ),
+            )),
+        }
+    }
+
+    /// The curvature's name, as [`from_name`](Curvature::from_name) reads it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Curvature::Ggn => "ggn",
+            Curvature::MonteCarloFisher { .. } => "fisher",
+            Curvature::EmpiricalFisher => "empirical-fisher",
+        }
+    }
+}
+
 /// How [`Ggn`] splits its work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GgnOptions {

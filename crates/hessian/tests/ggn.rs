@@ -502,3 +502,18 @@ fn ggn_on_device(device: Device) {
 }
 
 device_tests!(ggn_on_device);
+
+#[test]
+fn curvatures_are_named() {
+    for c in [
+        Curvature::Ggn,
+        Curvature::MonteCarloFisher { samples: 3, seed: 9 },
+        Curvature::EmpiricalFisher,
+    ] {
+        assert_eq!(Curvature::from_name(c.name(), 3, 9).unwrap(), c);
+    }
+    assert!(matches!(
+        Curvature::from_name("hessian", 1, 0),
+        Err(HessianError::InvalidArgument { .. })
+    ));
+}
