@@ -1,12 +1,12 @@
-//! Kronecker-factored curvature (KFAC) of the `Linear` layers of a
-//! [`Sequential`](curvature_nn::Sequential): per layer `A = 1/n · Σᵢ āᵢāᵢᵀ` (the layer's
-//! inputs with a ones column for the bias) and `G = Σᵢ Σ_r gᵢᵣgᵢᵣᵀ` (the output curvature's
-//! square-root columns backpropagated to the layer's outputs), the block-diagonal operator
-//! `G ⊗ A` and its damped inverse.
+//! Kronecker-factored curvature (KFAC) of the `Linear` and `Conv2d` layers of a
+//! [`Sequential`](curvature_nn::Sequential): per layer `A` (second moments of the layer's
+//! inputs, with a ones column for the bias) and `G` (of the output curvature's square-root
+//! columns backpropagated to the layer's outputs), the block-diagonal operator `G ⊗ A` and its
+//! damped inverse.
 
-use curvature_nn::{Linear, Module};
+use curvature_nn::{Conv2d, Linear, Module};
 use curvature_tape::{vjp, Tape, Var};
-use curvature_tensor::{DType, Device, Tensor};
+use curvature_tensor::{DType, Device, Tensor, Window2d};
 
 use crate::alloc;
 use crate::error::{check_kind, invalid};
@@ -15,7 +15,18 @@ use crate::linalg::symmetric_eigen;
 use crate::operator::{apply, check_batch, LinearOperator};
 use crate::{HessianError, Result};
 
-/// One `Linear` layer's Kronecker factors.
+/// A layer found on the forward pass: its name, θ offset, input rows `[n·T, in]`, positions T,
+/// output width and whether it has a bias.
+struct Found {
+    name: String,
+    offset: usize,
+    rows: Tensor,
+    positions: usize,
+    outputs: usize,
+    bias: bool,
+}
+
+/// One `Linear` or `Conv2d` layer's Kronecker factors.
 #[derive(Debug, Clone)]
 pub struct KfacLayer {
     /// The layer's name: its index in the `Sequential` (`"0"`, `"2"`, …), its parameters'
@@ -23,34 +34,45 @@ pub struct KfacLayer {
     pub name: String,
     /// Where the layer's weight starts in θ (its bias follows the weight).
     pub offset: usize,
-    /// The layer's input width `in`.
+    /// The layer's input width `in` (a convolution's `C · kh · kw`: its weight is the
+    /// `[out, C·kh·kw]` matrix acting on `unfold2d` columns).
     pub inputs: usize,
-    /// The layer's output width `out`.
+    /// The layer's output width `out` (a convolution's output channels).
     pub outputs: usize,
-    /// `A = 1/n · Σᵢ āᵢ āᵢᵀ`, `[in + 1, in + 1]`, with `āᵢ = [aᵢ; 1]` the layer's input for
-    /// sample i and a one for the bias.
+    /// Whether the layer has a bias (`Linear` always; `Conv2d` optionally).
+    pub bias: bool,
+    /// T, the positions the weight is applied at per sample: 1 for `Linear`, `oh · ow` for
+    /// `Conv2d`.
+    pub positions: usize,
+    /// `A = 1/n · Σᵢ Σₜ āᵢₜ āᵢₜᵀ`, `[in + b, in + b]`, with `āᵢₜ = [aᵢₜ; 1]` the layer's input
+    /// (a convolution's input patch at position t) for sample i, the one only with a bias.
     pub a: Tensor,
-    /// `G = Σᵢ Σ_r gᵢᵣ gᵢᵣᵀ`, `[out, out]`, with `gᵢᵣ = ∂fᵢ/∂sᵢᵀ · lᵢᵣ` the square-root columns
-    /// `lᵢᵣ` of the output curvature ([`Ggn::curvature_factors`](crate::Ggn::curvature_factors),
-    /// which carry the loss's scale) backpropagated to the layer's pre-activation `sᵢ`.
+    /// `G = 1/T · Σᵢ Σ_r Σₜ gᵢᵣₜ gᵢᵣₜᵀ`, `[out, out]`, with `gᵢᵣₜ = ∂fᵢ/∂sᵢₜᵀ · lᵢᵣ` the
+    /// square-root columns `lᵢᵣ` of the output curvature
+    /// ([`Ggn::curvature_factors`](crate::Ggn::curvature_factors), which carry the loss's scale)
+    /// backpropagated to the layer's pre-activation `sᵢₜ` (Grosse and Martens' KFC for
+    /// convolutions; `Linear` has T = 1).
     pub g: Tensor,
 }
 
 impl KfacLayer {
-    /// The number of the layer's parameters, `out · (in + 1)`.
+    /// The number of the layer's parameters, `out · (in + b)` with b = 1 with a bias.
     pub fn parameters(&self) -> usize {
-        self.outputs * (self.inputs + 1)
+        self.outputs * (self.inputs + usize::from(self.bias))
     }
 }
 
 /// KFAC of a [`Sequential`](curvature_nn::Sequential) whose parameters all belong to `Linear`
-/// layers (the other layers parameter-free and row-independent: activations, `Dropout`,
-/// `Flatten`), as a block-diagonal [`LinearOperator`] on θ: the block of layer l is `G ⊗ A` on
-/// the layer's parameters as the row-major matrix `[W | b]` (`[out, in + 1]`, i.e.
-/// `A ⊗ G` on its column-major vec), applied as `X ↦ G X A`. It approximates the GGN's
-/// (or Fisher's) diagonal block `Σᵢ (Σ_r gᵢᵣgᵢᵣᵀ) ⊗ āᵢāᵢᵀ`, and equals it for one sample.
-/// Memory: the factors, plus `R · n · O` cotangents and `R · n · out` gradients per layer
-/// while they are built (R = O for the GGN, M for a Monte-Carlo Fisher).
+/// and single-group `Conv2d` layers (the other layers parameter-free and row-independent:
+/// activations, pooling, `Dropout`, `Flatten`), as a block-diagonal [`LinearOperator`] on θ:
+/// the block of layer l is `G ⊗ A` ([`KfacLayer`]) on the layer's parameters as the row-major
+/// matrix `[W | b]` (`[out, in + 1]`, `[out, in]` without a bias; i.e. `A ⊗ G` on its
+/// column-major vec), applied as `X ↦ G X A`. For `Linear` layers it approximates the GGN's
+/// (or Fisher's) diagonal block `Σᵢ (Σ_r gᵢᵣgᵢᵣᵀ) ⊗ āᵢāᵢᵀ`, and equals it for one sample;
+/// for convolutions it further treats positions as independent (exact for one sample and one
+/// output position). Memory: the factors, plus `R · n · O` cotangents and `R · n · T · out`
+/// gradients per layer while they are built (R = O for the GGN, M for a Monte-Carlo Fisher,
+/// 1 for the empirical Fisher).
 pub struct Kfac {
     layers: Vec<KfacLayer>,
     dim: usize,
@@ -59,9 +81,9 @@ pub struct Kfac {
 }
 
 impl Kfac {
-    /// The factors of every `Linear` layer of `model` for `loss(model(x), y)` with the output
+    /// The factors of every `Linear` and `Conv2d` layer of `model` for `loss(model(x), y)` with the output
     /// curvature `curvature` ([`Curvature::Ggn`]: exact `√H` columns; a Monte-Carlo Fisher:
-    /// its sampled gradients; the empirical Fisher: each sample's gradient). `x` is `[n, in]`.
+    /// its sampled gradients; the empirical Fisher: each sample's gradient). `x` is `[n, …]`.
     pub fn new<M: Module + ?Sized>(
         model: &M,
         loss: impl Into<OutputLoss>,
@@ -81,17 +103,20 @@ impl Kfac {
         let seq = model
             .as_sequential()
             .ok_or_else(|| invalid(OP, "KFAC needs a Sequential of Linear layers"))?;
-        if x.rank() != 2 || x.dims()[0] == 0 {
+        if x.rank() < 2 || x.dims()[0] == 0 {
             return Err(invalid(
                 OP,
-                format!("needs inputs [n, in] with n ≥ 1, got {}", x.shape()),
+                format!(
+                    "needs a batch of inputs [n, …] with n ≥ 1, got {}",
+                    x.shape()
+                ),
             ));
         }
         let n = x.dims()[0];
         let tape = Tape::new();
         let mut h = tape.constant(x.clone());
         let mut probes: Vec<Var> = Vec::new();
-        let mut found: Vec<(String, usize, usize, usize, Tensor)> = Vec::new();
+        let mut found: Vec<Found> = Vec::new();
         let mut offset = 0;
         for (index, layer) in seq.layers().iter().enumerate() {
             let size: usize = layer.parameters().iter().map(Tensor::elem_count).sum();
@@ -101,43 +126,78 @@ impl Kfac {
                     format!("layer {index} mixes samples (its rows are not independent)"),
                 ));
             }
-            if let Some(linear) = layer.as_any().downcast_ref::<Linear>() {
-                let (outputs, inputs) = (linear.weight.dims()[0], linear.weight.dims()[1]);
+            let consts: Vec<Var> = layer
+                .parameters()
+                .into_iter()
+                .map(|t| tape.constant(t))
+                .collect();
+            let any = layer.as_any();
+            // The layer's inputs as rows [n·T, in] (T positions per sample), and its width.
+            let (rows, positions, outputs, bias) = if let Some(linear) =
+                any.downcast_ref::<Linear>()
+            {
                 if h.rank() != 2 {
                     return Err(invalid(
                         OP,
                         format!(
-                            "layer {index} receives {} inputs, KFAC needs [n, in]",
+                            "Linear layer {index} receives {} inputs, KFAC needs [n, in]",
                             h.shape()
                         ),
                     ));
                 }
-                let w = tape.constant(linear.weight.clone());
-                let b = tape.constant(linear.bias.clone());
-                let probe = tape.leaf(Tensor::zeros([n, outputs], dtype, device)?);
-                found.push((
-                    index.to_string(),
-                    offset,
-                    inputs,
-                    outputs,
-                    h.value().clone(),
-                ));
-                h = Linear::apply(&h, &w, &b)?.add(&probe)?;
-                probes.push(probe);
+                (h.value().clone(), 1, linear.weight.dims()[0], true)
+            } else if let Some(conv) = any.downcast_ref::<Conv2d>() {
+                let o = conv.options;
+                if o.groups != 1 || h.rank() != 4 {
+                    return Err(invalid(
+                        OP,
+                        format!(
+                            "Conv2d layer {index}: KFAC needs one group and [n, C, H, W] inputs, got {} groups and {}",
+                            o.groups,
+                            h.shape()
+                        ),
+                    ));
+                }
+                let dims = conv.weight.dims();
+                let window = Window2d {
+                    kernel: (dims[2], dims[3]),
+                    stride: o.stride,
+                    padding: o.padding,
+                    dilation: o.dilation,
+                };
+                // [n, C·kh·kw, T] → [n·T, C·kh·kw]
+                let columns = h.value().unfold2d(&window)?;
+                let (k, t) = (columns.dims()[1], columns.dims()[2]);
+                let count = alloc::product(OP, "the layer's input rows", &[n, t])?;
+                let rows = columns.permute(&[0, 2, 1])?.reshape([count, k])?;
+                (rows, t, dims[0], conv.bias.is_some())
             } else if size != 0 {
                 return Err(invalid(
                     OP,
                     format!(
-                        "layer {index} has parameters but is not Linear; KFAC covers Linear layers only"
+                        "layer {index} has parameters but is neither Linear nor Conv2d, which KFAC covers"
                     ),
                 ));
             } else {
                 h = layer.forward_with(&[], &h)?;
-            }
+                continue;
+            };
+            let s = layer.forward_with(&consts, &h)?;
+            let probe = tape.leaf(Tensor::zeros(s.shape().clone(), dtype, device)?);
+            h = s.add(&probe)?;
+            probes.push(probe);
+            found.push(Found {
+                name: index.to_string(),
+                offset,
+                rows,
+                positions,
+                outputs,
+                bias,
+            });
             offset += size;
         }
         if found.is_empty() {
-            return Err(invalid(OP, "the model has no Linear layer"));
+            return Err(invalid(OP, "the model has no Linear or Conv2d layer"));
         }
         let (columns, r) = curvature_columns(OP, loss, curvature, h.value(), y)?;
         let o = h.value().elem_count() / n;
@@ -149,22 +209,34 @@ impl Kfac {
                 d
             }))?;
         let grads = vjp(std::slice::from_ref(&h), &[h.constant(cot)], &probes, false)?;
-        let ones = Tensor::ones([n, 1], dtype, device)?;
         let mut layers = Vec::with_capacity(found.len());
-        for ((name, offset, inputs, outputs, a), g) in found.into_iter().zip(grads) {
-            let rows = alloc::product(OP, "the layer's gradients", &[r, n])?;
-            let g = g.value().reshape([rows, outputs])?;
-            let abar = Tensor::cat(&[&a, &ones], 1)?;
+        for (f, g) in found.into_iter().zip(grads) {
+            // [R, n, out, T…] → [R·n·T, out]
+            let t = f.positions;
+            let count = alloc::product(OP, "the layer's gradients", &[r, n, t])?;
+            let g = g
+                .value()
+                .reshape([r * n, f.outputs, t])?
+                .permute(&[0, 2, 1])?
+                .reshape([count, f.outputs])?;
+            let abar = if f.bias {
+                let ones = Tensor::ones([f.rows.dims()[0], 1], dtype, device)?;
+                Tensor::cat(&[&f.rows, &ones], 1)?
+            } else {
+                f.rows
+            };
             layers.push(KfacLayer {
-                name,
-                offset,
-                inputs,
-                outputs,
+                name: f.name,
+                offset: f.offset,
+                inputs: abar.dims()[1] - usize::from(f.bias),
+                outputs: f.outputs,
+                bias: f.bias,
+                positions: t,
                 a: abar
                     .transpose(0, 1)?
                     .matmul(&abar)?
                     .mul_scalar(1.0 / n as f64)?,
-                g: g.transpose(0, 1)?.matmul(&g)?,
+                g: g.transpose(0, 1)?.matmul(&g)?.mul_scalar(1.0 / t as f64)?,
             });
         }
         Ok(Kfac {
@@ -261,7 +333,7 @@ fn eigen(op: &'static str, m: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
 }
 
 /// `f` applied to one layer's slice of the `[K, dim]` batch `v` viewed as `[K, out, in + 1]`
-/// (`[W | b]`), returned as `[K, p]` in θ's order.
+/// (`[W | b]`; `[K, out, in]` without a bias), returned as `[K, p]` in θ's order.
 fn layer_apply(
     layer: &KfacLayer,
     v: &Tensor,
@@ -270,6 +342,9 @@ fn layer_apply(
     let k = v.dims()[0];
     let (o, i) = (layer.outputs, layer.inputs);
     let w = v.narrow(1, 0, o * i)?.reshape([k, o, i])?;
+    if !layer.bias {
+        return Ok(f(&w)?.reshape([k, o * i])?);
+    }
     let b = v.narrow(1, o * i, o)?.reshape([k, o, 1])?;
     let y = f(&Tensor::cat(&[&w, &b], 2)?)?;
     let yw = y.narrow(2, 0, i)?.reshape([k, o * i])?;

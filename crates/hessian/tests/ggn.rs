@@ -507,7 +507,10 @@ device_tests!(ggn_on_device);
 fn curvatures_are_named() {
     for c in [
         Curvature::Ggn,
-        Curvature::MonteCarloFisher { samples: 3, seed: 9 },
+        Curvature::MonteCarloFisher {
+            samples: 3,
+            seed: 9,
+        },
         Curvature::EmpiricalFisher,
     ] {
         assert_eq!(Curvature::from_name(c.name(), 3, 9).unwrap(), c);

@@ -8,8 +8,8 @@ use curvature_hessian::{
     hessian_of, kfac_block_errors, Curvature, Ggn, HessianError, HessianOptions, Kfac,
     LinearOperator,
 };
-use curvature_nn::{Activation, Linear, Loss, Module, Residual, Sequential};
-use curvature_tensor::{DType, Device, Tensor, UnaryOp};
+use curvature_nn::{Activation, Conv2d, Flatten, Linear, Loss, Module, Residual, Sequential};
+use curvature_tensor::{Conv2dOptions, DType, Device, Tensor, UnaryOp};
 
 fn tensor(values: &[f64], dims: &[usize], device: Device) -> Tensor {
     Tensor::from_f64s(values, dims, DType::F64, device).unwrap()
@@ -274,6 +274,22 @@ fn bad_inputs_are_errors() {
         &y,
         Curvature::Ggn
     )));
+    // A grouped convolution.
+    let grouped = Conv2dOptions {
+        groups: 2,
+        ..Conv2dOptions::default()
+    };
+    let conv = Conv2d::seeded(2, 2, (1, 1), grouped, true, (DType::F64, Device::Cpu), 0).unwrap();
+    let grouped = Sequential::default().with(conv).with(Flatten::new());
+    let image = tensor(&wave(8, 0.2), &[1, 2, 2, 2], Device::Cpu);
+    let target = tensor(&wave(8, 0.4), &[1, 8], Device::Cpu);
+    assert!(invalid(Kfac::new(
+        &grouped,
+        Loss::Mse,
+        &image,
+        &target,
+        Curvature::Ggn
+    )));
     // Inputs that are not [n, in]; targets of the wrong shape.
     let model =
         Sequential::default().with(Linear::seeded(3, 2, DType::F64, Device::Cpu, 0).unwrap());
@@ -324,4 +340,125 @@ fn bad_inputs_are_errors() {
         .unwrap()
         .apply_batch(&tensor(&[0.0; 9], &[1, 9], Device::Cpu))
         .is_err());
+}
+
+/// conv(2 → 3 channels, `kernel`, bias or not) → tanh → flatten → Linear(3·T → 2).
+fn conv_net(kernel: usize, side: usize, bias: bool) -> Sequential {
+    let t = (side - kernel + 1) * (side - kernel + 1);
+    let conv = Conv2d::seeded(
+        2,
+        3,
+        (kernel, kernel),
+        Conv2dOptions::default(),
+        bias,
+        (DType::F64, Device::Cpu),
+        5,
+    )
+    .unwrap();
+    Sequential::default()
+        .with(conv)
+        .with(Activation::new(UnaryOp::Tanh))
+        .with(Flatten::new())
+        .with(Linear::seeded(3 * t, 2, DType::F64, Device::Cpu, 6).unwrap())
+}
+
+#[test]
+fn conv_kfac_factors_equal_their_definitions() {
+    let (n, side, kernel) = (2, 3, 2);
+    let (oh, t, k) = (side - kernel + 1, 4, 2 * kernel * kernel);
+    let model = conv_net(kernel, side, true);
+    let xs = wave(n * 2 * side * side, 0.3);
+    let x = tensor(&xs, &[n, 2, side, side], Device::Cpu);
+    let y = tensor(&wave(2 * n, 1.1), &[n, 2], Device::Cpu);
+    let kfac = Kfac::new(&model, Loss::Mse, &x, &y, Curvature::Ggn).unwrap();
+    let layer = &kfac.layers()[0];
+    assert_eq!(
+        (layer.inputs, layer.outputs, layer.positions, layer.bias),
+        (k, 3, t, true)
+    );
+    assert_eq!(kfac.layers()[1].offset, 3 * k + 3);
+    let p = model.parameters();
+    let (w, b, w2) = (
+        p[0].to_f64s().unwrap(),
+        p[1].to_f64s().unwrap(),
+        p[2].to_f64s().unwrap(),
+    );
+    let c = 2.0 / (n * 2) as f64; // MSE: H = c·I on the [n, 2] output
+    let mut a = vec![0.0; (k + 1) * (k + 1)];
+    let mut g = vec![0.0; 9];
+    for i in 0..n {
+        let px = |ch: usize, r: usize, q: usize| xs[((i * 2 + ch) * side + r) * side + q];
+        for (pos, (r0, q0)) in (0..oh)
+            .flat_map(|r| (0..oh).map(move |q| (r, q)))
+            .enumerate()
+        {
+            // The patch, channel-major then kernel row and column, and the one.
+            let mut patch = Vec::with_capacity(k + 1);
+            for ch in 0..2 {
+                for di in 0..kernel {
+                    for dj in 0..kernel {
+                        patch.push(px(ch, r0 + di, q0 + dj));
+                    }
+                }
+            }
+            patch.push(1.0);
+            for u in 0..=k {
+                for v in 0..=k {
+                    a[u * (k + 1) + v] += patch[u] * patch[v] / n as f64;
+                }
+            }
+            // ∂f/∂s at this position: W2[:, ch·T + pos] · tanh'(s), s = W·patch + b.
+            let d: Vec<Vec<f64>> = (0..3)
+                .map(|ch| {
+                    let s: f64 = (0..k).map(|u| w[ch * k + u] * patch[u]).sum::<f64>() + b[ch];
+                    let slope = 1.0 - s.tanh() * s.tanh();
+                    (0..2)
+                        .map(|o| w2[o * 3 * t + ch * t + pos] * slope)
+                        .collect()
+                })
+                .collect();
+            // G = (1/T) Σ_r g_r g_rᵀ with g_r = √c · ∂f/∂sᵀ e_r, so (c/T) Σ_o d[·][o] d[·][o].
+            for ch in 0..3 {
+                for ch2 in 0..3 {
+                    let dot: f64 = (0..2).map(|o| d[ch][o] * d[ch2][o]).sum();
+                    g[ch * 3 + ch2] += c / t as f64 * dot;
+                }
+            }
+        }
+    }
+    assert!(rel_err(&layer.a, &tensor(&a, &[k + 1, k + 1], Device::Cpu)) <= 1e-12);
+    assert!(rel_err(&layer.g, &tensor(&g, &[3, 3], Device::Cpu)) <= 1e-12);
+}
+
+#[test]
+fn conv_kfac_is_exact_for_one_sample_at_one_position() {
+    for bias in [true, false] {
+        // A 3 × 3 kernel on a 3 × 3 image: one output position.
+        let model = conv_net(3, 3, bias);
+        let x = tensor(&wave(18, 0.3), &[1, 2, 3, 3], Device::Cpu);
+        let y = tensor(&[0.0], &[1], Device::Cpu);
+        let kfac = Kfac::new(&model, Loss::CrossEntropy, &x, &y, Curvature::Ggn).unwrap();
+        assert_eq!(kfac.dim(), model.num_params());
+        let exact = Ggn::new(&model, Loss::CrossEntropy, &x, &y, Curvature::Ggn).unwrap();
+        for e in kfac_block_errors(&kfac, &exact).unwrap() {
+            assert!(e.relative_frobenius <= 1e-12, "bias {bias}: {e:?}");
+        }
+        // Several positions: an approximation.
+        let model = conv_net(2, 3, bias);
+        let x = tensor(&wave(18, 0.3), &[1, 2, 3, 3], Device::Cpu);
+        let kfac = Kfac::new(&model, Loss::CrossEntropy, &x, &y, Curvature::Ggn).unwrap();
+        let exact = Ggn::new(&model, Loss::CrossEntropy, &x, &y, Curvature::Ggn).unwrap();
+        let errors = kfac_block_errors(&kfac, &exact).unwrap();
+        assert!(errors[0].relative_frobenius > 1e-3, "{errors:?}");
+        assert!(errors[1].relative_frobenius <= 1e-12, "{errors:?}");
+        let inverse = kfac.inverse(1e-2).unwrap();
+        let v = tensor(&wave(2 * kfac.dim(), 0.1), &[2, kfac.dim()], Device::Cpu);
+        let forth = inverse.apply_batch(&v).unwrap();
+        let again = kfac
+            .apply_batch(&forth)
+            .unwrap()
+            .add(&forth.mul_scalar(1e-2).unwrap())
+            .unwrap();
+        assert!(rel_err(&again, &v) <= 1e-8);
+    }
 }
