@@ -127,7 +127,8 @@ pub struct GgnOptions {
     /// output tangents at once (plus `K · n · M` coupling values: M = 1 for cross-entropy, the
     /// Fisher's rank otherwise), instead of `K · n · O`; each chunk costs its own sweeps, so
     /// chunking trades `2m` (MSE, sum of squares, BCE) or `3m` (cross-entropy, Fisher) model
-    /// sweeps per batch for that memory.
+    /// sweeps per batch for that memory, and each chunk's recorded `Jᵀu` keeps one backward
+    /// pass's values on the tape.
     pub column_chunk: usize,
     /// Bytes for the cotangents the exact diagonal pushes through the model at once (each row
     /// `n · O + P` elements).
@@ -248,7 +249,7 @@ impl Ggn {
         let outputs = raw.value().elem_count() / n;
         let output = raw.reshape([n, outputs])?;
         let f = output.value().to_f64s()?;
-        let target = Target::read(loss, y, raw.dims(), dtype, device)?;
+        let target = Target::read(OP, loss, y, raw.dims(), dtype, device)?;
         let host = output_curvature(loss, curvature, &f, n, outputs, &target)?;
         let curvature = upload(&host, n, outputs, dtype, device)?;
         let chunk = match options.column_chunk {
@@ -575,6 +576,7 @@ enum Target {
 
 impl Target {
     fn read(
+        op: &'static str,
         loss: OutputLoss,
         y: &Tensor,
         out_dims: &[usize],
@@ -584,18 +586,18 @@ impl Target {
         if loss == OutputLoss::SumSq {
             return Ok(Target::None);
         }
-        check_kind(OP, y, dtype, device)?;
+        check_kind(op, y, dtype, device)?;
         match loss {
             OutputLoss::CrossEntropy => {
                 if out_dims.len() != 2 {
                     return Err(invalid(
-                        OP,
+                        op,
                         format!("cross-entropy needs [n, C] logits, got {out_dims:?}"),
                     ));
                 }
                 if y.dims() != [out_dims[0]] {
                     return Err(invalid(
-                        OP,
+                        op,
                         format!(
                             "cross-entropy needs [{}] labels, got {}",
                             out_dims[0],
@@ -606,7 +608,7 @@ impl Target {
                 let labels = labels_from_tensor(y)?;
                 if let Some(bad) = labels.iter().find(|&&l| l >= out_dims[1]) {
                     return Err(invalid(
-                        OP,
+                        op,
                         format!("label {bad} is out of range for {} classes", out_dims[1]),
                     ));
                 }
@@ -615,7 +617,7 @@ impl Target {
             _ => {
                 if y.dims() != out_dims {
                     return Err(invalid(
-                        OP,
+                        op,
                         format!(
                             "{} needs targets of the output's shape {out_dims:?}, got {}",
                             loss.name(),
@@ -625,11 +627,11 @@ impl Target {
                 }
                 let values = y.to_f64s()?;
                 if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
-                    return Err(invalid(OP, format!("target {bad} is not finite")));
+                    return Err(invalid(op, format!("target {bad} is not finite")));
                 }
                 if loss == OutputLoss::BinaryCrossEntropyWithLogits {
                     if let Some(bad) = values.iter().find(|v| !(0.0..=1.0).contains(*v)) {
-                        return Err(invalid(OP, format!("target {bad} is outside [0, 1]")));
+                        return Err(invalid(op, format!("target {bad} is outside [0, 1]")));
                     }
                 }
                 Ok(Target::Values(values))
@@ -857,7 +859,7 @@ pub(crate) fn curvature_columns(
     }
     let n = out.dims()[0];
     let o = out.elem_count() / n;
-    let target = Target::read(loss, y, out.dims(), out.dtype(), out.device())?;
+    let target = Target::read(op, loss, y, out.dims(), out.dtype(), out.device())?;
     let host = output_curvature(loss, curvature, &out.to_f64s()?, n, o, &target)?;
     Ok((host.columns(op, n, o)?, host.rank(o)))
 }
