@@ -10,7 +10,8 @@ use curvature_hessian::{
     HessianOptions, LinearOperator, OutputLoss,
 };
 use curvature_nn::{
-    binary_cross_entropy_with_logits, Activation, Linear, Loss, Module, Objective, Sequential,
+    binary_cross_entropy_with_logits, Activation, Linear, Loss, Module, Objective, Residual,
+    Sequential,
 };
 use curvature_tape::{grad, GradOptions, Tape};
 use curvature_tensor::{DType, Device, Tensor, UnaryOp};
@@ -519,4 +520,53 @@ fn curvatures_are_named() {
         Curvature::from_name("hessian", 1, 0),
         Err(HessianError::InvalidArgument { .. })
     ));
+}
+
+#[test]
+fn ggn_of_a_residual_model_equals_finite_difference_jt_h_j() {
+    // Any module: a residual block and softplus, not a plain MLP.
+    let model = Sequential::default()
+        .with(Linear::seeded(3, 4, DType::F64, Device::Cpu, 1).unwrap())
+        .with(Residual::new(
+            Sequential::default()
+                .with(Activation::new(UnaryOp::Softplus))
+                .with(Linear::seeded(4, 4, DType::F64, Device::Cpu, 2).unwrap()),
+        ))
+        .with(Activation::new(UnaryOp::Tanh))
+        .with(Linear::seeded(4, 3, DType::F64, Device::Cpu, 3).unwrap());
+    let x = tensor(&wave(15, 0.8), &[5, 3], Device::Cpu);
+    let labels = tensor(&[2.0, 0.0, 1.0, 1.0, 2.0], &[5], Device::Cpu);
+    check_against_fd(&model, OutputLoss::CrossEntropy, &x, &labels, 0);
+    check_against_fd(&model, OutputLoss::CrossEntropy, &x, &labels, 2);
+}
+
+#[test]
+fn ggn_in_f32_agrees_with_f64() {
+    let model = mlp(3, 4, 3, Device::Cpu);
+    let x = tensor(&wave(12, 0.3), &[4, 3], Device::Cpu);
+    let labels = tensor(&[0.0, 2.0, 1.0, 2.0], &[4], Device::Cpu);
+    let reference =
+        dense(&Ggn::new(&model, Loss::CrossEntropy, &x, &labels, Curvature::Ggn).unwrap());
+    let mut model32 = model.clone();
+    let params: Vec<Tensor> = model
+        .parameters()
+        .iter()
+        .map(|p| p.to_dtype(DType::F32).unwrap())
+        .collect();
+    model32.set_parameters(&params).unwrap();
+    let op = Ggn::new(
+        &model32,
+        Loss::CrossEntropy,
+        &x.to_dtype(DType::F32).unwrap(),
+        &labels.to_dtype(DType::F32).unwrap(),
+        Curvature::Ggn,
+    )
+    .unwrap();
+    let g = dense(&op);
+    assert_eq!(g.dtype(), DType::F32);
+    assert!(
+        rel_err(&g, &reference) <= 1e-5,
+        "{}",
+        rel_err(&g, &reference)
+    );
 }
