@@ -22,6 +22,11 @@
 //!   chosen by a glob over [`parameter_blocks`]), [`per_layer_curvature`] reports each
 //!   block's trace, top eigenvalue and diagonal, and [`dense_plan`] says when the dense
 //!   Hessian is cheaper than an estimate.
+//! - Gauss–Newton and Fisher curvature: [`Ggn`], the operator `Jᵀ H̃ J` of a model with the
+//!   loss's output Hessian (the GGN), a seeded Monte-Carlo Fisher or the empirical Fisher
+//!   ([`Curvature`], losses [`OutputLoss`]), with its exact diagonal ([`Ggn::diagonal`]);
+//!   [`Kfac`] (Kronecker factors `G ⊗ A` of `Linear` layers), its damped inverse
+//!   [`KfacInverse`] and [`kfac_block_errors`] against the exact blocks.
 //!
 //! Everything goes through the [`LinearOperator`] trait (`apply_batch` of `[K, dim]` rows).
 //! [`MlpHvp`] computes a model's products by a fused forward-over-reverse sweep written for MLPs
@@ -62,6 +67,8 @@ mod density;
 mod error;
 mod estimate;
 mod functional;
+mod ggn;
+mod kfac;
 mod krylov;
 mod lanczos;
 mod linalg;
@@ -86,6 +93,8 @@ pub use estimate::{
     DiagonalEstimate, Estimate,
 };
 pub use functional::{hessian, hvp, hvp_batch, output_hessian};
+pub use ggn::{Curvature, Ggn, GgnOptions, OutputLoss};
+pub use kfac::{kfac_block_errors, Kfac, KfacBlockError, KfacInverse, KfacLayer};
 pub use krylov::MAX_KRYLOV_STEPS;
 pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, RitzEstimate, Which};
 pub use linalg::symmetric_eigenvalues;
