@@ -40,12 +40,34 @@ pub enum OutputLoss {
     BinaryCrossEntropyWithLogits,
 }
 
-impl From<Loss> for OutputLoss {
-    fn from(loss: Loss) -> OutputLoss {
-        match loss {
-            Loss::Mse => OutputLoss::Mse,
-            Loss::SumSq => OutputLoss::SumSq,
-            Loss::CrossEntropy => OutputLoss::CrossEntropy,
+/// A loss whose output Hessian has the closed form [`OutputLoss`] needs: an [`OutputLoss`], or
+/// a [`Loss`] with one (an error names the others).
+pub trait IntoOutputLoss {
+    /// The loss as an [`OutputLoss`].
+    fn into_output_loss(self) -> Result<OutputLoss>;
+}
+
+impl IntoOutputLoss for OutputLoss {
+    fn into_output_loss(self) -> Result<OutputLoss> {
+        Ok(self)
+    }
+}
+
+impl IntoOutputLoss for Loss {
+    fn into_output_loss(self) -> Result<OutputLoss> {
+        match self {
+            Loss::Mse => Ok(OutputLoss::Mse),
+            Loss::SumSq => Ok(OutputLoss::SumSq),
+            Loss::CrossEntropy => Ok(OutputLoss::CrossEntropy),
+            Loss::BceWithLogits => Ok(OutputLoss::BinaryCrossEntropyWithLogits),
+            Loss::SoftCrossEntropy | Loss::Nll => Err(invalid(
+                "Ggn",
+                format!(
+                    "the Gauss–Newton operators support mse, sum_sq, cross_entropy and \
+                     bce_with_logits, not {}",
+                    self.name()
+                ),
+            )),
         }
     }
 }
@@ -206,7 +228,7 @@ impl Ggn {
     /// [`OutputLoss`]; any tensor for `SumSq`).
     pub fn new<M: Module + ?Sized, I: ModelInputs + ?Sized>(
         model: &M,
-        loss: impl Into<OutputLoss>,
+        loss: impl IntoOutputLoss,
         x: &I,
         y: &Tensor,
         curvature: Curvature,
@@ -217,13 +239,13 @@ impl Ggn {
     /// [`Ggn::new`] with explicit options.
     pub fn with_options<M: Module + ?Sized, I: ModelInputs + ?Sized>(
         model: &M,
-        loss: impl Into<OutputLoss>,
+        loss: impl IntoOutputLoss,
         x: &I,
         y: &Tensor,
         curvature: Curvature,
         options: GgnOptions,
     ) -> Result<Ggn> {
-        let loss = loss.into();
+        let loss = loss.into_output_loss()?;
         let inputs = x.tensors();
         let (params, dtype, device) = check_model(OP, model, inputs)?;
         let sizes: Vec<usize> = params.iter().map(Tensor::elem_count).collect();

@@ -10,7 +10,7 @@ use curvature_tensor::{DType, Device, Tensor, Window2d};
 
 use crate::alloc;
 use crate::error::{check_kind, invalid};
-use crate::ggn::{curvature_columns, Curvature, OutputLoss};
+use crate::ggn::{curvature_columns, Curvature, IntoOutputLoss};
 use crate::linalg::symmetric_eigen;
 use crate::operator::{apply, check_batch, LinearOperator};
 use crate::{HessianError, Result};
@@ -86,13 +86,13 @@ impl Kfac {
     /// its sampled gradients; the empirical Fisher: each sample's gradient). `x` is `[n, …]`.
     pub fn new<M: Module + ?Sized>(
         model: &M,
-        loss: impl Into<OutputLoss>,
+        loss: impl IntoOutputLoss,
         x: &Tensor,
         y: &Tensor,
         curvature: Curvature,
     ) -> Result<Kfac> {
         const OP: &str = "Kfac::new";
-        let loss = loss.into();
+        let loss = loss.into_output_loss()?;
         let (params, dtype, device) =
             crate::model::check_model(OP, model, std::slice::from_ref(x))?;
         let dim = alloc::sum(

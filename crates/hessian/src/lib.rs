@@ -93,7 +93,7 @@ pub use estimate::{
     DiagonalEstimate, Estimate,
 };
 pub use functional::{hessian, hvp, hvp_batch, output_hessian};
-pub use ggn::{Curvature, Ggn, GgnOptions, OutputLoss};
+pub use ggn::{Curvature, Ggn, GgnOptions, IntoOutputLoss, OutputLoss};
 pub use kfac::{kfac_block_errors, Kfac, KfacBlockError, KfacInverse, KfacLayer};
 pub use krylov::MAX_KRYLOV_STEPS;
 pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, RitzEstimate, Which};

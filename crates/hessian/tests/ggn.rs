@@ -7,7 +7,7 @@ mod common;
 use common::rel_err;
 use curvature_hessian::{
     hessian_of, loss_hessian, loss_hessian_with, Curvature, Ggn, GgnOptions, HessianError,
-    HessianOptions, LinearOperator, OutputLoss,
+    HessianOptions, IntoOutputLoss, LinearOperator, OutputLoss,
 };
 use curvature_nn::{
     binary_cross_entropy_with_logits, Activation, Linear, Loss, Module, Objective, Residual,
@@ -197,7 +197,8 @@ fn check_against_fd(model: &dyn Module, loss: OutputLoss, x: &Tensor, y: &Tensor
 fn ggn_equals_a_finite_difference_jt_h_j_on_the_golden_models() {
     for name in common::GOLDEN {
         let file = common::load(name);
-        check_against_fd(&file.model, file.loss.into(), &file.x, &file.y, 0);
+        let loss = file.loss.into_output_loss().unwrap();
+        check_against_fd(&file.model, loss, &file.x, &file.y, 0);
     }
 }
 
