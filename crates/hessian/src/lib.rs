@@ -60,6 +60,7 @@ mod model;
 mod model_hvp;
 mod operator;
 mod probes;
+mod solve;
 mod trace;
 
 pub use assemble::{hessian_diagonal, hessian_of, HessianOptions};
@@ -80,4 +81,8 @@ pub use model::{
 pub use model_hvp::ModelHvp;
 pub use operator::{apply, LinearOperator, PreparedHvp};
 pub use probes::{probes, Probe, MAX_PROBES};
+pub use solve::{
+    influence, solve_cg, solve_lissa, CgOptions, Damped, DiagonalPreconditioner, Influence,
+    LissaOptions, Solution, MAX_SOLVE_ITERATIONS,
+};
 pub use trace::{hessian_diagonal_hutchinson, trace_hutchinson, trace_hutchpp};
