@@ -52,6 +52,7 @@ mod assemble;
 mod density;
 mod error;
 mod functional;
+mod input;
 mod krylov;
 mod lanczos;
 mod linalg;
@@ -70,6 +71,10 @@ pub use density::{
 };
 pub use error::{HessianError, Result};
 pub use functional::{hessian, hvp, hvp_batch, output_hessian};
+pub use input::{
+    input_hessian, input_hessian_of, input_laplacian, input_laplacian_hutchinson,
+    input_laplacian_hutchinson_of, input_laplacian_of,
+};
 pub use krylov::MAX_KRYLOV_STEPS;
 pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, Which};
 pub use linalg::symmetric_eigenvalues;
