@@ -252,11 +252,10 @@ fn column(values: &[f64], like: &Tensor) -> Result<Tensor> {
 /// CG needs `C + λI` positive definite. A direction with `pᵀ(C + λI)p ≤ 0` proves it is not,
 /// and is the error [`HessianError::IndefiniteCurvature`] naming the column, the iteration and a
 /// damping that would at least lift that direction: `2·max(0, −pᵀCp / pᵀp)` (the smallest
-/// eigenvalue of C is at most that Rayleigh quotient; [`top_eigenvalues`] with
-/// `Which::Smallest` gives it exactly). A non-finite step is an error too, never a NaN
-/// solution. Columns that reach `max_iterations` stop with `converged = false`.
-///
-/// [`top_eigenvalues`]: crate::top_eigenvalues
+/// eigenvalue of C is at most that Rayleigh quotient, so at least `−pᵀCp / pᵀp` is needed;
+/// [`top_eigenvalues`](crate::top_eigenvalues) with `Which::LargestMagnitude` bounds the rest).
+/// A non-finite step is an error too, never a NaN solution. Columns that reach
+/// `max_iterations` stop with `converged = false`.
 pub fn solve_cg<O: LinearOperator + ?Sized>(
     op: &O,
     b: &Tensor,
