@@ -12,7 +12,13 @@
 //!   of identity rows whose size a memory budget fixes ([`HessianOptions`]);
 //! - diagonals: [`hessian_diagonal`] (exact), [`hessian_diagonal_hutchinson`];
 //! - summaries: [`trace_hutchinson`], [`trace_hutchpp`], [`top_eigenvalues`] (Lanczos with full
-//!   reorthogonalisation), [`spectral_density`] (stochastic Lanczos quadrature).
+//!   reorthogonalisation), [`spectral_density`] (stochastic Lanczos quadrature);
+//! - solves with damped curvature `(C + λI)·X = B`: [`solve_cg`] (K right-hand sides, one
+//!   operator batch per iteration, optional preconditioner such as [`DiagonalPreconditioner`]),
+//!   [`solve_lissa`] (the Neumann series), and [`influence`] scores built on them;
+//! - derivatives with respect to a model's input: per-sample [`input_hessian`],
+//!   [`input_laplacian`] and [`input_laplacian_hutchinson`], and their `…_of` forms on tape
+//!   variables, which stay differentiable (a physics-informed loss's parameter gradient).
 //!
 //! Everything goes through the [`LinearOperator`] trait (`apply_batch` of `[K, dim]` rows).
 //! [`MlpHvp`] computes a model's products by a fused forward-over-reverse sweep written for MLPs

@@ -282,7 +282,7 @@ fn bad_inputs_are_errors() {
     let tape = Tape::new();
     let x = tape.leaf(points(3, 2, cpu));
     let u = x.sin().unwrap().sum(&[1], false).unwrap();
-    let message = |r: curvature_hessian::Result<Var>| r.err().expect("an error").to_string();
+    let message = |r: curvature_hessian::Result<Var>| r.expect_err("an error").to_string();
     // x without a batch axis.
     let x1 = tape.leaf(Tensor::from_f64s(&[1.0, 2.0], [2], DType::F64, cpu).unwrap());
     let u1 = x1.sin().unwrap();
