@@ -22,8 +22,11 @@
 //! let u = model.forward_with(&params, &xv)?; // [3, 1]
 //! let laplacian = input_laplacian_of(&u, &xv)?; // [3, 1], recorded
 //! let loss = laplacian.add_scalar(1.0)?.square()?.mean_all()?; // Δu = −1 on the points
-//! let g = grad(&[loss], &params, GradOptions::default())?; // third-order
+//! // Third order; the output bias does not enter Δu, so its gradient is an exact zero.
+//! let options = GradOptions { allow_unused: true, ..GradOptions::default() };
+//! let g = grad(&[loss], &params, options)?;
 //! assert_eq!(g[0].dims(), &[8, 2]);
+//! assert_eq!(g[3].value().to_vec::<f64>()?, vec![0.0]);
 //! # Ok(())
 //! # }
 //! ```
