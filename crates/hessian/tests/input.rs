@@ -99,9 +99,42 @@ fn laplacian_is_the_trace_of_the_input_hessian(device: Device) {
     }
 }
 
+/// The physics-informed loss's parameter gradient (third order) on `device` equals the CPU's,
+/// which `physics_informed_loss_gradient_matches_finite_differences` checks.
+fn physics_informed_gradient_agrees_with_the_cpu(device: Device) {
+    let (n, d) = (3, 2);
+    let gradient = |device: Device| -> Vec<f64> {
+        let model = mlp(&[d, 3, 1], device, 17);
+        let x = points(n, d, device);
+        let f = Tensor::from_f64s(&[0.5, -0.25, 1.0], [n], DType::F64, device).unwrap();
+        let tape = Tape::new();
+        let params: Vec<Var> = model
+            .parameters()
+            .into_iter()
+            .map(|p| tape.leaf(p))
+            .collect();
+        let loss = pinn_loss(&model, &params, &x, &f, false);
+        let options = curvature_tape::GradOptions {
+            allow_unused: true,
+            ..Default::default()
+        };
+        let g = curvature_tape::grad(&[loss], &params, options).unwrap();
+        g.iter()
+            .flat_map(|t| t.value().to_f64s().unwrap())
+            .collect()
+    };
+    let (ours, cpu) = (gradient(device), gradient(Device::Cpu));
+    let scale = cpu.iter().map(|v| v.abs()).fold(0.0, f64::max);
+    assert!(scale > 1e-6);
+    for (a, b) in ours.iter().zip(&cpu) {
+        assert!((a - b).abs() <= 1e-12 * scale, "{a} vs {b}");
+    }
+}
+
 device_tests! {
     sin_sum_closed_forms,
     laplacian_is_the_trace_of_the_input_hessian,
+    physics_informed_gradient_agrees_with_the_cpu,
 }
 
 /// The output of `model` at `x` on the host, `[n · m]`.
