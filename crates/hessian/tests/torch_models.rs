@@ -25,22 +25,15 @@ const F64: (DType, Device) = (DType::F64, Device::Cpu);
 
 /// The fixture `name`'s tensors on `device`.
 fn fixture(name: &str, device: Device) -> BTreeMap<String, Tensor> {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/torch"
-    ))
-    .join(format!("{name}.safetensors"));
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/torch"))
+        .join(format!("{name}.safetensors"));
     curvature_tensor::io::load(&path, device).unwrap()
 }
 
 /// Loads the fixture's parameters into `model` by name, in the model's own order: θ then has
 /// PyTorch's order exactly when the names and their order agree with `named_parameters()`.
 fn with_fixture_params<M: Module>(mut model: M, tensors: &BTreeMap<String, Tensor>) -> M {
-    let names: Vec<String> = model
-        .named_parameters()
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
     let stored = tensors.keys().filter(|k| k.starts_with("param.")).count();
     assert_eq!(names.len(), stored, "parameter count: {names:?}");
     let params: Vec<Tensor> = names
@@ -146,16 +139,8 @@ impl Module for Block {
         let (ln1, rest) = params.split_at(2);
         let (attn, rest) = rest.split_at(4);
         let (ln2, mlp) = rest.split_at(2);
-        let h = x.add(
-            &self
-                .attn
-                .forward_with(attn, &self.ln1.forward_with(ln1, x)?)?,
-        )?;
-        Ok(h.add(
-            &self
-                .mlp
-                .forward_with(mlp, &self.ln2.forward_with(ln2, &h)?)?,
-        )?)
+        let h = x.add(&self.attn.forward_with(attn, &self.ln1.forward_with(ln1, x)?)?)?;
+        Ok(h.add(&self.mlp.forward_with(mlp, &self.ln2.forward_with(ln2, &h)?)?)?)
     }
 
     fn set_parameters(&mut self, params: &[Tensor]) -> Result<()> {
