@@ -1,7 +1,8 @@
 //! Conjugate gradients with K right-hand sides advancing together (one operator batch of the
 //! active columns per iteration) against K separate single-column solves, on the damped loss
 //! Hessian of an MLP, same tolerance. Both compute the same iterates; the batch amortises each
-//! sweep over K vectors.
+//! sweep over K vectors. `apply_k8` / `apply_1x8` time the operator alone, one batch of K rows
+//! against K batches of one row, for comparison with the solves.
 //! Run: `cargo bench -p curvature-hessian --bench block_cg`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -92,6 +93,17 @@ fn bench_block_cg(c: &mut Criterion) {
             bench.iter(|| {
                 for k in 0..K {
                     solve_cg(op, &b.narrow(0, k, 1).expect("row"), &options).expect("solve");
+                }
+            })
+        });
+        // The operator alone: one batch of K rows against K batches of one row.
+        group.bench_function(format!("apply_k{K}"), |bench| {
+            bench.iter(|| curvature_hessian::apply(op, &b).expect("apply"))
+        });
+        group.bench_function(format!("apply_1x{K}"), |bench| {
+            bench.iter(|| {
+                for k in 0..K {
+                    curvature_hessian::apply(op, &b.narrow(0, k, 1).expect("row")).expect("apply");
                 }
             })
         });
