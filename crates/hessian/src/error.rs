@@ -77,6 +77,24 @@ pub enum HessianError {
         value: usize,
         limit: usize,
     },
+    /// Conjugate gradients met a direction `p` with `pᵀ(C + λI)p ≤ 0`: the damped curvature is
+    /// not positive definite. `rayleigh` is `pᵀCp / pᵀp` (an upper bound on C's smallest
+    /// eigenvalue) and `suggested_damping` a damping that lifts that direction.
+    #[error(
+        "{op}: the damped curvature is not positive definite: column {column} at iteration \
+         {iteration} met a direction with pᵀ(C + λI)p = {curvature:e} (λ = {damping:e}, \
+         Rayleigh quotient pᵀCp/pᵀp = {rayleigh:e}); use a damping of at least \
+         {suggested_damping:e}"
+    )]
+    IndefiniteCurvature {
+        op: &'static str,
+        column: usize,
+        iteration: usize,
+        curvature: f64,
+        rayleigh: f64,
+        damping: f64,
+        suggested_damping: f64,
+    },
 }
 
 /// Result alias of the hessian crate.

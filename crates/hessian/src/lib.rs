@@ -12,7 +12,7 @@
 //!   of identity rows whose size a memory budget fixes ([`HessianOptions`]);
 //! - diagonals: [`hessian_diagonal`] (exact), [`hessian_diagonal_hutchinson`];
 //! - summaries: [`trace_hutchinson`], [`trace_hutchpp`], [`top_eigenvalues`] (Lanczos with full
-//!   reorthogonalisation), [`spectral_density`] (stochastic Lanczos quadrature).
+//!   reorthogonalisation), [`spectral_density`] (stochastic Lanczos quadrature);
 //! - estimates with error bars ([`Estimate`], [`DiagonalEstimate`], printed `value ± error`):
 //!   [`trace_hutchinson_estimate`], [`hessian_diagonal_hutchinson_estimate`],
 //!   [`trace_hutchpp_estimate`], the exchangeable [`trace_xtrace`] and
@@ -21,12 +21,18 @@
 //! - blocks: [`Restricted`] restricts any operator to a subset of coordinates (parameters
 //!   chosen by a glob over [`parameter_blocks`]), [`per_layer_curvature`] reports each
 //!   block's trace, top eigenvalue and diagonal, and [`dense_plan`] says when the dense
-//!   Hessian is cheaper than an estimate.
+//!   Hessian is cheaper than an estimate;
 //! - Gauss–Newton and Fisher curvature: [`Ggn`], the operator `Jᵀ H̃ J` of a model with the
 //!   loss's output Hessian (the GGN), a seeded Monte-Carlo Fisher or the empirical Fisher
 //!   ([`Curvature`], losses [`OutputLoss`]), with its exact diagonal ([`Ggn::diagonal`]);
 //!   [`Kfac`] (Kronecker factors `G ⊗ A` of `Linear` layers), its damped inverse
-//!   [`KfacInverse`] and [`kfac_block_errors`] against the exact blocks.
+//!   [`KfacInverse`] and [`kfac_block_errors`] against the exact blocks;
+//! - solves with damped curvature `(C + λI)·X = B`: [`solve_cg`] (K right-hand sides, one
+//!   operator batch per iteration, optional preconditioner such as [`DiagonalPreconditioner`]),
+//!   [`solve_lissa`] (the Neumann series), and [`influence`] scores built on them;
+//! - derivatives with respect to a model's input: per-sample [`input_hessian`],
+//!   [`input_laplacian`] and [`input_laplacian_hutchinson`], and their `…_of` forms on tape
+//!   variables, which stay differentiable (a physics-informed loss's parameter gradient).
 //!
 //! Everything goes through the [`LinearOperator`] trait (`apply_batch` of `[K, dim]` rows).
 //! [`MlpHvp`] computes a model's products by a fused forward-over-reverse sweep written for MLPs
@@ -69,6 +75,7 @@ mod estimate;
 mod functional;
 mod ggn;
 mod kfac;
+mod input;
 mod krylov;
 mod lanczos;
 mod linalg;
@@ -79,6 +86,7 @@ mod operator;
 mod per_layer;
 mod probes;
 mod restrict;
+mod solve;
 mod trace;
 mod xtrace;
 
@@ -95,6 +103,10 @@ pub use estimate::{
 pub use functional::{hessian, hvp, hvp_batch, output_hessian};
 pub use ggn::{Curvature, Ggn, GgnOptions, IntoOutputLoss, OutputLoss};
 pub use kfac::{kfac_block_errors, Kfac, KfacBlockError, KfacInverse, KfacLayer};
+pub use input::{
+    input_hessian, input_hessian_of, input_laplacian, input_laplacian_hutchinson,
+    input_laplacian_hutchinson_of, input_laplacian_of,
+};
 pub use krylov::MAX_KRYLOV_STEPS;
 pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, RitzEstimate, Which};
 pub use linalg::symmetric_eigenvalues;
@@ -110,5 +122,9 @@ pub use per_layer::{
 };
 pub use probes::{probes, Probe, MAX_PROBES};
 pub use restrict::{glob_match, parameter_blocks, select_blocks, ParameterBlock, Restricted};
+pub use solve::{
+    influence, solve_cg, solve_lissa, CgOptions, Damped, DiagonalPreconditioner, Influence,
+    LissaOptions, Solution, MAX_SOLVE_ITERATIONS,
+};
 pub use trace::{hessian_diagonal_hutchinson, trace_hutchinson, trace_hutchpp};
 pub use xtrace::{hessian_diagonal_xdiag, trace_xtrace};
