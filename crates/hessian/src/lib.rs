@@ -74,8 +74,8 @@ mod error;
 mod estimate;
 mod functional;
 mod ggn;
-mod kfac;
 mod input;
+mod kfac;
 mod krylov;
 mod lanczos;
 mod linalg;
@@ -102,11 +102,11 @@ pub use estimate::{
 };
 pub use functional::{hessian, hvp, hvp_batch, output_hessian};
 pub use ggn::{Curvature, Ggn, GgnOptions, IntoOutputLoss, OutputLoss};
-pub use kfac::{kfac_block_errors, Kfac, KfacBlockError, KfacInverse, KfacLayer};
 pub use input::{
     input_hessian, input_hessian_of, input_laplacian, input_laplacian_hutchinson,
     input_laplacian_hutchinson_of, input_laplacian_of,
 };
+pub use kfac::{kfac_block_errors, Kfac, KfacBlockError, KfacInverse, KfacLayer};
 pub use krylov::MAX_KRYLOV_STEPS;
 pub use lanczos::{top_eigenvalues, Eigen, LanczosOptions, RitzEstimate, Which};
 pub use linalg::symmetric_eigenvalues;
