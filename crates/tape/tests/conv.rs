@@ -8,8 +8,8 @@
 
 mod common;
 
-use common::{assert_gradchecks, relative_error, Inputs};
-use curvature_tape::{grad, vjp, GradOptions, Result, Tape, Var};
+use common::{assert_batched_cotangents, assert_gradchecks, relative_error, Inputs};
+use curvature_tape::{grad, GradOptions, Result, Tape, Var};
 use curvature_tensor::{Conv1dOptions, Conv2dOptions, DType, Device, Tensor, Window2d};
 
 /// The op applied to tape variables.
@@ -151,55 +151,8 @@ fn max_pool_derivatives_go_to_the_maximum(device: Device) -> Result<()> {
 /// K stacked cotangents in one `vjp` equal K separate `vjp`s, for the op's gradient and for
 /// the gradient of `Σ w·op(x)`'s gradient (a batch of Hessian-vector products).
 fn batched_cotangents_equal_separate_ones(device: Device) {
-    const K: usize = 3;
     for (k, case) in cases().iter().enumerate() {
-        let tape = Tape::new();
-        let inputs: Vec<Var> = case
-            .inputs(40 + k as u64, device)
-            .into_iter()
-            .map(|t| tape.leaf(t))
-            .collect();
-        let mut draws = Inputs::new(50 + k as u64, device);
-        let mut run = || -> Result<()> {
-            let out = (case.apply)(&inputs)?;
-            let weights = draws.any(out.dims());
-            let loss = out.mul(&tape.constant(weights))?.sum_all()?;
-            let grads = grad(&[loss], &inputs, GradOptions::create_graph())?;
-            for (what, outputs) in [("vjp", vec![out]), ("hvp", grads)] {
-                let cotangents: Vec<Tensor> = outputs
-                    .iter()
-                    .map(|o| {
-                        let mut dims = vec![K];
-                        dims.extend(o.dims());
-                        draws.any(&dims)
-                    })
-                    .collect();
-                let stacked: Vec<Var> = cotangents
-                    .iter()
-                    .map(|c| tape.constant(c.clone()))
-                    .collect();
-                let batched = vjp(&outputs, &stacked, &inputs, false)?;
-                for j in 0..K {
-                    let single: Vec<Var> = cotangents
-                        .iter()
-                        .zip(&outputs)
-                        .map(|(c, o)| Ok(tape.constant(c.narrow(0, j, 1)?.reshape(o.dims())?)))
-                        .collect::<Result<_>>()?;
-                    let separate = vjp(&outputs, &single, &inputs, false)?;
-                    for (i, (b, s)) in batched.iter().zip(&separate).enumerate() {
-                        let row = b.value().narrow(0, j, 1)?.to_f64s()?;
-                        let error = relative_error(&row, &s.value().to_f64s()?);
-                        assert!(
-                            error <= 1e-12,
-                            "{} {what}: input {i}, direction {j}: relative error {error:.1e}",
-                            case.name
-                        );
-                    }
-                }
-            }
-            Ok(())
-        };
-        run().unwrap_or_else(|e| panic!("{} on {device}: {e}", case.name));
+        assert_batched_cotangents(case.name, &case.inputs(40 + k as u64, device), &case.apply);
     }
 }
 
