@@ -136,8 +136,9 @@ enum OperatorMemory {
 }
 
 impl OperatorMemory {
-    fn new(sizes: &Sizes, dtype: DType) -> Result<OperatorMemory, String> {
-        if !sizes.widths.is_empty() {
+    /// The fused sweep's memory when `fused` and the model is an MLP, else the tape's.
+    fn new(sizes: &Sizes, dtype: DType, fused: bool) -> Result<OperatorMemory, String> {
+        if fused && !sizes.widths.is_empty() {
             let mlp =
                 MlpMemory::new(&sizes.widths, sizes.samples, dtype).map_err(|e| e.to_string())?;
             return Ok(OperatorMemory::Fused(mlp));
@@ -187,6 +188,9 @@ pub struct Settings {
     pub dtype: DType,
     /// `--full` was given: the dense Hessian is formed whatever P.
     pub full: bool,
+    /// The operator is the Hessian, which the fused sweep computes for an MLP; a Gauss–Newton
+    /// or Fisher operator is recorded on the tape.
+    pub fused: bool,
     /// Up to this P the dense Hessian is formed anyway.
     pub dense_limit: usize,
     /// `--out` was given: the results are also encoded and serialised.
@@ -282,7 +286,7 @@ pub fn plan(
     available: (u128, &'static str),
 ) -> Result<Plan, String> {
     let s = settings.dtype.size_in_bytes() as u128;
-    let mlp = OperatorMemory::new(sizes, settings.dtype)?;
+    let mlp = OperatorMemory::new(sizes, settings.dtype, settings.fused)?;
     let pu = mlp.params();
     let p = pu as u128;
     let dense = settings.full || pu <= settings.dense_limit;
