@@ -128,8 +128,8 @@ pub struct Analysis {
     /// The standard error of each diagonal entry (0 when exact).
     pub diagonal_std_error: Vec<f64>,
     pub diagonal_method: Method,
-    /// Probes of the diagonal's estimate (0 when exact).
-    pub diagonal_probes: usize,
+    /// Operator products of the diagonal's estimate (0 when exact).
+    pub diagonal_products: usize,
     /// The trace with its standard error (0 when exact) and its operator products.
     pub trace: Estimate,
     pub trace_method: Method,
@@ -291,7 +291,7 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
     };
 
     let mut products = 0usize;
-    let (diagonal, diagonal_std_error, diagonal_method, diagonal_probes, trace, trace_method) =
+    let (diagonal, diagonal_std_error, diagonal_method, diagonal_products, trace, trace_method) =
         match &dense {
             Some(h) => {
                 let diagonal: Vec<f64> = (0..params).map(|i| h[i * params + i]).collect();
@@ -317,11 +317,12 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
                         (d.map_err(numeric)?, Method::XDiag)
                     }
                 };
-                products += if method == Method::XDiag {
+                let diagonal_products = if method == Method::XDiag {
                     2 * probes
                 } else {
                     probes
                 };
+                products += diagonal_products;
                 let values = diagonal.values.to_f64s().map_err(|e| e.to_string())?;
                 let errors = diagonal.std_errors.to_f64s().map_err(|e| e.to_string())?;
                 let (trace, trace_method) = estimate_trace(args, op, params)?;
@@ -330,7 +331,7 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
                     values,
                     errors,
                     method,
-                    diagonal.samples,
+                    diagonal_products,
                     trace,
                     trace_method,
                 )
@@ -402,7 +403,7 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
         diagonal,
         diagonal_std_error,
         diagonal_method,
-        diagonal_probes,
+        diagonal_products,
         trace,
         trace_method,
         top,

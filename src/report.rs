@@ -298,10 +298,10 @@ fn diagonal_line(a: &Analysis) -> String {
             let e = &a.diagonal_std_error;
             let rms = (e.iter().map(|v| v * v).sum::<f64>() / e.len().max(1) as f64).sqrt();
             format!(
-                "min {:.6e} ± {:.1e}, max {:.6e} ± {:.1e}, rms standard error {rms:.2e} ({}, {} probes)",
+                "min {:.6e} ± {:.1e}, max {:.6e} ± {:.1e}, rms standard error {rms:.2e} ({}, {} products)",
                 d[lo], e[lo], d[hi], e[hi],
                 method(m),
-                a.diagonal_probes
+                a.diagonal_products
             )
         }
     }
