@@ -260,6 +260,12 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
     }
     let op = curvature_operator(args, &model, hvp)?;
     let op = op.as_ref();
+    // Before the costly steps, so that a model KFAC does not cover is refused at once.
+    let kfac = if args.kfac {
+        Some(kfac(args, &model)?)
+    } else {
+        None
+    };
     let title = args.curvature.title();
     let probes = args.probes as usize;
     let k = (args.top_k as usize).min(params);
@@ -378,7 +384,7 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
     let density_trace = density_trace(&density, params)?;
 
     let per_layer = match args.per_layer {
-        Some(grouping) => Some(per_layer(args, op, &model, grouping, dense_run)?),
+        Some(grouping) => Some(per_layer(args, op, &model, grouping, dense_run, kfac)?),
         None => None,
     };
 
@@ -466,15 +472,30 @@ fn density_trace(density: &SpectralDensity, params: usize) -> Result<Estimate, S
     Estimate::from_samples(&samples).map_err(|e| e.to_string())
 }
 
+/// `--kfac`: the Kronecker factors of the model's layers for the curvature `--curvature`
+/// names (an error for a model with parameters outside `Linear` and `Conv2d` layers).
+fn kfac(args: &AnalyzeArgs, model: &ModelFile) -> Result<Kfac, String> {
+    let curvature = Curvature::from_name(
+        args.curvature.name(),
+        args.fisher_samples as usize,
+        args.seed,
+    )
+    .map_err(|e| e.to_string())?;
+    let _step = Step::spinner("the KFAC factors");
+    Kfac::new(&model.model, model.loss, &model.x, &model.y, curvature)
+        .map_err(|e| located(&args.model, e))
+}
+
 /// `--per-layer`: each block's curvature by [`per_layer_curvature`], exact for blocks of at
 /// most `--probes` coordinates (no more products than the estimate), or all of them when the
-/// run forms the dense matrix; with `--kfac`, KFAC's error per layer.
+/// run forms the dense matrix; with `--kfac` (the factors `kfac`), KFAC's error per layer.
 fn per_layer(
     args: &AnalyzeArgs,
     op: &dyn LinearOperator,
     model: &ModelFile,
     grouping: PerLayerChoice,
     dense_run: bool,
+    kfac: Option<Kfac>,
 ) -> Result<PerLayer, String> {
     let numeric = |e: HessianError| e.to_string();
     let probes = args.probes as usize;
@@ -498,19 +519,12 @@ fn per_layer(
         let _step = Step::spinner("curvature per block");
         per_layer_curvature(op, &model.model, &options).map_err(numeric)?
     };
-    let kfac = if args.kfac {
-        let curvature = Curvature::from_name(
-            args.curvature.name(),
-            args.fisher_samples as usize,
-            args.seed,
-        )
-        .map_err(numeric)?;
-        let _step = Step::spinner("KFAC and its error per layer");
-        let kfac = Kfac::new(&model.model, model.loss, &model.x, &model.y, curvature)
-            .map_err(|e| located(&args.model, e))?;
-        Some(kfac_block_errors(&kfac, op).map_err(numeric)?)
-    } else {
-        None
+    let kfac = match kfac {
+        Some(kfac) => {
+            let _step = Step::spinner("KFAC's error per layer");
+            Some(kfac_block_errors(&kfac, op).map_err(numeric)?)
+        }
+        None => None,
     };
     Ok(PerLayer {
         grouping,

@@ -31,8 +31,10 @@ pub struct Cli {
 pub enum Command {
     /// Benchmark batched Hessian-vector products on the standard workloads (the default).
     Bench(BenchArgs),
-    /// Analyse a model stored as safetensors: loss, gradient, Hessian diagonal, trace, top
-    /// eigenvalues, spectral density (and the whole Hessian when it is small or --full).
+    /// Analyse a model stored as safetensors: loss, gradient, and the diagonal, trace, top
+    /// eigenvalues and spectral density of its Hessian, Gauss–Newton matrix or Fisher
+    /// (--curvature), each estimate with its error bar (and the whole matrix when it is small
+    /// or --full; per parameter tensor or layer with --per-layer).
     Analyze(AnalyzeArgs),
 }
 
@@ -89,7 +91,9 @@ pub struct AnalyzeArgs {
     /// Seed of every random probe.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Compute the whole Hessian and all its eigenvalues even when P is large.
+    /// Compute the whole matrix (of --curvature) and all its eigenvalues even when P is above
+    /// 1024, where the diagonal, trace and top eigenvalues are otherwise estimated (the report
+    /// suggests it when that is cheaper than the estimates and fits in memory).
     #[arg(long)]
     pub full: bool,
     /// Width of the Gaussian that broadens each node of the density, in [1e-300, 1e300];

@@ -608,4 +608,51 @@ fn bad_values_are_one_line_errors() {
         assert!(line.contains(expected), "{args:?}: {line}");
         assert!(common::listing(dir.path()).is_empty(), "nothing written");
     }
+    // KFAC covers Linear and Conv2d layers only: a batch norm's parameters are refused.
+    let cnn = data("layers/small_cnn");
+    let extra = ["--curvature", "ggn", "--per-layer", "--kfac"];
+    let mut command = curvature(&[
+        "analyze",
+        cnn.to_str().expect("utf-8 path"),
+        "--device",
+        "cpu",
+    ]);
+    command.args(extra);
+    let line = assert_refused(&run_bounded(&mut command));
+    assert!(line.contains("KFAC covers"), "{line}");
+}
+
+/// On CUDA (the emulated GPU when no real one is present) the GGN, its per-tensor blocks and
+/// the Monte-Carlo Fisher (whose targets are drawn on the host) equal the CPU's.
+#[test]
+fn ggn_and_fisher_on_cuda_match_the_cpu_cuda() {
+    let device = Device::cuda_or_emulated().expect("a real or emulated CUDA device");
+    let dir = tempfile::tempdir().expect("temp dir");
+    // P = 13: the emulated GPU stays quick.
+    let file = ModelFile::random_tanh_mlp(&[2, 3, 1], 3);
+    let path = write(dir.path(), "small.safetensors", &file);
+    for curvature_name in ["ggn", "fisher"] {
+        let run = |device_name: &str| {
+            let out = dir.path().join(format!("{device_name}.safetensors"));
+            let mut command = curvature(&["analyze"]);
+            command
+                .arg(&path)
+                .args(["--device", device_name, "--curvature", curvature_name])
+                .args(["--per-layer", "--top-k", "1", "--probes", "2", "--out"])
+                .arg(&out);
+            if device.is_emulated() {
+                command.env("CURVATURE_CUDA", "emulate");
+            }
+            let output = run_bounded(&mut command);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "{device_name}: {stderr}");
+            Results::read(&out)
+        };
+        let (cpu, cuda) = (run("cpu"), run("cuda"));
+        assert_eq!(cuda.meta("device"), "cuda:0");
+        for name in [curvature_name, "per_layer_trace"] {
+            let err = rel_err(cuda.get(name), cpu.get(name));
+            assert!(err < 1e-12, "{curvature_name}: {name} differs by {err:e}");
+        }
+    }
 }
