@@ -235,6 +235,13 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
         return Err(located(&args.model, "tensor 'x' has no samples"));
     }
     let memory = plan_memory(args, &layout)?;
+    let params_in_file = plan::Sizes::from_layout(&layout).params;
+    if args.kfac && !args.full && params_in_file > DENSE_LIMIT as u128 {
+        return Err(format!(
+            "--kfac compares each layer with its exact block, formed like the dense matrix: it \
+             runs when P ≤ {DENSE_LIMIT} (this model has {params_in_file}) or with --full"
+        ));
+    }
     let full_fits = !args.full && full_run_fits(args, &layout);
     let model = {
         let _step = Step::spinner(format!("loading {}", args.model.display()));

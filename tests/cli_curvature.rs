@@ -620,6 +620,15 @@ fn bad_values_are_one_line_errors() {
     command.args(extra);
     let line = assert_refused(&run_bounded(&mut command));
     assert!(line.contains("KFAC covers"), "{line}");
+    // KFAC's exact blocks need the dense matrix's memory: above P = 1024 only with --full.
+    let large = large_model(dir.path());
+    let mut command = curvature(&["analyze", large.to_str().expect("utf-8 path")]);
+    command.args(extra);
+    let line = assert_refused(&run_bounded(&mut command));
+    assert!(
+        line.contains("P ≤ 1024 (this model has 1049) or with --full"),
+        "{line}"
+    );
 }
 
 /// On CUDA (the emulated GPU when no real one is present) the GGN, its per-tensor blocks and

@@ -450,6 +450,36 @@ mod tests {
         assert_eq!(sizes.activation_elements, expected);
     }
 
+    /// A Gauss–Newton or Fisher run (`fused: false`) plans an MLP as the tape's operator: the
+    /// same plan as for the model's sizes without the MLP's widths.
+    #[test]
+    fn an_mlp_without_the_fused_sweep_is_planned_as_a_tape_model() {
+        let path = golden("mlp_4_6_5_3_tanh_sigmoid_mse");
+        let sizes = Sizes::from_layout(&ModelLayout::open(&path).expect("a valid header"));
+        let settings = |fused| Settings {
+            dtype: DType::F64,
+            full: false,
+            fused,
+            dense_limit: 1024,
+            writes_file: true,
+            probes: 20,
+            top_k: 5,
+            lanczos_max_iter: 300,
+            slq: SlqOptions::default(),
+        };
+        let available = (1u128 << 40, "test");
+        let bytes = |plan: Plan| plan.steps.iter().map(|s| s.bytes).collect::<Vec<_>>();
+        let tape_sizes = Sizes {
+            widths: Vec::new(),
+            ..sizes.clone()
+        };
+        let unfused = plan(&sizes, &settings(false), available).expect("a plan");
+        let tape = plan(&tape_sizes, &settings(true), available).expect("a plan");
+        let fused = plan(&sizes, &settings(true), available).expect("a plan");
+        assert_eq!(bytes(unfused.clone()), bytes(tape));
+        assert_ne!(bytes(unfused), bytes(fused));
+    }
+
     /// A `layers` file of Linear layers and tanh is planned as the fused sweep's MLP.
     #[test]
     fn a_layers_file_of_linear_and_tanh_is_planned_as_an_mlp() {
