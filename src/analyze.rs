@@ -1,23 +1,28 @@
 //! `curvature analyze`: the curvature of a model stored as safetensors — loss, gradient,
-//! Hessian diagonal and trace, top eigenvalues, spectral density and, when P is small enough or
-//! `--full` is given, the whole Hessian with all its eigenvalues. Every number comes from the
-//! hessian crate's operator [`ModelHvp`]; this module only chooses exact or estimated
-//! methods by size and gathers the results. Before anything large is loaded or computed, the
-//! memory of every step is planned ([`plan`]) and a run that cannot fit is refused.
+//! diagonal and trace, top eigenvalues, spectral density and, when P is small enough or
+//! `--full` is given, the whole matrix with all its eigenvalues — of the Hessian or, with
+//! `--curvature`, of the Gauss–Newton matrix or a Fisher. Every number comes from the hessian
+//! crate's operators ([`ModelHvp`], [`Ggn`]); this module only chooses exact or estimated
+//! methods by size and gathers the results, each estimate with its error bar. Before anything
+//! large is loaded or computed, the memory of every step is planned ([`plan`]) and a run that
+//! cannot fit is refused.
 
 mod plan;
 
 use std::path::Path;
 
 use curvature::hessian::{
-    hessian_diagonal_hutchinson, hessian_of, spectral_density, top_eigenvalues, trace_hutchpp,
-    HessianError, HessianOptions, LanczosOptions, LinearOperator, ModelHvp, Probe, SlqOptions,
-    SpectralDensity, Which, MAX_SIGMA, MIN_SIGMA,
+    dense_plan, hessian_diagonal_hutchinson_estimate, hessian_diagonal_xdiag, hessian_of,
+    kfac_block_errors, per_layer_curvature, spectral_density, top_eigenvalues,
+    trace_hutchinson_estimate, trace_hutchpp_estimate, trace_xtrace, BlockCurvature, Curvature,
+    DensePlan, Estimate, Ggn, Grouping, HessianError, HessianOptions, Kfac, KfacBlockError,
+    LanczosOptions, LinearOperator, ModelHvp, PerLayerOptions, Probe, SlqOptions, SpectralDensity,
+    Which, MAX_SIGMA, MIN_SIGMA,
 };
 use curvature::nn::{ModelFile, ModelFileError, ModelLayout, NnError};
 use curvature::tensor::{DType, Device};
 
-use crate::cli::AnalyzeArgs;
+use crate::cli::{AnalyzeArgs, CurvatureChoice, DiagonalEstimator, PerLayerChoice, TraceEstimator};
 use crate::progress::Step;
 pub use plan::{readable, Plan};
 
@@ -37,12 +42,16 @@ const LANCZOS_MAX_ITER: usize = 300;
 /// How a quantity was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
-    /// From the dense Hessian (P products) and a symmetric eigensolver.
+    /// From the dense matrix (P products) and a symmetric eigensolver.
     Exact,
-    /// Hutchinson's diagonal estimator.
+    /// Hutchinson's estimator (the diagonal's or the trace's).
     Hutchinson,
     /// Hutch++ trace estimator.
     HutchPlusPlus,
+    /// XTrace, the exchangeable trace estimator.
+    XTrace,
+    /// XDiag, the exchangeable diagonal estimator.
+    XDiag,
     /// Lanczos with full reorthogonalisation.
     Lanczos { iterations: usize, converged: bool },
 }
@@ -53,9 +62,51 @@ impl Method {
             Method::Exact => "exact",
             Method::Hutchinson => "hutchinson",
             Method::HutchPlusPlus => "hutch++",
+            Method::XTrace => "xtrace",
+            Method::XDiag => "xdiag",
             Method::Lanczos { .. } => "lanczos",
         }
     }
+}
+
+/// The names of the curvature matrix a run analyses.
+impl CurvatureChoice {
+    /// As `--curvature` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CurvatureChoice::Hessian => "hessian",
+            CurvatureChoice::Ggn => "ggn",
+            CurvatureChoice::Fisher => "fisher",
+            CurvatureChoice::EmpiricalFisher => "empirical-fisher",
+        }
+    }
+
+    /// The prefix of its tensors in the results file (`hessian_diag`, `ggn_diag`, …).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            CurvatureChoice::Hessian => "hessian",
+            CurvatureChoice::Ggn => "ggn",
+            CurvatureChoice::Fisher => "fisher",
+            CurvatureChoice::EmpiricalFisher => "empirical_fisher",
+        }
+    }
+
+    /// Its name in sentences.
+    pub fn title(self) -> &'static str {
+        match self {
+            CurvatureChoice::Hessian => "Hessian",
+            CurvatureChoice::Ggn => "GGN",
+            CurvatureChoice::Fisher => "Fisher",
+            CurvatureChoice::EmpiricalFisher => "empirical Fisher",
+        }
+    }
+}
+
+/// The per-block curvature of `--per-layer`, and KFAC's errors with `--kfac`.
+pub struct PerLayer {
+    pub grouping: PerLayerChoice,
+    pub blocks: Vec<BlockCurvature>,
+    pub kfac: Option<Vec<KfacBlockError>>,
 }
 
 /// Everything `analyze` computes.
@@ -63,26 +114,41 @@ pub struct Analysis {
     pub model: ModelFile,
     pub device: Device,
     pub dtype: DType,
+    pub curvature: CurvatureChoice,
     pub params: usize,
     pub samples: usize,
     pub loss: f64,
     /// `[P]` on the host, in f64.
     pub grad: Vec<f64>,
-    /// The dense Hessian `[P, P]` (row-major), when formed.
+    /// The dense matrix `[P, P]` (row-major), when formed.
     pub hessian: Option<Vec<f64>>,
-    /// All eigenvalues, ascending, when the Hessian was formed.
+    /// All eigenvalues, ascending, when the matrix was formed.
     pub eigenvalues: Option<Vec<f64>>,
     pub diagonal: Vec<f64>,
+    /// The standard error of each diagonal entry (0 when exact).
+    pub diagonal_std_error: Vec<f64>,
     pub diagonal_method: Method,
-    pub trace: f64,
+    /// Operator products of the diagonal's estimate (0 when exact).
+    pub diagonal_products: usize,
+    /// The trace with its standard error (0 when exact) and its operator products.
+    pub trace: Estimate,
     pub trace_method: Method,
     /// The largest eigenvalues, descending.
     pub top: Vec<f64>,
+    /// Lanczos' residual norm ‖H·y − θ·y‖ of each (0 when exact).
+    pub top_residuals: Vec<f64>,
     pub top_method: Method,
     pub density: SpectralDensity,
+    /// The trace read from the density's probes: P · Σᵢ wᵢθᵢ per probe, their mean and its
+    /// standard error.
+    pub density_trace: Estimate,
     pub sigma: f64,
     /// The memory plan the run was checked against.
     pub memory: Plan,
+    /// With `--per-layer`.
+    pub per_layer: Option<PerLayer>,
+    /// When the estimates were used although the dense matrix fits and costs no more products.
+    pub full_suggestion: Option<DensePlan>,
 }
 
 /// The memory-relevant settings of a run.
@@ -90,6 +156,7 @@ fn settings(args: &AnalyzeArgs) -> plan::Settings {
     plan::Settings {
         dtype: args.dtype,
         full: args.full,
+        fused: args.curvature == CurvatureChoice::Hessian,
         dense_limit: DENSE_LIMIT,
         writes_file: args.out.is_some(),
         probes: args.probes as usize,
@@ -122,27 +189,73 @@ fn plan_memory(args: &AnalyzeArgs, layout: &ModelLayout) -> Result<Plan, String>
     Ok(plan)
 }
 
+/// Whether the whole run, with `--full`, fits the memory available.
+fn full_run_fits(args: &AnalyzeArgs, layout: &ModelLayout) -> bool {
+    let sizes = plan::Sizes::from_layout(layout);
+    let available = plan::available_memory(args.memory_limit);
+    let full = plan::Settings {
+        full: true,
+        ..settings(args)
+    };
+    plan::plan(&sizes, &full, available).is_ok_and(|p| p.check().is_ok())
+}
+
+/// The curvature operator `--curvature` names: the Hessian's [`ModelHvp`] (already built for
+/// the loss and gradient) or the Gauss–Newton or Fisher [`Ggn`] of the same model and data.
+fn curvature_operator(
+    args: &AnalyzeArgs,
+    model: &ModelFile,
+    hessian: ModelHvp,
+) -> Result<Box<dyn LinearOperator>, String> {
+    let name = args.curvature.name();
+    if args.curvature == CurvatureChoice::Hessian {
+        return Ok(Box::new(hessian));
+    }
+    drop(hessian);
+    let curvature = Curvature::from_name(name, args.fisher_samples as usize, args.seed)
+        .map_err(|e| e.to_string())?;
+    let _step = Step::spinner(format!("recording the {} operator", args.curvature.title()));
+    let ggn = Ggn::new(&model.model, model.loss, &model.x, &model.y, curvature)
+        .map_err(|e| located(&args.model, e))?;
+    Ok(Box::new(ggn))
+}
+
 /// Loads the model (the shared loader checks every tensor and the metadata) and analyses it.
 pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
+    if args.kfac && args.curvature == CurvatureChoice::Hessian {
+        return Err(
+            "--kfac approximates a Gauss–Newton or Fisher matrix: give --curvature ggn, fisher \
+             or empirical-fisher"
+                .to_string(),
+        );
+    }
     let layout = ModelLayout::open(&args.model).map_err(|e| open_error(&args.model, e))?;
     let samples = layout.samples();
     if samples == 0 {
         return Err(located(&args.model, "tensor 'x' has no samples"));
     }
     let memory = plan_memory(args, &layout)?;
+    let params_in_file = plan::Sizes::from_layout(&layout).params;
+    if args.kfac && !args.full && params_in_file > DENSE_LIMIT as u128 {
+        return Err(format!(
+            "--kfac compares each layer with its exact block, formed like the dense matrix: it \
+             runs when P ≤ {DENSE_LIMIT} (this model has {params_in_file}) or with --full"
+        ));
+    }
+    let full_fits = !args.full && full_run_fits(args, &layout);
     let model = {
         let _step = Step::spinner(format!("loading {}", args.model.display()));
         layout
             .load(args.dtype, device)
             .map_err(|e| located(&args.model, e))?
     };
-    let op = {
+    let hvp = {
         let _step = Step::spinner("computing the loss and its gradient");
         ModelHvp::new(&model.model, model.loss, &model.x, &model.y).map_err(|e| e.to_string())?
     };
-    let params = op.dim();
-    let loss = op.value().map_err(|e| e.to_string())?;
-    let grad = op
+    let params = hvp.dim();
+    let loss = hvp.value().map_err(|e| e.to_string())?;
+    let grad = hvp
         .gradient()
         .and_then(|g| Ok(g.to_f64s()?))
         .map_err(|e| e.to_string())?;
@@ -152,20 +265,30 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
             format!("the loss ({loss}) or its gradient is not finite at these parameters"),
         ));
     }
+    let op = curvature_operator(args, &model, hvp)?;
+    let op = op.as_ref();
+    // Before the costly steps, so that a model KFAC does not cover is refused at once.
+    let kfac = if args.kfac {
+        Some(kfac(args, &model)?)
+    } else {
+        None
+    };
+    let title = args.curvature.title();
     let probes = args.probes as usize;
     let k = (args.top_k as usize).min(params);
-    let numeric = |e: curvature::hessian::HessianError| e.to_string();
+    let numeric = |e: HessianError| e.to_string();
+    let dense_run = args.full || params <= DENSE_LIMIT;
 
-    let dense = if args.full || params <= DENSE_LIMIT {
-        let step = Step::products("Hessian (P columns)", params as u64);
+    let dense = if dense_run {
+        let step = Step::products(format!("{title} (P columns)"), params as u64);
         let h = {
-            let h = hessian_of(&step.track(&op), &HessianOptions::default()).map_err(numeric)?;
+            let h = hessian_of(&step.track(op), &HessianOptions::default()).map_err(numeric)?;
             h.to_f64s().map_err(|e| e.to_string())?
         };
         if h.iter().any(|v| !v.is_finite()) {
             return Err(located(
                 &args.model,
-                "the Hessian is not finite at these parameters",
+                format!("the {title} is not finite at these parameters"),
             ));
         }
         Some(h)
@@ -174,34 +297,66 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
     };
     let eigenvalues = match &dense {
         Some(h) => {
-            let _step = Step::spinner("eigenvalues of the dense Hessian");
-            Some(symmetric_eigenvalues(params, h)?)
+            let _step = Step::spinner(format!("eigenvalues of the dense {title}"));
+            Some(symmetric_eigenvalues(params, h, title)?)
         }
         None => None,
     };
 
-    let (diagonal, diagonal_method, trace, trace_method) = match &dense {
-        Some(h) => {
-            let diagonal: Vec<f64> = (0..params).map(|i| h[i * params + i]).collect();
-            let trace = diagonal.iter().sum();
-            (diagonal, Method::Exact, trace, Method::Exact)
-        }
-        None => {
-            let step = Step::products("diagonal (Hutchinson)", probes as u64);
-            let diagonal = hessian_diagonal_hutchinson(&step.track(&op), probes, args.seed)
-                .and_then(|d| Ok(d.to_f64s()?))
-                .map_err(numeric)?;
-            drop(step);
-            // A sketch beyond P directions adds nothing (P of them make the trace exact).
-            let matvecs = 3 * probes.clamp(1, params);
-            let step = Step::products("trace (Hutch++)", matvecs as u64);
-            let trace = trace_hutchpp(&step.track(&op), matvecs, args.seed).map_err(numeric)?;
-            (diagonal, Method::Hutchinson, trace, Method::HutchPlusPlus)
-        }
-    };
+    let mut products = 0usize;
+    let (diagonal, diagonal_std_error, diagonal_method, diagonal_products, trace, trace_method) =
+        match &dense {
+            Some(h) => {
+                let diagonal: Vec<f64> = (0..params).map(|i| h[i * params + i]).collect();
+                let trace = Estimate::exact(diagonal.iter().sum(), params);
+                let zeros = vec![0.0; params];
+                (diagonal, zeros, Method::Exact, 0, trace, Method::Exact)
+            }
+            None => {
+                let (diagonal, method) = match args.diagonal_estimator {
+                    DiagonalEstimator::Hutchinson => {
+                        let step = Step::products("diagonal (Hutchinson)", probes as u64);
+                        let d = hessian_diagonal_hutchinson_estimate(
+                            &step.track(op),
+                            probes,
+                            args.seed,
+                        );
+                        (d.map_err(numeric)?, Method::Hutchinson)
+                    }
+                    DiagonalEstimator::Xdiag => {
+                        let matvecs = 2 * probes;
+                        let step = Step::products("diagonal (XDiag)", matvecs as u64);
+                        let d = hessian_diagonal_xdiag(&step.track(op), matvecs, args.seed);
+                        (d.map_err(numeric)?, Method::XDiag)
+                    }
+                };
+                let diagonal_products = if method == Method::XDiag {
+                    2 * probes
+                } else {
+                    probes
+                };
+                products += diagonal_products;
+                let values = diagonal.values.to_f64s().map_err(|e| e.to_string())?;
+                let errors = diagonal.std_errors.to_f64s().map_err(|e| e.to_string())?;
+                let (trace, trace_method) = estimate_trace(args, op, params)?;
+                products += trace.samples;
+                (
+                    values,
+                    errors,
+                    method,
+                    diagonal_products,
+                    trace,
+                    trace_method,
+                )
+            }
+        };
 
-    let (top, top_method) = match &eigenvalues {
-        Some(all) => (all.iter().rev().take(k).copied().collect(), Method::Exact),
+    let (top, top_residuals, top_method) = match &eigenvalues {
+        Some(all) => (
+            all.iter().rev().take(k).copied().collect(),
+            vec![0.0; k],
+            Method::Exact,
+        ),
         None => {
             let limit = LANCZOS_MAX_ITER.max(k).min(params);
             let step = Step::products("top eigenvalues (Lanczos)", limit as u64);
@@ -213,12 +368,13 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
                 eigenvectors: false,
                 seed: args.seed,
             };
-            let eig = top_eigenvalues(&step.track(&op), &options).map_err(numeric)?;
+            let eig = top_eigenvalues(&step.track(op), &options).map_err(numeric)?;
+            products += eig.iterations;
             let method = Method::Lanczos {
                 iterations: eig.iterations,
                 converged: eig.converged,
             };
-            (eig.values, method)
+            (eig.values, eig.residuals, method)
         }
     };
 
@@ -229,12 +385,28 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
     let density = {
         let step = Step::products("spectral density (SLQ)", (probes * steps) as u64);
         let options = slq_options(args, sigma, steps);
-        spectral_density(&step.track(&op), &options).map_err(numeric)?
+        spectral_density(&step.track(op), &options).map_err(numeric)?
+    };
+    products += probes * steps;
+    let density_trace = density_trace(&density, params)?;
+
+    let per_layer = match args.per_layer {
+        Some(grouping) => Some(per_layer(args, op, &model, grouping, dense_run, kfac)?),
+        None => None,
+    };
+
+    let full_suggestion = if dense_run {
+        None
+    } else {
+        let budget = usize::try_from(memory.available).unwrap_or(usize::MAX);
+        let plan = dense_plan(params, args.dtype, products, budget).map_err(numeric)?;
+        (plan.recommended() && full_fits).then_some(plan)
     };
 
     Ok(Analysis {
         device,
         dtype: args.dtype,
+        curvature: args.curvature,
         params,
         samples,
         loss,
@@ -242,15 +414,129 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
         hessian: dense,
         eigenvalues,
         diagonal,
+        diagonal_std_error,
         diagonal_method,
+        diagonal_products,
         trace,
         trace_method,
         top,
+        top_residuals,
         top_method,
         density,
+        density_trace,
         sigma,
         memory,
+        per_layer,
+        full_suggestion,
         model,
+    })
+}
+
+/// The trace by the estimator `--trace-estimator` names, with its standard error: Hutchinson
+/// (probes products), Hutch++ (3 × probes, at most 3P) or XTrace (2 × probes).
+fn estimate_trace(
+    args: &AnalyzeArgs,
+    op: &dyn LinearOperator,
+    params: usize,
+) -> Result<(Estimate, Method), String> {
+    let probes = args.probes as usize;
+    let numeric = |e: HessianError| e.to_string();
+    Ok(match args.trace_estimator {
+        TraceEstimator::Hutchinson => {
+            let step = Step::products("trace (Hutchinson)", probes as u64);
+            let t =
+                trace_hutchinson_estimate(&step.track(op), probes, Probe::Rademacher, args.seed);
+            (t.map_err(numeric)?, Method::Hutchinson)
+        }
+        TraceEstimator::Hutchpp => {
+            // A sketch beyond P directions adds nothing (P of them make the trace exact).
+            let matvecs = 3 * probes.min(params);
+            let step = Step::products("trace (Hutch++)", matvecs as u64);
+            let t = trace_hutchpp_estimate(&step.track(op), matvecs, args.seed);
+            (t.map_err(numeric)?, Method::HutchPlusPlus)
+        }
+        TraceEstimator::Xtrace => {
+            let matvecs = 2 * probes;
+            let step = Step::products("trace (XTrace)", matvecs as u64);
+            let t = trace_xtrace(&step.track(op), matvecs, Probe::Rademacher, args.seed);
+            (t.map_err(numeric)?, Method::XTrace)
+        }
+    })
+}
+
+/// The trace the density's probes give: for a Rademacher probe v (vᵀv = P) the quadrature
+/// `Σᵢ wᵢθᵢ = vᵀHv / P`, so `P · Σᵢ wᵢθᵢ` is that probe's Hutchinson sample; their mean with
+/// its standard error.
+fn density_trace(density: &SpectralDensity, params: usize) -> Result<Estimate, String> {
+    let samples: Vec<f64> = density
+        .nodes
+        .iter()
+        .zip(&density.weights)
+        .map(|(nodes, weights)| {
+            params as f64 * nodes.iter().zip(weights).map(|(t, w)| t * w).sum::<f64>()
+        })
+        .collect();
+    Estimate::from_samples(&samples).map_err(|e| e.to_string())
+}
+
+/// `--kfac`: the Kronecker factors of the model's layers for the curvature `--curvature`
+/// names (an error for a model with parameters outside `Linear` and `Conv2d` layers).
+fn kfac(args: &AnalyzeArgs, model: &ModelFile) -> Result<Kfac, String> {
+    let curvature = Curvature::from_name(
+        args.curvature.name(),
+        args.fisher_samples as usize,
+        args.seed,
+    )
+    .map_err(|e| e.to_string())?;
+    let _step = Step::spinner("the KFAC factors");
+    Kfac::new(&model.model, model.loss, &model.x, &model.y, curvature)
+        .map_err(|e| located(&args.model, e))
+}
+
+/// `--per-layer`: each block's curvature by [`per_layer_curvature`], exact for blocks of at
+/// most `--probes` coordinates (no more products than the estimate), or all of them when the
+/// run forms the dense matrix; with `--kfac` (the factors `kfac`), KFAC's error per layer.
+fn per_layer(
+    args: &AnalyzeArgs,
+    op: &dyn LinearOperator,
+    model: &ModelFile,
+    grouping: PerLayerChoice,
+    dense_run: bool,
+    kfac: Option<Kfac>,
+) -> Result<PerLayer, String> {
+    let numeric = |e: HessianError| e.to_string();
+    let probes = args.probes as usize;
+    let defaults = PerLayerOptions::default();
+    let options = PerLayerOptions {
+        grouping: match grouping {
+            PerLayerChoice::Tensor => Grouping::Tensor,
+            PerLayerChoice::Layer => Grouping::Layer,
+        },
+        exact_limit: if dense_run { op.dim() } else { probes },
+        probes,
+        seed: args.seed,
+        lanczos: LanczosOptions {
+            seed: args.seed,
+            tol: if args.dtype == DType::F32 { 1e-5 } else { 1e-8 },
+            ..defaults.lanczos
+        },
+        ..defaults
+    };
+    let blocks = {
+        let _step = Step::spinner("curvature per block");
+        per_layer_curvature(op, &model.model, &options).map_err(numeric)?
+    };
+    let kfac = match kfac {
+        Some(kfac) => {
+            let _step = Step::spinner("KFAC's error per layer");
+            Some(kfac_block_errors(&kfac, op).map_err(numeric)?)
+        }
+        None => None,
+    };
+    Ok(PerLayer {
+        grouping,
+        blocks,
+        kfac,
     })
 }
 
@@ -270,11 +556,12 @@ fn open_error(path: &Path, e: NnError) -> String {
     }
 }
 
-/// All eigenvalues, ascending, of the symmetric part of the row-major `n × n` matrix `h`.
-fn symmetric_eigenvalues(n: usize, h: &[f64]) -> Result<Vec<f64>, String> {
+/// All eigenvalues, ascending, of the symmetric part of the row-major `n × n` matrix `h`
+/// (the `title` matrix).
+fn symmetric_eigenvalues(n: usize, h: &[f64], title: &str) -> Result<Vec<f64>, String> {
     curvature::hessian::symmetric_eigenvalues(n, h).map_err(|e| match e {
         HessianError::NotConverged { .. } => {
-            "the symmetric eigensolver did not converge on the Hessian".to_string()
+            format!("the symmetric eigensolver did not converge on the {title}")
         }
         other => other.to_string(),
     })
@@ -300,29 +587,46 @@ pub fn norm(values: &[f64]) -> f64 {
     values.iter().map(|v| v * v).sum::<f64>().sqrt()
 }
 
-/// The tensors `analyze` writes, by name, with their shapes, in f64 (see the README).
+/// The tensors `analyze` writes, by name, with their shapes, in f64 (see the README). The
+/// curvature's tensors carry its prefix (`hessian_diag`, `ggn_diag`, …); every estimate's
+/// standard error (0 for an exact quantity) sits beside it.
 pub fn output_tensors(a: &Analysis) -> Vec<(String, Vec<usize>, Vec<f64>)> {
     let p = a.params;
+    let prefix = a.curvature.prefix();
+    let name = |suffix: &str| format!("{prefix}_{suffix}");
     let mut out = vec![
         ("loss".to_string(), vec![1], vec![a.loss]),
         ("grad".to_string(), vec![p], a.grad.clone()),
     ];
-    let (diag_name, trace_name) = match a.diagonal_method {
-        Method::Exact => ("hessian_diag", "hessian_trace"),
-        _ => ("hessian_diag_hutchinson", "hessian_trace_hutchpp"),
+    let diag_name = match a.diagonal_method {
+        Method::Exact => name("diag"),
+        m => name(&format!("diag_{}", m.name())),
     };
-    out.push((diag_name.to_string(), vec![p], a.diagonal.clone()));
-    out.push((trace_name.to_string(), vec![1], vec![a.trace]));
+    let trace_name = match a.trace_method {
+        Method::Exact => name("trace"),
+        Method::HutchPlusPlus => name("trace_hutchpp"),
+        m => name(&format!("trace_{}", m.name())),
+    };
+    out.push((diag_name, vec![p], a.diagonal.clone()));
+    out.push((
+        name("diag_std_error"),
+        vec![p],
+        a.diagonal_std_error.clone(),
+    ));
+    out.push((trace_name, vec![1], vec![a.trace.value]));
+    out.push((name("trace_std_error"), vec![1], vec![a.trace.std_error]));
     if let Some(h) = &a.hessian {
-        out.push(("hessian".to_string(), vec![p, p], h.clone()));
+        out.push((prefix.to_string(), vec![p, p], h.clone()));
     }
     if let Some(all) = &a.eigenvalues {
-        out.push(("hessian_eigvals".to_string(), vec![p], all.clone()));
+        out.push((name("eigvals"), vec![p], all.clone()));
     }
+    let k = a.top.len();
+    out.push(("top_eigenvalues".to_string(), vec![k], a.top.clone()));
     out.push((
-        "top_eigenvalues".to_string(),
-        vec![a.top.len()],
-        a.top.clone(),
+        "top_eigenvalues_residual".to_string(),
+        vec![k],
+        a.top_residuals.clone(),
     ));
     let g = a.density.grid.len();
     out.push((
@@ -335,5 +639,46 @@ pub fn output_tensors(a: &Analysis) -> Vec<(String, Vec<usize>, Vec<f64>)> {
         vec![g],
         a.density.density.clone(),
     ));
+    out.push((
+        "spectral_density_trace".to_string(),
+        vec![1],
+        vec![a.density_trace.value],
+    ));
+    out.push((
+        "spectral_density_trace_std_error".to_string(),
+        vec![1],
+        vec![a.density_trace.std_error],
+    ));
+    if let Some(per_layer) = &a.per_layer {
+        let b = per_layer.blocks.len();
+        let column = |f: &dyn Fn(&BlockCurvature) -> f64| -> Vec<f64> {
+            per_layer.blocks.iter().map(f).collect()
+        };
+        let columns: [(&str, Vec<f64>); 7] = [
+            ("per_layer_size", column(&|c| c.size as f64)),
+            ("per_layer_trace", column(&|c| c.trace.value)),
+            ("per_layer_trace_std_error", column(&|c| c.trace.std_error)),
+            (
+                "per_layer_top_eigenvalue",
+                column(&|c| c.top_eigenvalue.value),
+            ),
+            (
+                "per_layer_top_eigenvalue_residual",
+                column(&|c| c.top_eigenvalue.residual),
+            ),
+            ("per_layer_diag_mean", column(&|c| c.diagonal_mean.value)),
+            ("per_layer_diag_max_abs", column(&|c| c.diagonal_max_abs)),
+        ];
+        for (n, values) in columns {
+            out.push((n.to_string(), vec![b], values));
+        }
+        if let Some(kfac) = &per_layer.kfac {
+            out.push((
+                "kfac_relative_error".to_string(),
+                vec![kfac.len()],
+                kfac.iter().map(|e| e.relative_frobenius).collect(),
+            ));
+        }
+    }
     out
 }

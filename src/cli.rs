@@ -31,8 +31,10 @@ pub struct Cli {
 pub enum Command {
     /// Benchmark batched Hessian-vector products on the standard workloads (the default).
     Bench(BenchArgs),
-    /// Analyse a model stored as safetensors: loss, gradient, Hessian diagonal, trace, top
-    /// eigenvalues, spectral density (and the whole Hessian when it is small or --full).
+    /// Analyse a model stored as safetensors: loss, gradient, and the diagonal, trace, top
+    /// eigenvalues and spectral density of its Hessian, Gauss–Newton matrix or Fisher
+    /// (--curvature), each estimate with its error bar (and the whole matrix when it is small
+    /// or --full; per parameter tensor or layer with --per-layer).
     Analyze(AnalyzeArgs),
 }
 
@@ -80,25 +82,96 @@ pub struct AnalyzeArgs {
     /// How many of the largest eigenvalues to report (at most P).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub top_k: u32,
-    /// Random probes of the spectral density (SLQ), of the Hutchinson diagonal and of Hutch++
-    /// (which gets 3 × probes products); used only where an exact answer is too expensive,
-    /// except for the density, which is always estimated.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Random probes of the spectral density (SLQ) and of the diagonal and trace estimators
+    /// (Hutchinson: probes products; XDiag and XTrace: 2 × probes; Hutch++: 3 × probes); at
+    /// least 2, since an error bar needs two. The estimators run only where an exact answer
+    /// is too expensive; the density is always estimated.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(2..))]
     pub probes: u32,
     /// Seed of every random probe.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Compute the whole Hessian and all its eigenvalues even when P is large.
+    /// Compute the whole matrix (of --curvature) and all its eigenvalues even when P is above
+    /// 1024, where the diagonal, trace and top eigenvalues are otherwise estimated (the report
+    /// suggests it when that is cheaper than the estimates and fits in memory).
     #[arg(long)]
     pub full: bool,
     /// Width of the Gaussian that broadens each node of the density, in [1e-300, 1e300];
     /// default: 1% of the spectrum's extent.
     #[arg(long, value_parser = parse_sigma)]
     pub sigma: Option<f64>,
+    /// The curvature matrix every quantity is computed on: the Hessian, the generalised
+    /// Gauss–Newton matrix Jᵀ·∇²_f L·J, the Monte-Carlo Fisher (--fisher-samples targets per
+    /// sample drawn from the model's predictive distribution with --seed) or the empirical
+    /// Fisher (the mean outer product of the per-sample gradients).
+    #[arg(long, value_enum, default_value = "hessian")]
+    pub curvature: CurvatureChoice,
+    /// Targets drawn per sample by `--curvature fisher` (at least 1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub fisher_samples: u32,
+    /// The trace's estimator when P is above the exact limit: hutchinson (probes products,
+    /// error s/√n of the probes), hutchpp (Hutch++, 3 × probes products, error of its
+    /// Hutchinson part) or xtrace (XTrace, 2 × probes products, error of its exchangeable
+    /// samples; exact when the rank is below probes).
+    #[arg(long, value_enum, default_value = "hutchpp")]
+    pub trace_estimator: TraceEstimator,
+    /// The diagonal's estimator when P is above the exact limit: hutchinson (probes products)
+    /// or xdiag (XDiag, 2 × probes products); each entry gets its standard error.
+    #[arg(long, value_enum, default_value = "hutchinson")]
+    pub diagonal_estimator: DiagonalEstimator,
+    /// Also report, per parameter tensor (`--per-layer` or `--per-layer=tensor`) or per layer
+    /// (`--per-layer=layer`), the trace, top eigenvalue and diagonal statistics of the
+    /// curvature's diagonal block (exact for blocks of at most `--probes` coordinates, or of
+    /// any size when the whole matrix is formed; Hutchinson's estimates otherwise).
+    #[arg(
+        long,
+        value_enum,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "tensor",
+        value_name = "GROUPING"
+    )]
+    pub per_layer: Option<PerLayerChoice>,
+    /// With --per-layer and a Gauss–Newton or Fisher --curvature, on a model whose parameters
+    /// all belong to Linear (or Conv2d) layers: each layer's KFAC relative error
+    /// ‖G⊗A − B‖_F / ‖B‖_F against its exact block B (p products per layer).
+    #[arg(long, requires = "per_layer")]
+    pub kfac: bool,
     /// The memory the run may use, in GiB (default: the system's available memory); a run
     /// whose planned peak exceeds it is refused before it starts.
     #[arg(long, value_name = "GIB", value_parser = parse_positive)]
     pub memory_limit: Option<f64>,
+}
+
+/// The curvature matrix of `analyze --curvature`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CurvatureChoice {
+    Hessian,
+    Ggn,
+    Fisher,
+    EmpiricalFisher,
+}
+
+/// The trace estimator of `analyze --trace-estimator`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TraceEstimator {
+    Hutchinson,
+    Hutchpp,
+    Xtrace,
+}
+
+/// The diagonal estimator of `analyze --diagonal-estimator`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DiagonalEstimator {
+    Hutchinson,
+    Xdiag,
+}
+
+/// The blocks of `analyze --per-layer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PerLayerChoice {
+    Tensor,
+    Layer,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -136,8 +136,9 @@ enum OperatorMemory {
 }
 
 impl OperatorMemory {
-    fn new(sizes: &Sizes, dtype: DType) -> Result<OperatorMemory, String> {
-        if !sizes.widths.is_empty() {
+    /// The fused sweep's memory when `fused` and the model is an MLP, else the tape's.
+    fn new(sizes: &Sizes, dtype: DType, fused: bool) -> Result<OperatorMemory, String> {
+        if fused && !sizes.widths.is_empty() {
             let mlp =
                 MlpMemory::new(&sizes.widths, sizes.samples, dtype).map_err(|e| e.to_string())?;
             return Ok(OperatorMemory::Fused(mlp));
@@ -187,6 +188,9 @@ pub struct Settings {
     pub dtype: DType,
     /// `--full` was given: the dense Hessian is formed whatever P.
     pub full: bool,
+    /// The operator is the Hessian, which the fused sweep computes for an MLP; a Gauss–Newton
+    /// or Fisher operator is recorded on the tape.
+    pub fused: bool,
     /// Up to this P the dense Hessian is formed anyway.
     pub dense_limit: usize,
     /// `--out` was given: the results are also encoded and serialised.
@@ -282,7 +286,7 @@ pub fn plan(
     available: (u128, &'static str),
 ) -> Result<Plan, String> {
     let s = settings.dtype.size_in_bytes() as u128;
-    let mlp = OperatorMemory::new(sizes, settings.dtype)?;
+    let mlp = OperatorMemory::new(sizes, settings.dtype, settings.fused)?;
     let pu = mlp.params();
     let p = pu as u128;
     let dense = settings.full || pu <= settings.dense_limit;
@@ -444,6 +448,36 @@ mod tests {
         let pooled = 6 * 3 * 2 * 2;
         let expected = x + conv + unfolded + 2 * conv + 2 * pooled + 6 * 3;
         assert_eq!(sizes.activation_elements, expected);
+    }
+
+    /// A Gauss–Newton or Fisher run (`fused: false`) plans an MLP as the tape's operator: the
+    /// same plan as for the model's sizes without the MLP's widths.
+    #[test]
+    fn an_mlp_without_the_fused_sweep_is_planned_as_a_tape_model() {
+        let path = golden("mlp_4_6_5_3_tanh_sigmoid_mse");
+        let sizes = Sizes::from_layout(&ModelLayout::open(&path).expect("a valid header"));
+        let settings = |fused| Settings {
+            dtype: DType::F64,
+            full: false,
+            fused,
+            dense_limit: 1024,
+            writes_file: true,
+            probes: 20,
+            top_k: 5,
+            lanczos_max_iter: 300,
+            slq: SlqOptions::default(),
+        };
+        let available = (1u128 << 40, "test");
+        let bytes = |plan: Plan| plan.steps.iter().map(|s| s.bytes).collect::<Vec<_>>();
+        let tape_sizes = Sizes {
+            widths: Vec::new(),
+            ..sizes.clone()
+        };
+        let unfused = plan(&sizes, &settings(false), available).expect("a plan");
+        let tape = plan(&tape_sizes, &settings(true), available).expect("a plan");
+        let fused = plan(&sizes, &settings(true), available).expect("a plan");
+        assert_eq!(bytes(unfused.clone()), bytes(tape));
+        assert_ne!(bytes(unfused), bytes(fused));
     }
 
     /// A `layers` file of Linear layers and tanh is planned as the fused sweep's MLP.
