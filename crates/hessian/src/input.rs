@@ -147,19 +147,9 @@ pub fn input_hessian_of(output: &Var, x: &Var) -> Result<Var> {
     const OP: &str = "input_hessian_of";
     let (n, d, m) = layout(OP, output, x)?;
     let e = identity_cotangent(OP, x, n, d)?;
-    let parts = (0..m)
-        .map(|j| {
-            let g = component_gradient(output, x, n, m, j)?;
-            let rows = vjp(
-                &[g],
-                std::slice::from_ref(&e),
-                std::slice::from_ref(x),
-                true,
-            )?;
-            let r = rows[0].reshape([d, n, d])?;
-            Ok(r.permute(&[1, 0, 2])?)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let parts = second_derivative_rows(output, x, (n, m), &e, |rows| {
+        Ok(rows.reshape([d, n, d])?.permute(&[1, 0, 2])?)
+    })?;
     stack_components(output, &parts, &[d, d])
 }
 
@@ -170,19 +160,9 @@ pub fn input_laplacian_of(output: &Var, x: &Var) -> Result<Var> {
     const OP: &str = "input_laplacian_of";
     let (n, d, m) = layout(OP, output, x)?;
     let e = identity_cotangent(OP, x, n, d)?;
-    let parts = (0..m)
-        .map(|j| {
-            let g = component_gradient(output, x, n, m, j)?;
-            let rows = vjp(
-                &[g],
-                std::slice::from_ref(&e),
-                std::slice::from_ref(x),
-                true,
-            )?;
-            let diag = rows[0].mul(&e)?.reshape([d, n, d])?;
-            Ok(diag.sum(&[0, 2], false)?)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let parts = second_derivative_rows(output, x, (n, m), &e, |rows| {
+        Ok(rows.mul(&e)?.reshape([d, n, d])?.sum(&[0, 2], false)?)
+    })?;
     stack_components(output, &parts, &[])
 }
 
@@ -212,20 +192,35 @@ pub fn input_laplacian_hutchinson_of(
     let mut dims = vec![probes];
     dims.extend_from_slice(x.dims());
     let v = x.constant(stream.next(probes)?.reshape(dims)?);
-    let parts = (0..m)
+    let parts = second_derivative_rows(output, x, (n, m), &v, |hv| {
+        let quad = hv.mul(&v)?.reshape([probes, n, d])?;
+        Ok(quad.sum(&[2], false)?.mean(&[0], false)?)
+    })?;
+    stack_components(output, &parts, &[])
+}
+
+/// For each of the m output components c: the batched products `cotangents · ∂²(Σᵢ u_{i,c})/∂x²`
+/// (one backward sweep of the component's input gradient with the stacked cotangents,
+/// recorded), reduced by `finish`.
+fn second_derivative_rows(
+    output: &Var,
+    x: &Var,
+    (n, m): (usize, usize),
+    cotangents: &Var,
+    finish: impl Fn(&Var) -> Result<Var>,
+) -> Result<Vec<Var>> {
+    (0..m)
         .map(|j| {
             let g = component_gradient(output, x, n, m, j)?;
-            let hv = vjp(
+            let rows = vjp(
                 &[g],
-                std::slice::from_ref(&v),
+                std::slice::from_ref(cotangents),
                 std::slice::from_ref(x),
                 true,
             )?;
-            let quad = hv[0].mul(&v)?.reshape([probes, n, d])?;
-            Ok(quad.sum(&[2], false)?.mean(&[0], false)?)
+            finish(&rows[0])
         })
-        .collect::<Result<Vec<_>>>()?;
-    stack_components(output, &parts, &[])
+        .collect()
 }
 
 /// Records `model(x)` with constant parameters and x as a leaf, checking the model takes one
