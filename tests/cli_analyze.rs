@@ -10,8 +10,6 @@ use std::process::{Command, Output};
 
 use common::{data, ModelFile};
 
-use safetensors::{Dtype, SafeTensors};
-
 const GOLDEN: [&str; 4] = [
     "seed_simplenet_tanh_mse",
     "seed_linear_sigmoid_sumsq",
@@ -40,22 +38,7 @@ struct Tensors(std::collections::BTreeMap<String, (Vec<usize>, Vec<f64>)>);
 
 impl Tensors {
     fn read(path: &Path) -> Tensors {
-        let bytes = std::fs::read(path).expect("readable file");
-        let file = SafeTensors::deserialize(&bytes).expect("a safetensors file");
-        let map = file
-            .tensors()
-            .into_iter()
-            .map(|(name, view)| {
-                assert_eq!(view.dtype(), Dtype::F64, "{name} is f64");
-                let values = view
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                    .collect();
-                (name, (view.shape().to_vec(), values))
-            })
-            .collect();
-        Tensors(map)
+        Tensors(common::read_f64_file(path).0)
     }
 
     fn get(&self, name: &str) -> &(Vec<usize>, Vec<f64>) {

@@ -15,7 +15,6 @@ use curvature::hessian::symmetric_eigenvalues;
 use curvature::nn::Module;
 use curvature::tape::Tape;
 use curvature::tensor::{DType, Device, Tensor};
-use safetensors::SafeTensors;
 
 /// A results file: its f64 tensors by name and its metadata.
 struct Results {
@@ -25,27 +24,7 @@ struct Results {
 
 impl Results {
     fn read(path: &Path) -> Results {
-        let bytes = std::fs::read(path).expect("the results file was written");
-        let (_, header) = SafeTensors::read_metadata(&bytes).expect("a header");
-        let metadata = header
-            .metadata()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        let file = SafeTensors::deserialize(&bytes).expect("a safetensors file");
-        let tensors = file
-            .tensors()
-            .into_iter()
-            .map(|(name, view)| {
-                let values = view
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                    .collect();
-                (name, (view.shape().to_vec(), values))
-            })
-            .collect();
+        let (tensors, metadata) = common::read_f64_file(path);
         Results { tensors, metadata }
     }
 

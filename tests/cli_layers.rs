@@ -11,7 +11,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
 const MODELS: [(&str, &str); 4] = [
@@ -37,28 +36,11 @@ const MODELS: [(&str, &str); 4] = [
 const TOL: f64 = 1e-10;
 
 /// A file's f64 tensors by name: (shape, values).
-type Tensors = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
+type Tensors = common::F64Tensors;
 
 /// A file's f64 tensors and its metadata.
 fn read(path: &Path) -> (Tensors, BTreeMap<String, String>) {
-    let bytes = std::fs::read(path).expect("readable file");
-    let (_, header) = SafeTensors::read_metadata(&bytes).expect("a header");
-    let metadata = header.metadata().clone().unwrap_or_default();
-    let file = SafeTensors::deserialize(&bytes).expect("a safetensors file");
-    let tensors = file
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            assert_eq!(view.dtype(), Dtype::F64, "{name} is f64");
-            let values = view
-                .data()
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect();
-            (name, (view.shape().to_vec(), values))
-        })
-        .collect();
-    (tensors, metadata.into_iter().collect())
+    common::read_f64_file(path)
 }
 
 /// max|a − b| / max|b|.

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -11,6 +11,32 @@ use std::time::{Duration, Instant};
 
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
+
+/// A file's f64 tensors by name, each `(shape, values)`.
+pub type F64Tensors = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
+
+/// A safetensors file's f64 tensors and its metadata, read with the safetensors crate (not with
+/// the code under test).
+pub fn read_f64_file(path: &Path) -> (F64Tensors, BTreeMap<String, String>) {
+    let bytes = std::fs::read(path).expect("readable file");
+    let (_, header) = SafeTensors::read_metadata(&bytes).expect("a header");
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let file = SafeTensors::deserialize(&bytes).expect("a safetensors file");
+    let tensors = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            assert_eq!(view.dtype(), Dtype::F64, "{name} is f64");
+            let values = view
+                .data()
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect();
+            (name, (view.shape().to_vec(), values))
+        })
+        .collect();
+    (tensors, metadata.into_iter().collect())
+}
 
 /// How long one run may take before the test fails.
 pub const TIME_LIMIT: Duration = Duration::from_secs(20);
