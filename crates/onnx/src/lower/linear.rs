@@ -1,0 +1,11 @@
+//! Matrix products: `Gemm` and `MatMul` (with numpy batch broadcasting).
+
+use super::{unsupported, Ctx, Val};
+use crate::ir::Node;
+use crate::Result;
+
+/// Lowers one node of this family.
+pub fn lower(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<Val>> {
+    let _ = (inputs, ctx);
+    Err(unsupported(node, "op", "not yet lowered".to_string()))
+}

@@ -1,0 +1,197 @@
+//! Lowering: running a [`Graph`] node by node on the tape. Floating-point values are tape
+//! variables (so every imported model has exact derivatives of any order, on every device);
+//! integer and boolean values (shapes, indices, masks) are computed eagerly on the host, which
+//! folds the shape subgraphs (`Shape → Gather → Concat → Reshape`) at the actual input shapes.
+//!
+//! Each op lives in one place: [`lower_node`] dispatches on the op type to the file of its
+//! family.
+
+use std::collections::HashMap;
+
+use curvature_tape::{Tape, Var};
+use curvature_tensor::{DType, Device};
+
+mod conv;
+mod elementwise;
+mod linear;
+mod norm;
+mod reduce;
+mod shape;
+
+use crate::ir::{Graph, Node};
+use crate::{OnnxError, Result};
+
+/// An integer or boolean tensor on the host (bools as 0/1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntTensor {
+    /// Its dimensions (`[]` for a scalar).
+    pub dims: Vec<usize>,
+    /// Its values, row-major; their count is the product of `dims`.
+    pub data: Vec<i64>,
+}
+
+/// A value flowing through the graph during one forward pass.
+#[derive(Debug, Clone)]
+pub enum Val {
+    /// A floating-point tensor on the tape.
+    Float(Var),
+    /// An integer or boolean tensor on the host.
+    Int(IntTensor),
+}
+
+/// What every op's lowering may read besides its inputs.
+pub struct Ctx<'a> {
+    /// The tape the forward pass records on (for constants).
+    pub tape: &'a Tape,
+    /// The dtype floating-point values are computed in.
+    pub dtype: DType,
+    /// The device they live on.
+    pub device: Device,
+    /// The model's default-domain opset.
+    pub opset: i64,
+}
+
+/// Lowers one node: its inputs (`None` for omitted optional inputs) to its outputs, one per
+/// declared output (omitted trailing outputs may be left off).
+pub fn lower_node(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<Val>> {
+    if !matches!(node.domain.as_str(), "" | "ai.onnx") {
+        return Err(unsupported(
+            node,
+            "op",
+            format!(
+                "domain '{}' (only the standard ai.onnx ops are supported)",
+                node.domain
+            ),
+        ));
+    }
+    match node.op_type.as_str() {
+        "Add" | "Sub" | "Mul" | "Div" | "Neg" | "Pow" | "Sqrt" | "Reciprocal" | "Exp" | "Log"
+        | "Tanh" | "Sigmoid" | "Relu" | "LeakyRelu" | "Elu" | "Gelu" | "Erf" | "Softplus"
+        | "Where" | "Cast" | "Identity" | "Dropout" => elementwise::lower(node, inputs, ctx),
+        "Constant" | "ConstantOfShape" | "Reshape" | "Flatten" | "Transpose" | "Squeeze"
+        | "Unsqueeze" | "Concat" | "Slice" | "Split" | "Gather" | "Expand" | "Shape" => {
+            shape::lower(node, inputs, ctx)
+        }
+        "ReduceMean" | "ReduceSum" => reduce::lower(node, inputs, ctx),
+        "Gemm" | "MatMul" => linear::lower(node, inputs, ctx),
+        "Conv" | "MaxPool" | "AveragePool" | "GlobalAveragePool" => conv::lower(node, inputs, ctx),
+        "Softmax" | "LogSoftmax" | "LayerNormalization" | "BatchNormalization" => {
+            norm::lower(node, inputs, ctx)
+        }
+        other => Err(unsupported(
+            node,
+            "op",
+            format!(
+                "'{other}' is not supported (supported: {})",
+                SUPPORTED_OPS.join(", ")
+            ),
+        )),
+    }
+}
+
+/// Every op type [`lower_node`] accepts.
+pub const SUPPORTED_OPS: &[&str] = &[
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Neg",
+    "Pow",
+    "Sqrt",
+    "Reciprocal",
+    "Exp",
+    "Log",
+    "Tanh",
+    "Sigmoid",
+    "Relu",
+    "LeakyRelu",
+    "Elu",
+    "Gelu",
+    "Erf",
+    "Softplus",
+    "Where",
+    "Cast",
+    "Identity",
+    "Dropout",
+    "Constant",
+    "ConstantOfShape",
+    "Reshape",
+    "Flatten",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "Concat",
+    "Slice",
+    "Split",
+    "Gather",
+    "Expand",
+    "Shape",
+    "ReduceMean",
+    "ReduceSum",
+    "Gemm",
+    "MatMul",
+    "Conv",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Softmax",
+    "LogSoftmax",
+    "LayerNormalization",
+    "BatchNormalization",
+];
+
+/// Runs the graph: `env` holds the graph inputs and initializers by name; returns the graph
+/// outputs in order.
+pub fn run(graph: &Graph, mut env: HashMap<String, Val>, ctx: &Ctx) -> Result<Vec<Val>> {
+    for node in &graph.nodes {
+        let inputs = node
+            .inputs
+            .iter()
+            .map(|name| {
+                if name.is_empty() {
+                    return Ok(None);
+                }
+                env.get(name).cloned().map(Some).ok_or_else(|| {
+                    OnnxError::InvalidGraph(format!(
+                        "node '{}' ({}) reads '{name}', which nothing produces",
+                        node.name, node.op_type
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let outputs = lower_node(node, &inputs, ctx)?;
+        for (name, value) in node.outputs.iter().zip(outputs) {
+            if !name.is_empty() {
+                env.insert(name.clone(), value);
+            }
+        }
+    }
+    graph
+        .outputs
+        .iter()
+        .map(|out| {
+            env.remove(&out.name).ok_or_else(|| {
+                OnnxError::InvalidGraph(format!("graph output '{}' is never produced", out.name))
+            })
+        })
+        .collect()
+}
+
+/// The error for an unsupported op, attribute value or dtype of `node`.
+pub fn unsupported(node: &Node, what: &'static str, detail: String) -> OnnxError {
+    OnnxError::Unsupported {
+        op_type: node.op_type.clone(),
+        node: node.name.clone(),
+        what,
+        detail,
+    }
+}
+
+/// The error for inputs that do not fit `node`.
+pub fn node_error(node: &Node, detail: String) -> OnnxError {
+    OnnxError::Node {
+        op_type: node.op_type.clone(),
+        node: node.name.clone(),
+        detail,
+    }
+}
