@@ -284,11 +284,15 @@ def hostile_models():
         ),
         "huge_dims.onnx": simple(
             [add("x", "w", "y", "add")],
-            [tensor("w", TensorProto.FLOAT, [2**31, 2**31], raw_data=b"\0" * 8)],
+            [tensor("w", TensorProto.FLOAT, [2**31, 2**20], raw_data=b"\0" * 8)],
         ),
         "overflowing_dims.onnx": simple(
             [add("x", "w", "y", "add")],
             [tensor("w", TensorProto.FLOAT, [2**62, 2**62, 16], raw_data=b"\0" * 8)],
+        ),
+        "empty_overflowing_dims.onnx": simple(
+            [add("x", "w", "y", "add")],
+            [tensor("w", TensorProto.FLOAT, [0, 2**40, 2**40])],
         ),
         "negative_dims.onnx": simple(
             [add("x", "w", "y", "add")],

@@ -284,9 +284,17 @@ fn host_tensor(
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| invalid(format!("dims {:?} hold {d}", t.dims))))
         .collect::<Result<Vec<_>>>()?;
+    // The product of the non-zero dims bounds every stride, so it must fit even when a zero
+    // dim leaves the tensor empty.
+    let strides_fit = dims
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .is_some();
     let count = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|_| strides_fit)
         .ok_or_else(|| invalid(format!("dims {:?} overflow", t.dims)))?;
     let byte_len = count
         .checked_mul(size)
