@@ -360,7 +360,7 @@ fn the_forward_pass_checks_counts_dtypes_and_declared_dims() {
     assert_eq!(y.value().to_f64s().unwrap(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
 
     let err = |inputs: &[curvature_tape::Var]| model.run(&[], inputs).unwrap_err().to_string();
-    assert!(err(&[a.clone()]).contains("takes 2 input(s), got 1"));
+    assert!(err(std::slice::from_ref(&a)).contains("takes 2 input(s), got 1"));
     let e = err(&[var(&tape, &[1.0; 6], &[3, 2], DType::F32), k.clone()]);
     assert!(e.contains("input 'a' is F32"), "{e}");
     let e = err(&[var(&tape, &[1.0; 6], &[2, 3], DType::F64), k.clone()]);
@@ -414,7 +414,10 @@ fn selected_initializers_are_the_parameter_variables_and_the_rest_constants() {
     }
     let model = load("forward_param_output.onnx", &[]).unwrap();
     let wrong = var(&tape, &[0.0; 4], &[4], DType::F64);
-    let e = model.run(&[wrong], &[x.clone()]).unwrap_err().to_string();
+    let e = model
+        .run(&[wrong], std::slice::from_ref(&x))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("parameter 0 'w' has dims [4], the initializer [2, 2]"),
         "{e}"
