@@ -17,6 +17,7 @@ mod linear;
 mod norm;
 mod reduce;
 mod shape;
+pub mod util;
 
 use crate::ir::{Graph, Node};
 use crate::{OnnxError, Result};
