@@ -303,3 +303,11 @@ pub fn constant_values(node: &Node, v: &Var, what: &str) -> Result<Vec<f64>> {
     }
     Ok(v.value().to_f64s()?)
 }
+
+/// A value as a floating-point tape variable (integers become constants).
+pub fn to_float(ctx: &Ctx, value: &Val) -> Result<Var> {
+    match value {
+        Val::Float(v) => Ok(v.clone()),
+        Val::Int(t) => int_to_float(ctx, t),
+    }
+}
