@@ -6,8 +6,7 @@ mod constant;
 mod index;
 
 use super::util::{
-    attr_int, attr_ints, check_inputs, dims_of, input, int_list, norm_axes, norm_axis,
-    optional_input, to_dims,
+    attr_int, attr_ints, check_inputs, dims_of, input, int_list, norm_axes, optional_input, to_dims,
 };
 use super::{host, node_error, unsupported, Ctx, IntTensor, Val};
 use crate::ir::Node;
@@ -114,12 +113,16 @@ fn flatten(node: &Node, inputs: &[Option<Val>]) -> Result<Val> {
     let x = input(node, inputs, 0)?;
     let dims = dims_of(x);
     let axis = attr_int(node, "axis", 1)?;
-    // The axis may equal the rank (everything in the rows).
-    let split = if axis == dims.len() as i64 {
-        dims.len()
-    } else {
-        norm_axis(node, axis, dims.len() + 1)?
-    };
+    // The axis is in [-rank, rank]: it may equal the rank (everything in the rows).
+    let rank = dims.len() as i64;
+    let split = if axis < 0 { axis + rank } else { axis };
+    if !(0..=rank).contains(&split) {
+        return Err(node_error(
+            node,
+            format!("axis {axis} is out of range for rank {rank} (allowed: -{rank}..={rank})"),
+        ));
+    }
+    let split = split as usize;
     let rows = dims[..split].iter().product();
     let cols = dims[split..].iter().product();
     with_dims(node, x, vec![rows, cols])
