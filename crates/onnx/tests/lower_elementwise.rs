@@ -23,9 +23,15 @@ fn erf(x: f64) -> f64 {
     sum * 2.0 / std::f64::consts::PI.sqrt()
 }
 
+/// A unary op's name, attributes and scalar reference.
+type UnaryCase = (&'static str, Vec<(String, Attribute)>, fn(f64) -> f64);
+
+/// An op defined on positive inputs and its scalar reference.
+type PositiveCase = (&'static str, fn(f64) -> f64);
+
 const XS: [f64; 6] = [-1.7, -0.6, -0.1, 0.2, 0.9, 1.4];
 
-fn unary_cases() -> Vec<(&'static str, Vec<(String, Attribute)>, fn(f64) -> f64)> {
+fn unary_cases() -> Vec<UnaryCase> {
     vec![
         ("Exp", vec![], f64::exp),
         ("Tanh", vec![], f64::tanh),
@@ -65,7 +71,7 @@ fn unary_cases() -> Vec<(&'static str, Vec<(String, Attribute)>, fn(f64) -> f64)
     ]
 }
 
-fn positive_cases() -> Vec<(&'static str, fn(f64) -> f64)> {
+fn positive_cases() -> Vec<PositiveCase> {
     vec![
         ("Sqrt", f64::sqrt),
         ("Log", f64::ln),
