@@ -66,6 +66,22 @@ pub fn lower_node(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<
             ),
         ));
     }
+    // Host tensors index their data by their dims: a mismatch is an error here, not a panic.
+    for (i, value) in inputs.iter().enumerate() {
+        if let Some(Val::Int(t)) = value {
+            let count = t.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            if count != Some(t.data.len()) {
+                return Err(node_error(
+                    node,
+                    format!(
+                        "input {i} has shape {:?} but holds {} values",
+                        t.dims,
+                        t.data.len()
+                    ),
+                ));
+            }
+        }
+    }
     let lowered = match node.op_type.as_str() {
         "Add" | "Sub" | "Mul" | "Div" | "Neg" | "Pow" | "Sqrt" | "Reciprocal" | "Exp" | "Log"
         | "Tanh" | "Sigmoid" | "Relu" | "LeakyRelu" | "Elu" | "Gelu" | "Erf" | "Softplus"
