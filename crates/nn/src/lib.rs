@@ -26,6 +26,8 @@
 //!   model, its data and its loss), with [`ModelFileError`] and the text helpers that keep
 //!   echoed values to one bounded line ([`bounded_text`], [`shown`], [`file_kind`]).
 //!
+//! [`glob_match`] selects parameters or tensors by name (`*`, `?`).
+//!
 //! Errors are [`NnError`], which wraps the tape's and the tensors' errors.
 //!
 //! ```

@@ -425,3 +425,24 @@ fn selected_initializers_are_the_parameter_variables_and_the_rest_constants() {
     let e = model.run(&[], &[x]).unwrap_err().to_string();
     assert!(e.contains("expected 1 parameter variable(s), got 0"), "{e}");
 }
+
+#[test]
+fn an_imported_graph_runs_on_the_tape_with_its_external_weights() {
+    // external.onnx computes y = x + w, with w (its one parameter) read from weights/w.bin.
+    let model = load("external.onnx", &[]).unwrap();
+    assert_eq!(model.parameter_layout(), layout(&[("w", &[2, 3], 0)]));
+    let w = [1.0, -2.0, 0.5, 4.0, 0.0, -0.125];
+    let x = [0.5, 1.5, -1.0, 2.0, 0.25, 3.0];
+    let tape = Tape::new();
+    let theta = tape.leaf(model.flat_params().unwrap());
+    let y = model
+        .forward_flat(&theta, &var(&tape, &x, &[2, 3], DType::F64))
+        .unwrap();
+    let sum: Vec<f64> = x.iter().zip(&w).map(|(a, b)| a + b).collect();
+    assert_eq!(y.value().to_f64s().unwrap(), sum);
+    // d/dθ Σ y² = 2 (x + w).
+    let loss = y.square().unwrap().sum_all().unwrap();
+    let g = grad(&[loss], &[theta], GradOptions::default()).unwrap();
+    let want: Vec<f64> = sum.iter().map(|s| 2.0 * s).collect();
+    assert_eq!(g[0].value().to_f64s().unwrap(), want);
+}
