@@ -15,8 +15,10 @@ mod conv;
 mod elementwise;
 mod linear;
 mod norm;
+mod operand;
 mod reduce;
 mod shape;
+mod window;
 
 use crate::ir::{Graph, Node};
 use crate::{OnnxError, Result};
