@@ -120,6 +120,7 @@ pub fn evaluate(graph: &Graph, inputs: &[Tensor]) -> Vec<(Vec<usize>, Vec<f64>)>
 
 /// The error of running `graph` on `inputs` (floats) and `ints` (host integers, bound after
 /// the floats); fails the test when it runs.
+#[track_caller]
 pub fn run_error(graph: &Graph, inputs: &[Tensor], ints: &[IntTensor]) -> OnnxError {
     let tape = Tape::new();
     let mut values: Vec<Val> = inputs
