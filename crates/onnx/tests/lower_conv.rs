@@ -578,14 +578,14 @@ fn conv_errors() {
 
 #[test]
 fn pool_errors() {
-    let x = seeded(&[1, 1, 6, 6], 1, -1.0, 1.0, Device::Cpu);
+    let x = || seeded(&[1, 1, 6, 6], 1, -1.0, 1.0, Device::Cpu);
     let pool = |op: &str, attributes: Vec<(&str, Attribute)>, opset: i64| {
         one_node(op, &["X"], &["Y"], attributes, opset)
     };
     let k = || ("kernel_shape", ints(&[3, 3]));
     let e = run_error(
         &one_node("MaxPool", &["X"], &["Y", "I"], vec![k()], 13),
-        &[x.clone()],
+        &[x()],
         &[],
     );
     assert_unsupported(&e, "output", "output 1");
@@ -595,7 +595,7 @@ fn pool_errors() {
             vec![k(), ("strides", ints(&[2, 2])), ("ceil_mode", int(1))],
             13,
         ),
-        &[x.clone()],
+        &[x()],
         &[],
     );
     assert_unsupported(
@@ -603,29 +603,29 @@ fn pool_errors() {
         "attribute",
         "ceil_mode = 1 gives [3, 3] outputs where floor gives [2, 2]",
     );
-    let e = run_error(&pool("MaxPool", vec![], 13), &[x.clone()], &[]);
+    let e = run_error(&pool("MaxPool", vec![], 13), &[x()], &[]);
     assert_node_error(&e, "'kernel_shape' is required");
     let e = run_error(
         &pool("MaxPool", vec![k(), ("dilations", ints(&[2, 2]))], 8),
-        &[x.clone()],
+        &[x()],
         &[],
     );
     assert_unsupported(&e, "attribute", "'dilations'");
     let e = run_error(
         &pool("AveragePool", vec![k(), ("dilations", ints(&[2, 2]))], 18),
-        &[x.clone()],
+        &[x()],
         &[],
     );
     assert_unsupported(&e, "attribute", "'dilations'");
     let e = run_error(
         &pool("AveragePool", vec![k(), ("count_include_pad", int(2))], 13),
-        &[x.clone()],
+        &[x()],
         &[],
     );
     assert_node_error(&e, "must be 0 or 1");
     let e = run_error(
         &pool("MaxPool", vec![k(), ("pads", ints(&[3, 0, 0, 0]))], 13),
-        &[x.clone()],
+        &[x()],
         &[],
     );
     assert_node_error(&e, "lies entirely in the padding");
@@ -638,19 +638,19 @@ fn pool_errors() {
             ],
             13,
         ),
-        &[x.clone()],
+        &[x()],
         &[],
     );
     assert_node_error(&e, "lies entirely in the padding");
     let e = run_error(
         &pool("MaxPool", vec![("kernel_shape", ints(&[3]))], 13),
-        &[x.clone()],
+        &[x()],
         &[],
     );
     assert_node_error(&e, "'kernel_shape' needs 2 entries");
     let e = run_error(
         &pool("AveragePool", vec![("kernel_shape", ints(&[7, 1]))], 13),
-        &[x.clone()],
+        &[x()],
         &[],
     );
     assert_node_error(&e, "the window spans 7");
@@ -660,7 +660,7 @@ fn pool_errors() {
         &[],
     );
     assert_node_error(&e, "needs an input [N, C, D1, …]");
-    let e = run_error(&pool("GlobalAveragePool", vec![k()], 13), &[x.clone()], &[]);
+    let e = run_error(&pool("GlobalAveragePool", vec![k()], 13), &[x()], &[]);
     assert_unsupported(&e, "attribute", "kernel_shape");
     let e = run_error(
         &pool("MaxPool", vec![k()], 13),

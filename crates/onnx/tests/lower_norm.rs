@@ -245,23 +245,23 @@ device_tests!(
 
 #[test]
 fn softmax_errors() {
-    let x = seeded(&[2, 3], 1, -1.0, 1.0, Device::Cpu);
+    let x = || seeded(&[2, 3], 1, -1.0, 1.0, Device::Cpu);
     for op in ["Softmax", "LogSoftmax"] {
         let e = run_error(
             &one_node(op, &["X"], &["Y"], vec![("axis", int(2))], 13),
-            &[x.clone()],
+            &[x()],
             &[],
         );
         assert_node_error(&e, "'axis' = 2 is out of range for an input of rank 2");
         let e = run_error(
             &one_node(op, &["X"], &["Y"], vec![("axis", int(-3))], 11),
-            &[x.clone()],
+            &[x()],
             &[],
         );
         assert_node_error(&e, "out of range");
         let e = run_error(
             &one_node(op, &["X"], &["Y"], vec![("axes", int(0))], 13),
-            &[x.clone()],
+            &[x()],
             &[],
         );
         assert_unsupported(&e, "attribute", "'axes'");
