@@ -8,8 +8,8 @@
 mod common;
 
 use common::{
-    assert_close, assert_derivatives, assert_node_error, assert_unsupported, evaluate, int, ints,
-    one_node, run_error, seeded, string,
+    assert_close, assert_derivatives, assert_matches_onnxruntime, assert_node_error,
+    assert_unsupported, evaluate, int, ints, one_node, run_error, seeded, string,
 };
 use curvature_onnx::ir::Attribute;
 use curvature_tensor::Device;
@@ -478,6 +478,97 @@ fn pool_derivatives(device: Device) {
     assert_derivatives("GlobalAveragePool", &global, &x);
 }
 
+/// The same nodes run by ONNX Runtime (`scripts/make_onnx_op_fixtures.py`).
+fn conv_match_onnxruntime(device: Device) {
+    let check = |case: &str, op: &str, opset: i64, attributes: Vec<(&str, Attribute)>| {
+        assert_matches_onnxruntime(case, op, opset, attributes, device)
+    };
+    check(
+        "conv2d_groups_asymmetric",
+        "Conv",
+        13,
+        vec![
+            ("group", int(2)),
+            ("strides", ints(&[2, 1])),
+            ("dilations", ints(&[1, 2])),
+            ("pads", ints(&[1, 0, 2, 1])),
+        ],
+    );
+    check(
+        "conv1d_same_lower",
+        "Conv",
+        13,
+        vec![("auto_pad", string("SAME_LOWER")), ("strides", ints(&[2]))],
+    );
+    check(
+        "conv2d_same_upper",
+        "Conv",
+        13,
+        vec![
+            ("auto_pad", string("SAME_UPPER")),
+            ("strides", ints(&[2, 2])),
+        ],
+    );
+    check(
+        "max_pool2d_dilated",
+        "MaxPool",
+        13,
+        vec![
+            ("kernel_shape", ints(&[3, 2])),
+            ("strides", ints(&[2, 2])),
+            ("pads", ints(&[1, 0, 1, 1])),
+            ("dilations", ints(&[1, 2])),
+        ],
+    );
+    check(
+        "max_pool1d_ceil_exact",
+        "MaxPool",
+        13,
+        vec![
+            ("kernel_shape", ints(&[3])),
+            ("strides", ints(&[2])),
+            ("ceil_mode", int(1)),
+        ],
+    );
+    let padded = || {
+        vec![
+            ("kernel_shape", ints(&[3, 3])),
+            ("strides", ints(&[2, 2])),
+            ("pads", ints(&[1, 1, 1, 1])),
+        ]
+    };
+    check("average_pool2d_exclude_pad", "AveragePool", 13, padded());
+    let mut counted = padded();
+    counted.push(("count_include_pad", int(1)));
+    check("average_pool2d_include_pad", "AveragePool", 13, counted);
+    check(
+        "average_pool1d_asymmetric",
+        "AveragePool",
+        11,
+        vec![("kernel_shape", ints(&[3])), ("pads", ints(&[2, 0]))],
+    );
+    check(
+        "average_pool2d_same_lower",
+        "AveragePool",
+        13,
+        vec![
+            ("kernel_shape", ints(&[2, 2])),
+            ("auto_pad", string("SAME_LOWER")),
+        ],
+    );
+    check(
+        "average_pool2d_dilated",
+        "AveragePool",
+        19,
+        vec![
+            ("kernel_shape", ints(&[2, 2])),
+            ("dilations", ints(&[2, 2])),
+            ("pads", ints(&[0, 1, 0, 1])),
+        ],
+    );
+    check("global_average_pool3d", "GlobalAveragePool", 13, vec![]);
+}
+
 device_tests!(
     conv_values,
     max_pool_values,
@@ -485,6 +576,7 @@ device_tests!(
     global_average_pool_values,
     conv_derivatives,
     pool_derivatives,
+    conv_match_onnxruntime
 );
 
 #[test]

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    assert_close, assert_derivatives, assert_node_error, assert_unsupported, evaluate, float, int,
-    one_node, run_error, seeded, tensor,
+    assert_close, assert_derivatives, assert_matches_onnxruntime, assert_node_error,
+    assert_unsupported, evaluate, float, int, one_node, run_error, seeded, tensor,
 };
 use curvature_onnx::ir::Attribute;
 use curvature_onnx::lower::IntTensor;
@@ -241,11 +241,25 @@ fn matmul_derivatives(device: Device) {
     assert_derivatives("MatMul vector", &graph, &inputs);
 }
 
+/// The same nodes run by ONNX Runtime (`scripts/make_onnx_op_fixtures.py`).
+fn linear_match_onnxruntime(device: Device) {
+    let gemm = vec![
+        ("alpha", float(0.5)),
+        ("beta", float(-2.0)),
+        ("transA", int(1)),
+        ("transB", int(1)),
+    ];
+    assert_matches_onnxruntime("gemm_transposed_broadcast", "Gemm", 13, gemm, device);
+    assert_matches_onnxruntime("matmul_batch_broadcast", "MatMul", 13, vec![], device);
+    assert_matches_onnxruntime("matmul_vector_batch", "MatMul", 13, vec![], device);
+}
+
 device_tests!(
     gemm_values,
     matmul_values,
     gemm_derivatives,
-    matmul_derivatives
+    matmul_derivatives,
+    linear_match_onnxruntime
 );
 
 #[test]

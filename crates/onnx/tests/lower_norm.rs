@@ -9,8 +9,8 @@
 mod common;
 
 use common::{
-    assert_close, assert_derivatives, assert_node_error, assert_unsupported, evaluate, float, int,
-    one_node, run_error, seeded,
+    assert_close, assert_derivatives, assert_matches_onnxruntime, assert_node_error,
+    assert_unsupported, evaluate, float, int, one_node, run_error, seeded,
 };
 use curvature_onnx::ir::Attribute;
 use curvature_onnx::lower::IntTensor;
@@ -236,11 +236,45 @@ fn norm_derivatives(device: Device) {
     assert_derivatives("BatchNormalization", &graph, &inputs);
 }
 
+/// The same nodes run by ONNX Runtime (`scripts/make_onnx_op_fixtures.py`).
+fn norm_match_onnxruntime(device: Device) {
+    let check = |case: &str, op: &str, opset: i64, attributes: Vec<(&str, Attribute)>| {
+        assert_matches_onnxruntime(case, op, opset, attributes, device)
+    };
+    check("softmax_axis1", "Softmax", 13, vec![("axis", int(1))]);
+    check("softmax_opset11", "Softmax", 11, vec![]);
+    check(
+        "log_softmax_opset11_axis2",
+        "LogSoftmax",
+        11,
+        vec![("axis", int(2))],
+    );
+    check(
+        "log_softmax_axis0",
+        "LogSoftmax",
+        13,
+        vec![("axis", int(0))],
+    );
+    check(
+        "layer_norm_axis1",
+        "LayerNormalization",
+        17,
+        vec![("axis", int(1)), ("epsilon", float(0.25))],
+    );
+    check(
+        "batch_norm",
+        "BatchNormalization",
+        15,
+        vec![("epsilon", float(0.125))],
+    );
+}
+
 device_tests!(
     softmax_values,
     layer_norm_values,
     batch_norm_values,
-    norm_derivatives
+    norm_derivatives,
+    norm_match_onnxruntime
 );
 
 #[test]

@@ -220,3 +220,45 @@ pub fn assert_derivatives(name: &str, graph: &Graph, inputs: &[Tensor]) {
         .unwrap_or_else(|e| panic!("{name}: gradgradcheck could not run: {e}"));
     assert!(second.passed, "{name}: gradgradcheck failed: {second:#?}");
 }
+
+/// Runs the one-node graph of `op` (under `opset`, with `attributes`) on the inputs of the
+/// fixture `case` (`tests/data/ops/{case}.safetensors`, made with ONNX Runtime by
+/// `scripts/make_onnx_op_fixtures.py`) and compares every output with ONNX Runtime's
+/// (float32, so to 1e-5 of the largest magnitude).
+pub fn assert_matches_onnxruntime(
+    case: &str,
+    op: &str,
+    opset: i64,
+    attributes: Vec<(&str, Attribute)>,
+    device: Device,
+) {
+    let path = format!(
+        "{}/tests/data/ops/{case}.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let tensors = curvature_tensor::io::load(&path, device)
+        .unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    let named = |prefix: &str| -> Vec<String> {
+        (0..)
+            .map(|i| format!("{prefix}{i}"))
+            .take_while(|n| tensors.contains_key(n))
+            .collect()
+    };
+    let (inputs, outputs) = (named("in"), named("out"));
+    let in_refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let out_refs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    let graph = one_node(op, &in_refs, &out_refs, attributes, opset);
+    let values: Vec<Tensor> = inputs.iter().map(|n| tensors[n].clone()).collect();
+    let ours = evaluate(&graph, &values);
+    assert_eq!(ours.len(), outputs.len(), "{case}: output count");
+    for ((dims, got), name) in ours.iter().zip(&outputs) {
+        let expected = &tensors[name];
+        assert_eq!(dims.as_slice(), expected.dims(), "{case}: {name} shape");
+        assert_close(
+            &format!("{case}: {name}"),
+            got,
+            &expected.to_f64s().expect("values"),
+            1e-5,
+        );
+    }
+}
