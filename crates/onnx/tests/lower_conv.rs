@@ -695,6 +695,16 @@ fn pool_errors() {
         "attribute",
         "ceil_mode = 1 gives [3, 3] outputs where floor gives [2, 2]",
     );
+    let e = run_error(
+        &pool(
+            "AveragePool",
+            vec![k(), ("pads", ints(&[i64::MAX, 0, i64::MAX, 0]))],
+            13,
+        ),
+        &[x()],
+        &[],
+    );
+    assert_node_error(&e, "overflows");
     let e = run_error(&pool("MaxPool", vec![], 13), &[x()], &[]);
     assert_node_error(&e, "'kernel_shape' is required");
     let e = run_error(

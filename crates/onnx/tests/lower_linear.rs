@@ -305,6 +305,13 @@ fn gemm_errors() {
     );
     let e = run_error(&legacy, &[t(&[2, 3]), t(&[3, 2]), t(&[2])], &[]);
     assert_node_error(&e, "does not broadcast");
+    // From opset 7 C always broadcasts, and `broadcast` is no attribute of Gemm.
+    let e = run_error(
+        &gemm(vec![("broadcast", int(1))]),
+        &[t(&[2, 3]), t(&[3, 2]), t(&[2])],
+        &[],
+    );
+    assert_unsupported(&e, "attribute", "'broadcast'");
     // An integer operand.
     let ints = IntTensor {
         dims: vec![2],

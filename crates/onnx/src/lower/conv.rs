@@ -212,6 +212,8 @@ fn pool(node: &Node, inputs: &[Option<Val>], ctx: &Ctx, pooling: Pooling) -> Res
             ),
         ));
     }
+    // Padding first: it checks the padded image's size before anything is sized by it.
+    let image = as_image(x, &window)?;
     let counts = window.real_counts();
     if let Some(axis) = counts.iter().position(|c| c.contains(&0)) {
         return Err(node_error(
@@ -223,7 +225,6 @@ fn pool(node: &Node, inputs: &[Option<Val>], ctx: &Ctx, pooling: Pooling) -> Res
             ),
         ));
     }
-    let image = as_image(x, &window)?;
     let (n, c) = (x.dims()[0], x.dims()[1]);
     let (h, w) = (image.dims()[2], image.dims()[3]);
     let (kernel_2d, stride, dilation) = window.as_2d();
@@ -249,14 +250,15 @@ fn pool(node: &Node, inputs: &[Option<Val>], ctx: &Ctx, pooling: Pooling) -> Res
             .sum(&[2], false)?
             .div_scalar((kernel_2d.0 * kernel_2d.1) as f64)?,
         Pooling::Average => {
+            // Rows and columns of real taps per window, height 1 for a 1-D input.
+            let (rows, cols) = match &counts[..] {
+                [cols] => (vec![1], cols.clone()),
+                [rows, cols] => (rows.clone(), cols.clone()),
+                _ => return Err(node_error(node, "needs 1 or 2 spatial axes".to_string())),
+            };
             let per_output = Tensor::from_fn([oh * ow], x.dtype(), x.device(), |e| {
-                let along = |axis: usize, i: usize| counts.get(axis).map_or(1, |c| c[i]);
-                let (i, j) = (e / ow, e % ow);
-                let real = if rank == 1 {
-                    along(0, j)
-                } else {
-                    along(0, i) * along(1, j)
-                };
+                let real =
+                    rows.get(e / ow).copied().unwrap_or(1) * cols.get(e % ow).copied().unwrap_or(1);
                 1.0 / real as f64
             })?;
             taps.sum(&[2], false)?.mul(&taps.constant(per_output))?

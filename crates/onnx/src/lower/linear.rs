@@ -37,7 +37,12 @@ fn matmul(node: &Node, inputs: &[Option<Val>]) -> Result<curvature_tape::Var> {
 /// `Gemm`: `alpha·op(A)·op(B) + beta·C` for matrices A and B, `op` transposing when
 /// `transA` / `transB` is set, and C broadcast to the product's `[M, N]`.
 fn gemm(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<curvature_tape::Var> {
-    known_attributes(node, &["alpha", "beta", "transA", "transB", "broadcast"])?;
+    let mut known = vec!["alpha", "beta", "transA", "transB"];
+    // Before opset 7, C broadcasts only when `broadcast` = 1.
+    if ctx.opset < 7 {
+        known.push("broadcast");
+    }
+    known_attributes(node, &known)?;
     input_count(node, inputs, 2, 3)?;
     let a = float_input(node, inputs, 0, "A")?;
     let b = float_input(node, inputs, 1, "B")?;

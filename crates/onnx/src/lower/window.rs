@@ -163,19 +163,24 @@ impl Resolved {
     }
 
     /// Per spatial axis and window, how many of the window's taps fall on the input itself
-    /// rather than on the padding.
+    /// rather than on the padding (counted in closed form, so the cost is one step per
+    /// window whatever the kernel).
     pub fn real_counts(&self) -> Vec<Vec<usize>> {
         (0..self.sizes.len())
             .map(|axis| {
+                let (begin, size) = (self.begin[axis], self.sizes[axis]);
+                let (kernel, dilation) = (self.kernel[axis], self.dilations[axis]);
                 (0..self.output[axis])
                     .map(|o| {
-                        (0..self.kernel[axis])
-                            .filter(|&t| {
-                                // Position in the padded input; the sizes were checked to fit.
-                                let at = o * self.strides[axis] + t * self.dilations[axis];
-                                at >= self.begin[axis] && at < self.begin[axis] + self.sizes[axis]
-                            })
-                            .count()
+                        // Window starts lie inside the padded input, whose size was checked.
+                        let start = o * self.strides[axis];
+                        let first = begin.saturating_sub(start).div_ceil(dilation);
+                        let last = if start >= begin + size {
+                            0
+                        } else {
+                            kernel.min((begin + size - 1 - start) / dilation + 1)
+                        };
+                        last.saturating_sub(first)
                     })
                     .collect()
             })
