@@ -325,10 +325,10 @@ fn gemm_errors() {
         &[t(&[2, 3])],
         &[],
     );
-    assert_node_error(&e, "takes 2 to 3 inputs, got 1");
+    assert_node_error(&e, "expects 2 to 3 inputs, got 1");
     let four = one_node("Gemm", &["A", "B", "C", "D"], &["Y"], vec![], 13);
     let e = run_error(&four, &[t(&[2, 3]), t(&[3, 2]), t(&[2]), t(&[2])], &[]);
-    assert_node_error(&e, "takes 2 to 3 inputs, got 4");
+    assert_node_error(&e, "expects 2 to 3 inputs, got 4");
     // An omitted A.
     let e = run_error(
         &one_node("Gemm", &["", "B"], &["Y"], vec![], 13),

@@ -286,7 +286,7 @@ fn softmax_errors() {
             &[x()],
             &[],
         );
-        assert_node_error(&e, "'axis' = 2 is out of range for an input of rank 2");
+        assert_node_error(&e, "axis 2 is out of range for rank 2");
         let e = run_error(
             &one_node(op, &["X"], &["Y"], vec![("axis", int(-3))], 11),
             &[x()],
@@ -404,5 +404,5 @@ fn batch_norm_errors() {
     assert_node_error(&e, "'epsilon' must be finite");
     let four = one_node("BatchNormalization", &names[..4], &["Y"], vec![], 15);
     let e = run_error(&four, &good()[..4], &[]);
-    assert_node_error(&e, "takes 5 inputs, got 4");
+    assert_node_error(&e, "expects 5 inputs, got 4");
 }

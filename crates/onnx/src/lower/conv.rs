@@ -8,9 +8,9 @@ use curvature_tape::Var;
 use curvature_tensor::{Conv1dOptions, Conv2dOptions, Tensor, Window2d};
 
 use super::operand::{
-    flag_attr, float_input, input_count, int_attr, known_attributes, optional_float, output_count,
-    sizes_attr,
+    flag_attr, float_input, known_attributes, optional_float, output_count, sizes_attr,
 };
+use super::util::{attr_int, check_inputs};
 use super::window::{resolve, Resolved};
 use super::{node_error, unsupported, Ctx, Val};
 use crate::ir::Node;
@@ -65,7 +65,7 @@ fn conv(node: &Node, inputs: &[Option<Val>]) -> Result<Var> {
         ],
     )?;
     output_count(node, 1, "Y")?;
-    input_count(node, inputs, 2, 3)?;
+    check_inputs(node, inputs, 2, 3)?;
     let x = float_input(node, inputs, 0, "X")?;
     let w = float_input(node, inputs, 1, "W")?;
     let bias = optional_float(node, inputs, 2, "B")?;
@@ -82,7 +82,7 @@ fn conv(node: &Node, inputs: &[Option<Val>]) -> Result<Var> {
     }
     let channels = x.dims()[1];
     let out_channels = w.dims()[0];
-    let group = usize::try_from(int_attr(node, "group", 1)?)
+    let group = usize::try_from(attr_int(node, "group", 1)?)
         .ok()
         .filter(|&g| g >= 1)
         .ok_or_else(|| node_error(node, "attribute 'group' must be positive".to_string()))?;
@@ -191,7 +191,7 @@ fn pool(node: &Node, inputs: &[Option<Val>], ctx: &Ctx, pooling: Pooling) -> Res
     }
     known_attributes(node, &known)?;
     output_count(node, 1, "Y")?;
-    input_count(node, inputs, 1, 1)?;
+    check_inputs(node, inputs, 1, 1)?;
     let x = float_input(node, inputs, 0, "X")?;
     let rank = spatial_rank(node, x)?;
     let kernel = sizes_attr(node, "kernel_shape", rank, 1)?
@@ -309,7 +309,7 @@ fn padding_mask(window: &Resolved, (h, w): (usize, usize), x: &Var) -> Result<Te
 fn global_average_pool(node: &Node, inputs: &[Option<Val>]) -> Result<Var> {
     known_attributes(node, &[])?;
     output_count(node, 1, "Y")?;
-    input_count(node, inputs, 1, 1)?;
+    check_inputs(node, inputs, 1, 1)?;
     let x = float_input(node, inputs, 0, "X")?;
     if x.rank() < 3 || x.dims()[2..].contains(&0) {
         return Err(node_error(

@@ -2,9 +2,8 @@
 
 use curvature_tensor::Tensor;
 
-use super::operand::{
-    flag_attr, float_attr, float_input, input_count, known_attributes, optional_float, output_count,
-};
+use super::operand::{flag_attr, float_input, known_attributes, optional_float, output_count};
+use super::util::{attr_float, check_inputs};
 use super::{node_error, Ctx, Val};
 use crate::ir::Node;
 use crate::Result;
@@ -22,7 +21,7 @@ pub fn lower(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<Val>>
 /// `MatMul`: numpy's `matmul` (1-D operands promoted, batch axes broadcast).
 fn matmul(node: &Node, inputs: &[Option<Val>]) -> Result<curvature_tape::Var> {
     known_attributes(node, &[])?;
-    input_count(node, inputs, 2, 2)?;
+    check_inputs(node, inputs, 2, 2)?;
     let a = float_input(node, inputs, 0, "A")?;
     let b = float_input(node, inputs, 1, "B")?;
     Tensor::matmul_shape(a.shape(), b.shape()).map_err(|e| {
@@ -43,12 +42,12 @@ fn gemm(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<curvature_tape
         known.push("broadcast");
     }
     known_attributes(node, &known)?;
-    input_count(node, inputs, 2, 3)?;
+    check_inputs(node, inputs, 2, 3)?;
     let a = float_input(node, inputs, 0, "A")?;
     let b = float_input(node, inputs, 1, "B")?;
     let c = optional_float(node, inputs, 2, "C")?;
-    let alpha = float_attr(node, "alpha", 1.0)?;
-    let beta = float_attr(node, "beta", 1.0)?;
+    let alpha = attr_float(node, "alpha", 1.0)?;
+    let beta = attr_float(node, "beta", 1.0)?;
     let trans_a = flag_attr(node, "transA", false)?;
     let trans_b = flag_attr(node, "transB", false)?;
     let broadcast = flag_attr(node, "broadcast", ctx.opset >= 7)?;

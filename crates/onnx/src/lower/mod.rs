@@ -13,11 +13,13 @@ use curvature_tensor::{DType, Device};
 
 mod conv;
 mod elementwise;
+pub mod host;
 mod linear;
 mod norm;
 mod operand;
 mod reduce;
 mod shape;
+pub mod util;
 mod window;
 
 use crate::ir::{Graph, Node};
@@ -66,10 +68,28 @@ pub fn lower_node(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<
             ),
         ));
     }
-    match node.op_type.as_str() {
+    // Host tensors index their data by their dims: a mismatch is an error here, not a panic.
+    for (i, value) in inputs.iter().enumerate() {
+        if let Some(Val::Int(t)) = value {
+            let count = t.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            if count != Some(t.data.len()) {
+                return Err(node_error(
+                    node,
+                    format!(
+                        "input {i} has shape {:?} but holds {} values",
+                        t.dims,
+                        t.data.len()
+                    ),
+                ));
+            }
+        }
+    }
+    let lowered = match node.op_type.as_str() {
         "Add" | "Sub" | "Mul" | "Div" | "Neg" | "Pow" | "Sqrt" | "Reciprocal" | "Exp" | "Log"
         | "Tanh" | "Sigmoid" | "Relu" | "LeakyRelu" | "Elu" | "Gelu" | "Erf" | "Softplus"
-        | "Where" | "Cast" | "Identity" | "Dropout" => elementwise::lower(node, inputs, ctx),
+        | "Where" | "Cast" | "Identity" | "Dropout" | "Equal" | "Less" | "Greater"
+        | "LessOrEqual" | "GreaterOrEqual" | "Not" | "And" | "Or" | "Xor" | "Max" | "Min"
+        | "Size" | "Range" | "Trilu" => elementwise::lower(node, inputs, ctx),
         "Constant" | "ConstantOfShape" | "Reshape" | "Flatten" | "Transpose" | "Squeeze"
         | "Unsqueeze" | "Concat" | "Slice" | "Split" | "Gather" | "Expand" | "Shape" => {
             shape::lower(node, inputs, ctx)
@@ -88,7 +108,12 @@ pub fn lower_node(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<
                 SUPPORTED_OPS.join(", ")
             ),
         )),
-    }
+    };
+    // Tensor and tape errors (shapes that do not fit an op, …) name the node they come from.
+    lowered.map_err(|e| match e {
+        OnnxError::Tensor(_) | OnnxError::Tape(_) => node_error(node, e.to_string()),
+        other => other,
+    })
 }
 
 /// Every op type [`lower_node`] accepts.
@@ -115,6 +140,20 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Cast",
     "Identity",
     "Dropout",
+    "Equal",
+    "Less",
+    "Greater",
+    "LessOrEqual",
+    "GreaterOrEqual",
+    "Not",
+    "And",
+    "Or",
+    "Xor",
+    "Max",
+    "Min",
+    "Size",
+    "Range",
+    "Trilu",
     "Constant",
     "ConstantOfShape",
     "Reshape",

@@ -8,9 +8,9 @@
 use curvature_tape::Var;
 
 use super::operand::{
-    axis, flag_attr, float_attr, float_input, input_count, int_attr, known_attributes,
-    optional_float, output_count, product,
+    flag_attr, float_input, known_attributes, optional_float, output_count, product,
 };
+use super::util::{attr_float, attr_int, check_inputs, norm_axis};
 use super::{node_error, unsupported, Ctx, Val};
 use crate::ir::Node;
 use crate::Result;
@@ -30,7 +30,7 @@ pub fn lower(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<Val>>
 fn softmax(node: &Node, inputs: &[Option<Val>], ctx: &Ctx, log: bool) -> Result<Vec<Val>> {
     known_attributes(node, &["axis"])?;
     output_count(node, 1, "output")?;
-    input_count(node, inputs, 1, 1)?;
+    check_inputs(node, inputs, 1, 1)?;
     let x = float_input(node, inputs, 0, "input")?;
     let apply = |v: &Var, a: isize| -> Result<Var> {
         Ok(if log {
@@ -40,10 +40,10 @@ fn softmax(node: &Node, inputs: &[Option<Val>], ctx: &Ctx, log: bool) -> Result<
         })
     };
     let y = if ctx.opset >= 13 {
-        let a = axis(node, "axis", int_attr(node, "axis", -1)?, x.rank())?;
+        let a = norm_axis(node, attr_int(node, "axis", -1)?, x.rank())?;
         apply(x, a as isize)?
     } else {
-        let a = axis(node, "axis", int_attr(node, "axis", 1)?, x.rank())?;
+        let a = norm_axis(node, attr_int(node, "axis", 1)?, x.rank())?;
         let rows = product(node, &x.dims()[..a])?;
         let cols = product(node, &x.dims()[a..])?;
         apply(&x.reshape([rows, cols])?, 1)?.reshape(x.shape().clone())?
@@ -53,7 +53,7 @@ fn softmax(node: &Node, inputs: &[Option<Val>], ctx: &Ctx, log: bool) -> Result<
 
 /// Errors unless `eps` is finite and non-negative.
 fn epsilon(node: &Node) -> Result<f64> {
-    let eps = float_attr(node, "epsilon", 1e-5)?;
+    let eps = attr_float(node, "epsilon", 1e-5)?;
     if eps.is_finite() && eps >= 0.0 {
         Ok(eps)
     } else {
@@ -81,20 +81,20 @@ fn layer_norm(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<Val>
     }
     known_attributes(node, &["axis", "epsilon", "stash_type"])?;
     output_count(node, 3, "Y, Mean, InvStdDev")?;
-    input_count(node, inputs, 2, 3)?;
+    check_inputs(node, inputs, 2, 3)?;
     let x = float_input(node, inputs, 0, "X")?;
     let scale = float_input(node, inputs, 1, "Scale")?;
     let bias = optional_float(node, inputs, 2, "B")?;
     let eps = epsilon(node)?;
     // The statistics' precision; they are computed in the model's dtype.
-    let stash_type = int_attr(node, "stash_type", 1)?;
+    let stash_type = attr_int(node, "stash_type", 1)?;
     if ![1, 10, 11, 16].contains(&stash_type) {
         return Err(node_error(
             node,
             format!("attribute 'stash_type' = {stash_type} is not a floating-point type"),
         ));
     }
-    let first = axis(node, "axis", int_attr(node, "axis", -1)?, x.rank())?;
+    let first = norm_axis(node, attr_int(node, "axis", -1)?, x.rank())?;
     let normalised = &x.dims()[first..];
     if normalised.contains(&0) {
         return Err(node_error(
@@ -176,7 +176,7 @@ fn batch_norm(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<Val>
         ));
     }
     output_count(node, 1, "Y (inference)")?;
-    input_count(node, inputs, 5, 5)?;
+    check_inputs(node, inputs, 5, 5)?;
     let x = float_input(node, inputs, 0, "X")?;
     let eps = epsilon(node)?;
     if x.rank() < 2 {

@@ -1,33 +1,13 @@
-//! Reading a node's operands and attributes for the matrix, convolution and normalisation
-//! lowerings: required and optional float inputs, the attributes an op accepts (any other is
-//! refused), typed attribute values with their defaults, and axes.
+//! What the matrix, convolution and normalisation lowerings read beyond `util`'s readers: float
+//! inputs named by their role (an integer one is an unsupported dtype), the outputs and
+//! attributes an op computes and accepts (any other is refused), flags and lists of sizes.
 
 use curvature_tape::Var;
 
+use super::util::attr_int;
 use super::{node_error, unsupported, Val};
 use crate::ir::{Attribute, Node};
 use crate::Result;
-
-/// Errors unless `inputs` has between `min` and `max` entries.
-pub(super) fn input_count(
-    node: &Node,
-    inputs: &[Option<Val>],
-    min: usize,
-    max: usize,
-) -> Result<()> {
-    if inputs.len() < min || inputs.len() > max {
-        let expected = if min == max {
-            format!("{min}")
-        } else {
-            format!("{min} to {max}")
-        };
-        return Err(node_error(
-            node,
-            format!("takes {expected} inputs, got {}", inputs.len()),
-        ));
-    }
-    Ok(())
-}
 
 /// The float input at `index`, which must be present.
 pub(super) fn float_input<'a>(
@@ -108,42 +88,15 @@ fn wrong_type(node: &Node, name: &str, expected: &str, got: &Attribute) -> crate
     )
 }
 
-/// The `INT` attribute `name`, or `default`.
-pub(super) fn int_attr(node: &Node, name: &str, default: i64) -> Result<i64> {
-    match node.attribute(name) {
-        None => Ok(default),
-        Some(Attribute::Int(v)) => Ok(*v),
-        Some(other) => Err(wrong_type(node, name, "an integer", other)),
-    }
-}
-
 /// The `INT` attribute `name` (default `default`), which must be 0 or 1.
 pub(super) fn flag_attr(node: &Node, name: &str, default: bool) -> Result<bool> {
-    match int_attr(node, name, i64::from(default))? {
+    match attr_int(node, name, i64::from(default))? {
         0 => Ok(false),
         1 => Ok(true),
         v => Err(node_error(
             node,
             format!("attribute '{name}' must be 0 or 1, got {v}"),
         )),
-    }
-}
-
-/// The `FLOAT` attribute `name`, or `default`.
-pub(super) fn float_attr(node: &Node, name: &str, default: f64) -> Result<f64> {
-    match node.attribute(name) {
-        None => Ok(default),
-        Some(Attribute::Float(v)) => Ok(f64::from(*v)),
-        Some(other) => Err(wrong_type(node, name, "a float", other)),
-    }
-}
-
-/// The `STRING` attribute `name`, or `default`.
-pub(super) fn string_attr<'a>(node: &'a Node, name: &str, default: &'a str) -> Result<&'a str> {
-    match node.attribute(name) {
-        None => Ok(default),
-        Some(Attribute::String(v)) => Ok(v),
-        Some(other) => Err(wrong_type(node, name, "a string", other)),
     }
 }
 
@@ -186,29 +139,6 @@ pub(super) fn sizes_attr(
         })
         .collect::<Result<Vec<_>>>()
         .map(Some)
-}
-
-/// Resolves the attribute `name` = `axis` (negative counts from the end) against `rank`;
-/// valid axes are `-rank..rank`.
-pub(super) fn axis(node: &Node, name: &str, axis: i64, rank: usize) -> Result<usize> {
-    let r = i64::try_from(rank).unwrap_or(i64::MAX);
-    let resolved = if axis < 0 {
-        axis.checked_add(r)
-    } else {
-        Some(axis)
-    };
-    match resolved {
-        Some(a) if (0..r).contains(&a) => Ok(a as usize),
-        _ => Err(node_error(
-            node,
-            format!(
-                "attribute '{name}' = {axis} is out of range for an input of rank {rank} \
-                 (valid: {} to {})",
-                -r,
-                r - 1
-            ),
-        )),
-    }
 }
 
 /// The product of `dims`, or an error naming the node when it overflows.

@@ -3,7 +3,8 @@
 //! the input's spatial sizes with checked arithmetic.
 
 use super::node_error;
-use super::operand::{sizes_attr, string_attr};
+use super::operand::sizes_attr;
+use super::util::attr_string;
 use crate::ir::Node;
 use crate::Result;
 
@@ -36,7 +37,7 @@ pub(super) fn resolve(node: &Node, sizes: &[usize], kernel: &[usize]) -> Result<
     let strides = sizes_attr(node, "strides", rank, 1)?.unwrap_or_else(|| ones.clone());
     let dilations = sizes_attr(node, "dilations", rank, 1)?.unwrap_or(ones);
     let pads = sizes_attr(node, "pads", 2 * rank, 0)?;
-    let auto_pad = string_attr(node, "auto_pad", "NOTSET")?;
+    let auto_pad = attr_string(node, "auto_pad", "NOTSET")?;
     if sizes.contains(&0) {
         return Err(node_error(
             node,
@@ -55,7 +56,7 @@ pub(super) fn resolve(node: &Node, sizes: &[usize], kernel: &[usize]) -> Result<
         .map(|(&k, &d)| (k - 1).checked_mul(d).and_then(|s| s.checked_add(1)))
         .collect::<Option<Vec<usize>>>()
         .ok_or_else(overflow)?;
-    let (begin, end) = match auto_pad {
+    let (begin, end) = match auto_pad.as_str() {
         "NOTSET" => {
             let pads = pads.unwrap_or_else(|| vec![0; 2 * rank]);
             (pads[..rank].to_vec(), pads[rank..].to_vec())
