@@ -8,3 +8,6 @@ mod devices;
 pub use devices::{cuda, Outcome};
 
 pub mod graph;
+mod single_node;
+#[allow(unused_imports)] // not every test binary runs one-node graphs
+pub use single_node::*;
