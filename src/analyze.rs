@@ -601,8 +601,14 @@ fn kfac(args: &AnalyzeArgs, problem: &Problem) -> Result<Kfac, String> {
         ));
     };
     let _step = Step::spinner("the KFAC factors");
-    Kfac::new(problem.model.as_ref(), problem.loss, x, &problem.y, curvature)
-        .map_err(|e| located(&args.model, e))
+    Kfac::new(
+        problem.model.as_ref(),
+        problem.loss,
+        x,
+        &problem.y,
+        curvature,
+    )
+    .map_err(|e| located(&args.model, e))
 }
 
 /// `--per-layer`: each block's curvature by [`per_layer_curvature`], exact for blocks of at

@@ -247,8 +247,8 @@ impl OnnxSource {
         let inputs = &data[..data.len() - 1];
         let input_elements = inputs.iter().fold(0u128, |t, &n| t.saturating_add(n));
         let samples = self.samples as u128;
-        let per_sample = (input_elements / samples.max(1))
-            .max(initializers.iter().copied().max().unwrap_or(0));
+        let per_sample =
+            (input_elements / samples.max(1)).max(initializers.iter().copied().max().unwrap_or(0));
         let activation_elements = samples
             .saturating_mul(per_sample)
             .saturating_mul(graph.nodes.len() as u128)
