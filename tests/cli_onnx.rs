@@ -391,3 +391,21 @@ fn a_model_file_run_writes_its_parameter_layout() {
     ]);
     assert_eq!(layout, want);
 }
+
+/// The README's ONNX section names every op the importer lowers.
+#[test]
+fn the_readme_lists_every_supported_op() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("the README");
+    let start = readme.find("### Through ONNX").expect("the ONNX section");
+    let end = readme[start..]
+        .find("### Through a model file")
+        .map_or(readme.len(), |e| start + e);
+    let section = &readme[start..end];
+    let missing: Vec<&str> = curvature::onnx::lower::SUPPORTED_OPS
+        .iter()
+        .copied()
+        .filter(|op| !section.contains(&format!("`{op}`")))
+        .collect();
+    assert!(missing.is_empty(), "not in the README: {missing:?}");
+}
