@@ -94,6 +94,39 @@ fn an_mlp_with_mse_matches_its_closed_form() {
     check_case("mlp.onnx", "mlp_mse", "mse", "hessian");
 }
 
+/// On CUDA (the emulated GPU when no real one is present) the imported graph gives the same
+/// closed-form loss, gradient and Hessian.
+#[test]
+fn an_mlp_on_cuda_matches_its_closed_form_cuda() {
+    let (reference, _) = read_f64_file(&onnx_data("mlp_mse_reference.safetensors"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out.safetensors");
+    let mut command = curvature(&["analyze"]);
+    command
+        .arg(onnx_data("mlp.onnx"))
+        .arg("--data")
+        .arg(onnx_data("mlp_mse.safetensors"))
+        .args([
+            "--loss", "mse", "--device", "cuda", "--probes", "2", "--top-k", "1",
+        ])
+        .arg("--out")
+        .arg(&out);
+    if curvature::tensor::Device::cuda(0).is_err() {
+        command.env("CURVATURE_CUDA", "emulate");
+    }
+    let output = run_bounded(&mut command);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (got, meta) = read_f64_file(&out);
+    assert_eq!(meta["device"], "cuda:0");
+    for name in ["loss", "grad", "hessian"] {
+        assert_close(&format!("cuda {name}"), &got[name].1, &reference[name].1);
+    }
+}
+
 #[test]
 fn an_mlp_with_cross_entropy_matches_its_closed_form() {
     check_case("mlp.onnx", "mlp_xent", "cross_entropy", "hessian");

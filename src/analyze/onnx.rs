@@ -302,3 +302,64 @@ impl OnnxSource {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    /// `analyze tests/data/onnx/<model> --data tests/data/onnx/<data> --loss mse`.
+    fn args(model: &str, data: &str) -> AnalyzeArgs {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/onnx");
+        let argv = [
+            "curvature".into(),
+            "analyze".into(),
+            dir.join(model).display().to_string(),
+            "--data".into(),
+            dir.join(data).display().to_string(),
+            "--loss".into(),
+            "mse".into(),
+        ];
+        match Cli::try_parse_from(argv).expect("valid arguments").command {
+            Some(Command::Analyze(args)) => args,
+            _ => panic!("not the analyze command"),
+        }
+    }
+
+    /// The MLP fc1 [4, 3] + [4] → tanh → fc2 [2, 4] + [2] on x [5, 3], y [5, 2], counted by
+    /// hand: P = 26; the activations of 3 nodes at 12 per sample (fc1.weight's elements, more
+    /// than x's 3), plus x.
+    #[test]
+    fn the_sizes_of_an_onnx_mlp_come_from_the_graph_and_the_data() {
+        let source = open(
+            &args("mlp.onnx", "mlp_mse.safetensors"),
+            DType::F64,
+            Device::Cpu,
+        )
+        .expect("the fixture opens");
+        let sizes = source.sizes();
+        assert!(sizes.widths.is_empty(), "the tape's plan");
+        assert_eq!(sizes.samples, 5);
+        assert_eq!(sizes.params, 26);
+        assert_eq!(sizes.tensor_elements, 26 + 15 + 10);
+        assert_eq!(sizes.largest_tensor, 15);
+        assert_eq!(sizes.activation_elements, 5 * 12 * 3 + 15);
+    }
+
+    /// Two inputs a, b [5, 3] (6 elements per sample, more than any initializer's), four
+    /// nodes: 5·6·4 + 30 activations; P = 6 + 6 + 2.
+    #[test]
+    fn the_sizes_of_a_graph_of_two_inputs_count_both() {
+        let source = open(
+            &args("two_inputs.onnx", "two_inputs_mse.safetensors"),
+            DType::F64,
+            Device::Cpu,
+        )
+        .expect("the fixture opens");
+        let sizes = source.sizes();
+        assert_eq!(sizes.params, 14);
+        assert_eq!(sizes.activation_elements, 5 * 6 * 4 + 30);
+        assert_eq!(sizes.tensor_elements, 14 + 30 + 10);
+    }
+}
