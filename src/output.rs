@@ -23,7 +23,7 @@ pub fn check_destinations(
     inputs: &[(&str, &Path)],
     outputs: &[(&str, &Path)],
 ) -> Result<(), String> {
-    let inputs: Vec<(&str, Option<(u64, u64)>, Option<PathBuf>)> = inputs
+    let inputs: Vec<(&str, Option<FileId>, Option<PathBuf>)> = inputs
         .iter()
         .map(|&(what, path)| {
             let id = std::fs::metadata(path).ok().map(|m| file_id(&m));
@@ -111,14 +111,17 @@ pub fn shown_path(path: &Path) -> String {
     bounded_text(&path.display().to_string(), 120)
 }
 
+/// A file's device and inode.
+type FileId = (u64, u64);
+
 #[cfg(unix)]
-fn file_id(meta: &Metadata) -> (u64, u64) {
+fn file_id(meta: &Metadata) -> FileId {
     use std::os::unix::fs::MetadataExt;
     (meta.dev(), meta.ino())
 }
 
 #[cfg(not(unix))]
-fn file_id(_meta: &Metadata) -> (u64, u64) {
+fn file_id(_meta: &Metadata) -> FileId {
     (0, 0)
 }
 
