@@ -20,6 +20,7 @@
 //! # }
 //! ```
 
+pub use curvature_distributed as distributed;
 pub use curvature_hessian as hessian;
 pub use curvature_nn as nn;
 pub use curvature_onnx as onnx;
@@ -32,6 +33,7 @@ pub const KERNELS_FINGERPRINT: &str = env!("CURVATURE_KERNELS_FINGERPRINT");
 
 pub mod allocator;
 pub mod bench;
+pub mod bench_ranks;
 pub mod workloads;
 
 /// A readable name of a device for reports: `cpu (2 threads)`, the GPU's own name such as
