@@ -34,12 +34,13 @@ Needs ``torch`` (with its ``onnxscript`` dependency), ``onnx`` and ``safetensors
 import argparse
 import importlib
 import json
+import struct
 import sys
 from pathlib import Path
 
 import onnx
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 LOSSES = (
@@ -116,8 +117,20 @@ def export(model, inputs, y, loss, out_dir, opset=MIN_OPSET):
         raise ExportError(f"the exported graph's inputs are {graph_inputs}, expected {names}")
     tensors = {name: t.detach().to(torch.float64).contiguous() for name, t in inputs.items()}
     tensors["y"] = y.detach().to(torch.float64).contiguous()
-    save_file(tensors, str(data_path), metadata={"loss": loss, "inputs": json.dumps(names)})
+    save_safetensors(tensors, data_path, {"loss": loss, "inputs": json.dumps(names)})
     return model_path, data_path
+
+
+def save_safetensors(tensors, path, metadata):
+    """``safetensors.torch.save_file`` with the metadata in sorted order, so that the same
+    tensors give the same bytes on every run."""
+    raw = save(tensors, metadata=metadata)
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + length])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    Path(path).write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + length :])
 
 
 def analyze_command(out_dir, loss):
