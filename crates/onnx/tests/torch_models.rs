@@ -36,8 +36,7 @@ fn fixture_dir(name: &str) -> PathBuf {
 /// The tensors of `file` in the fixture `name`, on `device`.
 fn tensors(name: &str, file: &str, device: Device) -> BTreeMap<String, Tensor> {
     let path = fixture_dir(name).join(file);
-    curvature_tensor::io::load(&path, device)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    curvature_tensor::io::load(&path, device).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// max|ours − reference| / max|reference|; the element counts must agree.
@@ -126,11 +125,21 @@ fn check_against_torch(name: &str, loss: Loss, device: Device) {
     let op = ModelHvp::new(&model, loss, &inputs, &y).unwrap();
     let value = Tensor::from_f64s(&[op.value().unwrap()], [], DType::F64, Device::Cpu).unwrap();
     assert_close(name, "loss", &value, &reference["loss"]);
-    assert_close(name, "gradient", &op.gradient().unwrap(), &reference["grad"]);
+    assert_close(
+        name,
+        "gradient",
+        &op.gradient().unwrap(),
+        &reference["grad"],
+    );
     let hv = apply(&op, &reference["v"]).unwrap();
     assert_close(name, "HVPs", &hv, &reference["hv"]);
     let diagonal = hessian_diagonal(&op, &HessianOptions::default()).unwrap();
-    assert_close(name, "Hessian diagonal", &diagonal, &reference["hessian_diag"]);
+    assert_close(
+        name,
+        "Hessian diagonal",
+        &diagonal,
+        &reference["hessian_diag"],
+    );
 }
 
 /// The gradient and Hessian with respect to the initializers `glob` selects (the others
