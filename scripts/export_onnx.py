@@ -14,7 +14,7 @@
   model's own.
 - ``data.safetensors``: one float64 tensor per graph input, named after the input (the keys
   of ``inputs``, which become the graph's input names), and the target ``y`` (class labels as
-  integral floats for ``cross_entropy`` and ``nll_loss``). Integer inputs (token ids) are
+  integral floats for ``cross_entropy`` and ``nll``). Integer inputs (token ids) are
   stored as integral floats too, since the data file holds floating-point tensors.
 
 It then prints the command to run::
@@ -43,16 +43,10 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
-LOSSES = (
-    "mse",
-    "sum_sq",
-    "cross_entropy",
-    "cross_entropy_soft",
-    "nll_loss",
-    "binary_cross_entropy_with_logits",
-)
+# The spellings of `curvature analyze --loss`.
+LOSSES = ("mse", "sum_sq", "cross_entropy", "soft_cross_entropy", "nll", "bce_with_logits")
 # Losses whose target holds class labels.
-LABEL_LOSSES = ("cross_entropy", "nll_loss")
+LABEL_LOSSES = ("cross_entropy", "nll")
 MIN_OPSET = 18
 
 
@@ -67,9 +61,9 @@ def loss_fn(loss):
         "mse": functional.mse_loss,
         "sum_sq": lambda out, _y: (out * out).sum(),
         "cross_entropy": lambda out, y: functional.cross_entropy(out, y.long()),
-        "cross_entropy_soft": functional.cross_entropy,
-        "nll_loss": lambda out, y: functional.nll_loss(out, y.long()),
-        "binary_cross_entropy_with_logits": functional.binary_cross_entropy_with_logits,
+        "soft_cross_entropy": functional.cross_entropy,
+        "nll": lambda out, y: functional.nll_loss(out, y.long()),
+        "bce_with_logits": functional.binary_cross_entropy_with_logits,
     }
     if loss not in table:
         raise ExportError(f"unknown loss '{loss}' (known: {', '.join(LOSSES)})")

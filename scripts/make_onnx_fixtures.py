@@ -176,11 +176,9 @@ def check_onnx_forward(path, inputs, output):
         raise SystemExit(f"{path}: ONNX's reference evaluator differs from torch ({err:e})")
 
 
-def make(name, model, inputs, target, loss, sub_glob, gen):
-    randomize_norms(model, gen)
-    model.eval()
-    out_dir = OUT / name
-    model_path, _ = export(model, inputs, target, loss, out_dir)
+def references(model, model_path, inputs, target, loss, sub_glob, gen):
+    """The float64 ``torch.func`` references of an exported model, as the tensors and
+    metadata of ``reference.safetensors``; ``gen`` draws the directions."""
     names = theta_names(model_path, model)
     reference = differentiable_copy(model)
     state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
@@ -208,14 +206,23 @@ def make(name, model, inputs, target, loss, sub_glob, gen):
     hv = torch.stack([hvp_of(v[k])[0] for k in range(DIRECTIONS)])
     diag = torch.diagonal(hessian(loss_of)(theta))
 
-    tensors = {"output": output, "loss": value.detach().reshape(()), "grad": gradient, "v": v, "hv": hv,
-               "hessian_diag": diag.contiguous()}
-    metadata = {"loss": loss, "torch": torch.__version__,
-                "params": json.dumps([[n, list(s)] for n, s in zip(names, shapes)])}
+    tensors = {
+        "output": output,
+        "loss": value.detach().reshape(()),
+        "grad": gradient,
+        "v": v,
+        "hv": hv,
+        "hessian_diag": diag,
+    }
+    metadata = {
+        "loss": loss,
+        "torch": torch.__version__,
+        "params": json.dumps([[n, list(s)] for n, s in zip(names, shapes)]),
+    }
     if sub_glob is not None:
         chosen = [n for n in names if fnmatch.fnmatchcase(n, sub_glob)]
         if not chosen:
-            raise SystemExit(f"{name}: the glob '{sub_glob}' selects nothing of {names}")
+            raise SystemExit(f"{model_path}: the glob '{sub_glob}' selects nothing of {names}")
         rest = {**fixed, **{n: state[n].detach() for n in names if n not in chosen}}
         sub_shapes = [state[n].shape for n in chosen]
         sub_sizes = [state[n].numel() for n in chosen]
@@ -228,13 +235,27 @@ def make(name, model, inputs, target, loss, sub_glob, gen):
         tensors["sub_hessian"] = hessian(sub_loss)(sub_theta)
         metadata["sub_params"] = sub_glob
         metadata["sub_names"] = json.dumps(chosen)
-    save_safetensors({k: t.detach().contiguous() for k, t in tensors.items()},
-                     out_dir / "reference.safetensors", metadata)
+    tensors = {k: t.detach().contiguous() for k, t in tensors.items()}
+    return tensors, metadata
 
+
+def op_counts(model_path):
+    """The graph's op types, each with its count, sorted by name."""
     graph = onnx.load(str(model_path)).graph
-    ops = dict(sorted(Counter(n.op_type for n in graph.node).items()))
+    return dict(sorted(Counter(n.op_type for n in graph.node).items()))
+
+
+def make(name, model, inputs, target, loss, sub_glob, gen):
+    randomize_norms(model, gen)
+    model.eval()
+    out_dir = OUT / name
+    model_path, _ = export(model, inputs, target, loss, out_dir)
+    tensors, metadata = references(model, model_path, inputs, target, loss, sub_glob, gen)
+    save_safetensors(tensors, out_dir / "reference.safetensors", metadata)
+    ops = op_counts(model_path)
     (out_dir / "ops.json").write_text(json.dumps(ops, indent=1) + "\n")
-    print(f"{name}: P = {p}, loss = {value.item():.6f}, ops = {sorted(ops)}")
+    print(f"{name}: P = {tensors['grad'].numel()}, loss = {tensors['loss'].item():.6f}, "
+          f"ops = {sorted(ops)}")
 
 
 def main():
