@@ -62,6 +62,7 @@ mod conv;
 mod embedding;
 mod error;
 mod flat;
+mod glob;
 mod init;
 mod layers;
 mod loss;
@@ -74,6 +75,7 @@ pub use attention::MultiheadAttention;
 pub use conv::{AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, MaxPool2d};
 pub use embedding::Embedding;
 pub use error::{NnError, Result};
+pub use glob::glob_match;
 pub use layers::{Activation, Dropout, Flatten, Linear};
 pub use loss::{
     binary_cross_entropy_with_logits, cross_entropy, cross_entropy_soft, gaussian_nll,

@@ -37,6 +37,12 @@ pub enum OnnxError {
         /// What is wrong.
         detail: String,
     },
+    /// The parameter globs do not fit the model's initializers.
+    #[error("parameter selection: {0}")]
+    Selection(String),
+    /// Inputs or parameter variables given to a forward pass do not fit the model.
+    #[error("ONNX model {0}")]
+    Input(String),
     /// Reading the model file or its external data failed.
     #[error("{path}: {source}")]
     Io {
