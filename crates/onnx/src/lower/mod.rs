@@ -13,10 +13,12 @@ use curvature_tensor::{DType, Device};
 
 mod conv;
 mod elementwise;
+pub mod host;
 mod linear;
 mod norm;
 mod reduce;
 mod shape;
+pub mod util;
 
 use crate::ir::{Graph, Node};
 use crate::{OnnxError, Result};
@@ -64,10 +66,12 @@ pub fn lower_node(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<
             ),
         ));
     }
-    match node.op_type.as_str() {
+    let lowered = match node.op_type.as_str() {
         "Add" | "Sub" | "Mul" | "Div" | "Neg" | "Pow" | "Sqrt" | "Reciprocal" | "Exp" | "Log"
         | "Tanh" | "Sigmoid" | "Relu" | "LeakyRelu" | "Elu" | "Gelu" | "Erf" | "Softplus"
-        | "Where" | "Cast" | "Identity" | "Dropout" => elementwise::lower(node, inputs, ctx),
+        | "Where" | "Cast" | "Identity" | "Dropout" | "Equal" | "Less" | "Greater"
+        | "LessOrEqual" | "GreaterOrEqual" | "Not" | "And" | "Or" | "Xor" | "Max" | "Min"
+        | "Size" | "Range" | "Trilu" => elementwise::lower(node, inputs, ctx),
         "Constant" | "ConstantOfShape" | "Reshape" | "Flatten" | "Transpose" | "Squeeze"
         | "Unsqueeze" | "Concat" | "Slice" | "Split" | "Gather" | "Expand" | "Shape" => {
             shape::lower(node, inputs, ctx)
@@ -86,7 +90,12 @@ pub fn lower_node(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<
                 SUPPORTED_OPS.join(", ")
             ),
         )),
-    }
+    };
+    // Tensor and tape errors (shapes that do not fit an op, …) name the node they come from.
+    lowered.map_err(|e| match e {
+        OnnxError::Tensor(_) | OnnxError::Tape(_) => node_error(node, e.to_string()),
+        other => other,
+    })
 }
 
 /// Every op type [`lower_node`] accepts.
@@ -113,6 +122,20 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Cast",
     "Identity",
     "Dropout",
+    "Equal",
+    "Less",
+    "Greater",
+    "LessOrEqual",
+    "GreaterOrEqual",
+    "Not",
+    "And",
+    "Or",
+    "Xor",
+    "Max",
+    "Min",
+    "Size",
+    "Range",
+    "Trilu",
     "Constant",
     "ConstantOfShape",
     "Reshape",
