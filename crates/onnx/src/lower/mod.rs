@@ -16,9 +16,11 @@ mod elementwise;
 pub mod host;
 mod linear;
 mod norm;
+mod operand;
 mod reduce;
 mod shape;
 pub mod util;
+mod window;
 
 use crate::ir::{Graph, Node};
 use crate::{OnnxError, Result};
