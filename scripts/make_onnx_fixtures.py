@@ -114,20 +114,20 @@ def cases(gen):
         "cross_entropy", "6.*"
 
     cnn = nn.Sequential(
-        nn.Conv2d(2, 4, 3, padding=1),
-        nn.BatchNorm2d(4),
+        nn.Conv2d(1, 3, 3, padding=1),
+        nn.BatchNorm2d(3),
         nn.ReLU(),
         nn.MaxPool2d(2),
-        nn.Conv2d(4, 4, 2, groups=2),
+        nn.Conv2d(3, 3, 2, groups=3),
         nn.AdaptiveAvgPool2d((1, 1)),
         nn.Flatten(),
-        nn.Linear(4, 3),
+        nn.Linear(3, 2),
     )
-    yield "cnn", cnn, {"x": randn(3, 2, 6, 6)}, torch.randint(0, 3, (3,), generator=gen), \
+    yield "cnn", cnn, {"x": randn(2, 1, 6, 6)}, torch.randint(0, 2, (2,), generator=gen), \
         "cross_entropy", None
 
-    block = TransformerBlock(6, 2, 8, 4)
-    yield "transformer", block, {"x": randn(2, 4, 6)}, randn(2, 4, 6), "mse", "mlp.2.*"
+    block = TransformerBlock(4, 2, 8, 3)
+    yield "transformer", block, {"x": randn(2, 3, 4)}, randn(2, 3, 4), "mse", "mlp.2.*"
 
     two = TwoInputs(3, 2, 4, 2)
     yield "two_inputs", two, {"x": randn(5, 3), "z": randn(5, 2)}, randn(5, 2), "mse", None
