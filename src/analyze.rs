@@ -1,4 +1,4 @@
-//! `curvature analyze`: the curvature of a model stored as safetensors — loss, gradient,
+//! `curvature analyze`: the curvature of a model — loss, gradient,
 //! diagonal and trace, top eigenvalues, spectral density and, when P is small enough or
 //! `--full` is given, the whole matrix with all its eigenvalues — of the Hessian or, with
 //! `--curvature`, of the Gauss–Newton matrix or a Fisher. Every number comes from the hessian
@@ -6,8 +6,14 @@
 //! methods by size and gathers the results, each estimate with its error bar. Before anything
 //! large is loaded or computed, the memory of every step is planned ([`plan`]) and a run that
 //! cannot fit is refused.
+//!
+//! A model file and an ONNX graph with its data file are both read into one [`Problem`]
+//! ([`open`] then [`Opened::load`]); the operator, loss and gradient are built from it in
+//! [`primal`] and [`curvature_operator`], and nothing after that knows the model's format.
 
+mod onnx;
 mod plan;
+mod problem;
 
 use std::path::Path;
 
@@ -19,12 +25,13 @@ use curvature::hessian::{
     LanczosOptions, LinearOperator, ModelHvp, PerLayerOptions, Probe, SlqOptions, SpectralDensity,
     Which, MAX_SIGMA, MIN_SIGMA,
 };
-use curvature::nn::{ModelFile, ModelFileError, ModelLayout, NnError};
+use curvature::nn::{ModelFileError, ModelLayout, NnError};
 use curvature::tensor::{DType, Device};
 
 use crate::cli::{AnalyzeArgs, CurvatureChoice, DiagonalEstimator, PerLayerChoice, TraceEstimator};
 use crate::progress::Step;
 pub use plan::{readable, Plan};
+pub use problem::{layout_json, ModelKind, Problem};
 
 /// Up to this many parameters the Hessian is formed densely (P products) and the diagonal,
 /// trace and eigenvalues are exact; beyond it they are estimated unless `--full` is given.
@@ -111,7 +118,7 @@ pub struct PerLayer {
 
 /// Everything `analyze` computes.
 pub struct Analysis {
-    pub model: ModelFile,
+    pub problem: Problem,
     pub device: Device,
     pub dtype: DType,
     pub curvature: CurvatureChoice,
@@ -178,33 +185,142 @@ fn slq_options(args: &AnalyzeArgs, sigma: f64, steps: usize) -> SlqOptions {
     }
 }
 
-/// The memory plan of the run for the model `layout` describes, checked against the memory
-/// available before anything is loaded.
-fn plan_memory(args: &AnalyzeArgs, layout: &ModelLayout) -> Result<Plan, String> {
-    let sizes = plan::Sizes::from_layout(layout);
+/// The memory plan of the run for a model of `sizes`, checked against the memory available
+/// before anything large is loaded.
+fn plan_memory(args: &AnalyzeArgs, sizes: &plan::Sizes) -> Result<Plan, String> {
     let available = plan::available_memory(args.memory_limit);
     let plan =
-        plan::plan(&sizes, &settings(args), available).map_err(|e| located(&args.model, e))?;
+        plan::plan(sizes, &settings(args), available).map_err(|e| located(&args.model, e))?;
     plan.check()?;
     Ok(plan)
 }
 
 /// Whether the whole run, with `--full`, fits the memory available.
-fn full_run_fits(args: &AnalyzeArgs, layout: &ModelLayout) -> bool {
-    let sizes = plan::Sizes::from_layout(layout);
+fn full_run_fits(args: &AnalyzeArgs, sizes: &plan::Sizes) -> bool {
     let available = plan::available_memory(args.memory_limit);
     let full = plan::Settings {
         full: true,
         ..settings(args)
     };
-    plan::plan(&sizes, &full, available).is_ok_and(|p| p.check().is_ok())
+    plan::plan(sizes, &full, available).is_ok_and(|p| p.check().is_ok())
+}
+
+/// A model opened and checked but not yet loaded: a model file's header, or an imported ONNX
+/// graph and its data file's header.
+pub enum Opened {
+    File(ModelLayout),
+    Onnx(onnx::OnnxSource),
+}
+
+/// Opens the model `args` names (an ONNX graph when its name ends in `.onnx`) and checks it
+/// without reading the data. `--data`, `--loss` and `--params` belong to ONNX graphs, and
+/// `--kfac` to model files (KFAC needs a `Sequential` of layers).
+pub fn open(args: &AnalyzeArgs, device: Device) -> Result<Opened, String> {
+    if onnx::is_onnx(&args.model) {
+        if args.kfac {
+            return Err(format!(
+                "--kfac needs a Sequential of Linear (or Conv2d) layers, which {} (an ONNX \
+                 graph) is not",
+                args.model.display()
+            ));
+        }
+        return onnx::open(args, args.dtype, device).map(Opened::Onnx);
+    }
+    let onnx_only = [
+        ("--data", args.data.is_some()),
+        ("--loss", args.loss.is_some()),
+        ("--params", !args.params.is_empty()),
+    ];
+    if let Some((flag, _)) = onnx_only.iter().find(|(_, given)| *given) {
+        return Err(format!(
+            "{flag} applies to ONNX models (.onnx); {} is a model file, which holds its data, \
+             loss and parameters itself",
+            args.model.display()
+        ));
+    }
+    let layout = ModelLayout::open(&args.model).map_err(|e| open_error(&args.model, e))?;
+    if layout.samples() == 0 {
+        return Err(located(&args.model, "tensor 'x' has no samples"));
+    }
+    Ok(Opened::File(layout))
+}
+
+impl Opened {
+    /// The sizes the memory plan reads.
+    pub fn sizes(&self) -> plan::Sizes {
+        match self {
+            Opened::File(layout) => plan::Sizes::from_layout(layout),
+            Opened::Onnx(source) => source.sizes(),
+        }
+    }
+
+    /// The number of samples.
+    pub fn samples(&self) -> usize {
+        match self {
+            Opened::File(layout) => layout.samples(),
+            Opened::Onnx(source) => source.samples(),
+        }
+    }
+
+    /// Reads the model's tensors and the data in `dtype` on `device`.
+    pub fn load(self, args: &AnalyzeArgs, device: Device) -> Result<Problem, String> {
+        let _step = Step::spinner(format!("loading {}", args.model.display()));
+        match self {
+            Opened::File(layout) => {
+                let file = layout
+                    .load(args.dtype, device)
+                    .map_err(|e| located(&args.model, e))?;
+                Problem::from_model_file(file)
+            }
+            Opened::Onnx(source) => source.load(args.dtype, device),
+        }
+    }
+}
+
+/// The loss, its gradient and the Hessian's operator ([`ModelHvp`]) at the model's
+/// parameters: the one place the analysis meets the model and its data.
+pub struct Primal {
+    pub hessian: ModelHvp,
+    pub loss: f64,
+    /// `[P]` on the host, in f64.
+    pub grad: Vec<f64>,
+}
+
+/// Builds the [`Primal`] of `problem`; an error when the loss or gradient is not finite.
+fn primal(args: &AnalyzeArgs, problem: &Problem) -> Result<Primal, String> {
+    let hessian = {
+        let _step = Step::spinner("computing the loss and its gradient");
+        ModelHvp::new(
+            problem.model.as_ref(),
+            problem.loss,
+            problem.inputs.as_slice(),
+            &problem.y,
+        )
+        .map_err(|e| e.to_string())?
+    };
+    let loss = hessian.value().map_err(|e| e.to_string())?;
+    let grad = hessian
+        .gradient()
+        .and_then(|g| Ok(g.to_f64s()?))
+        .map_err(|e| e.to_string())?;
+    if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+        return Err(located(
+            &args.model,
+            format!("the loss ({loss}) or its gradient is not finite at these parameters"),
+        ));
+    }
+    Ok(Primal {
+        hessian,
+        loss,
+        grad,
+    })
 }
 
 /// The curvature operator `--curvature` names: the Hessian's [`ModelHvp`] (already built for
 /// the loss and gradient) or the Gauss–Newton or Fisher [`Ggn`] of the same model and data.
 fn curvature_operator(
     args: &AnalyzeArgs,
-    model: &ModelFile,
+    problem: &Problem,
     hessian: ModelHvp,
 ) -> Result<Box<dyn LinearOperator>, String> {
     let name = args.curvature.name();
@@ -215,12 +331,19 @@ fn curvature_operator(
     let curvature = Curvature::from_name(name, args.fisher_samples as usize, args.seed)
         .map_err(|e| e.to_string())?;
     let _step = Step::spinner(format!("recording the {} operator", args.curvature.title()));
-    let ggn = Ggn::new(&model.model, model.loss, &model.x, &model.y, curvature)
-        .map_err(|e| located(&args.model, e))?;
+    let ggn = Ggn::new(
+        problem.model.as_ref(),
+        problem.loss,
+        problem.inputs.as_slice(),
+        &problem.y,
+        curvature,
+    )
+    .map_err(|e| located(&args.model, e))?;
     Ok(Box::new(ggn))
 }
 
-/// Loads the model (the shared loader checks every tensor and the metadata) and analyses it.
+/// Opens and loads the model and its data (every tensor and the metadata checked), plans the
+/// run's memory, and analyses the model.
 pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
     if args.kfac && args.curvature == CurvatureChoice::Hessian {
         return Err(
@@ -229,47 +352,30 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
                 .to_string(),
         );
     }
-    let layout = ModelLayout::open(&args.model).map_err(|e| open_error(&args.model, e))?;
-    let samples = layout.samples();
-    if samples == 0 {
-        return Err(located(&args.model, "tensor 'x' has no samples"));
-    }
-    let memory = plan_memory(args, &layout)?;
-    let params_in_file = plan::Sizes::from_layout(&layout).params;
-    if args.kfac && !args.full && params_in_file > DENSE_LIMIT as u128 {
+    let opened = open(args, device)?;
+    let samples = opened.samples();
+    let sizes = opened.sizes();
+    let memory = plan_memory(args, &sizes)?;
+    if args.kfac && !args.full && sizes.params > DENSE_LIMIT as u128 {
         return Err(format!(
             "--kfac compares each layer with its exact block, formed like the dense matrix: it \
-             runs when P ≤ {DENSE_LIMIT} (this model has {params_in_file}) or with --full"
+             runs when P ≤ {DENSE_LIMIT} (this model has {}) or with --full",
+            sizes.params
         ));
     }
-    let full_fits = !args.full && full_run_fits(args, &layout);
-    let model = {
-        let _step = Step::spinner(format!("loading {}", args.model.display()));
-        layout
-            .load(args.dtype, device)
-            .map_err(|e| located(&args.model, e))?
-    };
-    let hvp = {
-        let _step = Step::spinner("computing the loss and its gradient");
-        ModelHvp::new(&model.model, model.loss, &model.x, &model.y).map_err(|e| e.to_string())?
-    };
+    let full_fits = !args.full && full_run_fits(args, &sizes);
+    let problem = opened.load(args, device)?;
+    let Primal {
+        hessian: hvp,
+        loss,
+        grad,
+    } = primal(args, &problem)?;
     let params = hvp.dim();
-    let loss = hvp.value().map_err(|e| e.to_string())?;
-    let grad = hvp
-        .gradient()
-        .and_then(|g| Ok(g.to_f64s()?))
-        .map_err(|e| e.to_string())?;
-    if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
-        return Err(located(
-            &args.model,
-            format!("the loss ({loss}) or its gradient is not finite at these parameters"),
-        ));
-    }
-    let op = curvature_operator(args, &model, hvp)?;
+    let op = curvature_operator(args, &problem, hvp)?;
     let op = op.as_ref();
     // Before the costly steps, so that a model KFAC does not cover is refused at once.
     let kfac = if args.kfac {
-        Some(kfac(args, &model)?)
+        Some(kfac(args, &problem)?)
     } else {
         None
     };
@@ -391,7 +497,7 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
     let density_trace = density_trace(&density, params)?;
 
     let per_layer = match args.per_layer {
-        Some(grouping) => Some(per_layer(args, op, &model, grouping, dense_run, kfac)?),
+        Some(grouping) => Some(per_layer(args, op, &problem, grouping, dense_run, kfac)?),
         None => None,
     };
 
@@ -428,7 +534,7 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
         memory,
         per_layer,
         full_suggestion,
-        model,
+        problem,
     })
 }
 
@@ -481,16 +587,28 @@ fn density_trace(density: &SpectralDensity, params: usize) -> Result<Estimate, S
 
 /// `--kfac`: the Kronecker factors of the model's layers for the curvature `--curvature`
 /// names (an error for a model with parameters outside `Linear` and `Conv2d` layers).
-fn kfac(args: &AnalyzeArgs, model: &ModelFile) -> Result<Kfac, String> {
+fn kfac(args: &AnalyzeArgs, problem: &Problem) -> Result<Kfac, String> {
     let curvature = Curvature::from_name(
         args.curvature.name(),
         args.fisher_samples as usize,
         args.seed,
     )
     .map_err(|e| e.to_string())?;
+    let [x] = problem.inputs.as_slice() else {
+        return Err(located(
+            &args.model,
+            "--kfac needs a model of one input, a Sequential of Linear (or Conv2d) layers",
+        ));
+    };
     let _step = Step::spinner("the KFAC factors");
-    Kfac::new(&model.model, model.loss, &model.x, &model.y, curvature)
-        .map_err(|e| located(&args.model, e))
+    Kfac::new(
+        problem.model.as_ref(),
+        problem.loss,
+        x,
+        &problem.y,
+        curvature,
+    )
+    .map_err(|e| located(&args.model, e))
 }
 
 /// `--per-layer`: each block's curvature by [`per_layer_curvature`], exact for blocks of at
@@ -499,7 +617,7 @@ fn kfac(args: &AnalyzeArgs, model: &ModelFile) -> Result<Kfac, String> {
 fn per_layer(
     args: &AnalyzeArgs,
     op: &dyn LinearOperator,
-    model: &ModelFile,
+    problem: &Problem,
     grouping: PerLayerChoice,
     dense_run: bool,
     kfac: Option<Kfac>,
@@ -524,7 +642,7 @@ fn per_layer(
     };
     let blocks = {
         let _step = Step::spinner("curvature per block");
-        per_layer_curvature(op, &model.model, &options).map_err(numeric)?
+        per_layer_curvature(op, problem.model.as_ref(), &options).map_err(numeric)?
     };
     let kfac = match kfac {
         Some(kfac) => {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use curvature::bench::MAX_RUNS;
 use curvature::hessian::{MAX_SIGMA, MIN_SIGMA};
+use curvature::nn::Loss;
 use curvature::tensor::{DType, Device};
 
 #[derive(Parser)]
@@ -31,7 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Benchmark batched Hessian-vector products on the standard workloads (the default).
     Bench(BenchArgs),
-    /// Analyse a model stored as safetensors: loss, gradient, and the diagonal, trace, top
+    /// Analyse a model (a model file, or an ONNX graph with --data and --loss): loss, gradient,
+    /// and the diagonal, trace, top
     /// eigenvalues and spectral density of its Hessian, Gauss–Newton matrix or Fisher
     /// (--curvature), each estimate with its error bar (and the whole matrix when it is small
     /// or --full; per parameter tensor or layer with --per-layer).
@@ -63,10 +65,25 @@ pub struct BenchArgs {
 
 #[derive(Args, Clone)]
 pub struct AnalyzeArgs {
-    /// The model file (safetensors: the layers' tensors, `x`, `y`, metadata `layers` or
-    /// `widths`/`activations`/`final_activation`, and `loss`), e.g. written by
+    /// The model: an ONNX graph (`.onnx`, e.g. written by scripts/export_onnx.py; give --data
+    /// and --loss) or a model file (safetensors: the layers' tensors, `x`, `y`, metadata
+    /// `layers` or `widths`/`activations`/`final_activation`, and `loss`), e.g. written by
     /// scripts/export_torch.py.
     pub model: PathBuf,
+    /// ONNX models: the data (safetensors), one tensor per graph input named after it and
+    /// the targets `y`, all with the samples along axis 0.
+    #[arg(long, value_name = "DATA")]
+    pub data: Option<PathBuf>,
+    /// ONNX models: the loss of the graph's output against `y`: mse, sum_sq, cross_entropy
+    /// (integral class labels), soft_cross_entropy (class probabilities), nll (integral
+    /// labels; the output holds log-probabilities) or bce_with_logits (targets in [0, 1]).
+    #[arg(long, value_parser = parse_loss)]
+    pub loss: Option<Loss>,
+    /// ONNX models: the initializers that are parameters, by name (`*` any run of
+    /// characters, `?` one character); repeat for several patterns. Default: every
+    /// floating-point initializer with more than one element. The others are constants.
+    #[arg(long = "params", value_name = "GLOB")]
+    pub params: Vec<String>,
     /// Write the results to this safetensors file.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -192,6 +209,29 @@ impl DeviceChoice {
             DeviceChoice::Cuda => Device::cuda(0).map_err(|e| e.to_string()),
         }
     }
+}
+
+/// The losses `--loss` names, with their spellings.
+pub const LOSSES: [(&str, Loss); 6] = [
+    ("mse", Loss::Mse),
+    ("sum_sq", Loss::SumSq),
+    ("cross_entropy", Loss::CrossEntropy),
+    ("soft_cross_entropy", Loss::SoftCrossEntropy),
+    ("nll", Loss::Nll),
+    ("bce_with_logits", Loss::BceWithLogits),
+];
+
+/// A loss by its `--loss` spelling or by [`Loss::name`] (`cross_entropy_soft`, `nll_loss`,
+/// `binary_cross_entropy_with_logits`).
+fn parse_loss(s: &str) -> Result<Loss, String> {
+    LOSSES
+        .iter()
+        .find(|(name, loss)| *name == s || loss.name() == s)
+        .map(|&(_, loss)| loss)
+        .ok_or_else(|| {
+            let names: Vec<&str> = LOSSES.iter().map(|(name, _)| *name).collect();
+            format!("expected one of {}", names.join(", "))
+        })
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {

@@ -22,6 +22,7 @@
 
 pub use curvature_hessian as hessian;
 pub use curvature_nn as nn;
+pub use curvature_onnx as onnx;
 pub use curvature_tape as tape;
 pub use curvature_tensor as tensor;
 

@@ -1,5 +1,6 @@
 //! The `curvature` command line: `bench` (the main job, also what `curvature` with no
-//! subcommand runs) and `analyze MODEL.safetensors`. Exit codes: 0 on success (and when the
+//! subcommand runs) and `analyze MODEL.safetensors` (or `analyze MODEL.onnx --data DATA
+//! --loss LOSS`). Exit codes: 0 on success (and when the
 //! reader of standard output goes away), 2 for every error, reported as one line `error: ...`
 //! on stderr, and 128 + the signal's number when interrupted (130 for SIGINT, 143 for
 //! SIGTERM), with no temporary file left behind.

@@ -16,19 +16,31 @@ use crate::signals::{self, Registered};
 
 /// Checks, before any work, that `outputs` (paths and their flags, such as `--out`) can be
 /// written: each is a new path in an existing directory or a regular file with one link (not a
-/// symbolic link, FIFO, device, directory or hard-linked file), none is the input `model`
-/// (by canonical path and by device and inode) and no two are the same file.
-pub fn check_destinations(model: &Path, outputs: &[(&str, &Path)]) -> Result<(), String> {
-    let model_id = std::fs::metadata(model).ok().map(|m| file_id(&m));
-    let model_path = std::fs::canonicalize(model).ok();
+/// symbolic link, FIFO, device, directory or hard-linked file), none is one of the `inputs`
+/// (paths and what they are, such as `model file`; by canonical path and by device and inode)
+/// and no two are the same file.
+pub fn check_destinations(
+    inputs: &[(&str, &Path)],
+    outputs: &[(&str, &Path)],
+) -> Result<(), String> {
+    let inputs: Vec<(&str, Option<FileId>, Option<PathBuf>)> = inputs
+        .iter()
+        .map(|&(what, path)| {
+            let id = std::fs::metadata(path).ok().map(|m| file_id(&m));
+            (what, id, std::fs::canonicalize(path).ok())
+        })
+        .collect();
     let mut seen: Vec<(&str, PathBuf)> = Vec::new();
     for &(flag, dest) in outputs {
         let existing = check_destination(dest)?;
         let resolved = resolved(dest)?;
-        let same_file = existing.is_some() && existing.as_ref().map(file_id) == model_id;
-        if same_file || Some(&resolved) == model_path.as_ref() {
+        let id = existing.as_ref().map(file_id);
+        let input = inputs.iter().find(|(_, input_id, input_path)| {
+            (id.is_some() && id == *input_id) || Some(&resolved) == input_path.as_ref()
+        });
+        if let Some((what, _, _)) = input {
             return Err(format!(
-                "{flag} {} is the input model file; refusing to overwrite it",
+                "{flag} {} is the input {what}; refusing to overwrite it",
                 shown_path(dest)
             ));
         }
@@ -99,14 +111,17 @@ pub fn shown_path(path: &Path) -> String {
     bounded_text(&path.display().to_string(), 120)
 }
 
+/// A file's device and inode.
+type FileId = (u64, u64);
+
 #[cfg(unix)]
-fn file_id(meta: &Metadata) -> (u64, u64) {
+fn file_id(meta: &Metadata) -> FileId {
     use std::os::unix::fs::MetadataExt;
     (meta.dev(), meta.ino())
 }
 
 #[cfg(not(unix))]
-fn file_id(_meta: &Metadata) -> (u64, u64) {
+fn file_id(_meta: &Metadata) -> FileId {
     (0, 0)
 }
 

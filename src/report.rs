@@ -8,7 +8,7 @@ use std::path::Path;
 
 use curvature::hessian::Estimate;
 
-use crate::analyze::{analyze, norm, output_tensors, Analysis, Method};
+use crate::analyze::{analyze, layout_json, norm, output_tensors, Analysis, Method, ModelKind};
 use crate::cli::AnalyzeArgs;
 use crate::console::{print, Failure};
 use crate::output::{check_destinations, commit, Staged};
@@ -24,7 +24,11 @@ pub fn run(args: &AnalyzeArgs) -> Result<(), Failure> {
         outputs.push(("--plot", path.as_path()));
     }
     // Before any work: a bad destination is found in a second, not after the analysis.
-    check_destinations(&args.model, &outputs)?;
+    let mut inputs = vec![("model file", args.model.as_path())];
+    if let Some(data) = &args.data {
+        inputs.push(("data file", data.as_path()));
+    }
+    check_destinations(&inputs, &outputs)?;
     let device = args.device.select()?;
     let analysis = analyze(args, device)?;
     let tensors = output_tensors(&analysis);
@@ -71,33 +75,53 @@ fn file_name(path: &Path) -> String {
     )
 }
 
-/// The results file's metadata: the model's own keys, how it ran, and how each quantity was
-/// obtained, in key order (the same run gives the same bytes).
+/// The results file's metadata: the model's own keys, its parameter layout, how it ran, and
+/// how each quantity was obtained, in key order (the same run gives the same bytes).
 fn metadata(args: &AnalyzeArgs, a: &Analysis) -> BTreeMap<String, String> {
-    let m = &a.model;
-    let activations: Vec<&str> = m.activations.iter().map(|x| x.name()).collect();
+    let p = &a.problem;
     let strings = |v: &[&str]| serde_json::to_string(v).unwrap_or_default();
-    // The model as its file describes it: the MLP form's keys, or the `layers` list.
-    let model: Vec<(&str, String)> = if m.widths.is_empty() {
-        let layers: Vec<serde_json::Value> = m.layers.iter().map(|l| l.to_json()).collect();
-        vec![("layers", serde_json::to_string(&layers).unwrap_or_default())]
-    } else {
-        vec![
-            (
-                "widths",
-                serde_json::to_string(&m.widths).unwrap_or_default(),
-            ),
-            ("activations", strings(&activations)),
-            (
-                "final_activation",
-                m.final_activation.map_or("None", |x| x.name()).to_string(),
-            ),
-        ]
+    // The model as its file describes it: the MLP form's keys, the `layers` list, or the
+    // ONNX graph's inputs and op types.
+    let mut model: Vec<(&str, String)> = match &p.kind {
+        ModelKind::File {
+            widths,
+            activations,
+            final_activation,
+            layers,
+        } => {
+            if widths.is_empty() {
+                let layers: Vec<serde_json::Value> = layers.iter().map(|l| l.to_json()).collect();
+                vec![("layers", serde_json::to_string(&layers).unwrap_or_default())]
+            } else {
+                let activations: Vec<&str> = activations.iter().map(|x| x.name()).collect();
+                vec![
+                    ("widths", serde_json::to_string(widths).unwrap_or_default()),
+                    ("activations", strings(&activations)),
+                    (
+                        "final_activation",
+                        final_activation.map_or("None", |x| x.name()).to_string(),
+                    ),
+                ]
+            }
+        }
+        ModelKind::Onnx { inputs, ops, .. } => {
+            let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+            let ops: Vec<&str> = ops.iter().map(String::as_str).collect();
+            vec![
+                ("format", "onnx".to_string()),
+                ("onnx_inputs", strings(&inputs)),
+                ("onnx_ops", strings(&ops)),
+            ]
+        }
     };
+    model.push(("parameters", layout_json(&p.parameters)));
+    if let Some(data) = &args.data {
+        model.push(("data", file_name(data)));
+    }
     let mut entries = vec![
         ("source", file_name(&args.model)),
         ("curvature", a.curvature.name().to_string()),
-        ("loss", m.loss.name().to_string()),
+        ("loss", p.loss.name().to_string()),
         ("params", a.params.to_string()),
         ("samples", a.samples.to_string()),
         ("dtype", a.dtype.as_str().to_string()),
@@ -139,30 +163,46 @@ fn metadata(args: &AnalyzeArgs, a: &Analysis) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The model in words: the MLP's widths and activations, or the layer types in order.
+/// The model in words: the MLP's widths and activations, the layer types in order, or the
+/// ONNX graph's op types.
 fn model_line(a: &Analysis) -> String {
-    let m = &a.model;
-    let shape = if m.widths.is_empty() {
-        let types: Vec<&str> = m.layers.iter().map(|l| l.type_name()).collect();
-        format!("Sequential({})", types.join(" → "))
-    } else {
-        let widths: Vec<String> = m.widths.iter().map(usize::to_string).collect();
-        let activations: Vec<&str> = m.activations.iter().map(|x| x.name()).collect();
-        format!(
-            "MLP {} ({}{})",
-            widths.join("-"),
-            if activations.is_empty() {
-                "no hidden layers".to_string()
+    let p = &a.problem;
+    let shape = match &p.kind {
+        ModelKind::File {
+            widths,
+            activations,
+            final_activation,
+            layers,
+        } => {
+            if widths.is_empty() {
+                let types: Vec<&str> = layers.iter().map(|l| l.type_name()).collect();
+                format!("Sequential({})", types.join(" → "))
             } else {
-                activations.join(", ")
-            },
-            m.final_activation
-                .map_or(String::new(), |x| format!(", final {}", x.name())),
-        )
+                let widths: Vec<String> = widths.iter().map(usize::to_string).collect();
+                let activations: Vec<&str> = activations.iter().map(|x| x.name()).collect();
+                format!(
+                    "MLP {} ({}{})",
+                    widths.join("-"),
+                    if activations.is_empty() {
+                        "no hidden layers".to_string()
+                    } else {
+                        activations.join(", ")
+                    },
+                    final_activation.map_or(String::new(), |x| format!(", final {}", x.name())),
+                )
+            }
+        }
+        ModelKind::Onnx { inputs, nodes, ops } => format!(
+            "ONNX graph of {nodes} nodes ({}), input{} {}, {} parameter tensors",
+            ops.join(", "),
+            if inputs.len() == 1 { "" } else { "s" },
+            inputs.join(", "),
+            p.parameters.len()
+        ),
     };
     format!(
         "{shape}, loss {}, {} samples, P = {}",
-        m.loss.name(),
+        p.loss.name(),
         a.samples,
         a.params
     )

@@ -1,0 +1,444 @@
+//! `curvature analyze model.onnx --data … --loss … [--params GLOB]` end to end through the
+//! built binary: the loss, gradient, Hessian and Gauss–Newton matrix of small ONNX graphs
+//! (an MLP of Gemm → Tanh → Gemm, a graph of two inputs) against the closed forms computed in
+//! f64 by scripts/make_onnx_cli_fixtures.py, `--params` selecting the right sub-Hessian, the
+//! parameter layout in the results' metadata, and the one-line refusal of every bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{assert_refused, check_rejected, curvature, data_dir, read_f64_file, run_bounded};
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+
+/// A file of tests/data/onnx.
+fn onnx_data(name: &str) -> PathBuf {
+    data_dir().join("onnx").join(name)
+}
+
+/// Runs `analyze model --device cpu --data data --loss loss --out dir/out.safetensors extra…`
+/// and returns the results file's tensors and metadata.
+fn analyze(
+    model: &Path,
+    data: &Path,
+    loss: &str,
+    extra: &[&str],
+) -> (
+    common::F64Tensors,
+    std::collections::BTreeMap<String, String>,
+) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out.safetensors");
+    let mut command = curvature(&["analyze"]);
+    command
+        .arg(model)
+        .arg("--data")
+        .arg(data)
+        .args(["--loss", loss, "--device", "cpu", "--probes", "4", "--out"])
+        .arg(&out)
+        .args(extra);
+    let output = run_bounded(&mut command);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    read_f64_file(&out)
+}
+
+/// Max |a − b| within `1e-10 · max(1, max |b|)`.
+fn assert_close(name: &str, got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(err <= 1e-10 * scale, "{name}: max error {err:e}");
+}
+
+/// Runs the case `case` (model, data `<case>.safetensors`, reference
+/// `<case>_reference.safetensors` with its `--params` patterns) with `loss` and checks the
+/// loss, gradient, matrix `matrix` (`hessian` or `ggn`) and parameter layout.
+fn check_case(model: &str, case: &str, loss: &str, matrix: &str) {
+    let (reference, meta) = read_f64_file(&onnx_data(&format!("{case}_reference.safetensors")));
+    let patterns: Vec<String> = serde_json::from_str(&meta["params"]).expect("a list");
+    let mut extra: Vec<&str> = patterns
+        .iter()
+        .flat_map(|p| ["--params", p.as_str()])
+        .collect();
+    if matrix != "hessian" {
+        extra.extend(["--curvature", matrix]);
+    }
+    let (got, got_meta) = analyze(
+        &onnx_data(model),
+        &onnx_data(&format!("{case}.safetensors")),
+        loss,
+        &extra,
+    );
+    for name in ["loss", "grad", matrix] {
+        let (shape, want) = &reference[name];
+        assert_eq!(&got[name].0, shape, "{case}: shape of {name}");
+        assert_close(&format!("{case} {name}"), &got[name].1, want);
+    }
+    let layout: serde_json::Value = serde_json::from_str(&got_meta["parameters"]).expect("JSON");
+    let want: serde_json::Value = serde_json::from_str(&meta["parameters"]).expect("JSON");
+    assert_eq!(layout, want, "{case}: the parameter layout");
+    assert_eq!(got_meta["format"], "onnx");
+    assert_eq!(got_meta["params"], got["grad"].1.len().to_string());
+}
+
+#[test]
+fn an_mlp_with_mse_matches_its_closed_form() {
+    check_case("mlp.onnx", "mlp_mse", "mse", "hessian");
+}
+
+/// On CUDA (the emulated GPU when no real one is present) the imported graph gives the same
+/// closed-form loss, gradient and Hessian.
+#[test]
+fn an_mlp_on_cuda_matches_its_closed_form_cuda() {
+    let (reference, _) = read_f64_file(&onnx_data("mlp_mse_reference.safetensors"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out.safetensors");
+    let mut command = curvature(&["analyze"]);
+    command
+        .arg(onnx_data("mlp.onnx"))
+        .arg("--data")
+        .arg(onnx_data("mlp_mse.safetensors"))
+        .args([
+            "--loss", "mse", "--device", "cuda", "--probes", "2", "--top-k", "1",
+        ])
+        .arg("--out")
+        .arg(&out);
+    if curvature::tensor::Device::cuda(0).is_err() {
+        command.env("CURVATURE_CUDA", "emulate");
+    }
+    let output = run_bounded(&mut command);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (got, meta) = read_f64_file(&out);
+    assert_eq!(meta["device"], "cuda:0");
+    for name in ["loss", "grad", "hessian"] {
+        assert_close(&format!("cuda {name}"), &got[name].1, &reference[name].1);
+    }
+}
+
+#[test]
+fn an_mlp_with_cross_entropy_matches_its_closed_form() {
+    check_case("mlp.onnx", "mlp_xent", "cross_entropy", "hessian");
+}
+
+#[test]
+fn the_gauss_newton_matrix_of_an_onnx_mlp_matches_its_closed_form() {
+    check_case("mlp.onnx", "mlp_xent", "cross_entropy", "ggn");
+}
+
+#[test]
+fn params_select_the_sub_hessian_of_the_chosen_initializers() {
+    check_case("mlp.onnx", "mlp_mse_fc2", "mse", "hessian");
+}
+
+#[test]
+fn a_graph_of_two_inputs_matches_its_closed_form() {
+    check_case("two_inputs.onnx", "two_inputs_mse", "mse", "hessian");
+}
+
+/// A data file of f64 tensors `(name, shape)`, values 0.5 (or the given dtype's bytes).
+fn data_file(dir: &Path, tensors: &[(&str, Vec<usize>, Dtype)]) -> PathBuf {
+    let buffers: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, shape, dtype)| {
+            let n: usize = shape.iter().product();
+            match dtype {
+                Dtype::I64 => (0..n).flat_map(|i| (i as i64 % 2).to_le_bytes()).collect(),
+                _ => (0..n).flat_map(|_| 0.5f64.to_le_bytes()).collect(),
+            }
+        })
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&buffers)
+        .map(|((name, shape, dtype), bytes)| {
+            let view = TensorView::new(*dtype, shape.clone(), bytes).expect("a view");
+            (name.to_string(), view)
+        });
+    let bytes = safetensors::tensor::serialize(views, None).expect("serialised");
+    let path = dir.join("data.safetensors");
+    std::fs::write(&path, bytes).expect("written");
+    path
+}
+
+/// Checks that `analyze model --data data … extra` is refused with one line containing
+/// `expected`, writing nothing.
+fn refused(model: &Path, data: Option<&Path>, extra: &[&str], expected: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut args: Vec<String> = Vec::new();
+    if let Some(data) = data {
+        args.extend(["--data".to_string(), data.display().to_string()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    check_rejected(model, dir.path(), &args, expected);
+}
+
+const F64: Dtype = Dtype::F64;
+
+#[test]
+fn an_onnx_model_without_data_or_loss_is_refused() {
+    let model = onnx_data("mlp.onnx");
+    let data = onnx_data("mlp_mse.safetensors");
+    refused(
+        &model,
+        None,
+        &["--loss", "mse"],
+        "give its data with --data",
+    );
+    refused(
+        &model,
+        Some(&data),
+        &[],
+        "give the loss of its output with --loss",
+    );
+}
+
+#[test]
+fn an_unknown_loss_is_refused() {
+    let model = onnx_data("mlp.onnx");
+    let data = onnx_data("mlp_mse.safetensors");
+    refused(
+        &model,
+        Some(&data),
+        &["--loss", "hinge"],
+        "expected one of mse",
+    );
+}
+
+#[test]
+fn missing_and_unexpected_tensors_are_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = onnx_data("two_inputs.onnx");
+    let missing = data_file(
+        dir.path(),
+        &[("a", vec![5, 3], F64), ("y", vec![5, 2], F64)],
+    );
+    refused(
+        &model,
+        Some(&missing),
+        &["--loss", "mse"],
+        "missing tensor 'b'",
+    );
+    let extra = data_file(
+        dir.path(),
+        &[
+            ("a", vec![5, 3], F64),
+            ("b", vec![5, 3], F64),
+            ("z", vec![5], F64),
+            ("y", vec![5, 2], F64),
+        ],
+    );
+    refused(
+        &model,
+        Some(&extra),
+        &["--loss", "mse"],
+        "unexpected tensor 'z'",
+    );
+    let no_targets = data_file(
+        dir.path(),
+        &[("a", vec![5, 3], F64), ("b", vec![5, 3], F64)],
+    );
+    refused(
+        &model,
+        Some(&no_targets),
+        &["--loss", "mse"],
+        "missing tensor 'y'",
+    );
+}
+
+#[test]
+fn mis_shaped_tensors_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = onnx_data("two_inputs.onnx");
+    let wrong_width = data_file(
+        dir.path(),
+        &[
+            ("a", vec![5, 4], F64),
+            ("b", vec![5, 3], F64),
+            ("y", vec![5, 2], F64),
+        ],
+    );
+    refused(
+        &model,
+        Some(&wrong_width),
+        &["--loss", "mse"],
+        "tensor 'a' has shape [5, 4], but the graph declares its input as [batch, 3]",
+    );
+    let wrong_samples = data_file(
+        dir.path(),
+        &[
+            ("a", vec![5, 3], F64),
+            ("b", vec![4, 3], F64),
+            ("y", vec![5, 2], F64),
+        ],
+    );
+    refused(
+        &model,
+        Some(&wrong_samples),
+        &["--loss", "mse"],
+        "tensor 'b' has shape [4, 3], but the targets 'y' have 5 samples",
+    );
+    let integer_labels = data_file(
+        dir.path(),
+        &[
+            ("a", vec![5, 3], F64),
+            ("b", vec![5, 3], F64),
+            ("y", vec![5], Dtype::I64),
+        ],
+    );
+    refused(
+        &model,
+        Some(&integer_labels),
+        &["--loss", "cross_entropy"],
+        "tensor 'y' has dtype I64",
+    );
+}
+
+#[test]
+fn a_glob_matching_no_initializer_is_refused() {
+    let model = onnx_data("mlp.onnx");
+    let data = onnx_data("mlp_mse.safetensors");
+    refused(
+        &model,
+        Some(&data),
+        &["--loss", "mse", "--params", "nothing*"],
+        "nothing*",
+    );
+}
+
+#[test]
+fn a_malformed_onnx_file_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = dir.path().join("model.onnx");
+    std::fs::write(&model, b"\x0a\xff\xff\xff\xff\x0fnot a protobuf").expect("written");
+    let data = onnx_data("mlp_mse.safetensors");
+    refused(
+        &model,
+        Some(&data),
+        &["--loss", "mse"],
+        "malformed ONNX file",
+    );
+}
+
+#[test]
+fn onnx_flags_with_a_model_file_and_kfac_with_a_graph_are_refused() {
+    let model_file = common::data("mlp_4_6_5_3_tanh_sigmoid_mse");
+    let data = onnx_data("mlp_mse.safetensors");
+    refused(
+        &model_file,
+        Some(&data),
+        &[],
+        "--data applies to ONNX models",
+    );
+    refused(
+        &model_file,
+        None,
+        &["--params", "0.*"],
+        "--params applies to ONNX models",
+    );
+    refused(
+        &model_file,
+        None,
+        &["--loss", "mse"],
+        "--loss applies to ONNX models",
+    );
+    refused(
+        &onnx_data("mlp.onnx"),
+        Some(&data),
+        &[
+            "--loss",
+            "mse",
+            "--curvature",
+            "ggn",
+            "--per-layer",
+            "--kfac",
+        ],
+        "--kfac needs a Sequential",
+    );
+}
+
+#[test]
+fn the_data_file_is_never_overwritten() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data.safetensors");
+    std::fs::copy(onnx_data("mlp_mse.safetensors"), &data).expect("copied");
+    let before = std::fs::read(&data).expect("readable");
+    let mut command = curvature(&["analyze"]);
+    command
+        .arg(onnx_data("mlp.onnx"))
+        .arg("--data")
+        .arg(&data)
+        .args(["--loss", "mse", "--device", "cpu", "--out"])
+        .arg(&data);
+    let line = assert_refused(&run_bounded(&mut command));
+    assert!(line.contains("is the input data file"), "{line}");
+    assert_eq!(std::fs::read(&data).expect("readable"), before);
+}
+
+#[test]
+fn an_onnx_run_that_does_not_fit_the_memory_limit_is_refused() {
+    let model = onnx_data("mlp.onnx");
+    let data = onnx_data("mlp_mse.safetensors");
+    refused(
+        &model,
+        Some(&data),
+        &["--loss", "mse", "--memory-limit", "0.01"],
+        "not enough memory",
+    );
+}
+
+/// The model file route writes its parameter layout too: the golden MLP 4-6-5-3's Linear
+/// layers (modules 0, 2, 4 between the activations), offsets by hand.
+#[test]
+fn a_model_file_run_writes_its_parameter_layout() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out.safetensors");
+    let mut command = curvature(&["analyze"]);
+    command
+        .arg(common::data("mlp_4_6_5_3_tanh_sigmoid_mse"))
+        .args(["--device", "cpu", "--probes", "4", "--out"])
+        .arg(&out);
+    let output = run_bounded(&mut command);
+    assert!(output.status.success());
+    let (_, meta) = read_f64_file(&out);
+    let layout: serde_json::Value = serde_json::from_str(&meta["parameters"]).expect("JSON");
+    let want = serde_json::json!([
+        {"name": "0.weight", "shape": [6, 4], "offset": 0},
+        {"name": "0.bias", "shape": [6], "offset": 24},
+        {"name": "2.weight", "shape": [5, 6], "offset": 30},
+        {"name": "2.bias", "shape": [5], "offset": 60},
+        {"name": "4.weight", "shape": [3, 5], "offset": 65},
+        {"name": "4.bias", "shape": [3], "offset": 80},
+    ]);
+    assert_eq!(layout, want);
+}
+
+/// The README's ONNX section names every op the importer lowers.
+#[test]
+fn the_readme_lists_every_supported_op() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("the README");
+    let start = readme.find("### Through ONNX").expect("the ONNX section");
+    let end = readme[start..]
+        .find("### Through a model file")
+        .map_or(readme.len(), |e| start + e);
+    let section = &readme[start..end];
+    let missing: Vec<&str> = curvature::onnx::lower::SUPPORTED_OPS
+        .iter()
+        .copied()
+        .filter(|op| !section.contains(&format!("`{op}`")))
+        .collect();
+    assert!(missing.is_empty(), "not in the README: {missing:?}");
+}
