@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Round trip: PyTorch model → scripts/export_onnx.py → `curvature analyze model.onnx` → compare.
+"""Round trip: PyTorch model → export_onnx.py → `curvature analyze model.onnx` → compare.
 
 For each model of ``scripts/make_onnx_fixtures.py`` (an MLP with ReLU and GELU, a
 Conv–BatchNorm–ReLU–MaxPool CNN, a pre-norm transformer block with causal attention, a model

@@ -17,6 +17,10 @@
   integral floats for ``cross_entropy`` and ``nll``). Integer inputs (token ids) are
   stored as integral floats too, since the data file holds floating-point tensors.
 
+``Tensor.split`` into a list (GPT-2's ``q, k, v = qkv.split(d, dim=2)``) exports as
+``SplitToSequence`` and ``SequenceAt``, sequence ops the importer does not read; slicing
+(``qkv[..., :d]``, …) exports as ``Slice``, which it does.
+
 It then prints the command to run::
 
     curvature analyze DIR/model.onnx --data DIR/data.safetensors --loss LOSS

@@ -4,13 +4,13 @@
 Each model is exported by ``scripts/export_onnx.py`` into its own folder, which then holds:
 
 - ``model.onnx`` and ``data.safetensors`` (the graph inputs by name and the target ``y``);
-- ``reference.safetensors``: ``loss`` ``[]``, ``grad`` ``[P]``, ``v`` ``[8, P]`` (seeded random
-  directions), ``hv`` ``[8, P]`` (the Hessian times each direction) and ``hessian_diag``
-  ``[P]``, from ``torch.func`` in float64, and the model's ``output``; where a model has a ``--params`` case, also
-  ``sub_grad`` ``[S]`` and ``sub_hessian`` ``[S, S]``, the gradient and Hessian with respect to
-  the initializers the glob in the metadata ``sub_params`` selects (the others held fixed).
-  Metadata: ``loss``, ``params`` (a JSON list of ``[name, shape]`` in θ's order) and
-  ``torch``;
+- ``reference.safetensors``: the model's ``output``, ``loss`` ``[]``, ``grad`` ``[P]``, ``v``
+  ``[8, P]`` (seeded random directions), ``hv`` ``[8, P]`` (the Hessian times each direction)
+  and ``hessian_diag`` ``[P]``, from ``torch.func`` in float64; where a model has a
+  ``--params`` case, also ``sub_grad`` ``[S]`` and ``sub_hessian`` ``[S, S]``, the gradient
+  and Hessian with respect to the initializers of θ that the glob in the metadata
+  ``sub_params`` selects (``sub_names``; the others held fixed). Metadata: ``loss``,
+  ``params`` (a JSON list of ``[name, shape]`` in θ's order) and ``torch``;
 - ``ops.json``: the graph's op types, each with its count.
 
 ONNX's reference evaluator runs each exported graph, which must give the model's output to
@@ -46,7 +46,13 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.func import functional_call, grad, hessian, vjp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_onnx import TransformerBlock, TwoInputs, export, loss_fn, save_safetensors  # noqa: E402
+from export_onnx import (  # noqa: E402
+    TransformerBlock,
+    TwoInputs,
+    export,
+    loss_fn,
+    save_safetensors,
+)
 
 torch.set_default_dtype(torch.float64)
 torch.set_num_threads(1)
