@@ -6,7 +6,8 @@
 //! `scripts/make_onnx_fixtures.py`; θ is the importer's default, every floating-point
 //! initializer with more than one element in the graph's order. The output, loss, gradient,
 //! eight Hessian-vector products and the Hessian diagonal agree to 1e-10 relative, on the CPU
-//! and on the CUDA device; so do the gradient and Hessian of a `--params` selection.
+//! and on the CUDA device; so do the gradient and Hessian of a `--params` selection. The
+//! parameters are the reference's, by name, shape and order.
 
 #[path = "../../tensor/tests/common/devices.rs"]
 mod devices;
@@ -22,6 +23,7 @@ use curvature_hessian::{apply, hessian_diagonal, hessian_of, HessianOptions, Mod
 use curvature_nn::{Loss, Module};
 use curvature_onnx::{OnnxModel, OnnxOptions};
 use curvature_tape::Tape;
+use curvature_tensor::io::Source;
 use curvature_tensor::{DType, Device, Tensor};
 
 const TOL: f64 = 1e-10;
@@ -37,6 +39,27 @@ fn fixture_dir(name: &str) -> PathBuf {
 fn tensors(name: &str, file: &str, device: Device) -> BTreeMap<String, Tensor> {
     let path = fixture_dir(name).join(file);
     curvature_tensor::io::load(&path, device).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The metadata string `key` of the fixture `name`'s reference file.
+fn reference_metadata(name: &str, key: &str) -> String {
+    let path = fixture_dir(name).join("reference.safetensors");
+    let (source, len) = Source::open(&path).unwrap();
+    let header = source.header(len).unwrap();
+    header
+        .metadata
+        .get(key)
+        .unwrap_or_else(|| panic!("{}: no metadata '{key}'", path.display()))
+        .clone()
+}
+
+/// The parameters' names and shapes, as the reference's `params` metadata lists them.
+fn names_and_shapes(model: &OnnxModel) -> Vec<(String, Vec<usize>)> {
+    model
+        .named_parameters()
+        .into_iter()
+        .map(|(name, t)| (name, t.dims().to_vec()))
+        .collect()
 }
 
 /// max|ours − reference| / max|reference|; the element counts must agree.
@@ -111,10 +134,13 @@ fn output(model: &OnnxModel, inputs: &[Tensor]) -> Tensor {
 fn check_against_torch(name: &str, loss: Loss, device: Device) {
     let reference = tensors(name, "reference.safetensors", device);
     let (model, inputs, y) = load(name, &[], device);
+    assert_eq!(reference_metadata(name, "loss"), loss.name());
+    let torch_params: Vec<(String, Vec<usize>)> =
+        serde_json::from_str(&reference_metadata(name, "params")).unwrap();
     assert_eq!(
-        model.num_params(),
-        reference["grad"].elem_count(),
-        "{name}: P differs from the reference's θ"
+        names_and_shapes(&model),
+        torch_params,
+        "{name}: θ's initializers differ from the reference's"
     );
     assert_close(
         name,
@@ -147,6 +173,17 @@ fn check_against_torch(name: &str, loss: Loss, device: Device) {
 fn check_selection(name: &str, glob: &str, loss: Loss, device: Device) {
     let reference = tensors(name, "reference.safetensors", device);
     let (model, inputs, y) = load(name, &[glob], device);
+    assert_eq!(reference_metadata(name, "sub_params"), glob);
+    let torch_names: Vec<String> =
+        serde_json::from_str(&reference_metadata(name, "sub_names")).unwrap();
+    let names: Vec<String> = names_and_shapes(&model)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        names, torch_names,
+        "{name}: --params {glob} selects other initializers"
+    );
     let op = ModelHvp::new(&model, loss, &inputs, &y).unwrap();
     let what = format!("--params {glob}");
     assert_close(
