@@ -31,6 +31,14 @@ pub enum CollectiveError {
         peer_shape: Shape,
         peer_dtype: DType,
     },
+    /// A rank returned from its work while the others still called collectives: the
+    /// collective can never complete.
+    #[error("{op} on rank {rank}: rank {peer} finished without calling it")]
+    PeerFinished {
+        op: &'static str,
+        rank: usize,
+        peer: usize,
+    },
     /// Two ranks entered different collectives at the same step.
     #[error("{op} on rank {rank}: rank {peer} called {peer_op} at the same step")]
     OrderMismatch {
@@ -73,3 +81,49 @@ pub enum CollectiveError {
 
 /// Result alias of the collectives.
 pub type CollectiveResult<T> = std::result::Result<T, CollectiveError>;
+
+/// Everything the distributed operator and the sample split can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum DistributedError {
+    /// A collective failed (a peer's failure, a back-end error).
+    #[error(transparent)]
+    Collective(#[from] CollectiveError),
+    /// The local operator, model or loss failed.
+    #[error(transparent)]
+    Hessian(#[from] curvature_hessian::HessianError),
+    /// A tensor op on this rank failed.
+    #[error(transparent)]
+    Tensor(#[from] TensorError),
+    /// N samples cannot be split over R ranks so that every rank gets one.
+    #[error(
+        "{op}: {samples} samples cannot be split over {ranks} ranks (each rank needs at least one)"
+    )]
+    TooFewSamples {
+        op: &'static str,
+        samples: usize,
+        ranks: usize,
+    },
+    /// Any other invalid argument, with an explanation.
+    #[error("{op} on rank {rank}: {message}")]
+    InvalidArgument {
+        op: &'static str,
+        rank: usize,
+        message: String,
+    },
+    /// Two ranks hold different models or data layouts: the first field of rank `peer`'s
+    /// fingerprint that differs from rank 0's.
+    #[error(
+        "rank {rank}: the ranks do not hold the same problem: {field} is {got} on rank {peer} \
+         but {expected} on rank 0"
+    )]
+    FingerprintMismatch {
+        rank: usize,
+        peer: usize,
+        field: String,
+        expected: u64,
+        got: u64,
+    },
+}
+
+/// Result alias of the distributed operator.
+pub type DistributedResult<T> = std::result::Result<T, DistributedError>;

@@ -17,8 +17,16 @@
 
 mod collective;
 mod error;
+mod fingerprint;
+mod in_process;
 #[cfg(unix)]
 pub mod mpi;
+mod operator;
+mod shard;
 
 pub use collective::Collective;
-pub use error::{CollectiveError, CollectiveResult};
+pub use error::{CollectiveError, CollectiveResult, DistributedError, DistributedResult};
+pub use fingerprint::Fingerprint;
+pub use in_process::{InProcess, RunError, MAX_IN_PROCESS_RANKS};
+pub use operator::DistributedOperator;
+pub use shard::{Reduction, Shard};

@@ -17,6 +17,10 @@ pub enum HessianError {
     /// A tensor op failed (shapes, dtypes, devices).
     #[error(transparent)]
     Tensor(#[from] TensorError),
+    /// An operator defined outside this crate failed (a collective across the ranks of a
+    /// distributed operator, …); the boxed error says how and can be downcast to its type.
+    #[error(transparent)]
+    Operator(Box<dyn std::error::Error + Send + Sync>),
     /// A vector (or a row of a batch) whose length is not the operator's dimension.
     #[error("{op}: vectors must have length {expected}, got {got}")]
     VectorLength {
