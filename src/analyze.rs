@@ -15,15 +15,16 @@ use curvature::hessian::{
     dense_plan, hessian_diagonal_hutchinson_estimate, hessian_diagonal_xdiag, hessian_of,
     kfac_block_errors, per_layer_curvature, spectral_density, top_eigenvalues,
     trace_hutchinson_estimate, trace_hutchpp_estimate, trace_xtrace, BlockCurvature, Curvature,
-    DensePlan, Estimate, Ggn, Grouping, HessianError, HessianOptions, Kfac, KfacBlockError,
-    LanczosOptions, LinearOperator, ModelHvp, PerLayerOptions, Probe, SlqOptions, SpectralDensity,
-    Which, MAX_SIGMA, MIN_SIGMA,
+    DensePlan, Estimate, Grouping, HessianError, HessianOptions, Kfac, KfacBlockError,
+    LanczosOptions, LinearOperator, PerLayerOptions, Probe, SlqOptions, SpectralDensity, Which,
+    MAX_SIGMA, MIN_SIGMA,
 };
 use curvature::nn::{ModelFile, ModelFileError, ModelLayout, NnError};
 use curvature::tensor::{DType, Device};
 
 use crate::cli::{AnalyzeArgs, CurvatureChoice, DiagonalEstimator, PerLayerChoice, TraceEstimator};
 use crate::progress::Step;
+use crate::ranks::{objective, Group, Objective};
 pub use plan::{readable, Plan};
 
 /// Up to this many parameters the Hessian is formed densely (P products) and the diagonal,
@@ -200,28 +201,14 @@ fn full_run_fits(args: &AnalyzeArgs, layout: &ModelLayout) -> bool {
     plan::plan(&sizes, &full, available).is_ok_and(|p| p.check().is_ok())
 }
 
-/// The curvature operator `--curvature` names: the Hessian's [`ModelHvp`] (already built for
-/// the loss and gradient) or the Gauss–Newton or Fisher [`Ggn`] of the same model and data.
-fn curvature_operator(
-    args: &AnalyzeArgs,
-    model: &ModelFile,
-    hessian: ModelHvp,
-) -> Result<Box<dyn LinearOperator>, String> {
-    let name = args.curvature.name();
-    if args.curvature == CurvatureChoice::Hessian {
-        return Ok(Box::new(hessian));
-    }
-    drop(hessian);
-    let curvature = Curvature::from_name(name, args.fisher_samples as usize, args.seed)
-        .map_err(|e| e.to_string())?;
-    let _step = Step::spinner(format!("recording the {} operator", args.curvature.title()));
-    let ggn = Ggn::new(&model.model, model.loss, &model.x, &model.y, curvature)
-        .map_err(|e| located(&args.model, e))?;
-    Ok(Box::new(ggn))
-}
-
 /// Loads the model (the shared loader checks every tensor and the metadata) and analyses it.
-pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
+/// With a `group`, this rank's shard of the samples gives the operators, reduced over the
+/// group's ranks (the same results on every rank).
+pub fn analyze(
+    args: &AnalyzeArgs,
+    device: Device,
+    group: Option<&Group>,
+) -> Result<Analysis, String> {
     if args.kfac && args.curvature == CurvatureChoice::Hessian {
         return Err(
             "--kfac approximates a Gauss–Newton or Fisher matrix: give --curvature ggn, fisher \
@@ -249,23 +236,17 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
             .load(args.dtype, device)
             .map_err(|e| located(&args.model, e))?
     };
-    let hvp = {
+    let Objective { loss, grad, op } = {
         let _step = Step::spinner("computing the loss and its gradient");
-        ModelHvp::new(&model.model, model.loss, &model.x, &model.y).map_err(|e| e.to_string())?
+        objective(args, &model, group)?
     };
-    let params = hvp.dim();
-    let loss = hvp.value().map_err(|e| e.to_string())?;
-    let grad = hvp
-        .gradient()
-        .and_then(|g| Ok(g.to_f64s()?))
-        .map_err(|e| e.to_string())?;
+    let params = op.dim();
     if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
         return Err(located(
             &args.model,
             format!("the loss ({loss}) or its gradient is not finite at these parameters"),
         ));
     }
-    let op = curvature_operator(args, &model, hvp)?;
     let op = op.as_ref();
     // Before the costly steps, so that a model KFAC does not cover is refused at once.
     let kfac = if args.kfac {

@@ -20,6 +20,7 @@
 //! # }
 //! ```
 
+pub use curvature_distributed as distributed;
 pub use curvature_hessian as hessian;
 pub use curvature_nn as nn;
 pub use curvature_tape as tape;

@@ -11,6 +11,7 @@ mod console;
 mod output;
 mod plot;
 mod progress;
+mod ranks;
 mod report;
 mod results_file;
 mod signals;

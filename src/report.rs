@@ -8,11 +8,12 @@ use std::path::Path;
 
 use curvature::hessian::Estimate;
 
-use crate::analyze::{analyze, norm, output_tensors, Analysis, Method};
+use crate::analyze::{norm, output_tensors, Analysis, Method};
 use crate::cli::AnalyzeArgs;
 use crate::console::{print, Failure};
 use crate::output::{check_destinations, commit, Staged};
 use crate::plot::spectrum_svg;
+use crate::ranks::analyze_on_ranks;
 use crate::results_file::safetensors_bytes;
 
 pub fn run(args: &AnalyzeArgs) -> Result<(), Failure> {
@@ -26,7 +27,10 @@ pub fn run(args: &AnalyzeArgs) -> Result<(), Failure> {
     // Before any work: a bad destination is found in a second, not after the analysis.
     check_destinations(&args.model, &outputs)?;
     let device = args.device.select()?;
-    let analysis = analyze(args, device)?;
+    let Some(analysis) = analyze_on_ranks(args, device)? else {
+        // A rank of an MPI job other than 0: rank 0 writes and prints.
+        return Ok(());
+    };
     let tensors = output_tensors(&analysis);
     let mut contents: Vec<(&Path, Vec<u8>)> = Vec::new();
     if let Some(path) = &args.out {
