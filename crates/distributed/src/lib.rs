@@ -21,6 +21,8 @@ mod fingerprint;
 mod in_process;
 #[cfg(unix)]
 pub mod mpi;
+#[cfg(all(unix, feature = "nccl"))]
+pub mod nccl;
 mod operator;
 mod shard;
 
