@@ -4,6 +4,9 @@
 use curvature::bench::{
     run_workload, table_header, table_legend, table_row, workload_line, BenchConfig,
 };
+use curvature::bench_ranks::{
+    ranks_table_header, ranks_table_legend, ranks_table_row, run_workload_ranks,
+};
 use curvature::nn::shown;
 use curvature::tensor::Device;
 use curvature::workloads::{self, Workload};
@@ -27,7 +30,11 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
             preamble.push_str(&workload_line(workload, runs(workload)));
             preamble.push('\n');
         }
-        print(&format!("{preamble}\n{}\n", table_header(device)))?;
+        let header = match args.ranks {
+            Some(_) => ranks_table_header(),
+            None => table_header(device),
+        };
+        print(&format!("{preamble}\n{header}\n"))?;
     }
     for workload in &workloads {
         let config = BenchConfig {
@@ -36,19 +43,33 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
             workloads: vec![workload.clone()],
             runs: runs(workload),
         };
-        let result = {
-            let _step = Step::spinner(format!("measuring {}", workload.name));
-            run_workload(workload, &config).map_err(|e| e.to_string())?
+        let _step = Step::spinner(format!("measuring {}", workload.name));
+        let line = match args.ranks {
+            Some(ranks) => {
+                let result = run_workload_ranks(workload, &config, ranks as usize)
+                    .map_err(|e| e.to_string())?;
+                match args.json {
+                    true => result.to_json().to_string(),
+                    false => ranks_table_row(&result),
+                }
+            }
+            None => {
+                let result = run_workload(workload, &config).map_err(|e| e.to_string())?;
+                match args.json {
+                    true => result.to_json().to_string(),
+                    false => table_row(&result),
+                }
+            }
         };
-        let line = if args.json {
-            result.to_json().to_string()
-        } else {
-            table_row(&result)
-        };
+        drop(_step);
         print(&format!("{line}\n"))?;
     }
     if !args.json {
-        print(&format!("\n{}\n", table_legend(device)))?;
+        let legend = match args.ranks {
+            Some(_) => ranks_table_legend(),
+            None => table_legend(device),
+        };
+        print(&format!("\n{legend}\n"))?;
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use curvature::bench::MAX_RUNS;
+use curvature::distributed::MAX_IN_PROCESS_RANKS;
 use curvature::hessian::{MAX_SIGMA, MIN_SIGMA};
 use curvature::tensor::{DType, Device};
 
@@ -59,6 +60,11 @@ pub struct BenchArgs {
     /// Run the large workload on the CPU too (P = 42 M; each measurement takes minutes).
     #[arg(long)]
     pub allow_large: bool,
+    /// Split each batch over this many in-process ranks (threads, each with a contiguous shard
+    /// of the samples, the results summed by an all-reduce) and report the throughput and the
+    /// parallel efficiency against one rank; 2 to 256.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=MAX_IN_PROCESS_RANKS as i64))]
+    pub ranks: Option<u32>,
 }
 
 #[derive(Args, Clone)]

@@ -123,8 +123,7 @@ impl<O: LinearOperator> DistributedOperator<O> {
 
     /// Aborts the group with `error` (so no rank waits for this one) and returns it.
     fn fail<E: std::fmt::Display>(&self, error: E) -> E {
-        self.collective
-            .abort(&format!("rank {}: {error}", self.collective.rank()));
+        self.collective.abort(&error.to_string());
         error
     }
 }

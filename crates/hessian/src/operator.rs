@@ -22,6 +22,26 @@ pub trait LinearOperator {
     fn apply_batch(&self, v: &Tensor) -> Result<Tensor>;
 }
 
+/// A boxed operator is an operator, so one chosen at run time (`Box<dyn LinearOperator>`) can be
+/// wrapped like any other.
+impl<O: LinearOperator + ?Sized> LinearOperator for Box<O> {
+    fn dim(&self) -> usize {
+        (**self).dim()
+    }
+
+    fn dtype(&self) -> DType {
+        (**self).dtype()
+    }
+
+    fn device(&self) -> Device {
+        (**self).device()
+    }
+
+    fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
+        (**self).apply_batch(v)
+    }
+}
+
 /// Checks that `v` is a non-empty `[K, dim]` batch of `op`'s dtype on its device; returns K.
 pub(crate) fn check_batch<O: LinearOperator + ?Sized>(
     name: &'static str,
