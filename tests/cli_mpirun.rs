@@ -206,12 +206,15 @@ fn a_failing_mpi_rank_ends_the_job_with_its_error() {
     assert!(!dir.path().join("out.st").exists());
 }
 
+/// A refused run: its extra arguments, its environment and the error it must name.
+type Refusal<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn ranks_that_cannot_split_the_run_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let model = model_in(dir.path());
     let out_path = dir.path().join("out.st");
-    let cases: [(&[&str], &[(&str, &str)], &str); 3] = [
+    let cases: [Refusal; 3] = [
         (
             &["--ranks", "14"],
             &[],

@@ -9,7 +9,8 @@
 //! - [`Collective`]: all-reduce, broadcast, barrier, reduce-scatter, all-gather and failure
 //!   propagation, over [`Tensor`](curvature_tensor::Tensor)s;
 //! - back ends: [`InProcess`] (ranks as threads of one process), [`mpi::Mpi`] (processes
-//!   started by `mpirun`, over the system's MPI loaded at run time);
+//!   started by `mpirun`, over the system's MPI loaded at run time), `nccl::Nccl` (feature
+//!   `nccl`: one process per GPU, over NCCL loaded at run time);
 //! - [`Shard`]: the contiguous split of N samples over R ranks;
 //! - [`DistributedOperator`]: the sum over ranks of weighted local operators, with the loss
 //!   value and gradient reduced the same way, after a [`Fingerprint`] check that every rank
