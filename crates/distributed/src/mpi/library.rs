@@ -64,6 +64,8 @@ pub(super) struct Functions<H> {
     pub byte: H,
     /// `MPI_SUM`.
     pub sum: H,
+    /// `MPI_IN_PLACE`, as an address (Open MPI `(void *) 1`, MPICH `(void *) -1`).
+    pub in_place: usize,
 }
 
 /// The loaded library's functions, in its ABI.
@@ -171,6 +173,7 @@ impl MpiLibrary {
                 float: object!("ompi_mpi_float"),
                 byte: object!("ompi_mpi_byte"),
                 sum: object!("ompi_mpi_op_sum"),
+                in_place: 1,
             })
         } else {
             Abi::Mpich(Functions {
@@ -191,6 +194,7 @@ impl MpiLibrary {
                 float: mpich::FLOAT,
                 byte: mpich::BYTE,
                 sum: mpich::SUM,
+                in_place: usize::MAX,
             })
         };
         Ok(MpiLibrary {

@@ -222,14 +222,14 @@ impl Mpi {
     fn all_reduce_sum<T: MpiElement>(&self, values: &mut [T]) -> Result<(), MpiError> {
         let _guard = self.serialised();
         for chunk in values.chunks_mut(CHUNK) {
-            let send = chunk.to_vec();
             let count = mpi_count("MPI_Allreduce", chunk.len())?;
             let code = with_functions!(self.library, f => {
-                // SAFETY: `send` and `chunk` hold `count` elements of the datatype passed;
-                // they do not overlap; every rank calls with the same count and datatype.
+                // SAFETY: MPI_IN_PLACE as the send buffer reduces `chunk` in place; `chunk`
+                // holds `count` elements of the datatype passed; every rank calls with the
+                // same count and datatype.
                 unsafe {
                     (f.allreduce)(
-                        send.as_ptr().cast::<c_void>(),
+                        std::ptr::without_provenance::<c_void>(f.in_place),
                         chunk.as_mut_ptr().cast::<c_void>(),
                         count,
                         f.datatype(T::DATATYPE),
