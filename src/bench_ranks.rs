@@ -17,8 +17,11 @@ use crate::workloads::Workload;
 /// One workload measured on one rank and on R ranks.
 #[derive(Debug, Clone)]
 pub struct RanksResult {
+    /// The workload measured.
     pub workload: Workload,
+    /// The device every rank computed on.
     pub device: Device,
+    /// The element type.
     pub dtype: DType,
     /// The number of ranks of the split run.
     pub ranks: usize,

@@ -6,7 +6,12 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use curvature_nn::{Activation, Linear, Sequential};
+
+#[path = "../../../tensor/tests/common/devices.rs"]
+mod devices;
 use curvature_tensor::{DType, Device, Tensor, UnaryOp};
+#[allow(unused_imports)] // not every test binary has device tests
+pub use devices::{cuda, Outcome};
 
 /// The number of samples: 7 splits unevenly over 2, 3 and 4 ranks.
 pub const SAMPLES: usize = 7;
@@ -26,10 +31,15 @@ pub fn wave(len: usize, phase: f64) -> Vec<f64> {
 
 /// A `FEATURES → hidden → CLASSES` MLP with `activation` between the layers.
 pub fn mlp(hidden: usize, activation: UnaryOp, seed: u64) -> Sequential {
+    mlp_on(hidden, activation, seed, Device::Cpu)
+}
+
+/// [`mlp`] on `device`.
+pub fn mlp_on(hidden: usize, activation: UnaryOp, seed: u64, device: Device) -> Sequential {
     Sequential::default()
-        .with(Linear::seeded(FEATURES, hidden, DType::F64, Device::Cpu, seed).unwrap())
+        .with(Linear::seeded(FEATURES, hidden, DType::F64, device, seed).unwrap())
         .with(Activation::new(activation))
-        .with(Linear::seeded(hidden, CLASSES, DType::F64, Device::Cpu, seed + 1).unwrap())
+        .with(Linear::seeded(hidden, CLASSES, DType::F64, device, seed + 1).unwrap())
 }
 
 /// `[SAMPLES, FEATURES]` inputs.
