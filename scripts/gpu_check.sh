@@ -10,7 +10,8 @@
 #       driver info; every CUDA test with CURVATURE_REQUIRE_GPU=1, binaries in parallel; the
 #       benchmark twice with its work counters; the JAX and PyTorch anchors in the same run
 #       (when python3 has them); compute-sanitizer's memcheck, racecheck, synccheck and
-#       initcheck on the kernel tests (when installed). Logs and summary.md go to $OUT
+#       initcheck on the kernel tests (when installed); the NCCL back end with one rank (when
+#       libnccl is installed; the summary says whether it ran). Logs and summary.md go to $OUT
 #       (default gpu_bundle/out). Everything is bounded to finish in under 10 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +60,20 @@ run() {
 
     { nvidia-smi || echo "nvidia-smi missing"; } >"$out/gpu.txt" 2>&1
     echo "- GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo unknown)" >>"$summary"
+
+    # The NCCL back end's one-rank test (in the `nccl` binary, also run below with the CUDA
+    # tests): required, and reported, only where libnccl can be loaded.
+    local nccl_pip
+    nccl_pip="$(python3 -c 'import site; print(site.getsitepackages()[0])' 2>/dev/null)/nvidia/nccl/lib"
+    if [ -d "$nccl_pip" ]; then
+        export LD_LIBRARY_PATH="$nccl_pip:${LD_LIBRARY_PATH:-}"
+    fi
+    if ldconfig -p 2>/dev/null | grep -q 'libnccl\.so' || ls "$nccl_pip"/libnccl.so* >/dev/null 2>&1; then
+        export CURVATURE_REQUIRE_NCCL=1
+        echo "- NCCL: libnccl found, the one-rank NCCL test is required (nccl__* below)" >>"$summary"
+    else
+        echo "- NCCL: libnccl not found, the one-rank NCCL test did not run (it skips)" >>"$summary"
+    fi
 
     # Every CUDA test, one binary per job, in parallel.
     ls "$bundle"/tests/* | xargs -P 8 -I{} sh -c \

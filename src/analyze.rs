@@ -2,14 +2,15 @@
 //! diagonal and trace, top eigenvalues, spectral density and, when P is small enough or
 //! `--full` is given, the whole matrix with all its eigenvalues — of the Hessian or, with
 //! `--curvature`, of the Gauss–Newton matrix or a Fisher. Every number comes from the hessian
-//! crate's operators ([`ModelHvp`], [`Ggn`]); this module only chooses exact or estimated
+//! crate's operators ([`ModelHvp`](curvature::hessian::ModelHvp),
+//! [`Ggn`](curvature::hessian::Ggn)); this module only chooses exact or estimated
 //! methods by size and gathers the results, each estimate with its error bar. Before anything
 //! large is loaded or computed, the memory of every step is planned ([`plan`]) and a run that
 //! cannot fit is refused.
 //!
 //! A model file and an ONNX graph with its data file are both read into one [`Problem`]
 //! ([`open`] then [`Opened::load`]); the operator, loss and gradient are built from it in
-//! [`primal`] and [`curvature_operator`], and nothing after that knows the model's format.
+//! [`objective`](crate::ranks::objective), and nothing after that knows the model's format.
 
 mod onnx;
 mod plan;
@@ -21,15 +22,16 @@ use curvature::hessian::{
     dense_plan, hessian_diagonal_hutchinson_estimate, hessian_diagonal_xdiag, hessian_of,
     kfac_block_errors, per_layer_curvature, spectral_density, top_eigenvalues,
     trace_hutchinson_estimate, trace_hutchpp_estimate, trace_xtrace, BlockCurvature, Curvature,
-    DensePlan, Estimate, Ggn, Grouping, HessianError, HessianOptions, Kfac, KfacBlockError,
-    LanczosOptions, LinearOperator, ModelHvp, PerLayerOptions, Probe, SlqOptions, SpectralDensity,
-    Which, MAX_SIGMA, MIN_SIGMA,
+    DensePlan, Estimate, Grouping, HessianError, HessianOptions, Kfac, KfacBlockError,
+    LanczosOptions, LinearOperator, PerLayerOptions, Probe, SlqOptions, SpectralDensity, Which,
+    MAX_SIGMA, MIN_SIGMA,
 };
 use curvature::nn::{ModelFileError, ModelLayout, NnError};
 use curvature::tensor::{DType, Device};
 
 use crate::cli::{AnalyzeArgs, CurvatureChoice, DiagonalEstimator, PerLayerChoice, TraceEstimator};
 use crate::progress::Step;
+use crate::ranks::{objective, Group, Objective};
 pub use plan::{readable, Plan};
 pub use problem::{layout_json, ModelKind, Problem};
 
@@ -277,74 +279,14 @@ impl Opened {
     }
 }
 
-/// The loss, its gradient and the Hessian's operator ([`ModelHvp`]) at the model's
-/// parameters: the one place the analysis meets the model and its data.
-pub struct Primal {
-    pub hessian: ModelHvp,
-    pub loss: f64,
-    /// `[P]` on the host, in f64.
-    pub grad: Vec<f64>,
-}
-
-/// Builds the [`Primal`] of `problem`; an error when the loss or gradient is not finite.
-fn primal(args: &AnalyzeArgs, problem: &Problem) -> Result<Primal, String> {
-    let hessian = {
-        let _step = Step::spinner("computing the loss and its gradient");
-        ModelHvp::new(
-            problem.model.as_ref(),
-            problem.loss,
-            problem.inputs.as_slice(),
-            &problem.y,
-        )
-        .map_err(|e| e.to_string())?
-    };
-    let loss = hessian.value().map_err(|e| e.to_string())?;
-    let grad = hessian
-        .gradient()
-        .and_then(|g| Ok(g.to_f64s()?))
-        .map_err(|e| e.to_string())?;
-    if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
-        return Err(located(
-            &args.model,
-            format!("the loss ({loss}) or its gradient is not finite at these parameters"),
-        ));
-    }
-    Ok(Primal {
-        hessian,
-        loss,
-        grad,
-    })
-}
-
-/// The curvature operator `--curvature` names: the Hessian's [`ModelHvp`] (already built for
-/// the loss and gradient) or the Gauss–Newton or Fisher [`Ggn`] of the same model and data.
-fn curvature_operator(
-    args: &AnalyzeArgs,
-    problem: &Problem,
-    hessian: ModelHvp,
-) -> Result<Box<dyn LinearOperator>, String> {
-    let name = args.curvature.name();
-    if args.curvature == CurvatureChoice::Hessian {
-        return Ok(Box::new(hessian));
-    }
-    drop(hessian);
-    let curvature = Curvature::from_name(name, args.fisher_samples as usize, args.seed)
-        .map_err(|e| e.to_string())?;
-    let _step = Step::spinner(format!("recording the {} operator", args.curvature.title()));
-    let ggn = Ggn::new(
-        problem.model.as_ref(),
-        problem.loss,
-        problem.inputs.as_slice(),
-        &problem.y,
-        curvature,
-    )
-    .map_err(|e| located(&args.model, e))?;
-    Ok(Box::new(ggn))
-}
-
 /// Opens and loads the model and its data (every tensor and the metadata checked), plans the
-/// run's memory, and analyses the model.
-pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
+/// run's memory, and analyses the model. With a `group`, this rank's shard of the samples gives the operators, reduced over the
+/// group's ranks (the same results on every rank).
+pub fn analyze(
+    args: &AnalyzeArgs,
+    device: Device,
+    group: Option<&Group>,
+) -> Result<Analysis, String> {
     if args.kfac && args.curvature == CurvatureChoice::Hessian {
         return Err(
             "--kfac approximates a Gauss–Newton or Fisher matrix: give --curvature ggn, fisher \
@@ -365,13 +307,17 @@ pub fn analyze(args: &AnalyzeArgs, device: Device) -> Result<Analysis, String> {
     }
     let full_fits = !args.full && full_run_fits(args, &sizes);
     let problem = opened.load(args, device)?;
-    let Primal {
-        hessian: hvp,
-        loss,
-        grad,
-    } = primal(args, &problem)?;
-    let params = hvp.dim();
-    let op = curvature_operator(args, &problem, hvp)?;
+    let Objective { loss, grad, op } = {
+        let _step = Step::spinner("computing the loss and its gradient");
+        objective(args, &problem, group)?
+    };
+    let params = op.dim();
+    if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+        return Err(located(
+            &args.model,
+            format!("the loss ({loss}) or its gradient is not finite at these parameters"),
+        ));
+    }
     let op = op.as_ref();
     // Before the costly steps, so that a model KFAC does not cover is refused at once.
     let kfac = if args.kfac {

@@ -160,6 +160,11 @@ pub struct AnalyzeArgs {
     /// ‖G⊗A − B‖_F / ‖B‖_F against its exact block B (p products per layer).
     #[arg(long, requires = "per_layer")]
     pub kfac: bool,
+    /// Split the samples over N ranks, threads of this process (at most 64), each computing
+    /// its shard's curvature, summed by an all-reduce: the same results as one rank. Under
+    /// `mpirun -np N` the MPI processes are the ranks instead.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub ranks: Option<u32>,
     /// The memory the run may use, in GiB (default: the system's available memory); a run
     /// whose planned peak exceeds it is refused before it starts.
     #[arg(long, value_name = "GIB", value_parser = parse_positive)]

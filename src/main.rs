@@ -12,6 +12,7 @@ mod console;
 mod output;
 mod plot;
 mod progress;
+mod ranks;
 mod report;
 mod results_file;
 mod signals;

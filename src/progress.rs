@@ -54,8 +54,18 @@ impl Drop for Step {
     }
 }
 
+thread_local! {
+    /// Whether this thread draws progress (every thread but the other ranks' of a group).
+    static SHOWN: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Draws no progress from this thread on: a rank other than 0 computes silently.
+pub fn hide_on_this_thread() {
+    SHOWN.with(|shown| shown.set(false));
+}
+
 fn draw_target() -> ProgressDrawTarget {
-    if std::io::stderr().is_terminal() {
+    if SHOWN.with(|shown| shown.get()) && std::io::stderr().is_terminal() {
         ProgressDrawTarget::stderr()
     } else {
         ProgressDrawTarget::hidden()

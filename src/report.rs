@@ -8,11 +8,12 @@ use std::path::Path;
 
 use curvature::hessian::Estimate;
 
-use crate::analyze::{analyze, layout_json, norm, output_tensors, Analysis, Method, ModelKind};
+use crate::analyze::{layout_json, norm, output_tensors, Analysis, Method, ModelKind};
 use crate::cli::AnalyzeArgs;
 use crate::console::{print, Failure};
 use crate::output::{check_destinations, commit, Staged};
 use crate::plot::spectrum_svg;
+use crate::ranks::analyze_on_ranks;
 use crate::results_file::safetensors_bytes;
 
 pub fn run(args: &AnalyzeArgs) -> Result<(), Failure> {
@@ -30,7 +31,10 @@ pub fn run(args: &AnalyzeArgs) -> Result<(), Failure> {
     }
     check_destinations(&inputs, &outputs)?;
     let device = args.device.select()?;
-    let analysis = analyze(args, device)?;
+    let Some(analysis) = analyze_on_ranks(args, device)? else {
+        // A rank of an MPI job other than 0: rank 0 writes and prints.
+        return Ok(());
+    };
     let tensors = output_tensors(&analysis);
     let mut contents: Vec<(&Path, Vec<u8>)> = Vec::new();
     if let Some(path) = &args.out {

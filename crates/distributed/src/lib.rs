@@ -8,7 +8,9 @@
 //!
 //! - [`Collective`]: all-reduce, broadcast, barrier, reduce-scatter, all-gather and failure
 //!   propagation, over [`Tensor`](curvature_tensor::Tensor)s;
-//! - back ends: [`InProcess`] (ranks as threads of one process);
+//! - back ends: [`InProcess`] (ranks as threads of one process), [`mpi::Mpi`] (processes
+//!   started by `mpirun`, over the system's MPI loaded at run time), `nccl::Nccl` (feature
+//!   `nccl`: one process per GPU, over NCCL loaded at run time);
 //! - [`Shard`]: the contiguous split of N samples over R ranks;
 //! - [`DistributedOperator`]: the sum over ranks of weighted local operators, with the loss
 //!   value and gradient reduced the same way, after a [`Fingerprint`] check that every rank
@@ -18,6 +20,10 @@ mod collective;
 mod error;
 mod fingerprint;
 mod in_process;
+#[cfg(unix)]
+pub mod mpi;
+#[cfg(all(unix, feature = "nccl"))]
+pub mod nccl;
 mod operator;
 mod shard;
 

@@ -1,0 +1,201 @@
+//! `curvature analyze` over ranks: under an MPI launcher (`mpirun -np N`, one process per
+//! rank, [`Mpi`]) or with `--ranks N` (threads of this process, [`InProcess`]). Every rank loads
+//! the model, takes its contiguous shard of the samples, builds its local operators and wraps
+//! them in [`DistributedOperator`], and the analysis runs unchanged on every rank with the same
+//! results; only rank 0 shows progress, writes files and prints.
+//!
+//! A rank that fails ends the run on every rank with its rank and error: in-process ranks wake
+//! every rank waiting in a collective; MPI ranks end the job with `MPI_Abort` (exit status 2).
+
+use std::sync::Arc;
+
+use curvature::distributed::mpi::{launched_by_mpi, Mpi};
+use curvature::distributed::{
+    Collective, CollectiveError, DistributedOperator, Fingerprint, InProcess, Reduction, RunError,
+    Shard,
+};
+use curvature::hessian::{Curvature, Ggn, LinearOperator, ModelHvp};
+use curvature::tensor::{Device, Tensor};
+
+use crate::analyze::{analyze, Analysis, Problem};
+use crate::cli::{AnalyzeArgs, CurvatureChoice};
+use crate::progress::{self, Step};
+
+/// The ranks of one analysis and this rank's handle on them.
+pub type Group = Arc<dyn Collective>;
+
+/// The loss, gradient and curvature operator of a model over all its samples.
+pub struct Objective {
+    /// The loss over all samples.
+    pub loss: f64,
+    /// Its gradient `[P]`, in f64.
+    pub grad: Vec<f64>,
+    /// The curvature matrix `--curvature` names, over all samples.
+    pub op: Box<dyn LinearOperator>,
+}
+
+/// An error of one rank, as the command line reports it.
+struct RankError(String);
+
+impl From<CollectiveError> for RankError {
+    fn from(e: CollectiveError) -> RankError {
+        RankError(e.to_string())
+    }
+}
+
+impl std::fmt::Display for RankError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Runs the analysis in one process, over `--ranks` in-process ranks or over the ranks of an
+/// MPI job, and returns rank 0's analysis (`None` on the other ranks of an MPI job, which have
+/// nothing left to do).
+pub fn analyze_on_ranks(args: &AnalyzeArgs, device: Device) -> Result<Option<Analysis>, String> {
+    let mpi = launched_by_mpi();
+    if mpi && args.ranks.is_some() {
+        return Err(
+            "--ranks splits the samples over threads of one process; under mpirun the MPI \
+             processes are the ranks: give one or the other"
+                .to_string(),
+        );
+    }
+    if mpi {
+        let mpi = Mpi::init().map_err(|e| format!("MPI: {e}"))?;
+        let group: Group = Arc::new(mpi);
+        if group.rank() != 0 {
+            progress::hide_on_this_thread();
+        }
+        return match analyze(args, device, Some(&group)) {
+            Ok(analysis) => Ok((group.rank() == 0).then_some(analysis)),
+            Err(message) => {
+                // Ends every process of the job with this rank's error (exit status 2).
+                group.abort(&message);
+                Err(message)
+            }
+        };
+    }
+    match args.ranks {
+        None => analyze(args, device, None).map(Some),
+        Some(ranks) => {
+            let ranks = ranks as usize;
+            let outcome = InProcess::run(ranks, |collective| {
+                let rank = collective.rank();
+                if rank != 0 {
+                    progress::hide_on_this_thread();
+                }
+                let group: Group = Arc::new(collective);
+                let analysis = analyze(args, device, Some(&group)).map_err(|message| {
+                    group.abort(&message);
+                    RankError(message)
+                })?;
+                Ok::<_, RankError>((rank == 0).then_some(analysis))
+            });
+            match outcome {
+                Ok(mut analyses) => Ok(analyses.swap_remove(0)),
+                Err(RunError::Setup(e)) => Err(e.to_string()),
+                Err(RunError::Rank { rank, error }) => Err(format!("rank {rank}: {error}")),
+            }
+        }
+    }
+}
+
+/// The loss, gradient and curvature operator of `model`: over all samples in one process, or
+/// over this rank's shard of `group`, reduced over the ranks. A rank whose own shard gives a
+/// loss or gradient that is not finite fails alone, naming its samples.
+pub fn objective(
+    args: &AnalyzeArgs,
+    problem: &Problem,
+    group: Option<&Group>,
+) -> Result<Objective, String> {
+    let model = problem.model.as_ref();
+    let Some(group) = group else {
+        let hvp = ModelHvp::new(model, problem.loss, problem.inputs.as_slice(), &problem.y)
+            .map_err(|e| e.to_string())?;
+        let loss = hvp.value().map_err(|e| e.to_string())?;
+        let grad = hvp
+            .gradient()
+            .and_then(|g| Ok(g.to_f64s()?))
+            .map_err(|e| e.to_string())?;
+        let op: Box<dyn LinearOperator> = if args.curvature == CurvatureChoice::Hessian {
+            Box::new(hvp)
+        } else {
+            drop(hvp);
+            Box::new(gauss_newton(args, problem, &problem.inputs, &problem.y)?)
+        };
+        return Ok(Objective { loss, grad, op });
+    };
+    if args.curvature == CurvatureChoice::Fisher {
+        return Err(
+            "--curvature fisher draws its targets in one sequence over all samples, which a \
+             split over ranks would change: run it in one process, or use ggn (its expectation)"
+                .to_string(),
+        );
+    }
+    let failed = |e: &dyn std::fmt::Display| e.to_string();
+    let samples = problem.y.dims().first().copied().unwrap_or(0);
+    let shard = Shard::of(group.as_ref(), samples).map_err(|e| failed(&e))?;
+    let inputs = problem
+        .inputs
+        .iter()
+        .map(|x| shard.select(x))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| failed(&e))?;
+    let y = shard.select(&problem.y).map_err(|e| failed(&e))?;
+    let fingerprint =
+        Fingerprint::of_model(model, &problem.inputs, &problem.y).map_err(|e| failed(&e))?;
+    let reduction = Reduction::of_loss(problem.loss);
+    let local =
+        ModelHvp::new(model, problem.loss, inputs.as_slice(), &y).map_err(|e| failed(&e))?;
+    let range = shard.range();
+    let local_loss = local.value().map_err(|e| failed(&e))?;
+    let local_grad = local.gradient().map_err(|e| failed(&e))?;
+    let local_grad_values = local_grad.to_f64s().map_err(|e| failed(&e))?;
+    if !local_loss.is_finite() || local_grad_values.iter().any(|g| !g.is_finite()) {
+        let message = format!(
+            "{}: the loss ({local_loss}) or its gradient over samples {}..{} is not finite",
+            args.model.display(),
+            range.start,
+            range.end
+        );
+        group.abort(&message);
+        return Err(message);
+    }
+    let hvp = DistributedOperator::new(local, group.clone(), shard, reduction, &fingerprint)
+        .map_err(|e| failed(&e))?;
+    let loss = hvp.reduce_value(local_loss).map_err(|e| failed(&e))?;
+    let grad = hvp
+        .reduce_tensor(&local_grad)
+        .and_then(|g| Ok(g.to_f64s()?))
+        .map_err(|e| failed(&e))?;
+    let op: Box<dyn LinearOperator> = if args.curvature == CurvatureChoice::Hessian {
+        Box::new(hvp)
+    } else {
+        drop(hvp);
+        let local = gauss_newton(args, problem, &inputs, &y)?;
+        let ggn = DistributedOperator::new(local, group.clone(), shard, reduction, &fingerprint)
+            .map_err(|e| failed(&e))?;
+        Box::new(ggn)
+    };
+    Ok(Objective { loss, grad, op })
+}
+
+/// The Gauss–Newton or Fisher matrix `--curvature` names, of the problem's model on the
+/// samples `inputs`, `y`.
+fn gauss_newton(
+    args: &AnalyzeArgs,
+    problem: &Problem,
+    inputs: &[Tensor],
+    y: &Tensor,
+) -> Result<Ggn, String> {
+    let curvature = Curvature::from_name(
+        args.curvature.name(),
+        args.fisher_samples as usize,
+        args.seed,
+    )
+    .map_err(|e| e.to_string())?;
+    let _step = Step::spinner(format!("recording the {} operator", args.curvature.title()));
+    Ggn::new(problem.model.as_ref(), problem.loss, inputs, y, curvature)
+        .map_err(|e| format!("{}: {e}", args.model.display()))
+}

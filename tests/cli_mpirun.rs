@@ -1,0 +1,249 @@
+//! `curvature analyze` over ranks: under `mpirun -np 2` (the MPI back end) and with
+//! `--ranks N` (threads), every tensor of the results file equals the single-process run's to
+//! 1e-12 times the larger of 1 and the tensor's largest magnitude (the ranks sum their shards
+//! in another order than one pass over all samples, so results agree to rounding, not bit for
+//! bit, and residuals and error bars of order 1e-13 are rounding themselves), with
+//! uneven splits (13 samples over 2 and 3 ranks); only rank 0 prints; a rank whose shard fails
+//! ends the run with exit status 2 and its rank and error.
+//!
+//! The `mpirun` tests need Open MPI or MPICH; without `mpirun` they print a skip reason, unless
+//! `CURVATURE_REQUIRE_MPI=1` (CI sets it), when they fail.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{curvature_bin, read_f64_file, ModelFile};
+
+/// Relative agreement of every tensor with the single-process run.
+const TOL: f64 = 1e-12;
+
+/// How long one run (or one MPI job) may take.
+const TIME_LIMIT: Duration = Duration::from_secs(60);
+
+/// Whether `mpirun` runs here; with `CURVATURE_REQUIRE_MPI=1` its absence fails `test`.
+fn mpirun_or_skip(test: &str) -> bool {
+    let found = Command::new("mpirun")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return true;
+    }
+    if std::env::var("CURVATURE_REQUIRE_MPI").is_ok_and(|v| v == "1") {
+        panic!("{test}: CURVATURE_REQUIRE_MPI=1 but mpirun cannot be run");
+    }
+    eprintln!("skipping {test}: mpirun not found (install openmpi-bin and libopenmpi-dev)");
+    false
+}
+
+/// Runs `command`, killing it (and failing) after [`TIME_LIMIT`].
+fn run(command: &mut Command) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let start = Instant::now();
+    while child.try_wait().expect("waits").is_none() {
+        if start.elapsed() > TIME_LIMIT {
+            let _ = child.kill();
+            panic!("{command:?} ran past {TIME_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// `curvature analyze MODEL --out OUT ARGS…`, directly or under `mpirun -np RANKS`.
+fn analyze(model: &Path, out: &Path, args: &[&str], mpi_ranks: Option<usize>) -> Output {
+    let mut command = match mpi_ranks {
+        Some(ranks) => {
+            let mut c = Command::new("mpirun");
+            c.args(["--allow-run-as-root", "--oversubscribe", "-np"])
+                .arg(ranks.to_string())
+                .arg(curvature_bin());
+            c
+        }
+        None => Command::new(curvature_bin()),
+    };
+    command
+        .arg("analyze")
+        .arg(model)
+        .arg("--out")
+        .arg(out)
+        .args(args);
+    run(&mut command)
+}
+
+fn succeeded(output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
+/// A tanh MLP 4-16-16-2 (P = 386) with 13 samples, written into `dir`.
+fn model_in(dir: &Path) -> PathBuf {
+    let path = dir.join("mlp.safetensors");
+    std::fs::write(
+        &path,
+        ModelFile::random_tanh_mlp(&[4, 16, 16, 2], 13).bytes(),
+    )
+    .unwrap();
+    path
+}
+
+/// Every tensor and metadata entry of `ranks` equals `single`'s: tensors to [`TOL`] times the
+/// larger of 1 and the tensor's largest magnitude, metadata exactly (σ, printed in full, to [`TOL`]).
+fn assert_same_results(single: &Path, ranks: &Path) {
+    let (a, meta_a) = read_f64_file(single);
+    let (b, meta_b) = read_f64_file(ranks);
+    let names = |t: &common::F64Tensors| t.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b));
+    for (name, (shape, values)) in &a {
+        let (other_shape, other) = &b[name];
+        assert_eq!(shape, other_shape, "{name}");
+        let scale = values.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        for (i, (x, y)) in values.iter().zip(other).enumerate() {
+            assert!(
+                (x - y).abs() <= TOL * scale,
+                "{name}[{i}]: one process {x}, ranks {y} (scale {scale})"
+            );
+        }
+    }
+    for (key, value) in &meta_a {
+        let other = &meta_b[key];
+        if key == "spectral_density_sigma" {
+            let (x, y): (f64, f64) = (value.parse().unwrap(), other.parse().unwrap());
+            assert!((x - y).abs() <= TOL * x.abs(), "{key}: {x} vs {y}");
+        } else {
+            assert_eq!(value, other, "metadata {key}");
+        }
+    }
+    assert_eq!(meta_a.len(), meta_b.len());
+}
+
+#[test]
+fn mpirun_two_ranks_give_the_single_process_results() {
+    if !mpirun_or_skip("mpirun_two_ranks_give_the_single_process_results") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_in(dir.path());
+    let (single, mpi) = (dir.path().join("single.st"), dir.path().join("mpi.st"));
+    let one = succeeded(&analyze(&model, &single, &[], None));
+    let two = succeeded(&analyze(&model, &mpi, &[], Some(2)));
+    assert_same_results(&single, &mpi);
+    // Only rank 0 printed: one report, as long as the single process's.
+    assert_eq!(two.matches("curvature analyze:").count(), 1, "{two}");
+    assert_eq!(one.lines().count(), two.lines().count(), "{one}\n{two}");
+}
+
+#[test]
+fn three_in_process_ranks_give_the_single_process_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_in(dir.path());
+    for extra in [
+        &[][..],
+        &["--curvature", "ggn", "--per-layer", "--probes", "4"][..],
+    ] {
+        let (single, ranks) = (dir.path().join("single.st"), dir.path().join("ranks.st"));
+        let one = succeeded(&analyze(&model, &single, extra, None));
+        let mut args = extra.to_vec();
+        args.extend(["--ranks", "3"]);
+        let three = succeeded(&analyze(&model, &ranks, &args, None));
+        assert_same_results(&single, &ranks);
+        assert_eq!(three.matches("curvature analyze:").count(), 1, "{three}");
+        assert_eq!(one.lines().count(), three.lines().count(), "{one}\n{three}");
+    }
+}
+
+/// The model with the last sample's target so large that its squared error overflows: only the
+/// shard holding sample 12 (rank 2 of 3: samples 9..13; rank 1 of 2: samples 7..13) fails.
+fn overflowing_model_in(dir: &Path) -> PathBuf {
+    let mut file = ModelFile::random_tanh_mlp(&[4, 16, 16, 2], 13);
+    file.tensor("y").2[25] = 1e200;
+    let path = dir.join("overflow.safetensors");
+    std::fs::write(&path, file.bytes()).unwrap();
+    path
+}
+
+#[test]
+fn a_failing_in_process_rank_ends_the_run_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = overflowing_model_in(dir.path());
+    let out = analyze(&model, &dir.path().join("out.st"), &["--ranks", "3"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: rank 2: ")
+            && stderr.contains("the loss (inf) or its gradient over samples 9..13 is not finite"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    assert!(!dir.path().join("out.st").exists());
+}
+
+#[test]
+fn a_failing_mpi_rank_ends_the_job_with_its_error() {
+    if !mpirun_or_skip("a_failing_mpi_rank_ends_the_job_with_its_error") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = overflowing_model_in(dir.path());
+    let out = analyze(&model, &dir.path().join("out.st"), &[], Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: rank 1: ")
+            && stderr.contains("the loss (inf) or its gradient over samples 7..13 is not finite"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out.st").exists());
+}
+
+/// A refused run: its extra arguments, its environment and the error it must name.
+type Refusal<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
+#[test]
+fn ranks_that_cannot_split_the_run_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_in(dir.path());
+    let out_path = dir.path().join("out.st");
+    let cases: [Refusal; 3] = [
+        (
+            &["--ranks", "14"],
+            &[],
+            "13 samples cannot be split over 14 ranks",
+        ),
+        (
+            &["--ranks", "2", "--curvature", "fisher"],
+            &[],
+            "--curvature fisher draws its targets in one sequence",
+        ),
+        (
+            &["--ranks", "2"],
+            &[("OMPI_COMM_WORLD_SIZE", "2")],
+            "under mpirun the MPI processes are the ranks",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let mut command = Command::new(curvature_bin());
+        command
+            .arg("analyze")
+            .arg(&model)
+            .arg("--out")
+            .arg(&out_path)
+            .args(args);
+        command.envs(env.iter().copied());
+        let out = run(&mut command);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!out_path.exists());
+    }
+}
