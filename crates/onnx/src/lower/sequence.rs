@@ -293,7 +293,7 @@ fn split_to_sequence(node: &Node, x: &Val, split: Option<&IntTensor>) -> Result<
 }
 
 /// `ConcatFromSequence(seq; axis, new_axis)`: the items joined along `axis`, or stacked along
-/// a new axis at `axis` (in `[-rank - 1, rank]`) when `new_axis` is 1.
+/// a new axis at `axis` (in `[-rank - 1, rank]`) when `new_axis` is 1 (items of one shape).
 fn concat_from_sequence(node: &Node, items: &[Val]) -> Result<Val> {
     let first = items
         .first()
@@ -318,7 +318,7 @@ fn concat_from_sequence(node: &Node, items: &[Val]) -> Result<Val> {
             .iter()
             .map(|item| {
                 let mut dims = dims_of(item).to_vec();
-                if dims.len() != rank {
+                if dims != dims_of(first) {
                     return Err(node_error(
                         node,
                         format!("cannot stack shapes {:?} and {dims:?}", dims_of(first)),
