@@ -232,8 +232,8 @@ class GptBlock(nn.Module):
     """A nanoGPT-style model on int64 tokens ``[batch, t]``: token and position embeddings,
     one pre-norm block (a fused qkv Linear split with ``Tensor.split``, causal
     ``scaled_dot_product_attention``, a tanh-GELU MLP, residuals), a final LayerNorm and a
-    head; the logits ``[batch, vocab, t]`` put the classes on axis 1, as ``cross_entropy``
-    expects."""
+    head; the logits come out as ``[batch · t, vocab]``, one row per token, against the
+    targets ``[batch, t]`` read in the same order."""
 
     def __init__(self, vocab, d, heads, t):
         super().__init__()
@@ -258,7 +258,7 @@ class GptBlock(nn.Module):
         a = nn.functional.scaled_dot_product_attention(heads(q), heads(k), heads(v), is_causal=True)
         x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
         x = x + self.out(nn.functional.gelu(self.fc(self.ln2(x)), approximate="tanh"))
-        return self.head(self.ln_f(x)).transpose(1, 2)
+        return self.head(self.ln_f(x)).reshape(b * t, -1)
 
 
 class TwoInputs(nn.Module):
