@@ -371,6 +371,12 @@ fn bad_graphs(device: Device) {
         let text = error_text(result, "s");
         assert!(text.contains("split"), "{text}");
     }
+    let text = fails(
+        vec![node("l", "SequenceLength", &["x", "x"], &["y"], vec![])],
+        &["y"],
+        "l",
+    );
+    assert!(text.contains("expects 1 inputs, got 2"), "{text}");
     // A sequence cannot be the graph's output.
     let g = graph(vec![split(vec![])], &["seq"], OPSET);
     match run_graph(&tape, device, &g, vec![("x", x())]) {

@@ -75,12 +75,14 @@ pub fn lower(node: &Node, inputs: &[Option<Binding>], _ctx: &Ctx) -> Result<Vec<
 
 fn check_count(node: &Node, inputs: &[Option<Binding>], min: usize, max: usize) -> Result<()> {
     if inputs.len() < min || inputs.len() > max {
+        let expected = match max {
+            usize::MAX => format!("at least {min}"),
+            _ if min == max => format!("{min}"),
+            _ => format!("{min} to {max}"),
+        };
         return Err(node_error(
             node,
-            format!(
-                "expects at least {min} inputs (at most {max}), got {}",
-                inputs.len()
-            ),
+            format!("expects {expected} inputs, got {}", inputs.len()),
         ));
     }
     Ok(())
