@@ -64,9 +64,10 @@ def loss_fn(loss):
     table = {
         "mse": functional.mse_loss,
         "sum_sq": lambda out, _y: (out * out).sum(),
-        "cross_entropy": lambda out, y: functional.cross_entropy(out, y.long()),
+        # One label per row of the [n, classes] output, read from y in row-major order.
+        "cross_entropy": lambda out, y: functional.cross_entropy(out, y.long().reshape(-1)),
         "soft_cross_entropy": functional.cross_entropy,
-        "nll": lambda out, y: functional.nll_loss(out, y.long()),
+        "nll": lambda out, y: functional.nll_loss(out, y.long().reshape(-1)),
         "bce_with_logits": functional.binary_cross_entropy_with_logits,
     }
     if loss not in table:
