@@ -3,7 +3,8 @@
 
 For each model of ``scripts/make_onnx_fixtures.py`` (an MLP with ReLU and GELU, a
 Conv–BatchNorm–ReLU–MaxPool CNN, a pre-norm transformer block with causal attention, a model
-with two inputs), freshly exported to a temporary folder, runs the built command line::
+with two inputs, a nanoGPT-style block on int64 tokens whose qkv is split with
+``Tensor.split``), freshly exported to a temporary folder, runs the built command line::
 
     curvature analyze DIR/model.onnx --data DIR/data.safetensors --loss LOSS \\
         --dtype f64 --device cpu --out results.safetensors [--params GLOB]

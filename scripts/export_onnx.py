@@ -18,15 +18,15 @@
   stored as integral floats too, since the data file holds floating-point tensors.
 
 ``Tensor.split`` into a list (GPT-2's ``q, k, v = qkv.split(d, dim=2)``) exports as
-``SplitToSequence`` and ``SequenceAt``, sequence ops the importer does not read; slicing
-(``qkv[..., :d]``, …) exports as ``Slice``, which it does.
+``SplitToSequence`` and ``SequenceAt``; slicing (``qkv[..., :d]``, …) exports as ``Slice``.
 
 It then prints the command to run::
 
     curvature analyze DIR/model.onnx --data DIR/data.safetensors --loss LOSS
 
-From the command line, a built-in example (``--example mlp``, ``cnn``, ``transformer`` or
-``two_inputs``) or your own model from a factory function that returns
+From the command line, a built-in example (``--example mlp``, ``cnn``, ``transformer``,
+``two_inputs``, ``resnet18``: torchvision's ResNet-18 with ten classes on 32×32 images, or
+``gpt2``: a nanoGPT-style block on int64 tokens) or your own model from a factory function that returns
 ``(model, inputs, y, loss)``::
 
     python3 scripts/export_onnx.py --example cnn --out DIR
@@ -64,9 +64,10 @@ def loss_fn(loss):
     table = {
         "mse": functional.mse_loss,
         "sum_sq": lambda out, _y: (out * out).sum(),
-        "cross_entropy": lambda out, y: functional.cross_entropy(out, y.long()),
+        # One label per row of the [n, classes] output, read from y in row-major order.
+        "cross_entropy": lambda out, y: functional.cross_entropy(out, y.long().reshape(-1)),
         "soft_cross_entropy": functional.cross_entropy,
-        "nll": lambda out, y: functional.nll_loss(out, y.long()),
+        "nll": lambda out, y: functional.nll_loss(out, y.long().reshape(-1)),
         "bce_with_logits": functional.binary_cross_entropy_with_logits,
     }
     if loss not in table:
@@ -179,7 +180,34 @@ def examples():
         z = torch.randn(8, 2, generator=gen, dtype=torch.float64)
         return model, {"x": x, "z": z}, torch.randn(8, 2, generator=gen, dtype=torch.float64), "mse"
 
-    return {"mlp": mlp, "cnn": cnn, "transformer": transformer, "two_inputs": two_inputs}
+    def resnet18():
+        try:
+            from torchvision.models import resnet18 as make_resnet18
+        except ImportError as error:
+            raise ExportError(f"the resnet18 example needs torchvision: {error}") from error
+        gen = torch.Generator().manual_seed(0)
+        torch.manual_seed(0)
+        model = make_resnet18(num_classes=10).double()
+        x = torch.randn(2, 3, 32, 32, generator=gen, dtype=torch.float64)
+        return model, {"x": x}, torch.randint(0, 10, (2,), generator=gen), "cross_entropy"
+
+    def gpt2():
+        gen = torch.Generator().manual_seed(0)
+        torch.manual_seed(0)
+        vocab, t = 11, 6
+        model = GptBlock(vocab, 8, 2, t).double()
+        idx = torch.randint(0, vocab, (3, t), generator=gen)
+        y = torch.randint(0, vocab, (3, t), generator=gen)
+        return model, {"idx": idx}, y, "cross_entropy"
+
+    return {
+        "mlp": mlp,
+        "cnn": cnn,
+        "transformer": transformer,
+        "two_inputs": two_inputs,
+        "resnet18": resnet18,
+        "gpt2": gpt2,
+    }
 
 
 class TransformerBlock(nn.Module):
@@ -199,6 +227,39 @@ class TransformerBlock(nn.Module):
         a = self.ln1(x)
         h = x + self.attn(a, a, a, attn_mask=self.causal, need_weights=False)[0]
         return h + self.mlp(self.ln2(h))
+
+
+class GptBlock(nn.Module):
+    """A nanoGPT-style model on int64 tokens ``[batch, t]``: token and position embeddings,
+    one pre-norm block (a fused qkv Linear split with ``Tensor.split``, causal
+    ``scaled_dot_product_attention``, a tanh-GELU MLP, residuals), a final LayerNorm and a
+    head; the logits come out as ``[batch · t, vocab]``, one row per token, against the
+    targets ``[batch, t]`` read in the same order."""
+
+    def __init__(self, vocab, d, heads, t):
+        super().__init__()
+        self.heads = heads
+        self.wte = nn.Embedding(vocab, d)
+        self.wpe = nn.Embedding(t, d)
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.fc = nn.Linear(d, 4 * d)
+        self.out = nn.Linear(4 * d, d)
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab, bias=False)
+
+    def forward(self, idx):
+        b, t = idx.shape
+        x = self.wte(idx) + self.wpe(torch.arange(t, device=idx.device))
+        d = x.shape[-1]
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
+        heads = lambda z: z.view(b, t, self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
+        a = nn.functional.scaled_dot_product_attention(heads(q), heads(k), heads(v), is_causal=True)
+        x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
+        x = x + self.out(nn.functional.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+        return self.head(self.ln_f(x)).reshape(b * t, -1)
 
 
 class TwoInputs(nn.Module):

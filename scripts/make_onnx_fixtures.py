@@ -47,6 +47,7 @@ from torch.func import functional_call, grad, hessian, vjp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from export_onnx import (  # noqa: E402
+    GptBlock,
     TransformerBlock,
     TwoInputs,
     export,
@@ -137,6 +138,11 @@ def cases(gen):
 
     two = TwoInputs(3, 2, 4, 2)
     yield "two_inputs", two, {"x": randn(5, 3), "z": randn(5, 2)}, randn(5, 2), "mse", None
+
+    gpt = GptBlock(5, 4, 2, 3)
+    tokens = torch.randint(0, 5, (2, 3), generator=gen)
+    yield "gpt2", gpt, {"idx": tokens}, torch.randint(0, 5, (2, 3), generator=gen), \
+        "cross_entropy", "qkv.*"
 
 
 def theta_names(path, model):

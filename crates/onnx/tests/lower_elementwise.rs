@@ -38,6 +38,10 @@ fn unary_cases() -> Vec<UnaryCase> {
         ("Sigmoid", vec![], |x| 1.0 / (1.0 + (-x).exp())),
         ("Relu", vec![], |x| if x > 0.0 { x } else { 0.0 }),
         ("Neg", vec![], |x| -x),
+        ("Abs", vec![], f64::abs),
+        ("Sign", vec![], f64::signum),
+        ("Sin", vec![], f64::sin),
+        ("Cos", vec![], f64::cos),
         (
             "LeakyRelu",
             vec![attr("alpha", Attribute::Float(0.25))],
@@ -636,6 +640,209 @@ fn cast_dropout_identity(device: Device) {
     assert!(text.contains("training_mode"), "{text}");
 }
 
+fn cast_like(device: Device) {
+    let tape = Tape::new();
+    let cast_like = |x: Val, target: Val| {
+        run_op(
+            &tape,
+            device,
+            "CastLike",
+            vec![],
+            vec![Some(x), Some(target)],
+        )
+        .map(|v| vec![v])
+    };
+    let float_target = || float(&tape, device, &[0.0], &[1]);
+    // To a float target: floats unchanged, integers as floats.
+    let xs = [-2.5, 0.25, 3.0];
+    let out = cast_like(float(&tape, device, &xs, &[3]), float_target()).unwrap();
+    assert_close("float like float", &out[0], &xs, &[3], 0.0);
+    let out = cast_like(int(&[4, -7], &[2]), float_target()).unwrap();
+    assert_close("int like float", &out[0], &[4.0, -7.0], &[2], 0.0);
+    // To an integer target (it holds a value other than 0 and 1): int64, truncated.
+    let shape_like = || int(&[8, 3], &[2]);
+    let out = cast_like(float(&tape, device, &[1.7, -2.3, 0.5], &[3]), shape_like()).unwrap();
+    assert_eq!(ints(&out[0]).data, vec![1, -2, 0]);
+    assert_eq!(ints(&out[0]).dims, vec![3]);
+    let out = cast_like(int(&[5, -6], &[2]), shape_like()).unwrap();
+    assert_eq!(ints(&out[0]).data, vec![5, -6]);
+    // A target of 0s and 1s may be boolean: the cast is made when both readings agree.
+    let mask_like = || int(&[0, 1], &[2]);
+    let out = cast_like(int(&[1, 0, 1], &[3]), mask_like()).unwrap();
+    assert_eq!(ints(&out[0]).data, vec![1, 0, 1]);
+    let out = cast_like(float(&tape, device, &[0.0, 1.0], &[2]), mask_like()).unwrap();
+    assert_eq!(ints(&out[0]).data, vec![0, 1]);
+    let text = error_text(cast_like(int(&[3], &[1]), mask_like()), "n");
+    assert!(text.contains("bool or") && text.contains("[2]"), "{text}");
+    let text = error_text(
+        cast_like(float(&tape, device, &[0.5], &[1]), mask_like()),
+        "n",
+    );
+    assert!(text.contains("not recorded"), "{text}");
+    // Floats depending on parameters cannot become integers; to floats they keep derivatives.
+    let tracked = tape.leaf(
+        curvature_tensor::Tensor::from_f64s(&[1.5], [1], curvature_tensor::DType::F64, device)
+            .unwrap(),
+    );
+    let text = error_text(cast_like(Val::Float(tracked), shape_like()), "n");
+    assert!(text.contains("depend on parameters"), "{text}");
+    assert_derivatives("CastLike", device, &[(&[0.3, -1.2], &[2])], |t, v| {
+        let target = float(t, device, &[0.0], &[]);
+        let y = run_op(
+            t,
+            device,
+            "CastLike",
+            vec![],
+            vec![Some(v[0].clone()), Some(target)],
+        )?;
+        run_op(t, device, "Mul", vec![], vec![Some(y.clone()), Some(y)])
+    });
+    let text = error_text(
+        run_op(
+            &tape,
+            device,
+            "CastLike",
+            vec![],
+            vec![Some(int(&[1], &[1]))],
+        )
+        .map(|v| vec![v]),
+        "n",
+    );
+    assert!(text.contains("expects 2 inputs"), "{text}");
+}
+
+fn integer_abs_sign(device: Device) {
+    let tape = Tape::new();
+    let run = |op: &str, v: Val| run_op(&tape, device, op, vec![], vec![Some(v)]);
+    let values = int(&[-3, 0, 5, i64::MAX], &[2, 2]);
+    assert_eq!(
+        ints(&run("Abs", values.clone()).unwrap()).data,
+        vec![3, 0, 5, i64::MAX]
+    );
+    let sign = ints(&run("Sign", values).unwrap());
+    assert_eq!((sign.data, sign.dims), (vec![-1, 0, 1, 1], vec![2, 2]));
+    let text = error_text(run("Abs", int(&[i64::MIN], &[1])).map(|v| vec![v]), "n");
+    assert!(text.contains("overflow"), "{text}");
+    // Sign at 0 is 0 on floats as well.
+    let out = run("Sign", float(&tape, device, &[-0.5, 0.0, 2.0], &[3])).unwrap();
+    assert_close("Sign", &out, &[-1.0, 0.0, 1.0], &[3], 0.0);
+}
+
+fn clip(device: Device) {
+    let tape = Tape::new();
+    let clamp = |x: f64, lo: f64, hi: f64| x.max(lo).min(hi);
+    let scalar = |v: f64| Some(float(&tape, device, &[v], &[]));
+    let xs = || Some(float(&tape, device, &XS, &[2, 3]));
+    let cases: [(Option<f64>, Option<f64>); 4] = [
+        (Some(-0.5), Some(0.75)),
+        (Some(-0.5), None),
+        (None, Some(0.75)),
+        (Some(1.0), Some(-1.0)),
+    ];
+    for (lo, hi) in cases {
+        let out = run_op(
+            &tape,
+            device,
+            "Clip",
+            vec![],
+            vec![xs(), lo.and_then(scalar), hi.and_then(scalar)],
+        )
+        .unwrap();
+        let expected: Vec<f64> = XS
+            .iter()
+            .map(|&x| {
+                clamp(
+                    x,
+                    lo.unwrap_or(f64::NEG_INFINITY),
+                    hi.unwrap_or(f64::INFINITY),
+                )
+            })
+            .collect();
+        assert_close(
+            &format!("Clip {lo:?} {hi:?}"),
+            &out,
+            &expected,
+            &[2, 3],
+            0.0,
+        );
+    }
+    // No bounds: the identity. Before opset 11 the bounds are attributes.
+    let out = run_op(&tape, device, "Clip", vec![], vec![xs()]).unwrap();
+    assert_close("Clip", &out, &XS, &[2, 3], 0.0);
+    let out = run_op_at(
+        &tape,
+        device,
+        6,
+        "Clip",
+        vec![
+            attr("min", Attribute::Float(-0.5)),
+            attr("max", Attribute::Float(0.75)),
+        ],
+        vec![xs()],
+        1,
+    )
+    .unwrap();
+    let expected: Vec<f64> = XS.iter().map(|&x| clamp(x, -0.5, 0.75)).collect();
+    assert_close("Clip-6", &out[0], &expected, &[2, 3], 0.0);
+    // Integers on the host.
+    let out = run_op(
+        &tape,
+        device,
+        "Clip",
+        vec![],
+        vec![
+            Some(int(&[-5, 2, 9], &[3])),
+            Some(int(&[0], &[])),
+            Some(int(&[4], &[])),
+        ],
+    )
+    .unwrap();
+    assert_eq!(ints(&out).data, vec![0, 2, 4]);
+    // Derivatives in x with fixed bounds, and in x and both bounds when they are tracked
+    // (away from the bounds, where the derivative jumps).
+    assert_derivatives("Clip", device, &[(&[-0.7, 0.4, 1.1], &[3])], |t, v| {
+        let lo = float(t, device, &[-0.5], &[]);
+        let hi = float(t, device, &[0.8], &[]);
+        run_op(
+            t,
+            device,
+            "Clip",
+            vec![],
+            vec![Some(v[0].clone()), Some(lo), Some(hi)],
+        )
+    });
+    assert_derivatives(
+        "Clip with tracked bounds",
+        device,
+        &[(&[-0.7, 0.4, 1.1], &[3]), (&[-0.5], &[]), (&[0.8], &[])],
+        |t, v| {
+            let y = run_op(
+                t,
+                device,
+                "Clip",
+                vec![],
+                vec![Some(v[0].clone()), Some(v[1].clone()), Some(v[2].clone())],
+            )?;
+            run_op(t, device, "Mul", vec![], vec![Some(y.clone()), Some(y)])
+        },
+    );
+    let bad = |inputs: Vec<Option<Val>>| {
+        error_text(
+            run_op(&tape, device, "Clip", vec![], inputs).map(|v| vec![v]),
+            "n",
+        )
+    };
+    let text = bad(vec![xs(), Some(float(&tape, device, &[0.0, 1.0], &[2]))]);
+    assert!(
+        text.contains("must be a scalar") && text.contains("[2]"),
+        "{text}"
+    );
+    let text = bad(vec![xs(), Some(int(&[0], &[]))]);
+    assert!(text.contains("integer tensor"), "{text}");
+    let text = bad(vec![Some(int(&[1], &[1])), scalar(0.0)]);
+    assert!(text.contains("integer scalar"), "{text}");
+}
+
 fn range_and_trilu(device: Device) {
     let tape = Tape::new();
     let range = |s: Val, l: Val, d: Val| {
@@ -781,5 +988,8 @@ device_tests!(
     max_min_size,
     cast_dropout_identity,
     range_and_trilu,
+    cast_like,
+    integer_abs_sign,
+    clip,
     bad_nodes,
 );

@@ -1,7 +1,8 @@
-//! `ReduceSum` and `ReduceMean` lowered onto the tape and the host, on every device: values
-//! against loops written here for the axes given as an input (opset 18) and as an attribute
-//! (opset 13), `keepdims`, `noop_with_empty_axes`, derivatives against f64 finite differences,
-//! and the errors of bad nodes.
+//! `ReduceSum`, `ReduceMean`, `ReduceMax` and `ReduceMin` lowered onto the tape and the host,
+//! on every device: values against loops written here for the axes given as an input (opset
+//! 18) and as an attribute (opset 13), `keepdims`, `noop_with_empty_axes`, derivatives against
+//! f64 finite differences, the split of the gradient among tied extremes, and the errors of
+//! bad nodes.
 
 mod common;
 
@@ -9,7 +10,7 @@ use common::graph::{
     assert_close, assert_derivatives, attr, error_text, float, int, ints, run_op, run_op_at,
 };
 use curvature_onnx::ir::Attribute;
-use curvature_onnx::lower::IntTensor;
+use curvature_onnx::lower::{IntTensor, Val};
 use curvature_tape::Tape;
 use curvature_tensor::Device;
 
@@ -200,4 +201,108 @@ fn reductions(device: Device) {
     assert!(error_text(floats_axes.map(|v| vec![v]), "n").contains("must be an integer tensor"));
 }
 
-device_tests!(reductions);
+/// The max (or min) of a [2, 3, 2] tensor over axes 0 and 2, by loops: one value per j.
+fn extreme_over_axes_0_2(x: &[f64], max: bool) -> Vec<f64> {
+    (0..3)
+        .map(|j| {
+            let values = (0..2).flat_map(|i| (0..2).map(move |k| x[i * 6 + j * 2 + k]));
+            if max {
+                values.fold(f64::NEG_INFINITY, f64::max)
+            } else {
+                values.fold(f64::INFINITY, f64::min)
+            }
+        })
+        .collect()
+}
+
+fn max_and_min(device: Device) {
+    let tape = Tape::new();
+    // Distinct values, 0.5 apart, in a scrambled order.
+    let x: Vec<f64> = (0..12).map(|i| ((i * 7) % 12) as f64 * 0.5 - 2.0).collect();
+    let fx = || Some(float(&tape, device, &x, &[2, 3, 2]));
+    let keep = |k: i64| attr("keepdims", Attribute::Int(k));
+    for (op, max) in [("ReduceMax", true), ("ReduceMin", false)] {
+        let expected = extreme_over_axes_0_2(&x, max);
+        let axes = || Some(int(&[0, -1], &[2]));
+        let out = run_op(&tape, device, op, vec![keep(0)], vec![fx(), axes()]).unwrap();
+        assert_close(op, &out, &expected, &[3], 0.0);
+        let out = run_op(&tape, device, op, vec![], vec![fx(), axes()]).unwrap();
+        assert_close(op, &out, &expected, &[1, 3, 1], 0.0);
+        // Everything (no axes), and the axes as an attribute (opset 13).
+        let all = if max { 3.5 } else { -2.0 };
+        let out = run_op(&tape, device, op, vec![keep(0)], vec![fx()]).unwrap();
+        assert_close(op, &out, &[all], &[], 0.0);
+        let out = run_op_at(
+            &tape,
+            device,
+            13,
+            op,
+            vec![keep(0), attr("axes", Attribute::Ints(vec![0, 2]))],
+            vec![fx()],
+            1,
+        )
+        .unwrap();
+        assert_close(op, &out[0], &expected, &[3], 0.0);
+        // Integers on the host.
+        let ix: Vec<i64> = x.iter().map(|&v| (v * 2.0) as i64).collect();
+        let out = run_op(
+            &tape,
+            device,
+            op,
+            vec![keep(0)],
+            vec![Some(int(&ix, &[2, 3, 2])), axes()],
+        )
+        .unwrap();
+        let expected_ints: Vec<i64> = expected.iter().map(|&v| (v * 2.0) as i64).collect();
+        assert_eq!(ints(&out).data, expected_ints, "{op} on integers");
+        assert_eq!(ints(&out).dims, vec![3], "{op} on integers");
+        assert_derivatives(op, device, &[(&x, &[2, 3, 2])], |t, v| {
+            let y = run_op(
+                t,
+                device,
+                op,
+                vec![keep(0)],
+                vec![Some(v[0].clone()), axes()],
+            )?;
+            run_op(t, device, "Mul", vec![], vec![Some(y.clone()), Some(y)])
+        });
+        let empty = run_op(
+            &tape,
+            device,
+            op,
+            vec![],
+            vec![
+                Some(float(&tape, device, &[], &[2, 0])),
+                Some(int(&[1], &[1])),
+            ],
+        );
+        let text = error_text(empty.map(|v| vec![v]), "n");
+        assert!(text.contains("empty axis 1"), "{text}");
+    }
+    // Tied extremes share the derivative equally, as the tape's `max` does.
+    let tied = tape.leaf(
+        curvature_tensor::Tensor::from_f64s(
+            &[1.0, 3.0, -2.0, 3.0],
+            [2, 2],
+            curvature_tensor::DType::F64,
+            device,
+        )
+        .unwrap(),
+    );
+    let out = run_op(
+        &tape,
+        device,
+        "ReduceMax",
+        vec![keep(0)],
+        vec![Some(Val::Float(tied.clone()))],
+    )
+    .unwrap();
+    let Val::Float(out) = out else {
+        panic!("ReduceMax of floats")
+    };
+    out.backward().unwrap();
+    let grad = tied.grad().unwrap().to_f64s().unwrap();
+    assert_eq!(grad, vec![0.0, 0.5, 0.0, 0.5]);
+}
+
+device_tests!(reductions, max_and_min);

@@ -1,8 +1,9 @@
 //! PyTorch models exported to ONNX, imported and differentiated, against `torch.func` in
 //! float64: an MLP (ReLU, exact and tanh GELU), a small CNN (conv → batch norm in evaluation
 //! mode → ReLU → max pool → grouped conv → global average pool → linear), a pre-norm
-//! transformer block (LayerNorm, causal multi-head attention, GELU MLP, residuals) and a model
-//! with two inputs. The fixtures in `tests/data/models/` are made by
+//! transformer block (LayerNorm, causal multi-head attention, GELU MLP, residuals), a model
+//! with two inputs and a nanoGPT-style block on int64 tokens (embeddings, a fused qkv split
+//! with `Tensor.split`, which exports as sequence ops, causal attention, a tanh-GELU MLP). The fixtures in `tests/data/models/` are made by
 //! `scripts/make_onnx_fixtures.py`; θ is the importer's default, every floating-point
 //! initializer with more than one element in the graph's order. The output, loss, gradient,
 //! eight Hessian-vector products and the Hessian diagonal agree to 1e-10 relative, on the CPU
@@ -217,6 +218,14 @@ fn two_inputs_match_torch(device: Device) {
     check_against_torch("two_inputs", Loss::Mse, device);
 }
 
+fn gpt2_matches_torch(device: Device) {
+    check_against_torch("gpt2", Loss::CrossEntropy, device);
+}
+
+fn gpt2_qkv_matches_torch(device: Device) {
+    check_selection("gpt2", "qkv.*", Loss::CrossEntropy, device);
+}
+
 fn mlp_last_layer_matches_torch(device: Device) {
     check_selection("mlp", "6.*", Loss::CrossEntropy, device);
 }
@@ -230,6 +239,8 @@ device_tests!(
     cnn_matches_torch,
     transformer_matches_torch,
     two_inputs_match_torch,
+    gpt2_matches_torch,
     mlp_last_layer_matches_torch,
+    gpt2_qkv_matches_torch,
     transformer_mlp_output_layer_matches_torch,
 );

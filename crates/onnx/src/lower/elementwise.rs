@@ -1,8 +1,10 @@
 //! Elementwise ops with numpy broadcasting, on floats (tape) and on integers/bools (host):
 //! arithmetic, activations, `Pow`, `Where`, comparisons and logic, `Max`/`Min`, `Cast`,
-//! `Identity`, `Dropout` (inference), and the mask and index builders `Range`, `Trilu`, `Size`.
+//! `Identity`, `Dropout` (inference), and the mask and index builders `Range`, `Trilu`, `Size`;
+//! `Abs`, `Sign`, `Sin`, `Cos`, `Clip` and `CastLike`.
 
 mod cast;
+mod clip;
 mod create;
 mod logic;
 mod pow;
@@ -19,9 +21,9 @@ pub fn lower(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<Val>>
     match node.op_type.as_str() {
         "Add" | "Sub" | "Mul" | "Div" => arithmetic(node, inputs, ctx).map(one),
         "Pow" => pow::lower(node, inputs, ctx).map(one),
-        "Neg" | "Relu" => signed_unary(node, inputs).map(one),
+        "Neg" | "Relu" | "Abs" | "Sign" => signed_unary(node, inputs).map(one),
         "Sqrt" | "Reciprocal" | "Exp" | "Log" | "Tanh" | "Sigmoid" | "LeakyRelu" | "Elu"
-        | "Gelu" | "Erf" | "Softplus" => float_unary(node, inputs).map(one),
+        | "Gelu" | "Erf" | "Softplus" | "Sin" | "Cos" => float_unary(node, inputs).map(one),
         "Where" => logic::where_op(node, inputs, ctx).map(one),
         "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" => {
             logic::compare(node, inputs).map(one)
@@ -29,6 +31,8 @@ pub fn lower(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<Val>>
         "Not" | "And" | "Or" | "Xor" => logic::boolean(node, inputs).map(one),
         "Max" | "Min" => logic::extremum(node, inputs, ctx).map(one),
         "Cast" => cast::cast(node, inputs, ctx).map(one),
+        "CastLike" => cast::cast_like(node, inputs, ctx).map(one),
+        "Clip" => clip::clip(node, inputs, ctx).map(one),
         "Identity" => {
             check_inputs(node, inputs, 1, 1)?;
             Ok(vec![input(node, inputs, 0)?.clone()])
@@ -82,19 +86,26 @@ fn int_arithmetic(node: &Node, a: &IntTensor, b: &IntTensor) -> Result<IntTensor
     })
 }
 
-/// `Neg` and `Relu`, which ONNX defines on signed integers too.
+/// `Neg`, `Relu`, `Abs` and `Sign`, which ONNX defines on integers too. On floats `Abs` and
+/// `Sign` are the tape's (`|x|` with derivative `sign(x)`, 0 at 0; `sign` with derivative 0).
 fn signed_unary(node: &Node, inputs: &[Option<Val>]) -> Result<Val> {
     check_inputs(node, inputs, 1, 1)?;
-    let relu = node.op_type == "Relu";
+    let op = node.op_type.as_str();
     match input(node, inputs, 0)? {
-        Val::Float(x) => Ok(Val::Float(if relu { x.relu()? } else { x.neg()? })),
+        Val::Float(x) => Ok(Val::Float(match op {
+            "Relu" => x.relu()?,
+            "Abs" => x.abs()?,
+            "Sign" => x.sign()?,
+            _ => x.neg()?,
+        })),
         Val::Int(t) => host::map(t, |v| {
-            if relu {
-                Ok(v.max(0))
-            } else {
-                v.checked_neg()
-                    .ok_or_else(|| node_error(node, format!("integer overflow negating {v}")))
-            }
+            let out = match op {
+                "Relu" => Some(v.max(0)),
+                "Sign" => Some(v.signum()),
+                "Abs" => v.checked_abs(),
+                _ => v.checked_neg(),
+            };
+            out.ok_or_else(|| node_error(node, format!("integer overflow in {op} of {v}")))
         })
         .map(Val::Int),
     }
@@ -129,6 +140,8 @@ fn apply_unary(node: &Node, x: &Var) -> Result<Var> {
         "Sigmoid" => x.sigmoid()?,
         "Erf" => x.erf()?,
         "Softplus" => x.softplus()?,
+        "Sin" => x.sin()?,
+        "Cos" => x.cos()?,
         "LeakyRelu" => x.leaky_relu(attr_float(node, "alpha", 0.01)?)?,
         "Elu" => x.elu(attr_float(node, "alpha", 1.0)?)?,
         "Gelu" => match attr_string(node, "approximate", "none")?.as_str() {

@@ -18,6 +18,7 @@ mod linear;
 mod norm;
 mod operand;
 mod reduce;
+mod sequence;
 mod shape;
 pub mod util;
 mod window;
@@ -41,6 +42,17 @@ pub enum Val {
     Float(Var),
     /// An integer or boolean tensor on the host.
     Int(IntTensor),
+}
+
+/// What a name holds while the graph runs: a tensor, or an ONNX sequence of tensors (made by
+/// `SplitToSequence` or `SequenceConstruct`, read by `SequenceAt`, `SequenceLength` and
+/// `ConcatFromSequence`). Only the sequence ops take or make sequences.
+#[derive(Debug, Clone)]
+pub enum Binding {
+    /// One tensor.
+    Tensor(Val),
+    /// An ordered list of tensors of one kind (all floating-point, or all integer/boolean).
+    Sequence(Vec<Val>),
 }
 
 /// What every op's lowering may read besides its inputs.
@@ -68,20 +80,9 @@ pub fn lower_node(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<
             ),
         ));
     }
-    // Host tensors index their data by their dims: a mismatch is an error here, not a panic.
     for (i, value) in inputs.iter().enumerate() {
-        if let Some(Val::Int(t)) = value {
-            let count = t.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-            if count != Some(t.data.len()) {
-                return Err(node_error(
-                    node,
-                    format!(
-                        "input {i} has shape {:?} but holds {} values",
-                        t.dims,
-                        t.data.len()
-                    ),
-                ));
-            }
+        if let Some(value) = value {
+            check_host_dims(node, i, value)?;
         }
     }
     let lowered = match node.op_type.as_str() {
@@ -89,17 +90,23 @@ pub fn lower_node(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<
         | "Tanh" | "Sigmoid" | "Relu" | "LeakyRelu" | "Elu" | "Gelu" | "Erf" | "Softplus"
         | "Where" | "Cast" | "Identity" | "Dropout" | "Equal" | "Less" | "Greater"
         | "LessOrEqual" | "GreaterOrEqual" | "Not" | "And" | "Or" | "Xor" | "Max" | "Min"
-        | "Size" | "Range" | "Trilu" => elementwise::lower(node, inputs, ctx),
+        | "Size" | "Range" | "Trilu" | "CastLike" | "Abs" | "Sign" | "Sin" | "Cos" | "Clip" => {
+            elementwise::lower(node, inputs, ctx)
+        }
         "Constant" | "ConstantOfShape" | "Reshape" | "Flatten" | "Transpose" | "Squeeze"
         | "Unsqueeze" | "Concat" | "Slice" | "Split" | "Gather" | "Expand" | "Shape" => {
             shape::lower(node, inputs, ctx)
         }
-        "ReduceMean" | "ReduceSum" => reduce::lower(node, inputs, ctx),
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" => reduce::lower(node, inputs, ctx),
         "Gemm" | "MatMul" => linear::lower(node, inputs, ctx),
         "Conv" | "MaxPool" | "AveragePool" | "GlobalAveragePool" => conv::lower(node, inputs, ctx),
         "Softmax" | "LogSoftmax" | "LayerNormalization" | "BatchNormalization" => {
             norm::lower(node, inputs, ctx)
         }
+        op if sequence::is_sequence_op(op) => Err(node_error(
+            node,
+            "a sequence op takes or makes sequences: lower it with `lower_bound_node`".to_string(),
+        )),
         other => Err(unsupported(
             node,
             "op",
@@ -116,7 +123,71 @@ pub fn lower_node(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<
     })
 }
 
-/// Every op type [`lower_node`] accepts.
+/// Host tensors index their data by their dims: a mismatch is an error, not a panic.
+fn check_host_dims(node: &Node, i: usize, value: &Val) -> Result<()> {
+    if let Val::Int(t) = value {
+        let count = t.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if count != Some(t.data.len()) {
+            return Err(node_error(
+                node,
+                format!(
+                    "input {i} has shape {:?} but holds {} values",
+                    t.dims,
+                    t.data.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Lowers one node whose inputs and outputs may be sequences: the sequence ops run here, every
+/// other op through [`lower_node`] (a sequence given to it is an error naming the input).
+pub fn lower_bound_node(
+    node: &Node,
+    inputs: &[Option<Binding>],
+    ctx: &Ctx,
+) -> Result<Vec<Binding>> {
+    for (i, binding) in inputs.iter().enumerate() {
+        match binding {
+            Some(Binding::Tensor(value)) => check_host_dims(node, i, value)?,
+            Some(Binding::Sequence(items)) => {
+                for item in items {
+                    check_host_dims(node, i, item)?;
+                }
+            }
+            None => {}
+        }
+    }
+    if sequence::is_sequence_op(&node.op_type) && matches!(node.domain.as_str(), "" | "ai.onnx") {
+        return sequence::lower(node, inputs, ctx).map_err(|e| match e {
+            OnnxError::Tensor(_) | OnnxError::Tape(_) => node_error(node, e.to_string()),
+            other => other,
+        });
+    }
+    let tensors = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, binding)| match binding {
+            None => Ok(None),
+            Some(Binding::Tensor(value)) => Ok(Some(value.clone())),
+            Some(Binding::Sequence(items)) => Err(node_error(
+                node,
+                format!(
+                    "input {i} is a sequence of {} tensors; {} takes tensors",
+                    items.len(),
+                    node.op_type
+                ),
+            )),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(lower_node(node, &tensors, ctx)?
+        .into_iter()
+        .map(Binding::Tensor)
+        .collect())
+}
+
+/// Every op type [`lower_bound_node`] accepts ([`lower_node`] takes all but the sequence ops).
 pub const SUPPORTED_OPS: &[&str] = &[
     "Add",
     "Sub",
@@ -179,11 +250,28 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "LogSoftmax",
     "LayerNormalization",
     "BatchNormalization",
+    "CastLike",
+    "Abs",
+    "Sign",
+    "Sin",
+    "Cos",
+    "Clip",
+    "ReduceMax",
+    "ReduceMin",
+    "SplitToSequence",
+    "SequenceAt",
+    "SequenceConstruct",
+    "SequenceLength",
+    "ConcatFromSequence",
 ];
 
 /// Runs the graph: `env` holds the graph inputs and initializers by name; returns the graph
-/// outputs in order.
-pub fn run(graph: &Graph, mut env: HashMap<String, Val>, ctx: &Ctx) -> Result<Vec<Val>> {
+/// outputs in order (each a tensor: a sequence output is an error).
+pub fn run(graph: &Graph, env: HashMap<String, Val>, ctx: &Ctx) -> Result<Vec<Val>> {
+    let mut env: HashMap<String, Binding> = env
+        .into_iter()
+        .map(|(name, value)| (name, Binding::Tensor(value)))
+        .collect();
     for node in &graph.nodes {
         let inputs = node
             .inputs
@@ -200,7 +288,7 @@ pub fn run(graph: &Graph, mut env: HashMap<String, Val>, ctx: &Ctx) -> Result<Ve
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let outputs = lower_node(node, &inputs, ctx)?;
+        let outputs = lower_bound_node(node, &inputs, ctx)?;
         for (name, value) in node.outputs.iter().zip(outputs) {
             if !name.is_empty() {
                 env.insert(name.clone(), value);
@@ -210,10 +298,17 @@ pub fn run(graph: &Graph, mut env: HashMap<String, Val>, ctx: &Ctx) -> Result<Ve
     graph
         .outputs
         .iter()
-        .map(|out| {
-            env.remove(&out.name).ok_or_else(|| {
-                OnnxError::InvalidGraph(format!("graph output '{}' is never produced", out.name))
-            })
+        .map(|out| match env.remove(&out.name) {
+            Some(Binding::Tensor(value)) => Ok(value),
+            Some(Binding::Sequence(items)) => Err(OnnxError::InvalidGraph(format!(
+                "graph output '{}' is a sequence of {} tensors; outputs must be tensors",
+                out.name,
+                items.len()
+            ))),
+            None => Err(OnnxError::InvalidGraph(format!(
+                "graph output '{}' is never produced",
+                out.name
+            ))),
         })
         .collect()
 }

@@ -1,6 +1,7 @@
-//! Reductions over axes: `ReduceMean`, `ReduceSum`. The axes come from the `axes` input (from
-//! opset 13 for `ReduceSum`, 18 for `ReduceMean`) or, in older models, the `axes` attribute;
-//! no axes reduce everything unless `noop_with_empty_axes` is set.
+//! Reductions over axes: `ReduceMean`, `ReduceSum`, `ReduceMax`, `ReduceMin`. The axes come
+//! from the `axes` input (from opset 13 for `ReduceSum`, 18 for the others) or, in older
+//! models, the `axes` attribute; no axes reduce everything unless `noop_with_empty_axes` is
+//! set.
 
 use super::util::{
     attr_int, attr_ints, check_inputs, checked_count, input, int_list, norm_axes, optional_input,
@@ -30,6 +31,9 @@ pub fn lower(node: &Node, inputs: &[Option<Val>], _ctx: &Ctx) -> Result<Vec<Val>
         axes.sort_unstable();
         axes
     };
+    if matches!(node.op_type.as_str(), "ReduceMax" | "ReduceMin") {
+        return extremum(node, x, &axes, keepdims).map(|v| vec![v]);
+    }
     let mean = node.op_type == "ReduceMean";
     let out = match x {
         Val::Float(v) => {
@@ -64,6 +68,76 @@ pub fn lower(node: &Node, inputs: &[Option<Val>], _ctx: &Ctx) -> Result<Vec<Val>
         }
     };
     Ok(vec![out])
+}
+
+/// `ReduceMax`/`ReduceMin` over sorted, distinct `axes`. On floats the tape's `max` over the
+/// reduced axes gathered into one (the derivative shared equally among tied extremes, as the
+/// tape's `max`); `min(x) = −max(−x)`. On integers the same on the host. Reducing an empty
+/// axis is an error.
+fn extremum(node: &Node, x: &Val, axes: &[usize], keepdims: bool) -> Result<Val> {
+    let dims = super::util::dims_of(x).to_vec();
+    if let Some(&a) = axes.iter().find(|&&a| dims[a] == 0) {
+        return Err(node_error(
+            node,
+            format!("{} over the empty axis {a} of shape {dims:?}", node.op_type),
+        ));
+    }
+    let max = node.op_type == "ReduceMax";
+    let kept_dims: Vec<usize> = (0..dims.len())
+        .filter(|a| !axes.contains(a))
+        .map(|a| dims[a])
+        .collect();
+    let out_dims: Vec<usize> = if keepdims {
+        (0..dims.len())
+            .map(|a| if axes.contains(&a) { 1 } else { dims[a] })
+            .collect()
+    } else {
+        kept_dims.clone()
+    };
+    if axes.is_empty() {
+        return Ok(x.clone());
+    }
+    // The kept axes first, then the reduced ones merged into one last axis.
+    let perm: Vec<usize> = (0..dims.len())
+        .filter(|a| !axes.contains(a))
+        .chain(axes.iter().copied())
+        .collect();
+    let reduced: usize = axes.iter().map(|&a| dims[a]).product();
+    let mut grouped = kept_dims;
+    grouped.push(reduced);
+    match x {
+        Val::Float(v) => {
+            let signed = if max { v.clone() } else { v.neg()? };
+            let moved = if perm.iter().enumerate().all(|(i, &p)| i == p) {
+                signed
+            } else {
+                signed.permute(&perm)?
+            };
+            let top = moved.reshape(grouped)?.max(-1, false)?;
+            let top = if max { top } else { top.neg()? };
+            Ok(Val::Float(top.reshape(out_dims)?))
+        }
+        Val::Int(t) => {
+            let moved = super::host::permute(node, t, &perm)?;
+            let data = moved
+                .data
+                .chunks(reduced)
+                .map(|group| {
+                    let pick = if max {
+                        group.iter().max()
+                    } else {
+                        group.iter().min()
+                    };
+                    pick.copied()
+                        .ok_or_else(|| node_error(node, "an empty reduction".to_string()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Val::Int(IntTensor {
+                dims: out_dims,
+                data,
+            }))
+        }
+    }
 }
 
 /// Σ of an integer tensor over sorted, distinct `axes`, with checked addition.

@@ -1,4 +1,4 @@
-//! Type changes and pass-throughs: `Cast`, `Dropout` (inference) and `Size`.
+//! Type changes and pass-throughs: `Cast`, `CastLike`, `Dropout` (inference) and `Size`.
 
 use super::super::util::{
     attr_int_opt, check_inputs, constant_values, input, int_to_float, optional_input,
@@ -29,7 +29,61 @@ pub fn cast(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Val> {
     check_inputs(node, inputs, 1, 1)?;
     let to = attr_int_opt(node, "to")?
         .ok_or_else(|| node_error(node, "the attribute 'to' is required".to_string()))?;
+    cast_to(node, input(node, inputs, 0)?, to, ctx)
+}
+
+/// `CastLike(x, target)`: `x` cast to the element type of `target`. A floating-point target
+/// keeps floats in the model's dtype (integers become constants). An integer or boolean target
+/// is a host tensor, which does not record whether it is boolean: the cast is to int64 when
+/// the target holds a value other than 0 and 1 (so it is not boolean) or when reading it as
+/// int64 and as bool gives the same values (the input holds only 0s and 1s); otherwise the
+/// result would depend on the type the target does not record, and it is an error.
+pub fn cast_like(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Val> {
+    check_inputs(node, inputs, 2, 2)?;
     let x = input(node, inputs, 0)?;
+    let target = match input(node, inputs, 1)? {
+        Val::Float(_) => return cast_to(node, x, FLOAT, ctx),
+        Val::Int(t) => t,
+    };
+    let as_int = cast_to(node, x, INT64, ctx)?;
+    let Val::Int(ints) = &as_int else {
+        return Err(node_error(node, "a cast to int64 gave floats".to_string()));
+    };
+    let not_bool = target.data.iter().any(|&v| v != 0 && v != 1);
+    if not_bool || ints.data.iter().all(|&v| v == 0 || v == 1) && agrees_with_bool(x)? {
+        return Ok(as_int);
+    }
+    Err(unsupported(
+        node,
+        "dtype",
+        format!(
+            "CastLike to a host tensor of 0s and 1s (shape {:?}): its element type (bool or \
+             integer) is not recorded, and the two casts of this input differ",
+            target.dims
+        ),
+    ))
+}
+
+/// Whether every value of `x` reads the same as an integer (truncated) and as a bool (≠ 0):
+/// false for a float such as 0.5 (0 as an integer, 1 as a bool).
+fn agrees_with_bool(x: &Val) -> Result<bool> {
+    Ok(match x {
+        Val::Int(_) => true,
+        Val::Float(v) => v
+            .value()
+            .to_f64s()?
+            .iter()
+            .all(|&f| f.trunc() == f64::from(u8::from(f != 0.0))),
+    })
+}
+
+/// The `TensorProto.DataType` number of float.
+const FLOAT: i64 = 1;
+/// The `TensorProto.DataType` number of int64.
+const INT64: i64 = 7;
+
+/// `x` cast to the ONNX element type `to` (see [`cast`]).
+fn cast_to(node: &Node, x: &Val, to: i64, ctx: &Ctx) -> Result<Val> {
     let to_float = matches!(to, 1 | 10 | 11 | 16);
     if to_float {
         return match x {
