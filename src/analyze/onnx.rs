@@ -2,10 +2,24 @@
 //! checked against the graph's inputs (one tensor per input, named after it, and the targets
 //! `y`, all with the same number of samples, each shaped as the graph declares) before any
 //! data is read, and the plan's sizes come from P, the samples, the data and the graph.
+//!
+//! The activations are counted by running the graph's forward pass on zeros shaped as the
+//! header says, at one sample and at two, the parameters as tape leaves, so that the tape
+//! records what the gradient pass keeps: the elements of the values it records (those that
+//! depend on a parameter) and of every value the ops compute, intermediates included. Values
+//! that depend on the data scale linearly with the samples, so a count at n samples is
+//! c₁ + (n − 1)(c₂ − c₁), exact for a graph that treats its samples independently; the values
+//! computed from the parameters alone (c₁ − (c₂ − c₁)) are counted once. A graph whose inputs
+//! declare a fixed sample axis runs once at the data's sample count. The probe's own cost is
+//! bounded: one sample's inputs and every op's value count against a share of the memory
+//! available, and a graph past it is counted as at least that large per sample (so the run
+//! is refused). A forward pass that fails on zeros falls back to a bound from the graph's
+//! size ([`ActivationCount::Bound`]).
 
 use std::path::{Path, PathBuf};
 
 use curvature::nn::{Loss, Module};
+use curvature::tape::{Tape, Var};
 use curvature::onnx::ir::{Dim, HostData, ValueInfo};
 use curvature::onnx::{OnnxError, OnnxModel, OnnxOptions};
 use curvature::tensor::io::{shown, Accept, Entry, Header, Source};
@@ -37,7 +51,26 @@ pub struct OnnxSource {
     /// The graph's inputs' entries in the data file, in the graph's order, then `y`'s.
     entries: Vec<(String, Entry)>,
     samples: usize,
+    activations: ActivationCount,
 }
+
+/// How the activations of a run were counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivationCount {
+    /// By the forward pass on zeros, at the run's sample count: the elements of the values the
+    /// tape records (those that depend on a parameter, which the gradient and the products
+    /// keep) and of the values computed without recording (alive during the forward pass).
+    Probed { recorded: u128, unrecorded: u128 },
+    /// The one-sample forward pass computes more than the probe's limit: at least this many
+    /// elements (the limit per sample, over all samples).
+    PastLimit(u128),
+    /// The forward pass on zeros failed: the bound of [`OnnxSource::sizes`] is used.
+    Bound,
+}
+
+/// The share of the memory available the activation probe may compute (in the run's dtype):
+/// one part in this many.
+const PROBE_SHARE: u128 = 4;
 
 /// Imports the graph `args.model` (its parameters chosen by `--params`) in `dtype` on
 /// `device` and checks the data file's header against it.
@@ -84,6 +117,9 @@ pub fn open(args: &AnalyzeArgs, dtype: DType, device: Device) -> Result<OnnxSour
         .collect();
     entries.push((TARGETS.to_string(), header.tensors[TARGETS].clone()));
     let samples = check_shapes(inputs, &entries).map_err(in_data)?;
+    let (available, _) = super::plan::available_memory(args.memory_limit);
+    let limit = available / PROBE_SHARE / dtype.size_in_bytes() as u128;
+    let activations = count_activations(&model, &entries, samples, limit);
     Ok(OnnxSource {
         model,
         loss,
@@ -91,6 +127,7 @@ pub fn open(args: &AnalyzeArgs, dtype: DType, device: Device) -> Result<OnnxSour
         data,
         entries,
         samples,
+        activations,
     })
 }
 
@@ -211,6 +248,127 @@ fn check_shapes(inputs: &[ValueInfo], entries: &[(String, Entry)]) -> Result<usi
     Ok(samples)
 }
 
+/// Counts the elements the forward pass computes at `samples` samples from runs on zeros
+/// shaped like the data `entries` (inputs, then `y`): at one and two samples, extrapolated
+/// linearly, or once at `samples` when an input fixes the sample axis. Each run may compute at
+/// most `limit` elements per sample.
+pub fn count_activations(
+    model: &OnnxModel,
+    entries: &[(String, Entry)],
+    samples: usize,
+    limit: u128,
+) -> ActivationCount {
+    let inputs = &entries[..entries.len().saturating_sub(1)];
+    let fixed = model.graph().inputs.iter().any(|info| {
+        info.dims
+            .as_ref()
+            .is_some_and(|dims| matches!(dims.first(), Some(Dim::Fixed(_))))
+    });
+    let per_sample_limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let runs: &[usize] = if fixed || samples == 1 {
+        &[samples]
+    } else {
+        &[1, 2]
+    };
+    let mut counts = Vec::with_capacity(runs.len());
+    for &n in runs {
+        match forward_on_zeros(model, inputs, n, per_sample_limit.saturating_mul(n)) {
+            Probe::Computed(count) => counts.push(count),
+            Probe::PastLimit => {
+                return ActivationCount::PastLimit((limit + 1).saturating_mul(samples as u128))
+            }
+            Probe::Failed => return ActivationCount::Bound,
+        }
+    }
+    let at_samples = |pick: fn(&Counted) -> u128| match counts.as_slice() {
+        [one] => pick(one),
+        [one, two] => {
+            let (c1, c2) = (pick(one), pick(two));
+            // A count that shrinks with the samples is not linear: each sample counts c₁.
+            let per_sample = if c2 >= c1 { c2 - c1 } else { c1 };
+            c1.saturating_add(per_sample.saturating_mul(samples as u128 - 1))
+        }
+        _ => 0,
+    };
+    let recorded = at_samples(|c| c.recorded);
+    let computed = at_samples(|c| c.computed);
+    ActivationCount::Probed {
+        recorded,
+        unrecorded: computed.saturating_sub(recorded),
+    }
+}
+
+/// What one forward pass on zeros computed, in elements.
+struct Counted {
+    /// Every value its ops computed.
+    computed: u128,
+    /// The values the tape recorded.
+    recorded: u128,
+}
+
+/// The outcome of one forward pass on zeros.
+enum Probe {
+    Computed(Counted),
+    /// More than the limit (or one sample's inputs alone past it).
+    PastLimit,
+    /// The graph does not run on these shapes.
+    Failed,
+}
+
+/// Runs `model` on zeros of `n` samples shaped like `inputs` (their sample axis replaced),
+/// the parameters as leaves, computing at most `limit` elements.
+fn forward_on_zeros(
+    model: &OnnxModel,
+    inputs: &[(String, Entry)],
+    n: usize,
+    limit: usize,
+) -> Probe {
+    let mut input_elements = 0usize;
+    let mut shapes = Vec::with_capacity(inputs.len());
+    for (_, entry) in inputs {
+        let mut dims = entry.shape.clone();
+        match dims.first_mut() {
+            Some(first) => *first = n,
+            None => return Probe::Failed,
+        }
+        let total = dims
+            .iter()
+            .try_fold(1usize, |t, &d| t.checked_mul(d))
+            .and_then(|c| input_elements.checked_add(c));
+        match total {
+            Some(c) if c <= limit => input_elements = c,
+            _ => return Probe::PastLimit,
+        }
+        shapes.push(dims);
+    }
+    let tape = Tape::new();
+    let (dtype, device) = (model.dtype(), model.device());
+    let mut vars: Vec<Var> = Vec::with_capacity(shapes.len());
+    for dims in shapes {
+        match Tensor::zeros(dims, dtype, device) {
+            Ok(t) => vars.push(tape.constant(t)),
+            Err(_) => return Probe::Failed,
+        }
+    }
+    let params: Vec<Var> = model
+        .parameters()
+        .into_iter()
+        .map(|t| tape.leaf(t))
+        .collect();
+    let limit = limit - input_elements;
+    tape.limit_computed_elements(Some(limit));
+    let result = model.run(&params, &vars);
+    let computed = tape.computed_elements();
+    match result {
+        Ok(_) => Probe::Computed(Counted {
+            computed: computed as u128,
+            recorded: tape.recorded_elements() as u128,
+        }),
+        Err(_) if computed > limit => Probe::PastLimit,
+        Err(_) => Probe::Failed,
+    }
+}
+
 /// A declared shape as the file gives it: sizes, symbolic names, `?` for unknown.
 fn declared(dims: &[Dim]) -> String {
     let dims: Vec<String> = dims
@@ -230,9 +388,18 @@ impl OnnxSource {
         self.samples
     }
 
+    /// How the activations were counted.
+    pub fn activations(&self) -> ActivationCount {
+        self.activations
+    }
+
     /// What the memory plan needs: P, the samples, the tensors loading converts (the float
-    /// initializers and the data) and an estimate of the activations: each node's output per
-    /// sample counted as large as the larger of the inputs of one sample and the largest
+    /// initializers and the data) and the activations, from the forward pass on zeros
+    /// ([`count_activations`]): the inputs over all samples plus the values the tape records
+    /// are the activations (what the gradient and every product keep, with a tangent per
+    /// direction), and the values computed without recording (alive once, during the forward
+    /// pass) count with the tensors. When the graph does not run on zeros, each node's output
+    /// per sample counts as large as the larger of the inputs of one sample and the largest
     /// initializer, which covers a chain of dense layers and of size-preserving ops.
     pub fn sizes(&self) -> Sizes {
         let count = |dims: &[usize]| dims.iter().map(|&d| d as u128).product::<u128>();
@@ -247,19 +414,30 @@ impl OnnxSource {
         let inputs = &data[..data.len() - 1];
         let input_elements = inputs.iter().fold(0u128, |t, &n| t.saturating_add(n));
         let samples = self.samples as u128;
-        let per_sample =
-            (input_elements / samples.max(1)).max(initializers.iter().copied().max().unwrap_or(0));
-        let activation_elements = samples
-            .saturating_mul(per_sample)
-            .saturating_mul(graph.nodes.len() as u128)
-            .saturating_add(input_elements);
+        let (recorded, unrecorded) = match self.activations {
+            ActivationCount::Probed {
+                recorded,
+                unrecorded,
+            } => (recorded, unrecorded),
+            ActivationCount::PastLimit(c) => (c, 0),
+            ActivationCount::Bound => {
+                let per_sample = (input_elements / samples.max(1))
+                    .max(initializers.iter().copied().max().unwrap_or(0));
+                let bound = samples
+                    .saturating_mul(per_sample)
+                    .saturating_mul(graph.nodes.len() as u128);
+                (bound, 0)
+            }
+        };
         let all = initializers.iter().chain(&data);
         Sizes {
             widths: Vec::new(),
             samples: self.samples,
             params: self.model.num_params() as u128,
-            activation_elements,
-            tensor_elements: all.clone().fold(0u128, |t, &n| t.saturating_add(n)),
+            activation_elements: recorded.saturating_add(input_elements),
+            tensor_elements: all
+                .clone()
+                .fold(unrecorded, |t, &n| t.saturating_add(n)),
             largest_tensor: all.copied().max().unwrap_or(0),
         }
     }

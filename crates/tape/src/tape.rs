@@ -34,6 +34,10 @@ pub(crate) struct TapeInner {
     pub nodes: Vec<Node>,
     /// False while a backward pass that must not record (create_graph = false) runs.
     pub recording: bool,
+    /// Elements of every value an op computed on this tape, recorded or not.
+    pub computed: usize,
+    /// When set, an op whose value would take `computed` past it is an error.
+    pub computed_limit: Option<usize>,
 }
 
 /// What a node is, for inspection (like PyTorch's `grad_fn` and `next_functions`).
@@ -67,6 +71,8 @@ impl Tape {
             inner: Rc::new(RefCell::new(TapeInner {
                 nodes: Vec::new(),
                 recording: true,
+                computed: 0,
+                computed_limit: None,
             })),
         }
     }
@@ -99,6 +105,35 @@ impl Tape {
         self.len() == 0
     }
 
+    /// Elements of every value an op has computed on this tape so far, whether recorded or a
+    /// constant (leaves and [`Tape::constant`]s are not counted): what a forward pass computes,
+    /// the values it keeps and its intermediates alike. Saturates at `usize::MAX`.
+    pub fn computed_elements(&self) -> usize {
+        self.inner.borrow().computed
+    }
+
+    /// Elements of the values of the recorded ops (every node but the leaves): what the tape
+    /// keeps a node for, the part of [`Tape::computed_elements`] that depends on a leaf.
+    /// Saturates at `usize::MAX`.
+    pub fn recorded_elements(&self) -> usize {
+        self.inner
+            .borrow()
+            .nodes
+            .iter()
+            .filter(|node| !matches!(node.op, Op::Leaf))
+            .fold(0usize, |total, node| {
+                total.saturating_add(node.shape.elem_count())
+            })
+    }
+
+    /// Bounds [`Tape::computed_elements`]: once set, an op whose value takes the count past
+    /// `limit` returns [`TapeError::InvalidArgument`] naming the op; its value still counts, so
+    /// a count above `limit` says the bound was hit (the value is computed before it is
+    /// counted: the bound holds up to one op's value). `None` removes the bound.
+    pub fn limit_computed_elements(&self, limit: Option<usize>) {
+        self.inner.borrow_mut().computed_limit = limit;
+    }
+
     /// Describes node `id`, or `None` if there is no such node.
     pub fn node_info(&self, id: NodeId) -> Option<NodeInfo> {
         let inner = self.inner.borrow();
@@ -123,6 +158,25 @@ impl Tape {
         std::mem::replace(&mut self.inner.borrow_mut().recording, on)
     }
 
+    /// Adds `elements` to the computed count, or refuses them past the limit.
+    fn count_computed(&self, op: &'static str, elements: usize) -> Result<()> {
+        let mut inner = self.inner.borrow_mut();
+        let total = inner.computed.saturating_add(elements);
+        inner.computed = total;
+        if let Some(limit) = inner.computed_limit {
+            if total > limit {
+                return Err(TapeError::InvalidArgument {
+                    op,
+                    msg: format!(
+                        "its {elements} elements take the values computed on this tape to \
+                         {total}, past the limit of {limit}"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn push(&self, node: Node) -> NodeId {
         let mut inner = self.inner.borrow_mut();
         inner.nodes.push(node);
@@ -137,6 +191,7 @@ impl Tape {
                 return Err(TapeError::TapeMismatch { op: op.name() });
             }
         }
+        self.count_computed(op.name(), value.elem_count())?;
         let tracked = inputs.iter().any(|v| v.node_id().is_some());
         if !tracked || !self.is_recording() {
             return Ok(Var::new(self.clone(), None, value));
