@@ -19,9 +19,9 @@
 use std::path::{Path, PathBuf};
 
 use curvature::nn::{Loss, Module};
-use curvature::tape::{Tape, Var};
 use curvature::onnx::ir::{Dim, HostData, ValueInfo};
 use curvature::onnx::{OnnxError, OnnxModel, OnnxOptions};
+use curvature::tape::{Tape, Var};
 use curvature::tensor::io::{shown, Accept, Entry, Header, Source};
 use curvature::tensor::{DType, Device, Tensor};
 use safetensors::Dtype as FileDtype;
@@ -402,44 +402,7 @@ impl OnnxSource {
     /// per sample counts as large as the larger of the inputs of one sample and the largest
     /// initializer, which covers a chain of dense layers and of size-preserving ops.
     pub fn sizes(&self) -> Sizes {
-        let count = |dims: &[usize]| dims.iter().map(|&d| d as u128).product::<u128>();
-        let graph = self.model.graph();
-        let initializers: Vec<u128> = graph
-            .initializers
-            .iter()
-            .filter(|t| matches!(t.data, HostData::Float(_)))
-            .map(|t| count(&t.dims))
-            .collect();
-        let data: Vec<u128> = self.entries.iter().map(|(_, e)| count(&e.shape)).collect();
-        let inputs = &data[..data.len() - 1];
-        let input_elements = inputs.iter().fold(0u128, |t, &n| t.saturating_add(n));
-        let samples = self.samples as u128;
-        let (recorded, unrecorded) = match self.activations {
-            ActivationCount::Probed {
-                recorded,
-                unrecorded,
-            } => (recorded, unrecorded),
-            ActivationCount::PastLimit(c) => (c, 0),
-            ActivationCount::Bound => {
-                let per_sample = (input_elements / samples.max(1))
-                    .max(initializers.iter().copied().max().unwrap_or(0));
-                let bound = samples
-                    .saturating_mul(per_sample)
-                    .saturating_mul(graph.nodes.len() as u128);
-                (bound, 0)
-            }
-        };
-        let all = initializers.iter().chain(&data);
-        Sizes {
-            widths: Vec::new(),
-            samples: self.samples,
-            params: self.model.num_params() as u128,
-            activation_elements: recorded.saturating_add(input_elements),
-            tensor_elements: all
-                .clone()
-                .fold(unrecorded, |t, &n| t.saturating_add(n)),
-            largest_tensor: all.copied().max().unwrap_or(0),
-        }
+        graph_sizes(&self.model, &self.entries, self.samples, self.activations)
     }
 
     /// Reads the data in `dtype` on `device`: the [`Problem`] of the graph, its inputs, the
@@ -481,11 +444,58 @@ impl OnnxSource {
     }
 }
 
+/// The sizes of [`OnnxSource::sizes`] for `model` on the data `entries` (inputs, then `y`) of
+/// `samples` samples, its activations counted as `activations`.
+pub fn graph_sizes(
+    model: &OnnxModel,
+    entries: &[(String, Entry)],
+    samples: usize,
+    activations: ActivationCount,
+) -> Sizes {
+    let count = |dims: &[usize]| dims.iter().map(|&d| d as u128).product::<u128>();
+    let graph = model.graph();
+    let initializers: Vec<u128> = graph
+        .initializers
+        .iter()
+        .filter(|t| matches!(t.data, HostData::Float(_)))
+        .map(|t| count(&t.dims))
+        .collect();
+    let data: Vec<u128> = entries.iter().map(|(_, e)| count(&e.shape)).collect();
+    let inputs = &data[..data.len() - 1];
+    let input_elements = inputs.iter().fold(0u128, |t, &n| t.saturating_add(n));
+    let n = samples as u128;
+    let (recorded, unrecorded) = match activations {
+        ActivationCount::Probed {
+            recorded,
+            unrecorded,
+        } => (recorded, unrecorded),
+        ActivationCount::PastLimit(c) => (c, 0),
+        ActivationCount::Bound => {
+            let per_sample =
+                (input_elements / n.max(1)).max(initializers.iter().copied().max().unwrap_or(0));
+            let bound = n
+                .saturating_mul(per_sample)
+                .saturating_mul(graph.nodes.len() as u128);
+            (bound, 0)
+        }
+    };
+    let all = initializers.iter().chain(&data);
+    Sizes {
+        widths: Vec::new(),
+        samples,
+        params: model.num_params() as u128,
+        activation_elements: recorded.saturating_add(input_elements),
+        tensor_elements: all.clone().fold(unrecorded, |t, &n| t.saturating_add(n)),
+        largest_tensor: all.copied().max().unwrap_or(0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
     use clap::Parser;
+    use curvature::onnx::ir::{Attribute, ElemType, Graph, HostTensor, Node};
 
     /// `analyze tests/data/onnx/<model> --data tests/data/onnx/<data> --loss mse`.
     fn args(model: &str, data: &str) -> AnalyzeArgs {
@@ -505,39 +515,254 @@ mod tests {
         }
     }
 
+    /// `analyze` of the fixture `model` on `data` with `extra` arguments, opened.
+    fn opened(model: &str, data: &str, extra: &[&str]) -> OnnxSource {
+        let mut args = args(model, data);
+        if let [flag, value] = extra {
+            assert_eq!(*flag, "--params");
+            args.params = vec![value.to_string()];
+        }
+        open(&args, DType::F64, Device::Cpu).expect("the fixture opens")
+    }
+
     /// The MLP fc1 [4, 3] + [4] → tanh → fc2 [2, 4] + [2] on x [5, 3], y [5, 2], counted by
-    /// hand: P = 26; the activations of 3 nodes at 12 per sample (fc1.weight's elements, more
-    /// than x's 3), plus x.
+    /// hand: P = 26; per sample the tape records fc1's product and bias sum (4 + 4), tanh (4)
+    /// and fc2's product and bias sum (2 + 2), 16 in all, over 5 samples, plus x (15).
     #[test]
     fn the_sizes_of_an_onnx_mlp_come_from_the_graph_and_the_data() {
-        let source = open(
-            &args("mlp.onnx", "mlp_mse.safetensors"),
-            DType::F64,
-            Device::Cpu,
-        )
-        .expect("the fixture opens");
+        let source = opened("mlp.onnx", "mlp_mse.safetensors", &[]);
         let sizes = source.sizes();
         assert!(sizes.widths.is_empty(), "the tape's plan");
         assert_eq!(sizes.samples, 5);
         assert_eq!(sizes.params, 26);
+        assert_eq!(
+            source.activations(),
+            ActivationCount::Probed {
+                recorded: 5 * 16,
+                unrecorded: 0
+            }
+        );
+        assert_eq!(sizes.activation_elements, 5 * 16 + 15);
         assert_eq!(sizes.tensor_elements, 26 + 15 + 10);
         assert_eq!(sizes.largest_tensor, 15);
-        assert_eq!(sizes.activation_elements, 5 * 12 * 3 + 15);
     }
 
-    /// Two inputs a, b [5, 3] (6 elements per sample, more than any initializer's), four
-    /// nodes: 5·6·4 + 30 activations; P = 6 + 6 + 2.
+    /// With fc2 alone the parameters, the tape records fc2's product and sum (2 + 2 per
+    /// sample); fc1's product, its sum and tanh (12 per sample) are computed unrecorded.
+    #[test]
+    fn values_that_depend_on_no_parameter_count_once_with_the_tensors() {
+        let source = opened("mlp.onnx", "mlp_mse.safetensors", &["--params", "fc2.*"]);
+        let sizes = source.sizes();
+        assert_eq!(sizes.params, 10);
+        assert_eq!(sizes.activation_elements, 5 * 4 + 15);
+        assert_eq!(sizes.tensor_elements, 26 + 15 + 10 + 5 * 12);
+    }
+
+    /// Two inputs a, b [5, 3] through left, right [3, 2] and shift [2]: u = a·left,
+    /// v = b·right, w = u ⊙ v and w + shift, 2 each per sample; P = 6 + 6 + 2.
     #[test]
     fn the_sizes_of_a_graph_of_two_inputs_count_both() {
-        let source = open(
-            &args("two_inputs.onnx", "two_inputs_mse.safetensors"),
-            DType::F64,
-            Device::Cpu,
-        )
-        .expect("the fixture opens");
+        let source = opened("two_inputs.onnx", "two_inputs_mse.safetensors", &[]);
         let sizes = source.sizes();
         assert_eq!(sizes.params, 14);
-        assert_eq!(sizes.activation_elements, 5 * 6 * 4 + 30);
+        assert_eq!(sizes.activation_elements, 5 * 8 + 30);
         assert_eq!(sizes.tensor_elements, 14 + 30 + 10);
+    }
+
+    /// A float initializer `name` of `dims`, zeros.
+    fn zeros(name: &str, dims: &[usize]) -> HostTensor {
+        HostTensor {
+            name: name.to_string(),
+            elem_type: ElemType::F64,
+            dims: dims.to_vec(),
+            data: HostData::Float(vec![0.0; dims.iter().product()]),
+        }
+    }
+
+    /// A node of the standard domain.
+    fn node(op: &str, inputs: &[&str], output: &str, attributes: Vec<(String, Attribute)>) -> Node {
+        Node {
+            name: output.to_string(),
+            op_type: op.to_string(),
+            domain: String::new(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: vec![output.to_string()],
+            attributes,
+        }
+    }
+
+    /// A graph of one input `x` shaped `dims`, returning `out`.
+    fn graph(nodes: Vec<Node>, x: Vec<Dim>, initializers: Vec<HostTensor>) -> Graph {
+        let info = |name: &str, dims| ValueInfo {
+            name: name.to_string(),
+            elem_type: ElemType::F64,
+            dims,
+        };
+        Graph {
+            nodes,
+            inputs: vec![info("x", Some(x))],
+            outputs: vec![info("out", None)],
+            initializers,
+            opset: 18,
+        }
+    }
+
+    /// The data entries of x and y (only their shapes are read).
+    fn entries(x: &[usize], y: &[usize]) -> Vec<(String, Entry)> {
+        let entry = |shape: &[usize]| Entry {
+            dtype: FileDtype::F64,
+            shape: shape.to_vec(),
+            start: 0,
+            len: 0,
+        };
+        vec![("x".to_string(), entry(x)), ("y".to_string(), entry(y))]
+    }
+
+    fn model(graph: Graph, params: &[&str]) -> OnnxModel {
+        let options = OnnxOptions {
+            params: params.iter().map(|p| p.to_string()).collect(),
+        };
+        OnnxModel::from_graph(graph, &options, DType::F64, Device::Cpu).expect("a valid graph")
+    }
+
+    /// A convolutional net with large filters on small images, as a classifier's backbone
+    /// is: four 3×3 convolutions (64 → 128 → 256 → 512 → 512 channels, padding 1) with ReLU
+    /// on 8×8 images, global average pooling and fc [10, 512], on 16 samples.
+    fn conv_net() -> (OnnxModel, Vec<(String, Entry)>) {
+        let channels = [64usize, 128, 256, 512, 512];
+        let pads = || vec![("pads".to_string(), Attribute::Ints(vec![1; 4]))];
+        let mut nodes = Vec::new();
+        let mut initializers = Vec::new();
+        let mut last = "x".to_string();
+        for (i, pair) in channels.windows(2).enumerate() {
+            let (w, b) = (format!("conv{i}.weight"), format!("conv{i}.bias"));
+            initializers.push(zeros(&w, &[pair[1], pair[0], 3, 3]));
+            initializers.push(zeros(&b, &[pair[1]]));
+            let (conv, relu) = (format!("conv{i}"), format!("relu{i}"));
+            nodes.push(node("Conv", &[&last, &w, &b], &conv, pads()));
+            nodes.push(node("Relu", &[&conv], &relu, Vec::new()));
+            last = relu;
+        }
+        nodes.push(node("GlobalAveragePool", &[&last], "pooled", Vec::new()));
+        nodes.push(node("Flatten", &["pooled"], "flat", Vec::new()));
+        initializers.push(zeros("fc.weight", &[10, 512]));
+        initializers.push(zeros("fc.bias", &[10]));
+        let trans_b = vec![("transB".to_string(), Attribute::Int(1))];
+        nodes.push(node(
+            "Gemm",
+            &["flat", "fc.weight", "fc.bias"],
+            "out",
+            trans_b,
+        ));
+        let x = vec![
+            Dim::Symbolic("batch".into()),
+            Dim::Fixed(64),
+            Dim::Fixed(8),
+            Dim::Fixed(8),
+        ];
+        let graph = graph(nodes, x, initializers);
+        (model(graph, &["fc.*"]), entries(&[16, 64, 8, 8], &[16]))
+    }
+
+    /// The plan of `sizes` for `analyze … --loss cross_entropy --params 'fc.*'` on a machine
+    /// of 24 GiB.
+    fn plan_on_24_gib(sizes: &Sizes) -> super::super::plan::Plan {
+        let mut args = args("mlp.onnx", "mlp_mse.safetensors");
+        args.params = vec!["fc.*".into()];
+        let settings = super::super::settings(&args);
+        super::super::plan::plan(sizes, &settings, (24 << 30, "test")).expect("a plan")
+    }
+
+    /// The conv net's fc is its only parameter: the tape records fc's product and bias sum
+    /// (10 + 10 per sample), and the forward pass computes at least every node's output
+    /// (each convolution's and ReLU's, 2·8·8·(128 + 256 + 512 + 512) per sample, the pooled and
+    /// flattened 512 each) unrecorded. The run fits 24 GiB; the bound from the graph's size
+    /// (samples × nodes × the largest filter) does not.
+    #[test]
+    fn a_conv_net_with_large_filters_fits_where_the_size_bound_does_not() {
+        let (model, entries) = conv_net();
+        let counted = count_activations(&model, &entries, 16, 1 << 30);
+        let ActivationCount::Probed {
+            recorded,
+            unrecorded,
+        } = counted
+        else {
+            panic!("the forward pass runs: {counted:?}");
+        };
+        assert_eq!(recorded, 16 * 20);
+        let node_outputs = 2 * 64 * (128 + 256 + 512 + 512) + 2 * 512;
+        assert!(unrecorded >= 16 * node_outputs, "{unrecorded}");
+        let sizes = graph_sizes(&model, &entries, 16, counted);
+        assert_eq!(sizes.activation_elements, 16 * 20 + 16 * 64 * 64);
+        let plan = plan_on_24_gib(&sizes);
+        assert!(plan.check().is_ok(), "{:?}", plan.peak());
+        let bound = graph_sizes(&model, &entries, 16, ActivationCount::Bound);
+        assert!(plan_on_24_gib(&bound).check().is_err());
+    }
+
+    /// A probe limit smaller than one sample's forward pass (or than one sample's inputs)
+    /// counts the run as the limit per sample, plus one; at the limit `open` sets, a share of
+    /// the memory available, so large a run is refused.
+    #[test]
+    fn a_forward_pass_past_the_probe_limit_is_refused() {
+        let (model, entries) = conv_net();
+        let counted = count_activations(&model, &entries, 16, 100_000);
+        assert_eq!(counted, ActivationCount::PastLimit(16 * 100_001));
+        let inputs_alone = count_activations(&model, &entries, 16, 64 * 64 - 1);
+        assert_eq!(inputs_alone, ActivationCount::PastLimit(16 * 64 * 64));
+        let limit = (24u128 << 30) / PROBE_SHARE / 8;
+        let past = ActivationCount::PastLimit(16 * (limit + 1));
+        let error = plan_on_24_gib(&graph_sizes(&model, &entries, 16, past))
+            .check()
+            .expect_err("refused");
+        assert!(
+            error.starts_with("not enough memory: the primal pass"),
+            "{error}"
+        );
+    }
+
+    /// x [n, 3] · w [3, 2] reshaped to the constant [10]: a graph that runs only at five
+    /// samples. Declared with a fixed sample axis it is probed once at 5 (w's product and the
+    /// reshape, 10 each); with a symbolic one the one-sample run fails and the bound is used.
+    #[test]
+    fn a_fixed_sample_axis_is_probed_at_the_data_and_a_failing_graph_falls_back() {
+        let nodes = vec![
+            node("MatMul", &["x", "w"], "xw", Vec::new()),
+            node("Reshape", &["xw", "shape"], "out", Vec::new()),
+        ];
+        let shape = HostTensor {
+            name: "shape".into(),
+            elem_type: ElemType::I64,
+            dims: vec![1],
+            data: HostData::Int(vec![10]),
+        };
+        let initializers = vec![zeros("w", &[3, 2]), shape];
+        let data = entries(&[5, 3], &[5, 2]);
+        let fixed = graph(
+            nodes.clone(),
+            vec![Dim::Fixed(5), Dim::Fixed(3)],
+            initializers.clone(),
+        );
+        let counted = count_activations(&model(fixed, &[]), &data, 5, 1 << 20);
+        assert_eq!(
+            counted,
+            ActivationCount::Probed {
+                recorded: 20,
+                unrecorded: 0
+            }
+        );
+        let symbolic = graph(
+            nodes,
+            vec![Dim::Symbolic("n".into()), Dim::Fixed(3)],
+            initializers,
+        );
+        let symbolic = model(symbolic, &[]);
+        assert_eq!(
+            count_activations(&symbolic, &data, 5, 1 << 20),
+            ActivationCount::Bound
+        );
+        // The bound: 5 samples × 2 nodes × the larger of one sample's 3 inputs and w's 6.
+        let sizes = graph_sizes(&symbolic, &data, 5, ActivationCount::Bound);
+        assert_eq!(sizes.activation_elements, 5 * 2 * 6 + 15);
     }
 }

@@ -2,8 +2,8 @@
 //! model's sizes before its data is loaded (from a model file's header, or from an ONNX
 //! graph's initializers and its data file's header; [`Sizes`]) and checked against the
 //! memory available, so a run that cannot fit is refused with one line instead of aborting
-//! half-way. The figures are upper bounds (estimates for an ONNX graph, whose activations are
-//! counted from its node count) built from what each step keeps alive: the loaded
+//! half-way. The figures are upper bounds (for an ONNX graph, from the activations its
+//! forward pass computes on zeros at one and two samples) built from what each step keeps alive: the loaded
 //! model, the operator (the fused sweep's [`MlpMemory`] for an MLP, [`TapeMemory`] for any
 //! other model), the dense Hessian and its eigensolver, the
 //! estimators' probe blocks and Krylov bases ([`SlqOptions::memory_bytes`],
