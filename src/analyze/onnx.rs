@@ -389,6 +389,7 @@ impl OnnxSource {
     }
 
     /// How the activations were counted.
+    #[cfg(test)]
     pub fn activations(&self) -> ActivationCount {
         self.activations
     }
