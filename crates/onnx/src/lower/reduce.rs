@@ -69,7 +69,7 @@ pub fn lower(node: &Node, inputs: &[Option<Val>], _ctx: &Ctx) -> Result<Vec<Val>
                 Val::Float(v.sum(&signed, keepdims)?)
             }
         }
-        Val::Int(t) if !mean => Val::Int(int_sum(node, t, &axes, keepdims)?),
+        Val::Int(t) if node.op_type == "ReduceSum" => Val::Int(int_sum(node, t, &axes, keepdims)?),
         Val::Int(t) => {
             return Err(unsupported(
                 node,
