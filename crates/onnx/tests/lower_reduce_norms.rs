@@ -54,10 +54,11 @@ fn reduction_values(device: Device) {
     let x = seeded(&dims, 3, -2.0, 2.0, device);
     let xs = x.to_f64s().unwrap();
     type Fold = fn(f64, f64) -> f64;
+    type Case = (&'static str, Fold, fn(f64) -> f64);
     let square: Fold = |s, v| s + v * v;
     let abs: Fold = |s, v| s + v.abs();
     let exp: Fold = |s, v| s + v.exp();
-    let cases: [(&str, Fold, fn(f64) -> f64); 4] = [
+    let cases: [Case; 4] = [
         ("ReduceSumSquare", square, |s| s),
         ("ReduceL1", abs, |s| s),
         ("ReduceL2", square, f64::sqrt),
