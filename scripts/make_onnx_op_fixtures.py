@@ -4,7 +4,7 @@
 Each case is one ONNX node with seeded float32 inputs, run by ONNX Runtime's CPU provider;
 its file ``<case>.safetensors`` holds the inputs ``in0``, ``in1``, … and the node's outputs
 ``out0``, … as float64 (the float32 values exactly). The tests in
-``crates/onnx/tests/lower_{linear,conv,norm,activation,einsum}.rs`` build the same node by hand, run it on the
+``crates/onnx/tests/lower_*.rs`` build the same node by hand, run it on the
 tape in float64 and compare with these outputs, so the lowering's reading of each op's
 attributes (padding, ``auto_pad``, ``count_include_pad``, the pre-13 softmax axis, …) is
 checked against ONNX Runtime's. Run from the repository root::
@@ -128,6 +128,14 @@ MORE_CASES = {
     "einsum_implicit": ("Einsum", 12, [[2, 3], [3, 4]], [], 1, dict(equation="ij,jk"), 2.0),
     "einsum_summed": ("Einsum", 12, [[2, 3, 4], [3, 5]], [], 1, dict(equation="ijk,jl->li"), 2.0),
     "einsum_transpose": ("Einsum", 12, [[2, 3, 4]], [], 1, dict(equation="abc->cb"), 2.0),
+    "conv_transpose2d_groups": (
+        "ConvTranspose", 13, [[1, 4, 3, 2], [4, 1, 2, 3], [2]], [], 1,
+        dict(group=2, strides=[2, 1], dilations=[1, 2], pads=[1, 0, 0, 1], output_padding=[1, 0]),
+        2.0,
+    ),
+    "conv_transpose1d": (
+        "ConvTranspose", 13, [[2, 2, 4], [2, 3, 3]], [], 1, dict(strides=[3], pads=[1, 2]), 2.0,
+    ),
 }
 
 

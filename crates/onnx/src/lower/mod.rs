@@ -13,6 +13,7 @@ use curvature_tensor::{DType, Device};
 
 mod activation;
 mod conv;
+mod conv_transpose;
 mod einsum;
 mod elementwise;
 mod group_norm;
@@ -105,6 +106,7 @@ pub fn lower_node(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<
         "Pad" | "Tile" => pad_tile::lower(node, inputs, ctx),
         "InstanceNormalization" | "GroupNormalization" => group_norm::lower(node, inputs, ctx),
         "Einsum" => einsum::lower(node, inputs, ctx),
+        "ConvTranspose" => conv_transpose::lower(node, inputs, ctx),
         "Gemm" | "MatMul" => linear::lower(node, inputs, ctx),
         "Conv" | "MaxPool" | "AveragePool" | "GlobalAveragePool" => conv::lower(node, inputs, ctx),
         "Softmax" | "LogSoftmax" | "LayerNormalization" | "BatchNormalization" => {
@@ -208,6 +210,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "InstanceNormalization",
     "GroupNormalization",
     "Einsum",
+    "ConvTranspose",
 ];
 
 /// Runs the graph: `env` holds the graph inputs and initializers by name; returns the graph
