@@ -268,6 +268,12 @@ fn conv_transpose_errors() {
     assert_node_error(&e, "'strides' entries must be at least 1");
     let e = run_error(&ct(vec![]), &[t(&[1, 2, 0, 3]), t(&[2, 1, 2, 2])], &[]);
     assert_node_error(&e, "no output extent");
+    let e = run_error(
+        &ct(vec![("strides", ints(&[1 << 40, 1]))]),
+        &[t(&[1, 2, 3, 3]), t(&[2, 1, 2, 2])],
+        &[],
+    );
+    assert_node_error(&e, "more than");
     let with_bias = one_node("ConvTranspose", &["X", "W", "B"], &["Y"], vec![], 13);
     let e = run_error(
         &with_bias,

@@ -419,6 +419,12 @@ fn pad_tile_errors() {
         vec![list(&[0, 1 << 30, 0, 1 << 30])],
     );
     assert_node_error(&e, "more than");
+    let e = run(
+        &pad(vec![]),
+        t(&[2, 3]),
+        vec![list(&[0, i64::MIN, 0, i64::MAX])],
+    );
+    assert_node_error(&e, "crop more than");
     let int_x = vec![Arg::I(list(&[1, 2])), Arg::I(list(&[0, 1]))];
     let e = run_args(&pad(vec![]), int_x, Device::Cpu).expect_err("refused");
     assert_unsupported(&e, "dtype", "padding an integer tensor");

@@ -10,7 +10,7 @@ use curvature_tensor::Window2d;
 use super::operand::{
     float_input, known_attributes, optional_float, output_count, product, sizes_attr,
 };
-use super::util::{attr_int, attr_string, check_inputs};
+use super::util::{attr_int, attr_string, check_inputs, checked_count};
 use super::{node_error, unsupported, Ctx, Val};
 use crate::ir::Node;
 use crate::Result;
@@ -155,9 +155,12 @@ pub fn lower(node: &Node, inputs: &[Option<Val>], _ctx: &Ctx) -> Result<Vec<Val>
         folded.push(span);
         out.push(cropped);
     }
+    // The folded image is the largest tensor made: bounded like every size read from the graph.
+    let mut folded_dims = vec![batch, out_channels];
+    folded_dims.extend(&folded);
+    checked_count(node, &folded_dims)?;
     let mut out_dims = vec![batch, out_channels];
     out_dims.extend(&out);
-    product(node, &out_dims)?;
     // 1-D as an image of height 1.
     let as_2d = |v: &[usize]| -> (usize, usize) {
         if rank == 1 {

@@ -125,8 +125,8 @@ fn pad(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Var> {
     let mut y = x.clone();
     for (k, &axis) in axes.iter().enumerate() {
         let (before, after) = (pads[k], pads[k + axes.len()]);
-        let crop_before = usize::try_from((-before).max(0)).unwrap_or(usize::MAX);
-        let crop_after = usize::try_from((-after).max(0)).unwrap_or(usize::MAX);
+        let crop_before = usize::try_from(before.saturating_neg().max(0)).unwrap_or(usize::MAX);
+        let crop_after = usize::try_from(after.saturating_neg().max(0)).unwrap_or(usize::MAX);
         if crop_before > 0 || crop_after > 0 {
             let len = y.dims()[axis]
                 .checked_sub(crop_before)
