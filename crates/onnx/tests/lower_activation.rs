@@ -39,8 +39,9 @@ type Case = (
 );
 
 fn cases() -> Vec<Case> {
-    let selu_alpha = 1.673_263_192_176_818_8;
-    let selu_gamma = 1.050_701_022_148_132_3;
+    // PyTorch's SELU constants (ONNX's defaults are their float32 roundings).
+    let selu_alpha = 1.673_263_242_354_377_3;
+    let selu_gamma = 1.050_700_987_355_480_5;
     vec![
         (
             "Selu",

@@ -14,10 +14,13 @@ use super::{node_error, unsupported, Ctx, Val};
 use crate::ir::Node;
 use crate::Result;
 
-/// ONNX's default `Selu` α (PyTorch's constant, rounded to float32).
-const SELU_ALPHA: f64 = 1.673_263_192_176_818_8;
-/// ONNX's default `Selu` γ (PyTorch's scale, rounded to float32).
-const SELU_GAMMA: f64 = 1.050_701_022_148_132_3;
+/// `Selu`'s α when the attribute is absent: the exact constant, of which ONNX's default
+/// (1.67326319217681884765625) is the float32 rounding, so that a float64 model exported from
+/// PyTorch (whose exporter leaves the attributes out) computes PyTorch's values.
+const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+/// `Selu`'s γ when the attribute is absent: the exact constant (ONNX's default
+/// 1.05070102214813232421875 is its float32 rounding).
+const SELU_GAMMA: f64 = 1.050_700_987_355_480_5;
 
 /// Lowers one node of this family.
 pub fn lower(node: &Node, inputs: &[Option<Val>], _ctx: &Ctx) -> Result<Vec<Val>> {
