@@ -4,7 +4,7 @@
 Each case is one ONNX node with seeded float32 inputs, run by ONNX Runtime's CPU provider;
 its file ``<case>.safetensors`` holds the inputs ``in0``, ``in1``, … and the node's outputs
 ``out0``, … as float64 (the float32 values exactly). The tests in
-``crates/onnx/tests/lower_{linear,conv,norm}.rs`` build the same node by hand, run it on the
+``crates/onnx/tests/lower_*.rs`` build the same node by hand, run it on the
 tape in float64 and compare with these outputs, so the lowering's reading of each op's
 attributes (padding, ``auto_pad``, ``count_include_pad``, the pre-13 softmax axis, …) is
 checked against ONNX Runtime's. Run from the repository root::
@@ -87,10 +87,62 @@ CASES = {
 }
 
 
-def run_case(name, op, opset, shapes, positive, outputs, attributes, rng):
+# The activations, variadic ops, reductions, normalisations and einsums of the second table,
+# drawn from their own generator so that the first table's files stay as they are; inputs
+# are uniform in [-spread, spread) (wide enough to reach HardSwish's and HardSigmoid's
+# saturation).
+# name: (op, opset, input shapes, positive inputs, output count, attributes, spread)
+MORE_CASES = {
+    "prelu_channel": ("PRelu", 16, [[2, 3, 2, 2], [3, 1, 1]], [], 1, {}, 2.0),
+    "selu_default": ("Selu", 13, [[3, 4]], [], 1, {}, 2.0),
+    "selu_attributes": ("Selu", 13, [[3, 4]], [], 1, dict(alpha=1.5, gamma=0.75), 2.0),
+    "hard_sigmoid": ("HardSigmoid", 13, [[4, 5]], [], 1, dict(alpha=0.4, beta=0.6), 3.0),
+    "hard_swish": ("HardSwish", 14, [[4, 5]], [], 1, {}, 5.0),
+    "mish": ("Mish", 18, [[3, 4]], [], 1, {}, 3.0),
+    "softsign": ("Softsign", 13, [[3, 4]], [], 1, {}, 3.0),
+    "thresholded_relu": ("ThresholdedRelu", 13, [[3, 4]], [], 1, dict(alpha=0.5), 2.0),
+    "celu": ("Celu", 13, [[3, 4]], [], 1, dict(alpha=0.7), 2.0),
+    "sum_broadcast": ("Sum", 13, [[2, 3], [3], [1, 3]], [], 1, {}, 2.0),
+    "mean_broadcast": ("Mean", 13, [[2, 1, 3], [4, 3]], [], 1, {}, 2.0),
+    "reduce_sum_square": (
+        "ReduceSumSquare", 13, [[2, 3, 4]], [], 1, dict(axes=[0, 2], keepdims=0), 2.0,
+    ),
+    "reduce_l1": ("ReduceL1", 13, [[2, 3, 4]], [], 1, dict(axes=[1]), 2.0),
+    "reduce_l2": ("ReduceL2", 13, [[2, 3, 4]], [], 1, dict(axes=[-1], keepdims=0), 2.0),
+    "reduce_log_sum_exp": ("ReduceLogSumExp", 13, [[2, 3, 4]], [], 1, dict(axes=[0, 2]), 4.0),
+    "instance_norm": (
+        "InstanceNormalization", 13, [[2, 3, 2, 3], [3], [3]], [], 1, dict(epsilon=0.1), 2.0,
+    ),
+    "group_norm_opset18": (
+        "GroupNormalization", 18, [[2, 4, 3], [2], [2]], [], 1,
+        dict(num_groups=2, epsilon=0.05), 2.0,
+    ),
+    "group_norm_opset21": (
+        "GroupNormalization", 21, [[2, 4, 3], [4], [4]], [], 1,
+        dict(num_groups=2, epsilon=0.05), 2.0,
+    ),
+    "einsum_attention": (
+        "Einsum", 12, [[2, 2, 3, 4], [2, 2, 5, 4]], [], 1, dict(equation="bhqd,bhkd->bhqk"), 2.0,
+    ),
+    "einsum_bilinear": ("Einsum", 12, [[3, 4], [2, 4, 5]], [], 1, dict(equation="bn,anm->bam"), 2.0),
+    "einsum_implicit": ("Einsum", 12, [[2, 3], [3, 4]], [], 1, dict(equation="ij,jk"), 2.0),
+    "einsum_summed": ("Einsum", 12, [[2, 3, 4], [3, 5]], [], 1, dict(equation="ijk,jl->li"), 2.0),
+    "einsum_transpose": ("Einsum", 12, [[2, 3, 4]], [], 1, dict(equation="abc->cb"), 2.0),
+    "conv_transpose2d_groups": (
+        "ConvTranspose", 13, [[1, 4, 3, 2], [4, 1, 2, 3], [2]], [], 1,
+        dict(group=2, strides=[2, 1], dilations=[1, 2], pads=[1, 0, 0, 1], output_padding=[1, 0]),
+        2.0,
+    ),
+    "conv_transpose1d": (
+        "ConvTranspose", 13, [[2, 2, 4], [2, 3, 3]], [], 1, dict(strides=[3], pads=[1, 2]), 2.0,
+    ),
+}
+
+
+def run_case(name, op, opset, shapes, positive, outputs, attributes, rng, spread=2.0):
     inputs = []
     for i, shape in enumerate(shapes):
-        values = rng.uniform(-2.0, 2.0, size=shape)
+        values = rng.uniform(-spread, spread, size=shape)
         if i in positive:
             values = rng.uniform(0.5, 2.0, size=shape)
         inputs.append(values.astype(np.float32))
@@ -118,6 +170,9 @@ def main():
     rng = np.random.default_rng(20261129)
     for name, case in CASES.items():
         run_case(name, *case, rng)
+    more = np.random.default_rng(20261130)
+    for name, (*case, spread) in MORE_CASES.items():
+        run_case(name, *case, more, spread)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,17 @@ use std::collections::HashMap;
 use curvature_tape::{Tape, Var};
 use curvature_tensor::{DType, Device};
 
+mod activation;
 mod conv;
+mod conv_transpose;
+mod einsum;
 mod elementwise;
+mod group_norm;
 pub mod host;
 mod linear;
 mod norm;
 mod operand;
+mod pad_tile;
 mod reduce;
 mod sequence;
 mod shape;
@@ -97,7 +102,14 @@ pub fn lower_node(node: &Node, inputs: &[Option<Val>], ctx: &Ctx) -> Result<Vec<
         | "Unsqueeze" | "Concat" | "Slice" | "Split" | "Gather" | "Expand" | "Shape" => {
             shape::lower(node, inputs, ctx)
         }
-        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" => reduce::lower(node, inputs, ctx),
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceSumSquare" | "ReduceL1"
+        | "ReduceL2" | "ReduceLogSumExp" => reduce::lower(node, inputs, ctx),
+        "PRelu" | "Selu" | "HardSigmoid" | "HardSwish" | "Mish" | "Softsign"
+        | "ThresholdedRelu" | "Celu" | "Sum" | "Mean" => activation::lower(node, inputs, ctx),
+        "Pad" | "Tile" => pad_tile::lower(node, inputs, ctx),
+        "InstanceNormalization" | "GroupNormalization" => group_norm::lower(node, inputs, ctx),
+        "Einsum" => einsum::lower(node, inputs, ctx),
+        "ConvTranspose" => conv_transpose::lower(node, inputs, ctx),
         "Gemm" | "MatMul" => linear::lower(node, inputs, ctx),
         "Conv" | "MaxPool" | "AveragePool" | "GlobalAveragePool" => conv::lower(node, inputs, ctx),
         "Softmax" | "LogSoftmax" | "LayerNormalization" | "BatchNormalization" => {
@@ -263,6 +275,26 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "SequenceConstruct",
     "SequenceLength",
     "ConcatFromSequence",
+    "ReduceSumSquare",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSumExp",
+    "PRelu",
+    "Selu",
+    "HardSigmoid",
+    "HardSwish",
+    "Mish",
+    "Softsign",
+    "ThresholdedRelu",
+    "Celu",
+    "Sum",
+    "Mean",
+    "Pad",
+    "Tile",
+    "InstanceNormalization",
+    "GroupNormalization",
+    "Einsum",
+    "ConvTranspose",
 ];
 
 /// Runs the graph: `env` holds the graph inputs and initializers by name; returns the graph

@@ -52,7 +52,7 @@ fn softmax(node: &Node, inputs: &[Option<Val>], ctx: &Ctx, log: bool) -> Result<
 }
 
 /// Errors unless `eps` is finite and non-negative.
-fn epsilon(node: &Node) -> Result<f64> {
+pub(super) fn epsilon(node: &Node) -> Result<f64> {
     let eps = attr_float(node, "epsilon", 1e-5)?;
     if eps.is_finite() && eps >= 0.0 {
         Ok(eps)

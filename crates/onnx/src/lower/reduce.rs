@@ -1,7 +1,7 @@
-//! Reductions over axes: `ReduceMean`, `ReduceSum`, `ReduceMax`, `ReduceMin`. The axes come
-//! from the `axes` input (from opset 13 for `ReduceSum`, 18 for the others) or, in older
-//! models, the `axes` attribute; no axes reduce everything unless `noop_with_empty_axes` is
-//! set.
+//! Reductions over axes: `ReduceMean`, `ReduceSum`, `ReduceMax`, `ReduceMin`, and (in
+//! `norms`) `ReduceSumSquare`, `ReduceL1`, `ReduceL2`, `ReduceLogSumExp`. The axes come from
+//! the `axes` input (from opset 13 for `ReduceSum`, 18 for the others) or, in older models, the
+//! `axes` attribute; no axes reduce everything unless `noop_with_empty_axes` is set.
 
 use super::util::{
     attr_int, attr_ints, check_inputs, checked_count, input, int_list, norm_axes, optional_input,
@@ -9,6 +9,8 @@ use super::util::{
 use super::{node_error, unsupported, Ctx, IntTensor, Val};
 use crate::ir::Node;
 use crate::Result;
+
+mod norms;
 
 /// Lowers one node of this family.
 pub fn lower(node: &Node, inputs: &[Option<Val>], _ctx: &Ctx) -> Result<Vec<Val>> {
@@ -23,6 +25,15 @@ pub fn lower(node: &Node, inputs: &[Option<Val>], _ctx: &Ctx) -> Result<Vec<Val>
     let keepdims = attr_int(node, "keepdims", 1)? != 0;
     let axes = if axes.is_empty() {
         if attr_int(node, "noop_with_empty_axes", 0)? != 0 {
+            if !matches!(node.op_type.as_str(), "ReduceMean" | "ReduceSum") {
+                return Err(unsupported(
+                    node,
+                    "attribute",
+                    "noop_with_empty_axes = 1 with no axes (only ReduceMean and ReduceSum \
+                     accept it)"
+                        .to_string(),
+                ));
+            }
             return Ok(vec![x.clone()]);
         }
         (0..rank).collect()
@@ -36,6 +47,9 @@ pub fn lower(node: &Node, inputs: &[Option<Val>], _ctx: &Ctx) -> Result<Vec<Val>
     }
     let mean = node.op_type == "ReduceMean";
     let out = match x {
+        Val::Float(v) if !matches!(node.op_type.as_str(), "ReduceMean" | "ReduceSum") => {
+            Val::Float(norms::lower(node, v, &axes, keepdims)?)
+        }
         Val::Float(v) => {
             if axes.is_empty() {
                 // A scalar: reducing over no axes leaves it as it is.
@@ -58,12 +72,12 @@ pub fn lower(node: &Node, inputs: &[Option<Val>], _ctx: &Ctx) -> Result<Vec<Val>
                 Val::Float(v.sum(&signed, keepdims)?)
             }
         }
-        Val::Int(t) if !mean => Val::Int(int_sum(node, t, &axes, keepdims)?),
+        Val::Int(t) if node.op_type == "ReduceSum" => Val::Int(int_sum(node, t, &axes, keepdims)?),
         Val::Int(t) => {
             return Err(unsupported(
                 node,
                 "dtype",
-                format!("ReduceMean of an integer tensor (shape {:?})", t.dims),
+                format!("{} of an integer tensor (shape {:?})", node.op_type, t.dims),
             ))
         }
     };
