@@ -387,6 +387,52 @@ fn the_data_file_is_never_overwritten() {
     assert_eq!(std::fs::read(&data).expect("readable"), before);
 }
 
+/// A graph whose weights live in an external data file (`y = x + w`, `w` in
+/// `weights/w.bin`): `--out` and `--plot` naming that file are refused and it is left as it was.
+#[test]
+fn the_external_data_file_is_never_overwritten() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let parse = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/onnx/tests/data/parse");
+    std::fs::create_dir(dir.path().join("weights")).expect("folder");
+    let model = dir.path().join("external.onnx");
+    std::fs::copy(parse.join("external.onnx"), &model).expect("copied");
+    let weights = dir.path().join("weights/w.bin");
+    std::fs::copy(parse.join("weights/w.bin"), &weights).expect("copied");
+    let before = std::fs::read(&weights).expect("readable");
+    let data = data_file(
+        dir.path(),
+        &[("x", vec![2, 3], F64), ("y", vec![2, 3], F64)],
+    );
+    for flag in ["--out", "--plot"] {
+        let mut command = curvature(&["analyze"]);
+        command
+            .arg(&model)
+            .arg("--data")
+            .arg(&data)
+            .args(["--loss", "mse", "--device", "cpu", flag])
+            .arg(&weights);
+        let line = assert_refused(&run_bounded(&mut command));
+        assert!(line.contains("is the input external data file"), "{line}");
+        assert_eq!(std::fs::read(&weights).expect("readable"), before);
+    }
+    // The same graph and data analyse normally with the results elsewhere.
+    let out = dir.path().join("out.safetensors");
+    let mut command = curvature(&["analyze"]);
+    command
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .args(["--loss", "mse", "--device", "cpu", "--out"])
+        .arg(&out);
+    let output = run_bounded(&mut command);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(out.exists());
+}
+
 #[test]
 fn an_onnx_run_that_does_not_fit_the_memory_limit_is_refused() {
     let model = onnx_data("mlp.onnx");

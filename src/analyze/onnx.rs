@@ -72,6 +72,24 @@ pub enum ActivationCount {
 /// one part in this many.
 const PROBE_SHARE: u128 = 4;
 
+/// Refuses `--out` or `--plot` naming a file the graph's external data was read from (the
+/// model and data files themselves were checked before any work).
+fn refuse_overwriting_external_data(args: &AnalyzeArgs, model: &OnnxModel) -> Result<(), String> {
+    let external = &model.graph().external_files;
+    if external.is_empty() {
+        return Ok(());
+    }
+    let inputs: Vec<(&str, &std::path::Path)> = external
+        .iter()
+        .map(|file| ("external data file", file.as_path()))
+        .collect();
+    let outputs: Vec<(&str, &std::path::Path)> = [("--out", &args.out), ("--plot", &args.plot)]
+        .into_iter()
+        .filter_map(|(flag, path)| path.as_deref().map(|p| (flag, p)))
+        .collect();
+    crate::output::check_destinations(&inputs, &outputs)
+}
+
 /// Imports the graph `args.model` (its parameters chosen by `--params`) in `dtype` on
 /// `device` and checks the data file's header against it.
 pub fn open(args: &AnalyzeArgs, dtype: DType, device: Device) -> Result<OnnxSource, String> {
@@ -98,6 +116,7 @@ pub fn open(args: &AnalyzeArgs, dtype: DType, device: Device) -> Result<OnnxSour
         OnnxError::Io { .. } => e.to_string(),
         other => super::located(model_path, other),
     })?;
+    refuse_overwriting_external_data(args, &model)?;
     let in_data = |e: String| super::located(&data_path, e);
     let (data, len) = Source::open(&data_path).map_err(|e| e.to_string())?;
     let header = data.header(len).map_err(|e| in_data(e.to_string()))?;
@@ -605,6 +624,7 @@ mod tests {
             outputs: vec![info("out", None)],
             initializers,
             opset: 18,
+            external_files: Vec::new(),
         }
     }
 

@@ -139,4 +139,7 @@ pub struct Graph {
     pub initializers: Vec<HostTensor>,
     /// The default-domain opset version the model declares.
     pub opset: i64,
+    /// The files external tensor data was read from (each once, inside the model's folder),
+    /// so that a caller can refuse to overwrite them.
+    pub external_files: Vec<std::path::PathBuf>,
 }

@@ -3,7 +3,7 @@
 //! bool to i64; every value count checked against the dims before a value is decoded), its
 //! value infos to [`ValueInfo`]s, and the result checked and sorted ([`crate::check`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use curvature_tensor::io::shown;
 
@@ -118,13 +118,39 @@ pub fn parse_graph(bytes: &[u8], base_dir: Option<&Path>) -> Result<Graph> {
         .iter()
         .map(|v| value_info(v, "output"))
         .collect::<Result<Vec<_>>>()?;
+    let external_files = external_files(&g, base_dir);
     crate::check::check_graph(Graph {
         nodes,
         inputs,
         outputs,
         initializers,
         opset,
+        external_files,
     })
+}
+
+/// The files the external data of `g`'s initializers and attribute tensors lives in, relative
+/// to `base_dir` (already checked by [`read_external`] when the tensors were read).
+fn external_files(g: &proto::GraphProto, base_dir: Option<&Path>) -> Vec<PathBuf> {
+    let Some(base_dir) = base_dir else {
+        return Vec::new();
+    };
+    let attribute_tensors = g
+        .nodes
+        .iter()
+        .flat_map(|n| n.attributes.iter().filter_map(|a| a.t.as_ref()));
+    let mut files: Vec<PathBuf> = Vec::new();
+    for t in g.initializers.iter().chain(attribute_tensors) {
+        let location = t
+            .external_data
+            .iter()
+            .find(|(key, _)| key == "location")
+            .map(|(_, value)| base_dir.join(value));
+        if let Some(file) = location.filter(|f| !files.contains(f)) {
+            files.push(file);
+        }
+    }
+    files
 }
 
 /// The element type of `TensorProto.DataType` number `n`.

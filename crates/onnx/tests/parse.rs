@@ -431,6 +431,11 @@ fn an_imported_graph_runs_on_the_tape_with_its_external_weights() {
     // external.onnx computes y = x + w, with w (its one parameter) read from weights/w.bin.
     let model = load("external.onnx", &[]).unwrap();
     assert_eq!(model.parameter_layout(), layout(&[("w", &[2, 3], 0)]));
+    assert_eq!(
+        model.graph().external_files,
+        [data_dir().join("weights/w.bin")],
+        "the file the weights were read from is recorded"
+    );
     let w = [1.0, -2.0, 0.5, 4.0, 0.0, -0.125];
     let x = [0.5, 1.5, -1.0, 2.0, 0.25, 3.0];
     let tape = Tape::new();

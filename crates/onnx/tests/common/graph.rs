@@ -52,6 +52,7 @@ pub fn graph(nodes: Vec<Node>, outputs: &[&str], opset: i64) -> Graph {
             .collect(),
         initializers: Vec::new(),
         opset,
+        external_files: Vec::new(),
     }
 }
 
