@@ -12,7 +12,6 @@ mod collective;
 pub(crate) mod library;
 
 use std::ffi::{c_int, c_void};
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -344,12 +343,10 @@ impl Mpi {
         check(function, code)
     }
 
-    /// Prints `rank N: message` on stderr and ends every process of the job with
+    /// Prints `error: rank N: message` on stderr (the rank named once, in one write) and ends every process of the job with
     /// `MPI_Abort(MPI_COMM_WORLD, 2)`.
     pub fn abort(&self, message: &str) -> ! {
-        let mut stderr = std::io::stderr().lock();
-        let _ = writeln!(stderr, "error: rank {}: {message}", self.rank);
-        let _ = stderr.flush();
+        crate::error::report_on_rank(self.rank, message);
         // Not through the lock: another thread of this rank may hold it inside a collective
         // that only this abort can end.
         // SAFETY: MPI is initialised and `world` is MPI_COMM_WORLD; MPI_Abort may be called
