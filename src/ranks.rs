@@ -9,15 +9,15 @@
 
 use std::sync::Arc;
 
-use curvature::distributed::mpi::{launched_by_mpi, Mpi};
+use curvature::distributed::mpi::{launched_by_mpi, Mpi, ABORT_STATUS};
 use curvature::distributed::{
-    Collective, CollectiveError, DistributedOperator, Fingerprint, InProcess, Reduction, RunError,
-    Shard,
+    on_rank, Collective, CollectiveError, DistributedOperator, Fingerprint, InProcess, Reduction,
+    RunError, Shard,
 };
 use curvature::hessian::{Curvature, Ggn, LinearOperator, ModelHvp};
 use curvature::tensor::{Device, Tensor};
 
-use crate::analyze::{analyze, Analysis, Problem};
+use crate::analyze::{analyze, open, Analysis, Opened, Problem};
 use crate::cli::{AnalyzeArgs, CurvatureChoice};
 use crate::progress::{self, Step};
 
@@ -33,6 +33,11 @@ pub struct Objective {
     /// The curvature matrix `--curvature` names, over all samples.
     pub op: Box<dyn LinearOperator>,
 }
+
+/// Why `--curvature fisher` is not split over ranks.
+const FISHER_SPLIT: &str = "--curvature fisher draws its targets in one sequence over all \
+                            samples, which a split over ranks would change: run it in one \
+                            process, or use ggn (its expectation)";
 
 /// An error of one rank, as the command line reports it.
 struct RankError(String);
@@ -67,6 +72,11 @@ pub fn analyze_on_ranks(args: &AnalyzeArgs, device: Device) -> Result<Option<Ana
         if group.rank() != 0 {
             progress::hide_on_this_thread();
         }
+        if !agree_on_split(args, device, &group)? {
+            // Rank 0 reports the error every rank found; this rank leaves MPI quietly.
+            drop(group);
+            std::process::exit(ABORT_STATUS);
+        }
         return match analyze(args, device, Some(&group)) {
             Ok(analysis) => Ok((group.rank() == 0).then_some(analysis)),
             Err(message) => {
@@ -80,6 +90,7 @@ pub fn analyze_on_ranks(args: &AnalyzeArgs, device: Device) -> Result<Option<Ana
         None => analyze(args, device, None).map(Some),
         Some(ranks) => {
             let ranks = ranks as usize;
+            check_split(args, device, ranks)?;
             let outcome = InProcess::run(ranks, |collective| {
                 let rank = collective.rank();
                 if rank != 0 {
@@ -95,10 +106,63 @@ pub fn analyze_on_ranks(args: &AnalyzeArgs, device: Device) -> Result<Option<Ana
             match outcome {
                 Ok(mut analyses) => Ok(analyses.swap_remove(0)),
                 Err(RunError::Setup(e)) => Err(e.to_string()),
-                Err(RunError::Rank { rank, error }) => Err(format!("rank {rank}: {error}")),
+                Err(RunError::Rank { rank, error }) => Err(on_rank(rank, &error.to_string())),
             }
         }
     }
+}
+
+/// Checks, before any rank starts, what would make every rank fail alike, so that it is
+/// reported once and without a rank: the model and its data open, `--curvature fisher` is not
+/// split, every rank gets a sample, and an ONNX graph takes shards of the samples.
+fn check_split(args: &AnalyzeArgs, device: Device, ranks: usize) -> Result<(), String> {
+    if ranks > 1 && args.curvature == CurvatureChoice::Fisher {
+        return Err(FISHER_SPLIT.to_string());
+    }
+    let opened = open(args, device)?;
+    let samples = opened.samples();
+    if samples < ranks {
+        return Err(format!(
+            "{}: {samples} samples cannot be split over {ranks} ranks (each rank needs at least \
+             one)",
+            args.model.display()
+        ));
+    }
+    match &opened {
+        Opened::Onnx(source) => source.check_split(ranks),
+        Opened::File(_) => Ok(()),
+    }
+}
+
+/// [`check_split`] on every rank of an MPI job. When every rank fails (they read the same
+/// files), rank 0 returns the error, to be printed once, and the other ranks `false`, to leave
+/// MPI and exit with status 2; when only some fail, the first of them ends the job with its
+/// rank and error. `true`: every rank may start.
+fn agree_on_split(args: &AnalyzeArgs, device: Device, group: &Group) -> Result<bool, String> {
+    let checked = check_split(args, device, group.size());
+    let flags = group
+        .all_gather_f64s(&[f64::from(u8::from(checked.is_err()))])
+        .map_err(|e| format!("MPI: {e}"))?;
+    let failed: Vec<usize> = (0..flags.len())
+        .filter(|&r| flags[r].first().is_some_and(|&f| f != 0.0))
+        .collect();
+    let Some(&first) = failed.first() else {
+        return Ok(true);
+    };
+    let rank = group.rank();
+    if failed.len() == group.size() {
+        return checked
+            .map(|()| false)
+            .or_else(|e| if rank == 0 { Err(e) } else { Ok(false) });
+    }
+    if rank == first {
+        let message = checked.err().unwrap_or_default();
+        group.abort(&message);
+        return Err(message);
+    }
+    // The others wait in a collective the failed rank never enters, until its abort ends them.
+    let _ = group.all_reduce_f64s(&[0.0]);
+    Err(format!("rank {first} failed"))
 }
 
 /// The loss, gradient and curvature operator of `model`: over all samples in one process, or
@@ -126,12 +190,8 @@ pub fn objective(
         };
         return Ok(Objective { loss, grad, op });
     };
-    if args.curvature == CurvatureChoice::Fisher {
-        return Err(
-            "--curvature fisher draws its targets in one sequence over all samples, which a \
-             split over ranks would change: run it in one process, or use ggn (its expectation)"
-                .to_string(),
-        );
+    if group.size() > 1 && args.curvature == CurvatureChoice::Fisher {
+        return Err(FISHER_SPLIT.to_string());
     }
     let failed = |e: &dyn std::fmt::Display| e.to_string();
     let samples = problem.y.dims().first().copied().unwrap_or(0);

@@ -247,3 +247,164 @@ fn ranks_that_cannot_split_the_run_are_refused() {
         assert!(!out_path.exists());
     }
 }
+
+/// A file of tests/data/onnx (graphs whose batch axis is the symbolic dim `batch`, 5 samples).
+fn onnx_data(name: &str) -> PathBuf {
+    common::data_dir().join("onnx").join(name)
+}
+
+/// `--data tests/data/onnx/<data> --loss mse` and `extra`.
+fn onnx_args<'a>(data: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--data",
+        data.to_str().expect("a UTF-8 path"),
+        "--loss",
+        "mse",
+    ];
+    args.extend(extra);
+    args
+}
+
+#[test]
+fn onnx_graphs_over_ranks_give_the_single_process_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &str, &[&str]); 3] = [
+        (
+            "two_inputs.onnx",
+            "two_inputs_mse.safetensors",
+            &["--ranks", "2"],
+        ),
+        (
+            "two_inputs.onnx",
+            "two_inputs_mse.safetensors",
+            &["--ranks", "5"],
+        ),
+        (
+            "mlp.onnx",
+            "mlp_mse.safetensors",
+            &["--ranks", "3", "--curvature", "ggn", "--per-layer"],
+        ),
+    ];
+    for (model, data, ranks) in cases {
+        let (model, data) = (onnx_data(model), onnx_data(data));
+        let curvature: &[&str] = if ranks.contains(&"ggn") {
+            &["--curvature", "ggn", "--per-layer"]
+        } else {
+            &[]
+        };
+        let (single, split) = (dir.path().join("single.st"), dir.path().join("split.st"));
+        succeeded(&analyze(
+            &model,
+            &single,
+            &onnx_args(&data, curvature),
+            None,
+        ));
+        succeeded(&analyze(&model, &split, &onnx_args(&data, ranks), None));
+        assert_same_results(&single, &split);
+    }
+}
+
+#[test]
+fn mpirun_runs_an_onnx_graph_of_two_inputs() {
+    if !mpirun_or_skip("mpirun_runs_an_onnx_graph_of_two_inputs") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data) = (
+        onnx_data("two_inputs.onnx"),
+        onnx_data("two_inputs_mse.safetensors"),
+    );
+    let (single, mpi) = (dir.path().join("single.st"), dir.path().join("mpi.st"));
+    succeeded(&analyze(&model, &single, &onnx_args(&data, &[]), None));
+    succeeded(&analyze(&model, &mpi, &onnx_args(&data, &[]), Some(3)));
+    assert_same_results(&single, &mpi);
+}
+
+#[test]
+fn one_rank_draws_the_fisher_targets_of_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_in(dir.path());
+    let (single, ranks) = (dir.path().join("single.st"), dir.path().join("ranks.st"));
+    let fisher = ["--curvature", "fisher", "--probes", "4"];
+    succeeded(&analyze(&model, &single, &fisher, None));
+    let mut args = fisher.to_vec();
+    args.extend(["--ranks", "1"]);
+    succeeded(&analyze(&model, &ranks, &args, None));
+    assert_same_results(&single, &ranks);
+}
+
+/// The lines of standard error that report an error.
+fn error_lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn an_error_every_rank_would_find_is_reported_once_without_a_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.st");
+    let data = onnx_data("mlp_mse.safetensors");
+    let fixed = onnx_data("mlp_fixed_batch.onnx");
+    let model = model_in(dir.path());
+    let cases: [(&Path, Vec<&str>, &str); 3] = [
+        (
+            &fixed,
+            onnx_args(&data, &["--ranks", "2"]),
+            "the graph declares input 'x' as [5, 3], a fixed batch of 5 samples, which the \
+             shards of 2 ranks cannot take",
+        ),
+        (
+            &model,
+            vec!["--ranks", "64"],
+            "13 samples cannot be split over 64 ranks",
+        ),
+        (
+            &model,
+            vec!["--ranks", "64", "--curvature", "fisher"],
+            "--curvature fisher draws its targets in one sequence",
+        ),
+    ];
+    for (model, args, expected) in cases {
+        let output = analyze(model, &out, &args, None);
+        let lines = error_lines(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {lines:?}");
+        assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
+        assert!(lines[0].contains(expected), "{args:?}: {lines:?}");
+        assert!(!lines[0].contains("rank 1"), "{args:?}: {lines:?}");
+        assert!(!out.exists());
+    }
+    // One rank takes the fixed batch whole.
+    succeeded(&analyze(
+        &fixed,
+        &out,
+        &onnx_args(&data, &["--ranks", "1"]),
+        None,
+    ));
+}
+
+#[test]
+fn mpirun_reports_an_error_every_rank_finds_once() {
+    if !mpirun_or_skip("mpirun_reports_an_error_every_rank_finds_once") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.st");
+    let data = onnx_data("mlp_mse.safetensors");
+    let output = analyze(
+        &onnx_data("mlp_fixed_batch.onnx"),
+        &out,
+        &onnx_args(&data, &[]),
+        Some(3),
+    );
+    let lines = error_lines(&output);
+    assert_eq!(output.status.code(), Some(2), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("a fixed batch of 5 samples, which the shards of 3 ranks cannot take"),
+        "{lines:?}"
+    );
+    assert!(!out.exists());
+}

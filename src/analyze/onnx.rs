@@ -32,6 +32,7 @@ pub fn is_onnx(path: &Path) -> bool {
 pub struct OnnxSource {
     model: OnnxModel,
     loss: Loss,
+    model_path: PathBuf,
     data_path: PathBuf,
     data: Source,
     /// The graph's inputs' entries in the data file, in the graph's order, then `y`'s.
@@ -87,6 +88,7 @@ pub fn open(args: &AnalyzeArgs, dtype: DType, device: Device) -> Result<OnnxSour
     Ok(OnnxSource {
         model,
         loss,
+        model_path: model_path.clone(),
         data_path,
         data,
         entries,
@@ -228,6 +230,35 @@ impl OnnxSource {
     /// The number of samples.
     pub fn samples(&self) -> usize {
         self.samples
+    }
+
+    /// Whether the graph runs on shards of the samples over `ranks` ranks: a graph input whose
+    /// leading (sample) axis is declared with a fixed size takes exactly that many samples, so
+    /// with more than one rank no shard would fit it (and a graph exported at a fixed batch may
+    /// have that size baked into its reshapes).
+    pub fn check_split(&self, ranks: usize) -> Result<(), String> {
+        if ranks < 2 {
+            return Ok(());
+        }
+        let fixed = self.model.graph().inputs.iter().find_map(|info| {
+            match info.dims.as_deref().and_then(<[Dim]>::first) {
+                Some(Dim::Fixed(n)) => Some((info, *n)),
+                _ => None,
+            }
+        });
+        match fixed {
+            None => Ok(()),
+            Some((info, n)) => Err(super::located(
+                self.model_path.as_path(),
+                format!(
+                    "the graph declares input '{}' as [{}], a fixed batch of {n} samples, which \
+                     the shards of {ranks} ranks cannot take: export it with a dynamic batch \
+                     axis (scripts/export_onnx.py does), or run it in one process",
+                    shown(&info.name),
+                    info.dims.as_deref().map(declared).unwrap_or_default()
+                ),
+            )),
+        }
     }
 
     /// What the memory plan needs: P, the samples, the tensors loading converts (the float
