@@ -442,3 +442,133 @@ fn the_readme_lists_every_supported_op() {
         .collect();
     assert!(missing.is_empty(), "not in the README: {missing:?}");
 }
+
+/// Data for mlp.onnx (x [5, 3], output [batch, 2]): x all 0.25 but for `x_at` (index,
+/// value), and the targets `y` of shape `y_shape`.
+fn mlp_data(dir: &Path, x_at: Option<(usize, f64)>, y_shape: &[usize], y: &[f64]) -> PathBuf {
+    let mut x = vec![0.25f64; 15];
+    if let Some((index, value)) = x_at {
+        x[index] = value;
+    }
+    let bytes = |v: &[f64]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
+    let (x_bytes, y_bytes) = (bytes(&x), bytes(y));
+    let views = [
+        (
+            "x".to_string(),
+            TensorView::new(F64, vec![5, 3], &x_bytes).expect("x"),
+        ),
+        (
+            "y".to_string(),
+            TensorView::new(F64, y_shape.to_vec(), &y_bytes).expect("y"),
+        ),
+    ];
+    let path = dir.join("values.safetensors");
+    std::fs::write(
+        &path,
+        safetensors::tensor::serialize(views, None).expect("serialised"),
+    )
+    .expect("written");
+    path
+}
+
+#[test]
+fn data_values_the_loss_cannot_read_are_refused_naming_the_element() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = onnx_data("mlp.onnx");
+    let labels = [0.0, 1.0, 1.0, 0.0, 1.0];
+    let with_label = |index: usize, value: f64| {
+        let mut y = labels.to_vec();
+        y[index] = value;
+        y
+    };
+    let targets = [0.5; 10];
+    let cases: [(Option<(usize, f64)>, Vec<usize>, Vec<f64>, &str, &str); 8] = [
+        (
+            Some((7, f64::NAN)),
+            vec![5, 2],
+            targets.to_vec(),
+            "mse",
+            "tensor 'x' element 7 is NaN; the data must be finite",
+        ),
+        (
+            None,
+            vec![5, 2],
+            {
+                let mut t = targets.to_vec();
+                t[3] = f64::INFINITY;
+                t
+            },
+            "mse",
+            "tensor 'y' element 3 is inf; the data must be finite",
+        ),
+        (
+            None,
+            vec![5],
+            with_label(4, 0.5),
+            "cross_entropy",
+            "target 'y' element 4 is 0.5, but --loss cross_entropy needs class labels",
+        ),
+        (
+            None,
+            vec![5],
+            with_label(1, -1.0),
+            "nll",
+            "target 'y' element 1 is -1, but --loss nll needs class labels",
+        ),
+        (
+            None,
+            vec![5],
+            with_label(2, 2.0),
+            "cross_entropy",
+            "element 2 is 2, but --loss cross_entropy needs a class label below the graph \
+             output's 2 classes",
+        ),
+        (
+            None,
+            vec![5],
+            with_label(0, 7.0),
+            "nll",
+            "element 0 is 7, but --loss nll needs a class label below",
+        ),
+        (
+            None,
+            vec![5, 2],
+            {
+                let mut t = targets.to_vec();
+                t[9] = 1.5;
+                t
+            },
+            "bce_with_logits",
+            "target 'y' element 9 is 1.5, but --loss bce_with_logits needs targets in [0, 1]",
+        ),
+        (
+            None,
+            vec![5, 2],
+            {
+                let mut t = targets.to_vec();
+                t[0] = 1e300;
+                t
+            },
+            "mse",
+            "tensor 'y' element 0 is 1e300, beyond f32's range (use --dtype f64)",
+        ),
+    ];
+    for (x_at, y_shape, y, loss, expected) in cases {
+        let data = mlp_data(dir.path(), x_at, &y_shape, &y);
+        let dtype = if expected.contains("f32") {
+            "f32"
+        } else {
+            "f64"
+        };
+        refused(
+            &model,
+            Some(&data),
+            &["--loss", loss, "--dtype", dtype],
+            expected,
+        );
+    }
+    // The same files with the offending element corrected are accepted.
+    let data = mlp_data(dir.path(), None, &[5], &labels);
+    let (tensors, _) = analyze(&model, &data, "nll", &[]);
+    assert!(tensors.contains_key("grad"));
+}

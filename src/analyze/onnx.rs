@@ -305,12 +305,24 @@ impl OnnxSource {
                 .data
                 .values(name, entry, Accept::Halves)
                 .map_err(|e| in_data(e.to_string()))?;
+            check_values(name, &values, dtype).map_err(in_data)?;
             let tensor = Tensor::from_f64s(&values, entry.shape.clone(), dtype, device)
                 .map_err(|e| in_data(e.to_string()))?;
             tensors.push(tensor);
         }
         let y = tensors.pop().ok_or_else(|| in_data("no targets".into()))?;
         let graph = self.model.graph();
+        let classes = graph
+            .outputs
+            .first()
+            .and_then(|o| o.dims.as_deref())
+            .and_then(<[Dim]>::last)
+            .and_then(|d| match d {
+                Dim::Fixed(n) => Some(*n),
+                _ => None,
+            });
+        let targets = y.to_f64s().map_err(|e| in_data(e.to_string()))?;
+        check_targets(self.loss, &targets, classes).map_err(in_data)?;
         let mut ops: Vec<String> = Vec::new();
         for node in &graph.nodes {
             if !ops.contains(&node.op_type) {
@@ -331,6 +343,63 @@ impl OnnxSource {
             parameters,
             kind,
         })
+    }
+}
+
+/// Every value of data tensor `name` finite, and representable in `dtype`.
+fn check_values(name: &str, values: &[f64], dtype: DType) -> Result<(), String> {
+    let bad = values
+        .iter()
+        .position(|v| !v.is_finite() || (dtype == DType::F32 && (*v as f32).is_infinite()));
+    match bad {
+        None => Ok(()),
+        Some(index) if values[index].is_finite() => Err(format!(
+            "tensor '{}' element {index} is {:e}, beyond f32's range (use --dtype f64)",
+            shown(name),
+            values[index]
+        )),
+        Some(index) => Err(format!(
+            "tensor '{}' element {index} is {}; the data must be finite",
+            shown(name),
+            values[index]
+        )),
+    }
+}
+
+/// The targets `y` as `loss` reads them: class labels (non-negative integers, below the
+/// graph output's last dim when the graph declares it) for `cross_entropy` and `nll`,
+/// probabilities in [0, 1] for `bce_with_logits`.
+fn check_targets(loss: Loss, targets: &[f64], classes: Option<usize>) -> Result<(), String> {
+    let spelled = crate::cli::LOSSES
+        .iter()
+        .find(|(_, l)| *l == loss)
+        .map_or(loss.name(), |(n, _)| n);
+    let bad = |index: usize, what: String| {
+        Err(format!(
+            "target '{TARGETS}' element {index} is {}, but --loss {spelled} needs {what}",
+            targets[index]
+        ))
+    };
+    match loss {
+        Loss::CrossEntropy | Loss::Nll => {
+            for (index, &label) in targets.iter().enumerate() {
+                if label < 0.0 || label.fract() != 0.0 {
+                    return bad(index, "class labels (non-negative integers)".into());
+                }
+                if let Some(classes) = classes.filter(|&c| label >= c as f64) {
+                    return bad(
+                        index,
+                        format!("a class label below the graph output's {classes} classes"),
+                    );
+                }
+            }
+            Ok(())
+        }
+        Loss::BceWithLogits => match targets.iter().position(|t| !(0.0..=1.0).contains(t)) {
+            Some(index) => bad(index, "targets in [0, 1]".into()),
+            None => Ok(()),
+        },
+        Loss::Mse | Loss::SumSq | Loss::SoftCrossEntropy => Ok(()),
     }
 }
 
