@@ -572,3 +572,36 @@ fn data_values_the_loss_cannot_read_are_refused_naming_the_element() {
     let (tensors, _) = analyze(&model, &data, "nll", &[]);
     assert!(tensors.contains_key("grad"));
 }
+
+#[test]
+fn targets_that_do_not_fit_the_declared_output_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let labels = [0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0];
+    let cases: [(&str, Vec<usize>, &str, &str); 3] = [
+        (
+            "mlp.onnx",
+            vec![5],
+            "mse",
+            "the targets 'y' have shape [5], but the graph declares its output 'out' as \
+             [batch, 2] and --loss mse needs the output's shape",
+        ),
+        (
+            "mlp.onnx",
+            vec![5, 2, 1],
+            "bce_with_logits",
+            "--loss bce_with_logits needs the output's shape",
+        ),
+        (
+            "mlp_fixed_batch.onnx",
+            vec![5, 2],
+            "cross_entropy",
+            "the targets 'y' have shape [5, 2], but the graph declares its output 'out' as \
+             [5, 2] and --loss cross_entropy needs one class label per row of the output",
+        ),
+    ];
+    for (model, y_shape, loss, expected) in cases {
+        let count: usize = y_shape.iter().product();
+        let data = mlp_data(dir.path(), None, &y_shape, &labels[..count]);
+        refused(&onnx_data(model), Some(&data), &["--loss", loss], expected);
+    }
+}

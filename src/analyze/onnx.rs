@@ -323,6 +323,9 @@ impl OnnxSource {
             });
         let targets = y.to_f64s().map_err(|e| in_data(e.to_string()))?;
         check_targets(self.loss, &targets, classes).map_err(in_data)?;
+        if let Some(output) = graph.outputs.first() {
+            check_target_shape(self.loss, y.dims(), output).map_err(in_data)?;
+        }
         let mut ops: Vec<String> = Vec::new();
         for node in &graph.nodes {
             if !ops.contains(&node.op_type) {
@@ -366,14 +369,58 @@ fn check_values(name: &str, values: &[f64], dtype: DType) -> Result<(), String> 
     }
 }
 
+/// The targets' shape against the graph output's declared shape (a symbolic or unknown dim
+/// fits any size): the output's own for the losses that compare elementwise, one label per
+/// row of the output (all dims but the last) for `cross_entropy` and `nll`.
+fn check_target_shape(loss: Loss, y: &[usize], output: &ValueInfo) -> Result<(), String> {
+    let Some(dims) = output.dims.as_deref() else {
+        return Ok(());
+    };
+    let fits = |d: &Dim, n: usize| !matches!(d, Dim::Fixed(m) if *m != n);
+    let (fits, needs) = match loss {
+        Loss::SumSq => return Ok(()),
+        Loss::Mse | Loss::SoftCrossEntropy | Loss::BceWithLogits => (
+            dims.len() == y.len() && dims.iter().zip(y).all(|(d, &n)| fits(d, n)),
+            "the output's shape",
+        ),
+        Loss::CrossEntropy | Loss::Nll => {
+            let rows = &dims[..dims.len().saturating_sub(1)];
+            let count = rows.iter().try_fold(1usize, |acc, d| match d {
+                Dim::Fixed(m) => acc.checked_mul(*m),
+                _ => None,
+            });
+            let labels = y.iter().try_fold(1usize, |acc, &n| acc.checked_mul(n));
+            (
+                count.is_none() || count == labels,
+                "one class label per row of the output (all its dims but the last)",
+            )
+        }
+    };
+    if fits {
+        return Ok(());
+    }
+    Err(format!(
+        "the targets '{TARGETS}' have shape {y:?}, but the graph declares its output '{}' as \
+         [{}] and --loss {} needs {needs}",
+        shown(&output.name),
+        declared(dims),
+        spelling(loss)
+    ))
+}
+
+/// The `--loss` spelling of `loss`.
+fn spelling(loss: Loss) -> &'static str {
+    crate::cli::LOSSES
+        .iter()
+        .find(|(_, l)| *l == loss)
+        .map_or(loss.name(), |(n, _)| n)
+}
+
 /// The targets `y` as `loss` reads them: class labels (non-negative integers, below the
 /// graph output's last dim when the graph declares it) for `cross_entropy` and `nll`,
 /// probabilities in [0, 1] for `bce_with_logits`.
 fn check_targets(loss: Loss, targets: &[f64], classes: Option<usize>) -> Result<(), String> {
-    let spelled = crate::cli::LOSSES
-        .iter()
-        .find(|(_, l)| *l == loss)
-        .map_or(loss.name(), |(n, _)| n);
+    let spelled = spelling(loss);
     let bad = |index: usize, what: String| {
         Err(format!(
             "target '{TARGETS}' element {index} is {}, but --loss {spelled} needs {what}",
