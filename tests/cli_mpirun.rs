@@ -408,3 +408,69 @@ fn mpirun_reports_an_error_every_rank_finds_once() {
     );
     assert!(!out.exists());
 }
+
+/// The commands of the README's "Scale out" section, continuation lines joined, comments
+/// dropped.
+fn scale_out_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("the README");
+    let section = readme
+        .split("\n### Scale out\n")
+        .nth(1)
+        .expect("a Scale out section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("its sh block");
+    let mut commands = Vec::new();
+    let mut current = String::new();
+    for line in block.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let (text, continued) = match line.trim().strip_suffix('\\') {
+            Some(text) => (text, true),
+            None => (line.trim(), false),
+        };
+        current.push_str(text);
+        current.push(' ');
+        if !continued {
+            commands.push(current.trim().to_string());
+            current.clear();
+        }
+    }
+    commands
+}
+
+#[test]
+fn the_readme_scale_out_commands_run() {
+    let commands = scale_out_commands();
+    assert!(commands.len() >= 4, "{commands:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results.safetensors");
+    let has_mpirun = mpirun_or_skip("the_readme_scale_out_commands_run (its mpirun command)");
+    for command in &commands {
+        let words: Vec<String> = command
+            .split_whitespace()
+            .map(|w| match w {
+                "results.safetensors" => results.display().to_string(),
+                "curvature" => curvature_bin().display().to_string(),
+                other => other.to_string(),
+            })
+            .collect();
+        let mut process = if words[0] == "mpirun" {
+            if !has_mpirun {
+                continue;
+            }
+            let mut c = Command::new("mpirun");
+            c.args(["--allow-run-as-root", "--oversubscribe"]);
+            c.args(&words[1..]);
+            c
+        } else {
+            let mut c = Command::new(&words[0]);
+            c.args(&words[1..]);
+            c
+        };
+        process.current_dir(env!("CARGO_MANIFEST_DIR"));
+        succeeded(&run(&mut process));
+        let _ = std::fs::remove_file(&results);
+    }
+}
