@@ -174,14 +174,16 @@ pub fn objective(
     group: Option<&Group>,
 ) -> Result<Objective, String> {
     let model = problem.model.as_ref();
+    // The model's forward pass and loss fail on what the graph or the data hold.
+    let located = |e: &dyn std::fmt::Display| format!("{}: {e}", args.model.display());
     let Some(group) = group else {
         let hvp = ModelHvp::new(model, problem.loss, problem.inputs.as_slice(), &problem.y)
-            .map_err(|e| e.to_string())?;
-        let loss = hvp.value().map_err(|e| e.to_string())?;
+            .map_err(|e| located(&e))?;
+        let loss = hvp.value().map_err(|e| located(&e))?;
         let grad = hvp
             .gradient()
             .and_then(|g| Ok(g.to_f64s()?))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| located(&e))?;
         let op: Box<dyn LinearOperator> = if args.curvature == CurvatureChoice::Hessian {
             Box::new(hvp)
         } else {
@@ -207,10 +209,10 @@ pub fn objective(
         Fingerprint::of_model(model, &problem.inputs, &problem.y).map_err(|e| failed(&e))?;
     let reduction = Reduction::of_loss(problem.loss);
     let local =
-        ModelHvp::new(model, problem.loss, inputs.as_slice(), &y).map_err(|e| failed(&e))?;
+        ModelHvp::new(model, problem.loss, inputs.as_slice(), &y).map_err(|e| located(&e))?;
     let range = shard.range();
-    let local_loss = local.value().map_err(|e| failed(&e))?;
-    let local_grad = local.gradient().map_err(|e| failed(&e))?;
+    let local_loss = local.value().map_err(|e| located(&e))?;
+    let local_grad = local.gradient().map_err(|e| located(&e))?;
     let local_grad_values = local_grad.to_f64s().map_err(|e| failed(&e))?;
     if !local_loss.is_finite() || local_grad_values.iter().any(|g| !g.is_finite()) {
         let message = format!(

@@ -605,3 +605,67 @@ fn targets_that_do_not_fit_the_declared_output_are_refused() {
         refused(&onnx_data(model), Some(&data), &["--loss", loss], expected);
     }
 }
+
+/// Data for embedding.onnx: ids `[5, 4]` (as floats) and targets `[5, 12]` of 0.5.
+fn embedding_data(dir: &Path, ids: &[f64]) -> PathBuf {
+    let bytes = |v: &[f64]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
+    let (id_bytes, y_bytes) = (bytes(ids), bytes(&[0.5; 60]));
+    let views = [
+        (
+            "ids".to_string(),
+            TensorView::new(F64, vec![5, 4], &id_bytes).expect("ids"),
+        ),
+        (
+            "y".to_string(),
+            TensorView::new(F64, vec![5, 12], &y_bytes).expect("y"),
+        ),
+    ];
+    let path = dir.join("tokens.safetensors");
+    std::fs::write(
+        &path,
+        safetensors::tensor::serialize(views, None).expect("serialised"),
+    )
+    .expect("written");
+    path
+}
+
+#[test]
+fn token_ids_index_the_table_and_bad_ids_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = onnx_data("embedding.onnx");
+    let ids: Vec<f64> = (0..20).map(|k| f64::from((k * 3) % 7)).collect();
+    // The loss in closed form: mean over the 60 outputs of (table[id][c] − 0.5)², the table
+    // linspace(−1, 1, 21) rounded to f32 as the file stores it.
+    let table = |r: usize, c: usize| f64::from((-1.0 + 0.1 * (3 * r + c) as f64) as f32);
+    let expected = ids
+        .iter()
+        .flat_map(|&id| (0..3).map(move |c| (table(id as usize, c) - 0.5).powi(2)))
+        .sum::<f64>()
+        / 60.0;
+    let (tensors, _) = analyze(&model, &embedding_data(dir.path(), &ids), "mse", &[]);
+    let loss = tensors["loss"].1[0];
+    assert!((loss - expected).abs() <= 1e-12, "{loss} vs {expected}");
+
+    let mut fractional = ids.clone();
+    fractional[9] = 2.5;
+    refused(
+        &model,
+        Some(&embedding_data(dir.path(), &fractional)),
+        &["--loss", "mse"],
+        "tokens.safetensors: tensor 'ids' element 9 is 2.5, but the graph's input is I64",
+    );
+    let mut beyond = ids;
+    beyond[19] = 7.0;
+    let line = check_rejected(
+        &model,
+        dir.path(),
+        &[
+            "--data",
+            embedding_data(dir.path(), &beyond).to_str().expect("UTF-8"),
+            "--loss",
+            "mse",
+        ],
+        "index 7 is out of range for axis 0 of length 7",
+    );
+    assert!(line.contains("embedding.onnx: "), "{line}");
+}

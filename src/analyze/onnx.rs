@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use curvature::nn::{Loss, Module};
-use curvature::onnx::ir::{Dim, HostData, ValueInfo};
+use curvature::onnx::ir::{Dim, ElemType, HostData, ValueInfo};
 use curvature::onnx::{OnnxError, OnnxModel, OnnxOptions};
 use curvature::tensor::io::{shown, Accept, Entry, Header, Source};
 use curvature::tensor::{DType, Device, Tensor};
@@ -300,12 +300,16 @@ impl OnnxSource {
     pub fn load(self, dtype: DType, device: Device) -> Result<Problem, String> {
         let in_data = |e: String| super::located(&self.data_path, e);
         let mut tensors = Vec::with_capacity(self.entries.len());
-        for (name, entry) in &self.entries {
+        let inputs = &self.model.graph().inputs;
+        for (k, (name, entry)) in self.entries.iter().enumerate() {
             let values = self
                 .data
                 .values(name, entry, Accept::Halves)
                 .map_err(|e| in_data(e.to_string()))?;
             check_values(name, &values, dtype).map_err(in_data)?;
+            if let Some(info) = inputs.get(k) {
+                check_integers(info, &values).map_err(in_data)?;
+            }
             let tensor = Tensor::from_f64s(&values, entry.shape.clone(), dtype, device)
                 .map_err(|e| in_data(e.to_string()))?;
             tensors.push(tensor);
@@ -346,6 +350,33 @@ impl OnnxSource {
             parameters,
             kind,
         })
+    }
+}
+
+/// The values of an integer-typed graph input (token ids, masks), stored as floats: each an
+/// integer the input's type holds exactly (0 or 1 for bool).
+fn check_integers(info: &ValueInfo, values: &[f64]) -> Result<(), String> {
+    if info.elem_type.is_float() {
+        return Ok(());
+    }
+    let (lo, hi) = match info.elem_type {
+        ElemType::Bool => (0.0, 1.0),
+        ElemType::I32 => (f64::from(i32::MIN), f64::from(i32::MAX)),
+        // The integers an f64 holds exactly.
+        _ => (-9_007_199_254_740_992.0, 9_007_199_254_740_992.0),
+    };
+    match values
+        .iter()
+        .position(|v| v.fract() != 0.0 || !(lo..=hi).contains(v))
+    {
+        None => Ok(()),
+        Some(index) => Err(format!(
+            "tensor '{}' element {index} is {}, but the graph's input is {:?}: it needs integers \
+             in [{lo}, {hi}]",
+            shown(&info.name),
+            values[index],
+            info.elem_type
+        )),
     }
 }
 
