@@ -471,6 +471,9 @@ fn mlp_data(dir: &Path, x_at: Option<(usize, f64)>, y_shape: &[usize], y: &[f64]
     path
 }
 
+/// A data file's bad value: x's changed element, y's shape and values, the loss, the error.
+type ValueCase<'a> = (Option<(usize, f64)>, Vec<usize>, Vec<f64>, &'a str, &'a str);
+
 #[test]
 fn data_values_the_loss_cannot_read_are_refused_naming_the_element() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -482,7 +485,7 @@ fn data_values_the_loss_cannot_read_are_refused_naming_the_element() {
         y
     };
     let targets = [0.5; 10];
-    let cases: [(Option<(usize, f64)>, Vec<usize>, Vec<f64>, &str, &str); 8] = [
+    let cases: [ValueCase; 8] = [
         (
             Some((7, f64::NAN)),
             vec![5, 2],
