@@ -19,7 +19,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
     if curvature::distributed::mpi::launched_by_mpi() {
         // Every process of the job would run the whole benchmark on the same cores; rank 0
         // says so, the others leave without a word.
-        if launcher_rank() != 0 {
+        if curvature::distributed::mpi::launcher_rank().unwrap_or(0) != 0 {
             std::process::exit(2);
         }
         return Err(Failure::Error(
@@ -121,13 +121,4 @@ fn select_workloads(
         }
     }
     Ok(selected)
-}
-
-/// This process's rank in the MPI job that started it, as the launcher says (Open MPI's
-/// `OMPI_COMM_WORLD_RANK`, MPICH's `PMI_RANK`, PMIx's `PMIX_RANK`); 0 when none does.
-fn launcher_rank() -> usize {
-    ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"]
-        .iter()
-        .find_map(|var| std::env::var(var).ok()?.trim().parse().ok())
-        .unwrap_or(0)
 }

@@ -474,3 +474,18 @@ fn the_readme_scale_out_commands_run() {
         let _ = std::fs::remove_file(&results);
     }
 }
+
+#[test]
+fn mpirun_reports_a_bad_destination_once() {
+    if !mpirun_or_skip("mpirun_reports_a_bad_destination_once") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_in(dir.path());
+    // --out names a folder, which is never replaced.
+    let output = analyze(&model, dir.path(), &[], Some(3));
+    let lines = error_lines(&output);
+    assert_eq!(output.status.code(), Some(2), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("it is a directory"), "{lines:?}");
+}

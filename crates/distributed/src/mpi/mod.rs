@@ -69,6 +69,15 @@ pub enum MpiError {
     },
 }
 
+/// This process's rank in the MPI job that started it, as the launcher tells it before MPI is
+/// initialised (Open MPI's `OMPI_COMM_WORLD_RANK`, MPICH's `PMI_RANK`, PMIx's `PMIX_RANK`);
+/// `None` outside a launcher.
+pub fn launcher_rank() -> Option<usize> {
+    ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok()?.trim().parse().ok())
+}
+
 /// Whether this process was started by an MPI launcher: `mpirun` of Open MPI sets
 /// `OMPI_COMM_WORLD_SIZE`, MPICH's Hydra `PMI_SIZE`, PMIx launchers `PMIX_RANK`.
 pub fn launched_by_mpi() -> bool {
