@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use curvature::distributed::mpi::{launched_by_mpi, Mpi, ABORT_STATUS};
+use curvature::distributed::mpi::{launched_by_mpi, launcher_rank, Mpi, ABORT_STATUS};
 use curvature::distributed::{
     on_rank, Collective, CollectiveError, DistributedOperator, Fingerprint, InProcess, Reduction,
     RunError, Shard,
@@ -67,7 +67,13 @@ pub fn analyze_on_ranks(args: &AnalyzeArgs, device: Device) -> Result<Option<Ana
         );
     }
     if mpi {
-        let mpi = Mpi::init().map_err(|e| format!("MPI: {e}"))?;
+        let mpi = match Mpi::init() {
+            Ok(mpi) => mpi,
+            // Every process fails alike (the same library, the same environment): rank 0
+            // reports it, the others leave quietly.
+            Err(_) if launcher_rank().unwrap_or(0) != 0 => std::process::exit(ABORT_STATUS),
+            Err(e) => return Err(format!("MPI: {e}")),
+        };
         let group: Group = Arc::new(mpi);
         if group.rank() != 0 {
             progress::hide_on_this_thread();

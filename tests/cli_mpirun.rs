@@ -489,3 +489,24 @@ fn mpirun_reports_a_bad_destination_once() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("it is a directory"), "{lines:?}");
 }
+
+#[test]
+fn mpirun_reports_a_missing_mpi_library_once() {
+    if !mpirun_or_skip("mpirun_reports_a_missing_mpi_library_once") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_in(dir.path());
+    let mut command = Command::new("mpirun");
+    command
+        .args(["--allow-run-as-root", "--oversubscribe", "-np", "3", "-x"])
+        .arg("CURVATURE_MPI_LIB=/nonexistent/libmpi.so")
+        .arg(curvature_bin())
+        .arg("analyze")
+        .arg(&model);
+    let output = run(&mut command);
+    let lines = error_lines(&output);
+    assert_eq!(output.status.code(), Some(2), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("/nonexistent/libmpi.so"), "{lines:?}");
+}
