@@ -119,6 +119,7 @@ def export(model, inputs, y, loss, out_dir, opset=MIN_OPSET, dynamic_batch=True)
     model.eval()
     args = tuple(inputs.values())
     program = None
+    fell_back = False
     if dynamic_batch:
         batch = torch.export.Dim("batch")
         try:
@@ -127,6 +128,7 @@ def export(model, inputs, y, loss, out_dir, opset=MIN_OPSET, dynamic_batch=True)
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
             print(f"export_onnx: a dynamic batch axis does not export ({first}); the graph "
                   f"takes exactly {len(y)} samples", file=sys.stderr)
+            fell_back = True
     if program is None:
         program = onnx_export(model, args, opset, names, None)
     program.save(str(model_path))
@@ -135,6 +137,13 @@ def export(model, inputs, y, loss, out_dir, opset=MIN_OPSET, dynamic_batch=True)
     graph_inputs = [i.name for i in graph.input]
     if graph_inputs != names:
         raise ExportError(f"the exported graph's inputs are {graph_inputs}, expected {names}")
+    fixed = [i.name for i in graph.input
+             if not any(d.dim_param for d in i.type.tensor_type.shape.dim[:1])]
+    if dynamic_batch and not fell_back and fixed:
+        # torch.export specialises a dim the model's code fixes instead of failing.
+        print(f"export_onnx: the graph fixes the batch of {', '.join(fixed)} at {len(y)} "
+              "samples (the model's code fixes it), so it runs in one process, not over ranks",
+              file=sys.stderr)
     tensors = {name: t.detach().to(torch.float64).contiguous() for name, t in inputs.items()}
     tensors["y"] = y.detach().to(torch.float64).contiguous()
     save_safetensors(tensors, data_path, {"loss": loss, "inputs": json.dumps(names)})
