@@ -39,18 +39,79 @@ const FISHER_SPLIT: &str = "--curvature fisher draws its targets in one sequence
                             samples, which a split over ranks would change: run it in one \
                             process, or use ggn (its expectation)";
 
-/// An error of one rank, as the command line reports it.
-struct RankError(String);
+/// Why an analysis over ranks stopped.
+pub enum Stop {
+    /// Every rank met this error alike, before the samples were split (a bad file, a run that
+    /// does not fit): reported once, without a rank.
+    Everywhere(String),
+    /// This rank's own error (its shard, or a peer's failure it saw).
+    Here(String),
+}
+
+impl From<String> for Stop {
+    fn from(message: String) -> Stop {
+        Stop::Here(message)
+    }
+}
+
+impl Stop {
+    /// The error's message.
+    pub fn message(self) -> String {
+        match self {
+            Stop::Everywhere(m) | Stop::Here(m) => m,
+        }
+    }
+}
+
+/// `result`, agreed on by every rank of `group` (all of them must call this): when every rank
+/// failed, [`Stop::Everywhere`] with this rank's error; when only some did, the first of them
+/// gets its error as [`Stop::Here`] (to end the run with it) and the others wait in a
+/// collective until that ends them (in-process ranks return the peer's failure).
+pub fn agreed<T>(group: Option<&Group>, result: Result<T, String>) -> Result<T, Stop> {
+    let Some(group) = group else {
+        return result.map_err(Stop::Here);
+    };
+    let flags = group
+        .all_gather_f64s(&[f64::from(u8::from(result.is_err()))])
+        .map_err(|e| Stop::Here(e.to_string()))?;
+    let failed: Vec<usize> = (0..flags.len())
+        .filter(|&r| flags[r].first().is_some_and(|&f| f != 0.0))
+        .collect();
+    let Some(&first) = failed.first() else {
+        return result.map_err(Stop::Here);
+    };
+    match result {
+        Err(message) if failed.len() == group.size() => Err(Stop::Everywhere(message)),
+        Err(message) if group.rank() == first => Err(Stop::Here(message)),
+        _ => {
+            let waited = group.all_reduce_f64s(&[0.0]);
+            Err(Stop::Here(waited.err().map_or_else(
+                || format!("rank {first} failed"),
+                |e| e.to_string(),
+            )))
+        }
+    }
+}
+
+/// An error of one rank, as the command line reports it: with its rank, unless every rank met
+/// it alike.
+struct RankError {
+    message: String,
+    everywhere: bool,
+}
 
 impl From<CollectiveError> for RankError {
     fn from(e: CollectiveError) -> RankError {
-        RankError(e.to_string())
+        RankError {
+            message: e.to_string(),
+            everywhere: false,
+        }
     }
 }
 
 impl std::fmt::Display for RankError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -85,7 +146,16 @@ pub fn analyze_on_ranks(args: &AnalyzeArgs, device: Device) -> Result<Option<Ana
         }
         return match analyze(args, device, Some(&group)) {
             Ok(analysis) => Ok((group.rank() == 0).then_some(analysis)),
-            Err(message) => {
+            Err(Stop::Everywhere(message)) => {
+                // Rank 0 reports what every rank met; the others leave MPI quietly.
+                let rank = group.rank();
+                drop(group);
+                if rank != 0 {
+                    std::process::exit(ABORT_STATUS);
+                }
+                Err(message)
+            }
+            Err(Stop::Here(message)) => {
                 // Ends every process of the job with this rank's error (exit status 2).
                 group.abort(&message);
                 Err(message)
@@ -93,7 +163,7 @@ pub fn analyze_on_ranks(args: &AnalyzeArgs, device: Device) -> Result<Option<Ana
         };
     }
     match args.ranks {
-        None => analyze(args, device, None).map(Some),
+        None => analyze(args, device, None).map(Some).map_err(Stop::message),
         Some(ranks) => {
             let ranks = ranks as usize;
             check_split(args, device, ranks)?;
@@ -103,16 +173,26 @@ pub fn analyze_on_ranks(args: &AnalyzeArgs, device: Device) -> Result<Option<Ana
                     progress::hide_on_this_thread();
                 }
                 let group: Group = Arc::new(collective);
-                let analysis = analyze(args, device, Some(&group)).map_err(|message| {
-                    group.abort(&message);
-                    RankError(message)
+                let analysis = analyze(args, device, Some(&group)).map_err(|stop| match stop {
+                    Stop::Everywhere(message) => RankError {
+                        message,
+                        everywhere: true,
+                    },
+                    Stop::Here(message) => {
+                        group.abort(&message);
+                        RankError {
+                            message,
+                            everywhere: false,
+                        }
+                    }
                 })?;
                 Ok::<_, RankError>((rank == 0).then_some(analysis))
             });
             match outcome {
                 Ok(mut analyses) => Ok(analyses.swap_remove(0)),
                 Err(RunError::Setup(e)) => Err(e.to_string()),
-                Err(RunError::Rank { rank, error }) => Err(on_rank(rank, &error.to_string())),
+                Err(RunError::Rank { error, .. }) if error.everywhere => Err(error.message),
+                Err(RunError::Rank { rank, error }) => Err(on_rank(rank, &error.message)),
             }
         }
     }

@@ -510,3 +510,28 @@ fn mpirun_reports_a_missing_mpi_library_once() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("/nonexistent/libmpi.so"), "{lines:?}");
 }
+
+#[test]
+fn an_error_every_rank_meets_when_loading_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = ModelFile::random_tanh_mlp(&[4, 16, 16, 2], 13);
+    file.tensor("x").2[5] = f64::NAN;
+    let model = dir.path().join("nan.safetensors");
+    std::fs::write(&model, file.bytes()).unwrap();
+    let out = dir.path().join("out.st");
+    let mut runs = vec![analyze(&model, &out, &["--ranks", "3"], None)];
+    if mpirun_or_skip("an_error_every_rank_meets_when_loading_is_reported_once (mpirun)") {
+        runs.push(analyze(&model, &out, &[], Some(3)));
+    }
+    for output in runs {
+        let lines = error_lines(&output);
+        assert_eq!(output.status.code(), Some(2), "{lines:?}");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("tensor 'x' contains a non-finite value at index 5"),
+            "{lines:?}"
+        );
+        assert!(!lines[0].contains("rank "), "{lines:?}");
+        assert!(!out.exists());
+    }
+}
