@@ -13,7 +13,8 @@ and compares what it writes with ``torch.func`` in float64 (relative error
 max|ours − torch| / max|torch|): the loss, the gradient, the Hessian diagonal, and eight
 Hessian-vector products, which ``analyze`` does not write but which are its dense Hessian
 (written for P ≤ 1024) times the seeded directions. For the models with a ``--params`` case the
-gradient and Hessian of that selection are compared as well. Exits non-zero when any error
+gradient and Hessian of that selection are compared as well, and so are the gradient and
+Hessian of the samples split over two ranks (``--ranks 2``). Exits non-zero when any error
 exceeds 1e-10.
 
     cargo build --release && python3 scripts/check_onnx_roundtrip.py
@@ -49,12 +50,12 @@ def rel_err(ours, torch_value):
     return diff / scale if scale > 0 else diff
 
 
-def analyze(binary, folder, loss, params, results):
+def analyze(binary, folder, loss, params, results, extra=()):
     """Runs ``curvature analyze`` on an exported folder; returns the results' tensors."""
     command = [
         str(binary), "analyze", str(folder / "model.onnx"),
         "--data", str(folder / "data.safetensors"), "--loss", loss,
-        "--dtype", "f64", "--device", "cpu", "--out", str(results),
+        "--dtype", "f64", "--device", "cpu", "--out", str(results), *extra,
     ]
     for glob in params:
         command += ["--params", glob]
@@ -83,7 +84,13 @@ def check(binary, work, name, model, inputs, target, loss, sub_glob, gen):
     ref, _ = references(model, model_path, inputs, target, loss, sub_glob, gen)
     out = analyze(binary, folder, loss, [], work / f"{name}.safetensors")
     hessian = out["hessian"]
+    # The samples split over two in-process ranks (the export's batch axis is symbolic).
+    split = analyze(binary, folder, loss, [], work / f"{name}_ranks.safetensors", ["--ranks", "2"])
     ok = compare(name, [
+        ("--ranks 2 gradient", split["grad"], ref["grad"]),
+        ("--ranks 2 Hessian", split["hessian"], hessian),
+    ])
+    ok &= compare(name, [
         ("loss", out["loss"], ref["loss"]),
         ("gradient", out["grad"], ref["grad"]),
         ("Hessian diagonal", out["hessian_diag"], ref["hessian_diag"]),

@@ -11,7 +11,9 @@
   parameters into new constants (a Linear's weight becomes a transposed copy named
   ``val_12``). Unoptimized, every initializer is one of the model's parameters or buffers
   under its own name, so the parameters ``curvature`` differentiates with respect to are the
-  model's own.
+  model's own. Axis 0 of every input is the symbolic batch dim ``batch`` (``--static-batch``
+  fixes it at the data's sample count instead), so the graph runs on any number of samples,
+  as ``analyze --ranks`` and ``mpirun`` need.
 - ``data.safetensors``: one float64 tensor per graph input, named after the input (the keys
   of ``inputs``, which become the graph's input names), and the target ``y`` (class labels as
   integral floats for ``cross_entropy`` and ``nll``). Integer inputs (token ids) are
@@ -75,11 +77,29 @@ def loss_fn(loss):
     return table[loss]
 
 
-def export(model, inputs, y, loss, out_dir, opset=MIN_OPSET):
+def onnx_export(model, args, opset, names, dynamic_shapes):
+    """``torch.onnx.export`` with the dynamo exporter, unoptimized (see the module's doc)."""
+    return torch.onnx.export(
+        model,
+        args,
+        dynamo=True,
+        opset_version=opset,
+        optimize=False,
+        input_names=names,
+        output_names=["output"],
+        dynamic_shapes=dynamic_shapes,
+        verbose=False,
+    )
+
+
+def export(model, inputs, y, loss, out_dir, opset=MIN_OPSET, dynamic_batch=True):
     """Write ``out_dir/model.onnx`` and ``out_dir/data.safetensors``; return their paths.
 
     ``inputs`` maps each graph input's name to its tensor, in the order ``model.forward``
-    takes them; ``y`` is the target of ``loss`` (one of ``LOSSES``).
+    takes them; ``y`` is the target of ``loss`` (one of ``LOSSES``). With ``dynamic_batch``
+    the inputs' axis 0 is one symbolic dim ``batch`` (so ``analyze --ranks`` and ``mpirun``
+    can run the graph on shards of the samples); a model that does not export so (one
+    sample, or code that fixes the batch size) is exported at its batch size, with a note.
     """
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is below {MIN_OPSET}")
@@ -98,22 +118,33 @@ def export(model, inputs, y, loss, out_dir, opset=MIN_OPSET):
     data_path = out_dir / "data.safetensors"
 
     model.eval()
-    program = torch.onnx.export(
-        model,
-        tuple(inputs.values()),
-        dynamo=True,
-        opset_version=opset,
-        optimize=False,
-        input_names=names,
-        output_names=["output"],
-        verbose=False,
-    )
+    args = tuple(inputs.values())
+    program = None
+    fell_back = False
+    if dynamic_batch:
+        batch = torch.export.Dim("batch")
+        try:
+            program = onnx_export(model, args, opset, names, tuple({0: batch} for _ in names))
+        except Exception as error:  # noqa: BLE001 (torch.export raises many kinds)
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+            print(f"export_onnx: a dynamic batch axis does not export ({first}); the graph "
+                  f"takes exactly {len(y)} samples", file=sys.stderr)
+            fell_back = True
+    if program is None:
+        program = onnx_export(model, args, opset, names, None)
     program.save(str(model_path))
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
     graph_inputs = [i.name for i in graph.input]
     if graph_inputs != names:
         raise ExportError(f"the exported graph's inputs are {graph_inputs}, expected {names}")
+    fixed = [i.name for i in graph.input
+             if not any(d.dim_param for d in i.type.tensor_type.shape.dim[:1])]
+    if dynamic_batch and not fell_back and fixed:
+        # torch.export specialises a dim the model's code fixes instead of failing.
+        print(f"export_onnx: the graph fixes the batch of {', '.join(fixed)} at {len(y)} "
+              "samples (the model's code fixes it), so it runs in one process, not over ranks",
+              file=sys.stderr)
     tensors = {name: t.detach().to(torch.float64).contiguous() for name, t in inputs.items()}
     tensors["y"] = y.detach().to(torch.float64).contiguous()
     save_safetensors(tensors, data_path, {"loss": loss, "inputs": json.dumps(names)})
@@ -302,11 +333,16 @@ def main():
     )
     parser.add_argument("--out", required=True, type=Path, help="the output folder")
     parser.add_argument("--opset", type=int, default=MIN_OPSET)
+    parser.add_argument(
+        "--static-batch",
+        action="store_true",
+        help="fix the inputs' axis 0 at the data's sample count (default: a symbolic batch dim)",
+    )
     args = parser.parse_args()
     try:
         factory = examples()[args.example] if args.example else load_factory(args.module)
         model, inputs, y, loss = factory()
-        export(model, inputs, y, loss, args.out, args.opset)
+        export(model, inputs, y, loss, args.out, args.opset, not args.static_batch)
     except ExportError as error:
         sys.exit(f"export_onnx: {error}")
     print(analyze_command(args.out, loss))

@@ -4,7 +4,10 @@
 Two small graphs built with ``onnx.helper`` (float32 initializers, as PyTorch exports them):
 
 * ``mlp.onnx``: ``Gemm(x, fc1.weight, fc1.bias, transB=1) → Tanh → Gemm(·, fc2.weight,
-  fc2.bias, transB=1)``, x ``[batch, 3]``, output ``[batch, 2]``;
+  fc2.bias, transB=1)``, x ``[batch, 3]``, output ``[batch, 2]``, and the same graph with
+  the batch fixed at the 5 samples (``mlp_fixed_batch.onnx``);
+* ``embedding.onnx``: ``Gather(table, ids) → Flatten``, int64 token ids ``[batch, 4]`` into
+  a table ``[7, 3]``, output ``[batch, 12]`` (for the refusal of ids that are not tokens);
 * ``two_inputs.onnx``: ``MatMul(a, left) ⊙ MatMul(b, right) + shift``, inputs a and b
   ``[batch, 3]``, output ``[batch, 2]``.
 
@@ -53,21 +56,34 @@ def initializer(name, values):
     return numpy_helper.from_array(np.asarray(values, dtype=np.float32), name)
 
 
-def value_info(name, width):
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", width])
+def value_info(name, width, batch="batch"):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, width])
 
 
 # --- the MLP -------------------------------------------------------------------------------
 
 
-def mlp_graph(params):
+def mlp_graph(params, batch="batch"):
     nodes = [
         helper.make_node("Gemm", ["x", "fc1.weight", "fc1.bias"], ["h"], transB=1),
         helper.make_node("Tanh", ["h"], ["t"]),
         helper.make_node("Gemm", ["t", "fc2.weight", "fc2.bias"], ["out"], transB=1),
     ]
     inits = [initializer(n, params[n]) for n in ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]]
-    return helper.make_graph(nodes, "mlp", [value_info("x", 3)], [value_info("out", 2)], inits)
+    inputs, outputs = [value_info("x", 3, batch)], [value_info("out", 2, batch)]
+    return helper.make_graph(nodes, "mlp", inputs, outputs, inits)
+
+
+def embedding_graph(table):
+    """Token ids ``[batch, 4]`` (int64) → rows of ``table`` [7, 3] → ``[batch, 12]``."""
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["rows"], axis=0),
+        helper.make_node("Flatten", ["rows"], ["out"], axis=1),
+    ]
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 4])
+    return helper.make_graph(
+        nodes, "embedding", [ids], [value_info("out", 12)], [initializer("table", table)]
+    )
 
 
 def mlp_derivatives(params, x):
@@ -222,6 +238,8 @@ def main():
     }
     names = list(mlp)
     save_model(mlp_graph(mlp), "mlp.onnx")
+    save_model(mlp_graph(mlp, SAMPLES), "mlp_fixed_batch.onnx")
+    save_model(embedding_graph(f32(np.linspace(-1, 1, 21).reshape(7, 3))), "embedding.onnx")
     x = rng.uniform(-1, 1, (SAMPLES, 3))
     targets = rng.normal(0, 1, (SAMPLES, 2))
     labels = np.array([0.0, 1.0, 1.0, 0.0, 1.0])

@@ -31,7 +31,7 @@ use curvature::tensor::{DType, Device};
 
 use crate::cli::{AnalyzeArgs, CurvatureChoice, DiagonalEstimator, PerLayerChoice, TraceEstimator};
 use crate::progress::Step;
-use crate::ranks::{objective, Group, Objective};
+use crate::ranks::{agreed, objective, Group, Objective, Stop};
 pub use plan::{readable, Plan};
 pub use problem::{layout_json, ModelKind, Problem};
 
@@ -286,7 +286,23 @@ pub fn analyze(
     args: &AnalyzeArgs,
     device: Device,
     group: Option<&Group>,
-) -> Result<Analysis, String> {
+) -> Result<Analysis, Stop> {
+    // What precedes the split is the same on every rank: agreed on, so that an error every
+    // rank meets is reported once.
+    let prepared = agreed(group, prepare(args, device))?;
+    run_prepared(args, device, group, prepared).map_err(Stop::Here)
+}
+
+/// The model and its data loaded and checked, and the run's memory planned.
+struct Prepared {
+    samples: usize,
+    memory: Plan,
+    full_fits: bool,
+    problem: Problem,
+}
+
+/// Opens, checks and loads the model and its data, and plans the run's memory.
+fn prepare(args: &AnalyzeArgs, device: Device) -> Result<Prepared, String> {
     if args.kfac && args.curvature == CurvatureChoice::Hessian {
         return Err(
             "--kfac approximates a Gauss–Newton or Fisher matrix: give --curvature ggn, fisher \
@@ -307,6 +323,28 @@ pub fn analyze(
     }
     let full_fits = !args.full && full_run_fits(args, &sizes);
     let problem = opened.load(args, device)?;
+    Ok(Prepared {
+        samples,
+        memory,
+        full_fits,
+        problem,
+    })
+}
+
+/// The analysis of a prepared model: its objective (over this rank's shard with a `group`),
+/// then every quantity of the curvature.
+fn run_prepared(
+    args: &AnalyzeArgs,
+    device: Device,
+    group: Option<&Group>,
+    prepared: Prepared,
+) -> Result<Analysis, String> {
+    let Prepared {
+        samples,
+        memory,
+        full_fits,
+        problem,
+    } = prepared;
     let Objective { loss, grad, op } = {
         let _step = Step::spinner("computing the loss and its gradient");
         objective(args, &problem, group)?

@@ -16,6 +16,19 @@ use crate::console::{print, Failure};
 use crate::progress::Step;
 
 pub fn run(args: &BenchArgs) -> Result<(), Failure> {
+    if curvature::distributed::mpi::launched_by_mpi() {
+        // Every process of the job would run the whole benchmark on the same cores; rank 0
+        // says so, the others leave without a word.
+        if curvature::distributed::mpi::launcher_rank().unwrap_or(0) != 0 {
+            std::process::exit(2);
+        }
+        return Err(Failure::Error(
+            "bench times this process (--ranks N splits each batch over its threads); under \
+             mpirun every process would run the whole benchmark: run `curvature bench --ranks N` \
+             in one process, or time the MPI back end with examples/mpi_ranks_timing"
+                .to_string(),
+        ));
+    }
     let device = args.device.select()?;
     let workloads = select_workloads(&args.workloads, device, args.allow_large)?;
     let runs = |w: &Workload| args.runs.map_or_else(|| w.default_runs(), |n| n as usize);

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use curvature::distributed::mpi::launcher_rank;
 use curvature::hessian::Estimate;
 
 use crate::analyze::{layout_json, norm, output_tensors, Analysis, Method, ModelKind};
@@ -24,12 +25,15 @@ pub fn run(args: &AnalyzeArgs) -> Result<(), Failure> {
     if let Some(path) = &args.plot {
         outputs.push(("--plot", path.as_path()));
     }
-    // Before any work: a bad destination is found in a second, not after the analysis.
+    // Before any work: a bad destination is found in a second, not after the analysis. Under
+    // MPI only rank 0 writes, so only it checks (and reports once); its exit ends the job.
     let mut inputs = vec![("model file", args.model.as_path())];
     if let Some(data) = &args.data {
         inputs.push(("data file", data.as_path()));
     }
-    check_destinations(&inputs, &outputs)?;
+    if launcher_rank().unwrap_or(0) == 0 {
+        check_destinations(&inputs, &outputs)?;
+    }
     let device = args.device.select()?;
     let Some(analysis) = analyze_on_ranks(args, device)? else {
         // A rank of an MPI job other than 0: rank 0 writes and prints.

@@ -98,3 +98,26 @@ fn ranks_out_of_range_are_refused_cpu() {
         "run_workload_ranks on rank 0: ranks is 1, expected 2 to 256 for the seed workload's 1000 samples"
     );
 }
+
+#[test]
+fn bench_under_an_mpi_launcher_is_refused_by_rank_0_alone() {
+    let launched = |rank: &str| {
+        let mut command = curvature(&["bench", "--device", "cpu", "--ranks", "2"]);
+        command.envs([
+            ("OMPI_COMM_WORLD_SIZE", "2"),
+            ("OMPI_COMM_WORLD_RANK", rank),
+        ]);
+        run_bounded(&mut command)
+    };
+    let line = assert_refused(&launched("0"));
+    assert!(
+        line.contains("under mpirun every process would run the whole benchmark"),
+        "{line}"
+    );
+    let other = launched("1");
+    assert_eq!(other.status.code(), Some(2));
+    assert!(
+        other.stdout.is_empty() && other.stderr.is_empty(),
+        "{other:?}"
+    );
+}

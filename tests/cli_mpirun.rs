@@ -247,3 +247,291 @@ fn ranks_that_cannot_split_the_run_are_refused() {
         assert!(!out_path.exists());
     }
 }
+
+/// A file of tests/data/onnx (graphs whose batch axis is the symbolic dim `batch`, 5 samples).
+fn onnx_data(name: &str) -> PathBuf {
+    common::data_dir().join("onnx").join(name)
+}
+
+/// `--data tests/data/onnx/<data> --loss mse` and `extra`.
+fn onnx_args<'a>(data: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--data",
+        data.to_str().expect("a UTF-8 path"),
+        "--loss",
+        "mse",
+    ];
+    args.extend(extra);
+    args
+}
+
+#[test]
+fn onnx_graphs_over_ranks_give_the_single_process_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &str, &[&str]); 3] = [
+        (
+            "two_inputs.onnx",
+            "two_inputs_mse.safetensors",
+            &["--ranks", "2"],
+        ),
+        (
+            "two_inputs.onnx",
+            "two_inputs_mse.safetensors",
+            &["--ranks", "5"],
+        ),
+        (
+            "mlp.onnx",
+            "mlp_mse.safetensors",
+            &["--ranks", "3", "--curvature", "ggn", "--per-layer"],
+        ),
+    ];
+    for (model, data, ranks) in cases {
+        let (model, data) = (onnx_data(model), onnx_data(data));
+        let curvature: &[&str] = if ranks.contains(&"ggn") {
+            &["--curvature", "ggn", "--per-layer"]
+        } else {
+            &[]
+        };
+        let (single, split) = (dir.path().join("single.st"), dir.path().join("split.st"));
+        succeeded(&analyze(
+            &model,
+            &single,
+            &onnx_args(&data, curvature),
+            None,
+        ));
+        succeeded(&analyze(&model, &split, &onnx_args(&data, ranks), None));
+        assert_same_results(&single, &split);
+    }
+}
+
+#[test]
+fn mpirun_runs_an_onnx_graph_of_two_inputs() {
+    if !mpirun_or_skip("mpirun_runs_an_onnx_graph_of_two_inputs") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data) = (
+        onnx_data("two_inputs.onnx"),
+        onnx_data("two_inputs_mse.safetensors"),
+    );
+    let (single, mpi) = (dir.path().join("single.st"), dir.path().join("mpi.st"));
+    succeeded(&analyze(&model, &single, &onnx_args(&data, &[]), None));
+    succeeded(&analyze(&model, &mpi, &onnx_args(&data, &[]), Some(3)));
+    assert_same_results(&single, &mpi);
+}
+
+#[test]
+fn one_rank_draws_the_fisher_targets_of_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_in(dir.path());
+    let (single, ranks) = (dir.path().join("single.st"), dir.path().join("ranks.st"));
+    let fisher = ["--curvature", "fisher", "--probes", "4"];
+    succeeded(&analyze(&model, &single, &fisher, None));
+    let mut args = fisher.to_vec();
+    args.extend(["--ranks", "1"]);
+    succeeded(&analyze(&model, &ranks, &args, None));
+    assert_same_results(&single, &ranks);
+}
+
+/// The lines of standard error that report an error.
+fn error_lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn an_error_every_rank_would_find_is_reported_once_without_a_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.st");
+    let data = onnx_data("mlp_mse.safetensors");
+    let fixed = onnx_data("mlp_fixed_batch.onnx");
+    let model = model_in(dir.path());
+    let cases: [(&Path, Vec<&str>, &str); 3] = [
+        (
+            &fixed,
+            onnx_args(&data, &["--ranks", "2"]),
+            "the graph declares input 'x' as [5, 3], a fixed batch of 5 samples, which the \
+             shards of 2 ranks cannot take",
+        ),
+        (
+            &model,
+            vec!["--ranks", "64"],
+            "13 samples cannot be split over 64 ranks",
+        ),
+        (
+            &model,
+            vec!["--ranks", "64", "--curvature", "fisher"],
+            "--curvature fisher draws its targets in one sequence",
+        ),
+    ];
+    for (model, args, expected) in cases {
+        let output = analyze(model, &out, &args, None);
+        let lines = error_lines(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {lines:?}");
+        assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
+        assert!(lines[0].contains(expected), "{args:?}: {lines:?}");
+        assert!(!lines[0].contains("rank 1"), "{args:?}: {lines:?}");
+        assert!(!out.exists());
+    }
+    // One rank takes the fixed batch whole.
+    succeeded(&analyze(
+        &fixed,
+        &out,
+        &onnx_args(&data, &["--ranks", "1"]),
+        None,
+    ));
+}
+
+#[test]
+fn mpirun_reports_an_error_every_rank_finds_once() {
+    if !mpirun_or_skip("mpirun_reports_an_error_every_rank_finds_once") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.st");
+    let data = onnx_data("mlp_mse.safetensors");
+    let output = analyze(
+        &onnx_data("mlp_fixed_batch.onnx"),
+        &out,
+        &onnx_args(&data, &[]),
+        Some(3),
+    );
+    let lines = error_lines(&output);
+    assert_eq!(output.status.code(), Some(2), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("a fixed batch of 5 samples, which the shards of 3 ranks cannot take"),
+        "{lines:?}"
+    );
+    assert!(!out.exists());
+}
+
+/// The commands of the README's "Scale out" section, continuation lines joined, comments
+/// dropped.
+fn scale_out_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("the README");
+    let section = readme
+        .split("\n### Scale out\n")
+        .nth(1)
+        .expect("a Scale out section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("its sh block");
+    let mut commands = Vec::new();
+    let mut current = String::new();
+    for line in block.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let (text, continued) = match line.trim().strip_suffix('\\') {
+            Some(text) => (text, true),
+            None => (line.trim(), false),
+        };
+        current.push_str(text);
+        current.push(' ');
+        if !continued {
+            commands.push(current.trim().to_string());
+            current.clear();
+        }
+    }
+    commands
+}
+
+#[test]
+fn the_readme_scale_out_commands_run() {
+    let commands = scale_out_commands();
+    assert!(commands.len() >= 4, "{commands:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results.safetensors");
+    let has_mpirun = mpirun_or_skip("the_readme_scale_out_commands_run (its mpirun command)");
+    for command in &commands {
+        let words: Vec<String> = command
+            .split_whitespace()
+            .map(|w| match w {
+                "results.safetensors" => results.display().to_string(),
+                "curvature" => curvature_bin().display().to_string(),
+                other => other.to_string(),
+            })
+            .collect();
+        let mut process = if words[0] == "mpirun" {
+            if !has_mpirun {
+                continue;
+            }
+            let mut c = Command::new("mpirun");
+            c.args(["--allow-run-as-root", "--oversubscribe"]);
+            c.args(&words[1..]);
+            c
+        } else {
+            let mut c = Command::new(&words[0]);
+            c.args(&words[1..]);
+            c
+        };
+        process.current_dir(env!("CARGO_MANIFEST_DIR"));
+        succeeded(&run(&mut process));
+        let _ = std::fs::remove_file(&results);
+    }
+}
+
+#[test]
+fn mpirun_reports_a_bad_destination_once() {
+    if !mpirun_or_skip("mpirun_reports_a_bad_destination_once") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_in(dir.path());
+    // --out names a folder, which is never replaced.
+    let output = analyze(&model, dir.path(), &[], Some(3));
+    let lines = error_lines(&output);
+    assert_eq!(output.status.code(), Some(2), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("it is a directory"), "{lines:?}");
+}
+
+#[test]
+fn mpirun_reports_a_missing_mpi_library_once() {
+    if !mpirun_or_skip("mpirun_reports_a_missing_mpi_library_once") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_in(dir.path());
+    let mut command = Command::new("mpirun");
+    command
+        .args(["--allow-run-as-root", "--oversubscribe", "-np", "3", "-x"])
+        .arg("CURVATURE_MPI_LIB=/nonexistent/libmpi.so")
+        .arg(curvature_bin())
+        .arg("analyze")
+        .arg(&model);
+    let output = run(&mut command);
+    let lines = error_lines(&output);
+    assert_eq!(output.status.code(), Some(2), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("/nonexistent/libmpi.so"), "{lines:?}");
+}
+
+#[test]
+fn an_error_every_rank_meets_when_loading_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = ModelFile::random_tanh_mlp(&[4, 16, 16, 2], 13);
+    file.tensor("x").2[5] = f64::NAN;
+    let model = dir.path().join("nan.safetensors");
+    std::fs::write(&model, file.bytes()).unwrap();
+    let out = dir.path().join("out.st");
+    let mut runs = vec![analyze(&model, &out, &["--ranks", "3"], None)];
+    if mpirun_or_skip("an_error_every_rank_meets_when_loading_is_reported_once (mpirun)") {
+        runs.push(analyze(&model, &out, &[], Some(3)));
+    }
+    for output in runs {
+        let lines = error_lines(&output);
+        assert_eq!(output.status.code(), Some(2), "{lines:?}");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("tensor 'x' contains a non-finite value at index 5"),
+            "{lines:?}"
+        );
+        assert!(!lines[0].contains("rank "), "{lines:?}");
+        assert!(!out.exists());
+    }
+}

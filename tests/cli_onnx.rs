@@ -488,3 +488,233 @@ fn the_readme_lists_every_supported_op() {
         .collect();
     assert!(missing.is_empty(), "not in the README: {missing:?}");
 }
+
+/// Data for mlp.onnx (x [5, 3], output [batch, 2]): x all 0.25 but for `x_at` (index,
+/// value), and the targets `y` of shape `y_shape`.
+fn mlp_data(dir: &Path, x_at: Option<(usize, f64)>, y_shape: &[usize], y: &[f64]) -> PathBuf {
+    let mut x = vec![0.25f64; 15];
+    if let Some((index, value)) = x_at {
+        x[index] = value;
+    }
+    let bytes = |v: &[f64]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
+    let (x_bytes, y_bytes) = (bytes(&x), bytes(y));
+    let views = [
+        (
+            "x".to_string(),
+            TensorView::new(F64, vec![5, 3], &x_bytes).expect("x"),
+        ),
+        (
+            "y".to_string(),
+            TensorView::new(F64, y_shape.to_vec(), &y_bytes).expect("y"),
+        ),
+    ];
+    let path = dir.join("values.safetensors");
+    std::fs::write(
+        &path,
+        safetensors::tensor::serialize(views, None).expect("serialised"),
+    )
+    .expect("written");
+    path
+}
+
+/// A data file's bad value: x's changed element, y's shape and values, the loss, the error.
+type ValueCase<'a> = (Option<(usize, f64)>, Vec<usize>, Vec<f64>, &'a str, &'a str);
+
+#[test]
+fn data_values_the_loss_cannot_read_are_refused_naming_the_element() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = onnx_data("mlp.onnx");
+    let labels = [0.0, 1.0, 1.0, 0.0, 1.0];
+    let with_label = |index: usize, value: f64| {
+        let mut y = labels.to_vec();
+        y[index] = value;
+        y
+    };
+    let targets = [0.5; 10];
+    let cases: [ValueCase; 8] = [
+        (
+            Some((7, f64::NAN)),
+            vec![5, 2],
+            targets.to_vec(),
+            "mse",
+            "tensor 'x' element 7 is NaN; the data must be finite",
+        ),
+        (
+            None,
+            vec![5, 2],
+            {
+                let mut t = targets.to_vec();
+                t[3] = f64::INFINITY;
+                t
+            },
+            "mse",
+            "tensor 'y' element 3 is inf; the data must be finite",
+        ),
+        (
+            None,
+            vec![5],
+            with_label(4, 0.5),
+            "cross_entropy",
+            "target 'y' element 4 is 0.5, but --loss cross_entropy needs class labels",
+        ),
+        (
+            None,
+            vec![5],
+            with_label(1, -1.0),
+            "nll",
+            "target 'y' element 1 is -1, but --loss nll needs class labels",
+        ),
+        (
+            None,
+            vec![5],
+            with_label(2, 2.0),
+            "cross_entropy",
+            "element 2 is 2, but --loss cross_entropy needs a class label below the graph \
+             output's 2 classes",
+        ),
+        (
+            None,
+            vec![5],
+            with_label(0, 7.0),
+            "nll",
+            "element 0 is 7, but --loss nll needs a class label below",
+        ),
+        (
+            None,
+            vec![5, 2],
+            {
+                let mut t = targets.to_vec();
+                t[9] = 1.5;
+                t
+            },
+            "bce_with_logits",
+            "target 'y' element 9 is 1.5, but --loss bce_with_logits needs targets in [0, 1]",
+        ),
+        (
+            None,
+            vec![5, 2],
+            {
+                let mut t = targets.to_vec();
+                t[0] = 1e300;
+                t
+            },
+            "mse",
+            "tensor 'y' element 0 is 1e300, beyond f32's range (use --dtype f64)",
+        ),
+    ];
+    for (x_at, y_shape, y, loss, expected) in cases {
+        let data = mlp_data(dir.path(), x_at, &y_shape, &y);
+        let dtype = if expected.contains("f32") {
+            "f32"
+        } else {
+            "f64"
+        };
+        refused(
+            &model,
+            Some(&data),
+            &["--loss", loss, "--dtype", dtype],
+            expected,
+        );
+    }
+    // The same files with the offending element corrected are accepted.
+    let data = mlp_data(dir.path(), None, &[5], &labels);
+    let (tensors, _) = analyze(&model, &data, "nll", &[]);
+    assert!(tensors.contains_key("grad"));
+}
+
+#[test]
+fn targets_that_do_not_fit_the_declared_output_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let labels = [0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0];
+    let cases: [(&str, Vec<usize>, &str, &str); 3] = [
+        (
+            "mlp.onnx",
+            vec![5],
+            "mse",
+            "the targets 'y' have shape [5], but the graph declares its output 'out' as \
+             [batch, 2] and --loss mse needs the output's shape",
+        ),
+        (
+            "mlp.onnx",
+            vec![5, 2, 1],
+            "bce_with_logits",
+            "--loss bce_with_logits needs the output's shape",
+        ),
+        (
+            "mlp_fixed_batch.onnx",
+            vec![5, 2],
+            "cross_entropy",
+            "the targets 'y' have shape [5, 2], but the graph declares its output 'out' as \
+             [5, 2] and --loss cross_entropy needs one class label per row of the output",
+        ),
+    ];
+    for (model, y_shape, loss, expected) in cases {
+        let count: usize = y_shape.iter().product();
+        let data = mlp_data(dir.path(), None, &y_shape, &labels[..count]);
+        refused(&onnx_data(model), Some(&data), &["--loss", loss], expected);
+    }
+}
+
+/// Data for embedding.onnx: ids `[5, 4]` (as floats) and targets `[5, 12]` of 0.5.
+fn embedding_data(dir: &Path, ids: &[f64]) -> PathBuf {
+    let bytes = |v: &[f64]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
+    let (id_bytes, y_bytes) = (bytes(ids), bytes(&[0.5; 60]));
+    let views = [
+        (
+            "ids".to_string(),
+            TensorView::new(F64, vec![5, 4], &id_bytes).expect("ids"),
+        ),
+        (
+            "y".to_string(),
+            TensorView::new(F64, vec![5, 12], &y_bytes).expect("y"),
+        ),
+    ];
+    let path = dir.join("tokens.safetensors");
+    std::fs::write(
+        &path,
+        safetensors::tensor::serialize(views, None).expect("serialised"),
+    )
+    .expect("written");
+    path
+}
+
+#[test]
+fn token_ids_index_the_table_and_bad_ids_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = onnx_data("embedding.onnx");
+    let ids: Vec<f64> = (0..20).map(|k| f64::from((k * 3) % 7)).collect();
+    // The loss in closed form: mean over the 60 outputs of (table[id][c] − 0.5)², the table
+    // linspace(−1, 1, 21) rounded to f32 as the file stores it.
+    let table = |r: usize, c: usize| f64::from((-1.0 + 0.1 * (3 * r + c) as f64) as f32);
+    let expected = ids
+        .iter()
+        .flat_map(|&id| (0..3).map(move |c| (table(id as usize, c) - 0.5).powi(2)))
+        .sum::<f64>()
+        / 60.0;
+    let (tensors, _) = analyze(&model, &embedding_data(dir.path(), &ids), "mse", &[]);
+    let loss = tensors["loss"].1[0];
+    assert!((loss - expected).abs() <= 1e-12, "{loss} vs {expected}");
+
+    let mut fractional = ids.clone();
+    fractional[9] = 2.5;
+    refused(
+        &model,
+        Some(&embedding_data(dir.path(), &fractional)),
+        &["--loss", "mse"],
+        "tokens.safetensors: tensor 'ids' element 9 is 2.5, but the graph's input is I64",
+    );
+    let mut beyond = ids;
+    beyond[19] = 7.0;
+    let line = check_rejected(
+        &model,
+        dir.path(),
+        &[
+            "--data",
+            embedding_data(dir.path(), &beyond).to_str().expect("UTF-8"),
+            "--loss",
+            "mse",
+        ],
+        "index 7 is out of range for axis 0 of length 7",
+    );
+    assert!(line.contains("embedding.onnx: "), "{line}");
+}

@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 
 use curvature::nn::{Loss, Module};
-use curvature::onnx::ir::{Dim, HostData, ValueInfo};
+use curvature::onnx::ir::{Dim, ElemType, HostData, ValueInfo};
 use curvature::onnx::{OnnxError, OnnxModel, OnnxOptions};
 use curvature::tape::{Tape, Var};
 use curvature::tensor::io::{shown, Accept, Entry, Header, Source};
@@ -46,6 +46,7 @@ pub fn is_onnx(path: &Path) -> bool {
 pub struct OnnxSource {
     model: OnnxModel,
     loss: Loss,
+    model_path: PathBuf,
     data_path: PathBuf,
     data: Source,
     /// The graph's inputs' entries in the data file, in the graph's order, then `y`'s.
@@ -142,6 +143,7 @@ pub fn open(args: &AnalyzeArgs, dtype: DType, device: Device) -> Result<OnnxSour
     Ok(OnnxSource {
         model,
         loss,
+        model_path: model_path.clone(),
         data_path,
         data,
         entries,
@@ -413,6 +415,35 @@ impl OnnxSource {
         self.activations
     }
 
+    /// Whether the graph runs on shards of the samples over `ranks` ranks: a graph input whose
+    /// leading (sample) axis is declared with a fixed size takes exactly that many samples, so
+    /// with more than one rank no shard would fit it (and a graph exported at a fixed batch may
+    /// have that size baked into its reshapes).
+    pub fn check_split(&self, ranks: usize) -> Result<(), String> {
+        if ranks < 2 {
+            return Ok(());
+        }
+        let fixed = self.model.graph().inputs.iter().find_map(|info| {
+            match info.dims.as_deref().and_then(<[Dim]>::first) {
+                Some(Dim::Fixed(n)) => Some((info, *n)),
+                _ => None,
+            }
+        });
+        match fixed {
+            None => Ok(()),
+            Some((info, n)) => Err(super::located(
+                self.model_path.as_path(),
+                format!(
+                    "the graph declares input '{}' as [{}], a fixed batch of {n} samples, which \
+                     the shards of {ranks} ranks cannot take: export it with a dynamic batch \
+                     axis (scripts/export_onnx.py does), or run it in one process",
+                    shown(&info.name),
+                    info.dims.as_deref().map(declared).unwrap_or_default()
+                ),
+            )),
+        }
+    }
+
     /// What the memory plan needs: P, the samples, the tensors loading converts (the float
     /// initializers and the data) and the activations, from the forward pass on zeros
     /// ([`count_activations`]): the inputs over all samples plus the values the tape records
@@ -430,17 +461,36 @@ impl OnnxSource {
     pub fn load(self, dtype: DType, device: Device) -> Result<Problem, String> {
         let in_data = |e: String| super::located(&self.data_path, e);
         let mut tensors = Vec::with_capacity(self.entries.len());
-        for (name, entry) in &self.entries {
+        let inputs = &self.model.graph().inputs;
+        for (k, (name, entry)) in self.entries.iter().enumerate() {
             let values = self
                 .data
                 .values(name, entry, Accept::Halves)
                 .map_err(|e| in_data(e.to_string()))?;
+            check_values(name, &values, dtype).map_err(in_data)?;
+            if let Some(info) = inputs.get(k) {
+                check_integers(info, &values).map_err(in_data)?;
+            }
             let tensor = Tensor::from_f64s(&values, entry.shape.clone(), dtype, device)
                 .map_err(|e| in_data(e.to_string()))?;
             tensors.push(tensor);
         }
         let y = tensors.pop().ok_or_else(|| in_data("no targets".into()))?;
         let graph = self.model.graph();
+        let classes = graph
+            .outputs
+            .first()
+            .and_then(|o| o.dims.as_deref())
+            .and_then(<[Dim]>::last)
+            .and_then(|d| match d {
+                Dim::Fixed(n) => Some(*n),
+                _ => None,
+            });
+        let targets = y.to_f64s().map_err(|e| in_data(e.to_string()))?;
+        check_targets(self.loss, &targets, classes).map_err(in_data)?;
+        if let Some(output) = graph.outputs.first() {
+            check_target_shape(self.loss, y.dims(), output).map_err(in_data)?;
+        }
         let mut ops: Vec<String> = Vec::new();
         for node in &graph.nodes {
             if !ops.contains(&node.op_type) {
@@ -507,6 +557,134 @@ pub fn graph_sizes(
         activation_elements: recorded.saturating_add(input_elements),
         tensor_elements: all.clone().fold(unrecorded, |t, &n| t.saturating_add(n)),
         largest_tensor: all.copied().max().unwrap_or(0),
+    }
+}
+
+/// The values of an integer-typed graph input (token ids, masks), stored as floats: each an
+/// integer the input's type holds exactly (0 or 1 for bool).
+fn check_integers(info: &ValueInfo, values: &[f64]) -> Result<(), String> {
+    if info.elem_type.is_float() {
+        return Ok(());
+    }
+    let (lo, hi) = match info.elem_type {
+        ElemType::Bool => (0.0, 1.0),
+        ElemType::I32 => (f64::from(i32::MIN), f64::from(i32::MAX)),
+        // The integers an f64 holds exactly.
+        _ => (-9_007_199_254_740_992.0, 9_007_199_254_740_992.0),
+    };
+    match values
+        .iter()
+        .position(|v| v.fract() != 0.0 || !(lo..=hi).contains(v))
+    {
+        None => Ok(()),
+        Some(index) => Err(format!(
+            "tensor '{}' element {index} is {}, but the graph's input is {:?}: it needs integers \
+             in [{lo}, {hi}]",
+            shown(&info.name),
+            values[index],
+            info.elem_type
+        )),
+    }
+}
+
+/// Every value of data tensor `name` finite, and representable in `dtype`.
+fn check_values(name: &str, values: &[f64], dtype: DType) -> Result<(), String> {
+    let bad = values
+        .iter()
+        .position(|v| !v.is_finite() || (dtype == DType::F32 && (*v as f32).is_infinite()));
+    match bad {
+        None => Ok(()),
+        Some(index) if values[index].is_finite() => Err(format!(
+            "tensor '{}' element {index} is {:e}, beyond f32's range (use --dtype f64)",
+            shown(name),
+            values[index]
+        )),
+        Some(index) => Err(format!(
+            "tensor '{}' element {index} is {}; the data must be finite",
+            shown(name),
+            values[index]
+        )),
+    }
+}
+
+/// The targets' shape against the graph output's declared shape (a symbolic or unknown dim
+/// fits any size): the output's own for the losses that compare elementwise, one label per
+/// row of the output (all dims but the last) for `cross_entropy` and `nll`.
+fn check_target_shape(loss: Loss, y: &[usize], output: &ValueInfo) -> Result<(), String> {
+    let Some(dims) = output.dims.as_deref() else {
+        return Ok(());
+    };
+    let fits = |d: &Dim, n: usize| !matches!(d, Dim::Fixed(m) if *m != n);
+    let (fits, needs) = match loss {
+        Loss::SumSq => return Ok(()),
+        Loss::Mse | Loss::SoftCrossEntropy | Loss::BceWithLogits => (
+            dims.len() == y.len() && dims.iter().zip(y).all(|(d, &n)| fits(d, n)),
+            "the output's shape",
+        ),
+        Loss::CrossEntropy | Loss::Nll => {
+            let rows = &dims[..dims.len().saturating_sub(1)];
+            let count = rows.iter().try_fold(1usize, |acc, d| match d {
+                Dim::Fixed(m) => acc.checked_mul(*m),
+                _ => None,
+            });
+            let labels = y.iter().try_fold(1usize, |acc, &n| acc.checked_mul(n));
+            (
+                count.is_none() || count == labels,
+                "one class label per row of the output (all its dims but the last)",
+            )
+        }
+    };
+    if fits {
+        return Ok(());
+    }
+    Err(format!(
+        "the targets '{TARGETS}' have shape {y:?}, but the graph declares its output '{}' as \
+         [{}] and --loss {} needs {needs}",
+        shown(&output.name),
+        declared(dims),
+        spelling(loss)
+    ))
+}
+
+/// The `--loss` spelling of `loss`.
+fn spelling(loss: Loss) -> &'static str {
+    crate::cli::LOSSES
+        .iter()
+        .find(|(_, l)| *l == loss)
+        .map_or(loss.name(), |(n, _)| n)
+}
+
+/// The targets `y` as `loss` reads them: class labels (non-negative integers, below the
+/// graph output's last dim when the graph declares it) for `cross_entropy` and `nll`,
+/// probabilities in [0, 1] for `bce_with_logits`.
+fn check_targets(loss: Loss, targets: &[f64], classes: Option<usize>) -> Result<(), String> {
+    let spelled = spelling(loss);
+    let bad = |index: usize, what: String| {
+        Err(format!(
+            "target '{TARGETS}' element {index} is {}, but --loss {spelled} needs {what}",
+            targets[index]
+        ))
+    };
+    match loss {
+        Loss::CrossEntropy | Loss::Nll => {
+            for (index, &label) in targets.iter().enumerate() {
+                if label < 0.0 || label.fract() != 0.0 {
+                    return bad(index, "class labels (non-negative integers)".into());
+                }
+                if let Some(classes) = classes.filter(|&c| label >= c as f64) {
+                    return bad(
+                        index,
+                        format!("a class label below the graph output's {classes} classes"),
+                    );
+                }
+            }
+            Ok(())
+        }
+        Loss::BceWithLogits => match targets.iter().position(|t| !(0.0..=1.0).contains(t)) {
+            Some(index) => bad(index, "targets in [0, 1]".into()),
+            None => Ok(()),
+        },
+        Loss::Mse | Loss::SumSq | Loss::SoftCrossEntropy => Ok(()),
     }
 }
 

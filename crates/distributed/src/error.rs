@@ -127,3 +127,53 @@ pub enum DistributedError {
 
 /// Result alias of the distributed operator.
 pub type DistributedResult<T> = std::result::Result<T, DistributedError>;
+
+/// `rank {rank}: {message}`, the way a rank's error is reported, unless `message` already
+/// begins with that prefix (an error of this crate that names its rank first), so that the
+/// rank is named once.
+pub fn on_rank(rank: usize, message: &str) -> String {
+    let prefix = format!("rank {rank}: ");
+    if message.starts_with(&prefix) {
+        message.to_string()
+    } else {
+        format!("{prefix}{message}")
+    }
+}
+
+/// Writes `error: rank {rank}: {message}` ([`on_rank`]) and a line break to standard error in
+/// one write, so that a launcher merging the ranks' output cannot cut the line.
+pub fn report_on_rank(rank: usize, message: &str) {
+    use std::io::Write;
+    let line = format!("error: {}\n", on_rank(rank, message));
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(line.as_bytes());
+    let _ = stderr.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rank_is_named_once() {
+        assert_eq!(
+            on_rank(1, "the loss is not finite"),
+            "rank 1: the loss is not finite"
+        );
+        let mismatch = DistributedError::FingerprintMismatch {
+            rank: 1,
+            peer: 1,
+            field: "the data".into(),
+            expected: 1,
+            got: 2,
+        };
+        assert_eq!(
+            on_rank(1, &mismatch.to_string()),
+            "rank 1: the ranks do not hold the same problem: the data is 2 on rank 1 but 1 on \
+             rank 0"
+        );
+        // Another rank's name is not this rank's prefix.
+        assert_eq!(on_rank(2, "rank 1: x"), "rank 2: rank 1: x");
+        assert_eq!(on_rank(1, "rank 10: x"), "rank 1: rank 10: x");
+    }
+}

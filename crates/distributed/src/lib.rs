@@ -28,7 +28,9 @@ mod operator;
 mod shard;
 
 pub use collective::Collective;
-pub use error::{CollectiveError, CollectiveResult, DistributedError, DistributedResult};
+pub use error::{
+    on_rank, report_on_rank, CollectiveError, CollectiveResult, DistributedError, DistributedResult,
+};
 pub use fingerprint::Fingerprint;
 pub use in_process::{InProcess, RunError, MAX_IN_PROCESS_RANKS};
 pub use operator::DistributedOperator;

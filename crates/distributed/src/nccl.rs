@@ -10,7 +10,6 @@
 //! release peers blocked in a collective.
 
 use std::ffi::c_char;
-use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -338,9 +337,7 @@ impl Collective for Nccl {
         if let Some(mpi) = &self.mpi {
             mpi.abort(message);
         }
-        let mut stderr = std::io::stderr().lock();
-        let _ = writeln!(stderr, "error: rank {}: {message}", self.rank);
-        let _ = stderr.flush();
+        crate::error::report_on_rank(self.rank, message);
         std::process::exit(ABORT_STATUS)
     }
 }

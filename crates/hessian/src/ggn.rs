@@ -617,11 +617,13 @@ impl Target {
                         format!("cross-entropy needs [n, C] logits, got {out_dims:?}"),
                     ));
                 }
-                if y.dims() != [out_dims[0]] {
+                // One label per output row, in row-major order, as the loss reads them (a
+                // sequence model's [batch, t] labels for its [batch·t, C] logits).
+                if y.elem_count() != out_dims[0] {
                     return Err(invalid(
                         op,
                         format!(
-                            "cross-entropy needs [{}] labels, got {}",
+                            "cross-entropy needs {} labels (one per row of the logits), got {}",
                             out_dims[0],
                             y.shape()
                         ),

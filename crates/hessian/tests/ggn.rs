@@ -371,6 +371,22 @@ fn jvp_and_vjp_batches_match_the_finite_difference_jacobian() {
 }
 
 #[test]
+fn labels_of_any_shape_give_one_label_per_row_of_the_logits() {
+    // Six rows of logits, their labels given as [3, 2] (a sequence model's [batch, t]): the
+    // logits are linear in θ, so the GGN is exactly the loss Hessian, which reads the labels
+    // in row-major order.
+    let model =
+        Sequential::default().with(Linear::seeded(3, 4, DType::F64, Device::Cpu, 1).unwrap());
+    let x = tensor(&wave(18, 0.1), &[6, 3], Device::Cpu);
+    let labels = tensor(&[0.0, 3.0, 1.0, 2.0, 3.0, 1.0], &[3, 2], Device::Cpu);
+    let g = dense(&Ggn::new(&model, Loss::CrossEntropy, &x, &labels, Curvature::Ggn).unwrap());
+    let h = loss_hessian(&model, Loss::CrossEntropy, &x, &labels).unwrap();
+    assert!(rel_err(&g, &h) <= 1e-12, "{}", rel_err(&g, &h));
+    let five = tensor(&[0.0, 3.0, 1.0, 2.0, 3.0], &[5], Device::Cpu);
+    assert!(Ggn::new(&model, Loss::CrossEntropy, &x, &five, Curvature::Ggn).is_err());
+}
+
+#[test]
 fn bad_inputs_are_errors() {
     let model = mlp(3, 4, 3, Device::Cpu);
     let x = tensor(&wave(6, 0.3), &[2, 3], Device::Cpu);

@@ -47,6 +47,10 @@ pub fn read_graph(path: &Path) -> Result<Graph> {
     parse_graph(&bytes, Some(dir))
 }
 
+/// The newest opset of the default domain the ONNX standard defines (ONNX 1.23), whose ops'
+/// meanings the lowering follows; a later version is refused rather than guessed.
+pub const NEWEST_OPSET: i64 = 28;
+
 /// Parses and checks an ONNX model held in memory; `base_dir` is the folder its external data
 /// is read from (`None` refuses external data).
 pub fn parse_graph(bytes: &[u8], base_dir: Option<&Path>) -> Result<Graph> {
@@ -65,6 +69,12 @@ pub fn parse_graph(bytes: &[u8], base_dir: Option<&Path>) -> Result<Graph> {
     let opset = opset.ok_or_else(|| {
         OnnxError::InvalidGraph("the model imports no opset of the default domain".into())
     })?;
+    if !(1..=NEWEST_OPSET).contains(&opset) {
+        return Err(OnnxError::InvalidGraph(format!(
+            "the model imports opset {opset} of the default domain; ONNX's opsets are 1 to \
+             {NEWEST_OPSET}"
+        )));
+    }
     let g = model
         .graph
         .ok_or_else(|| OnnxError::InvalidGraph("the model has no graph".into()))?;

@@ -428,3 +428,80 @@ fn a_folder_or_a_device_is_not_read_as_a_model() {
     .unwrap_err();
     assert!(matches!(err, OnnxError::Io { .. }), "{err}");
 }
+
+/// Protobuf's varint of `v`.
+fn varint(mut v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Field `number` of wire type 0 (a varint) holding `v`.
+fn varint_field(number: u64, v: u64) -> Vec<u8> {
+    [varint(number << 3), varint(v)].concat()
+}
+
+/// Field `number` of wire type 2 (length-delimited) holding `bytes`.
+fn bytes_field(number: u64, bytes: &[u8]) -> Vec<u8> {
+    [
+        varint((number << 3) | 2),
+        varint(bytes.len() as u64),
+        bytes.to_vec(),
+    ]
+    .concat()
+}
+
+/// ModelProto of one `Identity` from a float64 `x` [2] to `y`, importing the default domain at
+/// `opset` (an int64 on the wire: negative versions are ten-byte varints).
+fn identity_model(opset: i64) -> Vec<u8> {
+    let value = |name: &str| {
+        let shape = bytes_field(2, &bytes_field(1, &varint_field(1, 2)));
+        let tensor = [varint_field(1, 11), shape].concat();
+        [
+            bytes_field(1, name.as_bytes()),
+            bytes_field(2, &bytes_field(1, &tensor)),
+        ]
+        .concat()
+    };
+    let node = [
+        bytes_field(1, b"x"),
+        bytes_field(2, b"y"),
+        bytes_field(4, b"Identity"),
+    ]
+    .concat();
+    let graph = [
+        bytes_field(1, &node),
+        bytes_field(2, b"g"),
+        bytes_field(11, &value("x")),
+        bytes_field(12, &value("y")),
+    ]
+    .concat();
+    [
+        varint_field(1, 8),
+        bytes_field(7, &graph),
+        bytes_field(8, &varint_field(2, opset as u64)),
+    ]
+    .concat()
+}
+
+#[test]
+fn an_opset_that_is_no_onnx_opset_is_refused() {
+    let dir = data_dir();
+    assert_eq!(outcome(&identity_model(18), &dir, "opset 18"), None);
+    assert_eq!(outcome(&identity_model(1), &dir, "opset 1"), None);
+    for opset in [0, -5, 99, i64::MAX] {
+        let line = outcome(&identity_model(opset), &dir, &format!("opset {opset}"))
+            .unwrap_or_else(|| panic!("opset {opset} is accepted"));
+        assert!(
+            line.contains(&format!("opset {opset} of the default domain")),
+            "{line}"
+        );
+    }
+}

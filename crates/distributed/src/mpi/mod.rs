@@ -12,7 +12,6 @@ mod collective;
 pub(crate) mod library;
 
 use std::ffi::{c_int, c_void};
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -68,6 +67,15 @@ pub enum MpiError {
         function: &'static str,
         count: usize,
     },
+}
+
+/// This process's rank in the MPI job that started it, as the launcher tells it before MPI is
+/// initialised (Open MPI's `OMPI_COMM_WORLD_RANK`, MPICH's `PMI_RANK`, PMIx's `PMIX_RANK`);
+/// `None` outside a launcher.
+pub fn launcher_rank() -> Option<usize> {
+    ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok()?.trim().parse().ok())
 }
 
 /// Whether this process was started by an MPI launcher: `mpirun` of Open MPI sets
@@ -344,12 +352,10 @@ impl Mpi {
         check(function, code)
     }
 
-    /// Prints `rank N: message` on stderr and ends every process of the job with
+    /// Prints `error: rank N: message` on stderr (the rank named once, in one write) and ends every process of the job with
     /// `MPI_Abort(MPI_COMM_WORLD, 2)`.
     pub fn abort(&self, message: &str) -> ! {
-        let mut stderr = std::io::stderr().lock();
-        let _ = writeln!(stderr, "error: rank {}: {message}", self.rank);
-        let _ = stderr.flush();
+        crate::error::report_on_rank(self.rank, message);
         // Not through the lock: another thread of this rank may hold it inside a collective
         // that only this abort can end.
         // SAFETY: MPI is initialised and `world` is MPI_COMM_WORLD; MPI_Abort may be called
