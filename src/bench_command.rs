@@ -20,7 +20,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
         // Every process of the job would run the whole benchmark on the same cores; rank 0
         // says so, the others leave without a word.
         if curvature::distributed::mpi::launcher_rank().unwrap_or(0) != 0 {
-            std::process::exit(2);
+            crate::ranks::leave_quietly();
         }
         return Err(Failure::Error(
             "bench times this process (--ranks N splits each batch over its threads); under \

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use curvature::distributed::mpi::{launched_by_mpi, launcher_rank, Mpi, ABORT_STATUS};
+use curvature::distributed::mpi::{launched_by_mpi, launcher_rank, Mpi};
 use curvature::distributed::{
     on_rank, Collective, CollectiveError, DistributedOperator, Fingerprint, InProcess, Reduction,
     RunError, Shard,
@@ -132,7 +132,7 @@ pub fn analyze_on_ranks(args: &AnalyzeArgs, device: Device) -> Result<Option<Ana
             Ok(mpi) => mpi,
             // Every process fails alike (the same library, the same environment): rank 0
             // reports it, the others leave quietly.
-            Err(_) if launcher_rank().unwrap_or(0) != 0 => std::process::exit(ABORT_STATUS),
+            Err(_) if launcher_rank().unwrap_or(0) != 0 => leave_quietly(),
             Err(e) => return Err(format!("MPI: {e}")),
         };
         let group: Group = Arc::new(mpi);
@@ -142,7 +142,7 @@ pub fn analyze_on_ranks(args: &AnalyzeArgs, device: Device) -> Result<Option<Ana
         if !agree_on_split(args, device, &group)? {
             // Rank 0 reports the error every rank found; this rank leaves MPI quietly.
             drop(group);
-            std::process::exit(ABORT_STATUS);
+            leave_quietly();
         }
         return match analyze(args, device, Some(&group)) {
             Ok(analysis) => Ok((group.rank() == 0).then_some(analysis)),
@@ -151,7 +151,7 @@ pub fn analyze_on_ranks(args: &AnalyzeArgs, device: Device) -> Result<Option<Ana
                 let rank = group.rank();
                 drop(group);
                 if rank != 0 {
-                    std::process::exit(ABORT_STATUS);
+                    leave_quietly();
                 }
                 Err(message)
             }
@@ -346,4 +346,11 @@ fn gauss_newton(
     let _step = Step::spinner(format!("recording the {} operator", args.curvature.title()));
     Ggn::new(problem.model.as_ref(), problem.loss, inputs, y, curvature)
         .map_err(|e| format!("{}: {e}", args.model.display()))
+}
+
+/// Ends an MPI rank other than 0 after an error every rank met, which rank 0 reports. It
+/// leaves with status 0: rank 0's status 2 is the job's, and a non-zero status here would let
+/// the launcher kill rank 0 before it has printed the error.
+pub fn leave_quietly() -> ! {
+    std::process::exit(0)
 }
