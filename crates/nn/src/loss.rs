@@ -213,7 +213,7 @@ pub fn cross_entropy_soft(logits: &Var, probs: &Var) -> Result<Var> {
 }
 
 /// Negative log-likelihood of log-probabilities `[n, classes]` against integer labels, mean
-/// over samples: −mean_i log_probs[i, labels[i]] (PyTorch's `nll_loss`).
+/// over samples: −mean_i log_probs\[i, labels\[i\]\] (PyTorch's `nll_loss`).
 pub fn nll_loss(log_probs: &Var, labels: &[usize]) -> Result<Var> {
     if log_probs.rank() != 2 || log_probs.value().elem_count() == 0 {
         return Err(NnError::InvalidArgument {

@@ -1,10 +1,10 @@
 //! The MPI back end: one process per rank, started by `mpirun` (Open MPI) or `mpiexec`
-//! (MPICH), over the system's `libmpi` loaded at run time ([`library`]), so building needs no
+//! (MPICH), over the system's `libmpi` loaded at run time (`library.rs`), so building needs no
 //! MPI and a machine without it gets [`MpiError::NotFound`] only when MPI is asked for.
 //!
 //! Collectives move host buffers: a tensor on a GPU is copied to the host, reduced by MPI and
 //! copied back to its device. Every MPI call is serialised by a mutex (the library is
-//! initialised with `MPI_THREAD_SERIALIZED`). A rank that fails calls [`Collective::abort`],
+//! initialised with `MPI_THREAD_SERIALIZED`). A rank that fails calls [`Collective::abort`](crate::Collective::abort),
 //! which prints its rank and error and ends every process of the job with `MPI_Abort` (exit
 //! status 2): MPI has no other way to release ranks blocked in a collective.
 
