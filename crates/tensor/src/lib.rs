@@ -53,6 +53,7 @@ mod error;
 pub mod host_gemm;
 pub mod io;
 mod ops;
+pub mod plan;
 mod shape;
 mod storage;
 mod tensor;

@@ -2,6 +2,7 @@
 
 mod conv;
 pub(crate) mod elementwise;
+pub(crate) mod fused;
 mod layout;
 mod matmul;
 mod reduce;

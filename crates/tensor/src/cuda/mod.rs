@@ -9,6 +9,7 @@
 
 mod conv;
 mod elementwise;
+pub(crate) mod fused;
 pub mod kernels;
 mod layout;
 mod matmul;

@@ -1,0 +1,162 @@
+//! [`Prim`]: one primitive op with its parameters, the single dispatch from `Tensor` ops to a
+//! backend. Every tensor op that computes data goes through [`Prim::run`], so a trace of the
+//! `Prim`s a computation ran replays it exactly.
+
+use std::sync::Arc;
+
+use crate::backend::{
+    BinaryOp, BroadcastLayout, Im2Col, MatmulSpec, ReduceOp, StridedCopy, TernaryOp, UnaryOp,
+};
+use crate::storage::Storage;
+use crate::{DType, Device, Result, TensorError};
+
+/// One primitive op of a backend, with everything it needs besides its operands' data. The
+/// operand counts are fixed per variant ([`Prim::arity`]; `Cat` takes `widths.len()`).
+#[derive(Debug, Clone)]
+pub enum Prim {
+    /// `len` copies of `value` (no operand).
+    Full {
+        value: f64,
+        len: usize,
+        dtype: DType,
+    },
+    Unary(UnaryOp),
+    Binary(BinaryOp, BroadcastLayout),
+    Ternary(TernaryOp, BroadcastLayout),
+    Matmul(MatmulSpec),
+    /// Reduces the middle axis of `[outer, reduced, inner]`.
+    Reduce {
+        op: ReduceOp,
+        outer: usize,
+        reduced: usize,
+        inner: usize,
+    },
+    LogSoftmax {
+        rows: usize,
+        cols: usize,
+    },
+    LogSumExp {
+        rows: usize,
+        cols: usize,
+    },
+    CopyStrided(StridedCopy),
+    /// Parts viewed as `[outer, widths[i]]`, concatenated along the second axis.
+    Cat {
+        outer: usize,
+        widths: Vec<usize>,
+    },
+    IndexSelect {
+        indices: Arc<[usize]>,
+        outer: usize,
+        len: usize,
+        inner: usize,
+    },
+    IndexAdd {
+        indices: Arc<[usize]>,
+        outer: usize,
+        len: usize,
+        inner: usize,
+    },
+    ToDtype(DType),
+    Unfold {
+        geometry: Im2Col,
+        fill: f64,
+    },
+    Fold {
+        geometry: Im2Col,
+    },
+}
+
+impl Prim {
+    /// The op's name, as errors name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Prim::Full { .. } => "full",
+            Prim::Unary(op) => op.name(),
+            Prim::Binary(op, _) => op.name(),
+            Prim::Ternary(op, _) => op.name(),
+            Prim::Matmul(_) => "matmul",
+            Prim::Reduce { op, .. } => op.name(),
+            Prim::LogSoftmax { .. } => "log_softmax",
+            Prim::LogSumExp { .. } => "logsumexp",
+            Prim::CopyStrided(_) => "copy_strided",
+            Prim::Cat { .. } => "cat",
+            Prim::IndexSelect { .. } => "index_select",
+            Prim::IndexAdd { .. } => "index_add",
+            Prim::ToDtype(_) => "to_dtype",
+            Prim::Unfold { .. } => "unfold2d",
+            Prim::Fold { .. } => "fold2d",
+        }
+    }
+
+    /// How many operands the op reads.
+    pub fn arity(&self) -> usize {
+        match self {
+            Prim::Full { .. } => 0,
+            Prim::Binary(..) | Prim::Matmul(_) => 2,
+            Prim::Ternary(..) => 3,
+            Prim::Cat { widths, .. } => widths.len(),
+            _ => 1,
+        }
+    }
+
+    /// True for the ops a fused step can evaluate per element.
+    pub fn is_elementwise(&self) -> bool {
+        matches!(self, Prim::Unary(_) | Prim::Binary(..) | Prim::Ternary(..))
+    }
+
+    /// Runs the op on `operands` (all on `device`), returning its output's data.
+    pub(crate) fn run(&self, operands: &[&Storage], device: Device) -> Result<Storage> {
+        if operands.len() != self.arity() {
+            return Err(TensorError::InvalidArgument {
+                op: self.name(),
+                msg: format!("takes {} operands, got {}", self.arity(), operands.len()),
+            });
+        }
+        match (self, operands) {
+            (Prim::Full { value, len, dtype }, []) => Storage::full(device, *dtype, *len, *value),
+            (Prim::Unary(op), [x]) => x.unary(*op),
+            (Prim::Binary(op, layout), [a, b]) => a.binary(*op, b, layout),
+            (Prim::Ternary(op, layout), [a, b, c]) => a.ternary(*op, b, c, layout),
+            (Prim::Matmul(spec), [a, b]) => a.matmul(b, spec),
+            (
+                Prim::Reduce {
+                    op,
+                    outer,
+                    reduced,
+                    inner,
+                },
+                [x],
+            ) => x.reduce(*op, *outer, *reduced, *inner),
+            (Prim::LogSoftmax { rows, cols }, [x]) => x.log_softmax(*rows, *cols),
+            (Prim::LogSumExp { rows, cols }, [x]) => x.logsumexp(*rows, *cols),
+            (Prim::CopyStrided(copy), [x]) => x.copy_strided(copy),
+            (Prim::Cat { outer, widths }, parts) => Storage::cat(parts, *outer, widths),
+            (
+                Prim::IndexSelect {
+                    indices,
+                    outer,
+                    len,
+                    inner,
+                },
+                [x],
+            ) => x.index_select(indices, *outer, *len, *inner),
+            (
+                Prim::IndexAdd {
+                    indices,
+                    outer,
+                    len,
+                    inner,
+                },
+                [x],
+            ) => x.index_add(indices, *outer, *len, *inner),
+            (Prim::ToDtype(dtype), [x]) => x.to_dtype(*dtype),
+            (Prim::Unfold { geometry, fill }, [x]) => x.unfold(geometry, *fill),
+            (Prim::Fold { geometry }, [x]) => x.fold(geometry),
+            _ => Err(TensorError::InvalidArgument {
+                op: self.name(),
+                msg: "operand count does not match the op".into(),
+            }),
+        }
+    }
+}
