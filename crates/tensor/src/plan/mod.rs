@@ -11,6 +11,7 @@
 //!
 //! The op-by-op path stays the reference: a plan's results equal it to rounding.
 
+pub mod compile;
 pub mod fused;
 pub mod prim;
 pub mod trace;
@@ -29,9 +30,20 @@ pub fn enabled_by_env() -> bool {
     std::env::var("CURVATURE_PLAN").map_or(true, |v| v.trim() != "0")
 }
 
+/// One step of a compiled plan. Operand and output ids are the trace's [`ValueId`]s (a fused
+/// step's intermediate values have none: they live in its registers).
+#[derive(Clone)]
+pub enum PlanStep {
+    /// A traced primitive run as it was traced.
+    Call(TraceStep),
+    /// Several traced elementwise steps in one pass.
+    Fused(FusedStep),
+}
+
 /// A compiled trace: replays the traced computation for new inputs of the traced shapes.
 pub struct Plan {
     trace: Trace,
+    steps: Vec<PlanStep>,
 }
 
 /// Runs one traced step op by op (the reference every plan step is compared against).
@@ -44,7 +56,13 @@ pub fn run_step(prim: &Prim, operands: &[&Tensor], shape: Shape) -> Result<Tenso
 impl Plan {
     /// Compiles `trace`.
     pub fn compile(trace: Trace) -> Result<Plan> {
-        Ok(Plan { trace })
+        let steps = compile::fuse(&trace)?;
+        Ok(Plan { trace, steps })
+    }
+
+    /// The compiled steps, in execution order.
+    pub fn steps(&self) -> &[PlanStep] {
+        &self.steps
     }
 
     /// The input shapes the plan was traced with, in order.
