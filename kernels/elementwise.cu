@@ -4,18 +4,9 @@
 // block and min(ceil(n / 256), 65535) blocks is a good default).
 //
 // unary_{op}_{dt}(const T* x, T* out, size_t n, T p0, T p1): out[i] = op(x[i]); p0/p1 are
-// parameters of `powf` and `affine`, ignored by the others.
-//   neg −x | exp eˣ | log ln x | sin | cos | sqrt | abs |x| | tanh | sigmoid 1/(1+e^−x)
-//   square x² | sign (−1, 0 or 1; zero keeps its sign, NaN stays NaN) | reciprocal 1/x
-//   softplus ln(1 + eˣ) as max(x, 0) + log1p(e^−|x|)
-//   step (1 if x > 0 else 0) | relu max(x, 0) (NaN stays NaN) | gelu x·Φ(x) through erf
-//   gelu_tanh x·(1 + tanh(√(2/π)(x + 0.044715x³)))/2 | silu x·σ(x) | erf | rsqrt 1/√x
-//   log1p ln(1 + x) | expm1 eˣ − 1
-//   powf x^p0 | affine x·p0 + p1 | leaky_relu (x if x > 0 else p0·x)
-//   elu (x if x > 0 else p0·(eˣ − 1)) | clamp min(max(x, p0), p1) (NaN stays NaN)
-//   between (1 if p0 ≤ x ≤ p1 else 0)
-// Each op is one line, CV_UNARY(name, expression of x, p0, p1 and the element type T), which
-// defines its functor and both dtype entry points.
+// parameters of `powf`, `affine`, `leaky_relu`, `elu`, `clamp` and `between`, ignored by the
+// others. One kernel pair per entry of CV_UNARY_OPS (elementwise_ops.cuh, which says what each
+// op computes).
 
 template <class Op, class T>
 __device__ __forceinline__ void unary_kernel(const T* x, T* out, size_t n, T p0, T p1) {
@@ -28,46 +19,8 @@ __device__ __forceinline__ void unary_kernel(const T* x, T* out, size_t n, T p0,
     extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) unary_##op##_##dt(const T* x, T* out, size_t n, T p0, T p1) { \
         unary_kernel<UnaryOp_##op, T>(x, out, n, p0, p1);                                  \
     }
-#define CV_UNARY(name, expr)                                          \
-    struct UnaryOp_##name {                                           \
-        template <class T>                                            \
-        __device__ __forceinline__ static T apply(T x, T p0, T p1) { \
-            (void)p0;                                                 \
-            (void)p1;                                                 \
-            return (expr);                                            \
-        }                                                             \
-    };                                                                \
-    CV_UNARY_KERNEL(name, f32, float) CV_UNARY_KERNEL(name, f64, double)
-
-CV_UNARY(neg, -x)
-CV_UNARY(exp, cv_exp(x))
-CV_UNARY(log, cv_log(x))
-CV_UNARY(sin, cv_sin(x))
-CV_UNARY(cos, cv_cos(x))
-CV_UNARY(sqrt, cv_sqrt(x))
-CV_UNARY(abs, cv_abs(x))
-CV_UNARY(tanh, cv_tanh(x))
-CV_UNARY(sigmoid, cv_sigmoid(x))
-CV_UNARY(square, x * x)
-CV_UNARY(sign, x > T(0) ? T(1) : (x < T(0) ? T(-1) : x))
-CV_UNARY(reciprocal, T(1) / x)
-CV_UNARY(softplus, (x > T(0) ? x : T(0)) + log1p(cv_exp(-cv_abs(x))))
-CV_UNARY(step, x > T(0) ? T(1) : T(0))
-CV_UNARY(relu, x < T(0) ? T(0) : x)
-CV_UNARY(gelu, T(0.5) * x * (T(1) + cv_erf(x * T(0.70710678118654752440))))
-CV_UNARY(gelu_tanh,
-         T(0.5) * x * (T(1) + cv_tanh(T(0.7978845608028654) * (x + T(0.044715) * x * x * x))))
-CV_UNARY(silu, x * cv_sigmoid(x))
-CV_UNARY(erf, cv_erf(x))
-CV_UNARY(rsqrt, T(1) / cv_sqrt(x))
-CV_UNARY(log1p, cv_log1p(x))
-CV_UNARY(expm1, cv_expm1(x))
-CV_UNARY(powf, cv_pow(x, p0))
-CV_UNARY(affine, x * p0 + p1)
-CV_UNARY(leaky_relu, x > T(0) ? x : x * p0)
-CV_UNARY(elu, x > T(0) ? x : p0 * cv_expm1(x))
-CV_UNARY(clamp, (x < p0 ? p0 : x) > p1 ? p1 : (x < p0 ? p0 : x))
-CV_UNARY(between, (x >= p0 && x <= p1) ? T(1) : T(0))
+#define CV_UNARY(name, expr) CV_UNARY_KERNEL(name, f32, float) CV_UNARY_KERNEL(name, f64, double)
+CV_UNARY_OPS(CV_UNARY)
 
 // binary_{op}_{dt}(const T* a, const T* b, T* out, size_t n, int rank,
 //                  const long long* shape_and_strides)
@@ -75,28 +28,7 @@ CV_UNARY(between, (x >= p0 && x <= p1) ? T(1) : T(0))
 //   array of 3·rank int64: the out dims, then a's element strides (0 on broadcast dims), then
 //   b's element strides. n = product of the out dims.
 // binary_{op}_contig_{dt}(const T* a, const T* b, T* out, size_t n): same-shape contiguous.
-//   add a+b | sub a−b | mul a·b | div a/b | eq_mask (1 if a == b else 0)
-//   maximum, minimum (NaN if either is NaN) | pow a^b
-//   tanh_backward a·(1 − b²)      (a = incoming gradient g, b = tanh output y)
-//   sigmoid_backward a·b·(1 − b)  (a = g, b = sigmoid output y)
-#define CV_BINARY_OP(name, expr)                                     \
-    struct BinaryOp_##name {                                         \
-        template <class T>                                           \
-        __device__ __forceinline__ static T apply(T a, T b) {       \
-            return (expr);                                           \
-        }                                                            \
-    };
-
-CV_BINARY_OP(add, a + b)
-CV_BINARY_OP(sub, a - b)
-CV_BINARY_OP(mul, a * b)
-CV_BINARY_OP(div, a / b)
-CV_BINARY_OP(eq_mask, a == b ? T(1) : T(0))
-CV_BINARY_OP(tanh_backward, a * (T(1) - b * b))
-CV_BINARY_OP(sigmoid_backward, a * b * (T(1) - b))
-CV_BINARY_OP(maximum, (a > b || a != a) ? a : b)
-CV_BINARY_OP(minimum, (a < b || a != a) ? a : b)
-CV_BINARY_OP(pow, cv_pow(a, b))
+// One kernel of each form and dtype per entry of CV_BINARY_OPS (elementwise_ops.cuh).
 
 template <class Op, class T>
 __device__ __forceinline__ void binary_kernel(const T* a, const T* b, T* out, size_t n, int rank,
@@ -124,40 +56,14 @@ __device__ __forceinline__ void binary_contig_kernel(const T* a, const T* b, T* 
                                                          size_t n) {                        \
         binary_contig_kernel<BinaryOp_##op, T>(a, b, out, n);                               \
     }
-#define CV_BINARY(op) CV_BINARY_KERNEL(op, f32, float) CV_BINARY_KERNEL(op, f64, double)
-
-CV_BINARY(add)
-CV_BINARY(sub)
-CV_BINARY(mul)
-CV_BINARY(div)
-CV_BINARY(eq_mask)
-CV_BINARY(tanh_backward)
-CV_BINARY(sigmoid_backward)
-CV_BINARY(maximum)
-CV_BINARY(minimum)
-CV_BINARY(pow)
+#define CV_BINARY(op, expr) CV_BINARY_KERNEL(op, f32, float) CV_BINARY_KERNEL(op, f64, double)
+CV_BINARY_OPS(CV_BINARY)
 
 // ternary_{op}_{dt}(const T* a, const T* b, const T* c, T* out, size_t n, int rank,
 //                   const long long* shape_and_strides)
 //   Broadcasting like binary, with 4·rank int64: out dims, strides of a, of b, of c.
 // ternary_{op}_contig_{dt}(const T* a, const T* b, const T* c, T* out, size_t n).
-//   tanh_backward_grad_y (a = gg, b = g, c = y): −2·y·g·gg
-//     (∂/∂y of tanh_backward(g, y) = g(1 − y²), applied to the incoming gradient gg)
-//   sigmoid_backward_grad_y (a = gg, b = g, c = y): gg·g·(1 − 2y)
-//     (∂/∂y of sigmoid_backward(g, y) = g·y(1 − y))
-//   where_cond (a = mask, b = on_true, c = on_false): b where a != 0 (NaN counts as nonzero),
-//     else c
-#define CV_TERNARY_OP(name, expr)                                      \
-    struct TernaryOp_##name {                                          \
-        template <class T>                                             \
-        __device__ __forceinline__ static T apply(T a, T b, T c) {    \
-            return (expr);                                             \
-        }                                                              \
-    };
-
-CV_TERNARY_OP(tanh_backward_grad_y, T(-2) * c * b * a)
-CV_TERNARY_OP(sigmoid_backward_grad_y, a * b * (T(1) - T(2) * c))
-CV_TERNARY_OP(where_cond, a != T(0) ? b : c)
+// One kernel of each form and dtype per entry of CV_TERNARY_OPS (elementwise_ops.cuh).
 
 template <class Op, class T>
 __device__ __forceinline__ void ternary_kernel(const T* a, const T* b, const T* c, T* out,
@@ -186,11 +92,8 @@ __device__ __forceinline__ void ternary_contig_kernel(const T* a, const T* b, co
                                                           T* out, size_t n) {                  \
         ternary_contig_kernel<TernaryOp_##op, T>(a, b, c, out, n);                             \
     }
-#define CV_TERNARY(op) CV_TERNARY_KERNEL(op, f32, float) CV_TERNARY_KERNEL(op, f64, double)
-
-CV_TERNARY(tanh_backward_grad_y)
-CV_TERNARY(sigmoid_backward_grad_y)
-CV_TERNARY(where_cond)
+#define CV_TERNARY(op, expr) CV_TERNARY_KERNEL(op, f32, float) CV_TERNARY_KERNEL(op, f64, double)
+CV_TERNARY_OPS(CV_TERNARY)
 
 // cast_f32_f64(const float* x, double* out, size_t n) and cast_f64_f32(const double* x,
 // float* out, size_t n): out[i] = x[i] converted (f64 → f32 rounds to nearest).

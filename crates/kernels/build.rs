@@ -22,6 +22,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("matmul", "matmul.cu"),
     ("reduce", "reduce.cu"),
     ("conv", "conv.cu"),
+    ("fused", "fused.cu"),
     ("race_test", "testing/race_test.cu"),
 ];
 
@@ -60,7 +61,12 @@ fn read(path: &Path) -> String {
 
 fn build_emulator(kernels: &Path) {
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let common = read(&kernels.join("common.cuh"));
+    // The prelude of `KernelFamily::source`: common.cuh, a newline, elementwise_ops.cuh.
+    let common = format!(
+        "{}\n{}",
+        read(&kernels.join("common.cuh")),
+        read(&kernels.join("elementwise_ops.cuh"))
+    );
     let mut sources = Vec::new();
     let mut tables = String::from("extern \"C\" {\n");
     for (family, file) in FAMILIES {
@@ -278,6 +284,14 @@ fn type_code(ty: &str) -> &'static str {
     if ty.contains('*') {
         return "ptr";
     }
+    // A struct passed by value: `[const] [__grid_constant__] struct name`.
+    let bare: Vec<&str> = ty
+        .split_whitespace()
+        .filter(|t| !matches!(*t, "const" | "__grid_constant__"))
+        .collect();
+    if bare.len() == 2 && bare[0] == "struct" {
+        return "struct";
+    }
     match ty {
         "int" => "i32",
         "unsigned" | "unsigned int" => "u32",
@@ -299,6 +313,18 @@ fn generate_table(family: &str, kernels: &[Kernel]) -> String {
             args.push(format!("*static_cast<A{i}*>(p[{i}])"));
         }
         out.push_str(&format!("    {}({});\n}}\n", k.name, args.join(", ")));
+        // The bytes of each parameter (a by-value struct is checked and copied by its size).
+        let sizes: Vec<String> = k
+            .params
+            .iter()
+            .map(|ty| format!("sizeof({ty})"))
+            .chain(["0".to_string()])
+            .collect();
+        out.push_str(&format!(
+            "const unsigned emu_sz_{}[] = {{{}}};\n",
+            k.name,
+            sizes.join(", ")
+        ));
     }
     out.push_str("}  // namespace\n");
     out.push_str(&format!(
@@ -307,11 +333,11 @@ fn generate_table(family: &str, kernels: &[Kernel]) -> String {
     for k in kernels {
         let sig: Vec<&str> = k.params.iter().map(|t| type_code(t)).collect();
         out.push_str(&format!(
-            "    {{\"{0}\", emu_w_{0}, \"{1}\"}},\n",
+            "    {{\"{0}\", emu_w_{0}, \"{1}\", emu_sz_{0}}},\n",
             k.name,
             sig.join(",")
         ));
     }
-    out.push_str("    {nullptr, nullptr, nullptr},\n};\n");
+    out.push_str("    {nullptr, nullptr, nullptr, nullptr},\n};\n");
     out
 }

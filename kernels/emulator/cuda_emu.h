@@ -20,6 +20,8 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
+// A by-value kernel parameter read in place (no per-thread copy) matters to nvcc only.
+#define __grid_constant__
 #define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
 // `__shared__` declarations are rewritten by build.rs (the emulated GPU has no `__shared__`):
@@ -184,10 +186,12 @@ inline float __expf(float x) { return expf(x); }
 inline float __logf(float x) { return logf(x); }
 
 // One launchable kernel: build.rs generates a null-terminated table of these per family, with
-// `fn` unpacking `params[i]` as `*(T_i*)params[i]` and `signature` listing the parameter types
-// as comma-separated codes (ptr, i32, u32, i64, u64, f32, f64).
+// `fn` unpacking `params[i]` as `*(T_i*)params[i]`, `signature` listing the parameter types
+// as comma-separated codes (ptr, i32, u32, i64, u64, f32, f64, and struct for a struct passed
+// by value) and `param_bytes[i]` the size of parameter i.
 struct emu_kernel_entry {
     const char* name;
     void (*fn)(void** params);
     const char* signature;
+    const unsigned* param_bytes;
 };

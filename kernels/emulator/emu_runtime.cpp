@@ -321,6 +321,13 @@ extern "C" const char* emu_kernel_signature(const char* name) {
     return e == nullptr ? nullptr : e->signature;
 }
 
+// Bytes of parameter i of kernel `name` (i below its signature's count), or 0 when no
+// compiled family has the kernel.
+extern "C" size_t emu_kernel_param_bytes(const char* name, size_t i) {
+    const emu_kernel_entry* e = find_kernel(name);
+    return e == nullptr ? 0 : e->param_bytes[i];
+}
+
 // Name of the i-th kernel compiled from family (module) `module`, or null past the end.
 extern "C" const char* emu_kernel_name(const char* module, size_t i) {
     for (size_t t = 0; emu_tables[t] != nullptr; ++t) {
@@ -444,13 +451,14 @@ int launch_grid(const emu_kernel_entry* e, const char* name, const unsigned g[3]
 }
 
 // One queued launch (CURVATURE_EMU_ASYNC=1): the kernel, its configuration and a copy of its
-// argument slots.
+// arguments (argument i at 8-byte word starts[i] of `words`).
 struct Pending {
     const emu_kernel_entry* entry;
     unsigned grid[3];
     unsigned block[3];
     unsigned shared_bytes;
-    std::vector<uint64_t> slots;
+    std::vector<uint64_t> words;
+    std::vector<size_t> starts;
 };
 
 std::mutex g_exec;
@@ -488,9 +496,9 @@ void drain() {
     std::vector<Pending> queue;
     queue.swap(g_queue);
     for (Pending& p : queue) {
-        std::vector<void*> params(p.slots.size());
-        for (size_t i = 0; i < p.slots.size(); ++i) {
-            params[i] = &p.slots[i];
+        std::vector<void*> params(p.starts.size());
+        for (size_t i = 0; i < p.starts.size(); ++i) {
+            params[i] = &p.words[p.starts[i]];
         }
         const int rc = run_now(p.entry, p.grid, p.block, p.shared_bytes, params.data());
         if (rc != kOk) {
@@ -509,7 +517,8 @@ void drain() {
 // The message of the last failed emu_launch or emu_synchronize.
 extern "C" const char* emu_error_message(void) { return g_error; }
 
-// Runs kernel `name` (with `nparams` arguments; params[i] points at the i-th, in an 8-byte slot)
+// Runs kernel `name` (with `nparams` arguments; params[i] points at the i-th, in an 8-byte slot,
+// or for a struct passed by value, at its bytes)
 // over grid (gx, gy, gz) of blocks (bx, by, bz), like cuLaunchKernel. Returns 0, or 1 unknown
 // kernel, 2 invalid launch configuration, 3 barrier deadlock, 4 out of memory, 5 a checker
 // error; emu_error_message() says which. In async mode only 1 and 2 are returned here.
@@ -531,11 +540,12 @@ extern "C" int emu_launch(const char* name, unsigned gx, unsigned gy, unsigned g
     // No C++ exception may cross the C boundary.
     try {
         if (async_mode()) {
-            Pending p{e, {gx, gy, gz}, {bx, by, bz}, shared_bytes, {}};
+            Pending p{e, {gx, gy, gz}, {bx, by, bz}, shared_bytes, {}, {}};
             for (size_t i = 0; i < nparams; ++i) {
-                uint64_t slot = 0;
-                memcpy(&slot, params[i], sizeof slot);
-                p.slots.push_back(slot);
+                const size_t bytes = e->param_bytes[i];
+                p.starts.push_back(p.words.size());
+                p.words.resize(p.words.size() + (bytes + 7) / 8 + (bytes == 0 ? 1 : 0), 0);
+                memcpy(&p.words[p.starts.back()], params[i], bytes);
             }
             g_queue.push_back(std::move(p));
             return kOk;

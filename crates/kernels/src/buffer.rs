@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use cudarc::driver::CudaSlice;
 
+use crate::KernelError;
+
 #[cfg(feature = "emulator")]
 pub(crate) use host::{HostAlloc, GARBAGE};
 
@@ -129,6 +131,123 @@ pub enum KernelArg<'a> {
     F32(f32),
     /// `double`.
     F64(f64),
+    /// A struct passed by value (`struct name` in the kernel's signature), with the device
+    /// addresses of buffers written into it at launch.
+    Struct(&'a StructArg<'a>),
+}
+
+/// The bytes of a struct a kernel takes by value (its C layout, written by the caller), and the
+/// buffers whose device addresses the runtime writes into it at launch: on a real GPU their
+/// device pointers, on the emulated GPU their host addresses. A launch copies the bytes as
+/// kernel parameters, so no upload precedes it.
+///
+/// ```
+/// use curvature_kernels::{GpuDevice, StructArg};
+///
+/// # fn main() -> Result<(), curvature_kernels::KernelError> {
+/// let Ok(dev) = GpuDevice::new(0).or_else(|_| GpuDevice::emulated()) else {
+///     return Ok(());
+/// };
+/// let buf = dev.alloc_zeros(16)?;
+/// let mut arg = StructArg::new(vec![0; 24])?;
+/// arg.set_pointer(8, &buf, 4)?; // bytes 8..16 hold the address of byte 4 of `buf`
+/// assert_eq!(arg.bytes().len(), 24);
+/// assert!(arg.set_pointer(20, &buf, 0).is_err()); // past the end
+/// assert!(StructArg::new(vec![0; StructArg::MAX_BYTES + 1]).is_err());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct StructArg<'a> {
+    bytes: Vec<u8>,
+    pointers: Vec<StructPointer<'a>>,
+}
+
+/// A device address written into a [`StructArg`] at launch.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StructPointer<'a> {
+    /// Where in the struct's bytes the 8-byte address goes.
+    pub(crate) at: usize,
+    /// The buffer addressed.
+    pub(crate) buffer: &'a GpuBuffer,
+    /// Bytes into the buffer (at most its length).
+    pub(crate) offset: usize,
+}
+
+impl<'a> StructArg<'a> {
+    /// The most bytes of kernel parameters CUDA accepts on every architecture (4 KiB).
+    pub const MAX_BYTES: usize = 4096;
+
+    /// A struct of `bytes` (at most [`StructArg::MAX_BYTES`], a multiple of 8) with no
+    /// pointers yet.
+    pub fn new(bytes: Vec<u8>) -> Result<StructArg<'a>, KernelError> {
+        if bytes.len() > Self::MAX_BYTES || bytes.len() % 8 != 0 || bytes.is_empty() {
+            return Err(KernelError::InvalidStruct {
+                reason: format!(
+                    "{} bytes: a struct argument holds 8 to {} bytes, a multiple of 8",
+                    bytes.len(),
+                    Self::MAX_BYTES
+                ),
+            });
+        }
+        Ok(StructArg {
+            bytes,
+            pointers: Vec::new(),
+        })
+    }
+
+    /// Writes, at launch, the device address `offset` bytes into `buffer` into bytes
+    /// `at..at + 8` (8-byte aligned, inside the struct; `offset ≤ buffer.len_bytes()`).
+    pub fn set_pointer(
+        &mut self,
+        at: usize,
+        buffer: &'a GpuBuffer,
+        offset: usize,
+    ) -> Result<(), KernelError> {
+        let fits = at % 8 == 0 && at.checked_add(8).is_some_and(|end| end <= self.bytes.len());
+        if !fits {
+            return Err(KernelError::InvalidStruct {
+                reason: format!(
+                    "a pointer at byte {at} of a {}-byte struct (it needs 8 aligned bytes)",
+                    self.bytes.len()
+                ),
+            });
+        }
+        if offset > buffer.len_bytes() {
+            return Err(KernelError::InvalidStruct {
+                reason: format!(
+                    "offset {offset} is past the end of a {}-byte buffer",
+                    buffer.len_bytes()
+                ),
+            });
+        }
+        self.pointers.retain(|p| p.at != at);
+        self.pointers.push(StructPointer { at, buffer, offset });
+        Ok(())
+    }
+
+    /// The struct's bytes as the caller wrote them (the pointers are written at launch).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The bytes with every pointer written: `address(buffer, offset)` gives the address.
+    pub(crate) fn resolve<E>(
+        &self,
+        mut address: impl FnMut(&GpuBuffer, usize) -> Result<u64, E>,
+    ) -> Result<Vec<u8>, E> {
+        let mut bytes = self.bytes.clone();
+        for p in &self.pointers {
+            let value = address(p.buffer, p.offset)?;
+            bytes[p.at..p.at + 8].copy_from_slice(&value.to_ne_bytes());
+        }
+        Ok(bytes)
+    }
+
+    /// The buffers the struct points into.
+    pub(crate) fn buffers(&self) -> impl Iterator<Item = &'a GpuBuffer> + '_ {
+        self.pointers.iter().map(|p| p.buffer)
+    }
 }
 
 #[cfg(feature = "emulator")]

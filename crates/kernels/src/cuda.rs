@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys::{CUdevice_attribute, CUmemPool_attribute, CUresult};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaStream, DriverError, LaunchConfig, PushKernelArg,
+    CudaContext, CudaFunction, CudaModule, CudaStream, DevicePtr, DeviceRepr, DriverError,
+    LaunchConfig, PushKernelArg,
 };
 use cudarc::nvrtc::Ptx;
 
-use crate::buffer::{BufferMem, CudaBuffer, GpuBuffer, KernelArg};
+use crate::buffer::{BufferMem, CudaBuffer, GpuBuffer, KernelArg, StructArg};
 use crate::family::ModuleKey;
 use crate::nvrtc::{
     compile_module_cubin, compile_module_ptx, nvrtc_available, nvrtc_version, supported_archs,
@@ -286,9 +287,18 @@ impl CudaBackend {
         let mut u64s = Vec::new();
         let mut f32s = Vec::new();
         let mut f64s = Vec::new();
+        let mut structs = Vec::new();
         for arg in args {
             match arg {
                 KernelArg::Buffer(_) | KernelArg::BufferAt(..) => {}
+                KernelArg::Struct(s) => {
+                    let bytes = s.resolve(|buf, offset| {
+                        let slice = cuda_slice(kernel, buf)?;
+                        let (ptr, _sync) = slice.device_ptr(&self.stream);
+                        Ok::<u64, KernelError>(ptr + offset as u64)
+                    })?;
+                    structs.push(ParamBlock::new(&bytes));
+                }
                 KernelArg::I32(v) => i32s.push(*v),
                 KernelArg::U32(v) => u32s.push(*v),
                 KernelArg::I64(v) => i64s.push(*v),
@@ -306,6 +316,7 @@ impl CudaBackend {
         let mut builder = self.stream.launch_builder(&func);
         let (mut ni32, mut nu32, mut ni64, mut nu64, mut nf32, mut nf64) = (0, 0, 0, 0, 0, 0);
         let mut nview = 0;
+        let mut nstruct = 0;
         for arg in args {
             match arg {
                 KernelArg::Buffer(buf) => {
@@ -339,6 +350,10 @@ impl CudaBackend {
                     builder.arg(&f64s[nf64]);
                     nf64 += 1;
                 }
+                KernelArg::Struct(_) => {
+                    builder.arg(&*structs[nstruct]);
+                    nstruct += 1;
+                }
             }
         }
         let cfg = LaunchConfig {
@@ -358,6 +373,25 @@ impl CudaBackend {
         Ok(())
     }
 }
+
+/// The bytes of a struct kernel parameter, in a block as large as any (the driver copies as
+/// many bytes as the kernel's parameter has, from the block's start) and aligned like any
+/// field of a kernel's struct.
+#[repr(C, align(16))]
+struct ParamBlock([u8; StructArg::MAX_BYTES]);
+
+impl ParamBlock {
+    /// `bytes` (at most `StructArg::MAX_BYTES`, as `StructArg` guarantees) at the block's start.
+    fn new(bytes: &[u8]) -> Box<ParamBlock> {
+        let mut block = Box::new(ParamBlock([0; StructArg::MAX_BYTES]));
+        let n = bytes.len().min(StructArg::MAX_BYTES);
+        block.0[..n].copy_from_slice(&bytes[..n]);
+        block
+    }
+}
+
+// SAFETY: a plain byte array with C layout; the driver reads it as the kernel's parameter.
+unsafe impl DeviceRepr for ParamBlock {}
 
 /// The CUDA version the driver supports, `(major, minor)` (e.g. `(13, 0)` for a 580 driver).
 fn driver_version() -> Result<(u32, u32), KernelError> {

@@ -345,6 +345,11 @@ impl GpuDevice {
                         });
                     }
                 }
+                KernelArg::Struct(s) => {
+                    for buf in s.buffers() {
+                        self.check_owner(buf)?;
+                    }
+                }
                 _ => {}
             }
         }

@@ -32,6 +32,7 @@ extern "C" {
     fn emu_synchronize() -> c_int;
     fn emu_error_message() -> *const c_char;
     fn emu_kernel_signature(name: *const c_char) -> *const c_char;
+    fn emu_kernel_param_bytes(name: *const c_char, i: usize) -> usize;
     fn emu_kernel_name(module: *const c_char, i: usize) -> *const c_char;
 }
 
@@ -59,9 +60,14 @@ pub fn emulated_kernel_names(family: KernelFamily) -> Vec<String> {
 
 /// The address `offset` bytes into an emulated buffer, as kernel-argument bytes.
 fn host_ptr(kernel: &str, buf: &GpuBuffer, offset: usize) -> Result<Vec<u8>, KernelError> {
+    host_address(kernel, buf, offset).map(|a| a.to_ne_bytes().to_vec())
+}
+
+/// The address `offset` bytes into an emulated buffer.
+fn host_address(kernel: &str, buf: &GpuBuffer, offset: usize) -> Result<u64, KernelError> {
     match buf.mem() {
         // `offset ≤ len_bytes` was checked by the device; only the address is computed here.
-        BufferMem::Host(h) => Ok((h.as_ptr() as usize + offset).to_ne_bytes().to_vec()),
+        BufferMem::Host(h) => Ok((h.as_ptr() as usize + offset) as u64),
         BufferMem::Cuda(_) => Err(KernelError::Launch {
             kernel: kernel.to_string(),
             reason: "a real-GPU buffer passed to the emulated GPU".to_string(),
@@ -228,9 +234,14 @@ impl EmuBackend {
                 expected.len()
             )));
         }
-        let mut slots = vec![0u64; args.len()];
+        // One 8-byte aligned block per argument: an 8-byte slot, or a by-value struct's bytes.
+        let mut slots: Vec<Vec<u64>> = Vec::with_capacity(args.len());
         for (i, (arg, want)) in args.iter().zip(&expected).enumerate() {
             let (code, bytes): (&str, Vec<u8>) = match arg {
+                KernelArg::Struct(s) => (
+                    "struct",
+                    s.resolve(|buf, offset| host_address(kernel, buf, offset))?,
+                ),
                 KernelArg::Buffer(buf) => ("ptr", host_ptr(kernel, buf, 0)?),
                 KernelArg::BufferAt(buf, offset) => ("ptr", host_ptr(kernel, buf, *offset)?),
                 KernelArg::I32(v) => ("i32", v.to_ne_bytes().to_vec()),
@@ -245,9 +256,24 @@ impl EmuBackend {
                     "argument {i} is {code}, the kernel expects {want} ({sig})"
                 )));
             }
-            let mut slot = [0u8; 8];
-            slot[..bytes.len()].copy_from_slice(&bytes);
-            slots[i] = u64::from_ne_bytes(slot);
+            if code == "struct" {
+                // SAFETY: `i` is below the signature's parameter count (checked above), and
+                // `c_name` names a compiled kernel, whose size table has an entry for each.
+                let size = unsafe { emu_kernel_param_bytes(c_name.as_ptr(), i) };
+                if size != bytes.len() {
+                    return Err(fail(format!(
+                        "argument {i} is a {}-byte struct, the kernel's is {size} bytes",
+                        bytes.len()
+                    )));
+                }
+            }
+            let mut words = vec![0u64; bytes.len().div_ceil(8).max(1)];
+            for (word, chunk) in words.iter_mut().zip(bytes.chunks(8)) {
+                let mut w = [0u8; 8];
+                w[..chunk.len()].copy_from_slice(chunk);
+                *word = u64::from_ne_bytes(w);
+            }
+            slots.push(words);
         }
         let threads = u64::from(block.0) * u64::from(block.1) * u64::from(block.2);
         if let Some(regs) = register_counts(key).and_then(|m| m.get(kernel).copied()) {
@@ -262,12 +288,12 @@ impl EmuBackend {
         }
         let mut params: Vec<*mut c_void> = slots
             .iter_mut()
-            .map(|s| s as *mut u64 as *mut c_void)
+            .map(|s| s.as_mut_ptr() as *mut c_void)
             .collect();
         let _guard = self.exec.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: `params[i]` points at an 8-byte aligned slot holding argument i in the
+        // SAFETY: `params[i]` points at an 8-byte aligned block holding argument i in the
         // C type the generated wrapper reads (types checked against the kernel's signature
-        // above; the value occupies the slot's first bytes). Buffer pointers are live host
+        // above, a struct's size against the kernel's; a scalar occupies the first bytes). Buffer pointers are live host
         // allocations of this device. The emulator runs the kernel before returning, or (async
         // mode) copies the slots and runs it before any buffer is freed; the `exec` lock keeps
         // copies out while kernels run.

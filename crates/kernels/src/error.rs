@@ -77,6 +77,12 @@ pub enum KernelError {
         /// The name of the device it names.
         name: String,
     },
+    /// A struct kernel argument that does not fit its limits.
+    #[error("invalid struct kernel argument: {reason}")]
+    InvalidStruct {
+        /// What was wrong.
+        reason: String,
+    },
     /// A buffer used with a device it was not allocated on.
     #[error("buffer allocated on {buffer_device} used on {device}")]
     DeviceMismatch {

@@ -8,6 +8,9 @@ const ELEMENTWISE: &str = include_str!("../../../kernels/elementwise.cu");
 const MATMUL: &str = include_str!("../../../kernels/matmul.cu");
 const REDUCE: &str = include_str!("../../../kernels/reduce.cu");
 const CONV: &str = include_str!("../../../kernels/conv.cu");
+const FUSED: &str = include_str!("../../../kernels/fused.cu");
+/// The elementwise ops' formulas, part of the prelude (after `common.cuh`).
+const ELEMENTWISE_OPS: &str = include_str!("../../../kernels/elementwise_ops.cuh");
 const RACE_TEST: &str = include_str!("../../../kernels/testing/race_test.cu");
 
 /// One CUDA source file (plus the common prelude) compiled as one module.
@@ -23,6 +26,9 @@ pub enum KernelFamily {
     /// `kernels/conv.cu`: the sliding-window copies of convolution and pooling, unfold
     /// (im2col) and its adjoint fold (col2im).
     Conv,
+    /// `kernels/fused.cu`: a fused elementwise step (a small op program per element, an
+    /// optional sum over one axis) in one launch.
+    Fused,
 }
 
 impl KernelFamily {
@@ -33,26 +39,31 @@ impl KernelFamily {
             KernelFamily::Matmul,
             KernelFamily::Reduce,
             KernelFamily::Conv,
+            KernelFamily::Fused,
         ]
     }
 
-    /// Short name, also the NVRTC program name (`elementwise`, `matmul`, `reduce`, `conv`).
+    /// Short name, also the NVRTC program name (`elementwise`, `matmul`, `reduce`, `conv`,
+    /// `fused`).
     pub fn name(&self) -> &'static str {
         match self {
             KernelFamily::Elementwise => "elementwise",
             KernelFamily::Matmul => "matmul",
             KernelFamily::Reduce => "reduce",
             KernelFamily::Conv => "conv",
+            KernelFamily::Fused => "fused",
         }
     }
 
-    /// The full source NVRTC compiles: `common.cuh`, a newline, then the family's `.cu` file.
+    /// The full source NVRTC compiles: the prelude (`common.cuh`, a newline,
+    /// `elementwise_ops.cuh`), a newline, then the family's `.cu` file.
     pub fn source(&self) -> String {
         let body = match self {
             KernelFamily::Elementwise => ELEMENTWISE,
             KernelFamily::Matmul => MATMUL,
             KernelFamily::Reduce => REDUCE,
             KernelFamily::Conv => CONV,
+            KernelFamily::Fused => FUSED,
         };
         with_prelude(body)
     }
@@ -64,7 +75,56 @@ pub(crate) fn testing_source() -> String {
 }
 
 fn with_prelude(body: &str) -> String {
-    format!("{COMMON}\n{body}")
+    format!("{COMMON}\n{ELEMENTWISE_OPS}\n{body}")
+}
+
+/// The arity of an elementwise op list of `kernels/elementwise_ops.cuh`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpArity {
+    /// `CV_UNARY_OPS`.
+    Unary,
+    /// `CV_BINARY_OPS`.
+    Binary,
+    /// `CV_TERNARY_OPS`.
+    Ternary,
+}
+
+/// The names of the elementwise ops of one arity, in the order of their list in
+/// `kernels/elementwise_ops.cuh`: an op's position is its code in the programs of
+/// `fused_eval_{dt}` (`kernels/fused.cu`), and `unary_{name}_{dt}` (and the binary and ternary
+/// forms) its kernels in `kernels/elementwise.cu`.
+///
+/// ```
+/// use curvature_kernels::{elementwise_op_names, OpArity};
+///
+/// let unary = elementwise_op_names(OpArity::Unary);
+/// assert_eq!(unary[0], "neg");
+/// assert!(unary.contains(&"tanh"));
+/// assert_eq!(elementwise_op_names(OpArity::Binary)[0], "add");
+/// ```
+pub fn elementwise_op_names(arity: OpArity) -> Vec<&'static str> {
+    let list = match arity {
+        OpArity::Unary => "#define CV_UNARY_OPS(X)",
+        OpArity::Binary => "#define CV_BINARY_OPS(X)",
+        OpArity::Ternary => "#define CV_TERNARY_OPS(X)",
+    };
+    let mut names = Vec::new();
+    let mut lines = ELEMENTWISE_OPS
+        .lines()
+        .skip_while(|l| l.trim_end() != format!("{list} \\"));
+    if lines.next().is_none() {
+        return names;
+    }
+    for line in lines {
+        let entry = line.trim();
+        if let Some(name) = entry.strip_prefix("X(").and_then(|e| e.split(',').next()) {
+            names.push(name.trim());
+        }
+        if !entry.ends_with('\\') {
+            break;
+        }
+    }
+    names
 }
 
 /// A compiled unit: a family, or the test-only source.

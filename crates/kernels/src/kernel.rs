@@ -190,6 +190,12 @@ impl Kernel {
         Kernel::new(KernelFamily::Conv, Group::Plain, "fold", dtype)
     }
 
+    /// `fused_eval_{dt}(const struct cv_fused_args args)`: one fused elementwise step, its
+    /// program and views passed by value (a [`crate::StructArg`]).
+    pub const fn fused(dtype: Dtype) -> Kernel {
+        Kernel::new(KernelFamily::Fused, Group::Plain, "fused_eval", dtype)
+    }
+
     /// The family (source file, compiled module) defining the kernel.
     pub fn family(&self) -> KernelFamily {
         self.family

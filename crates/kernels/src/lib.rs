@@ -103,14 +103,14 @@ mod nvrtc;
 mod registry;
 mod targets;
 
-pub use buffer::{GpuBuffer, KernelArg};
+pub use buffer::{GpuBuffer, KernelArg, StructArg};
 pub use counters::GpuCounters;
 pub use device::GpuDevice;
 pub use disk_cache::{CachedOutput, DiskCache};
 #[cfg(feature = "emulator")]
 pub use emulator::{emulated_kernel_names, emulator_contracts_fma};
 pub use error::KernelError;
-pub use family::KernelFamily;
+pub use family::{elementwise_op_names, KernelFamily, OpArity};
 pub use kernel::{Dtype, Indexing, Kernel};
 pub use launch::{Dim3, Launch};
 pub use nvrtc::{
