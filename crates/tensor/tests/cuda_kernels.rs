@@ -33,6 +33,7 @@ fn launched() -> Vec<Kernel> {
         all.extend(kernels::RowOp::ALL.iter().map(|&op| kernels::row(op, dt)));
         all.extend(kernels::per_dtype(dt));
         all.extend(kernels::conv(dt));
+        all.push(kernels::fused(dt));
         for to in DTYPES.into_iter().filter(|&to| to != dt) {
             all.push(kernels::cast(dt, to));
         }

@@ -124,3 +124,8 @@ pub fn fold(dt: DType) -> Kernel {
 pub fn conv(dt: DType) -> [Kernel; 2] {
     [unfold(dt), fold(dt)]
 }
+
+/// `fused_eval_{dt}`: one fused elementwise step (`crate::plan::FusedStep`).
+pub fn fused(dt: DType) -> Kernel {
+    Kernel::fused(dtype(dt))
+}
