@@ -13,6 +13,7 @@
 
 pub mod compile;
 pub mod fused;
+mod fused_check;
 pub mod prim;
 pub mod trace;
 
