@@ -231,9 +231,9 @@ impl<'a, T: Element> Executor<'a, T> {
                     let out = &mut r.regs[usize::from(dst)][..len];
                     self.load(&self.loads[usize::from(operand)], start, out);
                 }
-                Instr::Unary { dst, op, a } => with_sources(r, dst, [a], len, |[x], out| {
-                    op.apply_slice(x, out)
-                }),
+                Instr::Unary { dst, op, a } => {
+                    with_sources(r, dst, [a], len, |[x], out| op.apply_slice(x, out))
+                }
                 Instr::Binary { dst, op, a, b } => {
                     with_sources(r, dst, [a, b], len, |[x, y], out| op.apply_slice(x, y, out))
                 }
@@ -472,7 +472,8 @@ fn split_outputs<'o, T>(outs: Vec<&'o mut [T]>, lens: &[usize]) -> Vec<Vec<&'o m
     for out in outs {
         let mut rest = out;
         for (task, &len) in tasks.iter_mut().zip(lens) {
-            let (head, tail) = std::mem::take(&mut rest).split_at_mut(len.min(rest.len()));
+            let n = len.min(rest.len());
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
             task.push(head);
             rest = tail;
         }

@@ -45,7 +45,10 @@ pub fn fuse(trace: &Trace) -> Result<Vec<PlanStep>> {
                     for m in members {
                         fused_members.insert(m, reads.clone());
                     }
-                    emitted.entry(last).or_default().push(PlanStep::Fused(fused));
+                    emitted
+                        .entry(last)
+                        .or_default()
+                        .push(PlanStep::Fused(fused));
                 }
                 Chunk::Dead(steps) => {
                     for s in steps {

@@ -117,7 +117,13 @@ impl FusedStep {
 }
 
 /// Every read of `view` inside its bounds lies in `0..len`.
-fn check_view(i: usize, view: &OperandView, dims: &[usize], len: usize, total: usize) -> Result<()> {
+fn check_view(
+    i: usize,
+    view: &OperandView,
+    dims: &[usize],
+    len: usize,
+    total: usize,
+) -> Result<()> {
     if view.strides.len() != dims.len() {
         return Err(invalid(format!(
             "operand {i} has {} strides for an iteration shape of rank {}",

@@ -249,14 +249,9 @@ fn fold_layout(trace: &Trace, mut view: OperandView, dims: &[usize]) -> OperandV
                     .filter(|&i| !is_zeros(trace, step.args[i]))
                     .collect();
                 match nonzero.as_slice() {
-                    [part] => view::through_cat(
-                        &view,
-                        dims,
-                        *outer,
-                        widths,
-                        *part,
-                        step.args[*part],
-                    ),
+                    [part] => {
+                        view::through_cat(&view, dims, *outer, widths, *part, step.args[*part])
+                    }
                     _ => None,
                 }
             }

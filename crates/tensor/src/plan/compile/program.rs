@@ -186,11 +186,7 @@ fn allocate(code: &[Virtual], stores: &[(usize, ValueId)]) -> Option<(Vec<Instr>
 /// The iteration shape without unit dimensions and with neighbours merged where every view
 /// walks them as one (so loads run over long contiguous rows); at least one dimension.
 fn coalesce(dims: &[usize], mut operands: Vec<OperandView>) -> (Vec<usize>, Vec<OperandView>) {
-    let full = |o: &OperandView, d: usize| {
-        o.bounds
-            .as_ref()
-            .is_none_or(|b| b[d] == (0, dims[d]))
-    };
+    let full = |o: &OperandView, d: usize| o.bounds.as_ref().is_none_or(|b| b[d] == (0, dims[d]));
     let mut kept: Vec<usize> = Vec::new();
     let mut merged_dims: Vec<usize> = Vec::new();
     let mut strides: Vec<Vec<i64>> = vec![Vec::new(); operands.len()];

@@ -19,11 +19,10 @@ pub(super) fn contiguous(value: usize, dims: &[usize]) -> OperandView {
 /// True when `view` reads its value at each element's own flat index (a register can stand
 /// for it inside a fused step of iteration shape `dims`).
 pub(super) fn is_contiguous(view: &OperandView, dims: &[usize]) -> bool {
-    let full_bounds = view.bounds.as_ref().is_none_or(|b| {
-        b.iter()
-            .zip(dims)
-            .all(|(&(lo, hi), &n)| lo == 0 && hi == n)
-    });
+    let full_bounds = view
+        .bounds
+        .as_ref()
+        .is_none_or(|b| b.iter().zip(dims).all(|(&(lo, hi), &n)| lo == 0 && hi == n));
     view.offset == 0 && full_bounds && strides_match(&view.strides, &row_major(dims), dims)
 }
 
