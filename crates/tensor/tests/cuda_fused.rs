@@ -709,3 +709,183 @@ fn malformed_steps_are_refused() -> Result<()> {
     );
     Ok(())
 }
+
+/// A random view of a new value over the iteration shape `dims`: each axis read whole,
+/// broadcast (stride 0) or through bounds with zero padding, stored in a random axis order and
+/// maybe reversed. Returns the view and the value's length.
+fn random_view(rng: &mut ChaCha8Rng, value: usize, dims: &[usize]) -> (OperandView, usize) {
+    let rank = dims.len();
+    // Per axis: (stored extent, lo) with reads of i in [lo, lo + extent).
+    let mut extents = Vec::with_capacity(rank);
+    let mut bounded = false;
+    for &n in dims {
+        extents.push(match rng.random_range(0..4) {
+            0 => (1, None),
+            1 if n > 1 => {
+                let len = rng.random_range(1..n);
+                bounded = true;
+                (len, Some(rng.random_range(0..=n - len)))
+            }
+            _ => (n, Some(0)),
+        });
+    }
+    let mut order: Vec<usize> = (0..rank).collect();
+    for i in (1..rank).rev() {
+        order.swap(i, rng.random_range(0..=i));
+    }
+    let mut strides = vec![0i64; rank];
+    let mut step = 1i64;
+    for &d in order.iter().rev() {
+        strides[d] = step;
+        step *= extents[d].0 as i64;
+    }
+    let len = step as usize;
+    let mut offset = 0i64;
+    let mut bounds = Vec::with_capacity(rank);
+    for d in 0..rank {
+        match extents[d] {
+            (_, None) => {
+                strides[d] = 0;
+                bounds.push((0, dims[d]));
+            }
+            (extent, Some(lo)) => {
+                if rng.random_bool(0.3) {
+                    offset += (extent as i64 - 1) * strides[d];
+                    strides[d] = -strides[d];
+                }
+                offset -= lo as i64 * strides[d];
+                bounds.push((lo, lo + extent));
+            }
+        }
+    }
+    let view = OperandView {
+        value,
+        offset,
+        strides,
+        bounds: bounded.then_some(bounds),
+    };
+    (view, len)
+}
+
+/// A random step: up to 4 operands with random views, a program of ops that keep values
+/// moderate, 1 to 3 stores and, half the time, a sum over a random middle range of axes.
+fn random_step(seed: u64) -> (FusedStep, Vec<Vec<f64>>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let rank = rng.random_range(1..=4);
+    let dims: Vec<usize> = (0..rank).map(|_| rng.random_range(1..=4)).collect();
+    let operands = rng.random_range(1..=4);
+    let mut views = Vec::new();
+    let mut data = Vec::new();
+    let mut program = Vec::new();
+    for k in 0..operands {
+        let (v, len) = random_view(&mut rng, k, &dims);
+        views.push(v);
+        data.push(draw(&mut rng, &[(-1.5, 1.5)], len));
+        program.push(load(k as Reg, k as u8));
+    }
+    let unary = [
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Sin,
+        UnaryOp::Neg,
+        UnaryOp::Square,
+        UnaryOp::Gelu,
+        UnaryOp::Relu,
+        UnaryOp::Affine {
+            mul: 0.75,
+            add: -0.5,
+        },
+        UnaryOp::Clamp { lo: -0.5, hi: 0.5 },
+    ];
+    let binary = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Maximum,
+        BinaryOp::TanhBackward,
+    ];
+    let ternary = [TernaryOp::WhereCond, TernaryOp::SigmoidBackwardGradY];
+    let mut written = operands;
+    for _ in 0..rng.random_range(1..=12) {
+        let dst = written as Reg;
+        let mut pick = || rng.random_range(0..written) as Reg;
+        let (a, b, c) = (pick(), pick(), pick());
+        program.push(match rng.random_range(0..6) {
+            0..=2 => Instr::Unary {
+                dst,
+                op: unary[rng.random_range(0..unary.len())],
+                a,
+            },
+            3 | 4 => Instr::Binary {
+                dst,
+                op: binary[rng.random_range(0..binary.len())],
+                a,
+                b,
+            },
+            _ => Instr::Ternary {
+                dst,
+                op: ternary[rng.random_range(0..ternary.len())],
+                a,
+                b,
+                c,
+            },
+        });
+        written += 1;
+    }
+    let stores: Vec<Reg> = (0..rng.random_range(1..=3))
+        .map(|_| rng.random_range(0..written) as Reg)
+        .collect();
+    let reduction = rng.random_bool(0.5).then(|| {
+        let a = rng.random_range(0..=rank);
+        let b = rng.random_range(a..=rank);
+        let product = |r: &[usize]| r.iter().product::<usize>();
+        Reduction {
+            outer: product(&dims[..a]),
+            reduced: product(&dims[a..b]),
+            inner: product(&dims[b..]),
+        }
+    });
+    (step(&dims, views, program, &stores, reduction), data)
+}
+
+/// Random steps on the GPU against the CPU executor of fused steps and the op-by-op reference:
+/// the same values to rounding, f64 and f32.
+#[test]
+fn random_steps_match_the_cpu_executor_and_the_op_by_op_reference() -> Result<()> {
+    let (_lock, device) = gpu();
+    let (mut bounded, mut reductions) = (0, 0);
+    for seed in 0..60 {
+        let (s, data) = random_step(seed);
+        bounded += s.operands.iter().filter(|v| v.bounds.is_some()).count();
+        reductions += usize::from(s.reduction.is_some());
+        for dtype in DTYPES {
+            check(device, &s, &data, dtype)?;
+            let mut on_cpu = s.clone();
+            on_cpu.dtype = dtype;
+            let cpu_inputs = data
+                .iter()
+                .map(|v| Tensor::from_f64s(v, [v.len()], dtype, Device::Cpu))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let gpu_inputs = cpu_inputs
+                .iter()
+                .map(|t| t.to_device(device))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let cpu = on_cpu.run(&cpu_inputs.iter().collect::<Vec<_>>())?;
+            let gpu = on_cpu.run(&gpu_inputs.iter().collect::<Vec<_>>())?;
+            let tol = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+            for (c, g) in cpu.iter().zip(&gpu) {
+                let c = c.to_dtype(DType::F64)?.to_vec::<f64>()?;
+                let g = g.to_dtype(DType::F64)?.to_vec::<f64>()?;
+                for (i, (&c, &g)) in c.iter().zip(&g).enumerate() {
+                    assert!(
+                        (c - g).abs() <= tol * c.abs().max(1.0),
+                        "seed {seed} {dtype} element {i}: CPU {c}, GPU {g}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(bounded > 10, "{bounded} bounded views");
+    assert!(reductions > 15, "{reductions} reductions");
+    Ok(())
+}
