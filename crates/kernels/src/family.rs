@@ -6,6 +6,7 @@
 const COMMON: &str = include_str!("../../../kernels/common.cuh");
 const ELEMENTWISE: &str = include_str!("../../../kernels/elementwise.cu");
 const MATMUL: &str = include_str!("../../../kernels/matmul.cu");
+const MATMUL_TC: &str = include_str!("../../../kernels/matmul_tc.cu");
 const REDUCE: &str = include_str!("../../../kernels/reduce.cu");
 const CONV: &str = include_str!("../../../kernels/conv.cu");
 const RACE_TEST: &str = include_str!("../../../kernels/testing/race_test.cu");
@@ -17,6 +18,8 @@ pub enum KernelFamily {
     Elementwise,
     /// `kernels/matmul.cu`: batched tiled GEMM with transpose flags.
     Matmul,
+    /// `kernels/matmul_tc.cu`: batched GEMM on tensor cores (TF32 and 3xTF32, f32 only).
+    MatmulTc,
     /// `kernels/reduce.cu`: axis reductions, the softmax family (log-softmax, logsumexp),
     /// gather and its adjoint index_add, and strided scatter.
     Reduce,
@@ -31,16 +34,19 @@ impl KernelFamily {
         &[
             KernelFamily::Elementwise,
             KernelFamily::Matmul,
+            KernelFamily::MatmulTc,
             KernelFamily::Reduce,
             KernelFamily::Conv,
         ]
     }
 
-    /// Short name, also the NVRTC program name (`elementwise`, `matmul`, `reduce`, `conv`).
+    /// Short name, also the NVRTC program name (`elementwise`, `matmul`, `matmul_tc`,
+    /// `reduce`, `conv`).
     pub fn name(&self) -> &'static str {
         match self {
             KernelFamily::Elementwise => "elementwise",
             KernelFamily::Matmul => "matmul",
+            KernelFamily::MatmulTc => "matmul_tc",
             KernelFamily::Reduce => "reduce",
             KernelFamily::Conv => "conv",
         }
@@ -51,6 +57,7 @@ impl KernelFamily {
         let body = match self {
             KernelFamily::Elementwise => ELEMENTWISE,
             KernelFamily::Matmul => MATMUL,
+            KernelFamily::MatmulTc => MATMUL_TC,
             KernelFamily::Reduce => REDUCE,
             KernelFamily::Conv => CONV,
         };
