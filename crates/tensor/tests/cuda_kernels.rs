@@ -37,6 +37,7 @@ fn launched() -> Vec<Kernel> {
             all.push(kernels::cast(dt, to));
         }
     }
+    all.extend(kernels::tensor_core());
     all
 }
 
