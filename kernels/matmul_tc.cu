@@ -105,13 +105,15 @@ __device__ __forceinline__ void tc_split(float x, unsigned& big, unsigned& small
     }
 }
 
-// Multiplies one resident stage into the warp's 2×4 accumulator tiles.
+// Multiplies one resident stage into the warp's 2×4 accumulator tiles: per k-step of 8, the
+// two A fragments are split once, then each B fragment in turn (few live registers, no spills
+// in the 3xTF32 variant).
 template <bool TA, bool TB, bool SPLIT>
 __device__ __forceinline__ void tc_compute(const float* As, const float* Bs, float acc[2][4][4],
                                            int wm, int wn, int g, int t) {
-#pragma unroll
+#pragma unroll 1
     for (int ks = 0; ks < TC_BK; ks += 8) {
-        unsigned ab[2][4], as[2][4], bb[4][2], bs[4][2];
+        unsigned ab[2][4], as[2][4];
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
             const int r = wm + 16 * i + g;
@@ -123,18 +125,16 @@ __device__ __forceinline__ void tc_compute(const float* As, const float* Bs, flo
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
             const int col = wn + 8 * j + g;
-            tc_split<SPLIT>(Bs[tc_b_at<TB>(ks + t, col)], bb[j][0], bs[j][0]);
-            tc_split<SPLIT>(Bs[tc_b_at<TB>(ks + t + 4, col)], bb[j][1], bs[j][1]);
-        }
+            unsigned bb[2], bs[2];
+            tc_split<SPLIT>(Bs[tc_b_at<TB>(ks + t, col)], bb[0], bs[0]);
+            tc_split<SPLIT>(Bs[tc_b_at<TB>(ks + t + 4, col)], bb[1], bs[1]);
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
+            for (int i = 0; i < 2; ++i) {
                 if constexpr (SPLIT) {
-                    cv_mma_m16n8k8_tf32(acc[i][j], as[i], bb[j], acc[i][j]);
-                    cv_mma_m16n8k8_tf32(acc[i][j], ab[i], bs[j], acc[i][j]);
+                    cv_mma_m16n8k8_tf32(acc[i][j], as[i], bb, acc[i][j]);
+                    cv_mma_m16n8k8_tf32(acc[i][j], ab[i], bs, acc[i][j]);
                 }
-                cv_mma_m16n8k8_tf32(acc[i][j], ab[i], bb[j], acc[i][j]);
+                cv_mma_m16n8k8_tf32(acc[i][j], ab[i], bb, acc[i][j]);
             }
         }
     }

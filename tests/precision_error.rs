@@ -42,9 +42,10 @@ fn hvps(workload: &Workload, dtype: DType, device: Device) -> Vec<f64> {
         DType::F64,
         Device::Cpu,
     )
-    .and_then(|v| v.to_dtype(dtype))
-    .and_then(|v| Ok(v.to_device(device)?))
-    .expect("directions");
+    .expect("directions")
+    .to_dtype(dtype)
+    .and_then(|v| v.to_device(device))
+    .expect("directions on the device");
     op.apply_batch(&directions)
         .expect("HVP batch")
         .to_f64s()
