@@ -126,3 +126,125 @@ __device__ __forceinline__ void cv_offset3(cv_u64 i, int rank, const cv_i64* dim
 #define CV_BLOCK_1D 256
 
 #define CV_FOR_EACH_DTYPE(KERNEL) KERNEL(f32, float) KERNEL(f64, double)
+
+// ---- tensor cores and asynchronous copies (sm_80+) -----------------------------------------
+// The same inline functions on every target: PTX `mma.sync` / `cp.async` under NVRTC for
+// sm_80 and newer, the emulated GPU's warp-wide implementations (kernels/emulator/cuda_emu.h,
+// which documents the fragment layouts and when copies land) on the host. Older architectures
+// trap: the host never launches tensor-core kernels there.
+
+// x rounded to TF32 (cvt.rna.tf32.f32: round to nearest, ties away from zero, 10 mantissa
+// bits), as the bits of an f32.
+__device__ __forceinline__ unsigned cv_tf32(float x) {
+#if defined(CURVATURE_EMULATOR)
+    return (unsigned)__float_as_int(emu_tf32_round(x));
+#elif __CUDA_ARCH__ >= 800
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+#else
+    return (unsigned)__float_as_int(x);
+#endif
+}
+
+// d = A·B + c over one m16n8k8 TF32 tile (row-major A, column-major B, f32 accumulate).
+__device__ __forceinline__ void cv_mma_m16n8k8_tf32(float d[4], const unsigned a[4],
+                                                    const unsigned b[2], const float c[4]) {
+#if defined(CURVATURE_EMULATOR)
+    emu_mma_m16n8k8_tf32(d, a, b, c);
+#elif __CUDA_ARCH__ >= 800
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%10, %11, %12, %13};"
+        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]),
+          "f"(c[1]), "f"(c[2]), "f"(c[3]));
+#else
+    asm volatile("trap;");
+#endif
+}
+
+// d = A·B + c over one m16n8k16 tile of f16 (two per register, lower index in the low half).
+__device__ __forceinline__ void cv_mma_m16n8k16_f16(float d[4], const unsigned a[4],
+                                                    const unsigned b[2], const float c[4]) {
+#if defined(CURVATURE_EMULATOR)
+    emu_mma_m16n8k16<false>(d, a, b, c);
+#elif __CUDA_ARCH__ >= 800
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%10, %11, %12, %13};"
+        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]),
+          "f"(c[1]), "f"(c[2]), "f"(c[3]));
+#else
+    asm volatile("trap;");
+#endif
+}
+
+// d = A·B + c over one m16n8k16 tile of bf16 (two per register, lower index in the low half).
+__device__ __forceinline__ void cv_mma_m16n8k16_bf16(float d[4], const unsigned a[4],
+                                                     const unsigned b[2], const float c[4]) {
+#if defined(CURVATURE_EMULATOR)
+    emu_mma_m16n8k16<true>(d, a, b, c);
+#elif __CUDA_ARCH__ >= 800
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};"
+        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]),
+          "f"(c[1]), "f"(c[2]), "f"(c[3]));
+#else
+    asm volatile("trap;");
+#endif
+}
+
+// cp.async of BYTES (4, 8 or 16) from global `src` to shared `dst`, both BYTES-aligned; only the
+// first `src_bytes` are read, the rest of the destination is zero-filled (src_bytes = 0: all
+// zeros, `src` is not read but must still be a valid address).
+template <int BYTES>
+__device__ __forceinline__ void cv_cp_async(void* dst, const void* src, unsigned src_bytes) {
+    static_assert(BYTES == 4 || BYTES == 8 || BYTES == 16, "cp.async copies 4, 8 or 16 bytes");
+#if defined(CURVATURE_EMULATOR)
+    emu_cp_async(dst, src, BYTES, src_bytes);
+#elif __CUDA_ARCH__ >= 800
+    unsigned saddr;
+    asm("{ .reg .u64 p; cvta.to.shared.u64 p, %1; cvt.u32.u64 %0, p; }"
+        : "=r"(saddr)
+        : "l"(dst));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;" ::"r"(saddr), "l"(src),
+                 "n"(BYTES), "r"(src_bytes)
+                 : "memory");
+#else
+    asm volatile("trap;");
+#endif
+}
+
+// cp.async.commit_group: the copies issued since the last commit become one group.
+__device__ __forceinline__ void cv_cp_async_commit() {
+#if defined(CURVATURE_EMULATOR)
+    emu_cp_async_commit();
+#elif __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+
+// cp.async.wait_group N: all but the newest N committed groups have landed in shared memory
+// (for this thread; other threads see them after a barrier).
+template <int N>
+__device__ __forceinline__ void cv_cp_async_wait() {
+#if defined(CURVATURE_EMULATOR)
+    emu_cp_async_wait(N);
+#elif __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+#endif
+}
+
+// cp.async.wait_all: every copy issued so far, committed or not, has landed.
+__device__ __forceinline__ void cv_cp_async_wait_all() {
+#if defined(CURVATURE_EMULATOR)
+    emu_cp_async_commit();
+    emu_cp_async_wait(0);
+#elif __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}

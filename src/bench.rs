@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use curvature_hessian::{probes, HessianError, LinearOperator, ModelHvp, Probe};
-use curvature_tensor::{DType, Device, GpuCounters};
+use curvature_tensor::{DType, Device, GpuCounters, Precision};
 
 use crate::workloads::Workload;
 
@@ -26,6 +26,8 @@ pub struct BenchResult {
     pub workload: Workload,
     pub device: Device,
     pub dtype: DType,
+    /// The precision of the device's f32 matrix products during the run.
+    pub precision: Precision,
     /// Which route the batch took ([`ModelHvp::engine`]).
     pub engine: &'static str,
     /// Median time of one batch of K HVPs through the prepared operator.
@@ -85,6 +87,7 @@ impl BenchResult {
             "workload": self.workload.name,
             "device": self.device.to_string(),
             "dtype": self.dtype.as_str(),
+            "precision": self.precision.name(),
             "engine": self.engine,
             "k": self.workload.k,
             "params": self.workload.params(),
@@ -158,6 +161,7 @@ pub fn run_workload(
         workload: workload.clone(),
         device: config.device,
         dtype: config.dtype,
+        precision: config.device.matmul_precision()?,
         engine,
         hvp_batch_ms,
         hvp_batch_cold_ms,

@@ -29,15 +29,16 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
                 .to_string(),
         ));
     }
-    let device = args.device.select()?;
+    let device = args.device.select_with_precision(args.precision)?;
     let workloads = select_workloads(&args.workloads, device, args.allow_large)?;
     let runs = |w: &Workload| args.runs.map_or_else(|| w.default_runs(), |n| n as usize);
     if !args.json {
         let mut preamble = format!(
             "curvature bench: K Hessian-vector products of a model's loss with respect to all its P parameters,\n\
-             in one batch; device {}, dtype {}\n",
+             in one batch; device {}, dtype {}, precision {}\n",
             curvature::device_description(device),
             args.dtype,
+            args.precision,
         );
         for workload in &workloads {
             preamble.push_str(&workload_line(workload, runs(workload)));

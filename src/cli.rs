@@ -7,7 +7,7 @@ use curvature::bench::MAX_RUNS;
 use curvature::distributed::MAX_IN_PROCESS_RANKS;
 use curvature::hessian::{MAX_SIGMA, MIN_SIGMA};
 use curvature::nn::Loss;
-use curvature::tensor::{DType, Device};
+use curvature::tensor::{DType, Device, Precision};
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +49,11 @@ pub struct BenchArgs {
     /// Element type.
     #[arg(long, default_value = "f32", value_parser = parse_dtype)]
     pub dtype: DType,
+    /// Precision of f32 matrix products on a GPU: ieee (f32 FMA), tf32 (tensor cores, inputs
+    /// rounded to 10 mantissa bits) or tf32x3 (tensor cores, split TF32: f32 accuracy). The
+    /// CPU accepts only ieee; f64 ignores it.
+    #[arg(long, default_value = "ieee", value_parser = parse_precision)]
+    pub precision: Precision,
     /// Comma-separated workloads (seed, mid, large); default: those that fit the device.
     #[arg(long, value_delimiter = ',')]
     pub workloads: Vec<String>,
@@ -102,6 +107,11 @@ pub struct AnalyzeArgs {
     /// Element type of the computation (the results file holds float64 either way).
     #[arg(long, default_value = "f64", value_parser = parse_dtype)]
     pub dtype: DType,
+    /// Precision of f32 matrix products on a GPU: ieee (f32 FMA), tf32 (tensor cores, inputs
+    /// rounded to 10 mantissa bits) or tf32x3 (tensor cores, split TF32: f32 accuracy). The
+    /// CPU accepts only ieee; f64 ignores it.
+    #[arg(long, default_value = "ieee", value_parser = parse_precision)]
+    pub precision: Precision,
     /// How many of the largest eigenvalues to report (at most P).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub top_k: u32,
@@ -220,6 +230,16 @@ impl DeviceChoice {
             DeviceChoice::Cuda => Device::cuda(0).map_err(|e| e.to_string()),
         }
     }
+
+    /// [`DeviceChoice::select`], with the device's f32 matrix products set to `precision`
+    /// (`--precision`): an error when the device cannot run it (the CPU runs only ieee).
+    pub fn select_with_precision(self, precision: Precision) -> Result<Device, String> {
+        let device = self.select()?;
+        device
+            .set_matmul_precision(precision)
+            .map_err(|e| format!("--precision {precision}: {e}"))?;
+        Ok(device)
+    }
 }
 
 /// The losses `--loss` names, with their spellings.
@@ -247,6 +267,11 @@ fn parse_loss(s: &str) -> Result<Loss, String> {
 
 fn parse_dtype(s: &str) -> Result<DType, String> {
     s.parse()
+}
+
+/// `ieee`, `tf32` or `tf32x3`; the error names the accepted values.
+fn parse_precision(s: &str) -> Result<Precision, String> {
+    s.parse::<Precision>().map_err(|e| e.to_string())
 }
 
 /// A σ the spectral density accepts: finite, within [`MIN_SIGMA`, `MAX_SIGMA`] (the density's

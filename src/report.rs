@@ -34,7 +34,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<(), Failure> {
     if launcher_rank().unwrap_or(0) == 0 {
         check_destinations(&inputs, &outputs)?;
     }
-    let device = args.device.select()?;
+    let device = args.device.select_with_precision(args.precision)?;
     let Some(analysis) = analyze_on_ranks(args, device)? else {
         // A rank of an MPI job other than 0: rank 0 writes and prints.
         return Ok(());
@@ -133,6 +133,7 @@ fn metadata(args: &AnalyzeArgs, a: &Analysis) -> BTreeMap<String, String> {
         ("params", a.params.to_string()),
         ("samples", a.samples.to_string()),
         ("dtype", a.dtype.as_str().to_string()),
+        ("precision", args.precision.name().to_string()),
         ("device", a.device.to_string()),
         ("seed", args.seed.to_string()),
         ("probes", args.probes.to_string()),

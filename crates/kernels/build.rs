@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 const FAMILIES: &[(&str, &str)] = &[
     ("elementwise", "elementwise.cu"),
     ("matmul", "matmul.cu"),
+    ("matmul_tc", "matmul_tc.cu"),
     ("reduce", "reduce.cu"),
     ("conv", "conv.cu"),
     ("fused", "fused.cu"),

@@ -217,6 +217,15 @@ bool emu_check_block_begin(const unsigned block[3], const unsigned bdim[3]) {
 
 void emu_check_block_end() { tl_len = 0; }
 
+bool emu_check_in_shared(const void* p, size_t n) {
+    const uintptr_t lo = (uintptr_t)tl.arena;
+    const uintptr_t a = (uintptr_t)p;
+    return tl.arena != nullptr && a >= lo && a - lo <= kSharedArenaBytes &&
+           n <= kSharedArenaBytes - (a - lo);
+}
+
+void emu_check_shared_write(void* p, size_t n) { access(p, n, true); }
+
 void emu_check_set_thread(unsigned linear_thread) { tl.thread = linear_thread; }
 
 void emu_check_block_barrier() { ++tl.interval; }

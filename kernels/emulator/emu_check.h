@@ -28,3 +28,7 @@ void emu_check_block_barrier();
 void emu_check_warp_barrier(unsigned warp);
 // "(x, y, z)" of the linear thread index in the current block, in a static per-thread buffer.
 const char* emu_check_thread_name(unsigned linear_thread);
+// Whether [p, p + n) lies in the running block's shared memory.
+bool emu_check_in_shared(const void* p, size_t n);
+// Records a write of [p, p + n) of shared memory by the running thread (a cp.async landing).
+void emu_check_shared_write(void* p, size_t n);

@@ -7,6 +7,9 @@
 // __syncthreads(), the whole block. Rounds resume fibers in different orders (forward, reverse,
 // seeded shuffles). Shared memory and its checks live in emu_check.cpp.
 //
+// Warp-wide tensor-core operations (mma.sync, cuda_emu.h) exchange fragments through per-warp
+// wide slots; each fiber keeps its asynchronous copies (cp.async) until a wait lands them.
+//
 // Launches are serialised process-wide. With CURVATURE_EMU_ASYNC=1 a valid launch is queued and
 // runs at the next emu_synchronize (called before every copy to the host, by synchronize, and
 // before a buffer is freed), like a launch on a CUDA stream; its errors surface there.
@@ -51,17 +54,32 @@ enum LaunchResult {
     kCheckFailed = 5,
 };
 
+// One cp.async copy in flight: the source bytes (read at issue), where they land, and the
+// group it belongs to (the fiber's `next_group` until committed).
+struct AsyncCopy {
+    char* dst;
+    unsigned bytes;
+    unsigned group;
+    unsigned char data[16];
+};
+
 struct Fiber {
     EmuContext ctx;
     emu_thread_state st;
     FiberState state;
     unsigned mask;  // the lanes named by the warp barrier this fiber waits at
     bool fence;     // that barrier is a __syncwarp (not a shuffle)
+    std::vector<AsyncCopy> copies;  // cp.async copies not yet landed, in issue order
+    unsigned next_group;            // the group the copies issued now belong to
 };
+
+// 8-byte words of wide slot per lane (mma.sync fragments).
+constexpr size_t kWideSlotWords = 4;
 
 struct BlockRunner {
     std::vector<Fiber> fibers;
     std::vector<uint64_t> slots;
+    std::vector<uint64_t> wide_slots;
     std::vector<unsigned> order;
     char* stacks = nullptr;
     size_t stack_count = 0;
@@ -104,6 +122,7 @@ struct BlockRunner {
         fibers.resize(n);
         order.resize(n);
         slots.assign(((n + 31) / 32) * 32, 0);
+        wide_slots.assign(((n + 31) / 32) * 32 * kWideSlotWords, 0);
         return true;
     }
 
@@ -120,6 +139,12 @@ void fiber_main() {
     BlockRunner* r = tl_runner;
     r->fn(r->params);
     Fiber& f = r->fibers[r->current];
+    if (!f.copies.empty()) {
+        emu_check_fail("thread %s exits with %zu cp.async copies it never waited for (a "
+                       "cp.async.wait_group / wait_all is missing)",
+                       emu_check_thread_name(r->current), f.copies.size());
+        f.copies.clear();
+    }
     f.state = kDone;
     // Back to the scheduler, which never resumes a finished fiber.
     emu_context_switch(&f.ctx, &r->sched);
@@ -158,6 +183,8 @@ int BlockRunner::run_block(emu_dim3 block, emu_dim3 bdim, emu_dim3 grid) {
         f.state = kRunnable;
         f.mask = 0;
         f.fence = false;
+        f.copies.clear();
+        f.next_group = 0;
         emu_context_init(&f.ctx, stacks + (size_t)i * kStackBytes, kStackBytes, fiber_main);
     }
     const unsigned b3[3] = {block.x, block.y, block.z};
@@ -313,6 +340,63 @@ extern "C" void emu_shfl_bad_source(unsigned mask, unsigned src) {
 extern "C" void* emu_warp_slot(unsigned lane) {
     BlockRunner* r = tl_runner;
     return &r->slots[(r->current / 32) * 32 + lane];
+}
+
+extern "C" void* emu_warp_wide_slot(unsigned lane) {
+    BlockRunner* r = tl_runner;
+    return &r->wide_slots[((r->current / 32) * 32 + lane) * kWideSlotWords];
+}
+
+extern "C" void emu_cp_async(void* dst, const void* src, unsigned bytes, unsigned src_bytes) {
+    BlockRunner* r = tl_runner;
+    const unsigned t = r->current;
+    if (bytes != 4 && bytes != 8 && bytes != 16) {
+        emu_check_fail("thread %s: cp.async of %u bytes (4, 8 or 16 are allowed)",
+                       emu_check_thread_name(t), bytes);
+        return;
+    }
+    if (((uintptr_t)dst % bytes) != 0 || ((uintptr_t)src % bytes) != 0) {
+        emu_check_fail("thread %s: cp.async of %u bytes from %p to %p is not aligned to %u "
+                       "bytes", emu_check_thread_name(t), bytes, src, dst, bytes);
+        return;
+    }
+    if (!emu_check_in_shared(dst, bytes)) {
+        emu_check_fail("thread %s: cp.async destination %p is not in the block's shared memory",
+                       emu_check_thread_name(t), dst);
+        return;
+    }
+    if (src_bytes > bytes) {
+        emu_check_fail("thread %s: cp.async source size %u exceeds the copy size %u",
+                       emu_check_thread_name(t), src_bytes, bytes);
+        return;
+    }
+    Fiber& f = r->fibers[t];
+    AsyncCopy c{static_cast<char*>(dst), bytes, f.next_group, {0}};
+    memcpy(c.data, src, src_bytes);
+    f.copies.push_back(c);
+}
+
+extern "C" void emu_cp_async_commit(void) {
+    BlockRunner* r = tl_runner;
+    ++r->fibers[r->current].next_group;
+}
+
+extern "C" void emu_cp_async_wait(unsigned pending) {
+    BlockRunner* r = tl_runner;
+    Fiber& f = r->fibers[r->current];
+    // Committed groups are [0, next_group); the newest `pending` of them may stay in flight.
+    const unsigned landed = f.next_group > pending ? f.next_group - pending : 0;
+    size_t kept = 0;
+    for (size_t i = 0; i < f.copies.size(); ++i) {
+        AsyncCopy& c = f.copies[i];
+        if (c.group < landed) {
+            emu_check_shared_write(c.dst, c.bytes);
+            memcpy(c.dst, c.data, c.bytes);
+        } else {
+            f.copies[kept++] = c;
+        }
+    }
+    f.copies.resize(kept);
 }
 
 // Signature codes of kernel `name`, or null when no compiled family has it.

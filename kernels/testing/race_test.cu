@@ -154,3 +154,130 @@ extern "C" __global__ void fma_residual_f64(const double* a, const double* b, co
                                             double* out) {
     out[threadIdx.x] = a[threadIdx.x] * b[threadIdx.x] - p[threadIdx.x];
 }
+
+// Tensor-core and asynchronous-copy instructions of common.cuh, for tests/tensor_core.rs
+// (each against a scalar reference) and tests/emulator_strict.rs.
+//
+// mma_m16n8k8_tf32_test(const float* a, const float* b, const float* c, float* d, int round)
+//   One warp: d = a·b + c with a 16×8, b 8×8 (k×n) and c, d 16×8, all row-major f32; each lane
+//   gathers its fragments in the layouts cuda_emu.h documents, rounding them with cv_tf32 first
+//   when `round` != 0 (else the instruction gets the raw f32 bits).
+__device__ __forceinline__ unsigned cv_test_bits(float x) { return (unsigned)__float_as_int(x); }
+
+__device__ __forceinline__ void cv_test_c_fragment(const float* c, int g, int t, float f[4]) {
+    f[0] = c[g * 8 + 2 * t];
+    f[1] = c[g * 8 + 2 * t + 1];
+    f[2] = c[(g + 8) * 8 + 2 * t];
+    f[3] = c[(g + 8) * 8 + 2 * t + 1];
+}
+
+__device__ __forceinline__ void cv_test_store_d(float* d, int g, int t, const float f[4]) {
+    d[g * 8 + 2 * t] = f[0];
+    d[g * 8 + 2 * t + 1] = f[1];
+    d[(g + 8) * 8 + 2 * t] = f[2];
+    d[(g + 8) * 8 + 2 * t + 1] = f[3];
+}
+
+extern "C" __global__ void __launch_bounds__(32)
+    mma_m16n8k8_tf32_test(const float* a, const float* b, const float* c, float* d, int round) {
+    const int lane = (int)threadIdx.x, g = lane / 4, t = lane % 4;
+    unsigned af[4] = {cv_test_bits(a[g * 8 + t]), cv_test_bits(a[(g + 8) * 8 + t]),
+                      cv_test_bits(a[g * 8 + t + 4]), cv_test_bits(a[(g + 8) * 8 + t + 4])};
+    unsigned bf[2] = {cv_test_bits(b[t * 8 + g]), cv_test_bits(b[(t + 4) * 8 + g])};
+    if (round) {
+        for (int i = 0; i < 4; ++i) {
+            af[i] = cv_tf32(__int_as_float((int)af[i]));
+        }
+        for (int i = 0; i < 2; ++i) {
+            bf[i] = cv_tf32(__int_as_float((int)bf[i]));
+        }
+    }
+    float cf[4];
+    float df[4];
+    cv_test_c_fragment(c, g, t, cf);
+    cv_mma_m16n8k8_tf32(df, af, bf, cf);
+    cv_test_store_d(d, g, t, df);
+}
+
+// mma_m16n8k16_{f16,bf16}_test(const unsigned short* a, const unsigned short* b,
+//                              const float* c, float* d)
+//   One warp: d = a·b + c with a 16×16 and b 16×8 (k×n) half-precision bit patterns, c and d
+//   16×8 f32, all row-major.
+__device__ __forceinline__ unsigned cv_test_pack(unsigned short lo, unsigned short hi) {
+    return (unsigned)lo | ((unsigned)hi << 16);
+}
+
+template <bool kBf16>
+__device__ __forceinline__ void mma_m16n8k16_test(const unsigned short* a,
+                                                  const unsigned short* b, const float* c,
+                                                  float* d) {
+    const int lane = (int)threadIdx.x, g = lane / 4, t = lane % 4;
+    const unsigned af[4] = {
+        cv_test_pack(a[g * 16 + 2 * t], a[g * 16 + 2 * t + 1]),
+        cv_test_pack(a[(g + 8) * 16 + 2 * t], a[(g + 8) * 16 + 2 * t + 1]),
+        cv_test_pack(a[g * 16 + 2 * t + 8], a[g * 16 + 2 * t + 9]),
+        cv_test_pack(a[(g + 8) * 16 + 2 * t + 8], a[(g + 8) * 16 + 2 * t + 9])};
+    const unsigned bf[2] = {cv_test_pack(b[(2 * t) * 8 + g], b[(2 * t + 1) * 8 + g]),
+                            cv_test_pack(b[(2 * t + 8) * 8 + g], b[(2 * t + 9) * 8 + g])};
+    float cf[4];
+    float df[4];
+    cv_test_c_fragment(c, g, t, cf);
+    if (kBf16) {
+        cv_mma_m16n8k16_bf16(df, af, bf, cf);
+    } else {
+        cv_mma_m16n8k16_f16(df, af, bf, cf);
+    }
+    cv_test_store_d(d, g, t, df);
+}
+
+extern "C" __global__ void __launch_bounds__(32)
+    mma_m16n8k16_f16_test(const unsigned short* a, const unsigned short* b, const float* c,
+                          float* d) {
+    mma_m16n8k16_test<false>(a, b, c, d);
+}
+
+extern "C" __global__ void __launch_bounds__(32)
+    mma_m16n8k16_bf16_test(const unsigned short* a, const unsigned short* b, const float* c,
+                           float* d) {
+    mma_m16n8k16_test<true>(a, b, c, d);
+}
+
+// cp_async_test(const float* src, float* out, int mode): one warp. Group 0: each thread t
+// copies src[t] (4 bytes) and src[32 + 2t ..] (8 bytes); group 1: src[96 + 4t ..] (16 bytes, of
+// which odd threads read only 8: the last two floats zero-filled). Thread t then writes
+// out[0..224) from the slots of thread (t + 1) % 32: out[t] ← region 0, out[32 + 2t ..] ←
+// region 1, out[96 + 4t ..] ← region 2.
+//   mode 0: wait_group 1, barrier, read regions 0 and 1; wait_group 0, barrier, read region 2;
+//   mode 1: no wait before reading (the copies have not landed);
+//   mode 2: only wait_group 1 before reading all three (group 1 has not landed);
+//   mode 3: every wait, then four more copies the thread never waits for before exiting.
+extern "C" __global__ void __launch_bounds__(32) cp_async_test(const float* src, float* out,
+                                                               int mode) {
+    __shared__ __align__(16) float s[224];
+    const int t = (int)threadIdx.x;
+    const int u = (t + 1) % 32;
+    cv_cp_async<4>(&s[t], &src[t], 4);
+    cv_cp_async<8>(&s[32 + 2 * t], &src[32 + 2 * t], 8);
+    cv_cp_async_commit();
+    cv_cp_async<16>(&s[96 + 4 * t], &src[96 + 4 * t], t % 2 == 0 ? 16 : 8);
+    cv_cp_async_commit();
+    if (mode == 0 || mode == 2 || mode == 3) {
+        cv_cp_async_wait<1>();
+    }
+    __syncthreads();
+    out[t] = s[u];
+    out[32 + 2 * t] = s[32 + 2 * u];
+    out[33 + 2 * t] = s[33 + 2 * u];
+    if (mode == 0 || mode == 3) {
+        cv_cp_async_wait<0>();
+    }
+    __syncthreads();
+    for (int e = 0; e < 4; ++e) {
+        out[96 + 4 * t + e] = s[96 + 4 * u + e];
+    }
+    if (mode == 3) {
+        __syncthreads();
+        cv_cp_async<16>(&s[4 * t], &src[4 * t], 16);
+        cv_cp_async_commit();
+    }
+}

@@ -4,6 +4,7 @@
 //! ([`GpuCounters`]) and where buffers are taken from the device's cache of free buffers.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use crate::buffer::{BufferMem, DeviceId, GpuBuffer, KernelArg};
@@ -15,7 +16,8 @@ use crate::emulator::EmuBackend;
 use crate::error::panic_message;
 use crate::family::ModuleKey;
 use crate::launch::{Dim3, Launch};
-use crate::KernelError;
+use crate::precision::arch_number;
+use crate::{KernelError, Precision};
 
 #[cfg(feature = "emulator")]
 use crate::buffer::HostAlloc;
@@ -33,6 +35,8 @@ struct DeviceInner {
     counters: Arc<Counters>,
     cache: Arc<BufferCache>,
     classes: Classes,
+    /// The f32 GEMM precision ([`Precision::code`]).
+    precision: AtomicU8,
 }
 
 /// The most bytes of free buffers the emulated GPU keeps.
@@ -83,6 +87,7 @@ impl GpuDevice {
                 counters,
                 cache,
                 classes,
+                precision: AtomicU8::new(Precision::Ieee.code()),
             }),
         })
     }
@@ -123,6 +128,32 @@ impl GpuDevice {
             #[cfg(feature = "emulator")]
             Backend::Emulated(_) => "emulated".to_string(),
         }
+    }
+
+    /// The precision of the device's f32 matrix products ([`Precision::Ieee`] until set),
+    /// shared by every handle to the device.
+    pub fn matmul_precision(&self) -> Precision {
+        Precision::from_code(self.inner.precision.load(Ordering::Relaxed))
+    }
+
+    /// Sets the precision of the device's f32 matrix products for the rest of the process (or
+    /// until set again). The tensor-core modes need compute capability 8.0 or newer
+    /// ([`KernelError::PrecisionUnsupported`] otherwise); the emulated GPU runs every mode.
+    pub fn set_matmul_precision(&self, precision: Precision) -> Result<(), KernelError> {
+        if precision.uses_tensor_cores() && !self.is_emulated() {
+            let arch = self.arch();
+            if arch_number(&arch).is_none_or(|a| a < 80) {
+                return Err(KernelError::PrecisionUnsupported {
+                    precision,
+                    device: self.label(),
+                    arch,
+                });
+            }
+        }
+        self.inner
+            .precision
+            .store(precision.code(), Ordering::Relaxed);
+        Ok(())
     }
 
     /// The device's work counters so far (see [`GpuCounters`] for what each operation costs).

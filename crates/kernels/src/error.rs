@@ -83,6 +83,25 @@ pub enum KernelError {
         /// What was wrong.
         reason: String,
     },
+    /// A matmul precision name that is not one of `ieee`, `tf32`, `tf32x3`.
+    #[error("unknown matmul precision {value:?}: the accepted values are ieee, tf32 and tf32x3")]
+    UnknownPrecision {
+        /// The name given (at most 40 characters of it).
+        value: String,
+    },
+    /// A tensor-core precision asked of a GPU without tensor cores for it.
+    #[error(
+        "matmul precision {precision} needs tensor cores of compute capability 8.0 or newer; \
+         {device} is {arch}"
+    )]
+    PrecisionUnsupported {
+        /// The precision asked for.
+        precision: crate::Precision,
+        /// The device.
+        device: String,
+        /// Its architecture.
+        arch: String,
+    },
     /// A buffer used with a device it was not allocated on.
     #[error("buffer allocated on {buffer_device} used on {device}")]
     DeviceMismatch {

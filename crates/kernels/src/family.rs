@@ -6,6 +6,7 @@
 const COMMON: &str = include_str!("../../../kernels/common.cuh");
 const ELEMENTWISE: &str = include_str!("../../../kernels/elementwise.cu");
 const MATMUL: &str = include_str!("../../../kernels/matmul.cu");
+const MATMUL_TC: &str = include_str!("../../../kernels/matmul_tc.cu");
 const REDUCE: &str = include_str!("../../../kernels/reduce.cu");
 const CONV: &str = include_str!("../../../kernels/conv.cu");
 const FUSED: &str = include_str!("../../../kernels/fused.cu");
@@ -20,6 +21,8 @@ pub enum KernelFamily {
     Elementwise,
     /// `kernels/matmul.cu`: batched tiled GEMM with transpose flags.
     Matmul,
+    /// `kernels/matmul_tc.cu`: batched GEMM on tensor cores (TF32 and 3xTF32, f32 only).
+    MatmulTc,
     /// `kernels/reduce.cu`: axis reductions, the softmax family (log-softmax, logsumexp),
     /// gather and its adjoint index_add, and strided scatter.
     Reduce,
@@ -37,18 +40,20 @@ impl KernelFamily {
         &[
             KernelFamily::Elementwise,
             KernelFamily::Matmul,
+            KernelFamily::MatmulTc,
             KernelFamily::Reduce,
             KernelFamily::Conv,
             KernelFamily::Fused,
         ]
     }
 
-    /// Short name, also the NVRTC program name (`elementwise`, `matmul`, `reduce`, `conv`,
-    /// `fused`).
+    /// Short name, also the NVRTC program name (`elementwise`, `matmul`, `matmul_tc`,
+    /// `reduce`, `conv`, `fused`).
     pub fn name(&self) -> &'static str {
         match self {
             KernelFamily::Elementwise => "elementwise",
             KernelFamily::Matmul => "matmul",
+            KernelFamily::MatmulTc => "matmul_tc",
             KernelFamily::Reduce => "reduce",
             KernelFamily::Conv => "conv",
             KernelFamily::Fused => "fused",
@@ -61,6 +66,7 @@ impl KernelFamily {
         let body = match self {
             KernelFamily::Elementwise => ELEMENTWISE,
             KernelFamily::Matmul => MATMUL,
+            KernelFamily::MatmulTc => MATMUL_TC,
             KernelFamily::Reduce => REDUCE,
             KernelFamily::Conv => CONV,
             KernelFamily::Fused => FUSED,

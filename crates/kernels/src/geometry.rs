@@ -69,3 +69,24 @@ pub fn row_launch(rows: usize, cols: usize) -> ((u32, u32, u32), (u32, u32, u32)
     let threads = (cols.clamp(1, 256) as u32).div_ceil(32) * 32;
     ((clamp_blocks(rows as u64), 1, 1), (threads, 1, 1))
 }
+
+/// Rows and columns of C computed by one tensor-core GEMM block (`matmul_tf32_f32`,
+/// `matmul_tf32x3_f32`).
+pub const MATMUL_TENSOR_CORE_TILE: usize = 64;
+
+/// The block of every tensor-core GEMM launch: four warps.
+pub const MATMUL_TENSOR_CORE_BLOCK: (u32, u32, u32) = (128, 1, 1);
+
+/// (grid, block) of `matmul_tf32_f32` / `matmul_tf32x3_f32` for C of m×n over `batch`
+/// matrices.
+pub fn matmul_tensor_core_launch(
+    m: usize,
+    n: usize,
+    batch: usize,
+) -> ((u32, u32, u32), (u32, u32, u32)) {
+    let tiles = |d: usize| clamp_blocks((d as u64).div_ceil(MATMUL_TENSOR_CORE_TILE as u64));
+    (
+        (tiles(n), tiles(m), clamp_blocks(batch as u64)),
+        MATMUL_TENSOR_CORE_BLOCK,
+    )
+}

@@ -179,6 +179,17 @@ impl Kernel {
         Kernel::new(KernelFamily::Matmul, Group::Plain, "matmul", dtype)
     }
 
+    /// `matmul_tf32_f32` (`split` false) or `matmul_tf32x3_f32` (`split` true): the batched
+    /// GEMM of [`Kernel::matmul`] on tensor cores, f32 only.
+    pub const fn matmul_tensor_core(split: bool) -> Kernel {
+        let op = if split {
+            "matmul_tf32x3"
+        } else {
+            "matmul_tf32"
+        };
+        Kernel::new(KernelFamily::MatmulTc, Group::Plain, op, Dtype::F32)
+    }
+
     /// `unfold_{dt}(const T* x, T* cols, size_t n, const long long* geometry, T fill)`: im2col.
     pub const fn unfold(dtype: Dtype) -> Kernel {
         Kernel::new(KernelFamily::Conv, Group::Plain, "unfold", dtype)

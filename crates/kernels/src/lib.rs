@@ -100,6 +100,7 @@ pub mod geometry;
 mod kernel;
 mod launch;
 mod nvrtc;
+mod precision;
 mod registry;
 mod targets;
 
@@ -117,5 +118,6 @@ pub use nvrtc::{
     compile_cubin, compile_cubin_log, compile_ptx, compile_source, compiled_kernel_names,
     nvrtc_available, nvrtc_version, ptx_entry_names, supported_archs,
 };
+pub use precision::Precision;
 pub use registry::emulation_requested;
 pub use targets::{TargetPlan, Toolchain};

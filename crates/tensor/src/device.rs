@@ -1,6 +1,6 @@
 //! Where a tensor's data lives.
 
-use curvature_kernels::GpuCounters;
+use curvature_kernels::{GpuCounters, Precision};
 
 use crate::{cuda, Result, TensorError};
 
@@ -84,6 +84,35 @@ impl Device {
         match self {
             Device::Cpu => Ok(None),
             Device::Cuda(i) => cuda::gpu_device(i).map(|gpu| Some(gpu.counters())),
+        }
+    }
+
+    /// The precision of the device's f32 matrix products (see [`Precision`]): always
+    /// [`Precision::Ieee`] on the CPU; on a GPU what [`Device::set_matmul_precision`] last set
+    /// (`Ieee` by default). Errors when the CUDA device cannot be opened.
+    pub fn matmul_precision(self) -> Result<Precision> {
+        match self {
+            Device::Cpu => Ok(Precision::Ieee),
+            Device::Cuda(i) => cuda::gpu_device(i).map(|gpu| gpu.matmul_precision()),
+        }
+    }
+
+    /// Sets the precision of the device's f32 matrix products for every tensor on it, from now
+    /// on: on a GPU, [`Precision::Tf32`] and [`Precision::Tf32x3`] run them on tensor cores
+    /// (compute capability 8.0 or newer, or the emulated GPU); f64 products are unaffected.
+    /// The CPU computes f32 products with IEEE f32 arithmetic only: it accepts `Ieee` and
+    /// refuses the tensor-core modes with an error rather than emulating their rounding.
+    pub fn set_matmul_precision(self, precision: Precision) -> Result<()> {
+        match self {
+            Device::Cpu if precision == Precision::Ieee => Ok(()),
+            Device::Cpu => Err(TensorError::InvalidArgument {
+                op: "set_matmul_precision",
+                msg: format!(
+                    "the CPU computes matrix products in IEEE precision only, not {precision} \
+                     (tensor-core modes need a CUDA device)"
+                ),
+            }),
+            Device::Cuda(i) => Ok(cuda::gpu_device(i)?.set_matmul_precision(precision)?),
         }
     }
 

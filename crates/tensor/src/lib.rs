@@ -63,6 +63,7 @@ pub use cpu::CpuStorage;
 pub use cuda::kernels as cuda_kernels;
 pub use cuda::CudaStorage;
 pub use curvature_kernels::GpuCounters;
+pub use curvature_kernels::Precision;
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{human_bytes, Result, TensorError};

@@ -38,6 +38,7 @@ fn launched() -> Vec<Kernel> {
             all.push(kernels::cast(dt, to));
         }
     }
+    all.extend(kernels::tensor_core());
     all
 }
 

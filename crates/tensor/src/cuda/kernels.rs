@@ -97,6 +97,17 @@ pub fn matmul(dt: DType) -> Kernel {
     Kernel::matmul(dtype(dt))
 }
 
+/// `matmul_tf32_f32` (`split` false) or `matmul_tf32x3_f32` (`split` true): f32 GEMMs on
+/// tensor cores.
+pub fn matmul_tensor_core(split: bool) -> Kernel {
+    Kernel::matmul_tensor_core(split)
+}
+
+/// The tensor-core GEMMs (f32 only): TF32 and 3xTF32.
+pub fn tensor_core() -> [Kernel; 2] {
+    [matmul_tensor_core(false), matmul_tensor_core(true)]
+}
+
 /// The kernels of the ops that have one per dtype and no op enum: fill, strided copy and
 /// scatter, gather and its adjoint, matmul.
 pub fn per_dtype(dt: DType) -> [Kernel; 6] {

@@ -12,7 +12,7 @@ use crate::{Result, TensorError};
 const MAX_DIM: usize = i32::MAX as usize - 256;
 
 /// A matrix dimension as the kernel's `int`.
-fn dim_arg(value: usize) -> Result<KernelArg<'static>> {
+pub(super) fn dim_arg(value: usize) -> Result<KernelArg<'static>> {
     if value > MAX_DIM {
         return Err(TensorError::InvalidArgument {
             op: "matmul",
@@ -24,7 +24,13 @@ fn dim_arg(value: usize) -> Result<KernelArg<'static>> {
 
 /// `matmul_{dt}(a, b, c, m, n, k, batch, stride_a, stride_b, stride_c, trans_a, trans_b,
 /// alpha = 1, beta = 0)`: `C_z = op(A_z)·op(B_z)` for every batch index, C contiguous.
+/// f32 products go to the tensor-core GEMM when the device's precision is a tensor-core mode
+/// (`super::matmul_tc`); f64 ignores the setting.
 pub(super) fn matmul(a: &CudaStorage, b: &CudaStorage, spec: &MatmulSpec) -> Result<CudaStorage> {
+    let precision = a.gpu().matmul_precision();
+    if a.dtype == crate::DType::F32 && precision.uses_tensor_cores() {
+        return super::matmul_tc::matmul(a, b, spec, precision);
+    }
     let MatmulSpec { batch, m, n, k, .. } = *spec;
     let len = batch
         .checked_mul(m)

@@ -13,6 +13,7 @@ pub(crate) mod fused;
 pub mod kernels;
 mod layout;
 mod matmul;
+mod matmul_tc;
 mod reduce;
 mod tables;
 

@@ -1,0 +1,60 @@
+//! Batched GEMM on tensor cores: `matmul_tf32_f32` / `matmul_tf32x3_f32` of
+//! `kernels/matmul_tc.cu`, chosen for f32 by the device's [`Precision`] (`Device::set_matmul_precision`).
+
+use curvature_kernels::{geometry, KernelArg, Launch, Precision};
+
+use super::matmul::dim_arg;
+use super::{kernels, to_i64, CudaStorage};
+use crate::backend::MatmulSpec;
+use crate::{DType, Result, TensorError};
+
+/// `C_z = op(A_z)·op(B_z)` for every batch index (C contiguous, alpha = 1, beta = 0) on tensor
+/// cores, with the inputs rounded as `precision` says. f32 only; `Precision::Ieee` is not a
+/// tensor-core mode.
+pub(super) fn matmul(
+    a: &CudaStorage,
+    b: &CudaStorage,
+    spec: &MatmulSpec,
+    precision: Precision,
+) -> Result<CudaStorage> {
+    if a.dtype != DType::F32 || !precision.uses_tensor_cores() {
+        return Err(TensorError::InvalidArgument {
+            op: "matmul",
+            msg: format!(
+                "the tensor-core GEMM computes f32 in tf32 or tf32x3 precision, not {:?} in {precision}",
+                a.dtype
+            ),
+        });
+    }
+    let MatmulSpec { batch, m, n, k, .. } = *spec;
+    let len = batch
+        .checked_mul(m)
+        .and_then(|v| v.checked_mul(n))
+        .ok_or_else(|| TensorError::InvalidArgument {
+            op: "matmul",
+            msg: format!("a {batch}×{m}×{n} result overflows the address space"),
+        })?;
+    let out = a.alloc_like(len)?;
+    if len == 0 {
+        return Ok(out);
+    }
+    let geometry = geometry::matmul_tensor_core_launch(m, n, batch);
+    let kernel = kernels::matmul_tensor_core(precision == Precision::Tf32x3);
+    a.launch(Launch::new(kernel, geometry).args([
+        a.arg(),
+        b.arg(),
+        out.arg(),
+        dim_arg(m)?,
+        dim_arg(n)?,
+        dim_arg(k)?,
+        KernelArg::I64(to_i64("matmul", batch)?),
+        KernelArg::I64(to_i64("matmul", spec.stride_a)?),
+        KernelArg::I64(to_i64("matmul", spec.stride_b)?),
+        KernelArg::I64(to_i64("matmul", m * n)?),
+        KernelArg::I32(i32::from(spec.trans_a)),
+        KernelArg::I32(i32::from(spec.trans_b)),
+        KernelArg::F32(1.0),
+        KernelArg::F32(0.0),
+    ]))?;
+    Ok(out)
+}
