@@ -10,15 +10,11 @@ use std::sync::OnceLock;
 use curvature_kernels::{elementwise_op_names, geometry, KernelArg, Launch, OpArity, StructArg};
 
 use super::{kernels, CudaStorage};
+pub use crate::plan::fused::{MAX_INSTRS, MAX_PARAMS};
 use crate::plan::fused::{MAX_OPERANDS, MAX_RANK, MAX_REGS, MAX_STORES};
 use crate::plan::{FusedStep, Instr, OperandView, Reduction};
 use crate::storage::Storage;
 use crate::{BinaryOp, Result, TensorError, TernaryOp, UnaryOp};
-
-/// Most instructions of a program the kernel takes (`CV_FUSED_MAX_INSTRS`).
-pub const MAX_INSTRS: usize = 128;
-/// Most distinct `(p0, p1)` parameter pairs of a program's unary ops (`CV_FUSED_MAX_PARAMS`).
-pub const MAX_PARAMS: usize = 24;
 
 /// The byte layout of `struct cv_fused_args` (`kernels/fused.cu`).
 mod layout {

@@ -16,6 +16,28 @@ pub const MAX_REGS: usize = 32;
 pub const MAX_OPERANDS: usize = 16;
 /// Most outputs of a fused step.
 pub const MAX_STORES: usize = 4;
+/// Most instructions of a fused step's program.
+pub const MAX_INSTRS: usize = 128;
+/// Most distinct `(p0, p1)` parameter pairs of a program's unary ops.
+pub const MAX_PARAMS: usize = 24;
+
+/// The distinct parameter pairs of `program`'s unary ops, in first-use order (bitwise
+/// distinct, so `-0.0` and `0.0` count as two).
+pub fn param_pairs(program: &[Instr]) -> Vec<(f64, f64)> {
+    let mut pairs: Vec<(f64, f64)> = Vec::new();
+    for instr in program {
+        if let Instr::Unary { op, .. } = instr {
+            let pair = op.params();
+            let known = pairs
+                .iter()
+                .any(|p| p.0.to_bits() == pair.0.to_bits() && p.1.to_bits() == pair.1.to_bits());
+            if !known {
+                pairs.push(pair);
+            }
+        }
+    }
+    pairs
+}
 
 /// A register of a fused program: one scalar per element.
 pub type Reg = u8;

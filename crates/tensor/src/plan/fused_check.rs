@@ -1,6 +1,8 @@
 //! [`FusedStep::check`]: the invariants both executors index by.
 
-use crate::plan::fused::{MAX_OPERANDS, MAX_RANK, MAX_REGS, MAX_STORES};
+use crate::plan::fused::{
+    param_pairs, MAX_INSTRS, MAX_OPERANDS, MAX_PARAMS, MAX_RANK, MAX_REGS, MAX_STORES,
+};
 use crate::plan::{FusedStep, Instr, OperandView};
 use crate::{Result, TensorError};
 
@@ -27,6 +29,18 @@ impl FusedStep {
             return Err(invalid(format!(
                 "{} operands, more than {MAX_OPERANDS}",
                 self.operands.len()
+            )));
+        }
+        if self.program.len() > MAX_INSTRS {
+            return Err(invalid(format!(
+                "a program of {} instructions, more than {MAX_INSTRS}",
+                self.program.len()
+            )));
+        }
+        let pairs = param_pairs(&self.program).len();
+        if pairs > MAX_PARAMS {
+            return Err(invalid(format!(
+                "{pairs} distinct op parameter pairs, more than {MAX_PARAMS}"
             )));
         }
         if operand_lens.len() != self.operands.len() {

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use crate::plan::compile::group::{Group, Member};
 use crate::plan::compile::view;
-use crate::plan::fused::{MAX_OPERANDS, MAX_RANK, MAX_REGS, MAX_STORES};
+use crate::plan::fused::{
+    param_pairs, MAX_INSTRS, MAX_OPERANDS, MAX_PARAMS, MAX_RANK, MAX_REGS, MAX_STORES,
+};
 use crate::plan::{FusedStep, Instr, OperandView, Prim, Reg, Store, Trace, ValueId};
 use crate::Shape;
 
@@ -107,7 +109,10 @@ fn fits(
     }
     let (program, store_regs) = allocate(&code, &stores)?;
     let (dims, operands) = coalesce(&group.dims, operands);
-    if dims.len() > MAX_RANK {
+    if dims.len() > MAX_RANK
+        || program.len() > MAX_INSTRS
+        || param_pairs(&program).len() > MAX_PARAMS
+    {
         return None;
     }
     Some(Some(FusedStep {
