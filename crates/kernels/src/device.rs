@@ -15,6 +15,7 @@ use crate::emulator::EmuBackend;
 use crate::error::panic_message;
 use crate::family::ModuleKey;
 use crate::launch::{Dim3, Launch};
+use crate::launch_log::{LaunchLog, LaunchRecord};
 use crate::KernelError;
 
 #[cfg(feature = "emulator")]
@@ -33,7 +34,12 @@ struct DeviceInner {
     counters: Arc<Counters>,
     cache: Arc<BufferCache>,
     classes: Classes,
+    launch_log: LaunchLog,
 }
+
+/// Multiprocessors the emulated GPU reports (an H100 / H200).
+#[cfg(feature = "emulator")]
+const EMULATED_SM_COUNT: u32 = 132;
 
 /// The most bytes of free buffers the emulated GPU keeps.
 #[cfg(feature = "emulator")]
@@ -83,6 +89,7 @@ impl GpuDevice {
                 counters,
                 cache,
                 classes,
+                launch_log: LaunchLog::default(),
             }),
         })
     }
@@ -123,6 +130,26 @@ impl GpuDevice {
             #[cfg(feature = "emulator")]
             Backend::Emulated(_) => "emulated".to_string(),
         }
+    }
+
+    /// Multiprocessors of the GPU (132 for the emulated GPU, which models an H100 / H200).
+    pub fn sm_count(&self) -> u32 {
+        match &self.inner.backend {
+            Backend::Cuda(b) => b.sm_count(),
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => EMULATED_SM_COUNT,
+        }
+    }
+
+    /// Starts recording this device's launches (emptying an earlier record).
+    pub fn start_launch_log(&self) {
+        self.inner.launch_log.start();
+    }
+
+    /// The launches recorded since [`GpuDevice::start_launch_log`] (at most 65 536), and stops
+    /// recording. Empty when recording was not started.
+    pub fn take_launch_log(&self) -> Vec<LaunchRecord> {
+        self.inner.launch_log.take()
     }
 
     /// The device's work counters so far (see [`GpuCounters`] for what each operation costs).
@@ -355,6 +382,7 @@ impl GpuDevice {
             });
         }
         self.count().launch();
+        self.inner.launch_log.record(kernel, grid, block);
         match &self.inner.backend {
             Backend::Cuda(b) => b.launch(key, kernel, grid, block, shared_bytes, args),
             #[cfg(feature = "emulator")]
