@@ -38,7 +38,7 @@
 //   65535)). Smaller grids are correct too: every grid dimension is a grid-stride loop.
 //
 // Tiles (BM × BN, k-slice BK, per-thread TM × TN in CW-wide chunks):
-//   f32 large 128×128, BK 8, 8×8;  f32 small 32×32, BK 32, 2×2;
+//   f32 large 128×64, BK 16, 8×4;  f32 small 32×32, BK 32, 2×2;
 //   f64 large 64×64, BK 16, 4×4;   f64 small 32×32, BK 32, 2×2.
 //
 // Scheme: 8 warps in a 4 (rows) × 2 (columns) grid, each warp a (4·TM) × (8·TN) tile with its
@@ -74,7 +74,8 @@ struct GemmTile {
     static_assert(LOADS_A % 4 == 0 && LOADS_B % 4 == 0, "whole float4 vectors per thread");
 };
 
-// The epilogue's scalar function of y (see the header).
+// The epilogue's scalar function of y (see the header), for every activation but the
+// identity's value.
 template <class T>
 __device__ __forceinline__ T gemm_activate(T y, int activation, int factor) {
     if (activation == 1) {
@@ -96,11 +97,10 @@ __device__ __forceinline__ T gemm_activate(T y, int activation, int factor) {
     return factor == 0 ? y : (factor == 1 ? T(1) : T(0));
 }
 
-// One output element: alpha·acc (+ beta·old) (+ bias), then the activation factor.
+// The pre-activation of one output element: alpha·acc (+ beta·old) (+ bias).
 template <class T>
-__device__ __forceinline__ void gemm_store(T* dst, T acc, const T* bias, cv_i64 row, cv_i64 col,
-                                           T alpha, T beta, int bias_kind, int activation,
-                                           int factor) {
+__device__ __forceinline__ T gemm_affine(const T* dst, T acc, const T* bias, cv_i64 row,
+                                         cv_i64 col, T alpha, T beta, int bias_kind) {
     T y = alpha * acc;
     if (beta != T(0)) {
         y += beta * *dst;
@@ -110,7 +110,12 @@ __device__ __forceinline__ void gemm_store(T* dst, T acc, const T* bias, cv_i64 
     } else if (bias_kind == 2) {
         y += bias[col];
     }
-    *dst = gemm_activate(y, activation, factor);
+    return y;
+}
+
+// Whether the epilogue applies a function after the affine part.
+__device__ __forceinline__ bool gemm_has_activation(int activation, int factor) {
+    return activation != 0 || factor != 0;
 }
 
 // Register staging of one k-slice.
@@ -120,56 +125,81 @@ struct GemmStage {
     T b[S::LOADS_B];
 };
 
-// Global → registers for the slice starting at k0 (elements at or past k_end are 0).
-template <class T, class S, bool TA, bool TB, bool VEC>
-__device__ __forceinline__ void gemm_load(GemmStage<T, S>& st, const T* at, const T* bt,
-                                          cv_i64 lda, cv_i64 ldb, int rows, int cols, int k0,
-                                          int k_end, int tid) {
-    if constexpr (VEC) {
-#pragma unroll
-        for (int i = 0; i < S::LOADS_A / 4; ++i) {
-            const int v = tid + i * GEMM_THREADS;
-            const int r = TA ? (v % (S::BM / 4)) * 4 : v / (S::BK / 4);
-            const int kk = k0 + (TA ? v / (S::BM / 4) : (v % (S::BK / 4)) * 4);
-            float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
-            if (r < rows && kk < k_end) {
-                x = *reinterpret_cast<const float4*>(TA ? at + kk * lda + r : at + r * lda + kk);
-            }
-            st.a[4 * i] = x.x;
-            st.a[4 * i + 1] = x.y;
-            st.a[4 * i + 2] = x.z;
-            st.a[4 * i + 3] = x.w;
-        }
-#pragma unroll
-        for (int i = 0; i < S::LOADS_B / 4; ++i) {
-            const int v = tid + i * GEMM_THREADS;
-            const int c = TB ? v / (S::BK / 4) : (v % (S::BN / 4)) * 4;
-            const int kk = k0 + (TB ? (v % (S::BK / 4)) * 4 : v / (S::BN / 4));
-            float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
-            if (c < cols && kk < k_end) {
-                x = *reinterpret_cast<const float4*>(TB ? bt + c * ldb + kk : bt + kk * ldb + c);
-            }
-            st.b[4 * i] = x.x;
-            st.b[4 * i + 1] = x.y;
-            st.b[4 * i + 2] = x.z;
-            st.b[4 * i + 3] = x.w;
-        }
+// Where one thread's loads of one operand start in the current tile: element (or float4) i of
+// the slice at k0 is at ptr + i·step + k0·kstride, in stored row r + i·rstep (bounds-checked
+// against the tile's rows or columns) and at k offset koff + i·kstep (checked against k_end).
+// Computed once per tile, so the k loop holds one pointer per operand.
+template <class T>
+struct GemmCursor {
+    const T* ptr;
+    cv_i64 step;
+    cv_i64 kstride;
+    int r;
+    int koff;
+};
+
+// The cursor of an operand whose tile has DIM rows (A: BM) or columns (B: BN), stored
+// transposed or not (TRANS: the tile's dimension is contiguous in memory, k strided by ld).
+template <class T, int DIM, int BK, bool TRANS, bool VEC>
+__device__ __forceinline__ GemmCursor<T> gemm_cursor(const T* base, cv_i64 ld, int tid) {
+    const int width = VEC ? 4 : 1;
+    GemmCursor<T> cur;
+    if (TRANS) {
+        // Contiguous along the tile dimension: (k, d) at base + k·ld + d.
+        const int per_k = DIM / width;
+        cur.r = (tid % per_k) * width;
+        cur.koff = tid / per_k;
+        cur.step = (cv_i64)(GEMM_THREADS / per_k) * ld;
+        cur.kstride = ld;
+        cur.ptr = base + (cv_i64)cur.koff * ld + cur.r;
     } else {
+        // Contiguous along k: (d, k) at base + d·ld + k.
+        const int per_d = BK / width;
+        cur.r = tid / per_d;
+        cur.koff = (tid % per_d) * width;
+        cur.step = (cv_i64)(GEMM_THREADS / per_d) * ld;
+        cur.kstride = 1;
+        cur.ptr = base + (cv_i64)cur.r * ld + cur.koff;
+    }
+    return cur;
+}
+
+// COUNT values (or float4 vectors) of one operand's slice at k0 into `out`, zero outside.
+template <class T, int DIM, int BK, bool TRANS, bool VEC, int COUNT>
+__device__ __forceinline__ void gemm_fetch(T* out, const GemmCursor<T>& cur, int limit, int k0,
+                                           int k_end) {
+    const int width = VEC ? 4 : 1;
+    const int rstep = TRANS ? 0 : GEMM_THREADS / (BK / width);
+    const int kstep = TRANS ? GEMM_THREADS / (DIM / width) : 0;
+    const T* at = cur.ptr + (cv_i64)k0 * cur.kstride;
 #pragma unroll
-        for (int i = 0; i < S::LOADS_A; ++i) {
-            const int l = tid + i * GEMM_THREADS;
-            const int r = TA ? l % S::BM : l / S::BK;
-            const int kk = k0 + (TA ? l / S::BM : l % S::BK);
-            st.a[i] = (r < rows && kk < k_end) ? (TA ? at[kk * lda + r] : at[r * lda + kk]) : T(0);
-        }
-#pragma unroll
-        for (int i = 0; i < S::LOADS_B; ++i) {
-            const int l = tid + i * GEMM_THREADS;
-            const int c = TB ? l / S::BK : l % S::BN;
-            const int kk = k0 + (TB ? l % S::BK : l / S::BN);
-            st.b[i] = (c < cols && kk < k_end) ? (TB ? bt[c * ldb + kk] : bt[kk * ldb + c]) : T(0);
+    for (int i = 0; i < COUNT; ++i) {
+        const bool inside = cur.r + i * rstep < limit && k0 + cur.koff + i * kstep < k_end;
+        if constexpr (VEC) {
+            float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (inside) {
+                x = *reinterpret_cast<const float4*>(at + i * cur.step);
+            }
+            out[4 * i] = x.x;
+            out[4 * i + 1] = x.y;
+            out[4 * i + 2] = x.z;
+            out[4 * i + 3] = x.w;
+        } else {
+            out[i] = inside ? at[i * cur.step] : T(0);
         }
     }
+}
+
+// Global → registers for the slice starting at k0 (elements at or past k_end are 0). Loads are
+// coalesced along whichever dimension is contiguous in memory; the vector path (VEC, f32,
+// taken when every float4 is 16-byte aligned) loads one float4 per 4 values.
+template <class T, class S, bool TA, bool TB, bool VEC>
+__device__ __forceinline__ void gemm_load(GemmStage<T, S>& st, const GemmCursor<T>& ca,
+                                          const GemmCursor<T>& cb, int rows, int cols, int k0,
+                                          int k_end) {
+    const int width = VEC ? 4 : 1;
+    gemm_fetch<T, S::BM, S::BK, TA, VEC, S::LOADS_A / width>(st.a, ca, rows, k0, k_end);
+    gemm_fetch<T, S::BN, S::BK, !TB, VEC, S::LOADS_B / width>(st.b, cb, cols, k0, k_end);
 }
 
 // Registers → shared buffers As[kk][r] (A transposed) and Bs[kk][c], mirroring gemm_load.
@@ -262,8 +292,10 @@ __device__ __forceinline__ void gemm_tiles(const GemmArgs<T>& p, T (*As)[S::BK][
                  col0 += (cv_i64)gridDim.x * S::BN) {
                 const int rows = (int)(p.m - row0);
                 const int cols = (int)(p.n - col0);
-                const T* at = TA ? az + row0 : az + row0 * p.lda;
-                const T* bt = TB ? bz + col0 * p.ldb : bz + col0;
+                const GemmCursor<T> ca = gemm_cursor<T, S::BM, S::BK, TA, VEC>(
+                    TA ? az + row0 : az + row0 * p.lda, p.lda, tid);
+                const GemmCursor<T> cb = gemm_cursor<T, S::BN, S::BK, !TB, VEC>(
+                    TB ? bz + col0 * p.ldb : bz + col0, p.ldb, tid);
                 T acc[S::TM][S::TN];
 #pragma unroll
                 for (int i = 0; i < S::TM; ++i) {
@@ -273,18 +305,24 @@ __device__ __forceinline__ void gemm_tiles(const GemmArgs<T>& p, T (*As)[S::BK][
                     }
                 }
                 GemmStage<T, S> st;
-                gemm_load<T, S, TA, TB, VEC>(st, at, bt, p.lda, p.ldb, rows, cols, k_begin,
-                                             k_end, tid);
+                gemm_load<T, S, TA, TB, VEC>(st, ca, cb, rows, cols, k_begin, k_end);
                 gemm_stash<T, S, TA, TB, VEC>(st, As[0], Bs[0], tid);
                 __syncthreads();
                 int buf = 0;
+                // The next slice's loads are issued before this slice's products (register
+                // double-buffering) on the float4 path and for f64; the f32 scalar path, with
+                // four times the load instructions, issues them after, which keeps it within
+                // the register budget.
+                constexpr bool prefetch = VEC || sizeof(T) == 8;
                 for (int k0 = k_begin; k0 < k_end; k0 += S::BK) {
                     const bool more = k0 + S::BK < k_end;
-                    if (more) {
-                        gemm_load<T, S, TA, TB, VEC>(st, at, bt, p.lda, p.ldb, rows, cols,
-                                                     k0 + S::BK, k_end, tid);
+                    if (prefetch && more) {
+                        gemm_load<T, S, TA, TB, VEC>(st, ca, cb, rows, cols, k0 + S::BK,
+                                                     k_end);
                     }
-#pragma unroll
+                    // Partly unrolled: fully unrolled, the scheduler hoists the shared loads of
+                    // the whole slice and runs out of registers.
+#pragma unroll 4
                     for (int kk = 0; kk < S::BK; ++kk) {
                         T af[S::TM];
                         T bf[S::TN];
@@ -311,12 +349,17 @@ __device__ __forceinline__ void gemm_tiles(const GemmArgs<T>& p, T (*As)[S::BK][
                         }
                     }
                     if (more) {
+                        if (!prefetch) {
+                            gemm_load<T, S, TA, TB, VEC>(st, ca, cb, rows, cols, k0 + S::BK,
+                                                         k_end);
+                        }
                         // The other buffer was last read before the previous barrier.
                         gemm_stash<T, S, TA, TB, VEC>(st, As[buf ^ 1], Bs[buf ^ 1], tid);
                     }
                     __syncthreads();
                     buf ^= 1;
                 }
+                T* ct = cz + row0 * p.ldc + col0;
 #pragma unroll
                 for (int i = 0; i < S::TM; ++i) {
                     const int r = row_base + 4 * S::CW * (i / S::CW) + i % S::CW;
@@ -327,9 +370,24 @@ __device__ __forceinline__ void gemm_tiles(const GemmArgs<T>& p, T (*As)[S::BK][
                     for (int j = 0; j < S::TN; ++j) {
                         const int c = col_base + 8 * S::CW * (j / S::CW) + j % S::CW;
                         if (c < cols) {
-                            gemm_store(cz + (row0 + r) * p.ldc + col0 + c, acc[i][j], p.bias,
-                                       row0 + r, col0 + c, p.alpha, p.beta, p.bias_kind,
-                                       p.activation, p.factor);
+                            T* dst = ct + r * p.ldc + c;
+                            *dst = gemm_affine(dst, acc[i][j], p.bias, row0 + r, col0 + c,
+                                               p.alpha, p.beta, p.bias_kind);
+                        }
+                    }
+                }
+                // The activation as a second pass over this thread's own elements, once the
+                // accumulators are dead: one copy of its code, no register pressure.
+                if (gemm_has_activation(p.activation, p.factor)) {
+#pragma unroll 1
+                    for (int e = 0; e < S::TM * S::TN; ++e) {
+                        const int i = e / S::TN;
+                        const int j = e % S::TN;
+                        const int r = row_base + 4 * S::CW * (i / S::CW) + i % S::CW;
+                        const int c = col_base + 8 * S::CW * (j / S::CW) + j % S::CW;
+                        if (r < rows && c < cols) {
+                            T* dst = ct + r * p.ldc + c;
+                            *dst = gemm_activate(*dst, p.activation, p.factor);
                         }
                     }
                 }
@@ -375,8 +433,9 @@ __device__ __forceinline__ void gemm_kernel(const GemmArgs<T>& p, int trans_a, i
     gemm_dispatch<T, S, false>(p, trans_a, trans_b, As, Bs);
 }
 
-#define CV_GEMM_KERNEL(tile, dt, T, TM, TN, BK)                                                 \
-    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2)                               \
+// MINB: blocks per SM the register allocation must allow (__launch_bounds__).
+#define CV_GEMM_KERNEL(tile, dt, T, TM, TN, BK, MINB)                                           \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MINB)                            \
         gemm_##tile##_##dt(const T* a, const T* b, T* c, const T* bias, int m, int n, int k,    \
                            long long batch, int splits, long long lda, long long ldb,           \
                            long long ldc, long long stride_a, long long stride_b,               \
@@ -388,10 +447,10 @@ __device__ __forceinline__ void gemm_kernel(const GemmArgs<T>& p, int trans_a, i
                                factor};                                                         \
         gemm_kernel<T, GemmTile<T, TM, TN, BK>>(p, trans_a, trans_b);                           \
     }
-CV_GEMM_KERNEL(large, f32, float, 8, 8, 8)
-CV_GEMM_KERNEL(small, f32, float, 2, 2, 32)
-CV_GEMM_KERNEL(large, f64, double, 4, 4, 16)
-CV_GEMM_KERNEL(small, f64, double, 2, 2, 32)
+CV_GEMM_KERNEL(large, f32, float, 8, 4, 16, 1)
+CV_GEMM_KERNEL(small, f32, float, 2, 2, 32, 2)
+CV_GEMM_KERNEL(large, f64, double, 4, 4, 16, 1)
+CV_GEMM_KERNEL(small, f64, double, 2, 2, 32, 2)
 
 #define CV_GEMM_REDUCE_KERNEL(dt, T)                                                            \
     extern "C" __global__ void __launch_bounds__(256) gemm_splitk_reduce_##dt(                 \
@@ -409,8 +468,10 @@ CV_GEMM_KERNEL(small, f64, double, 2, 2, 32)
             for (int s = 0; s < splits; ++s) {                                                  \
                 acc += partial[((cv_u64)s * (cv_u64)batch + z) * plane + within];              \
             }                                                                                   \
-            gemm_store(c + (cv_i64)z * stride_c + row * ldc + col, acc, bias, row, col, alpha,  \
-                       beta, bias_kind, activation, factor);                                    \
+            T* dst = c + (cv_i64)z * stride_c + row * ldc + col;                                \
+            const T y = gemm_affine(dst, acc, bias, row, col, alpha, beta, bias_kind);          \
+            *dst = gemm_has_activation(activation, factor) ? gemm_activate(y, activation, factor) \
+                                                           : y;                                 \
         }                                                                                       \
     }
 CV_GEMM_REDUCE_KERNEL(f32, float)

@@ -2,8 +2,6 @@
 //! dimensions and offsets (blocks of larger matrices read and written in place), batch
 //! broadcast, split-K shapes (tiny outputs with long k), each epilogue (bias orientation,
 //! activation and derivative factor, α, β), degenerate sizes, and every bad layout an error.
-//! On CUDA the launch log shows that the seed workload's GEMM shapes fill the 132 SMs whenever
-//! split-K can.
 
 mod common;
 
