@@ -2,9 +2,8 @@
 //! splits, and its launch geometry: a deterministic function of (m, n, k, batch, dtype, SM
 //! count). The rule (also in `kernels/README.md`):
 //!
-//! 1. **Tile.** The large tile (f32 128×128, f64 64×64) when the output holds at least one
-//!    whole large tile (m ≥ BM and n ≥ BN) or its blocks, `⌈m/BM⌉·⌈n/BN⌉·batch`, reach the SM
-//!    count; otherwise (narrow outputs) the small 32×32 tile.
+//! 1. **Tile.** The large tile (f32 128×64, f64 64×64) when the output holds at least one
+//!    whole large tile (m ≥ BM and n ≥ BN); otherwise (narrow outputs) the small 32×32 tile.
 //! 2. **Split-K.** When the chosen tile's blocks are still fewer than the SMs and k spans at least
 //!    two k-slices, with `w = min(⌈sms / blocks⌉, ⌈k / BK⌉, ⌊WORKSPACE / (batch·m·n)⌋)` each split
 //!    takes `p = ⌊⌈k / BK⌉ / w⌋` slices (at least 1; more if the workspace needs it), so there
@@ -28,7 +27,7 @@ const MAX_GRID: u64 = 65_535;
 /// The block tile of a `gemm_{tile}_{dt}` kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GemmTile {
-    /// 128×128 (f32, k-slice 8) or 64×64 (f64, k-slice 16): large outputs.
+    /// 128×64 (f32, k-slice 16) or 64×64 (f64, k-slice 16): large outputs.
     Large,
     /// 32×32, k-slice 32: narrow outputs, usually with split-K.
     Small,
@@ -46,7 +45,7 @@ impl GemmTile {
     /// (rows BM, columns BN, k-slice BK) of one block's tile, as `kernels/matmul.cu` defines it.
     pub fn dims(self, dtype: Dtype) -> (usize, usize, usize) {
         match (self, dtype) {
-            (GemmTile::Large, Dtype::F32) => (128, 128, 8),
+            (GemmTile::Large, Dtype::F32) => (128, 64, 16),
             (GemmTile::Large, Dtype::F64) => (64, 64, 16),
             (GemmTile::Small, _) => (32, 32, 32),
         }
@@ -104,8 +103,7 @@ pub fn select_gemm(
 ) -> GemmPlan {
     let sms = u64::from(sm_count.max(1));
     let (large_m, large_n, _) = GemmTile::Large.dims(dtype);
-    let whole_large_tile = m >= large_m && n >= large_n;
-    let tile = if whole_large_tile || tile_blocks(GemmTile::Large, dtype, m, n, batch) >= sms {
+    let tile = if m >= large_m && n >= large_n {
         GemmTile::Large
     } else {
         GemmTile::Small
@@ -151,9 +149,12 @@ mod tests {
     fn large_outputs_take_the_large_tile_without_splits() {
         let plan = select_gemm(Dtype::F32, 4096, 4096, 4096, 1, 132);
         assert_eq!((plan.tile, plan.splits), (GemmTile::Large, 1));
-        assert_eq!(plan.grid, (32, 32, 1));
+        assert_eq!(plan.grid, (64, 32, 1));
         let plan = select_gemm(Dtype::F64, 65536, 256, 256, 1, 132);
-        assert_eq!((plan.tile, plan.splits, plan.grid), (GemmTile::Large, 1, (4, 1024, 1)));
+        assert_eq!(
+            (plan.tile, plan.splits, plan.grid),
+            (GemmTile::Large, 1, (4, 1024, 1))
+        );
     }
 
     #[test]
@@ -162,20 +163,26 @@ mod tests {
         let plan = select_gemm(Dtype::F32, 10, 10, 1000, 1, 132);
         assert_eq!((plan.tile, plan.splits), (GemmTile::Small, 32));
         assert_eq!(plan.split_len(Dtype::F32, 1000), 32);
-        // 256×256 with k = 65536: 4 large tiles; 8192 slices, 248 per split → 34 splits.
+        // 256×256 with k = 65536: 8 large tiles; 4096 slices, 240 per split → 18 splits.
         let plan = select_gemm(Dtype::F32, 256, 256, 65536, 1, 132);
-        assert_eq!((plan.tile, plan.splits), (GemmTile::Large, 34));
-        assert_eq!(plan.split_len(Dtype::F32, 65536), 1928);
-        assert_eq!(plan.blocks(), 136);
+        assert_eq!((plan.tile, plan.splits), (GemmTile::Large, 18));
+        assert_eq!(plan.split_len(Dtype::F32, 65536), 3648);
+        assert_eq!(plan.blocks(), 144);
         // 10×256 with k = 4096 is narrow: 8 small tiles; 128 slices, 7 per split → 19 splits.
         let plan = select_gemm(Dtype::F64, 10, 256, 4096, 1, 132);
-        assert_eq!((plan.tile, plan.splits, plan.blocks()), (GemmTile::Small, 19, 152));
+        assert_eq!(
+            (plan.tile, plan.splits, plan.blocks()),
+            (GemmTile::Small, 19, 152)
+        );
     }
 
     #[test]
     fn batches_that_fill_the_sms_do_not_split() {
         let plan = select_gemm(Dtype::F32, 10, 10, 1000, 141, 132);
-        assert_eq!((plan.tile, plan.splits, plan.grid), (GemmTile::Small, 1, (1, 1, 141)));
+        assert_eq!(
+            (plan.tile, plan.splits, plan.grid),
+            (GemmTile::Small, 1, (1, 1, 141))
+        );
     }
 
     #[test]

@@ -193,7 +193,13 @@ fn resources_of(log: &str, kernel: &str) -> Option<Resources> {
     let report = report_of(log, kernel)?;
     let spill_line = report.lines().find(|l| l.contains("spill stores"))?;
     let used = report.lines().find(|l| l.contains("Used "))?;
-    let registers = used.split("Used ").nth(1)?.split_whitespace().next()?.parse().ok()?;
+    let registers = used
+        .split("Used ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
     let smem = used
         .split(',')
         .find(|part| part.contains("bytes smem"))
@@ -280,5 +286,32 @@ fn the_installed_nvrtc_plans_sass_for_the_tested_architectures_nvrtc() {
             &format!("compute_{arch}"),
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+/// The small GEMM tiles (and the split-K reduction) stay within 128 registers, so two of their
+/// 256-thread blocks fit one SM, on every architecture.
+#[test]
+fn small_gemm_kernels_fit_two_blocks_per_sm_nvrtc() {
+    if !nvrtc_or_skip("small_gemm_kernels_fit_two_blocks_per_sm_nvrtc") {
+        return;
+    }
+    for arch in ARCHS {
+        let log = compile_cubin_log(KernelFamily::Matmul, arch).unwrap_or_else(|e| panic!("{e}"));
+        for kernel in [
+            "gemm_small_f32",
+            "gemm_small_f64",
+            "gemm_splitk_reduce_f32",
+            "gemm_splitk_reduce_f64",
+        ] {
+            let usage = resources_of(&log, kernel)
+                .unwrap_or_else(|| panic!("no ptxas report for {kernel} ({arch}):\n{log}"));
+            assert!(
+                usage.registers <= 128 && usage.spill == 0,
+                "{kernel} ({arch}): {} registers, {} bytes spilled",
+                usage.registers,
+                usage.spill
+            );
+        }
     }
 }

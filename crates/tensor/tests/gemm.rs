@@ -169,7 +169,13 @@ fn check(call: &GemmCall, dtype: DType, device: Device, seed: u64) {
 const TRANS: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
 
 fn transposes_and_odd_sizes(device: Device) {
-    let shapes = [(1, 1, 1), (7, 33, 129), (129, 7, 33), (33, 129, 1), (1, 7, 33)];
+    let shapes = [
+        (1, 1, 1),
+        (7, 33, 129),
+        (129, 7, 33),
+        (33, 129, 1),
+        (1, 7, 33),
+    ];
     for (s, &(m, n, k)) in shapes.iter().enumerate() {
         for (t, &trans) in TRANS.iter().enumerate() {
             for dtype in [DType::F32, DType::F64] {
@@ -212,7 +218,12 @@ fn leading_dimensions_and_offsets(device: Device) {
 
 /// Tiny outputs with long k (the split-K shapes of the seed workload) and a batch.
 fn split_k_shapes(device: Device) {
-    let shapes = [(1, 10, 10, 1000), (2, 10, 1, 1000), (1, 1, 10, 1000), (3, 7, 5, 257)];
+    let shapes = [
+        (1, 10, 10, 1000),
+        (2, 10, 1, 1000),
+        (1, 1, 10, 1000),
+        (3, 7, 5, 257),
+    ];
     for (s, &(batch, m, n, k)) in shapes.iter().enumerate() {
         for (t, &trans) in TRANS.iter().enumerate() {
             let mut call = dense(batch, m, n, k, trans);
@@ -298,7 +309,10 @@ fn bad_calls_are_errors(device: Device) {
     expect_invalid(gemm_into(&a, &b, &mut c, None, &offset), "overflows");
     let mut narrow = call;
     narrow.a.ld = 5;
-    expect_invalid(gemm_into(&a, &b, &mut c, None, &narrow), "leading dimension 5");
+    expect_invalid(
+        gemm_into(&a, &b, &mut c, None, &narrow),
+        "leading dimension 5",
+    );
     let mut overlap = dense(2, 4, 5, 6, (false, false));
     overlap.a.batch_stride = 0;
     overlap.b.batch_stride = 0;
@@ -306,7 +320,10 @@ fn bad_calls_are_errors(device: Device) {
     expect_invalid(gemm_into(&a, &b, &mut t(40), None, &overlap), "overlap");
     let mut with_bias = call;
     with_bias.epilogue.bias = Bias::Row;
-    expect_invalid(gemm_into(&a, &b, &mut c, None, &with_bias), "none was given");
+    expect_invalid(
+        gemm_into(&a, &b, &mut c, None, &with_bias),
+        "none was given",
+    );
     expect_invalid(
         gemm_into(&a, &b, &mut c, Some(&t(4)), &with_bias),
         "must hold 5",

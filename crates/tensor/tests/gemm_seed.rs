@@ -61,4 +61,3 @@ fn seed_shapes_fill_the_sms() {
         );
     }
 }
-

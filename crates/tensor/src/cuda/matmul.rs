@@ -168,7 +168,10 @@ fn launch_gemm(
         .and_then(|v| v.checked_mul(plane))
         .ok_or_else(|| TensorError::InvalidArgument {
             op: "gemm",
-            msg: format!("a split-K workspace of {} × {batch} × {m} × {n}", plan.splits),
+            msg: format!(
+                "a split-K workspace of {} × {batch} × {m} × {n}",
+                plan.splits
+            ),
         })?;
     let workspace = a.alloc_like(partial_len)?;
     gemm_launch(
