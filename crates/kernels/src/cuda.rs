@@ -34,6 +34,8 @@ pub(crate) struct CudaBackend {
     name: String,
     /// Whether the device has stream-ordered allocation (memory pools).
     memory_pools: bool,
+    /// Multiprocessors of the GPU.
+    sm_count: u32,
     modules: Mutex<HashMap<ModuleKey, Arc<CudaModule>>>,
     functions: Mutex<HashMap<(ModuleKey, String), CudaFunction>>,
 }
@@ -125,6 +127,10 @@ impl CudaBackend {
         if memory_pools {
             keep_pool_memory(&ctx)?;
         }
+        let sm_count = ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?
+            .max(1)
+            .unsigned_abs();
         // A non-default stream, so work can later be captured into CUDA graphs.
         let stream = ctx.new_stream()?;
         Ok(CudaBackend {
@@ -134,6 +140,7 @@ impl CudaBackend {
             targets,
             name,
             memory_pools,
+            sm_count,
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
         })
@@ -141,6 +148,11 @@ impl CudaBackend {
 
     pub(crate) fn name(&self) -> String {
         self.name.clone()
+    }
+
+    /// The GPU's multiprocessor count.
+    pub(crate) fn sm_count(&self) -> u32 {
+        self.sm_count
     }
 
     pub(crate) fn arch(&self) -> &str {

@@ -16,6 +16,7 @@ use crate::emulator::EmuBackend;
 use crate::error::panic_message;
 use crate::family::ModuleKey;
 use crate::launch::{Dim3, Launch};
+use crate::launch_log::{LaunchLog, LaunchRecord};
 use crate::precision::arch_number;
 use crate::{KernelError, Precision};
 
@@ -37,7 +38,12 @@ struct DeviceInner {
     classes: Classes,
     /// The f32 GEMM precision ([`Precision::code`]).
     precision: AtomicU8,
+    launch_log: LaunchLog,
 }
+
+/// Multiprocessors the emulated GPU reports (an H100 / H200).
+#[cfg(feature = "emulator")]
+const EMULATED_SM_COUNT: u32 = 132;
 
 /// The most bytes of free buffers the emulated GPU keeps.
 #[cfg(feature = "emulator")]
@@ -88,6 +94,7 @@ impl GpuDevice {
                 cache,
                 classes,
                 precision: AtomicU8::new(Precision::Ieee.code()),
+                launch_log: LaunchLog::default(),
             }),
         })
     }
@@ -154,6 +161,26 @@ impl GpuDevice {
             .precision
             .store(precision.code(), Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Multiprocessors of the GPU (132 for the emulated GPU, which models an H100 / H200).
+    pub fn sm_count(&self) -> u32 {
+        match &self.inner.backend {
+            Backend::Cuda(b) => b.sm_count(),
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => EMULATED_SM_COUNT,
+        }
+    }
+
+    /// Starts recording this device's launches (emptying an earlier record).
+    pub fn start_launch_log(&self) {
+        self.inner.launch_log.start();
+    }
+
+    /// The launches recorded since [`GpuDevice::start_launch_log`] (at most 65 536), and stops
+    /// recording. Empty when recording was not started.
+    pub fn take_launch_log(&self) -> Vec<LaunchRecord> {
+        self.inner.launch_log.take()
     }
 
     /// The device's work counters so far (see [`GpuCounters`] for what each operation costs).
@@ -391,6 +418,7 @@ impl GpuDevice {
             });
         }
         self.count().launch();
+        self.inner.launch_log.record(kernel, grid, block);
         match &self.inner.backend {
             Backend::Cuda(b) => b.launch(key, kernel, grid, block, shared_bytes, args),
             #[cfg(feature = "emulator")]

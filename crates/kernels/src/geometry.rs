@@ -1,27 +1,13 @@
 //! Launch geometry the kernels expect (as documented at the top of each `.cu` file). All
 //! kernels loop over their work with grid strides, so these are performance choices; only the
-//! block shapes of `matmul_*` (exactly 16×16) and of the row kernels (a multiple of 32) are
-//! requirements.
-
-use crate::kernel::Dtype;
+//! block shapes of `gemm_*` (exactly 256 threads, [`crate::gemm_select`]) and of the row kernels
+//! (a multiple of 32) are requirements.
 
 /// Block size of the 1D element-wise kernels.
 pub const BLOCK_1D: u32 = 256;
 
 /// Upper bound on blocks for grid-stride launches (more buys nothing).
 const MAX_BLOCKS: u64 = 65_535;
-
-/// The block of every `matmul_*` launch: 16×16 threads.
-pub const MATMUL_BLOCK: (u32, u32, u32) = (16, 16, 1);
-
-/// Rows and columns of C computed by one `matmul_{dt}` block: 128 for `f32` (8×8 per thread),
-/// 64 for `f64` (4×4 per thread, which keeps it from spilling).
-pub fn matmul_tile(dtype: Dtype) -> usize {
-    match dtype {
-        Dtype::F32 => 128,
-        Dtype::F64 => 64,
-    }
-}
 
 fn clamp_blocks(n: u64) -> u32 {
     n.clamp(1, MAX_BLOCKS) as u32
@@ -31,21 +17,6 @@ fn clamp_blocks(n: u64) -> u32 {
 pub fn launch_1d(n: usize) -> ((u32, u32, u32), (u32, u32, u32)) {
     let blocks = (n as u64).div_ceil(u64::from(BLOCK_1D));
     ((clamp_blocks(blocks), 1, 1), (BLOCK_1D, 1, 1))
-}
-
-/// (grid, block) of `matmul_{dt}` for C of m×n over `batch` matrices.
-pub fn matmul_launch(
-    dtype: Dtype,
-    m: usize,
-    n: usize,
-    batch: usize,
-) -> ((u32, u32, u32), (u32, u32, u32)) {
-    let tile = matmul_tile(dtype) as u64;
-    let tiles = |d: usize| clamp_blocks((d as u64).div_ceil(tile));
-    (
-        (tiles(n), tiles(m), clamp_blocks(batch as u64)),
-        MATMUL_BLOCK,
-    )
 }
 
 /// (grid, block) for `reduce_sum_*` / `reduce_max_*` over x viewed as [outer, red, inner]:

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::family::KernelFamily;
+use crate::gemm_select::GemmTile;
 
 /// The element type a kernel is instantiated for: the `_{dtype}` suffix of its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -174,9 +175,25 @@ impl Kernel {
         )
     }
 
-    /// `matmul_{dt}`: batched GEMM with transpose flags.
-    pub const fn matmul(dtype: Dtype) -> Kernel {
-        Kernel::new(KernelFamily::Matmul, Group::Plain, "matmul", dtype)
+    /// `gemm_{tile}_{dt}`: batched GEMM with transpose flags, leading dimensions, split-K and
+    /// an epilogue (`kernels/matmul.cu`).
+    pub const fn gemm(tile: GemmTile, dtype: Dtype) -> Kernel {
+        let stem = match tile {
+            GemmTile::Large => "gemm_large",
+            GemmTile::Small => "gemm_small",
+        };
+        Kernel::new(KernelFamily::Matmul, Group::Plain, stem, dtype)
+    }
+
+    /// `gemm_splitk_reduce_{dt}`: the fixed-order sum of split-K partial products, with the
+    /// epilogue.
+    pub const fn gemm_splitk_reduce(dtype: Dtype) -> Kernel {
+        Kernel::new(
+            KernelFamily::Matmul,
+            Group::Plain,
+            "gemm_splitk_reduce",
+            dtype,
+        )
     }
 
     /// `matmul_tf32_f32` (`split` false) or `matmul_tf32x3_f32` (`split` true): the batched

@@ -96,9 +96,11 @@ mod disk_cache;
 mod emulator;
 mod error;
 mod family;
+pub mod gemm_select;
 pub mod geometry;
 mod kernel;
 mod launch;
+mod launch_log;
 mod nvrtc;
 mod precision;
 mod registry;
@@ -114,6 +116,7 @@ pub use error::KernelError;
 pub use family::{elementwise_op_names, KernelFamily, OpArity};
 pub use kernel::{Dtype, Indexing, Kernel};
 pub use launch::{Dim3, Launch};
+pub use launch_log::LaunchRecord;
 pub use nvrtc::{
     compile_cubin, compile_cubin_log, compile_ptx, compile_source, compiled_kernel_names,
     nvrtc_available, nvrtc_version, ptx_entry_names, supported_archs,

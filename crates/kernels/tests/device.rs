@@ -76,7 +76,9 @@ fn emulator_tables_hold_each_family_emulated() {
     for dt in Dtype::ALL {
         for kernel in [
             Kernel::fill(dt),
-            Kernel::matmul(dt),
+            Kernel::gemm(curvature_kernels::gemm_select::GemmTile::Large, dt),
+            Kernel::gemm(curvature_kernels::gemm_select::GemmTile::Small, dt),
+            Kernel::gemm_splitk_reduce(dt),
             Kernel::reduce("reduce_sum", dt),
             Kernel::cast(dt, dt),
         ] {

@@ -1,11 +1,13 @@
-//! The batched GEMM against a plain triple loop: edge sizes, every transpose combination,
-//! batch strides including 0 (broadcast), alpha / beta, a dimension of 1000 and a grid smaller
-//! than the problem (grid-stride loops).
+//! The batched GEMM kernels (both tiles, and split-K with its reduction when the selection
+//! splits) against a plain triple loop: edge sizes, every transpose combination, batch strides
+//! including 0 (broadcast), alpha / beta, a dimension of 1000 and a grid smaller than the
+//! problem (grid-stride loops).
 
 mod common;
 
 use common::{assert_close, download, rounded, upload, Elem, Rng};
-use curvature_kernels::{geometry, Dtype, GpuDevice, Kernel, KernelArg, Launch};
+use curvature_kernels::gemm_select::{select_gemm, GemmTile, GEMM_BLOCK};
+use curvature_kernels::{geometry, GpuBuffer, GpuDevice, Kernel, KernelArg, Launch};
 
 struct Gemm {
     m: usize,
@@ -92,38 +94,112 @@ impl Gemm {
             upload::<T>(dev, &b),
             upload::<T>(dev, &c),
         );
-        let (suggested, block) = geometry::matmul_launch(T::DTYPE, self.m, self.n, self.batch);
-        let grid = grid.unwrap_or(suggested);
+        let c_start = download::<T>(dev, &cb);
+        let plan = select_gemm(T::DTYPE, self.m, self.n, self.k, self.batch, dev.sm_count());
+        // Each tile without splits (on the suggested or the given grid), then the selected
+        // split-K plan when it splits.
+        let mut runs: Vec<(GemmTile, usize, (u32, u32, u32))> = [GemmTile::Large, GemmTile::Small]
+            .into_iter()
+            .map(|tile| {
+                let (bm, bn, _) = tile.dims(T::DTYPE);
+                let tiles = |d: usize, t: usize| d.div_ceil(t).clamp(1, 65535) as u32;
+                let suggested = (tiles(self.n, bn), tiles(self.m, bm), tiles(self.batch, 1));
+                (tile, 1, grid.unwrap_or(suggested))
+            })
+            .collect();
+        if plan.splits > 1 {
+            runs.push((plan.tile, plan.splits, plan.grid));
+        }
+        for (tile, splits, grid) in runs {
+            let cb = upload::<T>(dev, &c_start);
+            self.launch::<T>(dev, (&ab, &bb, &cb), tile, splits, grid);
+            let what = format!(
+                "gemm_{}_{} splits={splits} m={} n={} k={} batch={} trans={:?}",
+                tile.name(),
+                T::DT,
+                self.m,
+                self.n,
+                self.k,
+                self.batch,
+                self.trans
+            );
+            // Sums of k products of values in [−1, 1]: error grows like √k·eps.
+            let tol = T::TOL * (self.k as f64).sqrt().max(1.0);
+            assert_close(&what, &download::<T>(dev, &cb), &want, tol);
+        }
+    }
+
+    /// One product with `tile` and `splits` (through a workspace and the reduction when
+    /// `splits > 1`), alpha / beta applied, no bias, the identity.
+    fn launch<T: Elem>(
+        &self,
+        dev: &GpuDevice,
+        (ab, bb, cb): (&GpuBuffer, &GpuBuffer, &GpuBuffer),
+        tile: GemmTile,
+        splits: usize,
+        grid: (u32, u32, u32),
+    ) {
+        let size = std::mem::size_of::<T>();
+        let (ld_a, ld_b) = (
+            if self.trans.0 { self.m } else { self.k },
+            if self.trans.1 { self.k } else { self.n },
+        );
+        let plane = self.m * self.n;
+        let workspace = dev
+            .alloc((splits * self.batch * plane).max(1) * size)
+            .expect("workspace");
+        let (target, ldc, stride_c, alpha, beta) = if splits == 1 {
+            (cb, self.n, self.strides.2, self.alpha, self.beta)
+        } else {
+            (&workspace, self.n, plane, 1.0, 0.0)
+        };
         let args = [
-            KernelArg::BufferAt(&ab, self.a_offset * std::mem::size_of::<T>()),
-            KernelArg::Buffer(&bb),
-            KernelArg::Buffer(&cb),
+            KernelArg::BufferAt(ab, self.a_offset * size),
+            KernelArg::Buffer(bb),
+            KernelArg::Buffer(target),
+            KernelArg::Buffer(target),
             KernelArg::I32(self.m as i32),
             KernelArg::I32(self.n as i32),
             KernelArg::I32(self.k as i32),
             KernelArg::I64(self.batch as i64),
+            KernelArg::I32(splits as i32),
+            KernelArg::I64(ld_a as i64),
+            KernelArg::I64(ld_b as i64),
+            KernelArg::I64(ldc as i64),
             KernelArg::I64(self.strides.0 as i64),
             KernelArg::I64(self.strides.1 as i64),
-            KernelArg::I64(self.strides.2 as i64),
+            KernelArg::I64(stride_c as i64),
             KernelArg::I32(self.trans.0 as i32),
             KernelArg::I32(self.trans.1 as i32),
-            T::from_f64(self.alpha).arg(),
-            T::from_f64(self.beta).arg(),
+            T::from_f64(alpha).arg(),
+            T::from_f64(beta).arg(),
+            KernelArg::I32(0),
+            KernelArg::I32(0),
+            KernelArg::I32(0),
         ];
-        dev.launch(&Launch::new(Kernel::matmul(T::DTYPE), (grid, block)).args(args))
-            .expect("matmul launch");
-        let what = format!(
-            "matmul_{} m={} n={} k={} batch={} trans={:?}",
-            T::DT,
-            self.m,
-            self.n,
-            self.k,
-            self.batch,
-            self.trans
-        );
-        // Sums of k products of values in [−1, 1]: error grows like √k·eps.
-        let tol = T::TOL * (self.k as f64).sqrt().max(1.0);
-        assert_close(&what, &download::<T>(dev, &cb), &want, tol);
+        dev.launch(&Launch::new(Kernel::gemm(tile, T::DTYPE), (grid, GEMM_BLOCK)).args(args))
+            .expect("gemm launch");
+        if splits > 1 {
+            let args = [
+                KernelArg::Buffer(&workspace),
+                KernelArg::Buffer(cb),
+                KernelArg::Buffer(cb),
+                KernelArg::I32(self.m as i32),
+                KernelArg::I32(self.n as i32),
+                KernelArg::I64(self.batch as i64),
+                KernelArg::I32(splits as i32),
+                KernelArg::I64(self.n as i64),
+                KernelArg::I64(self.strides.2 as i64),
+                T::from_f64(self.alpha).arg(),
+                T::from_f64(self.beta).arg(),
+                KernelArg::I32(0),
+                KernelArg::I32(0),
+                KernelArg::I32(0),
+            ];
+            let geometry = geometry::launch_1d(self.batch * plane);
+            dev.launch(&Launch::new(Kernel::gemm_splitk_reduce(T::DTYPE), geometry).args(args))
+                .expect("split-K reduction");
+        }
     }
 }
 
@@ -213,24 +289,7 @@ fn beta_zero_ignores_nan(dev: &GpuDevice) {
         upload::<f64>(dev, &b),
         upload::<f64>(dev, &vec![f64::NAN; m * n]),
     );
-    let args = [
-        KernelArg::Buffer(&ab),
-        KernelArg::Buffer(&bb),
-        KernelArg::Buffer(&cb),
-        KernelArg::I32(m as i32),
-        KernelArg::I32(n as i32),
-        KernelArg::I32(k as i32),
-        KernelArg::I64(1),
-        KernelArg::I64(0),
-        KernelArg::I64(0),
-        KernelArg::I64(0),
-        KernelArg::I32(0),
-        KernelArg::I32(0),
-        KernelArg::F64(1.0),
-        KernelArg::F64(0.0),
-    ];
-    let launch = Launch::new(Kernel::matmul(Dtype::F64), ((1, 1, 1), (16, 16, 1))).args(args);
-    dev.launch(&launch).expect("matmul launch");
+    g.launch::<f64>(dev, (&ab, &bb, &cb), GemmTile::Small, 1, (1, 1, 1));
     assert_close("beta = 0", &download::<f64>(dev, &cb), &want, 1e-12);
 }
 

@@ -111,11 +111,14 @@ fn no_kernel_spills_nvrtc() {
                     family.name()
                 );
             }
-            for line in log
-                .lines()
-                .filter(|l| l.contains("Used") && l.contains("registers"))
-            {
-                eprintln!("{} {arch}: {}", family.name(), line.trim());
+            for kernel in &kernels {
+                let usage = resources_of(&log, kernel).unwrap_or_else(|| {
+                    panic!("{kernel} ({arch}): no ptxas resource report in\n{log}")
+                });
+                eprintln!(
+                    "kernel {kernel} {arch} registers {} spill {} smem {}",
+                    usage.registers, usage.spill, usage.smem
+                );
             }
         }
     }
@@ -165,6 +168,49 @@ fn registers_of(log: &str, kernel: &str) -> Option<u64> {
     let line = log[start..].lines().find(|l| l.contains("Used "))?;
     let after = line.split("Used ").nth(1)?;
     after.split_whitespace().next()?.parse().ok()
+}
+
+/// What ptxas reports for one kernel: registers, spilled bytes (stores + loads) and static
+/// shared memory.
+struct Resources {
+    registers: u64,
+    spill: u64,
+    smem: u64,
+}
+
+/// The section of a ptxas `-v` log about `kernel`: from its "Compiling entry function" line to
+/// the next one.
+fn report_of<'a>(log: &'a str, kernel: &str) -> Option<&'a str> {
+    let marker = format!("Compiling entry function '{kernel}'");
+    let start = log.find(&marker)? + marker.len();
+    let rest = &log[start..];
+    let end = rest.find("Compiling entry function").unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// ptxas's resource usage of `kernel` in a `-v` log.
+fn resources_of(log: &str, kernel: &str) -> Option<Resources> {
+    let report = report_of(log, kernel)?;
+    let spill_line = report.lines().find(|l| l.contains("spill stores"))?;
+    let used = report.lines().find(|l| l.contains("Used "))?;
+    let registers = used
+        .split("Used ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let smem = used
+        .split(',')
+        .find(|part| part.contains("bytes smem"))
+        .and_then(|part| part.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Some(Resources {
+        registers,
+        spill: spill_bytes(spill_line, "spill stores") + spill_bytes(spill_line, "spill loads"),
+        smem,
+    })
 }
 
 /// The byte count in front of `what` ("N bytes spill stores") on a ptxas report line.
@@ -240,5 +286,32 @@ fn the_installed_nvrtc_plans_sass_for_the_tested_architectures_nvrtc() {
             &format!("compute_{arch}"),
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+/// The small GEMM tiles (and the split-K reduction) stay within 128 registers, so two of their
+/// 256-thread blocks fit one SM, on every architecture.
+#[test]
+fn small_gemm_kernels_fit_two_blocks_per_sm_nvrtc() {
+    if !nvrtc_or_skip("small_gemm_kernels_fit_two_blocks_per_sm_nvrtc") {
+        return;
+    }
+    for arch in ARCHS {
+        let log = compile_cubin_log(KernelFamily::Matmul, arch).unwrap_or_else(|e| panic!("{e}"));
+        for kernel in [
+            "gemm_small_f32",
+            "gemm_small_f64",
+            "gemm_splitk_reduce_f32",
+            "gemm_splitk_reduce_f64",
+        ] {
+            let usage = resources_of(&log, kernel)
+                .unwrap_or_else(|| panic!("no ptxas report for {kernel} ({arch}):\n{log}"));
+            assert!(
+                usage.registers <= 128 && usage.spill == 0,
+                "{kernel} ({arch}): {} registers, {} bytes spilled",
+                usage.registers,
+                usage.spill
+            );
+        }
     }
 }

@@ -75,6 +75,11 @@ impl Tensor {
         Tensor::apply_prim(prim, &operands, self.device(), shape)
     }
 
+    /// The storage for writing in place, when no other tensor shares it.
+    pub(crate) fn storage_mut(&mut self) -> Option<&mut Storage> {
+        Arc::get_mut(&mut self.storage)
+    }
+
     /// A tensor of `shape` from host values of type `T` (f32 or f64).
     pub fn from_vec<T: Element>(
         data: Vec<T>,

@@ -3,6 +3,7 @@
 mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod fused;
+pub(crate) mod gemm;
 mod layout;
 mod matmul;
 mod reduce;

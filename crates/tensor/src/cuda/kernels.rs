@@ -1,6 +1,7 @@
 //! The kernel every op of the CUDA backend launches: tensor ops and dtypes mapped onto
 //! `curvature_kernels::Kernel` values, whose op stems are the ops' own `name()`s.
 
+use curvature_kernels::gemm_select::GemmTile;
 use curvature_kernels::{Dtype, Indexing, Kernel};
 
 use crate::backend::{BinaryOp, ReduceOp, TernaryOp, UnaryOp};
@@ -92,11 +93,6 @@ pub fn index_add(dt: DType) -> Kernel {
     Kernel::index_add(dtype(dt))
 }
 
-/// `matmul_{dt}`.
-pub fn matmul(dt: DType) -> Kernel {
-    Kernel::matmul(dtype(dt))
-}
-
 /// `matmul_tf32_f32` (`split` false) or `matmul_tf32x3_f32` (`split` true): f32 GEMMs on
 /// tensor cores.
 pub fn matmul_tensor_core(split: bool) -> Kernel {
@@ -109,15 +105,17 @@ pub fn tensor_core() -> [Kernel; 2] {
 }
 
 /// The kernels of the ops that have one per dtype and no op enum: fill, strided copy and
-/// scatter, gather and its adjoint, matmul.
-pub fn per_dtype(dt: DType) -> [Kernel; 6] {
+/// scatter, gather and its adjoint, the GEMM tiles and the split-K reduction.
+pub fn per_dtype(dt: DType) -> [Kernel; 8] {
     [
         fill(dt),
         copy_strided(dt),
         copy_into_strided(dt),
         gather(dt),
         index_add(dt),
-        matmul(dt),
+        Kernel::gemm(GemmTile::Large, dtype(dt)),
+        Kernel::gemm(GemmTile::Small, dtype(dt)),
+        Kernel::gemm_splitk_reduce(dtype(dt)),
     ]
 }
 

@@ -1,9 +1,15 @@
-//! Batched GEMM with transpose flags: `matmul_{dt}` of `kernels/matmul.cu`.
+//! Batched GEMM: `gemm_{tile}_{dt}` and `gemm_splitk_reduce_{dt}` of `kernels/matmul.cu`,
+//! with the tile and split-K of `curvature_kernels::gemm_select`.
 
-use curvature_kernels::{geometry, KernelArg, Launch};
+use std::sync::Arc;
+
+use curvature_kernels::gemm_select::select_gemm;
+use curvature_kernels::{geometry, Kernel, KernelArg, Launch};
 
 use super::{kernels, to_i64, CudaStorage};
 use crate::backend::MatmulSpec;
+use crate::epilogue::Epilogue;
+use crate::gemm::GemmCall;
 use crate::{Result, TensorError};
 
 /// The largest m, n or k the kernel accepts: its `int` loop counters step past the last index
@@ -22,8 +28,33 @@ pub(super) fn dim_arg(value: usize) -> Result<KernelArg<'static>> {
     Ok(KernelArg::I32(value as i32))
 }
 
-/// `matmul_{dt}(a, b, c, m, n, k, batch, stride_a, stride_b, stride_c, trans_a, trans_b,
-/// alpha = 1, beta = 0)`: `C_z = op(A_z)·op(B_z)` for every batch index, C contiguous.
+/// A split count as the kernel's `int`.
+fn splits_arg(splits: usize) -> Result<KernelArg<'static>> {
+    i32::try_from(splits)
+        .map(KernelArg::I32)
+        .map_err(|_| TensorError::InvalidArgument {
+            op: "gemm",
+            msg: format!("{splits} k splits exceed the kernel's int"),
+        })
+}
+
+/// A view of `storage` starting `offset` elements in.
+fn view_arg(storage: &CudaStorage, offset: usize) -> Result<KernelArg<'_>> {
+    let bytes = offset
+        .checked_mul(storage.dtype.size_in_bytes())
+        .ok_or_else(|| TensorError::InvalidArgument {
+            op: "gemm",
+            msg: format!("offset {offset} overflows the address space"),
+        })?;
+    Ok(KernelArg::BufferAt(&storage.buffer, bytes))
+}
+
+/// The bias vector, or (not read without a bias) `fallback`.
+fn bias_or<'a>(bias: Option<&'a CudaStorage>, fallback: &'a CudaStorage) -> KernelArg<'a> {
+    bias.unwrap_or(fallback).arg()
+}
+
+/// `matmul`: `C_z = op(A_z)·op(B_z)` for every batch index into a new contiguous output.
 /// f32 products go to the tensor-core GEMM when the device's precision is a tensor-core mode
 /// (`super::matmul_tc`); f64 ignores the setting.
 pub(super) fn matmul(a: &CudaStorage, b: &CudaStorage, spec: &MatmulSpec) -> Result<CudaStorage> {
@@ -31,7 +62,7 @@ pub(super) fn matmul(a: &CudaStorage, b: &CudaStorage, spec: &MatmulSpec) -> Res
     if a.dtype == crate::DType::F32 && precision.uses_tensor_cores() {
         return super::matmul_tc::matmul(a, b, spec, precision);
     }
-    let MatmulSpec { batch, m, n, k, .. } = *spec;
+    let MatmulSpec { batch, m, n, .. } = *spec;
     let len = batch
         .checked_mul(m)
         .and_then(|v| v.checked_mul(n))
@@ -40,27 +71,145 @@ pub(super) fn matmul(a: &CudaStorage, b: &CudaStorage, spec: &MatmulSpec) -> Res
             msg: format!("a {batch}×{m}×{n} result overflows the address space"),
         })?;
     let out = a.alloc_like(len)?;
-    if len == 0 {
-        return Ok(out);
-    }
-    let geometry = geometry::matmul_launch(kernels::dtype(a.dtype), m, n, batch);
-    a.launch(Launch::new(kernels::matmul(a.dtype), geometry).args([
-        a.arg(),
-        b.arg(),
-        out.arg(),
-        dim_arg(m)?,
-        dim_arg(n)?,
-        dim_arg(k)?,
-        KernelArg::I64(to_i64("matmul", batch)?),
-        KernelArg::I64(to_i64("matmul", spec.stride_a)?),
-        KernelArg::I64(to_i64("matmul", spec.stride_b)?),
-        KernelArg::I64(to_i64("matmul", m * n)?),
-        KernelArg::I32(i32::from(spec.trans_a)),
-        KernelArg::I32(i32::from(spec.trans_b)),
-        a.scalar(1.0),
-        a.scalar(0.0),
-    ]))?;
+    let call = GemmCall::from_spec(spec);
+    call.check([a.len, b.len, out.len], None)?;
+    launch_gemm(a, b, &out, None, &call)?;
     Ok(out)
+}
+
+/// [`crate::gemm_into`] on CUDA storages (layouts already checked): writes `c` in place,
+/// which must not share its buffer.
+pub(crate) fn gemm_into(
+    a: &CudaStorage,
+    b: &CudaStorage,
+    c: &mut CudaStorage,
+    bias: Option<&CudaStorage>,
+    call: &GemmCall,
+) -> Result<()> {
+    a.check_same("gemm", b)?;
+    a.check_same("gemm", c)?;
+    if let Some(bias) = bias {
+        a.check_same("gemm", bias)?;
+    }
+    if Arc::get_mut(&mut c.buffer).is_none() {
+        return Err(TensorError::InvalidArgument {
+            op: "gemm",
+            msg: "the output C shares its device buffer with another storage".to_string(),
+        });
+    }
+    launch_gemm(a, b, c, bias, call)
+}
+
+/// The launches of one checked call: one `gemm_{tile}` launch, or a split-K launch into a
+/// workspace (from the device's buffer cache) and the reduction.
+fn launch_gemm(
+    a: &CudaStorage,
+    b: &CudaStorage,
+    c: &CudaStorage,
+    bias: Option<&CudaStorage>,
+    call: &GemmCall,
+) -> Result<()> {
+    let GemmCall { batch, m, n, k, .. } = *call;
+    if batch == 0 || m == 0 || n == 0 {
+        return Ok(());
+    }
+    let dtype = kernels::dtype(a.dtype);
+    let plan = select_gemm(dtype, m, n, k, batch, a.gpu().sm_count());
+    let dims = [dim_arg(m)?, dim_arg(n)?, dim_arg(k)?];
+    let i64_arg = |v: usize| to_i64("gemm", v).map(KernelArg::I64);
+    let operands = [
+        i64_arg(call.a.ld)?,
+        i64_arg(call.b.ld)?,
+        i64_arg(call.a.batch_stride)?,
+        i64_arg(call.b.batch_stride)?,
+    ];
+    let gemm_launch = |target: KernelArg<'_>,
+                       ldc: usize,
+                       stride_c: usize,
+                       epilogue: &Epilogue,
+                       bias: KernelArg<'_>|
+     -> Result<()> {
+        let (bias_kind, activation, factor) = epilogue.codes();
+        a.launch(
+            Launch::new(plan.kernel(dtype), (plan.grid, plan.block)).args([
+                view_arg(a, call.a.offset)?,
+                view_arg(b, call.b.offset)?,
+                target,
+                bias,
+                dims[0],
+                dims[1],
+                dims[2],
+                i64_arg(batch)?,
+                splits_arg(plan.splits)?,
+                operands[0],
+                operands[1],
+                i64_arg(ldc)?,
+                operands[2],
+                operands[3],
+                i64_arg(stride_c)?,
+                KernelArg::I32(i32::from(call.trans_a)),
+                KernelArg::I32(i32::from(call.trans_b)),
+                a.scalar(epilogue.alpha),
+                a.scalar(epilogue.beta),
+                KernelArg::I32(bias_kind),
+                KernelArg::I32(activation),
+                KernelArg::I32(factor),
+            ]),
+        )
+    };
+    if plan.splits == 1 {
+        return gemm_launch(
+            view_arg(c, call.c.offset)?,
+            call.c.ld,
+            call.c.batch_stride,
+            &call.epilogue,
+            bias_or(bias, c),
+        );
+    }
+    // Raw partial sums, [splits][batch][m][n], then their fixed-order sum with the epilogue.
+    let plane = m * n;
+    let partial_len = plan
+        .splits
+        .checked_mul(batch)
+        .and_then(|v| v.checked_mul(plane))
+        .ok_or_else(|| TensorError::InvalidArgument {
+            op: "gemm",
+            msg: format!(
+                "a split-K workspace of {} × {batch} × {m} × {n}",
+                plan.splits
+            ),
+        })?;
+    let workspace = a.alloc_like(partial_len)?;
+    gemm_launch(
+        workspace.arg(),
+        n,
+        plane,
+        &Epilogue::default(),
+        workspace.arg(),
+    )?;
+    let (bias_kind, activation, factor) = call.epilogue.codes();
+    a.launch(
+        Launch::new(
+            Kernel::gemm_splitk_reduce(dtype),
+            geometry::launch_1d(batch * plane),
+        )
+        .args([
+            workspace.arg(),
+            view_arg(c, call.c.offset)?,
+            bias_or(bias, c),
+            dims[0],
+            dims[1],
+            i64_arg(batch)?,
+            splits_arg(plan.splits)?,
+            i64_arg(call.c.ld)?,
+            i64_arg(call.c.batch_stride)?,
+            a.scalar(call.epilogue.alpha),
+            a.scalar(call.epilogue.beta),
+            KernelArg::I32(bias_kind),
+            KernelArg::I32(activation),
+            KernelArg::I32(factor),
+        ]),
+    )
 }
 
 #[cfg(test)]

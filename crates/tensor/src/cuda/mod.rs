@@ -17,6 +17,8 @@ mod matmul_tc;
 mod reduce;
 mod tables;
 
+pub(crate) use matmul::gemm_into;
+
 use std::sync::Arc;
 
 use curvature_kernels::{geometry, GpuBuffer, GpuDevice, KernelArg, Launch};
