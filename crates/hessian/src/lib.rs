@@ -88,6 +88,7 @@ mod probes;
 mod restrict;
 mod solve;
 mod trace;
+mod widen;
 mod xtrace;
 
 pub use assemble::{hessian_diagonal, hessian_of, HessianOptions};
@@ -121,6 +122,7 @@ pub use per_layer::{
     dense_plan, per_layer_curvature, BlockCurvature, DensePlan, Grouping, PerLayerOptions,
 };
 pub use probes::{probes, Probe, MAX_PROBES};
+pub use widen::InF32;
 pub use restrict::{glob_match, parameter_blocks, select_blocks, ParameterBlock, Restricted};
 pub use solve::{
     influence, solve_cg, solve_lissa, CgOptions, Damped, DiagonalPreconditioner, Influence,

@@ -18,7 +18,7 @@ pub const MATMUL_BLOCK: (u32, u32, u32) = (16, 16, 1);
 /// 64 for `f64` (4×4 per thread, which keeps it from spilling).
 pub fn matmul_tile(dtype: Dtype) -> usize {
     match dtype {
-        Dtype::F32 => 128,
+        Dtype::F32 | Dtype::F16 | Dtype::BF16 => 128,
         Dtype::F64 => 64,
     }
 }
