@@ -122,11 +122,11 @@ pub use per_layer::{
     dense_plan, per_layer_curvature, BlockCurvature, DensePlan, Grouping, PerLayerOptions,
 };
 pub use probes::{probes, Probe, MAX_PROBES};
-pub use widen::InF32;
 pub use restrict::{glob_match, parameter_blocks, select_blocks, ParameterBlock, Restricted};
 pub use solve::{
     influence, solve_cg, solve_lissa, CgOptions, Damped, DiagonalPreconditioner, Influence,
     LissaOptions, Solution, MAX_SOLVE_ITERATIONS,
 };
 pub use trace::{hessian_diagonal_hutchinson, trace_hutchinson, trace_hutchpp};
+pub use widen::InF32;
 pub use xtrace::{hessian_diagonal_xdiag, trace_xtrace};

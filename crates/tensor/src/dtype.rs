@@ -139,6 +139,21 @@ impl Element for f64 {
     }
 }
 
+/// `d` rounded to f32 by rounding to odd (truncated toward zero, the last bit set when
+/// inexact): rounding that f32 to a 16-bit format equals rounding `d` to it directly, since f32
+/// keeps more than two bits beyond either format's significand (no double rounding).
+pub(crate) fn f32_rounded_to_odd(d: f64) -> f32 {
+    let f = d as f32;
+    if d.is_nan() || f as f64 == d {
+        return f;
+    }
+    let mut bits = f.to_bits();
+    if (f as f64).abs() > d.abs() {
+        bits -= 1;
+    }
+    f32::from_bits(bits | 1)
+}
+
 /// The 16-bit storage types: `from_f64` rounds to nearest even (once, from the f64 value), and
 /// the scalar formulas a generic CPU loop would run are never used for them (the CPU backend
 /// computes their ops in f32, `cpu::half`).
@@ -147,7 +162,7 @@ macro_rules! half_element {
         impl Element for $ty {
             const DTYPE: DType = DType::$dtype;
             fn from_f64(v: f64) -> Self {
-                <$ty>::from_f64(v)
+                <$ty>::from_f32(f32_rounded_to_odd(v))
             }
             fn to_f64(self) -> f64 {
                 <$ty>::to_f64(self)

@@ -54,11 +54,12 @@ pub(crate) fn from_f32s(op: &'static str, dtype: DType, values: &[f32]) -> Resul
     })
 }
 
-/// f64 values stored as a 16-bit `dtype`, rounded once from the f64 value.
+/// f64 values stored as `dtype`; into a 16-bit dtype rounded once from the f64 value (through
+/// f32 rounded to odd, `Element::from_f64`).
 pub(crate) fn from_f64s(op: &'static str, dtype: DType, values: &[f64]) -> Result<CpuStorage> {
     Ok(match dtype {
-        DType::F16 => CpuStorage::F16(round_all(op, values, f16::from_f64)?),
-        DType::BF16 => CpuStorage::BF16(round_all(op, values, bf16::from_f64)?),
+        DType::F16 => CpuStorage::F16(round_all(op, values, <f16 as Element>::from_f64)?),
+        DType::BF16 => CpuStorage::BF16(round_all(op, values, <bf16 as Element>::from_f64)?),
         DType::F32 => CpuStorage::F32(super::try_convert(op, values)?),
         DType::F64 => CpuStorage::F64(super::try_copy(op, values)?),
     })

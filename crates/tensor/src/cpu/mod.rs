@@ -46,7 +46,10 @@ pub(crate) fn try_copy<T: Element>(op: &'static str, values: &[T]) -> Result<Vec
 }
 
 /// `values` converted to `T` in a fallibly allocated vector (see [`try_vec`]).
-pub(crate) fn try_convert<T: Element, S: Element>(op: &'static str, values: &[S]) -> Result<Vec<T>> {
+pub(crate) fn try_convert<T: Element, S: Element>(
+    op: &'static str,
+    values: &[S],
+) -> Result<Vec<T>> {
     let mut out = try_vec(op, values.len())?;
     out.extend(values.iter().map(|&v| T::from_f64(v.to_f64())));
     Ok(out)
@@ -217,7 +220,9 @@ impl BackendStorage for CpuStorage {
             (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => {
                 Ok(CpuStorage::F64(op.apply(a, b, c, layout)?))
             }
-            (a, b, c) if a.dtype().is_half() && a.dtype() == b.dtype() && a.dtype() == c.dtype() => {
+            (a, b, c)
+                if a.dtype().is_half() && a.dtype() == b.dtype() && a.dtype() == c.dtype() =>
+            {
                 let name = op.name();
                 let out = op.apply(&a.f32s(name)?, &b.f32s(name)?, &c.f32s(name)?, layout)?;
                 half::from_f32s(name, a.dtype(), &out)
@@ -280,8 +285,10 @@ impl BackendStorage for CpuStorage {
                 CpuStorage::F16(layout::cat(&typed, outer, widths)?)
             }
             CpuStorage::BF16(_) => {
-                let typed: Vec<&[::half::bf16]> =
-                    parts.iter().filter_map(|p| ::half::bf16::slice(p)).collect();
+                let typed: Vec<&[::half::bf16]> = parts
+                    .iter()
+                    .filter_map(|p| ::half::bf16::slice(p))
+                    .collect();
                 CpuStorage::BF16(layout::cat(&typed, outer, widths)?)
             }
         })

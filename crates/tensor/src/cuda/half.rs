@@ -99,11 +99,11 @@ pub(super) fn widen(x: &CudaStorage) -> Result<CudaStorage> {
     let out = CudaStorage::alloc(x.gpu(), DType::F32, x.len)?;
     if x.len > 0 {
         x.launch(
-            Launch::new(kernels::cast(x.dtype, DType::F32), geometry::launch_1d(x.len)).args([
-                x.arg(),
-                out.arg(),
-                KernelArg::U64(x.len as u64),
-            ]),
+            Launch::new(
+                kernels::cast(x.dtype, DType::F32),
+                geometry::launch_1d(x.len),
+            )
+            .args([x.arg(), out.arg(), KernelArg::U64(x.len as u64)]),
         )?;
     }
     Ok(out)

@@ -115,7 +115,12 @@ pub fn per_dtype(dt: DType) -> [Kernel; 6] {
 /// The kernels the 16-bit storage dtypes run on their bits (every other op of theirs widens to
 /// f32 through the casts): fill, strided copy and scatter, gather.
 pub fn half_moves(dt: DType) -> [Kernel; 4] {
-    [fill(dt), copy_strided(dt), copy_into_strided(dt), gather(dt)]
+    [
+        fill(dt),
+        copy_strided(dt),
+        copy_into_strided(dt),
+        gather(dt),
+    ]
 }
 
 /// `unfold_{dt}`: im2col (convolution and pooling).
