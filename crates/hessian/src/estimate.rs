@@ -164,7 +164,12 @@ pub fn trace_hutchinson_estimate<O: LinearOperator + ?Sized>(
     seed: u64,
 ) -> Result<Estimate> {
     if op.dtype().is_half() {
-        return trace_hutchinson_estimate(&crate::InF32::new(op), probes, kind, seed);
+        return trace_hutchinson_estimate(
+            &crate::InF32::new(op) as &dyn LinearOperator,
+            probes,
+            kind,
+            seed,
+        );
     }
     const OP: &str = "trace_hutchinson_estimate";
     check_probe_count(OP, op.dim(), probes)?;
@@ -225,7 +230,13 @@ pub(crate) fn diagonal_and_trace<O: LinearOperator + ?Sized>(
     trace: bool,
 ) -> Result<(DiagonalEstimate, Option<Estimate>)> {
     if op.dtype().is_half() {
-        return diagonal_and_trace(op_name, &crate::InF32::new(op), probes, seed, trace);
+        return diagonal_and_trace(
+            op_name,
+            &crate::InF32::new(op) as &dyn LinearOperator,
+            probes,
+            seed,
+            trace,
+        );
     }
     check_probe_count(op_name, op.dim(), probes)?;
     check_two(op_name, probes)?;
@@ -304,7 +315,11 @@ pub fn trace_hutchpp_estimate<O: LinearOperator + ?Sized>(
     seed: u64,
 ) -> Result<Estimate> {
     if op.dtype().is_half() {
-        return trace_hutchpp_estimate(&crate::InF32::new(op), matvecs, seed);
+        return trace_hutchpp_estimate(
+            &crate::InF32::new(op) as &dyn LinearOperator,
+            matvecs,
+            seed,
+        );
     }
     const OP: &str = "trace_hutchpp_estimate";
     let (top, terms) = hutchpp_parts(OP, op, matvecs, seed)?;

@@ -149,7 +149,7 @@ pub fn top_eigenvalues<O: LinearOperator + ?Sized>(
     options: &LanczosOptions,
 ) -> Result<Eigen> {
     if op.dtype().is_half() {
-        return top_eigenvalues(&crate::InF32::new(op), options);
+        return top_eigenvalues(&crate::InF32::new(op) as &dyn LinearOperator, options);
     }
     let dim = op.dim();
     let k = options.k;

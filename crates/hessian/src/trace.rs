@@ -19,7 +19,12 @@ pub fn trace_hutchinson<O: LinearOperator + ?Sized>(
     seed: u64,
 ) -> Result<f64> {
     if op.dtype().is_half() {
-        return trace_hutchinson(&crate::InF32::new(op), probes, kind, seed);
+        return trace_hutchinson(
+            &crate::InF32::new(op) as &dyn LinearOperator,
+            probes,
+            kind,
+            seed,
+        );
     }
     let sum = sum_over_probes("trace_hutchinson", op, probes, kind, seed, |v, hv| {
         Ok(v.mul(hv)?.sum_all()?)
@@ -36,7 +41,11 @@ pub fn hessian_diagonal_hutchinson<O: LinearOperator + ?Sized>(
     seed: u64,
 ) -> Result<Tensor> {
     if op.dtype().is_half() {
-        return hessian_diagonal_hutchinson(&crate::InF32::new(op), probes, seed);
+        return hessian_diagonal_hutchinson(
+            &crate::InF32::new(op) as &dyn LinearOperator,
+            probes,
+            seed,
+        );
     }
     let sum = sum_over_probes(
         "hessian_diagonal_hutchinson",
@@ -86,7 +95,7 @@ fn sum_over_probes<O: LinearOperator + ?Sized>(
 /// projections).
 pub fn trace_hutchpp<O: LinearOperator + ?Sized>(op: &O, matvecs: usize, seed: u64) -> Result<f64> {
     if op.dtype().is_half() {
-        return trace_hutchpp(&crate::InF32::new(op), matvecs, seed);
+        return trace_hutchpp(&crate::InF32::new(op) as &dyn LinearOperator, matvecs, seed);
     }
     let (top, terms) = hutchpp_parts("trace_hutchpp", op, matvecs, seed)?;
     let rest = terms.elem_count();
