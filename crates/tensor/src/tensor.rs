@@ -34,7 +34,7 @@ impl Tensor {
         &self.storage
     }
 
-    /// A tensor of `shape` from host values of type `T` (f32 or f64).
+    /// A tensor of `shape` from host values of type `T` (f32, f64, `half::f16` or `half::bf16`).
     pub fn from_vec<T: Element>(
         data: Vec<T>,
         shape: impl IntoShape,

@@ -300,7 +300,7 @@ fn structural_ops_within_the_rounding(device: Device) -> Result<()> {
         let (a, av) = rng.tensor(&[5, 7], signed, dtype, device)?;
         let (b, bv) = rng.tensor(&[7, 3], signed, dtype, device)?;
         let mut expected = vec![0.0; 15];
-        let mut magnitude = vec![0.0; 15];
+        let mut magnitude = [0.0; 15];
         for i in 0..5 {
             for j in 0..3 {
                 for k in 0..7 {
@@ -368,7 +368,7 @@ fn structural_ops_within_the_rounding(device: Device) -> Result<()> {
         assert_same_bits("index_select", &picked.to_f64s()?, &select);
         let added = a.index_add(0, &[1, 0, 1, 1, 0], 2)?.to_f64s()?;
         let mut adds = vec![0.0; 14];
-        let mut adds_abs = vec![0.0; 14];
+        let mut adds_abs = [0.0; 14];
         for (row, &k) in [1usize, 0, 1, 1, 0].iter().enumerate() {
             for j in 0..7 {
                 adds[k * 7 + j] += av[row * 7 + j];

@@ -19,8 +19,11 @@ use super::{kernels, CudaStorage};
 use crate::{DType, Result, TensorError};
 
 /// The overflow flag of each GPU that ran a rounding kernel, by (emulated, ordinal).
-fn flags() -> &'static Mutex<HashMap<(bool, usize), Arc<GpuBuffer>>> {
-    static FLAGS: OnceLock<Mutex<HashMap<(bool, usize), Arc<GpuBuffer>>>> = OnceLock::new();
+type Flags = Mutex<HashMap<(bool, usize), Arc<GpuBuffer>>>;
+
+/// The flags of every GPU of this process.
+fn flags() -> &'static Flags {
+    static FLAGS: OnceLock<Flags> = OnceLock::new();
     FLAGS.get_or_init(Mutex::default)
 }
 
