@@ -63,6 +63,99 @@ __device__ __forceinline__ T cv_sigmoid(T x) {
     return e / (T(1) + e);
 }
 
+// ---- 16-bit storage (f16, bf16) ------------------------------------------------------------
+// Stored as their bits in `unsigned short`; kernels load them into f32 (exact), compute in f32
+// and round to nearest even on store. Integer arithmetic only, so NVRTC needs no toolkit header
+// and the emulated GPU rounds exactly like the GPU.
+typedef unsigned short cv_half_bits;
+
+// f16 bits → f32 (exact).
+__device__ __forceinline__ float cv_f16_to_f32(cv_half_bits h) {
+    const unsigned sign = ((unsigned)h & 0x8000u) << 16;
+    const unsigned e = ((unsigned)h >> 10) & 0x1fu;
+    const unsigned m = (unsigned)h & 0x3ffu;
+    if (e == 0x1fu) {
+        return __int_as_float((int)(sign | 0x7f800000u | (m << 13)));
+    }
+    if (e != 0u) {
+        return __int_as_float((int)(sign | ((e + 112u) << 23) | (m << 13)));
+    }
+    // Zero or subnormal: m·2⁻²⁴, exact in f32.
+    const float v = (float)m * 5.9604644775390625e-8f;
+    return sign ? -v : v;
+}
+
+// f32 → f16 bits, rounded to nearest even; a NaN stays a (quiet) NaN.
+__device__ __forceinline__ cv_half_bits cv_f32_to_f16(float f) {
+    const unsigned x = (unsigned)__float_as_int(f);
+    const unsigned sign = (x >> 16) & 0x8000u;
+    const unsigned a = x & 0x7fffffffu;
+    if (a >= 0x7f800000u) {
+        return (cv_half_bits)(sign | 0x7c00u | (a > 0x7f800000u ? 0x200u : 0u));
+    }
+    if (a >= 0x477ff000u) {  // ≥ 65520, the midpoint above 65504: rounds to infinity
+        return (cv_half_bits)(sign | 0x7c00u);
+    }
+    if (a >= 0x38800000u) {  // ≥ 2⁻¹⁴: normal, rebias the exponent and round 13 bits away
+        const unsigned r = a - 0x38000000u;
+        unsigned h = r >> 13;
+        const unsigned rem = r & 0x1fffu;
+        h += (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ? 1u : 0u;
+        return (cv_half_bits)(sign | h);
+    }
+    const unsigned e = a >> 23;
+    if (e < 102u) {  // below 2⁻²⁵: rounds to zero
+        return (cv_half_bits)sign;
+    }
+    // Subnormal: the significand (hidden bit included) in units of 2⁻²⁴, rounded.
+    const unsigned m = (a & 0x7fffffu) | 0x800000u;
+    const unsigned s = 126u - e;
+    unsigned h = m >> s;
+    const unsigned rem = m & ((1u << s) - 1u);
+    const unsigned mid = 1u << (s - 1u);
+    h += (rem > mid || (rem == mid && (h & 1u))) ? 1u : 0u;
+    return (cv_half_bits)(sign | h);
+}
+
+// bf16 bits → f32 (exact).
+__device__ __forceinline__ float cv_bf16_to_f32(cv_half_bits h) {
+    return __int_as_float((int)((unsigned)h << 16));
+}
+
+// f32 → bf16 bits, rounded to nearest even; a NaN stays a (quiet) NaN.
+__device__ __forceinline__ cv_half_bits cv_f32_to_bf16(float f) {
+    const unsigned x = (unsigned)__float_as_int(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) {
+        return (cv_half_bits)((x >> 16) | 0x40u);
+    }
+    return (cv_half_bits)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+// f64 → f32 rounded to odd (truncate, then set the last bit when inexact): rounding that to
+// f16 or bf16 equals rounding the f64 value directly (f32 keeps more than 2 extra bits).
+__device__ __forceinline__ float cv_f64_to_f32_odd(double d) {
+    float f = (float)d;
+    if (d != d || (double)f == d) {
+        return f;
+    }
+    int bits = __float_as_int(f);
+    if ((double)(f < 0.0f ? -f : f) > (d < 0.0 ? -d : d)) {
+        bits -= 1;  // one step toward zero (same sign, smaller magnitude)
+    }
+    return __int_as_float(bits | 1);
+}
+
+// f32 unchanged (the widening step of a cast from f32).
+__device__ __forceinline__ float cv_f32_to_f32(float f) { return f; }
+
+// True when a finite value `wide` was stored as an infinite 16-bit value `bits`.
+__device__ __forceinline__ bool cv_f16_overflowed(float wide, cv_half_bits bits) {
+    return ((unsigned)bits & 0x7fffu) == 0x7c00u && cv_isfinite(wide);
+}
+__device__ __forceinline__ bool cv_bf16_overflowed(float wide, cv_half_bits bits) {
+    return ((unsigned)bits & 0x7fffu) == 0x7f80u && cv_isfinite(wide);
+}
+
 // ---- indexing helpers ---------------------------------------------------------------------
 // First global index and stride of a 1D grid-stride loop, both 64-bit.
 __device__ __forceinline__ cv_u64 cv_global_index() {
@@ -120,12 +213,15 @@ __device__ __forceinline__ void cv_offset3(cv_u64 i, int rank, const cv_i64* dim
     *oc = c;
 }
 
-// Instantiates a kernel for both dtypes: KERNEL(dt, T) must expand to one definition.
 // Threads per block of the 1D grid-stride kernels (geometry::BLOCK_1D): their
 // __launch_bounds__, so ptxas keeps registers × threads within an SM.
 #define CV_BLOCK_1D 256
 
+// Instantiates a kernel for both dtypes: KERNEL(dt, T) must expand to one definition.
 #define CV_FOR_EACH_DTYPE(KERNEL) KERNEL(f32, float) KERNEL(f64, double)
+
+// Instantiates a kernel that only moves elements for the 16-bit storage dtypes (their bits).
+#define CV_FOR_EACH_HALF(KERNEL) KERNEL(f16, cv_half_bits) KERNEL(bf16, cv_half_bits)
 
 // ---- tensor cores and asynchronous copies (sm_80+) -----------------------------------------
 // The same inline functions on every target: PTX `mma.sync` / `cp.async` under NVRTC for

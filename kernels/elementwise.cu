@@ -109,7 +109,46 @@ extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) cast_f64_f32(const dou
     }
 }
 
+// The casts of the 16-bit storage dtypes (their bits in `unsigned short`):
+// cast_{f16,bf16}_{f32,f64}(const unsigned short* x, To* out, size_t n): exact widening.
+// cast_{from}_{f16,bf16}(const From* x, unsigned short* out, size_t n, unsigned* overflow,
+//                        unsigned code), from f32, f64 or the other 16-bit dtype: rounds to
+//   nearest even (f64 through f32 rounded to odd, so the value is rounded once); a finite value
+//   that rounds to infinity stores `code` in *overflow, the flag the host reads when it next
+//   downloads or synchronises (every thread that overflows stores the same code).
+#define CV_CAST_FROM_HALF(h, to, To)                                                        \
+    extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) cast_##h##_##to(             \
+        const cv_half_bits* x, To* out, size_t n) {                                         \
+        for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {                 \
+            out[i] = (To)cv_##h##_to_f32(x[i]);                                             \
+        }                                                                                   \
+    }
+CV_CAST_FROM_HALF(f16, f32, float)
+CV_CAST_FROM_HALF(f16, f64, double)
+CV_CAST_FROM_HALF(bf16, f32, float)
+CV_CAST_FROM_HALF(bf16, f64, double)
+
+#define CV_CAST_TO_HALF(from, From, widen, h)                                               \
+    extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) cast_##from##_##h(           \
+        const From* x, cv_half_bits* out, size_t n, unsigned* overflow, unsigned code) {    \
+        for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {                 \
+            const float wide = widen(x[i]);                                                 \
+            const cv_half_bits bits = cv_f32_to_##h(wide);                                  \
+            if (cv_##h##_overflowed(wide, bits)) {                                          \
+                *overflow = code;                                                           \
+            }                                                                               \
+            out[i] = bits;                                                                  \
+        }                                                                                   \
+    }
+CV_CAST_TO_HALF(f32, float, cv_f32_to_f32, f16)
+CV_CAST_TO_HALF(f32, float, cv_f32_to_f32, bf16)
+CV_CAST_TO_HALF(f64, double, cv_f64_to_f32_odd, f16)
+CV_CAST_TO_HALF(f64, double, cv_f64_to_f32_odd, bf16)
+CV_CAST_TO_HALF(bf16, cv_half_bits, cv_bf16_to_f32, f16)
+CV_CAST_TO_HALF(f16, cv_half_bits, cv_f16_to_f32, bf16)
+
 // fill_{dt}(T* out, size_t n, T value): out[i] = value.
+// fill_{f16,bf16}(unsigned short* out, size_t n, unsigned bits): out[i] = the low 16 bits.
 #define CV_FILL_KERNEL(dt, T)                                                   \
     extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) fill_##dt(T* out, size_t n, T value) {          \
         for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {     \
@@ -117,6 +156,14 @@ extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) cast_f64_f32(const dou
         }                                                                       \
     }
 CV_FOR_EACH_DTYPE(CV_FILL_KERNEL)
+#define CV_FILL_HALF_KERNEL(dt, T)                                                          \
+    extern "C" __global__ void __launch_bounds__(CV_BLOCK_1D) fill_##dt(T* out, size_t n,   \
+                                                                        unsigned bits) {    \
+        for (cv_u64 i = cv_global_index(); i < n; i += cv_grid_stride()) {                 \
+            out[i] = (T)bits;                                                               \
+        }                                                                                   \
+    }
+CV_FOR_EACH_HALF(CV_FILL_HALF_KERNEL)
 
 // copy_strided_{dt}(const T* src, T* out, size_t n, int rank,
 //                   const long long* shape_and_strides, long long offset)
@@ -131,3 +178,4 @@ CV_FOR_EACH_DTYPE(CV_FILL_KERNEL)
         }                                                                                   \
     }
 CV_FOR_EACH_DTYPE(CV_COPY_STRIDED_KERNEL)
+CV_FOR_EACH_HALF(CV_COPY_STRIDED_KERNEL)

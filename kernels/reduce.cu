@@ -191,6 +191,7 @@ CV_FOR_EACH_DTYPE(CV_SOFTMAX_KERNEL)
         }                                                                                    \
     }
 CV_FOR_EACH_DTYPE(CV_GATHER_KERNEL)
+CV_FOR_EACH_HALF(CV_GATHER_KERNEL)
 
 // index_add_{dt}(const T* x, const long long* groups, T* out, long long outer, long long n_idx,
 //                long long len, long long inner)
@@ -233,3 +234,4 @@ CV_FOR_EACH_DTYPE(CV_INDEX_ADD_KERNEL)
         }                                                                                      \
     }
 CV_FOR_EACH_DTYPE(CV_COPY_INTO_KERNEL)
+CV_FOR_EACH_HALF(CV_COPY_INTO_KERNEL)

@@ -46,7 +46,7 @@ pub struct BenchArgs {
     /// Print one JSON object per workload instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Element type.
+    /// Element type: f32, f64, or the 16-bit storage types f16 and bf16 (computed in f32).
     #[arg(long, default_value = "f32", value_parser = parse_dtype)]
     pub dtype: DType,
     /// Precision of f32 matrix products on a GPU: ieee (f32 FMA), tf32 (tensor cores, inputs
@@ -104,7 +104,9 @@ pub struct AnalyzeArgs {
     /// Device to run on; `auto` picks a CUDA GPU when one is present.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceChoice,
-    /// Element type of the computation (the results file holds float64 either way).
+    /// Element type of the computation: f64, f32, or the 16-bit storage types f16 and bf16
+    /// (computed in f32, the Krylov recurrences in f32); the results file holds float64 either
+    /// way.
     #[arg(long, default_value = "f64", value_parser = parse_dtype)]
     pub dtype: DType,
     /// Precision of f32 matrix products on a GPU: ieee (f32 FMA), tf32 (tensor cores, inputs

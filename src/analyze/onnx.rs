@@ -587,15 +587,26 @@ fn check_integers(info: &ValueInfo, values: &[f64]) -> Result<(), String> {
     }
 }
 
+/// Whether the finite `value` rounds to infinity in `dtype`.
+fn beyond_range(value: f64, dtype: DType) -> bool {
+    match dtype {
+        DType::F64 => false,
+        DType::F32 => (value as f32).is_infinite(),
+        DType::F16 | DType::BF16 => {
+            curvature::tensor::CpuStorage::from_f64s(dtype, &[value]).is_err()
+        }
+    }
+}
+
 /// Every value of data tensor `name` finite, and representable in `dtype`.
 fn check_values(name: &str, values: &[f64], dtype: DType) -> Result<(), String> {
     let bad = values
         .iter()
-        .position(|v| !v.is_finite() || (dtype == DType::F32 && (*v as f32).is_infinite()));
+        .position(|v| !v.is_finite() || beyond_range(*v, dtype));
     match bad {
         None => Ok(()),
         Some(index) if values[index].is_finite() => Err(format!(
-            "tensor '{}' element {index} is {:e}, beyond f32's range (use --dtype f64)",
+            "tensor '{}' element {index} is {:e}, beyond {dtype}'s range (use --dtype f64)",
             shown(name),
             values[index]
         )),

@@ -260,6 +260,12 @@ macro_rules! by_dtype {
                 type $t = f32;
                 $body
             }
+            // NCCL moves f32 and f64 here: a 16-bit tensor is an error naming the op and its
+            // dtype (`to_vec`'s), never a reinterpretation of its bytes.
+            DType::F16 | DType::BF16 => {
+                type $t = f32;
+                $body
+            }
         }
     };
 }

@@ -46,6 +46,8 @@ impl HessianOptions {
 pub(crate) enum HostBuffer {
     F32(Vec<f32>),
     F64(Vec<f64>),
+    /// A 16-bit dtype's results, gathered in f32 and rounded to the dtype once at the end.
+    Half(Vec<f32>, DType),
 }
 
 impl HostBuffer {
@@ -60,6 +62,9 @@ impl HostBuffer {
         Ok(match dtype {
             DType::F32 => HostBuffer::F32(alloc::with_capacity(op, what, len)?),
             DType::F64 => HostBuffer::F64(alloc::with_capacity(op, what, len)?),
+            DType::F16 | DType::BF16 => {
+                HostBuffer::Half(alloc::with_capacity(op, what, len)?, dtype)
+            }
         })
     }
 
@@ -69,6 +74,7 @@ impl HostBuffer {
         let (len, capacity) = match self {
             HostBuffer::F32(buf) => (buf.len(), buf.capacity()),
             HostBuffer::F64(buf) => (buf.len(), buf.capacity()),
+            HostBuffer::Half(buf, _) => (buf.len(), buf.capacity()),
         };
         if offset != len || capacity - len < t.elem_count() {
             return Err(invalid(
@@ -89,6 +95,9 @@ impl HostBuffer {
                 Ok(values) => buf.extend_from_slice(values),
                 Err(_) => buf.extend_from_slice(&t.to_vec::<f64>()?),
             },
+            HostBuffer::Half(buf, _) => {
+                buf.extend_from_slice(&t.to_dtype(DType::F32)?.to_vec::<f32>()?)
+            }
         }
         Ok(())
     }
@@ -97,6 +106,9 @@ impl HostBuffer {
         Ok(match self {
             HostBuffer::F32(buf) => Tensor::from_vec(buf, shape, device)?,
             HostBuffer::F64(buf) => Tensor::from_vec(buf, shape, device)?,
+            HostBuffer::Half(buf, dtype) => {
+                Tensor::from_vec(buf, shape, device)?.to_dtype(dtype)?
+            }
         })
     }
 }
@@ -119,6 +131,9 @@ pub(crate) fn identity_rows(
                 data[r * dim + start + r] = 1.0;
             }
             Ok(Tensor::from_vec(data, [rows, dim], device)?)
+        }
+        DType::F16 | DType::BF16 => {
+            Ok(identity_rows(start, rows, dim, DType::F32, device)?.to_dtype(dtype)?)
         }
         DType::F64 => {
             let mut data = alloc::filled(OP, WHAT, len, 0.0f64)?;

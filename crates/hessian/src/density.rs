@@ -210,6 +210,13 @@ pub fn spectral_density_with<O: LinearOperator + ?Sized>(
     options: &SlqOptions,
     memory: &HessianOptions,
 ) -> Result<SpectralDensity> {
+    if op.dtype().is_half() {
+        return spectral_density_with(
+            &crate::InF32::new(op) as &dyn LinearOperator,
+            options,
+            memory,
+        );
+    }
     const OP: &str = "spectral_density";
     let dim = op.dim();
     options.validate(dim)?;

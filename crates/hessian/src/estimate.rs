@@ -163,6 +163,14 @@ pub fn trace_hutchinson_estimate<O: LinearOperator + ?Sized>(
     kind: Probe,
     seed: u64,
 ) -> Result<Estimate> {
+    if op.dtype().is_half() {
+        return trace_hutchinson_estimate(
+            &crate::InF32::new(op) as &dyn LinearOperator,
+            probes,
+            kind,
+            seed,
+        );
+    }
     const OP: &str = "trace_hutchinson_estimate";
     check_probe_count(OP, op.dim(), probes)?;
     if kind == Probe::Basis {
@@ -221,6 +229,15 @@ pub(crate) fn diagonal_and_trace<O: LinearOperator + ?Sized>(
     seed: u64,
     trace: bool,
 ) -> Result<(DiagonalEstimate, Option<Estimate>)> {
+    if op.dtype().is_half() {
+        return diagonal_and_trace(
+            op_name,
+            &crate::InF32::new(op) as &dyn LinearOperator,
+            probes,
+            seed,
+            trace,
+        );
+    }
     check_probe_count(op_name, op.dim(), probes)?;
     check_two(op_name, probes)?;
     let mut stats = Welford::default();
@@ -297,6 +314,13 @@ pub fn trace_hutchpp_estimate<O: LinearOperator + ?Sized>(
     matvecs: usize,
     seed: u64,
 ) -> Result<Estimate> {
+    if op.dtype().is_half() {
+        return trace_hutchpp_estimate(
+            &crate::InF32::new(op) as &dyn LinearOperator,
+            matvecs,
+            seed,
+        );
+    }
     const OP: &str = "trace_hutchpp_estimate";
     let (top, terms) = hutchpp_parts(OP, op, matvecs, seed)?;
     let mut stats = Welford::default();

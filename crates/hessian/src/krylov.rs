@@ -32,10 +32,7 @@ pub const MAX_KRYLOV_STEPS: usize = 4096;
 
 /// The machine epsilon of `dtype`.
 pub(crate) fn epsilon(dtype: DType) -> f64 {
-    match dtype {
-        DType::F32 => f32::EPSILON as f64,
-        DType::F64 => f64::EPSILON,
-    }
+    dtype.epsilon()
 }
 
 /// Whether `beta` signals an invariant Krylov space, relative to the operator scale seen so far.

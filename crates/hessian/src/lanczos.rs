@@ -148,6 +148,9 @@ pub fn top_eigenvalues<O: LinearOperator + ?Sized>(
     op: &O,
     options: &LanczosOptions,
 ) -> Result<Eigen> {
+    if op.dtype().is_half() {
+        return top_eigenvalues(&crate::InF32::new(op) as &dyn LinearOperator, options);
+    }
     let dim = op.dim();
     let k = options.k;
     if k > dim {

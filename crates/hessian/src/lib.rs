@@ -89,6 +89,7 @@ mod probes;
 mod restrict;
 mod solve;
 mod trace;
+mod widen;
 mod xtrace;
 
 pub use assemble::{hessian_diagonal, hessian_of, HessianOptions};
@@ -128,4 +129,5 @@ pub use solve::{
     LissaOptions, Solution, MAX_SOLVE_ITERATIONS,
 };
 pub use trace::{hessian_diagonal_hutchinson, trace_hutchinson, trace_hutchpp};
+pub use widen::InF32;
 pub use xtrace::{hessian_diagonal_xdiag, trace_xtrace};

@@ -91,10 +91,7 @@ pub(crate) fn orthonormal_rows(op: &'static str, y: &Tensor) -> Result<Option<Te
         let gram = q.matmul_transposed(&q, false, true)?.to_f64s()?;
         let (values, vectors) = symmetric_eigen(op, k, &gram)?;
         let largest = values.last().copied().unwrap_or(0.0);
-        let eps = match q.dtype() {
-            curvature_tensor::DType::F32 => f32::EPSILON as f64,
-            curvature_tensor::DType::F64 => f64::EPSILON,
-        };
+        let eps = q.dtype().epsilon();
         let kept: Vec<usize> = (0..k)
             .filter(|&i| largest > 0.0 && values[i] > largest * 1e3 * eps)
             .collect();

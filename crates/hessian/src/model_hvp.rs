@@ -45,7 +45,9 @@ impl ModelHvp {
             let on_cpu = seq.parameters().iter().all(|p| p.device() == Device::Cpu)
                 && x.device() == Device::Cpu
                 && target.device() == Device::Cpu;
-            if on_cpu && loss.is_fused() && dense_chain(seq).is_ok() {
+            // The fused sweep runs in f32 or f64; 16-bit storage takes the tape.
+            let fusable = on_cpu && !x.dtype().is_half() && loss.is_fused();
+            if fusable && dense_chain(seq).is_ok() {
                 return MlpHvp::new(seq, loss, x, target).map(ModelHvp::Fused);
             }
         }

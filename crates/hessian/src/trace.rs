@@ -18,6 +18,14 @@ pub fn trace_hutchinson<O: LinearOperator + ?Sized>(
     kind: Probe,
     seed: u64,
 ) -> Result<f64> {
+    if op.dtype().is_half() {
+        return trace_hutchinson(
+            &crate::InF32::new(op) as &dyn LinearOperator,
+            probes,
+            kind,
+            seed,
+        );
+    }
     let sum = sum_over_probes("trace_hutchinson", op, probes, kind, seed, |v, hv| {
         Ok(v.mul(hv)?.sum_all()?)
     })?;
@@ -32,6 +40,13 @@ pub fn hessian_diagonal_hutchinson<O: LinearOperator + ?Sized>(
     probes: usize,
     seed: u64,
 ) -> Result<Tensor> {
+    if op.dtype().is_half() {
+        return hessian_diagonal_hutchinson(
+            &crate::InF32::new(op) as &dyn LinearOperator,
+            probes,
+            seed,
+        );
+    }
     let sum = sum_over_probes(
         "hessian_diagonal_hutchinson",
         op,
@@ -79,6 +94,9 @@ fn sum_over_probes<O: LinearOperator + ?Sized>(
 /// blocks at a time (the sketch, its products, Q and the remaining probes with their
 /// projections).
 pub fn trace_hutchpp<O: LinearOperator + ?Sized>(op: &O, matvecs: usize, seed: u64) -> Result<f64> {
+    if op.dtype().is_half() {
+        return trace_hutchpp(&crate::InF32::new(op) as &dyn LinearOperator, matvecs, seed);
+    }
     let (top, terms) = hutchpp_parts("trace_hutchpp", op, matvecs, seed)?;
     let rest = terms.elem_count();
     Ok(top + terms.sum_all()?.to_scalar()? / rest as f64)

@@ -14,17 +14,29 @@ pub enum Dtype {
     F32,
     /// `double`.
     F64,
+    /// IEEE binary16, stored as its bits in `unsigned short` (converted to and from f32 by
+    /// `common.cuh`'s round-to-nearest-even helpers).
+    F16,
+    /// bfloat16, stored as its bits in `unsigned short`.
+    BF16,
 }
 
 impl Dtype {
-    /// Every dtype the kernels are instantiated for.
+    /// Every dtype the compute kernels (elementwise, reductions, matmul, conv) are
+    /// instantiated for.
     pub const ALL: [Dtype; 2] = [Dtype::F32, Dtype::F64];
 
-    /// `f32` or `f64`, as in kernel names.
-    pub fn name(self) -> &'static str {
+    /// The 16-bit storage dtypes: casts to and from the compute dtypes and the kernels that
+    /// only move elements are instantiated for them.
+    pub const HALF: [Dtype; 2] = [Dtype::F16, Dtype::BF16];
+
+    /// `f32`, `f64`, `f16` or `bf16`, as in kernel names.
+    pub const fn name(self) -> &'static str {
         match self {
             Dtype::F32 => "f32",
             Dtype::F64 => "f64",
+            Dtype::F16 => "f16",
+            Dtype::BF16 => "bf16",
         }
     }
 }
@@ -116,11 +128,7 @@ impl Kernel {
 
     /// `cast_{from}_{to}(const From* x, To* out, size_t n)`.
     pub const fn cast(from: Dtype, to: Dtype) -> Kernel {
-        let from = match from {
-            Dtype::F32 => "f32",
-            Dtype::F64 => "f64",
-        };
-        Kernel::new(KernelFamily::Elementwise, Group::Cast, from, to)
+        Kernel::new(KernelFamily::Elementwise, Group::Cast, from.name(), to)
     }
 
     /// `fill_{dt}(T* out, size_t n, T value)`.

@@ -94,6 +94,15 @@ pub enum TensorError {
         bytes: usize,
         device: Device,
     },
+    /// A finite value rounded to infinity when stored in a 16-bit dtype (f16 holds ±65504 at
+    /// most): the op whose result it was, the dtype, and the value (when known; on a GPU the
+    /// flag raised by the rounding kernel carries no value).
+    #[error("{op}: a result outside the finite range of {dtype} ({}) cannot be stored as {dtype} (compute in f32 or rescale)", value.map_or_else(|| "value not recorded on the GPU".to_string(), |v| v.to_string()))]
+    Overflow {
+        op: &'static str,
+        dtype: DType,
+        value: Option<f64>,
+    },
     /// A tensor file could not be read or written (`io`).
     #[error(transparent)]
     File(#[from] crate::io::FileError),

@@ -80,7 +80,7 @@ impl Tensor {
         Arc::get_mut(&mut self.storage)
     }
 
-    /// A tensor of `shape` from host values of type `T` (f32 or f64).
+    /// A tensor of `shape` from host values of type `T` (f32, f64, `half::f16` or `half::bf16`).
     pub fn from_vec<T: Element>(
         data: Vec<T>,
         shape: impl IntoShape,

@@ -43,6 +43,7 @@ fn assert_close(name: &str, ours: &Tensor, reference: &[f64], dims: &[usize]) {
     let tol = match ours.dtype() {
         DType::F64 => 1e-12,
         DType::F32 => 2e-6,
+        half => half.epsilon(),
     };
     let ours = ours.to_f64s().expect("download");
     let scale = reference.iter().fold(1.0f64, |m, v| m.max(v.abs()));

@@ -10,6 +10,7 @@ use curvature_tensor::DType;
 use curvature_tensor::{BinaryOp, ReduceOp, TernaryOp, UnaryOp};
 
 const DTYPES: [DType; 2] = [DType::F32, DType::F64];
+const HALVES: [DType; 2] = [DType::F16, DType::BF16];
 const INDEXINGS: [Indexing; 2] = [Indexing::Broadcast, Indexing::Contiguous];
 
 /// Every kernel the CUDA backend can launch.
@@ -38,7 +39,18 @@ fn launched() -> Vec<Kernel> {
             all.push(kernels::cast(dt, to));
         }
     }
+    // The 16-bit storage dtypes: their casts to and from every other dtype, and the kernels
+    // that move their bits (every other op widens to f32 through the casts).
+    for half in HALVES {
+        all.extend(kernels::half_moves(half));
+        for other in DTYPES.into_iter().chain(HALVES).filter(|&d| d != half) {
+            all.push(kernels::cast(half, other));
+            all.push(kernels::cast(other, half));
+        }
+    }
     all.extend(kernels::tensor_core());
+    all.sort_by_key(Kernel::name);
+    all.dedup();
     all
 }
 

@@ -112,8 +112,12 @@ fn f16_and_bf16_convert_to_the_values_of_their_bits() -> curvature_tensor::Resul
     }
     let file = raw_file(&[("h", "F16", &[2, 3], 12), ("b", "BF16", &[4], 8)], &data);
     let tensors = io::load_bytes(&file, None, Device::Cpu)?;
-    assert_eq!(tensors["h"].dtype(), DType::F32);
+    assert_eq!(tensors["h"].dtype(), DType::F16);
+    assert_eq!(tensors["b"].dtype(), DType::BF16);
     assert_eq!(tensors["h"].dims(), &[2, 3]);
+    assert_eq!(tensors["h"].to_f64s()?, f16_values.to_vec());
+    assert_eq!(tensors["b"].to_f64s()?, bf16_values.to_vec());
+    let tensors = io::load_bytes(&file, Some(DType::F32), Device::Cpu)?;
     let as_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
     assert_eq!(tensors["h"].to_vec::<f32>()?, as_f32(&f16_values));
     assert_eq!(tensors["b"].to_vec::<f32>()?, as_f32(&bf16_values));
@@ -122,7 +126,7 @@ fn f16_and_bf16_convert_to_the_values_of_their_bits() -> curvature_tensor::Resul
     assert_eq!(tensors["b"].to_vec::<f64>()?, bf16_values.to_vec());
     let nan = raw_file(&[("n", "F16", &[1], 2)], &0x7e00u16.to_le_bytes());
     let tensors = io::load_bytes(&nan, None, Device::Cpu)?;
-    assert!(tensors["n"].to_vec::<f32>()?[0].is_nan());
+    assert!(tensors["n"].to_f64s()?[0].is_nan());
     Ok(())
 }
 

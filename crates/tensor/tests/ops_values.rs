@@ -139,6 +139,7 @@ impl<'a> Bound<'a> {
         match dtype {
             DType::F64 => Bound::Scaled(1e-12),
             DType::F32 => Bound::Scaled(1e-5),
+            half => Bound::Scaled(half.epsilon()),
         }
     }
 
@@ -579,6 +580,7 @@ fn product_bounds(dtype: DType, scale: &[f64]) -> Vec<f64> {
     match dtype {
         DType::F64 => scale.iter().map(|s| 1e-13 * s + 1e-300).collect(),
         DType::F32 => scale.iter().map(|s| 1e-5 * s).collect(),
+        half => scale.iter().map(|s| half.epsilon() * s).collect(),
     }
 }
 
@@ -1923,6 +1925,14 @@ fn bytes_of(values: &[f64], dtype: DType) -> Vec<u8> {
         DType::F32 => values
             .iter()
             .flat_map(|&v| (v as f32).to_ne_bytes())
+            .collect(),
+        DType::F16 => values
+            .iter()
+            .flat_map(|&v| half::f16::from_f64(v).to_ne_bytes())
+            .collect(),
+        DType::BF16 => values
+            .iter()
+            .flat_map(|&v| half::bf16::from_f64(v).to_ne_bytes())
             .collect(),
     }
 }

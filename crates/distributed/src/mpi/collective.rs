@@ -64,6 +64,19 @@ impl Mpi {
                 let out = (body.f32)(self, values).map_err(|e| self.backend_error(op, e))?;
                 self.tensor_of(op, out, shape, tensor)
             }
+            // 16-bit data travels and is reduced in f32, and is rounded back once.
+            half @ (DType::F16 | DType::BF16) => {
+                let tensor_error = |source| CollectiveError::Tensor {
+                    op,
+                    rank: self.rank,
+                    source,
+                };
+                let wide = tensor.to_dtype(DType::F32).map_err(tensor_error)?;
+                let values = host_values::<f32>(op, self.rank, &wide)?;
+                let out = (body.f32)(self, values).map_err(|e| self.backend_error(op, e))?;
+                let out = self.tensor_of(op, out, shape, tensor)?;
+                out.to_dtype(half).map_err(tensor_error)
+            }
         }
     }
 

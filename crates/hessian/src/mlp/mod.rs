@@ -144,6 +144,13 @@ fn sweep_for(model: &Sequential, loss: Loss, x: &Tensor, y: &Tensor) -> Result<B
     match x.dtype() {
         DType::F32 => typed::<f32>(model, loss, x, y),
         DType::F64 => typed::<f64>(model, loss, x, y),
+        half @ (DType::F16 | DType::BF16) => Err(invalid(
+            "MlpHvp",
+            format!(
+                "the fused MLP sweep runs in f32 or f64, not {half} (use the tape's ModelHvp, \
+                 which stores {half} and computes in f32)"
+            ),
+        )),
     }
 }
 

@@ -12,9 +12,14 @@ impl Var {
         self.sum(&axes, false)
     }
 
-    /// Mean of all elements (a scalar).
+    /// Mean of all elements (a scalar). 16-bit values are scaled before they are summed, so a
+    /// mean in range never overflows through its sum.
     pub fn mean_all(&self) -> Result<Var> {
         let count = self.value().elem_count().max(1) as f64;
+        if self.value().dtype().is_half() {
+            // Scaled first, so a sum beyond the 16-bit range never has to be stored.
+            return self.div_scalar(count)?.sum_all();
+        }
         self.sum_all()?.div_scalar(count)
     }
 
@@ -37,8 +42,19 @@ impl Var {
         )
     }
 
-    /// Mean over `axes`.
+    /// Mean over `axes` (16-bit values scaled before the sum, as in [`Var::mean_all`]).
     pub fn mean(&self, axes: &[isize], keepdim: bool) -> Result<Var> {
+        if self.value().dtype().is_half() {
+            // Scaled first, so a sum beyond the 16-bit range never has to be stored.
+            let mut resolved = axes
+                .iter()
+                .map(|&a| self.shape().axis("mean", a))
+                .collect::<curvature_tensor::Result<Vec<_>>>()?;
+            resolved.sort_unstable();
+            resolved.dedup();
+            let count: usize = resolved.iter().map(|&d| self.dims()[d]).product();
+            return self.div_scalar(count.max(1) as f64)?.sum(axes, keepdim);
+        }
         let before = self.value().elem_count();
         let summed = self.sum(axes, keepdim)?;
         let count = before / summed.value().elem_count().max(1);

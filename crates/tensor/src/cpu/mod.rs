@@ -1,9 +1,11 @@
-//! The CPU backend: the reference implementation of every primitive op, in f32 and f64.
+//! The CPU backend: the reference implementation of every primitive op, in f32 and f64; the
+//! 16-bit storage dtypes compute in f32 (`half`).
 
 mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod fused;
 pub(crate) mod gemm;
+pub(crate) mod half;
 mod layout;
 mod matmul;
 mod reduce;
@@ -45,7 +47,10 @@ pub(crate) fn try_copy<T: Element>(op: &'static str, values: &[T]) -> Result<Vec
 }
 
 /// `values` converted to `T` in a fallibly allocated vector (see [`try_vec`]).
-fn try_convert<T: Element, S: Element>(op: &'static str, values: &[S]) -> Result<Vec<T>> {
+pub(crate) fn try_convert<T: Element, S: Element>(
+    op: &'static str,
+    values: &[S],
+) -> Result<Vec<T>> {
     let mut out = try_vec(op, values.len())?;
     out.extend(values.iter().map(|&v| T::from_f64(v.to_f64())));
     Ok(out)
@@ -56,14 +61,37 @@ fn try_convert<T: Element, S: Element>(op: &'static str, values: &[S]) -> Result
 pub enum CpuStorage {
     F32(Vec<f32>),
     F64(Vec<f64>),
+    /// IEEE binary16 values.
+    F16(Vec<::half::f16>),
+    /// bfloat16 values.
+    BF16(Vec<::half::bf16>),
 }
 
-/// Applies a generic function to the storage's typed data, re-wrapping the result.
+/// Applies a generic function to the storage's typed data, re-wrapping the result; 16-bit data
+/// is widened to f32 for it and the result rounded back, overflow an error naming `$op`.
 macro_rules! map_typed {
+    ($storage:expr, $op:expr, $data:ident => $body:expr) => {
+        match $storage {
+            CpuStorage::F32($data) => CpuStorage::F32($body),
+            CpuStorage::F64($data) => CpuStorage::F64($body),
+            other => {
+                let wide = other.f32s($op)?;
+                let $data = &wide;
+                half::from_f32s($op, other.dtype(), &$body)?
+            }
+        }
+    };
+}
+
+/// Applies a generic function that only moves elements (no arithmetic) to the typed data of
+/// every dtype, 16-bit ones included, re-wrapping the result.
+macro_rules! map_moved {
     ($storage:expr, $data:ident => $body:expr) => {
         match $storage {
             CpuStorage::F32($data) => CpuStorage::F32($body),
             CpuStorage::F64($data) => CpuStorage::F64($body),
+            CpuStorage::F16($data) => CpuStorage::F16($body),
+            CpuStorage::BF16($data) => CpuStorage::BF16($body),
         }
     };
 }
@@ -74,15 +102,20 @@ impl CpuStorage {
         Ok(match dtype {
             DType::F32 => CpuStorage::F32(try_filled("full", len, value as f32)?),
             DType::F64 => CpuStorage::F64(try_filled("full", len, value)?),
+            DType::F16 | DType::BF16 => {
+                let one = half::from_f64s("full", dtype, &[value])?;
+                match one {
+                    CpuStorage::F16(v) => CpuStorage::F16(try_filled("full", len, v[0])?),
+                    CpuStorage::BF16(v) => CpuStorage::BF16(try_filled("full", len, v[0])?),
+                    other => other,
+                }
+            }
         })
     }
 
     /// Storage holding `values` converted to `dtype`.
     pub fn from_f64s(dtype: DType, values: &[f64]) -> Result<CpuStorage> {
-        Ok(match dtype {
-            DType::F32 => CpuStorage::F32(try_convert("from_f64s", values)?),
-            DType::F64 => CpuStorage::F64(try_convert("from_f64s", values)?),
-        })
+        half::from_f64s("from_f64s", dtype, values)
     }
 
     /// A copy of the data, or [`TensorError::OutOfMemory`].
@@ -90,6 +123,8 @@ impl CpuStorage {
         Ok(match self {
             CpuStorage::F32(v) => CpuStorage::F32(try_copy("copy", v)?),
             CpuStorage::F64(v) => CpuStorage::F64(try_copy("copy", v)?),
+            CpuStorage::F16(v) => CpuStorage::F16(try_copy("copy", v)?),
+            CpuStorage::BF16(v) => CpuStorage::BF16(try_copy("copy", v)?),
         })
     }
 
@@ -98,6 +133,19 @@ impl CpuStorage {
         match self {
             CpuStorage::F32(v) => try_convert("to_f64s", v),
             CpuStorage::F64(v) => try_convert("to_f64s", v),
+            CpuStorage::F16(v) => try_convert("to_f64s", v),
+            CpuStorage::BF16(v) => try_convert("to_f64s", v),
+        }
+    }
+
+    /// The data as f32 values (a copy of f32 data, the exact widening of 16-bit data, the
+    /// rounding of f64 data), for the f32 loop of a 16-bit op.
+    fn f32s(&self, op: &'static str) -> Result<Vec<f32>> {
+        match self {
+            CpuStorage::F32(v) => try_copy(op, v),
+            CpuStorage::F64(v) => try_convert(op, v),
+            CpuStorage::F16(v) => half::widen(op, v),
+            CpuStorage::BF16(v) => half::widen(op, v),
         }
     }
 
@@ -106,6 +154,8 @@ impl CpuStorage {
         match self {
             CpuStorage::F32(v) => bytemuck::cast_slice(v),
             CpuStorage::F64(v) => bytemuck::cast_slice(v),
+            CpuStorage::F16(v) => bytemuck::cast_slice(v),
+            CpuStorage::BF16(v) => bytemuck::cast_slice(v),
         }
     }
 
@@ -114,6 +164,8 @@ impl CpuStorage {
         match self {
             CpuStorage::F32(v) => bytemuck::cast_slice_mut(v),
             CpuStorage::F64(v) => bytemuck::cast_slice_mut(v),
+            CpuStorage::F16(v) => bytemuck::cast_slice_mut(v),
+            CpuStorage::BF16(v) => bytemuck::cast_slice_mut(v),
         }
     }
 }
@@ -127,6 +179,8 @@ impl BackendStorage for CpuStorage {
         match self {
             CpuStorage::F32(_) => DType::F32,
             CpuStorage::F64(_) => DType::F64,
+            CpuStorage::F16(_) => DType::F16,
+            CpuStorage::BF16(_) => DType::BF16,
         }
     }
 
@@ -134,11 +188,13 @@ impl BackendStorage for CpuStorage {
         match self {
             CpuStorage::F32(v) => v.len(),
             CpuStorage::F64(v) => v.len(),
+            CpuStorage::F16(v) => v.len(),
+            CpuStorage::BF16(v) => v.len(),
         }
     }
 
     fn unary(&self, op: UnaryOp) -> Result<Self> {
-        Ok(map_typed!(self, x => op.apply(x)?))
+        Ok(map_typed!(self, op.name(), x => op.apply(x)?))
     }
 
     fn binary(&self, op: BinaryOp, rhs: &Self, layout: &BroadcastLayout) -> Result<Self> {
@@ -148,6 +204,10 @@ impl BackendStorage for CpuStorage {
             }
             (CpuStorage::F64(a), CpuStorage::F64(b)) => {
                 Ok(CpuStorage::F64(op.apply(a, b, layout)?))
+            }
+            (a, b) if a.dtype().is_half() && a.dtype() == b.dtype() => {
+                let out = op.apply(&a.f32s(op.name())?, &b.f32s(op.name())?, layout)?;
+                half::from_f32s(op.name(), a.dtype(), &out)
             }
             _ => Err(dtype_mismatch(op.name(), self.dtype(), rhs.dtype())),
         }
@@ -161,6 +221,13 @@ impl BackendStorage for CpuStorage {
             (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => {
                 Ok(CpuStorage::F64(op.apply(a, b, c, layout)?))
             }
+            (a, b, c)
+                if a.dtype().is_half() && a.dtype() == b.dtype() && a.dtype() == c.dtype() =>
+            {
+                let name = op.name();
+                let out = op.apply(&a.f32s(name)?, &b.f32s(name)?, &c.f32s(name)?, layout)?;
+                half::from_f32s(name, a.dtype(), &out)
+            }
             _ => Err(dtype_mismatch(op.name(), self.dtype(), b.dtype())),
         }
     }
@@ -173,24 +240,28 @@ impl BackendStorage for CpuStorage {
             (CpuStorage::F64(a), CpuStorage::F64(b)) => {
                 Ok(CpuStorage::F64(matmul::matmul(a, b, spec)?))
             }
+            (a, b) if a.dtype().is_half() && a.dtype() == b.dtype() => {
+                let out = matmul::matmul(&a.f32s("matmul")?, &b.f32s("matmul")?, spec)?;
+                half::from_f32s("matmul", a.dtype(), &out)
+            }
             _ => Err(dtype_mismatch("matmul", self.dtype(), rhs.dtype())),
         }
     }
 
     fn reduce(&self, op: ReduceOp, outer: usize, reduced: usize, inner: usize) -> Result<Self> {
-        Ok(map_typed!(self, x => reduce::reduce(op, x, outer, reduced, inner)?))
+        Ok(map_typed!(self, op.name(), x => reduce::reduce(op, x, outer, reduced, inner)?))
     }
 
     fn log_softmax(&self, rows: usize, cols: usize) -> Result<Self> {
-        Ok(map_typed!(self, x => reduce::log_softmax(x, rows, cols)?))
+        Ok(map_typed!(self, "log_softmax", x => reduce::log_softmax(x, rows, cols)?))
     }
 
     fn logsumexp(&self, rows: usize, cols: usize) -> Result<Self> {
-        Ok(map_typed!(self, x => reduce::logsumexp(x, rows, cols)?))
+        Ok(map_typed!(self, "logsumexp", x => reduce::logsumexp(x, rows, cols)?))
     }
 
     fn copy_strided(&self, copy: &StridedCopy) -> Result<Self> {
-        Ok(map_typed!(self, x => layout::copy_strided(x, copy)?))
+        Ok(map_moved!(self, x => layout::copy_strided(x, copy)?))
     }
 
     fn cat(parts: &[&Self], outer: usize, widths: &[usize]) -> Result<Self> {
@@ -209,6 +280,18 @@ impl BackendStorage for CpuStorage {
                 let typed: Vec<&[f64]> = parts.iter().filter_map(|p| f64::slice(p)).collect();
                 CpuStorage::F64(layout::cat(&typed, outer, widths)?)
             }
+            CpuStorage::F16(_) => {
+                let typed: Vec<&[::half::f16]> =
+                    parts.iter().filter_map(|p| ::half::f16::slice(p)).collect();
+                CpuStorage::F16(layout::cat(&typed, outer, widths)?)
+            }
+            CpuStorage::BF16(_) => {
+                let typed: Vec<&[::half::bf16]> = parts
+                    .iter()
+                    .filter_map(|p| ::half::bf16::slice(p))
+                    .collect();
+                CpuStorage::BF16(layout::cat(&typed, outer, widths)?)
+            }
         })
     }
 
@@ -219,26 +302,28 @@ impl BackendStorage for CpuStorage {
         axis_len: usize,
         inner: usize,
     ) -> Result<Self> {
-        Ok(map_typed!(self, x => layout::index_select(x, indices, outer, axis_len, inner)?))
+        Ok(map_moved!(self, x => layout::index_select(x, indices, outer, axis_len, inner)?))
     }
 
     fn index_add(&self, indices: &[usize], outer: usize, len: usize, inner: usize) -> Result<Self> {
-        Ok(map_typed!(self, x => layout::index_add(x, indices, outer, len, inner)?))
+        Ok(map_typed!(self, "index_add", x => layout::index_add(x, indices, outer, len, inner)?))
     }
 
     fn to_dtype(&self, dtype: DType) -> Result<Self> {
-        Ok(match (self, dtype) {
-            (CpuStorage::F32(v), DType::F64) => CpuStorage::F64(try_convert("to_dtype", v)?),
-            (CpuStorage::F64(v), DType::F32) => CpuStorage::F32(try_convert("to_dtype", v)?),
-            _ => self.clone(),
-        })
+        if dtype == self.dtype() {
+            return Ok(self.clone());
+        }
+        match self {
+            CpuStorage::F64(v) => half::from_f64s("to_dtype", dtype, v),
+            other => half::from_f32s("to_dtype", dtype, &other.f32s("to_dtype")?),
+        }
     }
 
     fn unfold(&self, geometry: &Im2Col, fill: f64) -> Result<Self> {
-        Ok(map_typed!(self, x => conv::unfold(x, geometry, fill)?))
+        Ok(map_moved!(self, x => conv::unfold(x, geometry, fill)?))
     }
 
     fn fold(&self, geometry: &Im2Col) -> Result<Self> {
-        Ok(map_typed!(self, x => conv::fold(x, geometry)?))
+        Ok(map_typed!(self, "fold2d", x => conv::fold(x, geometry)?))
     }
 }

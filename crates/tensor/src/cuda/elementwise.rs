@@ -91,10 +91,14 @@ fn broadcast(
     Ok(out)
 }
 
-/// `cast_f32_f64(x, out, n)` / `cast_f64_f32(x, out, n)`; a shared copy for the same dtype.
+/// `cast_{from}_{to}(x, out, n)`; into f16 or bf16 the rounding cast that flags overflow
+/// (`half::narrow`); a shared copy for the same dtype.
 pub(super) fn to_dtype(x: &CudaStorage, dtype: DType) -> Result<CudaStorage> {
     if dtype == x.dtype {
         return Ok(x.clone());
+    }
+    if dtype.is_half() {
+        return super::half::narrow("to_dtype", x, dtype);
     }
     let out = CudaStorage::alloc(x.gpu(), dtype, x.len)?;
     if x.len == 0 {

@@ -12,6 +12,8 @@ pub fn dtype(dtype: DType) -> Dtype {
     match dtype {
         DType::F32 => Dtype::F32,
         DType::F64 => Dtype::F64,
+        DType::F16 => Dtype::F16,
+        DType::BF16 => Dtype::BF16,
     }
 }
 
@@ -116,6 +118,17 @@ pub fn per_dtype(dt: DType) -> [Kernel; 8] {
         Kernel::gemm(GemmTile::Large, dtype(dt)),
         Kernel::gemm(GemmTile::Small, dtype(dt)),
         Kernel::gemm_splitk_reduce(dtype(dt)),
+    ]
+}
+
+/// The kernels the 16-bit storage dtypes run on their bits (every other op of theirs widens to
+/// f32 through the casts): fill, strided copy and scatter, gather.
+pub fn half_moves(dt: DType) -> [Kernel; 4] {
+    [
+        fill(dt),
+        copy_strided(dt),
+        copy_into_strided(dt),
+        gather(dt),
     ]
 }
 

@@ -10,6 +10,7 @@
 mod conv;
 mod elementwise;
 pub(crate) mod fused;
+mod half;
 pub mod kernels;
 mod layout;
 mod matmul;
@@ -52,10 +53,12 @@ fn unavailable(ordinal: usize, e: curvature_kernels::KernelError) -> TensorError
     }
 }
 
-/// Waits for the work queued on `cuda:ordinal` (nothing to wait for if it was never opened).
+/// Waits for the work queued on `cuda:ordinal` (nothing to wait for if it was never opened);
+/// errors when a result rounded to f16 or bf16 overflowed since the last check.
 pub(crate) fn synchronize(ordinal: usize) -> Result<()> {
     if let Some(dev) = GpuDevice::named(ordinal) {
         dev.synchronize()?;
+        half::check_overflow(&dev)?;
     }
     Ok(())
 }
@@ -106,6 +109,9 @@ impl CudaStorage {
         if value == 0.0 && !value.is_sign_negative() {
             return CudaStorage::alloc_zeros(device, dtype, len);
         }
+        if dtype.is_half() {
+            return half::full(device, dtype, len, value);
+        }
         let out = CudaStorage::alloc(device, dtype, len)?;
         if len > 0 {
             out.launch(
@@ -119,12 +125,14 @@ impl CudaStorage {
         Ok(out)
     }
 
-    /// Copies the data to the host (after all queued work on the device).
+    /// Copies the data to the host (after all queued work on the device); errors when a
+    /// result rounded to f16 or bf16 on this GPU overflowed since the last check.
     pub fn to_cpu(&self) -> Result<CpuStorage> {
         let mut host = CpuStorage::full(self.dtype, self.len, 0.0)?;
         if self.len > 0 {
             self.gpu().download(&self.buffer, host.as_bytes_mut())?;
         }
+        half::check_overflow(self.gpu())?;
         Ok(host)
     }
 
@@ -206,7 +214,7 @@ impl CudaStorage {
 /// A scalar kernel parameter of type `T` for `dtype`.
 fn scalar_arg(dtype: DType, value: f64) -> KernelArg<'static> {
     match dtype {
-        DType::F32 => KernelArg::F32(value as f32),
+        DType::F32 | DType::F16 | DType::BF16 => KernelArg::F32(value as f32),
         DType::F64 => KernelArg::F64(value),
     }
 }
@@ -239,34 +247,57 @@ impl BackendStorage for CudaStorage {
     }
 
     fn unary(&self, op: UnaryOp) -> Result<Self> {
+        if self.dtype.is_half() {
+            return half::in_f32(op.name(), [self], |[x]| x.unary(op));
+        }
         elementwise::unary(self, op)
     }
 
     fn binary(&self, op: BinaryOp, rhs: &Self, layout: &BroadcastLayout) -> Result<Self> {
         self.check_same(op.name(), rhs)?;
+        if self.dtype.is_half() {
+            return half::in_f32(op.name(), [self, rhs], |[a, b]| a.binary(op, b, layout));
+        }
         elementwise::binary(self, op, rhs, layout)
     }
 
     fn ternary(&self, op: TernaryOp, b: &Self, c: &Self, layout: &BroadcastLayout) -> Result<Self> {
         self.check_same(op.name(), b)?;
         self.check_same(op.name(), c)?;
+        if self.dtype.is_half() {
+            return half::in_f32(op.name(), [self, b, c], |[a, b, c]| {
+                a.ternary(op, b, c, layout)
+            });
+        }
         elementwise::ternary(self, op, b, c, layout)
     }
 
     fn matmul(&self, rhs: &Self, spec: &MatmulSpec) -> Result<Self> {
         self.check_same("matmul", rhs)?;
+        if self.dtype.is_half() {
+            return half::in_f32("matmul", [self, rhs], |[a, b]| a.matmul(b, spec));
+        }
         matmul::matmul(self, rhs, spec)
     }
 
     fn reduce(&self, op: ReduceOp, outer: usize, reduced: usize, inner: usize) -> Result<Self> {
+        if self.dtype.is_half() {
+            return half::in_f32(op.name(), [self], |[x]| x.reduce(op, outer, reduced, inner));
+        }
         reduce::reduce(self, op, outer, reduced, inner)
     }
 
     fn log_softmax(&self, rows: usize, cols: usize) -> Result<Self> {
+        if self.dtype.is_half() {
+            return half::in_f32("log_softmax", [self], |[x]| x.log_softmax(rows, cols));
+        }
         reduce::rows(self, kernels::RowOp::LogSoftmax, rows, cols, rows * cols)
     }
 
     fn logsumexp(&self, rows: usize, cols: usize) -> Result<Self> {
+        if self.dtype.is_half() {
+            return half::in_f32("logsumexp", [self], |[x]| x.logsumexp(rows, cols));
+        }
         reduce::rows(self, kernels::RowOp::Logsumexp, rows, cols, rows)
     }
 
@@ -295,6 +326,11 @@ impl BackendStorage for CudaStorage {
     }
 
     fn index_add(&self, indices: &[usize], outer: usize, len: usize, inner: usize) -> Result<Self> {
+        if self.dtype.is_half() {
+            return half::in_f32("index_add", [self], |[x]| {
+                x.index_add(indices, outer, len, inner)
+            });
+        }
         layout::index_add(self, indices, outer, len, inner)
     }
 
@@ -303,10 +339,16 @@ impl BackendStorage for CudaStorage {
     }
 
     fn unfold(&self, geometry: &Im2Col, fill: f64) -> Result<Self> {
+        if self.dtype.is_half() {
+            return half::in_f32("unfold2d", [self], |[x]| x.unfold(geometry, fill));
+        }
         conv::unfold(self, geometry, fill)
     }
 
     fn fold(&self, geometry: &Im2Col) -> Result<Self> {
+        if self.dtype.is_half() {
+            return half::in_f32("fold2d", [self], |[x]| x.fold(geometry));
+        }
         conv::fold(self, geometry)
     }
 }

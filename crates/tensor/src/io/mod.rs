@@ -1,6 +1,5 @@
-//! Named tensors in safetensors files: [`save`] writes f32 and f64 tensors, [`load`] reads
-//! f64, f32, f16 and bf16 ones (the half-precision types converted to f32, or everything to
-//! one dtype with [`load_as`]).
+//! Named tensors in safetensors files: [`save`] writes f32, f64, f16 and bf16 tensors,
+//! [`load`] reads them each as itself (or everything as one dtype with [`load_as`]).
 //!
 //! ```
 //! use curvature_tensor::{io, DType, Device, Tensor};
@@ -79,7 +78,7 @@ pub enum FileError {
 }
 
 /// Every tensor of the safetensors file at `path`, by name, on `device`: f64 and f32 tensors
-/// keep their dtype, f16 and bf16 ones are converted to f32.
+/// keep their dtype, f16 and bf16 ones load as f16 and bf16 tensors.
 pub fn load(path: impl AsRef<Path>, device: Device) -> Result<BTreeMap<String, Tensor>> {
     let (source, len) = Source::open(path.as_ref())?;
     read(&source, len, None, device)
@@ -118,6 +117,8 @@ fn read(
         let values = source.values(name, entry, Accept::Halves)?;
         let dtype = dtype.unwrap_or(match entry.dtype {
             FileDtype::F64 => DType::F64,
+            FileDtype::F16 => DType::F16,
+            FileDtype::BF16 => DType::BF16,
             _ => DType::F32,
         });
         let tensor = Tensor::from_f64s(&values, entry.shape.clone(), dtype, device)?;
@@ -126,7 +127,7 @@ fn read(
     Ok(tensors)
 }
 
-/// Writes the named tensors (f32 or f64, on any device) to `path` as a safetensors file, in
+/// Writes the named tensors (f32, f64, f16 or bf16, on any device) to `path` as a safetensors file, in
 /// the order given. Names must differ, and `__metadata__` is reserved by the format.
 pub fn save(path: impl AsRef<Path>, tensors: &[(&str, &Tensor)]) -> Result<()> {
     let bytes = to_bytes(tensors)?;
@@ -153,7 +154,12 @@ pub fn to_bytes(tensors: &[(&str, &Tensor)]) -> Result<Vec<u8>> {
             .checked_add(bytes.len())
             .ok_or(FileError::OutOfMemory { bytes: usize::MAX })?;
         let entry = serde_json::json!({
-            "dtype": match tensor.dtype() { DType::F32 => "F32", DType::F64 => "F64" },
+            "dtype": match tensor.dtype() {
+                DType::F32 => "F32",
+                DType::F64 => "F64",
+                DType::F16 => "F16",
+                DType::BF16 => "BF16",
+            },
             "shape": tensor.dims(),
             "data_offsets": [offset, end],
         });
@@ -193,6 +199,16 @@ fn tensor_bytes(tensor: &Tensor) -> Result<Vec<u8>> {
             .collect(),
         DType::F64 => host
             .to_vec::<f64>()?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        DType::F16 => host
+            .to_vec::<half::f16>()?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        DType::BF16 => host
+            .to_vec::<half::bf16>()?
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect(),
