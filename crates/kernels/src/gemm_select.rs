@@ -45,7 +45,8 @@ impl GemmTile {
     /// (rows BM, columns BN, k-slice BK) of one block's tile, as `kernels/matmul.cu` defines it.
     pub fn dims(self, dtype: Dtype) -> (usize, usize, usize) {
         match (self, dtype) {
-            (GemmTile::Large, Dtype::F32) => (128, 64, 16),
+            // 16-bit products run the f32 kernel on widened operands.
+            (GemmTile::Large, Dtype::F32 | Dtype::F16 | Dtype::BF16) => (128, 64, 16),
             (GemmTile::Large, Dtype::F64) => (64, 64, 16),
             (GemmTile::Small, _) => (32, 32, 32),
         }

@@ -158,8 +158,8 @@ fn check(device: Device, step: &FusedStep, data: &[Vec<f64>], dtype: DType) -> R
     let rounded: Vec<Vec<f64>> = data
         .iter()
         .map(|v| match dtype {
-            DType::F32 => v.iter().map(|&x| f64::from(x as f32)).collect(),
             DType::F64 => v.clone(),
+            _ => v.iter().map(|&x| f64::from(x as f32)).collect(),
         })
         .collect();
     let expected = reference(step, &rounded)?;
@@ -175,8 +175,8 @@ fn check(device: Device, step: &FusedStep, data: &[Vec<f64>], dtype: DType) -> R
     let work = device.gpu_counters()?.expect("a CUDA device") - before;
     assert_eq!(work.launches, 1, "one launch per step: {work:?}");
     let tol = match dtype {
-        DType::F32 => 1e-5,
         DType::F64 => 1e-12,
+        _ => 1e-5,
     };
     assert_eq!(outputs.len(), expected.len());
     for (s, (out, want)) in outputs.iter().zip(&expected).enumerate() {

@@ -86,6 +86,10 @@ pub(crate) fn run_into(
     match step.dtype {
         DType::F32 => run_typed::<f32>(step, &inputs, &mut outs),
         DType::F64 => run_typed::<f64>(step, &inputs, &mut outs),
+        DType::F16 | DType::BF16 => Err(TensorError::InvalidArgument {
+            op: "fused",
+            msg: format!("fused steps compute in f32 or f64, not {}", step.dtype),
+        }),
     }
 }
 
@@ -96,6 +100,7 @@ fn typed_mut<T: Element>(s: &mut CpuStorage) -> Option<&mut [T]> {
     match s {
         CpuStorage::F32(v) => bytemuck::try_cast_slice_mut(v.as_mut_slice()).ok(),
         CpuStorage::F64(v) => bytemuck::try_cast_slice_mut(v.as_mut_slice()).ok(),
+        CpuStorage::F16(_) | CpuStorage::BF16(_) => None,
     }
 }
 

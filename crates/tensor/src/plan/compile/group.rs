@@ -36,6 +36,11 @@ pub(super) fn group(trace: &Trace) -> Vec<Group> {
         let Some(dtype) = trace.values.get(step.out).map(|v| v.dtype) else {
             continue;
         };
+        // 16-bit steps round every result on store, so they run as traced.
+        if dtype.is_half() {
+            close_readers(&mut groups, &group_of, &step.args);
+            continue;
+        }
         match &step.prim {
             Prim::Unary(_) | Prim::Binary(..) | Prim::Ternary(..) => {
                 let Some((dims, views)) = member_views(trace, index, &groups, &group_of) else {
