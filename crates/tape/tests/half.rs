@@ -13,7 +13,7 @@ fn mean_of_f16_values_whose_sum_overflows_is_in_range() {
     assert_eq!(mean.value().to_f64s().expect("values"), vec![1000.0]);
     let rows = x.mean(&[1], false).expect("row means");
     assert_eq!(rows.value().to_f64s().expect("values"), vec![1000.0; 10]);
-    let g = grad(&[mean], &[x.clone()], GradOptions::default()).expect("gradient");
+    let g = grad(&[mean], std::slice::from_ref(&x), GradOptions::default()).expect("gradient");
     // d mean / dx = 1/100, rounded to f16: 1311·2⁻¹⁷ (0.01·2¹⁷ = 1310.72).
     let expected = 1311.0 * 2f64.powi(-17);
     assert_eq!(g[0].value().to_f64s().expect("values"), vec![expected; 100]);
@@ -37,9 +37,9 @@ fn second_derivatives_of_bf16_variables_match_the_closed_form() {
         create_graph: true,
         ..GradOptions::default()
     };
-    let g = grad(&[f], &[x.clone()], options).expect("gradient");
+    let g = grad(&[f], std::slice::from_ref(&x), options).expect("gradient");
     let total = g[0].sum_all().expect("sum");
-    let gg = grad(&[total], &[x.clone()], GradOptions::default()).expect("grad²");
+    let gg = grad(&[total], std::slice::from_ref(&x), GradOptions::default()).expect("grad²");
     let eps = DType::BF16.epsilon();
     for (i, &v) in values.iter().enumerate() {
         let t = f64::tanh(v);

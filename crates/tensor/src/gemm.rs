@@ -121,6 +121,11 @@ impl GemmCall {
 
     /// Errors unless every operand holds its matrices (checked arithmetic), C's matrices do
     /// not overlap, and the bias has its length.
+    /// The element count of a dense C (`batch · m · n`), or `None` when it overflows.
+    pub(crate) fn dense_c_len(&self) -> Option<usize> {
+        self.batch.checked_mul(self.m)?.checked_mul(self.n)
+    }
+
     pub(crate) fn check(&self, lens: [usize; 3], bias_len: Option<usize>) -> Result<()> {
         let ((ar, ac), (br, bc)) = self.stored_dims();
         let operands = [
@@ -228,16 +233,33 @@ pub fn gemm_into(
     let out = c.storage_mut().ok_or_else(|| {
         call.error("the output C shares its data with another tensor".to_string())
     })?;
-    match (a.storage(), b.storage(), out) {
+    gemm_storage(
+        a.storage(),
+        b.storage(),
+        out,
+        bias.map(Tensor::storage),
+        call,
+    )
+}
+
+/// [`gemm_into`] on the operands' data (checked by the caller: lengths, devices, dtypes).
+pub(crate) fn gemm_storage(
+    a: &Storage,
+    b: &Storage,
+    out: &mut Storage,
+    bias: Option<&Storage>,
+    call: &GemmCall,
+) -> Result<()> {
+    match (a, b, out) {
         (Storage::Cpu(a), Storage::Cpu(b), Storage::Cpu(c)) => {
-            let bias = match bias.map(Tensor::storage) {
+            let bias = match bias {
                 Some(Storage::Cpu(s)) => Some(s),
                 _ => None,
             };
             crate::cpu::gemm::gemm_into(a, b, c, bias, call)
         }
         (Storage::Cuda(a), Storage::Cuda(b), Storage::Cuda(c)) => {
-            let bias = match bias.map(Tensor::storage) {
+            let bias = match bias {
                 Some(Storage::Cuda(s)) => Some(s),
                 _ => None,
             };

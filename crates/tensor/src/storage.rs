@@ -34,6 +34,14 @@ impl Storage {
         }
     }
 
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            Storage::Cpu(s) => s.len(),
+            Storage::Cuda(s) => s.len(),
+        }
+    }
+
     pub fn dtype(&self) -> DType {
         match self {
             Storage::Cpu(s) => s.dtype(),
@@ -78,6 +86,18 @@ impl Storage {
             Device::Cuda(ordinal) => {
                 let gpu = cuda::gpu_device(ordinal)?;
                 CudaStorage::full(&gpu, dtype, len, value).map(Storage::Cuda)
+            }
+        }
+    }
+
+    /// `len` elements of `dtype` on `device` for an op that writes every one of them: zeros on
+    /// the CPU, uninitialised device memory (no memset) on a GPU.
+    pub fn uninit(device: Device, dtype: DType, len: usize) -> Result<Storage> {
+        match device {
+            Device::Cpu => CpuStorage::full(dtype, len, 0.0).map(Storage::Cpu),
+            Device::Cuda(ordinal) => {
+                let gpu = cuda::gpu_device(ordinal)?;
+                CudaStorage::uninit(&gpu, dtype, len).map(Storage::Cuda)
             }
         }
     }

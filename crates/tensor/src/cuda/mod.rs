@@ -138,6 +138,11 @@ impl CudaStorage {
 
     /// An uninitialised output of `len` elements of `dtype` on `gpu`, for a kernel that writes
     /// every element (each kernel of `kernels/*.cu` does; none accumulates into its output).
+    /// `len` uninitialised elements of `dtype` on `gpu`, for a kernel that writes all of them.
+    pub(crate) fn uninit(gpu: &GpuDevice, dtype: DType, len: usize) -> Result<CudaStorage> {
+        CudaStorage::alloc(gpu, dtype, len)
+    }
+
     fn alloc(gpu: &GpuDevice, dtype: DType, len: usize) -> Result<CudaStorage> {
         let bytes = Self::bytes(gpu, dtype, len)?;
         Ok(CudaStorage {

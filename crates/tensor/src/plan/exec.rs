@@ -17,6 +17,8 @@ pub(crate) struct Schedule {
     drops: Vec<Vec<ValueId>>,
     /// Per value, its buffer in the pool (the values fused steps write).
     slots: Vec<Option<usize>>,
+    /// The number of buffers in the pool.
+    buffers: usize,
     /// The bytes of the pooled buffers.
     pool_bytes: usize,
     /// The most bytes of step results one run holds at once.
@@ -41,6 +43,58 @@ fn malformed(msg: String) -> TensorError {
     }
 }
 
+/// The pool's buffers: every value a fused step writes gets one, shared by values of the same
+/// length and dtype whose lives do not overlap (a buffer is free for step `i` once its last
+/// value's last reader ran before `i`, so no step reads and writes one buffer). The plan's
+/// outputs get buffers of their own. Returns each value's buffer and the pool's bytes.
+fn assign_buffers(
+    trace: &Trace,
+    steps: &[PlanStep],
+    last_use: &[Option<usize>],
+    outputs: &[ValueId],
+) -> (Vec<Option<usize>>, usize) {
+    struct Buffer {
+        len: usize,
+        dtype: crate::DType,
+        /// The step after which the buffer is free (`usize::MAX`: never within a run).
+        free_after: usize,
+    }
+    let mut slots: Vec<Option<usize>> = vec![None; trace.values.len()];
+    let mut buffers: Vec<Buffer> = Vec::new();
+    let mut pool_bytes = 0usize;
+    for (i, step) in steps.iter().enumerate() {
+        let PlanStep::Fused(f) = step else { continue };
+        for store in &f.stores {
+            let value = &trace.values[store.value];
+            let free_after = if outputs.contains(&store.value) {
+                usize::MAX
+            } else {
+                last_use[store.value].unwrap_or(i)
+            };
+            let free = buffers
+                .iter()
+                .position(|b| b.len == value.len && b.dtype == value.dtype && b.free_after < i);
+            let index = match free {
+                Some(index) => {
+                    buffers[index].free_after = free_after;
+                    index
+                }
+                None => {
+                    pool_bytes = pool_bytes.saturating_add(value.bytes());
+                    buffers.push(Buffer {
+                        len: value.len,
+                        dtype: value.dtype,
+                        free_after,
+                    });
+                    buffers.len() - 1
+                }
+            };
+            slots[store.value] = Some(index);
+        }
+    }
+    (slots, pool_bytes)
+}
+
 /// Checks that every step reads values that exist by then and computes the schedule.
 pub(crate) fn schedule(trace: &Trace, steps: &[PlanStep]) -> Result<Schedule> {
     let n = trace.values.len();
@@ -51,9 +105,6 @@ pub(crate) fn schedule(trace: &Trace, steps: &[PlanStep]) -> Result<Schedule> {
         .collect();
     let mut last_use: Vec<Option<usize>> = vec![None; n];
     let mut written_by: Vec<Option<usize>> = vec![None; n];
-    let mut slots: Vec<Option<usize>> = vec![None; n];
-    let mut slot_count = 0usize;
-    let mut pool_bytes = 0usize;
     for (i, step) in steps.iter().enumerate() {
         let (reads, writes) = reads_writes(step);
         for r in reads {
@@ -76,11 +127,6 @@ pub(crate) fn schedule(trace: &Trace, steps: &[PlanStep]) -> Result<Schedule> {
             }
             ready[w] = true;
             written_by[w] = Some(i);
-            if matches!(step, PlanStep::Fused(_)) {
-                slots[w] = Some(slot_count);
-                slot_count += 1;
-                pool_bytes = pool_bytes.saturating_add(trace.values[w].bytes());
-            }
         }
     }
     for &(id, _) in &trace.outputs {
@@ -101,6 +147,7 @@ pub(crate) fn schedule(trace: &Trace, steps: &[PlanStep]) -> Result<Schedule> {
         }
         drops[last_use[id].unwrap_or(w)].push(id);
     }
+    let (slots, pool_bytes) = assign_buffers(trace, steps, &last_use, &outputs);
     let mut live = 0usize;
     let mut peak = 0usize;
     for (i, step) in steps.iter().enumerate() {
@@ -112,9 +159,11 @@ pub(crate) fn schedule(trace: &Trace, steps: &[PlanStep]) -> Result<Schedule> {
             live = live.saturating_sub(trace.values[d].bytes());
         }
     }
+    let buffers = slots.iter().flatten().max().map_or(0, |&b| b + 1);
     Ok(Schedule {
         drops,
         slots,
+        buffers,
         pool_bytes,
         peak_bytes: peak,
     })
@@ -133,7 +182,7 @@ impl Schedule {
 
     /// The number of pooled buffers.
     pub(crate) fn slot_count(&self) -> usize {
-        self.slots.iter().flatten().count()
+        self.buffers
     }
 }
 
@@ -186,7 +235,7 @@ pub(crate) fn run(plan: &Plan, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         slots[id] = Some(Arc::clone(t.storage_arc()));
     }
     let mut pool = lock(&plan.pool);
-    pool.resize(plan.schedule.slots.len(), None);
+    pool.resize(plan.schedule.buffers, None);
     for (i, step) in plan.steps.iter().enumerate() {
         match step {
             PlanStep::Call(s) => {
@@ -211,7 +260,7 @@ pub(crate) fn run(plan: &Plan, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
                             .and_then(|arc| Arc::try_unwrap(arc).ok());
                         match reused {
                             Some(s) => Ok(s),
-                            None => Storage::full(device, f.dtype, len, 0.0),
+                            None => Storage::uninit(device, f.dtype, len),
                         }
                     })
                     .collect::<Result<Vec<Storage>>>()?;

@@ -130,7 +130,7 @@ impl FusedStep {
         let mut outputs = self
             .stores
             .iter()
-            .map(|_| Storage::full(device, self.dtype, len, 0.0))
+            .map(|_| Storage::uninit(device, self.dtype, len))
             .collect::<Result<Vec<_>>>()?;
         self.run_into(&data, &mut outputs)?;
         Ok(outputs

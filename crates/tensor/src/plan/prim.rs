@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::backend::{
     BinaryOp, BroadcastLayout, Im2Col, MatmulSpec, ReduceOp, StridedCopy, TernaryOp, UnaryOp,
 };
+use crate::gemm::GemmCall;
 use crate::storage::Storage;
 use crate::{DType, Device, Result, TensorError};
 
@@ -24,6 +25,9 @@ pub enum Prim {
     Binary(BinaryOp, BroadcastLayout),
     Ternary(TernaryOp, BroadcastLayout),
     Matmul(MatmulSpec),
+    /// A product reading its operands through explicit layouts (a plan's view of a slice or a
+    /// strided block), into a new dense `[batch, m, n]` output, with the plain epilogue.
+    Gemm(GemmCall),
     /// Reduces the middle axis of `[outer, reduced, inner]`.
     Reduce {
         op: ReduceOp,
@@ -76,6 +80,7 @@ impl Prim {
             Prim::Binary(op, _) => op.name(),
             Prim::Ternary(op, _) => op.name(),
             Prim::Matmul(_) => "matmul",
+            Prim::Gemm(_) => "gemm",
             Prim::Reduce { op, .. } => op.name(),
             Prim::LogSoftmax { .. } => "log_softmax",
             Prim::LogSumExp { .. } => "logsumexp",
@@ -93,7 +98,7 @@ impl Prim {
     pub fn arity(&self) -> usize {
         match self {
             Prim::Full { .. } => 0,
-            Prim::Binary(..) | Prim::Matmul(_) => 2,
+            Prim::Binary(..) | Prim::Matmul(_) | Prim::Gemm(_) => 2,
             Prim::Ternary(..) => 3,
             Prim::Cat { widths, .. } => widths.len(),
             _ => 1,
@@ -119,6 +124,24 @@ impl Prim {
             (Prim::Binary(op, layout), [a, b]) => a.binary(*op, b, layout),
             (Prim::Ternary(op, layout), [a, b, c]) => a.ternary(*op, b, c, layout),
             (Prim::Matmul(spec), [a, b]) => a.matmul(b, spec),
+            (Prim::Gemm(call), [a, b]) => {
+                a.check_same("gemm", b)?;
+                let len = call
+                    .dense_c_len()
+                    .ok_or_else(|| TensorError::InvalidArgument {
+                        op: "gemm",
+                        msg: "the output's element count overflows".into(),
+                    })?;
+                let call = GemmCall {
+                    c: crate::MatrixLayout::dense(call.m, call.n),
+                    epilogue: crate::Epilogue::default(),
+                    ..*call
+                };
+                call.check([a.len(), b.len(), len], None)?;
+                let mut out = Storage::uninit(device, a.dtype(), len)?;
+                crate::gemm::gemm_storage(a, b, &mut out, None, &call)?;
+                Ok(out)
+            }
             (
                 Prim::Reduce {
                     op,
