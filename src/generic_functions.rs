@@ -306,41 +306,64 @@ impl GenericProblem {
                 got: params.len(),
             });
         }
-        let constant = |i: usize| params[0].constant(self.data[i].clone());
+        let data = |i: usize| {
+            self.data
+                .get(i)
+                .ok_or(curvature_tape::TapeError::LengthMismatch {
+                    what: "GenericProblem::evaluate data tensors",
+                    expected: i + 1,
+                    got: self.data.len(),
+                })
+        };
+        let constant = |i: usize| data(i).map(|t| params[0].constant(t.clone()));
         match self.function {
             GenericFunction::Rosenbrock => {
                 let x = &params[0];
-                let n = x.dims()[0];
+                let n = match x.dims() {
+                    [n] if *n >= 2 => *n,
+                    _ => {
+                        return Err(curvature_tape::TapeError::InvalidArgument {
+                            op: "GenericProblem::evaluate",
+                            msg: format!(
+                                "rosenbrock needs a vector of at least 2 elements, got shape {}",
+                                x.shape()
+                            ),
+                        })
+                    }
+                };
                 let head = x.narrow(0, 0, n - 1)?;
                 let tail = x.narrow(0, 1, n - 1)?;
                 let valley = tail.sub(&head.square()?)?.square()?.mul_scalar(100.0)?;
                 valley.add(&head.sub_scalar(1.0)?.square()?)?.sum_all()
             }
             GenericFunction::SoftmaxRegression => {
-                let logits = constant(0).matmul(&params[0])?;
+                let logits = constant(0)?.matmul(&params[0])?;
                 let picked = logits.log_softmax(1)?.gather_labels(&self.labels)?;
                 picked.mean_all()?.mul_scalar(-1.0)
             }
             GenericFunction::ResidualMlp => {
-                let h1 = constant(0).matmul(&params[0])?.tanh()?;
+                let h1 = constant(0)?.matmul(&params[0])?.tanh()?;
                 let h2 = h1.add(&h1.matmul(&params[1])?.tanh()?)?;
                 let out = h2.matmul(&params[2])?;
-                out.sub(&constant(1))?.square()?.mean_all()
+                out.sub(&constant(1)?)?.square()?.mean_all()
             }
             GenericFunction::LayernormMlp => {
-                let pre = constant(0).matmul(&params[0])?.add(&params[1])?;
+                let pre = constant(0)?.matmul(&params[0])?.add(&params[1])?;
                 let h = pre.layer_norm(LAYER_NORM_EPS)?.gelu()?;
                 let out = h.matmul(&params[2])?.add(&params[3])?;
-                out.sub(&constant(1))?.square()?.mean_all()
+                out.sub(&constant(1)?)?.square()?.mean_all()
             }
             GenericFunction::LogsumexpLoss => {
-                let z = constant(0).matmul(&params[0])?.tanh()?.matmul(&params[1])?;
+                let z = constant(0)?
+                    .matmul(&params[0])?
+                    .tanh()?
+                    .matmul(&params[1])?;
                 let normaliser = z.logsumexp(1, false)?.mean_all()?;
-                let fit = z.mul(&constant(1))?.sum(&[1], false)?.mean_all()?;
+                let fit = z.mul(&constant(1)?)?.sum(&[1], false)?.mean_all()?;
                 normaliser.sub(&fit)
             }
             GenericFunction::Pinn => {
-                let points = params[0].tape().leaf(self.data[0].clone());
+                let points = params[0].tape().leaf(data(0)?.clone());
                 let h1 = points.matmul(&params[0])?.add(&params[1])?.tanh()?;
                 let h2 = h1.matmul(&params[2])?.add(&params[3])?.tanh()?;
                 let u = h2.matmul(&params[4])?.add(&params[5])?;
@@ -349,7 +372,7 @@ impl GenericProblem {
                     std::slice::from_ref(&points),
                     GradOptions::create_graph(),
                 )?;
-                let source = points.constant(self.data[0].cos()?);
+                let source = points.constant(data(0)?.cos()?);
                 let residual = du[0].add(&u)?.sub(&source)?;
                 residual.square()?.mean_all()
             }
