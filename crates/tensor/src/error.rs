@@ -106,6 +106,10 @@ pub enum TensorError {
     /// A kernel launch, device allocation or copy failed (CUDA driver, NVRTC or emulator).
     #[error("CUDA backend: {0}")]
     Kernel(#[from] curvature_kernels::KernelError),
+    /// A computation a plan cannot replay (a traced value read on the host, an op on another
+    /// device, a capture inside a capture): run it op by op instead.
+    #[error("{op}: cannot be compiled into a plan: {msg}")]
+    PlanUnsupported { op: &'static str, msg: String },
 }
 
 /// Result alias of the tensor crate.

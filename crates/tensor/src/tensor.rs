@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::cpu::{try_copy, try_filled, try_vec, CpuStorage};
+use crate::plan::Prim;
 use crate::storage::Storage;
 use crate::{DType, Device, Element, IntoShape, Result, Shape, TensorError};
 
@@ -32,6 +33,46 @@ impl Tensor {
 
     pub(crate) fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// The shared handle of the data: its address is the data's identity while tracing.
+    pub(crate) fn storage_arc(&self) -> &Arc<Storage> {
+        &self.storage
+    }
+
+    /// A tensor of `shape` over shared data (of `shape`'s element count).
+    pub(crate) fn from_arc(storage: Arc<Storage>, shape: Shape) -> Tensor {
+        Tensor { storage, shape }
+    }
+
+    /// Runs `prim` on the operands' data (on `device`, which an op without operands needs) and
+    /// wraps the result as a tensor of `shape`: the one dispatch of every op that computes data,
+    /// recorded by an active [`capture`](crate::plan::capture).
+    pub(crate) fn apply_prim(
+        prim: Prim,
+        operands: &[&Tensor],
+        device: Device,
+        shape: Shape,
+    ) -> Result<Tensor> {
+        let out = {
+            let data: Vec<&Storage> = operands.iter().map(|t| t.storage()).collect();
+            Tensor::from_storage(prim.run(&data, device)?, shape)
+        };
+        crate::plan::trace::record(prim, operands, &out);
+        Ok(out)
+    }
+
+    /// [`Tensor::apply_prim`] on the device of the first operand.
+    pub(crate) fn apply_prim_to(
+        &self,
+        prim: Prim,
+        rest: &[&Tensor],
+        shape: Shape,
+    ) -> Result<Tensor> {
+        let mut operands = Vec::with_capacity(rest.len() + 1);
+        operands.push(self);
+        operands.extend_from_slice(rest);
+        Tensor::apply_prim(prim, &operands, self.device(), shape)
     }
 
     /// A tensor of `shape` from host values of type `T` (f32 or f64).
@@ -81,8 +122,12 @@ impl Tensor {
     /// A tensor of `shape` with every element `value`.
     pub fn full(value: f64, shape: impl IntoShape, dtype: DType, device: Device) -> Result<Tensor> {
         let shape = shape.into_shape("full")?;
-        let storage = Storage::full(device, dtype, shape.elem_count(), value)?;
-        Ok(Tensor::from_storage(storage, shape))
+        let prim = Prim::Full {
+            value,
+            len: shape.elem_count(),
+            dtype,
+        };
+        Tensor::apply_prim(prim, &[], device, shape)
     }
 
     pub fn zeros(shape: impl IntoShape, dtype: DType, device: Device) -> Result<Tensor> {
@@ -203,6 +248,7 @@ impl Tensor {
     /// Calls `read` with the data on the host: a CPU tensor's own storage (no copy), or a
     /// download of a GPU tensor's.
     fn on_host<R>(&self, read: impl FnOnce(&CpuStorage) -> Result<R>) -> Result<R> {
+        crate::plan::trace::note_host_read(self);
         match self.storage.as_ref() {
             Storage::Cpu(cpu) => read(cpu),
             Storage::Cuda(gpu) => read(&gpu.to_cpu()?),
@@ -212,6 +258,7 @@ impl Tensor {
     /// The values of a CPU tensor, borrowed without a copy; errors if the tensor lives on a GPU
     /// or `T` is not its dtype.
     pub fn host_slice<T: Element>(&self) -> Result<&[T]> {
+        crate::plan::trace::note_host_read(self);
         let Storage::Cpu(cpu) = self.storage.as_ref() else {
             return Err(TensorError::DeviceMismatch {
                 op: "host_slice",
@@ -248,10 +295,7 @@ impl Tensor {
         if dtype == self.dtype() {
             return Ok(self.clone());
         }
-        Ok(Tensor::from_storage(
-            self.storage.to_dtype(dtype)?,
-            self.shape.clone(),
-        ))
+        self.apply_prim_to(Prim::ToDtype(dtype), &[], self.shape.clone())
     }
 
     /// The same values on `device`.
@@ -259,12 +303,14 @@ impl Tensor {
         if device == self.device() {
             return Ok(self.clone());
         }
+        crate::plan::trace::note_host_read(self);
         let storage = Storage::from_cpu(self.storage.to_cpu()?, device)?;
         Ok(Tensor::from_storage(storage, self.shape.clone()))
     }
 
     /// Raw native-endian bytes of the data (a host copy).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        crate::plan::trace::note_host_read(self);
         Ok(self.storage.to_cpu()?.as_bytes().to_vec())
     }
 

@@ -2,6 +2,7 @@
 //! computed as im2col (`unfold2d`, a backend primitive) followed by one batched GEMM. 1-D
 //! convolution is 2-D convolution of an image of height 1.
 
+use crate::plan::Prim;
 use crate::{Result, Shape, Tensor, TensorError};
 
 /// A 2-D sliding window along (height, width): kernel extent, stride, zero padding on both
@@ -376,8 +377,7 @@ impl Tensor {
     /// [`Tensor::unfold2d`] with `fill` in the padding (max pooling pads with −∞).
     pub fn unfold2d_filled(&self, window: &Window2d, fill: f64) -> Result<Tensor> {
         let (geometry, columns) = Im2Col::new("unfold2d", self.shape(), window)?;
-        let storage = self.storage().unfold(&geometry, fill)?;
-        Ok(Tensor::from_storage(storage, columns))
+        self.apply_prim_to(Prim::Unfold { geometry, fill }, &[], columns)
     }
 
     /// col2im, as `torch.nn.functional.fold` and the adjoint of [`Tensor::unfold2d`]: columns
@@ -410,8 +410,7 @@ impl Tensor {
         }
         let image = Shape::for_op("fold2d", vec![n, rows / taps, size.0, size.1])?;
         let (geometry, _) = Im2Col::new("fold2d", &image, window)?;
-        let storage = self.storage().fold(&geometry)?;
-        Ok(Tensor::from_storage(storage, image))
+        self.apply_prim_to(Prim::Fold { geometry }, &[], image)
     }
 
     /// 2-D convolution (cross-correlation, like PyTorch) of `[N, C, H, W]` by a weight

@@ -1,6 +1,7 @@
 //! Indexing by lists of positions: `index_add` (the adjoint of `index_select`) and `gather`
 //! (`torch.gather`), with [`Indices`], the index tensor `gather` takes.
 
+use crate::plan::Prim;
 use crate::{IntoShape, Result, Shape, Tensor, TensorError};
 
 /// A tensor of indices for [`Tensor::gather`]: row-major `values` of shape `shape`.
@@ -126,8 +127,13 @@ impl Tensor {
         let out = Shape::for_op("index_add", dims)?;
         let outer: usize = self.dims()[..axis].iter().product();
         let inner: usize = self.dims()[axis + 1..].iter().product();
-        let storage = self.storage().index_add(indices, outer, len, inner)?;
-        Ok(Tensor::from_storage(storage, out))
+        let prim = Prim::IndexAdd {
+            indices: indices.into(),
+            outer,
+            len,
+            inner,
+        };
+        self.apply_prim_to(prim, &[], out)
     }
 
     /// `torch.gather`: `out[e] = self[e with its axis coordinate replaced by index[e]]`, of

@@ -2,7 +2,7 @@
 //! select, diagonal.
 
 use crate::backend::StridedCopy;
-use crate::storage::Storage;
+use crate::plan::Prim;
 use crate::{IntoShape, Result, Shape, Tensor, TensorError};
 
 impl Tensor {
@@ -182,9 +182,7 @@ impl Tensor {
         let outer: usize = first.dims()[..axis].iter().product();
         let inner: usize = first.dims()[axis + 1..].iter().product();
         let widths: Vec<usize> = tensors.iter().map(|t| t.dims()[axis] * inner).collect();
-        let storages: Vec<&Storage> = tensors.iter().map(|t| t.storage()).collect();
-        let storage = Storage::cat(&storages, outer, &widths)?;
-        Ok(Tensor::from_storage(storage, out))
+        Tensor::apply_prim(Prim::Cat { outer, widths }, tensors, first.device(), out)
     }
 
     /// Stacks equally shaped tensors along a new axis.
@@ -213,8 +211,13 @@ impl Tensor {
         let out = Shape::for_op("index_select", dims)?;
         let outer: usize = self.dims()[..axis].iter().product();
         let inner: usize = self.dims()[axis + 1..].iter().product();
-        let storage = self.storage().index_select(indices, outer, len, inner)?;
-        Ok(Tensor::from_storage(storage, out))
+        let prim = Prim::IndexSelect {
+            indices: indices.into(),
+            outer,
+            len,
+            inner,
+        };
+        self.apply_prim_to(prim, &[], out)
     }
 
     /// The main diagonal of the last two axes, `[..., min(n, m)]`.
@@ -251,7 +254,7 @@ impl Tensor {
     }
 
     fn strided(&self, copy: StridedCopy) -> Result<Tensor> {
-        let storage = self.storage().copy_strided(&copy)?;
-        Ok(Tensor::from_storage(storage, copy.out))
+        let out = copy.out.clone();
+        self.apply_prim_to(Prim::CopyStrided(copy), &[], out)
     }
 }

@@ -1,6 +1,7 @@
 //! `matmul` with `torch.matmul` semantics.
 
 use crate::backend::MatmulSpec;
+use crate::plan::Prim;
 use crate::{Result, Shape, Tensor, TensorError};
 
 impl Tensor {
@@ -168,8 +169,7 @@ fn matmul_batched(
     } else {
         (a_full()?, b_full()?, spec(count, m, m * k, k * n))
     };
-    let storage = a.storage().matmul(b.storage(), &spec)?;
-    Ok(Tensor::from_storage(storage, out_shape))
+    a.apply_prim_to(Prim::Matmul(spec), &[&b], out_shape)
 }
 
 fn batch_dims(batch: &Shape, rows: usize, cols: usize) -> Result<Shape> {

@@ -1,6 +1,7 @@
 //! Reductions: sum, mean, sum_to, max, logsumexp, log_softmax.
 
 use crate::backend::ReduceOp;
+use crate::plan::Prim;
 use crate::{IntoShape, Result, Shape, Tensor, TensorError};
 
 impl Tensor {
@@ -82,10 +83,10 @@ impl Tensor {
     /// log Σ exp over `axis`, computed stably.
     pub fn logsumexp(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         let (moved, rows, cols) = self.with_axis_last("logsumexp", axis)?;
-        let storage = moved.storage().logsumexp(rows, cols)?;
         let mut dims = moved.dims().to_vec();
         dims.pop();
-        let reduced = Tensor::from_storage(storage, Shape::for_op("logsumexp", dims)?);
+        let shape = Shape::for_op("logsumexp", dims)?;
+        let reduced = moved.apply_prim_to(Prim::LogSumExp { rows, cols }, &[], shape)?;
         if keepdim {
             let a = self.shape().axis("logsumexp", axis)?;
             reduced.unsqueeze(a)
@@ -98,8 +99,8 @@ impl Tensor {
     pub fn log_softmax(&self, axis: isize) -> Result<Tensor> {
         let a = self.shape().axis("log_softmax", axis)?;
         let (moved, rows, cols) = self.with_axis_last("log_softmax", axis)?;
-        let storage = moved.storage().log_softmax(rows, cols)?;
-        let out = Tensor::from_storage(storage, moved.shape().clone());
+        let shape = moved.shape().clone();
+        let out = moved.apply_prim_to(Prim::LogSoftmax { rows, cols }, &[], shape)?;
         // Move the last axis back to `a` (the inverse of `with_axis_last`'s permutation).
         let mut back: Vec<usize> = (0..self.rank() - 1).collect();
         back.insert(a, self.rank() - 1);
@@ -157,12 +158,15 @@ impl Tensor {
     fn reduce_axis(&self, op: ReduceOp, axis: usize) -> Result<Tensor> {
         let outer: usize = self.dims()[..axis].iter().product();
         let inner: usize = self.dims()[axis + 1..].iter().product();
-        let storage = self.storage().reduce(op, outer, self.dims()[axis], inner)?;
+        let reduced = self.dims()[axis];
         let mut dims = self.dims().to_vec();
         dims[axis] = 1;
-        Ok(Tensor::from_storage(
-            storage,
-            Shape::for_op(op.name(), dims)?,
-        ))
+        let prim = Prim::Reduce {
+            op,
+            outer,
+            reduced,
+            inner,
+        };
+        self.apply_prim_to(prim, &[], Shape::for_op(op.name(), dims)?)
     }
 }

@@ -12,6 +12,8 @@
 //! The op-by-op path stays the reference: a plan's results equal it to rounding.
 
 pub mod compile;
+mod exec;
+mod fold;
 pub mod fused;
 pub mod prim;
 pub mod trace;
@@ -20,9 +22,9 @@ pub use crate::backend::{BroadcastLayout, MatmulSpec, ReduceOp, StridedCopy};
 pub use crate::ops::conv::Im2Col;
 pub use fused::{FusedStep, Instr, OperandView, Reduction, Reg, Store};
 pub use prim::Prim;
-pub use trace::{capture, Source, Trace, TraceStep, TraceValue, ValueId};
+pub use trace::{capture, capture_with, capturing, Source, Trace, TraceStep, TraceValue, ValueId};
 
-use crate::{Result, Shape, Tensor, TensorError};
+use crate::{Result, Shape, Tensor};
 
 /// Whether plans are used where a caller offers them: true unless the environment variable
 /// `CURVATURE_PLAN` is `0` (which runs the op-by-op path, for comparison and debugging).
@@ -44,20 +46,61 @@ pub enum PlanStep {
 pub struct Plan {
     trace: Trace,
     steps: Vec<PlanStep>,
+    schedule: exec::Schedule,
+    /// The buffers fused steps write, kept from run to run (one per pooled value).
+    pool: std::sync::Mutex<Vec<Option<std::sync::Arc<crate::storage::Storage>>>>,
+    /// The bytes of the constants constant folding made.
+    folded_bytes: usize,
 }
 
 /// Runs one traced step op by op (the reference every plan step is compared against).
 pub fn run_step(prim: &Prim, operands: &[&Tensor], shape: Shape) -> Result<Tensor> {
     let device = operands.first().map_or(crate::Device::Cpu, |t| t.device());
-    let data: Vec<&crate::storage::Storage> = operands.iter().map(|t| t.storage()).collect();
-    Ok(Tensor::from_storage(prim.run(&data, device)?, shape))
+    Tensor::apply_prim(prim.clone(), operands, device, shape)
 }
 
 impl Plan {
-    /// Compiles `trace`.
+    /// Compiles `trace`: folds the steps whose operands are all constants (unless a result is
+    /// larger than the inputs together), drops the steps no output needs, fuses
+    /// ([`compile::fuse`]) and computes when each value dies.
     pub fn compile(trace: Trace) -> Result<Plan> {
+        let fold::Simplified {
+            trace,
+            folded_bytes,
+        } = fold::simplify(trace)?;
         let steps = compile::fuse(&trace)?;
-        Ok(Plan { trace, steps })
+        let schedule = exec::schedule(&trace, &steps)?;
+        Ok(Plan {
+            trace,
+            steps,
+            schedule,
+            pool: std::sync::Mutex::new(Vec::new()),
+            folded_bytes,
+        })
+    }
+
+    /// The trace the steps replay, after constant folding and dead-step removal (its constants
+    /// include the folded ones).
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// The bytes the plan holds between runs, after its first: the buffers its fused steps
+    /// write and the constants folding made (the traced constants are shared with whoever
+    /// made them and not counted).
+    pub fn pool_bytes(&self) -> usize {
+        self.schedule.pool_bytes().saturating_add(self.folded_bytes)
+    }
+
+    /// An estimate of the most bytes one run holds at once besides its inputs and the plan's
+    /// constants: step results, each dropped (or returned to the pool) after its last use.
+    pub fn peak_bytes(&self) -> usize {
+        self.schedule.peak_bytes()
+    }
+
+    /// How many buffers the pool keeps (one per value a fused step writes).
+    pub fn pooled_buffers(&self) -> usize {
+        self.schedule.slot_count()
     }
 
     /// The compiled steps, in execution order.
@@ -71,12 +114,8 @@ impl Plan {
     }
 
     /// Runs the plan on `inputs` (the traced inputs' shapes, dtype and device), returning the
-    /// traced outputs.
+    /// traced outputs. Errors name every input when one differs from the traced ones.
     pub fn run(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
-        let _ = inputs;
-        Err(TensorError::InvalidArgument {
-            op: "Plan::run",
-            msg: "plans cannot run yet".into(),
-        })
+        exec::run(self, inputs)
     }
 }

@@ -14,6 +14,7 @@ pub use ternary::TernaryOp;
 pub use unary::UnaryOp;
 
 use crate::backend::BroadcastLayout;
+use crate::plan::Prim;
 use crate::{Result, Shape, Tensor, TensorError};
 
 /// Inherent methods for every elementwise op (`x.tanh()`, `a.mul(&b)`, `x.powf(p)`, …) on a
@@ -32,10 +33,7 @@ macro_rules! elementwise_methods {
 impl Tensor {
     /// Applies one elementwise function.
     pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
-        Ok(Tensor::from_storage(
-            self.storage().unary(op)?,
-            self.shape().clone(),
-        ))
+        self.apply_prim_to(Prim::Unary(op), &[], self.shape().clone())
     }
 
     /// x + c.
@@ -69,8 +67,8 @@ impl Tensor {
             ],
             out,
         };
-        let storage = self.storage().binary(op, rhs.storage(), &layout)?;
-        Ok(Tensor::from_storage(storage, layout.out))
+        let out = layout.out.clone();
+        self.apply_prim_to(Prim::Binary(op, layout), &[rhs], out)
     }
 
     /// Applies a ternary op `op(self, b, c)` with NumPy broadcasting of all three.
@@ -87,10 +85,8 @@ impl Tensor {
             ],
             out,
         };
-        let storage = self
-            .storage()
-            .ternary(op, b.storage(), c.storage(), &layout)?;
-        Ok(Tensor::from_storage(storage, layout.out))
+        let out = layout.out.clone();
+        self.apply_prim_to(Prim::Ternary(op, layout), &[b, c], out)
     }
 }
 

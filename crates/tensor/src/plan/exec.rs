@@ -1,0 +1,270 @@
+//! The plan executor: runs the compiled steps for new inputs, dropping every value after its
+//! last use (liveness computed once, at compile time) and writing fused steps into buffers the
+//! plan keeps from run to run.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::plan::{Plan, PlanStep, Source, Trace, ValueId};
+use crate::storage::Storage;
+use crate::{Result, Tensor, TensorError};
+
+const RUN: &str = "Plan::run";
+
+/// What a plan computes once about its steps: when each value dies, which values live in the
+/// plan's buffer pool, and how many bytes a run holds.
+pub(crate) struct Schedule {
+    /// Per step, the values whose last use it is (or that nothing reads).
+    drops: Vec<Vec<ValueId>>,
+    /// Per value, its buffer in the pool (the values fused steps write).
+    slots: Vec<Option<usize>>,
+    /// The bytes of the pooled buffers.
+    pool_bytes: usize,
+    /// The most bytes of step results one run holds at once.
+    peak_bytes: usize,
+}
+
+/// The reads and writes of one step.
+fn reads_writes(step: &PlanStep) -> (Vec<ValueId>, Vec<ValueId>) {
+    match step {
+        PlanStep::Call(s) => (s.args.clone(), vec![s.out]),
+        PlanStep::Fused(f) => (
+            f.operands.iter().map(|o| o.value).collect(),
+            f.stores.iter().map(|s| s.value).collect(),
+        ),
+    }
+}
+
+fn malformed(msg: String) -> TensorError {
+    TensorError::InvalidArgument {
+        op: "Plan::compile",
+        msg: format!("malformed plan: {msg}"),
+    }
+}
+
+/// Checks that every step reads values that exist by then and computes the schedule.
+pub(crate) fn schedule(trace: &Trace, steps: &[PlanStep]) -> Result<Schedule> {
+    let n = trace.values.len();
+    let mut ready: Vec<bool> = trace
+        .values
+        .iter()
+        .map(|v| !matches!(v.source, Source::Step(_)))
+        .collect();
+    let mut last_use: Vec<Option<usize>> = vec![None; n];
+    let mut written_by: Vec<Option<usize>> = vec![None; n];
+    let mut slots: Vec<Option<usize>> = vec![None; n];
+    let mut slot_count = 0usize;
+    let mut pool_bytes = 0usize;
+    for (i, step) in steps.iter().enumerate() {
+        let (reads, writes) = reads_writes(step);
+        for r in reads {
+            if !ready.get(r).copied().unwrap_or(false) {
+                return Err(malformed(format!(
+                    "step {i} reads value {r} before it exists"
+                )));
+            }
+            last_use[r] = Some(i);
+        }
+        for w in writes {
+            let fresh = matches!(
+                trace.values.get(w).map(|v| &v.source),
+                Some(Source::Step(_))
+            );
+            if !fresh || written_by[w].is_some() {
+                return Err(malformed(format!(
+                    "step {i} writes value {w}, which is not a step result or is written twice"
+                )));
+            }
+            ready[w] = true;
+            written_by[w] = Some(i);
+            if matches!(step, PlanStep::Fused(_)) {
+                slots[w] = Some(slot_count);
+                slot_count += 1;
+                pool_bytes = pool_bytes.saturating_add(trace.values[w].bytes());
+            }
+        }
+    }
+    for &(id, _) in &trace.outputs {
+        if !ready.get(id).copied().unwrap_or(false) {
+            return Err(malformed(format!("output value {id} is never computed")));
+        }
+        last_use[id] = None;
+        written_by[id].get_or_insert(usize::MAX);
+    }
+    let outputs: Vec<ValueId> = trace.outputs.iter().map(|&(id, _)| id).collect();
+    let mut drops = vec![Vec::new(); steps.len()];
+    for id in 0..n {
+        let Some(w) = written_by[id].filter(|&w| w != usize::MAX) else {
+            continue;
+        };
+        if outputs.contains(&id) {
+            continue;
+        }
+        drops[last_use[id].unwrap_or(w)].push(id);
+    }
+    let mut live = 0usize;
+    let mut peak = 0usize;
+    for (i, step) in steps.iter().enumerate() {
+        for w in reads_writes(step).1 {
+            live = live.saturating_add(trace.values[w].bytes());
+        }
+        peak = peak.max(live);
+        for &d in &drops[i] {
+            live = live.saturating_sub(trace.values[d].bytes());
+        }
+    }
+    Ok(Schedule {
+        drops,
+        slots,
+        pool_bytes,
+        peak_bytes: peak,
+    })
+}
+
+impl Schedule {
+    /// The bytes of the buffers fused steps write, which the plan keeps between runs.
+    pub(crate) fn pool_bytes(&self) -> usize {
+        self.pool_bytes
+    }
+
+    /// The most bytes of step results (intermediates and outputs) one run holds at once.
+    pub(crate) fn peak_bytes(&self) -> usize {
+        self.peak_bytes
+    }
+
+    /// The number of pooled buffers.
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.iter().flatten().count()
+    }
+}
+
+/// One line per tensor: `[2, 3] f64 on cpu`.
+fn describe<'a>(
+    list: impl Iterator<Item = (&'a crate::Shape, crate::DType)>,
+    device: crate::Device,
+) -> String {
+    let parts: Vec<String> = list.map(|(s, d)| format!("{s} {d} on {device}")).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// Errors unless `inputs` match the traced inputs in count, shape, dtype and device.
+fn check_inputs(trace: &Trace, inputs: &[&Tensor]) -> Result<()> {
+    let matches = inputs.len() == trace.inputs.len()
+        && inputs.iter().zip(&trace.inputs).all(|(t, (id, shape))| {
+            t.shape() == shape && t.dtype() == trace.values[*id].dtype && t.device() == trace.device
+        });
+    if matches {
+        return Ok(());
+    }
+    let expected = describe(
+        trace
+            .inputs
+            .iter()
+            .map(|(id, s)| (s, trace.values[*id].dtype)),
+        trace.device,
+    );
+    let got: Vec<String> = inputs
+        .iter()
+        .map(|t| format!("{} {} on {}", t.shape(), t.dtype(), t.device()))
+        .collect();
+    Err(TensorError::InvalidArgument {
+        op: RUN,
+        msg: format!("expects inputs {expected}, got [{}]", got.join(", ")),
+    })
+}
+
+fn lock(pool: &Mutex<Vec<Option<Arc<Storage>>>>) -> MutexGuard<'_, Vec<Option<Arc<Storage>>>> {
+    pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs `plan` on `inputs`.
+pub(crate) fn run(plan: &Plan, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+    let trace = &plan.trace;
+    check_inputs(trace, inputs)?;
+    let device = trace.device;
+    let mut slots: Vec<Option<Arc<Storage>>> = vec![None; trace.values.len()];
+    for (t, &(id, _)) in inputs.iter().zip(&trace.inputs) {
+        slots[id] = Some(Arc::clone(t.storage_arc()));
+    }
+    let mut pool = lock(&plan.pool);
+    pool.resize(plan.schedule.slots.len(), None);
+    for (i, step) in plan.steps.iter().enumerate() {
+        match step {
+            PlanStep::Call(s) => {
+                let out = {
+                    let data = s
+                        .args
+                        .iter()
+                        .map(|&a| read(trace, &slots, a))
+                        .collect::<Result<Vec<_>>>()?;
+                    s.prim.run(&data, device)?
+                };
+                slots[s.out] = Some(Arc::new(out));
+            }
+            PlanStep::Fused(f) => {
+                let len = f.store_len();
+                let mut outs = f
+                    .stores
+                    .iter()
+                    .map(|st| {
+                        let reused = plan.schedule.slots[st.value]
+                            .and_then(|slot| pool[slot].take())
+                            .and_then(|arc| Arc::try_unwrap(arc).ok());
+                        match reused {
+                            Some(s) => Ok(s),
+                            None => Storage::full(device, f.dtype, len, 0.0),
+                        }
+                    })
+                    .collect::<Result<Vec<Storage>>>()?;
+                {
+                    let data = f
+                        .operands
+                        .iter()
+                        .map(|o| read(trace, &slots, o.value))
+                        .collect::<Result<Vec<_>>>()?;
+                    f.run_into(&data, &mut outs)?;
+                }
+                for (st, s) in f.stores.iter().zip(outs) {
+                    let arc = Arc::new(s);
+                    if let Some(slot) = plan.schedule.slots[st.value] {
+                        pool[slot] = Some(Arc::clone(&arc));
+                    }
+                    slots[st.value] = Some(arc);
+                }
+            }
+        }
+        for &d in &plan.schedule.drops[i] {
+            slots[d] = None;
+        }
+    }
+    drop(pool);
+    trace
+        .outputs
+        .iter()
+        .map(|(id, shape)| {
+            let data = match &trace.values[*id].source {
+                Source::Constant(t) => Arc::clone(t.storage_arc()),
+                _ => slots[*id].clone().ok_or_else(|| missing(*id))?,
+            };
+            Ok(Tensor::from_arc(data, shape.clone()))
+        })
+        .collect()
+}
+
+fn missing(id: ValueId) -> TensorError {
+    TensorError::InvalidArgument {
+        op: RUN,
+        msg: format!("value {id} was read after it was dropped"),
+    }
+}
+
+/// The data of value `id` during a run.
+fn read<'a>(
+    trace: &'a Trace,
+    slots: &'a [Option<Arc<Storage>>],
+    id: ValueId,
+) -> Result<&'a Storage> {
+    match &trace.values[id].source {
+        Source::Constant(t) => Ok(t.storage()),
+        _ => slots[id].as_deref().ok_or_else(|| missing(id)),
+    }
+}
