@@ -15,6 +15,7 @@ pub mod compile;
 mod exec;
 mod fold;
 pub mod fused;
+mod fused_check;
 pub mod prim;
 pub mod trace;
 

@@ -166,6 +166,17 @@ macro_rules! define_binary_ops {
                 }
             }
 
+            /// The op over a block, `out[i] = f(a[i], b[i])`: the loop the fused CPU executor
+            /// runs.
+            pub(crate) fn apply_slice<T: Element>(self, a: &[T], b: &[T], out: &mut [T]) {
+                match self {
+                    $(BinaryOp::$B => out
+                        .iter_mut()
+                        .zip(a.iter().zip(b))
+                        .for_each(|(o, (&$va, &$vb))| *o = $value),)*
+                }
+            }
+
             /// The unreduced gradients `(∂/∂a, ∂/∂b)` of the cotangent `g`, given the inputs
             /// (or `g` itself in their place when the op saves nothing). Each is computed only
             /// when its flag in `needs` is set.

@@ -135,6 +135,17 @@ macro_rules! define_ternary_ops {
                 }
             }
 
+            /// The op over a block, `out[i] = f(a[i], b[i], c[i])`: the loop the fused CPU
+            /// executor runs.
+            pub(crate) fn apply_slice<T: Element>(self, a: &[T], b: &[T], c: &[T], out: &mut [T]) {
+                match self {
+                    $(TernaryOp::$O => out
+                        .iter_mut()
+                        .zip(a.iter().zip(b).zip(c))
+                        .for_each(|(o, ((&$va, &$vb), &$vc))| *o = $value),)*
+                }
+            }
+
             /// The unreduced gradients of the cotangent `d` with respect to the three inputs.
             /// Each is computed only when its flag in `needs` is set.
             pub fn backward<V: Differentiable>(

@@ -282,6 +282,17 @@ macro_rules! define_unary_ops {
                 }
             }
 
+            /// The op over a block, `out[i] = f(x[i])`: the loop the fused CPU executor runs.
+            pub(crate) fn apply_slice<T: Element>(self, x: &[T], out: &mut [T]) {
+                match self {
+                    $(UnaryOp::$U => out.iter_mut().zip(x).for_each(|(o, &$ux)| *o = $uvalue),)*
+                    $(UnaryOp::$P { $($param),* } => {
+                        $(let $param = T::from_f64($param);)*
+                        out.iter_mut().zip(x).for_each(|(o, &$px)| *o = $pvalue)
+                    })*
+                }
+            }
+
             /// `g·f'(x)` for the cotangent `g`, given the value [`UnaryOp::saves`] names (the
             /// input or the output; ignored when it saves nothing).
             #[allow(unused_variables)] // parameters a rule does not read (`add` of affine)

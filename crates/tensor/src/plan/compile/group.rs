@@ -1,0 +1,281 @@
+//! Grouping: traced elementwise steps joined into chains that share one iteration shape, each
+//! operand read through a view composed with the layout steps before it, and the `sum` that
+//! consumes a chain's last value joined as its reduction.
+
+use std::collections::BTreeMap;
+
+use crate::plan::compile::view;
+use crate::plan::fused::MAX_RANK;
+use crate::plan::{BroadcastLayout, OperandView, Prim, Reduction, Source, Trace, ValueId};
+use crate::{DType, ReduceOp};
+
+/// One member of a group: a traced step evaluated per element of the group's iteration shape.
+pub(super) struct Member {
+    /// Index of the step in the trace.
+    pub step: usize,
+    /// The operands as views over the iteration shape (the reduced value for a reduction).
+    pub views: Vec<OperandView>,
+    /// Set for the `sum` that ends a group.
+    pub reduction: Option<Reduction>,
+}
+
+/// Traced steps to be evaluated in one pass over `dims`.
+pub(super) struct Group {
+    pub dims: Vec<usize>,
+    pub dtype: DType,
+    pub members: Vec<Member>,
+    open: bool,
+}
+
+/// The groups of `trace`, in the order of their first members.
+pub(super) fn group(trace: &Trace) -> Vec<Group> {
+    let uses = use_counts(trace);
+    let mut groups: Vec<Group> = Vec::new();
+    let mut group_of: BTreeMap<ValueId, usize> = BTreeMap::new();
+    for (index, step) in trace.steps.iter().enumerate() {
+        let Some(dtype) = trace.values.get(step.out).map(|v| v.dtype) else {
+            continue;
+        };
+        match &step.prim {
+            Prim::Unary(_) | Prim::Binary(..) | Prim::Ternary(..) => {
+                let Some((dims, views)) = member_views(trace, index, &groups, &group_of) else {
+                    close_readers(&mut groups, &group_of, &step.args);
+                    continue;
+                };
+                let read: Vec<ValueId> = views.iter().map(|v| v.value).collect();
+                let target = read
+                    .iter()
+                    .filter_map(|v| group_of.get(v).copied())
+                    .filter(|&g| {
+                        let candidate = &groups[g];
+                        candidate.open
+                            && candidate.dims == dims
+                            && candidate.dtype == dtype
+                            && views
+                                .iter()
+                                .filter(|v| group_of.get(&v.value) == Some(&g))
+                                .all(|v| view::is_contiguous(v, &dims))
+                    })
+                    .min();
+                for v in &read {
+                    if let Some(&g) = group_of.get(v) {
+                        if Some(g) != target {
+                            groups[g].open = false;
+                        }
+                    }
+                }
+                let member = Member {
+                    step: index,
+                    views,
+                    reduction: None,
+                };
+                let g = match target {
+                    Some(g) => {
+                        groups[g].members.push(member);
+                        g
+                    }
+                    None => {
+                        groups.push(Group {
+                            dims,
+                            dtype,
+                            members: vec![member],
+                            open: true,
+                        });
+                        groups.len() - 1
+                    }
+                };
+                group_of.insert(step.out, g);
+            }
+            Prim::Reduce {
+                op: ReduceOp::Sum,
+                outer,
+                reduced,
+                inner,
+            } => {
+                let x = step.args.first().copied();
+                let target = x.and_then(|x| {
+                    let g = *group_of.get(&x)?;
+                    let candidate = &groups[g];
+                    let total = outer.checked_mul(*reduced)?.checked_mul(*inner)?;
+                    let fits = candidate.open
+                        && uses.get(x) == Some(&1)
+                        && total == candidate.dims.iter().product::<usize>();
+                    fits.then_some((g, x))
+                });
+                match target {
+                    Some((g, x)) => {
+                        let dims = groups[g].dims.clone();
+                        groups[g].members.push(Member {
+                            step: index,
+                            views: vec![view::contiguous(x, &dims)],
+                            reduction: Some(Reduction {
+                                outer: *outer,
+                                reduced: *reduced,
+                                inner: *inner,
+                            }),
+                        });
+                        groups[g].open = false;
+                        group_of.insert(step.out, g);
+                    }
+                    None => close_readers(&mut groups, &group_of, &step.args),
+                }
+            }
+            _ => close_readers(&mut groups, &group_of, &step.args),
+        }
+    }
+    groups
+}
+
+/// How often each value is read by a traced step or returned.
+pub(super) fn use_counts(trace: &Trace) -> Vec<usize> {
+    let mut uses = vec![0usize; trace.values.len()];
+    let args = trace.steps.iter().flat_map(|s| s.args.iter());
+    for &v in args.chain(trace.outputs.iter().map(|(v, _)| v)) {
+        if let Some(u) = uses.get_mut(v) {
+            *u += 1;
+        }
+    }
+    uses
+}
+
+/// Closes the groups that produce any of `args` (read from outside them).
+fn close_readers(groups: &mut [Group], group_of: &BTreeMap<ValueId, usize>, args: &[ValueId]) {
+    for v in args {
+        if let Some(&g) = group_of.get(v) {
+            groups[g].open = false;
+        }
+    }
+}
+
+/// The iteration dims of the elementwise step `index` and its operands' views, composed through
+/// the layout steps that produced them; `None` when the step cannot be fused.
+fn member_views(
+    trace: &Trace,
+    index: usize,
+    groups: &[Group],
+    group_of: &BTreeMap<ValueId, usize>,
+) -> Option<(Vec<usize>, Vec<OperandView>)> {
+    let step = &trace.steps[index];
+    let layout: &BroadcastLayout = match &step.prim {
+        Prim::Unary(_) => {
+            let x = *step.args.first()?;
+            let dims = match group_of.get(&x) {
+                Some(&g) => groups[g].dims.clone(),
+                None => natural_dims(trace, x),
+            };
+            if dims.len() > MAX_RANK * 2 {
+                return None;
+            }
+            let views = vec![fold_layout(trace, view::contiguous(x, &dims), &dims)];
+            return Some((dims, views));
+        }
+        Prim::Binary(_, layout) | Prim::Ternary(_, layout) => layout,
+        _ => return None,
+    };
+    let dims = layout.out.dims().to_vec();
+    if dims.len() > MAX_RANK * 2 || layout.strides.len() != step.args.len() {
+        return None;
+    }
+    let views = step
+        .args
+        .iter()
+        .zip(&layout.strides)
+        .map(|(&value, strides)| {
+            let strides = strides
+                .iter()
+                .map(|&s| i64::try_from(s).ok())
+                .collect::<Option<Vec<_>>>()?;
+            let direct = OperandView {
+                value,
+                offset: 0,
+                strides,
+                bounds: None,
+            };
+            Some(fold_layout(trace, direct, &dims))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((dims, views))
+}
+
+/// The dims a value was made with: its producer's output shape (through unary steps), or the
+/// shape of the input or constant it is; flat when unknown.
+fn natural_dims(trace: &Trace, mut value: ValueId) -> Vec<usize> {
+    let len = trace.values.get(value).map_or(0, |v| v.len);
+    loop {
+        let dims = match trace.values.get(value).map(|v| &v.source) {
+            Some(Source::Input(i)) => trace.inputs.get(*i).map(|(_, s)| s.dims().to_vec()),
+            Some(Source::Constant(t)) => Some(t.dims().to_vec()),
+            Some(Source::Step(i)) => match trace.steps.get(*i).map(|s| (&s.prim, &s.args)) {
+                Some((Prim::Unary(_), args)) if !args.is_empty() => {
+                    value = args[0];
+                    continue;
+                }
+                Some((Prim::Binary(_, layout) | Prim::Ternary(_, layout), _)) => {
+                    Some(layout.out.dims().to_vec())
+                }
+                Some((Prim::CopyStrided(copy), _)) => Some(copy.out.dims().to_vec()),
+                _ => None,
+            },
+            None => None,
+        };
+        return match dims {
+            Some(d) if d.iter().product::<usize>() == len => d,
+            _ => vec![len],
+        };
+    }
+}
+
+/// `view` composed through the strided copies and zero paddings that produced its value, as far
+/// as each composition is exact.
+fn fold_layout(trace: &Trace, mut view: OperandView, dims: &[usize]) -> OperandView {
+    let dtype = trace.values.get(view.value).map(|v| v.dtype);
+    loop {
+        let Some(step) = producer(trace, view.value) else {
+            return view;
+        };
+        let next = match &step.prim {
+            Prim::CopyStrided(copy) => step.args.first().and_then(|&src| {
+                view::through_strided(
+                    &view,
+                    dims,
+                    copy.out.dims(),
+                    &copy.strides,
+                    copy.offset,
+                    src,
+                )
+            }),
+            Prim::Cat { outer, widths } if widths.len() == step.args.len() => {
+                let nonzero: Vec<usize> = (0..step.args.len())
+                    .filter(|&i| !is_zeros(trace, step.args[i]))
+                    .collect();
+                match nonzero.as_slice() {
+                    [part] => {
+                        view::through_cat(&view, dims, *outer, widths, *part, step.args[*part])
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match next {
+            Some(next) if trace.values.get(next.value).map(|v| v.dtype) == dtype => view = next,
+            _ => return view,
+        }
+    }
+}
+
+/// The traced step that computed `value`, if any.
+fn producer(trace: &Trace, value: ValueId) -> Option<&crate::plan::TraceStep> {
+    match trace.values.get(value)?.source {
+        Source::Step(i) => trace.steps.get(i),
+        _ => None,
+    }
+}
+
+/// True for a value filled with +0 by a traced `full`.
+fn is_zeros(trace: &Trace, value: ValueId) -> bool {
+    matches!(
+        producer(trace, value).map(|s| &s.prim),
+        Some(Prim::Full { value: v, .. }) if v.to_bits() == 0
+    )
+}
