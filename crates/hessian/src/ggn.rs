@@ -14,6 +14,7 @@ use crate::alloc;
 use crate::error::{check_kind, invalid};
 use crate::model::{check_model, ModelInputs};
 use crate::operator::{check_batch, LinearOperator};
+use crate::plans::PlanCache;
 use crate::{HessianError, Result};
 
 /// A loss whose Hessian with respect to the model's output `f` (`[n, …]`, n samples, O values
@@ -218,6 +219,7 @@ pub struct Ggn {
     dtype: DType,
     device: Device,
     options: GgnOptions,
+    plans: PlanCache,
 }
 
 const OP: &str = "Ggn::new";
@@ -319,6 +321,7 @@ impl Ggn {
             dtype,
             device,
             options,
+            plans: PlanCache::new(),
         })
     }
 
@@ -535,6 +538,28 @@ impl LinearOperator for Ggn {
 
     fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
         let k = check_batch("Ggn::apply_batch", self, v)?;
+        self.plans.apply(v, k, |v| self.sweep(v, k))
+    }
+}
+
+impl Ggn {
+    /// This operator with compiled plans on or off, as [`PreparedHvp::with_plan`]
+    /// (on by default unless `CURVATURE_PLAN=0`): each batch size's product `Jᵀ H̃ J V` is
+    /// traced once and replayed.
+    ///
+    /// [`PreparedHvp::with_plan`]: crate::PreparedHvp::with_plan
+    pub fn with_plan(mut self, on: bool) -> Ggn {
+        self.plans.set_enabled(on);
+        self
+    }
+
+    /// The batch sizes that hold a compiled plan, oldest first.
+    pub fn plan_batch_sizes(&self) -> Vec<usize> {
+        self.plans.batch_sizes()
+    }
+
+    /// One product op by op for the `[k, dim]` batch `v`.
+    fn sweep(&self, v: &Tensor, k: usize) -> Result<Tensor> {
         if let [chunk] = self.chunks.as_slice() {
             let t = self.chunk_jvp(chunk, v, k)?;
             let w = match self.local(chunk, &t)? {

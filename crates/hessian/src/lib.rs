@@ -84,6 +84,7 @@ mod model;
 mod model_hvp;
 mod operator;
 mod per_layer;
+mod plans;
 mod probes;
 mod restrict;
 mod solve;

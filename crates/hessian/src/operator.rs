@@ -1,10 +1,14 @@
 //! [`LinearOperator`], the interface every estimator works through, and [`PreparedHvp`], the
 //! Hessian of a recorded function as such an operator.
 
+use std::rc::Rc;
+
 use curvature_tape::{grad, vjp, GradOptions, Tape, Var};
+use curvature_tensor::plan::Plan;
 use curvature_tensor::{DType, Device, Shape, Tensor};
 
 use crate::error::{check_kind, invalid};
+use crate::plans::PlanCache;
 use crate::{HessianError, Result};
 
 /// A symmetric linear map on vectors of length [`dim`](LinearOperator::dim), applied to a batch
@@ -104,6 +108,7 @@ pub struct PreparedHvp {
     dim: usize,
     dtype: DType,
     device: Device,
+    plans: PlanCache,
 }
 
 impl PreparedHvp {
@@ -157,6 +162,45 @@ impl PreparedHvp {
             dim,
             dtype,
             device,
+            plans: PlanCache::new(),
+        })
+    }
+
+    /// This operator with compiled plans on or off. On (the default, unless the environment
+    /// sets `CURVATURE_PLAN=0`), the first batch of each size K traces the double-backward
+    /// sweep and compiles it into a [`Plan`], which every later batch of that size replays (the
+    /// plans of the last few sizes are kept); off, every batch walks the tape op by op.
+    pub fn with_plan(mut self, on: bool) -> PreparedHvp {
+        self.plans.set_enabled(on);
+        self
+    }
+
+    /// The batch sizes that hold a compiled plan, oldest first.
+    pub fn plan_batch_sizes(&self) -> Vec<usize> {
+        self.plans.batch_sizes()
+    }
+
+    /// The compiled plan that batches of `k` rows replay, if there is one.
+    pub fn compiled_plan(&self, k: usize) -> Option<Rc<Plan>> {
+        self.plans.plan(k)
+    }
+
+    /// One double-backward sweep op by op: `V·H` for the `[k, dim]` batch `v`.
+    fn sweep(&self, v: &Tensor, k: usize) -> Result<Tensor> {
+        let cotangent = self.tape.constant(v.clone());
+        let parts = vjp(
+            std::slice::from_ref(&self.gradient),
+            &[cotangent],
+            &self.inputs,
+            false,
+        )?;
+        let rows = parts
+            .iter()
+            .map(|p| p.value().reshape([k, p.value().elem_count() / k]))
+            .collect::<curvature_tensor::Result<Vec<_>>>()?;
+        Ok(match rows.as_slice() {
+            [single] => single.clone(),
+            many => Tensor::cat(&many.iter().collect::<Vec<_>>(), 1)?,
         })
     }
 
@@ -217,21 +261,7 @@ impl LinearOperator for PreparedHvp {
 
     fn apply_batch(&self, v: &Tensor) -> Result<Tensor> {
         let k = check_batch("hvp_batch", self, v)?;
-        let cotangent = self.tape.constant(v.clone());
-        let parts = vjp(
-            std::slice::from_ref(&self.gradient),
-            &[cotangent],
-            &self.inputs,
-            false,
-        )?;
-        let rows = parts
-            .iter()
-            .map(|p| p.value().reshape([k, p.value().elem_count() / k]))
-            .collect::<curvature_tensor::Result<Vec<_>>>()?;
-        Ok(match rows.as_slice() {
-            [single] => single.clone(),
-            many => Tensor::cat(&many.iter().collect::<Vec<_>>(), 1)?,
-        })
+        self.plans.apply(v, k, |v| self.sweep(v, k))
     }
 }
 
