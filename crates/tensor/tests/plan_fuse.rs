@@ -459,3 +459,63 @@ fn fused_sums_do_not_depend_on_the_thread_count() {
 
 #[path = "plan_fuse/property.rs"]
 mod property;
+
+/// Through real traces: `plan::capture` of tensor ops, compiled and run by `Plan`.
+mod captured {
+    use curvature_tensor::plan::{capture, Plan, PlanStep};
+    use curvature_tensor::{DType, Device, Tensor};
+
+    use crate::{close, values};
+
+    fn tensor(seed: u64, dims: &[usize], dtype: DType) -> Tensor {
+        let n = dims.iter().product();
+        Tensor::from_f64s(&values(n, seed), dims.to_vec(), dtype, Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn a_backward_chain_with_padding_is_one_fused_step() {
+        for (dtype, rel) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+            let x = tensor(70, &[4, 3, 5], dtype);
+            let g = tensor(71, &[4, 3, 5], dtype);
+            let w = tensor(72, &[5], dtype);
+            let u = tensor(73, &[4, 3, 3], dtype);
+            let f = |x: &Tensor, g: &Tensor| -> curvature_tensor::Result<Vec<Tensor>> {
+                let t = x.tanh()?;
+                let d = g.tanh_backward(&t)?;
+                let padded = g
+                    .narrow(2, 1, 2)?
+                    .pad_zeros(2, 2, 1)?
+                    .mul(&u.pad_zeros(2, 1, 1)?)?;
+                let m = d.mul(&w)?.add(&padded)?;
+                Ok(vec![m.sum_to([3, 5])?])
+            };
+            let want = f(&x, &g).unwrap();
+            let (_, trace) = capture(&[&x, &g], || f(&x, &g)).unwrap();
+            let plan = Plan::compile(trace).unwrap();
+            let fused: Vec<_> = plan
+                .steps()
+                .iter()
+                .filter(|s| matches!(s, PlanStep::Fused(_)))
+                .collect();
+            assert_eq!(plan.steps().len(), 1, "{dtype}");
+            assert_eq!(fused.len(), 1);
+            if let PlanStep::Fused(f) = fused[0] {
+                assert!(f.reduction.is_some());
+                assert!(f.operands.iter().any(|o| o.bounds.is_some()));
+            }
+            // New inputs of the traced shapes.
+            let x2 = tensor(74, &[4, 3, 5], dtype);
+            let g2 = tensor(75, &[4, 3, 5], dtype);
+            let got = plan.run(&[&x2, &g2]).unwrap();
+            let want2 = f(&x2, &g2).unwrap();
+            assert_eq!(got[0].dims(), want2[0].dims());
+            close(
+                &got[0].to_f64s().unwrap(),
+                &want2[0].to_f64s().unwrap(),
+                rel,
+            )
+            .unwrap();
+            assert_ne!(want[0].to_f64s().unwrap(), want2[0].to_f64s().unwrap());
+        }
+    }
+}

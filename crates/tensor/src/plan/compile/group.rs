@@ -43,20 +43,37 @@ pub(super) fn group(trace: &Trace) -> Vec<Group> {
                     continue;
                 };
                 let read: Vec<ValueId> = views.iter().map(|v| v.value).collect();
-                let target = read
+                let joinable = |g: usize, groups: &[Group]| {
+                    let candidate = &groups[g];
+                    candidate.open
+                        && candidate.dims == dims
+                        && candidate.dtype == dtype
+                        && views
+                            .iter()
+                            .filter(|v| group_of.get(&v.value) == Some(&g))
+                            .all(|v| view::is_contiguous(v, &dims))
+                };
+                let mut candidates: Vec<usize> = read
                     .iter()
                     .filter_map(|v| group_of.get(v).copied())
-                    .filter(|&g| {
-                        let candidate = &groups[g];
-                        candidate.open
-                            && candidate.dims == dims
-                            && candidate.dtype == dtype
-                            && views
-                                .iter()
-                                .filter(|v| group_of.get(&v.value) == Some(&g))
-                                .all(|v| view::is_contiguous(v, &dims))
-                    })
-                    .min();
+                    .filter(|&g| joinable(g, &groups))
+                    .collect();
+                candidates.sort_unstable();
+                candidates.dedup();
+                let target = candidates.first().copied();
+                // Open groups this step reads from all join it: none has a reader outside yet.
+                for &other in candidates.iter().skip(1) {
+                    let moved = std::mem::take(&mut groups[other].members);
+                    groups[other].open = false;
+                    for m in &moved {
+                        if let Some(out) = trace.steps.get(m.step).map(|s| s.out) {
+                            group_of.insert(out, candidates[0]);
+                        }
+                    }
+                    let into = &mut groups[candidates[0]].members;
+                    into.extend(moved);
+                    into.sort_by_key(|m| m.step);
+                }
                 for v in &read {
                     if let Some(&g) = group_of.get(v) {
                         if Some(g) != target {
@@ -272,10 +289,16 @@ fn producer(trace: &Trace, value: ValueId) -> Option<&crate::plan::TraceStep> {
     }
 }
 
-/// True for a value filled with +0 by a traced `full`.
+/// True for a value filled with +0: made by a traced `full`, or a constant (one folded from
+/// such a `full`) whose every element is +0.
 fn is_zeros(trace: &Trace, value: ValueId) -> bool {
-    matches!(
-        producer(trace, value).map(|s| &s.prim),
-        Some(Prim::Full { value: v, .. }) if v.to_bits() == 0
-    )
+    match trace.values.get(value).map(|v| &v.source) {
+        Some(Source::Constant(t)) => t
+            .to_f64s()
+            .is_ok_and(|v| v.iter().all(|x| x.to_bits() == 0)),
+        _ => matches!(
+            producer(trace, value).map(|s| &s.prim),
+            Some(Prim::Full { value: v, .. }) if v.to_bits() == 0
+        ),
+    }
 }
