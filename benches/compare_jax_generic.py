@@ -1,5 +1,5 @@
 """Side-by-side CPU comparison of batched Hessian-vector products of generic functions:
-curvature's PreparedHvp (compiled plan, and op by op with CURVATURE_PLAN=0) vs JAX (XLA CPU,
+curvature's PreparedHvp (compiled plan, and op by op with plans off) vs JAX (XLA CPU,
 jit(vmap(jvp(grad)))).
 
 The functions, sizes and K are those of `curvature::generic_functions` (src/generic_functions.rs):
@@ -189,13 +189,16 @@ def jax_job(job):
     print(json.dumps({"ms": float(np.median(times)), "p": int(theta.size)}))
 
 
-def run_measured(cmd, env=None):
+def run_measured(cmd):
     """Runs cmd, returns (its last stdout line as JSON, peak RSS in MiB of that process)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"failed: {' '.join(cmd)}")
+    with tempfile.TemporaryFile(mode="w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            last = (err.read().strip().splitlines() or ["(no message)"])[-1]
+            raise JobFailed(f"{os.path.basename(cmd[0])} {' '.join(cmd[1:5])}: {last}")
     return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024.0
 
 
@@ -217,8 +220,7 @@ def relative_difference(ours_file, jax_file):
 
 def compare(name, dtype, args, scratch):
     sizes = SIZES[name]
-    engines = {"plan": dict(os.environ, CURVATURE_PLAN="1"),
-               "op-by-op": dict(os.environ, CURVATURE_PLAN="0")}
+    engines = ["plan", "op-by-op"]
     times = {"jax": [], "plan": [], "op-by-op": []}
     prepare, rss, diff = [], {key: 0.0 for key in times}, {}
     jax_dump = os.path.join(scratch, f"{name}-{dtype}-jax.npy")
@@ -229,15 +231,16 @@ def compare(name, dtype, args, scratch):
         out, peak = run_measured([sys.executable, __file__, "--jax-job", json.dumps(job)])
         times["jax"].append(out["ms"])
         rss["jax"] = max(rss["jax"], peak)
-        for engine, env in engines.items():
+        for engine in engines:
             cmd = [args.binary, "--function", name, "--dtype", dtype, "--runs", str(args.runs),
-                   "--warmup", str(args.warmup)]
+                   "--warmup", str(args.warmup), "--engine", engine]
             ours_dump = os.path.join(scratch, f"{name}-{dtype}-{engine}.safetensors")
             if dump:
                 cmd += ["--dump", ours_dump]
-            out, peak = run_measured(cmd, env)
+            out, peak = run_measured(cmd)
             if out["engine"] != engine:
-                sys.exit(f"{args.binary} ran engine {out['engine']}, expected {engine}")
+                sys.exit(f"{name} {dtype}: {args.binary} ran {out['engine']}, expected {engine} "
+                         "(a sweep plans cannot compile, or CURVATURE_PLAN=0 is set)")
             times[engine].append(out["ms"])
             rss[engine] = max(rss[engine], peak)
             if engine == "plan":
@@ -288,7 +291,10 @@ def main():
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.functions.split(","):
             for dtype in args.dtypes.split(","):
-                cells = row_cells(compare(name, dtype, args, scratch))
+                try:
+                    cells = row_cells(compare(name, dtype, args, scratch))
+                except JobFailed as failure:
+                    cells = [name, dtype] + ["-"] * (len(COLUMNS) - 3) + [f"failed: {failure}"]
                 if args.markdown:
                     print("| " + " | ".join(cells) + " |", flush=True)
                 else:

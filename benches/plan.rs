@@ -4,7 +4,7 @@
 //! MLP (128 wide, n = 512, K = 32), and for the standard MLP workloads seed (K = 141) and mid
 //! (K = 8 here, so the whole run stays near a minute) through the tape — the hand-fused MLP
 //! sweep switched off — with the fused sweep (`MlpHvp`) as the third line. The op-by-op lines
-//! run with `CURVATURE_PLAN=0`, set before each operator is built and timed.
+//! switch plans off with `PreparedHvp::with_plan(false)`.
 //! Run: `cargo bench --bench plan`.
 
 use std::time::Duration;
@@ -20,7 +20,7 @@ use curvature::workloads;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The two engines of the tape: the compiled plan and the op-by-op replay.
-const ENGINES: [(&str, &str); 2] = [("plan", "1"), ("op-by-op", "0")];
+const ENGINES: [(&str, bool); 2] = [("plan", true), ("op-by-op", false)];
 
 /// K of the mid workload in these benches (its standard K is 64).
 const MID_K: usize = 8;
@@ -43,13 +43,6 @@ fn time_batch(
     });
 }
 
-/// Selects the engine the operators built and applied next use.
-fn select_engine(switch: &str) {
-    // Criterion runs the benches on this one thread, and nothing else reads the environment
-    // while it changes.
-    std::env::set_var("CURVATURE_PLAN", switch);
-}
-
 fn bench_generic_functions(c: &mut Criterion) {
     curvature::allocator::retain_freed_memory();
     let functions = [
@@ -65,9 +58,11 @@ fn bench_generic_functions(c: &mut Criterion) {
         let batch = problem.probes(sizes.k).expect("probes");
         let mut group = c.benchmark_group(format!("cpu/f32/{}/k{}", function.name(), sizes.k));
         configure(&mut group);
-        for (engine, switch) in ENGINES {
-            select_engine(switch);
-            let operator = problem.prepare().expect("prepared operator");
+        for (engine, plans) in ENGINES {
+            let operator = problem
+                .prepare()
+                .expect("prepared operator")
+                .with_plan(plans);
             time_batch(&mut group, engine, &operator, &batch);
         }
         group.finish();
@@ -93,11 +88,11 @@ fn bench_mlp_workloads(c: &mut Criterion) {
         .expect("probes");
         let mut group = c.benchmark_group(format!("cpu/f32/{name}/k{k}"));
         configure(&mut group);
-        for (engine, switch) in ENGINES {
-            select_engine(switch);
+        for (engine, plans) in ENGINES {
             let operator =
                 PreparedHvp::for_model(&problem.model, problem.loss, &problem.x, &problem.y)
-                    .expect("prepared operator");
+                    .expect("prepared operator")
+                    .with_plan(plans);
             time_batch(&mut group, engine, &operator, &batch);
         }
         let fused = MlpHvp::new(&problem.model, problem.loss, &problem.x, &problem.y)
@@ -105,7 +100,6 @@ fn bench_mlp_workloads(c: &mut Criterion) {
         time_batch(&mut group, "fused-sweep", &fused, &batch);
         group.finish();
     }
-    select_engine("1");
 }
 
 criterion_group!(benches, bench_generic_functions, bench_mlp_workloads);

@@ -1,11 +1,14 @@
 //! Times batches of K Hessian-vector products of one generic benchmark function
 //! (`curvature::generic_functions`) through `PreparedHvp` and prints one JSON line: function,
-//! P, K, dtype, device, engine (`plan`, or `op-by-op` when `CURVATURE_PLAN=0`), the median
-//! batch time, the median time of recording the function and its gradient, and the process's
-//! peak resident memory. `benches/compare_jax_generic.py` drives it.
+//! P, K, dtype, device, engine (`plan` when the batches replayed a compiled plan, `op-by-op`
+//! with `--engine op-by-op`, `CURVATURE_PLAN=0`, or a sweep plans cannot compile), the median
+//! batch time, the median time of recording the function and its gradient, the process's peak
+//! resident memory, and the plan's steps, fused steps, pool and peak bytes.
+//! `benches/compare_jax_generic.py` drives it.
 //!
 //! Run: `cargo run --release --example generic_hvp -- --function rosenbrock --dtype f32`
 //! (`--runs N` timed batches after `--warmup W`, `--k K` instead of the function's K,
+//! `--engine op-by-op` to switch plans off,
 //! `--device cuda` for the GPU, `--dump FILE` writes the first batch's products to a
 //! safetensors file as `hvp`, `[K, P]`).
 
@@ -15,7 +18,8 @@ use std::time::Instant;
 use clap::Parser;
 use curvature::generic_functions::{GenericFunction, Sizes};
 use curvature::hessian::LinearOperator;
-use curvature::tensor::{io, plan, DType, Device};
+use curvature::tensor::plan::PlanStep;
+use curvature::tensor::{io, DType, Device};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -44,6 +48,9 @@ struct Args {
     /// Untimed batches before the timed ones.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
     warmup: u32,
+    /// plan (compiled plans, unless `CURVATURE_PLAN=0`) or op-by-op.
+    #[arg(long, default_value = "plan")]
+    engine: String,
     /// Writes the products of the probes to this safetensors file (tensor `hvp`, `[K, P]`).
     #[arg(long)]
     dump: Option<PathBuf>,
@@ -73,12 +80,18 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         k: args.k.map_or(function.benchmark_sizes().k, |k| k as usize),
         ..function.benchmark_sizes()
     };
+    let plans = match args.engine.as_str() {
+        "plan" => true,
+        "op-by-op" => false,
+        other => return Err(format!("--engine must be plan or op-by-op, got {other:?}").into()),
+    };
     let problem = function.build(sizes, dtype, device)?;
     let batch = problem.probes(sizes.k)?;
 
-    let operator = problem.prepare()?;
+    let operator = problem.prepare()?.with_plan(plans);
     let first = operator.apply_batch(&batch)?;
     device.synchronize()?;
+    let plan = operator.compiled_plan(sizes.k);
     if let Some(path) = &args.dump {
         let host = first.to_device(Device::Cpu)?;
         io::save(path, &[("hvp", &host)])?;
@@ -106,12 +119,18 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "k": sizes.k,
         "dtype": dtype.as_str(),
         "device": device.to_string(),
-        "engine": if plan::enabled_by_env() { "plan" } else { "op-by-op" },
+        "engine": if plan.is_some() { "plan" } else { "op-by-op" },
         "runs": args.runs,
         "ms": median(&mut batch_ms),
         "min_ms": batch_ms.iter().copied().fold(f64::INFINITY, f64::min),
         "prepare_ms": median(&mut prepare_ms),
         "peak_rss_mib": peak_rss_mib(),
+        "plan_steps": plan.as_ref().map(|p| p.steps().len()),
+        "fused_steps": plan.as_ref().map(|p| {
+            p.steps().iter().filter(|s| matches!(s, PlanStep::Fused(_))).count()
+        }),
+        "plan_pool_bytes": plan.as_ref().map(|p| p.pool_bytes()),
+        "plan_peak_bytes": plan.as_ref().map(|p| p.peak_bytes()),
     });
     println!("{line}");
     Ok(())

@@ -429,3 +429,35 @@ fn bad_generator_arguments_and_parameter_counts_are_refused() {
         .expect_err("one of three parameters");
     assert!(e.to_string().contains("parameters"), "{e}");
 }
+
+#[test]
+fn compiled_plans_match_the_op_by_op_sweep_cpu() {
+    for function in GenericFunction::ALL {
+        for (dtype, tolerance) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+            let problem = function
+                .build(small(function), dtype, Device::Cpu)
+                .expect("builds");
+            let probes = problem.probes(problem.sizes.k).expect("probes");
+            let reference = problem.prepare().expect("prepares").with_plan(false);
+            let want = values(&reference.apply_batch(&probes).expect("op by op"));
+            let planned = problem.prepare().expect("prepares").with_plan(true);
+            // The first batch is traced (and computed op by op); the next ones replay the plan.
+            for round in 0..3 {
+                let got = values(&planned.apply_batch(&probes).expect("planned"));
+                let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+                for (a, b) in got.iter().zip(&want) {
+                    assert!(
+                        (a - b).abs() <= tolerance * scale,
+                        "{} {dtype} round {round}: {a} vs {b}",
+                        function.name()
+                    );
+                }
+            }
+            assert!(
+                planned.compiled_plan(problem.sizes.k).is_some(),
+                "{} {dtype}: the sweep was not compiled",
+                function.name()
+            );
+        }
+    }
+}
