@@ -189,6 +189,10 @@ def jax_job(job):
     print(json.dumps({"ms": float(np.median(times)), "p": int(theta.size)}))
 
 
+class JobFailed(Exception):
+    """A job exited with an error; the message names it and gives the last line it printed."""
+
+
 def run_measured(cmd):
     """Runs cmd, returns (its last stdout line as JSON, peak RSS in MiB of that process)."""
     with tempfile.TemporaryFile(mode="w+") as err:
