@@ -59,13 +59,27 @@ fn check(name: &str, counters: &BatchCounters, launches: u64) {
     );
 }
 
+/// Launches per batch of the op-by-op sweep (`CURVATURE_PLAN=0`).
+const OP_BY_OP: (u64, u64) = (51, 71);
+/// Launches per batch of the compiled plan (seed, mid) while every step is a call: each traced
+/// step one launch (the sweep has no step that reads only constants, nor a dead one).
+const PLANNED: (u64, u64) = (51, 71);
+
 #[test]
 fn hvp_batches_of_seed_and_mid_allocate_nothing_after_warm_up() {
     let device = Device::cuda_or_emulated().expect("a real or emulated CUDA device");
-    // One test, so no other test's work on cuda:0 lands between the snapshots.
-    let seed = batch_counters(&shrunk("seed", 16, 8), device);
-    let mid = batch_counters(&shrunk("mid", 4, 4), device);
-    eprintln!("seed: {seed:?}\nmid: {mid:?}");
-    check("seed", &seed, 51);
-    check("mid", &mid, 71);
+    // One test, so no other test's work on cuda:0 lands between the snapshots (and nothing
+    // else reads the environment while it changes).
+    for (plan, (seed_launches, mid_launches)) in [("0", OP_BY_OP), ("1", PLANNED)] {
+        std::env::set_var("CURVATURE_PLAN", plan);
+        let seed = batch_counters(&shrunk("seed", 16, 8), device);
+        let mid = batch_counters(&shrunk("mid", 4, 4), device);
+        eprintln!("CURVATURE_PLAN={plan}\nseed: {seed:?}\nmid: {mid:?}");
+        check(
+            &format!("seed, CURVATURE_PLAN={plan}"),
+            &seed,
+            seed_launches,
+        );
+        check(&format!("mid, CURVATURE_PLAN={plan}"), &mid, mid_launches);
+    }
 }

@@ -14,11 +14,15 @@ use crate::{HessianError, Result};
 /// How many batch sizes keep a plan (the most recently compiled).
 pub(crate) const PLAN_CAPACITY: usize = 4;
 
+/// Batch sizes and their plans (`None`: the size runs op by op), oldest first.
+type Plans = VecDeque<(usize, Option<Rc<Plan>>)>;
+
 /// The plans of one operator, by batch size: `None` marks a size whose sweep cannot be
 /// compiled, so it runs op by op without tracing again.
 pub(crate) struct PlanCache {
     enabled: bool,
-    plans: RefCell<VecDeque<(usize, Option<Rc<Plan>>)>>,
+    /// Boxed: an operator holding the cache stays small.
+    plans: Box<RefCell<Plans>>,
 }
 
 impl PlanCache {
@@ -26,7 +30,7 @@ impl PlanCache {
     pub(crate) fn new() -> PlanCache {
         PlanCache {
             enabled: true,
-            plans: RefCell::new(VecDeque::new()),
+            plans: Box::new(RefCell::new(VecDeque::new())),
         }
     }
 

@@ -105,7 +105,8 @@ fn rosenbrock_through_plans(device: Device) {
     for dtype in [DType::F64, DType::F32] {
         let host = [0.5, -0.3, 1.2, 0.8, -1.1, 0.4];
         let x = Tensor::from_f64s(&host, [6], dtype, device).unwrap();
-        let make = || PreparedHvp::new(|v: &[Var]| rosenbrock(&v[0]), &[x.clone()]).unwrap();
+        let make =
+            || PreparedHvp::new(|v: &[Var]| rosenbrock(&v[0]), std::slice::from_ref(&x)).unwrap();
         let planned = make();
         let reference = make().with_plan(false);
         plans_match_op_by_op("rosenbrock", &planned, &reference, || {
@@ -140,8 +141,8 @@ fn softmax_regression_through_plans(device: Device) {
                 .sum_all()?
                 .mul_scalar(-1.0 / n as f64)
         };
-        let planned = PreparedHvp::new(loss, &[w.clone()]).unwrap();
-        let reference = PreparedHvp::new(loss, &[w.clone()])
+        let planned = PreparedHvp::new(loss, std::slice::from_ref(&w)).unwrap();
+        let reference = PreparedHvp::new(loss, std::slice::from_ref(&w))
             .unwrap()
             .with_plan(false);
         plans_match_op_by_op("softmax regression", &planned, &reference, || {

@@ -70,7 +70,7 @@ fn broken(msg: &str) -> TensorError {
     }
 }
 
-fn value<'a>(values: &'a [TraceValue], id: ValueId) -> Result<&'a TraceValue> {
+fn value(values: &[TraceValue], id: ValueId) -> Result<&TraceValue> {
     values
         .get(id)
         .ok_or_else(|| broken(&format!("value {id} of {} does not exist", values.len())))
