@@ -34,6 +34,7 @@ pub const KERNELS_FINGERPRINT: &str = env!("CURVATURE_KERNELS_FINGERPRINT");
 pub mod allocator;
 pub mod bench;
 pub mod bench_ranks;
+pub mod generic_functions;
 pub mod workloads;
 
 /// A readable name of a device for reports: `cpu (2 threads)`, the GPU's own name such as
