@@ -133,11 +133,14 @@ pub fn run_workload(
     )?;
     let single = batch.narrow(0, 0, 1)?;
     let device = config.device;
-    // The median time of the timed runs (after one warm-up run when `warm_up`), and the GPU
-    // work they did.
+    // The median time of the timed runs (after two warm-up runs when `warm_up`: a tape
+    // operator's first batch of a size traces and compiles its plan, the second is the plan's
+    // first run, which settles the device's buffer cache), and the GPU work they did.
     let time = |warm_up: bool, f: &dyn Fn() -> curvature_hessian::Result<()>| {
         if warm_up {
-            f().and_then(|()| Ok(device.synchronize()?))?;
+            for _ in 0..2 {
+                f().and_then(|()| Ok(device.synchronize()?))?;
+            }
         }
         let before = device.gpu_counters()?;
         let mut times = Vec::with_capacity(config.runs);

@@ -5,9 +5,13 @@
 //! turns runs of a chain into register programs within the limits of [`crate::plan::fused`];
 //! this module orders the result and drops the layout steps no one reads any more.
 
+mod cat;
+mod gemm_view;
 mod group;
 mod program;
 mod view;
+
+pub(crate) use gemm_view::read_copies_in_place;
 
 use std::collections::BTreeMap;
 
@@ -64,7 +68,10 @@ pub fn fuse(trace: &Trace) -> Result<Vec<PlanStep>> {
     let mut steps = Vec::new();
     for (i, step) in trace.steps.iter().enumerate() {
         if !fused_members.contains_key(&i) && !dead[i] {
-            steps.push(PlanStep::Call(step.clone()));
+            steps.push(match cat::as_fused(trace, step) {
+                Some(fused) => PlanStep::Fused(fused),
+                None => PlanStep::Call(step.clone()),
+            });
         }
         if let Some(fused) = emitted.remove(&i) {
             steps.extend(fused);

@@ -17,8 +17,8 @@ pub(crate) struct Schedule {
     drops: Vec<Vec<ValueId>>,
     /// Per value, its buffer in the pool (the values fused steps write).
     slots: Vec<Option<usize>>,
-    /// The number of buffers in the pool.
-    buffers: usize,
+    /// The length and dtype of each buffer in the pool.
+    buffers: Vec<(usize, crate::DType)>,
     /// The bytes of the pooled buffers.
     pool_bytes: usize,
     /// The most bytes of step results one run holds at once.
@@ -52,7 +52,7 @@ fn assign_buffers(
     steps: &[PlanStep],
     last_use: &[Option<usize>],
     outputs: &[ValueId],
-) -> (Vec<Option<usize>>, usize) {
+) -> (Vec<Option<usize>>, Vec<(usize, crate::DType)>, usize) {
     struct Buffer {
         len: usize,
         dtype: crate::DType,
@@ -92,7 +92,8 @@ fn assign_buffers(
             slots[store.value] = Some(index);
         }
     }
-    (slots, pool_bytes)
+    let specs = buffers.iter().map(|b| (b.len, b.dtype)).collect();
+    (slots, specs, pool_bytes)
 }
 
 /// Checks that every step reads values that exist by then and computes the schedule.
@@ -147,7 +148,7 @@ pub(crate) fn schedule(trace: &Trace, steps: &[PlanStep]) -> Result<Schedule> {
         }
         drops[last_use[id].unwrap_or(w)].push(id);
     }
-    let (slots, pool_bytes) = assign_buffers(trace, steps, &last_use, &outputs);
+    let (slots, buffers, pool_bytes) = assign_buffers(trace, steps, &last_use, &outputs);
     let mut live = 0usize;
     let mut peak = 0usize;
     for (i, step) in steps.iter().enumerate() {
@@ -159,7 +160,6 @@ pub(crate) fn schedule(trace: &Trace, steps: &[PlanStep]) -> Result<Schedule> {
             live = live.saturating_sub(trace.values[d].bytes());
         }
     }
-    let buffers = slots.iter().flatten().max().map_or(0, |&b| b + 1);
     Ok(Schedule {
         drops,
         slots,
@@ -182,7 +182,15 @@ impl Schedule {
 
     /// The number of pooled buffers.
     pub(crate) fn slot_count(&self) -> usize {
+        self.buffers.len()
+    }
+
+    /// The pool's buffers, allocated once (uninitialised: fused steps write every element).
+    pub(crate) fn allocate_pool(&self, device: crate::Device) -> Result<Vec<Option<Arc<Storage>>>> {
         self.buffers
+            .iter()
+            .map(|&(len, dtype)| Ok(Some(Arc::new(Storage::uninit(device, dtype, len)?))))
+            .collect()
     }
 }
 
@@ -235,7 +243,7 @@ pub(crate) fn run(plan: &Plan, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         slots[id] = Some(Arc::clone(t.storage_arc()));
     }
     let mut pool = lock(&plan.pool);
-    pool.resize(plan.schedule.buffers, None);
+    pool.resize(plan.schedule.slot_count(), None);
     for (i, step) in plan.steps.iter().enumerate() {
         match step {
             PlanStep::Call(s) => {

@@ -63,19 +63,21 @@ pub fn run_step(prim: &Prim, operands: &[&Tensor], shape: Shape) -> Result<Tenso
 impl Plan {
     /// Compiles `trace`: folds the steps whose operands are all constants (unless a result is
     /// larger than the inputs together), drops the steps no output needs, fuses
-    /// ([`compile::fuse`]) and computes when each value dies.
+    /// ([`compile::fuse`]), computes when each value dies and allocates the buffer pool.
     pub fn compile(trace: Trace) -> Result<Plan> {
         let fold::Simplified {
             trace,
             folded_bytes,
         } = fold::simplify(trace)?;
+        let trace = compile::read_copies_in_place(trace);
         let steps = compile::fuse(&trace)?;
         let schedule = exec::schedule(&trace, &steps)?;
+        let pool = std::sync::Mutex::new(schedule.allocate_pool(trace.device)?);
         Ok(Plan {
             trace,
             steps,
             schedule,
-            pool: std::sync::Mutex::new(Vec::new()),
+            pool,
             folded_bytes,
         })
     }
