@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use curvature_tensor::plan::{capture_with, capturing, enabled_by_env, Plan};
+use curvature_tensor::plan::{capture_with, capturing, enabled_by_env, Plan, Trace};
 use curvature_tensor::{Tensor, TensorError};
 
 use crate::{HessianError, Result};
@@ -81,13 +81,25 @@ impl PlanCache {
 
     /// `sweep(v)` for the batch `v` of `k` rows: by the plan of size `k` when there is one; else
     /// traced and compiled on this call (whose result is the traced, op-by-op one); op by op
-    /// when plans are off or the sweep cannot be compiled (an unsupported construct). Every
-    /// other tracing or compile error is returned.
+    /// when plans are off, the sweep cannot be traced (an unsupported construct) or its trace
+    /// does not compile (any compile error: the size then runs op by op from then on). Every
+    /// other tracing error, and every error of a plan's run, is returned.
     pub(crate) fn apply(
         &self,
         v: &Tensor,
         k: usize,
         sweep: impl Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        self.apply_compiling(v, k, sweep, Plan::compile)
+    }
+
+    /// [`PlanCache::apply`] with `compile` turning a trace into a plan.
+    fn apply_compiling(
+        &self,
+        v: &Tensor,
+        k: usize,
+        sweep: impl Fn(&Tensor) -> Result<Tensor>,
+        compile: impl FnOnce(Trace) -> std::result::Result<Plan, TensorError>,
     ) -> Result<Tensor> {
         if !self.active() || capturing() {
             // Inside an outer capture the sweep runs op by op, so the outer trace records it.
@@ -107,11 +119,10 @@ impl PlanCache {
             }
             Err(e) => return Err(e),
         };
-        match Plan::compile(trace) {
-            Ok(plan) => self.insert(k, Some(Rc::new(plan))),
-            Err(TensorError::PlanUnsupported { .. }) => self.insert(k, None),
-            Err(e) => return Err(e.into()),
-        }
+        // A trace the compiler cannot take runs op by op: its result above is already the
+        // op-by-op one, and the size is not traced again.
+        let plan = compile(trace).ok().map(Rc::new);
+        self.insert(k, plan);
         single(outputs)
     }
 }
@@ -132,4 +143,71 @@ fn single(outputs: Vec<Tensor>) -> Result<Tensor> {
 /// Whether a capture refused the sweep as a construct plans cannot replay.
 fn unsupported(e: &HessianError) -> bool {
     matches!(e, HessianError::Tensor(TensorError::PlanUnsupported { .. }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use curvature_tensor::{DType, Device};
+
+    use super::*;
+
+    fn batch(k: usize, seed: f64) -> Tensor {
+        let values: Vec<f64> = (0..k * 3).map(|i| seed + i as f64 * 0.25).collect();
+        Tensor::from_f64s(&values, vec![k, 3], DType::F64, Device::Cpu).unwrap()
+    }
+
+    /// `tanh(v) · v` summed over the rows' entries, op by op.
+    fn sweep(v: &Tensor) -> Result<Tensor> {
+        Ok(v.tanh()?.mul(v)?.sum(&[1], false)?)
+    }
+
+    fn expected(v: &Tensor, k: usize) -> Vec<f64> {
+        let x = v.to_f64s().unwrap();
+        (0..k)
+            .map(|r| (0..3).map(|j| x[r * 3 + j].tanh() * x[r * 3 + j]).sum())
+            .collect()
+    }
+
+    #[test]
+    fn a_trace_that_does_not_compile_runs_op_by_op_and_is_not_traced_again() {
+        let cache = PlanCache::new();
+        if !cache.active() {
+            // `CURVATURE_PLAN=0`: nothing is traced or compiled.
+            return;
+        }
+        let compiles = Cell::new(0);
+        let refuse = |_: Trace| -> std::result::Result<Plan, TensorError> {
+            compiles.set(compiles.get() + 1);
+            Err(TensorError::InvalidArgument {
+                op: "fused",
+                msg: "a view reads past its value".into(),
+            })
+        };
+        for (round, seed) in [0.5, -1.25].into_iter().enumerate() {
+            let v = batch(2, seed);
+            let got = cache.apply_compiling(&v, 2, sweep, refuse).unwrap();
+            assert_eq!(got.dims(), [2], "round {round}");
+            let want = expected(&v, 2);
+            for (g, w) in got.to_f64s().unwrap().iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-12 * w.abs().max(1.0), "{g} vs {w}");
+            }
+        }
+        assert_eq!(
+            compiles.get(),
+            1,
+            "the refused size is traced and compiled once"
+        );
+        assert!(cache.batch_sizes().is_empty());
+        assert!(cache.plan(2).is_none());
+        // Another size still compiles.
+        let v = batch(3, 0.75);
+        cache.apply(&v, 3, sweep).unwrap();
+        assert_eq!(cache.batch_sizes(), vec![3]);
+        let replayed = cache.apply(&v, 3, sweep).unwrap().to_f64s().unwrap();
+        for (g, w) in replayed.iter().zip(&expected(&v, 3)) {
+            assert!((g - w).abs() <= 1e-12 * w.abs().max(1.0), "{g} vs {w}");
+        }
+    }
 }

@@ -472,6 +472,35 @@ mod captured {
         Tensor::from_f64s(&values(n, seed), dims.to_vec(), dtype, Device::Cpu).unwrap()
     }
 
+    /// A row mean (a fused sum, then a scale) broadcast back over the rows it reduced: the
+    /// scale and the broadcast read the `[3, 5]` sums, not the `[3, 5, 4]` iteration shape.
+    #[test]
+    fn a_keepdim_mean_broadcast_back_compiles_and_runs() {
+        let v = tensor(80, &[3, 5, 4], DType::F64);
+        let c = tensor(81, &[5, 4], DType::F64);
+        let f = |v: &Tensor| -> curvature_tensor::Result<Vec<Tensor>> {
+            Ok(vec![v
+                .mul(&c)?
+                .mean(&[-1], true)?
+                .broadcast_to([3, 5, 4])?])
+        };
+        let (_, trace) = capture(&[&v], || f(&v)).unwrap();
+        let plan = Plan::compile(trace).unwrap();
+        let v2 = tensor(82, &[3, 5, 4], DType::F64);
+        let got = plan.run(&[&v2]).unwrap()[0].to_f64s().unwrap();
+        let (vv, cv) = (v2.to_f64s().unwrap(), c.to_f64s().unwrap());
+        let want: Vec<f64> = (0..60)
+            .map(|i| {
+                let (b, r) = (i / 20, (i / 4) % 5);
+                (0..4)
+                    .map(|j| vv[b * 20 + r * 4 + j] * cv[r * 4 + j])
+                    .sum::<f64>()
+                    / 4.0
+            })
+            .collect();
+        close(&got, &want, 1e-14).unwrap();
+    }
+
     #[test]
     fn a_backward_chain_with_padding_is_one_fused_step() {
         for (dtype, rel) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {

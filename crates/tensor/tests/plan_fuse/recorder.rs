@@ -221,6 +221,59 @@ impl Recorder {
         self.push(prim, &[x], out).unwrap()
     }
 
+    /// The `op` reduction over the axes `first..end` of `x` read as `[outer, reduced, inner]`:
+    /// its shape keeps them as unit axes (`keepdim`) or drops them.
+    pub fn reduce_axes(
+        &mut self,
+        op: ReduceOp,
+        x: ValueId,
+        first: usize,
+        end: usize,
+        keepdim: bool,
+    ) -> ValueId {
+        let dims = self.shape(x);
+        let prim = Prim::Reduce {
+            op,
+            outer: dims[..first].iter().product(),
+            reduced: dims[first..end].iter().product(),
+            inner: dims[end..].iter().product(),
+        };
+        let mut out = dims[..first].to_vec();
+        if keepdim {
+            out.extend(std::iter::repeat_n(1, end - first));
+        }
+        out.extend_from_slice(&dims[end..]);
+        self.push(prim, &[x], out).unwrap()
+    }
+
+    /// `op(a, b)` with each operand read as if of the paired dims (its own element count, in
+    /// its own order; unit axes broadcast): a reduction without its axes read back over them,
+    /// as a tensor op reads it after `unsqueeze`.
+    pub fn binary_as(
+        &mut self,
+        op: BinaryOp,
+        a: (ValueId, &[usize]),
+        b: (ValueId, &[usize]),
+    ) -> ValueId {
+        let out =
+            Shape::broadcast("test", &Shape::new(a.1.to_vec()), &Shape::new(b.1.to_vec())).unwrap();
+        let layout = BroadcastLayout {
+            strides: vec![
+                broadcast_strides(a.1, out.dims()),
+                broadcast_strides(b.1, out.dims()),
+            ],
+            out: out.clone(),
+        };
+        self.push(Prim::Binary(op, layout), &[a.0, b.0], out.dims().to_vec())
+            .unwrap()
+    }
+
+    /// `x` read as if of `dims` broadcast to `out` by a copy (`unsqueeze` then `broadcast_to`).
+    pub fn expand_as(&mut self, x: ValueId, dims: &[usize], out: &[usize]) -> ValueId {
+        let st = broadcast_strides(dims, out);
+        self.strided(x, out.to_vec(), st, 0)
+    }
+
     /// The trace returning `outputs`.
     pub fn trace(&self, outputs: &[ValueId]) -> Trace {
         Trace {

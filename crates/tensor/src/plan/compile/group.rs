@@ -31,6 +31,7 @@ pub(super) struct Group {
 pub(super) fn group(trace: &Trace) -> Vec<Group> {
     let uses = use_counts(trace);
     let mut groups: Vec<Group> = Vec::new();
+    // The group computing each value over its iteration shape (never a reduction's sums).
     let mut group_of: BTreeMap<ValueId, usize> = BTreeMap::new();
     for (index, step) in trace.steps.iter().enumerate() {
         let Some(dtype) = trace.values.get(step.out).map(|v| v.dtype) else {
@@ -136,8 +137,9 @@ pub(super) fn group(trace: &Trace) -> Vec<Group> {
                                 inner: *inner,
                             }),
                         });
+                        // The sums have the reduced shape, not the group's: readers find
+                        // their dims from the trace, and the closed group takes no more.
                         groups[g].open = false;
-                        group_of.insert(step.out, g);
                     }
                     None => close_readers(&mut groups, &group_of, &step.args),
                 }
@@ -219,32 +221,84 @@ fn member_views(
     Some((dims, views))
 }
 
-/// The dims a value was made with: its producer's output shape (through unary steps), or the
-/// shape of the input or constant it is; flat when unknown.
-fn natural_dims(trace: &Trace, mut value: ValueId) -> Vec<usize> {
+/// The dims a value was made with: its producer's output shape (through unary steps; a
+/// reduction's input dims with the reduced ones as one unit dimension), or the shape of the
+/// input or constant it is; flat when unknown.
+fn natural_dims(trace: &Trace, value: ValueId) -> Vec<usize> {
     let len = trace.values.get(value).map_or(0, |v| v.len);
-    loop {
-        let dims = match trace.values.get(value).map(|v| &v.source) {
-            Some(Source::Input(i)) => trace.inputs.get(*i).map(|(_, s)| s.dims().to_vec()),
-            Some(Source::Constant(t)) => Some(t.dims().to_vec()),
-            Some(Source::Step(i)) => match trace.steps.get(*i).map(|s| (&s.prim, &s.args)) {
-                Some((Prim::Unary(_), args)) if !args.is_empty() => {
-                    value = args[0];
+    match made_with_dims(trace, value) {
+        Some(d) if d.iter().product::<usize>() == len => d,
+        _ => vec![len],
+    }
+}
+
+/// [`natural_dims`] where the trace tells them; the walk through unary steps and reductions is
+/// bounded by the trace's length (each step reads values made before it).
+fn made_with_dims(trace: &Trace, mut value: ValueId) -> Option<Vec<usize>> {
+    // Reductions met on the way, innermost last: applied to the dims found below them.
+    let mut reductions: Vec<(usize, usize, usize)> = Vec::new();
+    let mut dims = loop {
+        break match trace.values.get(value).map(|v| &v.source)? {
+            Source::Input(i) => trace.inputs.get(*i).map(|(_, s)| s.dims().to_vec())?,
+            Source::Constant(t) => t.dims().to_vec(),
+            Source::Step(i) => match trace.steps.get(*i).map(|s| (&s.prim, s.args.first()))? {
+                (Prim::Unary(_), Some(&x)) if x < value => {
+                    value = x;
                     continue;
                 }
-                Some((Prim::Binary(_, layout) | Prim::Ternary(_, layout), _)) => {
-                    Some(layout.out.dims().to_vec())
+                (
+                    Prim::Reduce {
+                        outer,
+                        reduced,
+                        inner,
+                        ..
+                    },
+                    Some(&x),
+                ) if x < value => {
+                    reductions.push((*outer, *reduced, *inner));
+                    value = x;
+                    continue;
                 }
-                Some((Prim::CopyStrided(copy), _)) => Some(copy.out.dims().to_vec()),
-                _ => None,
+                (Prim::Binary(_, layout) | Prim::Ternary(_, layout), _) => {
+                    layout.out.dims().to_vec()
+                }
+                (Prim::CopyStrided(copy), _) => copy.out.dims().to_vec(),
+                _ => return None,
             },
-            None => None,
         };
-        return match dims {
-            Some(d) if d.iter().product::<usize>() == len => d,
-            _ => vec![len],
-        };
+    };
+    while let Some((outer, reduced, inner)) = reductions.pop() {
+        dims = reduced_dims(&dims, outer, reduced, inner)?;
     }
+    Some(dims)
+}
+
+/// `dims` summed as `[outer, reduced, inner]`, the reduced dimensions kept as one of length 1;
+/// `None` when no run of dimensions is the reduced axis.
+fn reduced_dims(dims: &[usize], outer: usize, reduced: usize, inner: usize) -> Option<Vec<usize>> {
+    let mut before = 1usize;
+    for a in 0..=dims.len() {
+        if before == outer {
+            let mut span = 1usize;
+            for b in a..=dims.len() {
+                let after: usize = dims[b..]
+                    .iter()
+                    .try_fold(1usize, |p, &n| p.checked_mul(n))?;
+                if span == reduced && after == inner {
+                    let mut out = dims[..a].to_vec();
+                    out.push(1);
+                    out.extend_from_slice(&dims[b..]);
+                    return Some(out);
+                }
+                match dims.get(b) {
+                    Some(&n) => span = span.checked_mul(n)?,
+                    None => break,
+                }
+            }
+        }
+        before = before.checked_mul(*dims.get(a)?)?;
+    }
+    None
 }
 
 /// `view` composed through the strided copies and zero paddings that produced its value, as far
@@ -305,5 +359,22 @@ fn is_zeros(trace: &Trace, value: ValueId) -> bool {
             producer(trace, value).map(|s| &s.prim),
             Some(Prim::Full { value: v, .. }) if v.to_bits() == 0
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reduced_dims;
+
+    #[test]
+    fn reduced_axes_become_one_unit_dimension() {
+        assert_eq!(reduced_dims(&[3, 5, 4], 15, 4, 1), Some(vec![3, 5, 1]));
+        assert_eq!(reduced_dims(&[3, 5, 4], 1, 3, 20), Some(vec![1, 5, 4]));
+        assert_eq!(reduced_dims(&[3, 5, 4], 3, 5, 4), Some(vec![3, 1, 4]));
+        assert_eq!(reduced_dims(&[3, 5, 4], 1, 15, 4), Some(vec![1, 4]));
+        assert_eq!(reduced_dims(&[3, 5, 4], 1, 60, 1), Some(vec![1]));
+        // No run of dimensions spans 2 of the 5: the sum's dims are not stated by these.
+        assert_eq!(reduced_dims(&[3, 5, 4], 6, 2, 5), None);
+        assert_eq!(reduced_dims(&[3, 5, 4], 3, 5, 5), None);
     }
 }
