@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::backend::BackendStorage;
 use crate::cpu::CpuStorage;
-use crate::plan::fused::MAX_REGS;
+use crate::plan::fused::{MAX_RANK, MAX_REGS};
 use crate::plan::{FusedStep, Instr, OperandView, Reduction};
 use crate::storage::Storage;
 use crate::{DType, Element, Result, TensorError};
@@ -139,6 +139,51 @@ struct Load<'a, T> {
     bounds: Vec<(usize, usize)>,
     /// Reads `data[offset + flat index]`.
     contiguous: bool,
+    /// The view without bounds as runs over merged dimensions (`None` when bounded).
+    runs: Option<Runs>,
+}
+
+/// An unbounded view over the iteration shape with its size-1 dimensions dropped and adjacent
+/// dimensions merged where one stride steps over the other's whole extent: the same reads, in
+/// longer runs.
+struct Runs {
+    dims: Vec<usize>,
+    strides: Vec<i64>,
+    /// `(period, span)` when a dimension other than the innermost has stride 0: within each
+    /// aligned stretch of `span` flat indices, element `i + period` reads what element `i` does.
+    periodic: Option<(usize, usize)>,
+}
+
+impl Runs {
+    fn new(dims: &[usize], strides: &[i64]) -> Runs {
+        let mut merged: Vec<(usize, i64)> = Vec::with_capacity(dims.len().max(1));
+        for (&n, &s) in dims.iter().zip(strides) {
+            if n == 1 {
+                continue;
+            }
+            match merged.last_mut() {
+                Some(last) if last.1 == s.saturating_mul(n as i64) => {
+                    last.0 = last.0.saturating_mul(n);
+                    last.1 = s;
+                }
+                _ => merged.push((n, s)),
+            }
+        }
+        if merged.is_empty() {
+            merged.push((1, 0));
+        }
+        let (dims, strides): (Vec<usize>, Vec<i64>) = merged.into_iter().unzip();
+        let inner = dims.len() - 1;
+        let periodic = (0..inner).rev().find(|&d| strides[d] == 0).and_then(|d| {
+            let period: usize = dims[d + 1..].iter().product();
+            (0 < period && period < BLOCK).then(|| (period, period.saturating_mul(dims[d])))
+        });
+        Runs {
+            dims,
+            strides,
+            periodic,
+        }
+    }
 }
 
 struct Executor<'a, T> {
@@ -195,12 +240,14 @@ impl<'a, T: Element> Executor<'a, T> {
                         .zip(&row_major)
                         .zip(&dims)
                         .all(|((a, b), &n)| n <= 1 || a == b);
+                let runs = full.then(|| Runs::new(&dims, &v.strides));
                 Load {
                     data,
                     offset: v.offset,
                     strides: v.strides.clone(),
                     bounds,
                     contiguous,
+                    runs,
                 }
             })
             .collect();
@@ -258,8 +305,15 @@ impl<'a, T: Element> Executor<'a, T> {
             out.copy_from_slice(&load.data[from..from + out.len()]);
             return;
         }
+        if let Some(runs) = &load.runs {
+            match runs.periodic {
+                Some((period, span)) => load_periodic(load, runs, period, span, start, out),
+                None => load_runs(load, runs, start, out),
+            }
+            return;
+        }
         let rank = self.dims.len();
-        let mut idx = vec![0usize; rank];
+        let mut idx = [0usize; MAX_RANK];
         let mut rest = start;
         for d in (0..rank).rev() {
             idx[d] = rest % self.dims[d];
@@ -285,8 +339,12 @@ impl<'a, T: Element> Executor<'a, T> {
                 // Positions of the run inside lo..hi.
                 let a = lo.clamp(first, first + run) - first;
                 let b = hi.clamp(first, first + run) - first;
-                row[..a].fill(T::zero());
-                row[b..].fill(T::zero());
+                if a > 0 {
+                    row[..a].fill(T::zero());
+                }
+                if b < run {
+                    row[b..].fill(T::zero());
+                }
                 let at = |j: usize| (base + (first + j) as i64 * s) as usize;
                 match s {
                     0 if a < b => row[a..b].fill(load.data[at(a)]),
@@ -424,6 +482,73 @@ impl<'a, T: Element> Executor<'a, T> {
             }
             done += n;
         }
+    }
+}
+
+/// Gathers `out.len()` elements of an unbounded view from flat index `start`, one run of the
+/// innermost merged dimension at a time.
+fn load_runs<T: Element>(load: &Load<'_, T>, runs: &Runs, start: usize, out: &mut [T]) {
+    let rank = runs.dims.len();
+    let inner = rank - 1;
+    let mut idx = [0usize; MAX_RANK];
+    let mut rest = start;
+    for d in (0..rank).rev() {
+        idx[d] = rest % runs.dims[d];
+        rest /= runs.dims[d];
+    }
+    let s = runs.strides[inner];
+    let mut done = 0;
+    while done < out.len() {
+        let run = (runs.dims[inner] - idx[inner]).min(out.len() - done);
+        let row = &mut out[done..done + run];
+        let base = load.offset
+            + (0..rank)
+                .map(|d| idx[d] as i64 * runs.strides[d])
+                .sum::<i64>();
+        let at = |j: usize| (base + j as i64 * s) as usize;
+        match s {
+            0 => row.fill(load.data[at(0)]),
+            1 => row.copy_from_slice(&load.data[at(0)..at(0) + run]),
+            _ => row
+                .iter_mut()
+                .enumerate()
+                .for_each(|(j, o)| *o = load.data[at(j)]),
+        }
+        done += run;
+        idx[inner] += run;
+        for d in (1..rank).rev() {
+            if idx[d] < runs.dims[d] {
+                break;
+            }
+            idx[d] = 0;
+            idx[d - 1] += 1;
+        }
+    }
+}
+
+/// [`load_runs`] for a view that repeats with `period` inside aligned stretches of `span`:
+/// each stretch gathers its first period and copies it forward, doubling.
+fn load_periodic<T: Element>(
+    load: &Load<'_, T>,
+    runs: &Runs,
+    period: usize,
+    span: usize,
+    start: usize,
+    out: &mut [T],
+) {
+    let mut done = 0;
+    while done < out.len() {
+        let i = start + done;
+        let stretch = (span - i % span).min(out.len() - done);
+        let first = period.min(stretch);
+        load_runs(load, runs, i, &mut out[done..done + first]);
+        let mut filled = first;
+        while filled < stretch {
+            let n = filled.min(stretch - filled);
+            out.copy_within(done..done + n, done + filled);
+            filled += n;
+        }
+        done += stretch;
     }
 }
 
