@@ -193,17 +193,29 @@ struct Executor<'a, T> {
     regs: usize,
 }
 
-/// The registers and scratch of one task.
-struct Registers<T> {
+/// The registers and scratch of one task. A register loaded from a contiguous operand borrows
+/// the operand's elements instead of holding a copy.
+struct Registers<'a, T> {
     regs: Vec<Vec<T>>,
+    borrowed: Vec<Option<&'a [T]>>,
     scratch: [Vec<T>; 3],
 }
 
-impl<T: Element> Registers<T> {
+impl<'a, T: Element> Registers<'a, T> {
     fn new(count: usize) -> Self {
         Registers {
             regs: (0..count).map(|_| vec![T::zero(); BLOCK]).collect(),
+            borrowed: vec![None; count],
             scratch: std::array::from_fn(|_| vec![T::zero(); BLOCK]),
+        }
+    }
+
+    /// The first `len` elements of register `reg`.
+    fn get(&self, reg: u8, len: usize) -> &[T] {
+        let i = usize::from(reg);
+        match self.borrowed[i] {
+            Some(b) => &b[..len],
+            None => &self.regs[i][..len],
         }
     }
 }
@@ -276,12 +288,19 @@ impl<'a, T: Element> Executor<'a, T> {
     }
 
     /// Runs the program on the `len` elements from flat index `start` (`len ≤ BLOCK`).
-    fn block(&self, r: &mut Registers<T>, start: usize, len: usize) {
+    fn block(&self, r: &mut Registers<'a, T>, start: usize, len: usize) {
         for instr in &self.step.program {
             match *instr {
                 Instr::Load { dst, operand } => {
-                    let out = &mut r.regs[usize::from(dst)][..len];
-                    self.load(&self.loads[usize::from(operand)], start, out);
+                    let load = &self.loads[usize::from(operand)];
+                    let d = usize::from(dst);
+                    if load.contiguous {
+                        let from = load.offset as usize + start;
+                        r.borrowed[d] = Some(&load.data[from..from + len]);
+                    } else {
+                        r.borrowed[d] = None;
+                        self.load(load, start, &mut r.regs[d][..len]);
+                    }
                 }
                 Instr::Unary { dst, op, a } => {
                     with_sources(r, dst, [a], len, |[x], out| op.apply_slice(x, out))
@@ -383,7 +402,7 @@ impl<'a, T: Element> Executor<'a, T> {
                 let len = BLOCK.min(task_len - done);
                 self.block(&mut r, task_start + done, len);
                 for (store, out) in self.step.stores.iter().zip(outs.iter_mut()) {
-                    out[done..done + len].copy_from_slice(&r.regs[usize::from(store.reg)][..len]);
+                    out[done..done + len].copy_from_slice(r.get(store.reg, len));
                 }
                 done += len;
             }
@@ -463,7 +482,7 @@ impl<'a, T: Element> Executor<'a, T> {
     /// `outs[..][slot(j)]`, in order of `j`.
     fn accumulate(
         &self,
-        r: &mut Registers<T>,
+        r: &mut Registers<'a, T>,
         outs: &mut [&mut [T]],
         from: usize,
         len: usize,
@@ -474,7 +493,7 @@ impl<'a, T: Element> Executor<'a, T> {
             let n = BLOCK.min(len - done);
             self.block(r, from + done, n);
             for (store, out) in self.step.stores.iter().zip(outs.iter_mut()) {
-                let values = &r.regs[usize::from(store.reg)][..n];
+                let values = r.get(store.reg, n);
                 for (j, &v) in values.iter().enumerate() {
                     let at = slot(done + j);
                     out[at] = out[at] + v;
@@ -554,8 +573,8 @@ fn load_periodic<T: Element>(
 
 /// Runs `f(sources, dst)` on the first `len` elements of the registers; a source that is also
 /// the destination is read from a copy.
-fn with_sources<T: Element, const N: usize>(
-    r: &mut Registers<T>,
+fn with_sources<'a, T: Element, const N: usize>(
+    r: &mut Registers<'a, T>,
     dst: u8,
     sources: [u8; N],
     len: usize,
@@ -563,22 +582,26 @@ fn with_sources<T: Element, const N: usize>(
 ) {
     let d = usize::from(dst);
     let mut out = std::mem::take(&mut r.regs[d]);
+    let dst_owned = r.borrowed[d].is_none();
     for (k, &s) in sources.iter().enumerate() {
-        if s == dst {
+        if s == dst && dst_owned {
             r.scratch[k][..len].copy_from_slice(&out[..len]);
         }
     }
     let regs = &r.regs;
+    let borrowed = &r.borrowed;
     let scratch = &r.scratch;
     let srcs: [&[T]; N] = std::array::from_fn(|k| {
-        if sources[k] == dst {
-            &scratch[k][..len]
-        } else {
-            &regs[usize::from(sources[k])][..len]
+        let s = usize::from(sources[k]);
+        match borrowed[s] {
+            Some(b) => &b[..len],
+            None if sources[k] == dst => &scratch[k][..len],
+            None => &regs[s][..len],
         }
     });
     f(srcs, &mut out[..len]);
     r.regs[d] = out;
+    r.borrowed[d] = None;
 }
 
 /// `total` cut into pieces of `size` (the last shorter).
