@@ -457,6 +457,95 @@ fn fused_sums_do_not_depend_on_the_thread_count() {
     close(&many, &r.data[s0].to_f64s().unwrap(), 0.0).unwrap();
 }
 
+/// `out[i, j, l] = a·b + c·f` over [3, 400, 3] (several blocks and tasks), reading broadcast
+/// and transposed views: `a` repeats one row of 3 along `j`, `b` one [400, 3] slab along `i`,
+/// `c` is a [3, 3, 400] tensor read transposed, `f` one row of 3 everywhere.
+fn broadcast_views_step(reduction: Option<Reduction>) -> FusedStep {
+    let view = |value, offset, strides: [i64; 3]| OperandView {
+        value,
+        offset,
+        strides: strides.to_vec(),
+        bounds: None,
+    };
+    FusedStep {
+        dtype: DType::F64,
+        shape: Shape::new([3, 400, 3]),
+        operands: vec![
+            view(0, 2, [3, 0, 1]),
+            view(1, 0, [0, 3, 1]),
+            view(2, 0, [1200, 1, 400]),
+            view(3, 0, [0, 0, 1]),
+        ],
+        program: vec![
+            Instr::Load { dst: 0, operand: 0 },
+            Instr::Load { dst: 1, operand: 1 },
+            Instr::Binary {
+                dst: 2,
+                op: BinaryOp::Mul,
+                a: 0,
+                b: 1,
+            },
+            Instr::Load { dst: 0, operand: 2 },
+            Instr::Load { dst: 1, operand: 3 },
+            Instr::Binary {
+                dst: 3,
+                op: BinaryOp::Mul,
+                a: 0,
+                b: 1,
+            },
+            Instr::Binary {
+                dst: 0,
+                op: BinaryOp::Add,
+                a: 2,
+                b: 3,
+            },
+        ],
+        stores: vec![Store { reg: 0, value: 4 }],
+        reduction,
+    }
+}
+
+#[test]
+fn broadcast_and_transposed_views_read_the_right_elements() {
+    let (a, b, c, f) = (
+        values(11, 70),
+        values(1200, 71),
+        values(3600, 72),
+        values(3, 73),
+    );
+    let tensor = |v: &[f64]| Tensor::from_f64s(v, [v.len()], DType::F64, Device::Cpu).unwrap();
+    let operands = [tensor(&a), tensor(&b), tensor(&c), tensor(&f)];
+    let operands: Vec<&Tensor> = operands.iter().collect();
+    let term = |i: usize, j: usize, l: usize| {
+        a[2 + 3 * i + l] * b[3 * j + l] + c[1200 * i + 400 * l + j] * f[l]
+    };
+    let mut want = Vec::with_capacity(3600);
+    for i in 0..3 {
+        for j in 0..400 {
+            for l in 0..3 {
+                want.push(term(i, j, l));
+            }
+        }
+    }
+    let step = broadcast_views_step(None);
+    let got = step.run(&operands).unwrap()[0].to_f64s().unwrap();
+    close(&got, &want, 0.0).unwrap();
+
+    let sums = broadcast_views_step(Some(Reduction {
+        outer: 3,
+        reduced: 400,
+        inner: 3,
+    }));
+    let mut want = Vec::with_capacity(9);
+    for i in 0..3 {
+        for l in 0..3 {
+            want.push((0..400).fold(0.0, |acc, j| acc + term(i, j, l)));
+        }
+    }
+    let got = sums.run(&operands).unwrap()[0].to_f64s().unwrap();
+    close(&got, &want, 0.0).unwrap();
+}
+
 #[path = "plan_fuse/property.rs"]
 mod property;
 

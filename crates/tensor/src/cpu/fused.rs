@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::backend::BackendStorage;
 use crate::cpu::CpuStorage;
-use crate::plan::fused::MAX_REGS;
+use crate::plan::fused::{MAX_RANK, MAX_REGS};
 use crate::plan::{FusedStep, Instr, OperandView, Reduction};
 use crate::storage::Storage;
 use crate::{DType, Element, Result, TensorError};
@@ -139,6 +139,51 @@ struct Load<'a, T> {
     bounds: Vec<(usize, usize)>,
     /// Reads `data[offset + flat index]`.
     contiguous: bool,
+    /// The view without bounds as runs over merged dimensions (`None` when bounded).
+    runs: Option<Runs>,
+}
+
+/// An unbounded view over the iteration shape with its size-1 dimensions dropped and adjacent
+/// dimensions merged where one stride steps over the other's whole extent: the same reads, in
+/// longer runs.
+struct Runs {
+    dims: Vec<usize>,
+    strides: Vec<i64>,
+    /// `(period, span)` when a dimension other than the innermost has stride 0: within each
+    /// aligned stretch of `span` flat indices, element `i + period` reads what element `i` does.
+    periodic: Option<(usize, usize)>,
+}
+
+impl Runs {
+    fn new(dims: &[usize], strides: &[i64]) -> Runs {
+        let mut merged: Vec<(usize, i64)> = Vec::with_capacity(dims.len().max(1));
+        for (&n, &s) in dims.iter().zip(strides) {
+            if n == 1 {
+                continue;
+            }
+            match merged.last_mut() {
+                Some(last) if last.1 == s.saturating_mul(n as i64) => {
+                    last.0 = last.0.saturating_mul(n);
+                    last.1 = s;
+                }
+                _ => merged.push((n, s)),
+            }
+        }
+        if merged.is_empty() {
+            merged.push((1, 0));
+        }
+        let (dims, strides): (Vec<usize>, Vec<i64>) = merged.into_iter().unzip();
+        let inner = dims.len() - 1;
+        let periodic = (0..inner).rev().find(|&d| strides[d] == 0).and_then(|d| {
+            let period: usize = dims[d + 1..].iter().product();
+            (0 < period && period < BLOCK).then(|| (period, period.saturating_mul(dims[d])))
+        });
+        Runs {
+            dims,
+            strides,
+            periodic,
+        }
+    }
 }
 
 struct Executor<'a, T> {
@@ -148,17 +193,29 @@ struct Executor<'a, T> {
     regs: usize,
 }
 
-/// The registers and scratch of one task.
-struct Registers<T> {
+/// The registers and scratch of one task. A register loaded from a contiguous operand borrows
+/// the operand's elements instead of holding a copy.
+struct Registers<'a, T> {
     regs: Vec<Vec<T>>,
+    borrowed: Vec<Option<&'a [T]>>,
     scratch: [Vec<T>; 3],
 }
 
-impl<T: Element> Registers<T> {
+impl<'a, T: Element> Registers<'a, T> {
     fn new(count: usize) -> Self {
         Registers {
             regs: (0..count).map(|_| vec![T::zero(); BLOCK]).collect(),
+            borrowed: vec![None; count],
             scratch: std::array::from_fn(|_| vec![T::zero(); BLOCK]),
+        }
+    }
+
+    /// The first `len` elements of register `reg`.
+    fn get(&self, reg: u8, len: usize) -> &[T] {
+        let i = usize::from(reg);
+        match self.borrowed[i] {
+            Some(b) => &b[..len],
+            None => &self.regs[i][..len],
         }
     }
 }
@@ -195,12 +252,14 @@ impl<'a, T: Element> Executor<'a, T> {
                         .zip(&row_major)
                         .zip(&dims)
                         .all(|((a, b), &n)| n <= 1 || a == b);
+                let runs = full.then(|| Runs::new(&dims, &v.strides));
                 Load {
                     data,
                     offset: v.offset,
                     strides: v.strides.clone(),
                     bounds,
                     contiguous,
+                    runs,
                 }
             })
             .collect();
@@ -229,12 +288,19 @@ impl<'a, T: Element> Executor<'a, T> {
     }
 
     /// Runs the program on the `len` elements from flat index `start` (`len ≤ BLOCK`).
-    fn block(&self, r: &mut Registers<T>, start: usize, len: usize) {
+    fn block(&self, r: &mut Registers<'a, T>, start: usize, len: usize) {
         for instr in &self.step.program {
             match *instr {
                 Instr::Load { dst, operand } => {
-                    let out = &mut r.regs[usize::from(dst)][..len];
-                    self.load(&self.loads[usize::from(operand)], start, out);
+                    let load = &self.loads[usize::from(operand)];
+                    let d = usize::from(dst);
+                    if load.contiguous {
+                        let from = load.offset as usize + start;
+                        r.borrowed[d] = Some(&load.data[from..from + len]);
+                    } else {
+                        r.borrowed[d] = None;
+                        self.load(load, start, &mut r.regs[d][..len]);
+                    }
                 }
                 Instr::Unary { dst, op, a } => {
                     with_sources(r, dst, [a], len, |[x], out| op.apply_slice(x, out))
@@ -258,8 +324,15 @@ impl<'a, T: Element> Executor<'a, T> {
             out.copy_from_slice(&load.data[from..from + out.len()]);
             return;
         }
+        if let Some(runs) = &load.runs {
+            match runs.periodic {
+                Some((period, span)) => load_periodic(load, runs, period, span, start, out),
+                None => load_runs(load, runs, start, out),
+            }
+            return;
+        }
         let rank = self.dims.len();
-        let mut idx = vec![0usize; rank];
+        let mut idx = [0usize; MAX_RANK];
         let mut rest = start;
         for d in (0..rank).rev() {
             idx[d] = rest % self.dims[d];
@@ -285,8 +358,12 @@ impl<'a, T: Element> Executor<'a, T> {
                 // Positions of the run inside lo..hi.
                 let a = lo.clamp(first, first + run) - first;
                 let b = hi.clamp(first, first + run) - first;
-                row[..a].fill(T::zero());
-                row[b..].fill(T::zero());
+                if a > 0 {
+                    row[..a].fill(T::zero());
+                }
+                if b < run {
+                    row[b..].fill(T::zero());
+                }
                 let at = |j: usize| (base + (first + j) as i64 * s) as usize;
                 match s {
                     0 if a < b => row[a..b].fill(load.data[at(a)]),
@@ -325,7 +402,7 @@ impl<'a, T: Element> Executor<'a, T> {
                 let len = BLOCK.min(task_len - done);
                 self.block(&mut r, task_start + done, len);
                 for (store, out) in self.step.stores.iter().zip(outs.iter_mut()) {
-                    out[done..done + len].copy_from_slice(&r.regs[usize::from(store.reg)][..len]);
+                    out[done..done + len].copy_from_slice(r.get(store.reg, len));
                 }
                 done += len;
             }
@@ -405,7 +482,7 @@ impl<'a, T: Element> Executor<'a, T> {
     /// `outs[..][slot(j)]`, in order of `j`.
     fn accumulate(
         &self,
-        r: &mut Registers<T>,
+        r: &mut Registers<'a, T>,
         outs: &mut [&mut [T]],
         from: usize,
         len: usize,
@@ -416,7 +493,7 @@ impl<'a, T: Element> Executor<'a, T> {
             let n = BLOCK.min(len - done);
             self.block(r, from + done, n);
             for (store, out) in self.step.stores.iter().zip(outs.iter_mut()) {
-                let values = &r.regs[usize::from(store.reg)][..n];
+                let values = r.get(store.reg, n);
                 for (j, &v) in values.iter().enumerate() {
                     let at = slot(done + j);
                     out[at] = out[at] + v;
@@ -427,10 +504,77 @@ impl<'a, T: Element> Executor<'a, T> {
     }
 }
 
+/// Gathers `out.len()` elements of an unbounded view from flat index `start`, one run of the
+/// innermost merged dimension at a time.
+fn load_runs<T: Element>(load: &Load<'_, T>, runs: &Runs, start: usize, out: &mut [T]) {
+    let rank = runs.dims.len();
+    let inner = rank - 1;
+    let mut idx = [0usize; MAX_RANK];
+    let mut rest = start;
+    for d in (0..rank).rev() {
+        idx[d] = rest % runs.dims[d];
+        rest /= runs.dims[d];
+    }
+    let s = runs.strides[inner];
+    let mut done = 0;
+    while done < out.len() {
+        let run = (runs.dims[inner] - idx[inner]).min(out.len() - done);
+        let row = &mut out[done..done + run];
+        let base = load.offset
+            + (0..rank)
+                .map(|d| idx[d] as i64 * runs.strides[d])
+                .sum::<i64>();
+        let at = |j: usize| (base + j as i64 * s) as usize;
+        match s {
+            0 => row.fill(load.data[at(0)]),
+            1 => row.copy_from_slice(&load.data[at(0)..at(0) + run]),
+            _ => row
+                .iter_mut()
+                .enumerate()
+                .for_each(|(j, o)| *o = load.data[at(j)]),
+        }
+        done += run;
+        idx[inner] += run;
+        for d in (1..rank).rev() {
+            if idx[d] < runs.dims[d] {
+                break;
+            }
+            idx[d] = 0;
+            idx[d - 1] += 1;
+        }
+    }
+}
+
+/// [`load_runs`] for a view that repeats with `period` inside aligned stretches of `span`:
+/// each stretch gathers its first period and copies it forward, doubling.
+fn load_periodic<T: Element>(
+    load: &Load<'_, T>,
+    runs: &Runs,
+    period: usize,
+    span: usize,
+    start: usize,
+    out: &mut [T],
+) {
+    let mut done = 0;
+    while done < out.len() {
+        let i = start + done;
+        let stretch = (span - i % span).min(out.len() - done);
+        let first = period.min(stretch);
+        load_runs(load, runs, i, &mut out[done..done + first]);
+        let mut filled = first;
+        while filled < stretch {
+            let n = filled.min(stretch - filled);
+            out.copy_within(done..done + n, done + filled);
+            filled += n;
+        }
+        done += stretch;
+    }
+}
+
 /// Runs `f(sources, dst)` on the first `len` elements of the registers; a source that is also
 /// the destination is read from a copy.
-fn with_sources<T: Element, const N: usize>(
-    r: &mut Registers<T>,
+fn with_sources<'a, T: Element, const N: usize>(
+    r: &mut Registers<'a, T>,
     dst: u8,
     sources: [u8; N],
     len: usize,
@@ -438,22 +582,26 @@ fn with_sources<T: Element, const N: usize>(
 ) {
     let d = usize::from(dst);
     let mut out = std::mem::take(&mut r.regs[d]);
+    let dst_owned = r.borrowed[d].is_none();
     for (k, &s) in sources.iter().enumerate() {
-        if s == dst {
+        if s == dst && dst_owned {
             r.scratch[k][..len].copy_from_slice(&out[..len]);
         }
     }
     let regs = &r.regs;
+    let borrowed = &r.borrowed;
     let scratch = &r.scratch;
     let srcs: [&[T]; N] = std::array::from_fn(|k| {
-        if sources[k] == dst {
-            &scratch[k][..len]
-        } else {
-            &regs[usize::from(sources[k])][..len]
+        let s = usize::from(sources[k]);
+        match borrowed[s] {
+            Some(b) => &b[..len],
+            None if sources[k] == dst => &scratch[k][..len],
+            None => &regs[s][..len],
         }
     });
     f(srcs, &mut out[..len]);
     r.regs[d] = out;
+    r.borrowed[d] = None;
 }
 
 /// `total` cut into pieces of `size` (the last shorter).
