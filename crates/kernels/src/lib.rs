@@ -66,7 +66,7 @@
 //!
 //! if nvrtc_available() {
 //!     let ptx = compile_ptx(KernelFamily::Matmul, "sm_90").expect("matmul compiles");
-//!     assert!(ptx.contains(".entry matmul_f32"));
+//!     assert!(ptx.contains(".entry gemm_large_f32"));
 //! }
 //! ```
 
