@@ -4,10 +4,16 @@
 
 use crate::gemm::{GemmCall, MatrixLayout};
 use crate::plan::{Prim, Source, StridedCopy, Trace};
+use crate::Device;
 
 /// Rewrites every `Matmul` step of `trace` whose operand comes from a `CopyStrided` step that a
-/// layout can express into a `Gemm` step reading the copy's source.
+/// layout can express into a `Gemm` step reading the copy's source. On a GPU that saves the
+/// copy's launch; on the CPU the copy is one cheap pass and the contiguous operand is the
+/// faster one to multiply, so CPU traces are left as they are.
 pub(crate) fn read_copies_in_place(mut trace: Trace) -> Trace {
+    if trace.device == Device::Cpu {
+        return trace;
+    }
     for index in 0..trace.steps.len() {
         let Prim::Matmul(spec) = trace.steps[index].prim else {
             continue;
