@@ -55,13 +55,8 @@ fn bias_or<'a>(bias: Option<&'a CudaStorage>, fallback: &'a CudaStorage) -> Kern
 }
 
 /// `matmul`: `C_z = op(A_z)·op(B_z)` for every batch index into a new contiguous output.
-/// f32 products go to the tensor-core GEMM when the device's precision is a tensor-core mode
-/// (`super::matmul_tc`); f64 ignores the setting.
-pub(super) fn matmul(a: &CudaStorage, b: &CudaStorage, spec: &MatmulSpec) -> Result<CudaStorage> {
-    let precision = a.gpu().matmul_precision();
-    if a.dtype == crate::DType::F32 && precision.uses_tensor_cores() {
-        return super::matmul_tc::matmul(a, b, spec, precision);
-    }
+/// The uninitialised `[batch, m, n]` output of `spec`'s product, on `a`'s GPU.
+pub(super) fn alloc_product(a: &CudaStorage, spec: &MatmulSpec) -> Result<CudaStorage> {
     let MatmulSpec { batch, m, n, .. } = *spec;
     let len = batch
         .checked_mul(m)
@@ -70,7 +65,17 @@ pub(super) fn matmul(a: &CudaStorage, b: &CudaStorage, spec: &MatmulSpec) -> Res
             op: "matmul",
             msg: format!("a {batch}×{m}×{n} result overflows the address space"),
         })?;
-    let out = a.alloc_like(len)?;
+    a.alloc_like(len)
+}
+
+/// f32 products go to the tensor-core GEMM when the device's precision is a tensor-core mode
+/// (`super::matmul_tc`); f64 ignores the setting.
+pub(super) fn matmul(a: &CudaStorage, b: &CudaStorage, spec: &MatmulSpec) -> Result<CudaStorage> {
+    let precision = a.gpu().matmul_precision();
+    if a.dtype == crate::DType::F32 && precision.uses_tensor_cores() {
+        return super::matmul_tc::matmul(a, b, spec, precision);
+    }
+    let out = alloc_product(a, spec)?;
     let call = GemmCall::from_spec(spec);
     call.check([a.len, b.len, out.len], None)?;
     launch_gemm(a, b, &out, None, &call)?;

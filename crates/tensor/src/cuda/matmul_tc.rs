@@ -27,14 +27,8 @@ pub(super) fn matmul(
         });
     }
     let MatmulSpec { batch, m, n, k, .. } = *spec;
-    let len = batch
-        .checked_mul(m)
-        .and_then(|v| v.checked_mul(n))
-        .ok_or_else(|| TensorError::InvalidArgument {
-            op: "matmul",
-            msg: format!("a {batch}×{m}×{n} result overflows the address space"),
-        })?;
-    let out = a.alloc_like(len)?;
+    let out = super::matmul::alloc_product(a, spec)?;
+    let len = out.len;
     if len == 0 {
         return Ok(out);
     }
