@@ -1,6 +1,6 @@
 //! The plan executor: runs the compiled steps for new inputs, dropping every value after its
 //! last use (liveness computed once, at compile time) and writing fused steps into buffers the
-//! plan keeps from run to run.
+//! plan keeps from run to run (allocated by the first run, as its steps first need them).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -183,14 +183,6 @@ impl Schedule {
     /// The number of pooled buffers.
     pub(crate) fn slot_count(&self) -> usize {
         self.buffers.len()
-    }
-
-    /// The pool's buffers, allocated once (uninitialised: fused steps write every element).
-    pub(crate) fn allocate_pool(&self, device: crate::Device) -> Result<Vec<Option<Arc<Storage>>>> {
-        self.buffers
-            .iter()
-            .map(|&(len, dtype)| Ok(Some(Arc::new(Storage::uninit(device, dtype, len)?))))
-            .collect()
     }
 }
 

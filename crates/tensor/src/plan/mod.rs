@@ -48,7 +48,9 @@ pub struct Plan {
     trace: Trace,
     steps: Vec<PlanStep>,
     schedule: exec::Schedule,
-    /// The buffers fused steps write, kept from run to run (one per pooled value).
+    /// The buffers fused steps write, kept from run to run (one per pooled buffer), allocated
+    /// by the first run: a plan compiled right after its traced run does not add its pool to
+    /// the traced run's values, which are still alive while it compiles.
     pool: std::sync::Mutex<Vec<Option<std::sync::Arc<crate::storage::Storage>>>>,
     /// The bytes of the constants constant folding made.
     folded_bytes: usize,
@@ -63,7 +65,8 @@ pub fn run_step(prim: &Prim, operands: &[&Tensor], shape: Shape) -> Result<Tenso
 impl Plan {
     /// Compiles `trace`: folds the steps whose operands are all constants (unless a result is
     /// larger than the inputs together), drops the steps no output needs, fuses
-    /// ([`compile::fuse`]), computes when each value dies and allocates the buffer pool.
+    /// ([`compile::fuse`]) and computes when each value dies and which values share a buffer of
+    /// the pool (allocated by the first [`Plan::run`] and kept).
     pub fn compile(trace: Trace) -> Result<Plan> {
         let fold::Simplified {
             trace,
@@ -72,7 +75,7 @@ impl Plan {
         let trace = compile::read_copies_in_place(trace);
         let steps = compile::fuse(&trace)?;
         let schedule = exec::schedule(&trace, &steps)?;
-        let pool = std::sync::Mutex::new(schedule.allocate_pool(trace.device)?);
+        let pool = std::sync::Mutex::new(Vec::new());
         Ok(Plan {
             trace,
             steps,
