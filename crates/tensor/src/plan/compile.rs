@@ -6,11 +6,13 @@
 //! this module orders the result and drops the layout steps no one reads any more.
 
 mod cat;
+mod epilogue;
 mod gemm_view;
 mod group;
 mod program;
 mod view;
 
+pub(crate) use epilogue::fold_epilogues;
 pub(crate) use gemm_view::read_copies_in_place;
 
 use std::collections::BTreeMap;

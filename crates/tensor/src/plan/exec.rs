@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::plan::{Plan, PlanStep, Source, Trace, ValueId};
+use crate::plan::{Plan, PlanStep, Prim, Source, Trace, TraceStep, ValueId};
 use crate::storage::Storage;
 use crate::{Result, Tensor, TensorError};
 
@@ -15,8 +15,11 @@ const RUN: &str = "Plan::run";
 pub(crate) struct Schedule {
     /// Per step, the values whose last use it is (or that nothing reads).
     drops: Vec<Vec<ValueId>>,
-    /// Per value, its buffer in the pool (the values fused steps write).
+    /// Per value, its buffer in the pool (the values fused steps write, and the products that
+    /// accumulate into one of them in place).
     slots: Vec<Option<usize>>,
+    /// Per step, the C a product accumulates into in place (β ≠ 0, at C's last use).
+    in_place: Vec<Option<ValueId>>,
     /// The length and dtype of each buffer in the pool.
     buffers: Vec<(usize, crate::DType)>,
     /// The bytes of the pooled buffers.
@@ -52,6 +55,7 @@ fn assign_buffers(
     steps: &[PlanStep],
     last_use: &[Option<usize>],
     outputs: &[ValueId],
+    in_place: &[Option<ValueId>],
 ) -> (Vec<Option<usize>>, Vec<(usize, crate::DType)>, usize) {
     struct Buffer {
         len: usize,
@@ -63,7 +67,21 @@ fn assign_buffers(
     let mut buffers: Vec<Buffer> = Vec::new();
     let mut pool_bytes = 0usize;
     for (i, step) in steps.iter().enumerate() {
-        let PlanStep::Fused(f) = step else { continue };
+        let f = match step {
+            PlanStep::Fused(f) => f,
+            PlanStep::Call(s) => {
+                // The product overwrites C's buffer, which then holds its result.
+                if let Some(slot) = in_place[i].and_then(|c| slots[c]) {
+                    buffers[slot].free_after = if outputs.contains(&s.out) {
+                        usize::MAX
+                    } else {
+                        last_use[s.out].unwrap_or(i)
+                    };
+                    slots[s.out] = Some(slot);
+                }
+                continue;
+            }
+        };
         for store in &f.stores {
             let value = &trace.values[store.value];
             let free_after = if outputs.contains(&store.value) {
@@ -94,6 +112,19 @@ fn assign_buffers(
     }
     let specs = buffers.iter().map(|b| (b.len, b.dtype)).collect();
     (slots, specs, pool_bytes)
+}
+
+/// The C a product step accumulates into (`β ≠ 0`), when it reads C only in that role.
+fn accumulator(step: &PlanStep) -> Option<ValueId> {
+    let PlanStep::Call(s) = step else { return None };
+    let Prim::Gemm(call) = &s.prim else {
+        return None;
+    };
+    if call.epilogue.beta == 0.0 {
+        return None;
+    }
+    let c = *s.args.get(2)?;
+    (s.args.iter().filter(|&&a| a == c).count() == 1).then_some(c)
 }
 
 /// Checks that every step reads values that exist by then and computes the schedule.
@@ -148,7 +179,12 @@ pub(crate) fn schedule(trace: &Trace, steps: &[PlanStep]) -> Result<Schedule> {
         }
         drops[last_use[id].unwrap_or(w)].push(id);
     }
-    let (slots, buffers, pool_bytes) = assign_buffers(trace, steps, &last_use, &outputs);
+    let in_place: Vec<Option<ValueId>> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| accumulator(step).filter(|&c| drops[i].contains(&c)))
+        .collect();
+    let (slots, buffers, pool_bytes) = assign_buffers(trace, steps, &last_use, &outputs, &in_place);
     let mut live = 0usize;
     let mut peak = 0usize;
     for (i, step) in steps.iter().enumerate() {
@@ -163,6 +199,7 @@ pub(crate) fn schedule(trace: &Trace, steps: &[PlanStep]) -> Result<Schedule> {
     Ok(Schedule {
         drops,
         slots,
+        in_place,
         buffers,
         pool_bytes,
         peak_bytes: peak,
@@ -239,15 +276,26 @@ pub(crate) fn run(plan: &Plan, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
     for (i, step) in plan.steps.iter().enumerate() {
         match step {
             PlanStep::Call(s) => {
-                let out = {
-                    let data = s
-                        .args
-                        .iter()
-                        .map(|&a| read(trace, &slots, a))
-                        .collect::<Result<Vec<_>>>()?;
-                    s.prim.run(&data, device)?
+                let in_place = match plan.schedule.in_place[i] {
+                    Some(c) => take_unshared(plan, &mut slots, &mut pool, c),
+                    None => None,
                 };
-                slots[s.out] = Some(Arc::new(out));
+                let out = match in_place {
+                    Some(c) => accumulate_in_place(trace, &slots, s, c)?,
+                    None => {
+                        let data = s
+                            .args
+                            .iter()
+                            .map(|&a| read(trace, &slots, a))
+                            .collect::<Result<Vec<_>>>()?;
+                        s.prim.run(&data, device)?
+                    }
+                };
+                let arc = Arc::new(out);
+                if let Some(slot) = plan.schedule.slots[s.out] {
+                    pool[slot] = Some(Arc::clone(&arc));
+                }
+                slots[s.out] = Some(arc);
             }
             PlanStep::Fused(f) => {
                 let len = f.store_len();
@@ -297,6 +345,77 @@ pub(crate) fn run(plan: &Plan, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
             Ok(Tensor::from_arc(data, shape.clone()))
         })
         .collect()
+}
+
+/// Value `c`'s storage, taken out of the run (and out of the pool when it lives there) when
+/// nothing else holds it; else `None`, with everything left in place.
+fn take_unshared(
+    plan: &Plan,
+    slots: &mut [Option<Arc<Storage>>],
+    pool: &mut [Option<Arc<Storage>>],
+    c: ValueId,
+) -> Option<Storage> {
+    let pooled = plan.schedule.slots[c].and_then(|slot| pool[slot].take().map(|a| (slot, a)));
+    let held = slots[c].take();
+    let pooled_is_held = match (&pooled, &held) {
+        (Some((_, p)), Some(h)) => Arc::ptr_eq(p, h),
+        (None, _) => true,
+        _ => false,
+    };
+    if pooled_is_held {
+        if let Some(held) = held {
+            // The pool's handle (if any) is `held`'s twin; dropping it leaves one owner.
+            drop(pooled);
+            return match Arc::try_unwrap(held) {
+                Ok(storage) => Some(storage),
+                Err(held) => {
+                    slots[c] = Some(held);
+                    None
+                }
+            };
+        }
+    }
+    if let Some((slot, arc)) = pooled {
+        pool[slot] = Some(arc);
+    }
+    slots[c] = held;
+    None
+}
+
+/// Runs the product `step` (`β ≠ 0`) into `c`, the storage of its C operand, which it
+/// overwrites with its result.
+fn accumulate_in_place(
+    trace: &Trace,
+    slots: &[Option<Arc<Storage>>],
+    step: &TraceStep,
+    mut c: Storage,
+) -> Result<Storage> {
+    let Prim::Gemm(call) = &step.prim else {
+        return Err(malformed_run("an in-place accumulation is not a product"));
+    };
+    let call = crate::gemm::GemmCall {
+        c: crate::gemm::MatrixLayout::dense(call.m, call.n),
+        ..*call
+    };
+    let a = read(trace, slots, step.args[0])?;
+    let b = read(trace, slots, step.args[1])?;
+    let bias = match step.args.get(3) {
+        Some(&v) => Some(read(trace, slots, v)?),
+        None => None,
+    };
+    for operand in [b, &c].into_iter().chain(bias) {
+        a.check_same("gemm", operand)?;
+    }
+    call.check([a.len(), b.len(), c.len()], bias.map(Storage::len))?;
+    crate::gemm::gemm_storage(a, b, &mut c, bias, &call)?;
+    Ok(c)
+}
+
+fn malformed_run(msg: &str) -> TensorError {
+    TensorError::InvalidArgument {
+        op: RUN,
+        msg: format!("malformed plan: {msg}"),
+    }
 }
 
 fn missing(id: ValueId) -> TensorError {

@@ -64,7 +64,9 @@ pub fn run_step(prim: &Prim, operands: &[&Tensor], shape: Shape) -> Result<Tenso
 
 impl Plan {
     /// Compiles `trace`: folds the steps whose operands are all constants (unless a result is
-    /// larger than the inputs together), drops the steps no output needs, fuses
+    /// larger than the inputs together), drops the steps no output needs, lets GPU products
+    /// read strided operands in place and absorb the scaling, bias, accumulation and
+    /// activation after them into their epilogues, fuses
     /// ([`compile::fuse`]) and computes when each value dies and which values share a buffer of
     /// the pool (allocated by the first [`Plan::run`] and kept).
     pub fn compile(trace: Trace) -> Result<Plan> {
@@ -73,6 +75,8 @@ impl Plan {
             folded_bytes,
         } = fold::simplify(trace)?;
         let trace = compile::read_copies_in_place(trace);
+        // Products that absorb their epilogues leave values no step writes any more.
+        let trace = fold::simplify(compile::fold_epilogues(trace))?.trace;
         let steps = compile::fuse(&trace)?;
         let schedule = exec::schedule(&trace, &steps)?;
         let pool = std::sync::Mutex::new(Vec::new());

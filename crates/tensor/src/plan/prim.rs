@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::backend::{
     BinaryOp, BroadcastLayout, Im2Col, MatmulSpec, ReduceOp, StridedCopy, TernaryOp, UnaryOp,
 };
+use crate::epilogue::Bias;
 use crate::gemm::GemmCall;
 use crate::storage::Storage;
 use crate::{DType, Device, Result, TensorError};
@@ -26,7 +27,9 @@ pub enum Prim {
     Ternary(TernaryOp, BroadcastLayout),
     Matmul(MatmulSpec),
     /// A product reading its operands through explicit layouts (a plan's view of a slice or a
-    /// strided block), into a new dense `[batch, m, n]` output, with the plain epilogue.
+    /// strided block), into a new dense `[batch, m, n]` output, with the call's epilogue. Its
+    /// operands are A, B, then C (dense `[batch, m, n]`, read when `β ≠ 0`), then the bias
+    /// vector (when the epilogue adds one); the output's layout is always dense.
     Gemm(GemmCall),
     /// Reduces the middle axis of `[outer, reduced, inner]`.
     Reduce {
@@ -98,7 +101,8 @@ impl Prim {
     pub fn arity(&self) -> usize {
         match self {
             Prim::Full { .. } => 0,
-            Prim::Binary(..) | Prim::Matmul(_) | Prim::Gemm(_) => 2,
+            Prim::Binary(..) | Prim::Matmul(_) => 2,
+            Prim::Gemm(call) => gemm_arity(call),
             Prim::Ternary(..) => 3,
             Prim::Cat { widths, .. } => widths.len(),
             _ => 1,
@@ -124,24 +128,7 @@ impl Prim {
             (Prim::Binary(op, layout), [a, b]) => a.binary(*op, b, layout),
             (Prim::Ternary(op, layout), [a, b, c]) => a.ternary(*op, b, c, layout),
             (Prim::Matmul(spec), [a, b]) => a.matmul(b, spec),
-            (Prim::Gemm(call), [a, b]) => {
-                a.check_same("gemm", b)?;
-                let len = call
-                    .dense_c_len()
-                    .ok_or_else(|| TensorError::InvalidArgument {
-                        op: "gemm",
-                        msg: "the output's element count overflows".into(),
-                    })?;
-                let call = GemmCall {
-                    c: crate::MatrixLayout::dense(call.m, call.n),
-                    epilogue: crate::Epilogue::default(),
-                    ..*call
-                };
-                call.check([a.len(), b.len(), len], None)?;
-                let mut out = Storage::uninit(device, a.dtype(), len)?;
-                crate::gemm::gemm_storage(a, b, &mut out, None, &call)?;
-                Ok(out)
-            }
+            (Prim::Gemm(call), [a, b, rest @ ..]) => run_gemm(call, a, b, rest, device),
             (
                 Prim::Reduce {
                     op,
@@ -182,4 +169,63 @@ impl Prim {
             }),
         }
     }
+}
+
+/// The operand count of a planned product: A and B, C when `β ≠ 0`, the bias when there is one.
+fn gemm_arity(call: &GemmCall) -> usize {
+    2 + usize::from(call.epilogue.beta != 0.0) + usize::from(call.epilogue.bias != Bias::None)
+}
+
+/// The dense `[batch, m, n]` product of `call` (its output layout replaced by the dense one):
+/// `rest` holds C (when `β ≠ 0`, copied into the output first) and the bias, in that order.
+fn run_gemm(
+    call: &GemmCall,
+    a: &Storage,
+    b: &Storage,
+    rest: &[&Storage],
+    device: Device,
+) -> Result<Storage> {
+    a.check_same("gemm", b)?;
+    for s in rest {
+        a.check_same("gemm", s)?;
+    }
+    let len = call
+        .dense_c_len()
+        .ok_or_else(|| TensorError::InvalidArgument {
+            op: "gemm",
+            msg: "the output's element count overflows".into(),
+        })?;
+    let call = GemmCall {
+        c: crate::MatrixLayout::dense(call.m, call.n),
+        ..*call
+    };
+    let (c_in, bias) = match (call.epilogue.beta != 0.0, rest) {
+        (false, []) => (None, None),
+        (false, [bias]) => (None, Some(*bias)),
+        (true, [c]) => (Some(*c), None),
+        (true, [c, bias]) => (Some(*c), Some(*bias)),
+        _ => {
+            return Err(TensorError::InvalidArgument {
+                op: "gemm",
+                msg: "operand count does not match the epilogue".into(),
+            })
+        }
+    };
+    call.check([a.len(), b.len(), len], bias.map(Storage::len))?;
+    let mut out = match c_in {
+        Some(c) if c.len() == len => c.copy_strided(&StridedCopy {
+            out: crate::Shape::new([len]),
+            strides: vec![1],
+            offset: 0,
+        })?,
+        Some(c) => {
+            return Err(TensorError::InvalidArgument {
+                op: "gemm",
+                msg: format!("C holds {} elements, the product {len}", c.len()),
+            })
+        }
+        None => Storage::uninit(device, a.dtype(), len)?,
+    };
+    crate::gemm::gemm_storage(a, b, &mut out, bias, &call)?;
+    Ok(out)
 }
