@@ -34,7 +34,8 @@ fn gemm_arguments_are_checked_cpu() {
         refused(&args, expected);
     }
     for bad in ["0", "-1", "2147483392", "x", "99999999999999999999999"] {
-        refused(&["--m", bad, "--n", "4", "--k", "5"], "--m");
+        let m = format!("--m={bad}");
+        refused(&[&m, "--n", "4", "--k", "5"], "--m");
     }
     refused(&["--m", "3", "--n", "4"], "--k");
     // The library refuses what the command line cannot express.

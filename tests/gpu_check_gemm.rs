@@ -20,7 +20,11 @@ fn succeeds(command: &mut Command) -> String {
 
 #[test]
 fn gpu_check_script_parses_and_its_gemm_table_formats() {
-    succeeds(Command::new("bash").arg("-n").arg(root().join("scripts/gpu_check.sh")));
+    succeeds(
+        Command::new("bash")
+            .arg("-n")
+            .arg(root().join("scripts/gpu_check.sh")),
+    );
     let out = succeeds(
         Command::new("python3")
             .arg(root().join("scripts/gemm_table.py"))
@@ -81,7 +85,9 @@ fn gpu_check_gemm_sets_ours_beside_torch() {
         assert_eq!(tuned, [false, true], "{prefix}: {summary}");
     }
     for dtype in ["f16", "bf16"] {
-        assert!(summary.contains(&format!("| square | 4096×4096×4096 | {dtype} | ieee | no |")));
+        assert!(summary.contains(&format!(
+            "| square | 4096×4096×4096 | {dtype} | ieee | no |"
+        )));
     }
     for target in [
         "- target SGEMM 4096³ ieee ≥ 0.85× cuBLAS fp32: 0.90× — met",
