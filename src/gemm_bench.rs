@@ -16,13 +16,19 @@ pub const WARM_UPS: usize = 2;
 /// What `curvature gemm` times: `batch` products of `[m, k]·[k, n]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GemmBenchConfig {
+    /// Where the product runs.
     pub device: Device,
+    /// The element type of A, B and C.
     pub dtype: DType,
     /// The device's f32 product precision for the run (set by the caller).
     pub precision: Precision,
+    /// Rows of A and C.
     pub m: usize,
+    /// Columns of B and C.
     pub n: usize,
+    /// The summed dimension.
     pub k: usize,
+    /// Products in the batch.
     pub batch: usize,
     /// Timed products (the median is reported), 1 to [`MAX_RUNS`].
     pub runs: usize,
@@ -31,6 +37,7 @@ pub struct GemmBenchConfig {
 /// One measurement of [`run_gemm`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct GemmBenchResult {
+    /// What was timed.
     pub config: GemmBenchConfig,
     /// Median milliseconds of one product, synchronised.
     pub ms: f64,
