@@ -9,13 +9,19 @@
 #       on the GPU machine, from the repository root (tests/data is read from there): GPU and
 #       driver info; every CUDA test with CURVATURE_REQUIRE_GPU=1, binaries in parallel; the
 #       benchmark twice with its work counters; the JAX and PyTorch anchors in the same run
-#       (when python3 has them); compute-sanitizer's memcheck, racecheck, synccheck and
+#       (when python3 has them); the GEMM side by side: `curvature gemm` and torch.matmul
+#       (cuBLAS, benches/gemm_cublas.py) on 4096³ in every precision and 16-bit dtype and on the
+#       workloads' GEMM shapes, ours also autotuned (CURVATURE_GEMM_TUNE=1), as a table with
+#       ratios and the SGEMM targets (scripts/gemm_table.py); compute-sanitizer's memcheck, racecheck, synccheck and
 #       initcheck on the kernel tests (when installed); the NCCL back end with one rank (when
 #       libnccl is installed; the summary says whether it ran). Logs and summary.md go to $OUT
 #       (default gpu_bundle/out). Everything is bounded to finish in under 10 minutes.
+#   scripts/gpu_check.sh gemm
+#       only the GEMM side by side of `run`, into $OUT/summary.md.
+# CURVATURE_GPU_BUNDLE names another bundle directory than gpu_bundle/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bundle=gpu_bundle
+bundle="${CURVATURE_GPU_BUNDLE:-gpu_bundle}"
 
 prepare() {
     local anchor=""
@@ -45,6 +51,7 @@ for line in sys.stdin:
     if [ -n "$anchor" ]; then
         cp "$anchor" "$bundle/hvp_anchor.py"
     fi
+    cp benches/gemm_cublas.py scripts/gemm_table.py "$bundle/"
     du -sh "$bundle"
     ls "$bundle/tests"
 }
@@ -55,7 +62,7 @@ run() {
     local summary="$out/summary.md"
     export CURVATURE_REQUIRE_GPU=1
     export CURVATURE_TEST_DATA="$PWD/tests/data"
-    export CURVATURE_BIN="$PWD/$bundle/curvature"
+    export CURVATURE_BIN="$(cd "$bundle" && pwd)/curvature"
     echo "# GPU check" >"$summary"
 
     { nvidia-smi || echo "nvidia-smi missing"; } >"$out/gpu.txt" 2>&1
@@ -97,6 +104,8 @@ run() {
         sed 's/^/  - /' "$out/anchors.json" >>"$summary"
     fi
 
+    gemm_side_by_side "$out" "$summary"
+
     # compute-sanitizer on the kernel tests.
     if command -v compute-sanitizer >/dev/null; then
         for tool in memcheck racecheck synccheck initcheck; do
@@ -113,8 +122,67 @@ run() {
     cat "$summary"
 }
 
+# The GEMM cases of the side-by-side table: label m n k batch dtype precision.
+GEMM_CASES="
+square 4096 4096 4096 1 f32 ieee
+square 4096 4096 4096 1 f32 tf32
+square 4096 4096 4096 1 f32 tf32x3
+square 4096 4096 4096 1 f16 ieee
+square 4096 4096 4096 1 bf16 ieee
+seed 10 10 1000 1 f32 ieee
+seed 10 1 1000 1 f32 ieee
+seed 10 10 1000 141 f32 ieee
+mid 65536 256 256 1 f32 ieee
+mid 256 256 65536 1 f32 ieee
+mid 65536 256 256 1 f32 tf32
+mid 256 256 65536 1 f32 tf32
+large 16384 4096 4096 1 f32 ieee
+large 4096 4096 16384 1 f32 ieee
+large 16384 4096 4096 1 f32 tf32
+large 4096 4096 16384 1 f32 tf32
+"
+
+# `curvature gemm` (table rule, then autotuned) and torch.matmul on every case in the same
+# run; the table and the targets into the summary. Ours stop starting new cases after 200 s
+# and torch's are bounded to 90 s, so the section takes at most about 5 minutes.
+gemm_side_by_side() {
+    local out="$1" summary="$2" table="$bundle/gemm_table.py"
+    local ours="$out/gemm_ours.json" torch_cases=()
+    : >"$ours"
+    export CURVATURE_GEMM_TUNE_FILE="$out/gemm-tune.txt"
+    local deadline=$((SECONDS + 200))
+    echo "$GEMM_CASES" | while read -r label m n k batch dtype precision; do
+        [ -n "$label" ] || continue
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "ours: stopped before $m×$n×$k ×$batch $dtype $precision (time bound)" >>"$out/gemm_ours.err"
+            break
+        fi
+        for tune in 0 1; do
+            CURVATURE_GEMM_TUNE=$tune timeout 60 "$CURVATURE_BIN" gemm --m "$m" --n "$n" --k "$k" \
+                --batch "$batch" --dtype "$dtype" --precision "$precision" --device cuda --runs 10 \
+                --json 2>>"$out/gemm_ours.err" | python3 "$table" label "$label" >>"$ours" 2>>"$out/gemm_ours.err"
+        done
+    done
+    while read -r label m n k batch dtype precision; do
+        # cuBLAS has no split-TF32 mode: our tf32x3 rows are set beside its fp32 ones.
+        [ -n "$label" ] && [ "$precision" != tf32x3 ] && torch_cases+=("$m,$n,$k,$batch,$dtype,$precision")
+    done <<<"$GEMM_CASES"
+    timeout 90 python3 "$bundle/gemm_cublas.py" --runs 10 "${torch_cases[@]}" \
+        >"$out/gemm_torch.json" 2>"$out/gemm_torch.err"
+    echo "- GEMM side by side (torch exit $?; ours/torch above 1: ours faster):" >>"$summary"
+    echo >>"$summary"
+    python3 "$table" "$ours" "$out/gemm_torch.json" >>"$summary" 2>&1
+    echo >>"$summary"
+}
+
 case "${1:-}" in
 prepare) shift && prepare "$@" ;;
 run) run ;;
-*) echo "usage: $0 prepare [--anchor PATH] | run" >&2 && exit 2 ;;
+gemm)
+    out="${OUT:-$bundle/out}"
+    mkdir -p "$out"
+    CURVATURE_BIN="$bundle/curvature" gemm_side_by_side "$out" "$out/summary.md"
+    cat "$out/summary.md"
+    ;;
+*) echo "usage: $0 prepare [--anchor PATH] | run | gemm" >&2 && exit 2 ;;
 esac

@@ -39,6 +39,42 @@ pub enum Command {
     /// (--curvature), each estimate with its error bar (and the whole matrix when it is small
     /// or --full; per parameter tensor or layer with --per-layer).
     Analyze(AnalyzeArgs),
+    /// Time one matrix product C = A·B ([batch, m, k]·[batch, k, n]) of a given shape, dtype
+    /// and precision: the median of --runs synchronised products after warm-up, in ms and
+    /// TFLOP/s, with the kernels it launched (JSON with --json, the schema of
+    /// benches/gemm_cublas.py).
+    Gemm(GemmArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct GemmArgs {
+    /// Rows of A and C.
+    #[arg(long, value_parser = parse_dim)]
+    pub m: usize,
+    /// Columns of B and C.
+    #[arg(long, value_parser = parse_dim)]
+    pub n: usize,
+    /// Columns of A, rows of B: the summed dimension.
+    #[arg(long, value_parser = parse_dim)]
+    pub k: usize,
+    /// Products in the batch.
+    #[arg(long, default_value = "1", value_parser = parse_dim)]
+    pub batch: usize,
+    /// Element type: f32, f64, f16 or bf16.
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    pub dtype: DType,
+    /// Precision of f32 products on a GPU: ieee, tf32 or tf32x3 (the CPU runs only ieee).
+    #[arg(long, default_value = "ieee", value_parser = parse_precision)]
+    pub precision: Precision,
+    /// Device to run on; `auto` picks a CUDA GPU when one is present.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Timed products (the median is reported), 1 to 10000.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_RUNS as i64))]
+    pub runs: u32,
+    /// Print one JSON object instead of a line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -265,6 +301,17 @@ fn parse_loss(s: &str) -> Result<Loss, String> {
             let names: Vec<&str> = LOSSES.iter().map(|(name, _)| *name).collect();
             format!("expected one of {}", names.join(", "))
         })
+}
+
+/// A matrix dimension: 1 to 2³¹ − 257 (what the GPU kernels' `int` loops allow).
+fn parse_dim(s: &str) -> Result<usize, String> {
+    const MAX_DIM: u64 = i32::MAX as u64 - 256;
+    match s.parse::<u64>() {
+        Ok(v) if (1..=MAX_DIM).contains(&v) => Ok(v as usize),
+        _ => Err(format!(
+            "expected an integer from 1 to {MAX_DIM}, got '{s}'"
+        )),
+    }
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {

@@ -34,6 +34,7 @@ pub const KERNELS_FINGERPRINT: &str = env!("CURVATURE_KERNELS_FINGERPRINT");
 pub mod allocator;
 pub mod bench;
 pub mod bench_ranks;
+pub mod gemm_bench;
 pub mod generic_functions;
 pub mod workloads;
 

@@ -1,5 +1,5 @@
 //! The `curvature` command line: `bench` (the main job, also what `curvature` with no
-//! subcommand runs) and `analyze MODEL.safetensors` (or `analyze MODEL.onnx --data DATA
+//! subcommand runs), `gemm` (one matrix product timed) and `analyze MODEL.safetensors` (or `analyze MODEL.onnx --data DATA
 //! --loss LOSS`). Exit codes: 0 on success (and when the
 //! reader of standard output goes away), 2 for every error, reported as one line `error: ...`
 //! on stderr, and 128 + the signal's number when interrupted (130 for SIGINT, 143 for
@@ -9,6 +9,7 @@ mod analyze;
 mod bench_command;
 mod cli;
 mod console;
+mod gemm_command;
 mod output;
 mod plot;
 mod progress;
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Bench(args)) => bench_command::run(args),
         Some(Command::Analyze(args)) => report::run(args),
+        Some(Command::Gemm(args)) => gemm_command::run(args),
         None => bench_command::run(&cli.bench),
     };
     match result {

@@ -34,6 +34,9 @@ pub enum GemmTile {
 }
 
 impl GemmTile {
+    /// Every tile, largest first.
+    pub const ALL: [GemmTile; 2] = [GemmTile::Large, GemmTile::Small];
+
     /// The kernel name stem: `large` or `small`.
     pub fn name(self) -> &'static str {
         match self {
@@ -109,7 +112,7 @@ pub fn select_gemm(
     } else {
         GemmTile::Small
     };
-    let (bm, bn, bk) = tile.dims(dtype);
+    let (_, _, bk) = tile.dims(dtype);
     let blocks = tile_blocks(tile, dtype, m, n, batch).max(1);
     let slices = k.div_ceil(bk);
     let outputs = (batch as u64)
@@ -129,6 +132,22 @@ pub fn select_gemm(
         }
         splits = slices.div_ceil(per);
     }
+    plan_for_tile(dtype, tile, splits, m, n, batch)
+}
+
+/// The launch of `tile` with `splits` k splits (at least 1) for an m×n output over `batch`
+/// matrices: the grid of rule 3 in the module docs. [`select_gemm`] ends here, and so does
+/// every plan the autotuner (`gemm_tune`) times.
+pub fn plan_for_tile(
+    dtype: Dtype,
+    tile: GemmTile,
+    splits: usize,
+    m: usize,
+    n: usize,
+    batch: usize,
+) -> GemmPlan {
+    let (bm, bn, _) = tile.dims(dtype);
+    let splits = splits.max(1);
     let grid_dim = |d: u64| d.clamp(1, MAX_GRID) as u32;
     GemmPlan {
         tile,

@@ -76,6 +76,7 @@
 //!
 //! ```text
 //! 4  registry                       the process's devices, what each cuda:{ordinal} names
+//!    gemm_tune                      the opt-in GEMM autotuner and its file
 //! 3  device                         GpuDevice: opens a backend, dispatches to it, counts
 //! 2  cuda, emulator                 the two backends (buffers and modules, no devices)
 //!    cache                          each device's free buffers, by size class
@@ -97,6 +98,7 @@ mod emulator;
 mod error;
 mod family;
 pub mod gemm_select;
+pub mod gemm_tune;
 pub mod geometry;
 mod kernel;
 mod launch;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use curvature_kernels::gemm_select::select_gemm;
+use curvature_kernels::gemm_select::GemmPlan;
 use curvature_kernels::{geometry, Kernel, KernelArg, Launch};
 
 use super::{kernels, to_i64, CudaStorage};
@@ -114,12 +114,25 @@ fn launch_gemm(
     bias: Option<&CudaStorage>,
     call: &GemmCall,
 ) -> Result<()> {
-    let GemmCall { batch, m, n, k, .. } = *call;
+    let GemmCall { batch, m, n, .. } = *call;
     if batch == 0 || m == 0 || n == 0 {
         return Ok(());
     }
+    let plan = super::gemm_tune::tuned_or_selected(a, b, c, call)?;
+    launch_planned(a, b, c, bias, call, &plan)
+}
+
+/// The launches of one checked, non-empty call with `plan`'s tile and splits.
+pub(super) fn launch_planned(
+    a: &CudaStorage,
+    b: &CudaStorage,
+    c: &CudaStorage,
+    bias: Option<&CudaStorage>,
+    call: &GemmCall,
+    plan: &GemmPlan,
+) -> Result<()> {
+    let GemmCall { batch, m, n, k, .. } = *call;
     let dtype = kernels::dtype(a.dtype);
-    let plan = select_gemm(dtype, m, n, k, batch, a.gpu().sm_count());
     let dims = [dim_arg(m)?, dim_arg(n)?, dim_arg(k)?];
     let i64_arg = |v: usize| to_i64("gemm", v).map(KernelArg::I64);
     let operands = [

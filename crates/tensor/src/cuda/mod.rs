@@ -10,6 +10,7 @@
 mod conv;
 mod elementwise;
 pub(crate) mod fused;
+mod gemm_tune;
 mod half;
 pub mod kernels;
 mod layout;
