@@ -145,7 +145,11 @@ impl Case {
                         abs += (av * bv).abs();
                     }
                     let idx = cz + i * self.n + j;
-                    let kept = if self.beta == 0.0 { 0.0 } else { self.beta * c[idx] };
+                    let kept = if self.beta == 0.0 {
+                        0.0
+                    } else {
+                        self.beta * c[idx]
+                    };
                     out[idx] = self.alpha * acc + kept;
                     scale[idx] = self.alpha.abs() * abs + kept.abs();
                 }
@@ -328,7 +332,13 @@ fn overflow_raises_the_flag_for_f16_only(dev: &GpuDevice) {
     let b = [256.0, 1.0, 256.0, 1.0];
     let c = Case::new(2, 2, 2, (false, false));
     let bits = |dtype, v: &[f64]| -> Vec<u16> { v.iter().map(|&x| exact_bits(dtype, x)).collect() };
-    let f16 = c.launch(dev, Dtype::F16, &bits(Dtype::F16, &a), &bits(Dtype::F16, &b), None);
+    let f16 = c.launch(
+        dev,
+        Dtype::F16,
+        &bits(Dtype::F16, &a),
+        &bits(Dtype::F16, &b),
+        None,
+    );
     assert_eq!(f16.flag, CODE, "131072 overflows f16");
     assert_eq!(f16.got[0], 0x7c00, "stored as +inf");
     let rest: Vec<f64> = f16.got[1..].iter().map(|&h| value(Dtype::F16, h)).collect();

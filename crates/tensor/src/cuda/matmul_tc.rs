@@ -80,25 +80,23 @@ pub(super) fn matmul_half(
     }
     let flag = half::flag(a.gpu())?;
     let geometry = geometry::matmul_tensor_core_launch(m, n, batch);
-    a.launch(
-        Launch::new(kernels::matmul_h16(a.dtype), geometry).args([
-            a.arg(),
-            b.arg(),
-            out.arg(),
-            dim_arg(m)?,
-            dim_arg(n)?,
-            dim_arg(k)?,
-            KernelArg::I64(to_i64("matmul", batch)?),
-            KernelArg::I64(to_i64("matmul", spec.stride_a)?),
-            KernelArg::I64(to_i64("matmul", spec.stride_b)?),
-            KernelArg::I64(to_i64("matmul", m * n)?),
-            KernelArg::I32(i32::from(spec.trans_a)),
-            KernelArg::I32(i32::from(spec.trans_b)),
-            KernelArg::F32(1.0),
-            KernelArg::F32(0.0),
-            KernelArg::Buffer(&flag),
-            KernelArg::U32(half::code_of("matmul", a.dtype)?),
-        ]),
-    )?;
+    a.launch(Launch::new(kernels::matmul_h16(a.dtype), geometry).args([
+        a.arg(),
+        b.arg(),
+        out.arg(),
+        dim_arg(m)?,
+        dim_arg(n)?,
+        dim_arg(k)?,
+        KernelArg::I64(to_i64("matmul", batch)?),
+        KernelArg::I64(to_i64("matmul", spec.stride_a)?),
+        KernelArg::I64(to_i64("matmul", spec.stride_b)?),
+        KernelArg::I64(to_i64("matmul", m * n)?),
+        KernelArg::I32(i32::from(spec.trans_a)),
+        KernelArg::I32(i32::from(spec.trans_b)),
+        KernelArg::F32(1.0),
+        KernelArg::F32(0.0),
+        KernelArg::Buffer(&flag),
+        KernelArg::U32(half::code_of("matmul", a.dtype)?),
+    ]))?;
     Ok(out)
 }
