@@ -435,6 +435,9 @@ fn multiply_logged(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Resu
     Ok(c)
 }
 
+/// A product's batch dims of A and of B, m, n, k, and the magnitude of the values.
+type ProductCase = (&'static [usize], &'static [usize], usize, usize, usize, f64);
+
 /// Matrix products of f16 and bf16 against f64 loops over the stored values, for every
 /// transpose flag, broadcast batches on either side, k = 0 and a long k on a narrow output:
 /// within the f32 sum's bound (k + 2)·2⁻²⁴·Σ|a·b| (twice: it may also move the rounding) and one
@@ -443,8 +446,7 @@ fn multiply_logged(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Resu
 fn matmul_every_layout_within_the_rounding(device: Device) -> Result<()> {
     let _turn = one_at_a_time();
     let mut rng = Rng(41);
-    // (batch dims of A, of B, m, n, k, magnitude of the values)
-    let cases: [(&[usize], &[usize], usize, usize, usize, f64); 5] = [
+    let cases: [ProductCase; 5] = [
         (&[2], &[], 7, 33, 9, 2.0),
         (&[], &[3], 33, 1, 7, 2.0),
         (&[2], &[2], 1, 7, 1000, 2.0),
