@@ -75,7 +75,9 @@ __device__ __forceinline__ void tc_load(float* As, float* Bs, const float* az, c
             cv_cp_async<16>(&Bs[tc_b_at<TB>(bk, bc)], sb, vb ? 16u : 0u);
         }
     } else {
-#pragma unroll
+        // A rolled loop: unrolled, the compiler keeps all eight copies' 64-bit addresses live
+        // across the k loop (over 200 registers instead of under 128).
+#pragma unroll 1
         for (int i = 0; i < TC_TILE * TC_BK / TC_THREADS; ++i) {
             const int l = tid + i * TC_THREADS;
             const int ar = TA ? l % TC_TILE : l / TC_BK;

@@ -21,6 +21,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("elementwise", "elementwise.cu"),
     ("matmul", "matmul.cu"),
     ("matmul_tc", "matmul_tc.cu"),
+    ("matmul_h16", "matmul_h16.cu"),
     ("reduce", "reduce.cu"),
     ("conv", "conv.cu"),
     ("fused", "fused.cu"),

@@ -137,6 +137,12 @@ impl GpuDevice {
         }
     }
 
+    /// Whether the device runs the `mma.sync` / `cp.async` kernels (compute capability 8.0 or
+    /// newer, and the emulated GPU).
+    pub fn has_tensor_cores(&self) -> bool {
+        self.is_emulated() || arch_number(&self.arch()).is_some_and(|a| a >= 80)
+    }
+
     /// The precision of the device's f32 matrix products ([`Precision::Ieee`] until set),
     /// shared by every handle to the device.
     pub fn matmul_precision(&self) -> Precision {
@@ -147,15 +153,12 @@ impl GpuDevice {
     /// until set again). The tensor-core modes need compute capability 8.0 or newer
     /// ([`KernelError::PrecisionUnsupported`] otherwise); the emulated GPU runs every mode.
     pub fn set_matmul_precision(&self, precision: Precision) -> Result<(), KernelError> {
-        if precision.uses_tensor_cores() && !self.is_emulated() {
-            let arch = self.arch();
-            if arch_number(&arch).is_none_or(|a| a < 80) {
-                return Err(KernelError::PrecisionUnsupported {
-                    precision,
-                    device: self.label(),
-                    arch,
-                });
-            }
+        if precision.uses_tensor_cores() && !self.has_tensor_cores() {
+            return Err(KernelError::PrecisionUnsupported {
+                precision,
+                device: self.label(),
+                arch: self.arch(),
+            });
         }
         self.inner
             .precision

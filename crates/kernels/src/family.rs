@@ -7,6 +7,7 @@ const COMMON: &str = include_str!("../../../kernels/common.cuh");
 const ELEMENTWISE: &str = include_str!("../../../kernels/elementwise.cu");
 const MATMUL: &str = include_str!("../../../kernels/matmul.cu");
 const MATMUL_TC: &str = include_str!("../../../kernels/matmul_tc.cu");
+const MATMUL_H16: &str = include_str!("../../../kernels/matmul_h16.cu");
 const REDUCE: &str = include_str!("../../../kernels/reduce.cu");
 const CONV: &str = include_str!("../../../kernels/conv.cu");
 const FUSED: &str = include_str!("../../../kernels/fused.cu");
@@ -23,6 +24,9 @@ pub enum KernelFamily {
     Matmul,
     /// `kernels/matmul_tc.cu`: batched GEMM on tensor cores (TF32 and 3xTF32, f32 only).
     MatmulTc,
+    /// `kernels/matmul_h16.cu`: batched GEMM of f16 or bf16 operands on tensor cores
+    /// (`mma.sync` m16n8k16, f32 accumulate, rounded on store).
+    MatmulH16,
     /// `kernels/reduce.cu`: axis reductions, the softmax family (log-softmax, logsumexp),
     /// gather and its adjoint index_add, and strided scatter.
     Reduce,
@@ -41,6 +45,7 @@ impl KernelFamily {
             KernelFamily::Elementwise,
             KernelFamily::Matmul,
             KernelFamily::MatmulTc,
+            KernelFamily::MatmulH16,
             KernelFamily::Reduce,
             KernelFamily::Conv,
             KernelFamily::Fused,
@@ -48,12 +53,13 @@ impl KernelFamily {
     }
 
     /// Short name, also the NVRTC program name (`elementwise`, `matmul`, `matmul_tc`,
-    /// `reduce`, `conv`, `fused`).
+    /// `matmul_h16`, `reduce`, `conv`, `fused`).
     pub fn name(&self) -> &'static str {
         match self {
             KernelFamily::Elementwise => "elementwise",
             KernelFamily::Matmul => "matmul",
             KernelFamily::MatmulTc => "matmul_tc",
+            KernelFamily::MatmulH16 => "matmul_h16",
             KernelFamily::Reduce => "reduce",
             KernelFamily::Conv => "conv",
             KernelFamily::Fused => "fused",
@@ -67,6 +73,7 @@ impl KernelFamily {
             KernelFamily::Elementwise => ELEMENTWISE,
             KernelFamily::Matmul => MATMUL,
             KernelFamily::MatmulTc => MATMUL_TC,
+            KernelFamily::MatmulH16 => MATMUL_H16,
             KernelFamily::Reduce => REDUCE,
             KernelFamily::Conv => CONV,
             KernelFamily::Fused => FUSED,

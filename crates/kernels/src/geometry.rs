@@ -42,14 +42,14 @@ pub fn row_launch(rows: usize, cols: usize) -> ((u32, u32, u32), (u32, u32, u32)
 }
 
 /// Rows and columns of C computed by one tensor-core GEMM block (`matmul_tf32_f32`,
-/// `matmul_tf32x3_f32`).
+/// `matmul_tf32x3_f32`, `matmul_h16_f16`, `matmul_h16_bf16`).
 pub const MATMUL_TENSOR_CORE_TILE: usize = 64;
 
 /// The block of every tensor-core GEMM launch: four warps.
 pub const MATMUL_TENSOR_CORE_BLOCK: (u32, u32, u32) = (128, 1, 1);
 
-/// (grid, block) of `matmul_tf32_f32` / `matmul_tf32x3_f32` for C of m×n over `batch`
-/// matrices.
+/// (grid, block) of the tensor-core GEMMs (`matmul_tf32_f32`, `matmul_tf32x3_f32`,
+/// `matmul_h16_{f16,bf16}`) for C of m×n over `batch` matrices.
 pub fn matmul_tensor_core_launch(
     m: usize,
     n: usize,

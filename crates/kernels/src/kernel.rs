@@ -215,6 +215,14 @@ impl Kernel {
         Kernel::new(KernelFamily::MatmulTc, Group::Plain, op, Dtype::F32)
     }
 
+    /// `matmul_h16_f16` or `matmul_h16_bf16` (`dtype` F16 or BF16): the batched GEMM of
+    /// [`Kernel::matmul_tensor_core`] on the bits of 16-bit operands, on tensor cores (`mma.sync`
+    /// m16n8k16, f32 accumulate), its result rounded to `dtype` with the overflow flag of the
+    /// cast kernels (`kernels/matmul_h16.cu`).
+    pub const fn matmul_h16(dtype: Dtype) -> Kernel {
+        Kernel::new(KernelFamily::MatmulH16, Group::Plain, "matmul_h16", dtype)
+    }
+
     /// `unfold_{dt}(const T* x, T* cols, size_t n, const long long* geometry, T fill)`: im2col.
     pub const fn unfold(dtype: Dtype) -> Kernel {
         Kernel::new(KernelFamily::Conv, Group::Plain, "unfold", dtype)

@@ -16,6 +16,12 @@ use crate::KernelError;
 /// | [`Precision::Tf32x3`] | `matmul_tf32x3_f32` (tensor cores, three products) | x = big + small, both TF32; small·small dropped (~2⁻²²) | f32 level, like `Ieee` |
 ///
 /// Tensor-core modes need compute capability 8.0 (A100) or newer; the emulated GPU runs them.
+///
+/// f16 and bf16 products ignore the setting too: on a GPU with tensor cores they always run
+/// `matmul_h16_{f16,bf16}` (`mma.sync` m16n8k16, the 16-bit operands as stored, f32
+/// accumulation, one rounding to the dtype), which is what IEEE f32 FMAs on the widened operands
+/// would compute up to the order of the f32 sums: a product of two 16-bit values is exact in
+/// f32. Without tensor cores they widen to f32 and use the f32 GEMM.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Precision {
     /// IEEE f32 fused multiply-adds (the default).

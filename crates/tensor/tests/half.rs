@@ -211,6 +211,16 @@ fn overflow_is_an_error_naming_the_op(device: Device) -> Result<()> {
         is_overflow(&narrowed, "to_dtype", DType::F16),
         "{narrowed:?}"
     );
+    // Through a matrix product: 256·256 + 256·256 = 131072.
+    let row = Tensor::from_f64s(&[256.0, 256.0], [1, 2], DType::F16, device)?;
+    let product = row.matmul(&row.t()?);
+    let product = match device {
+        Device::Cpu => product,
+        _ => product?.to_f64s().map(|_| row.clone()),
+    };
+    assert!(is_overflow(&product, "matmul", DType::F16), "{product:?}");
+    let fine = row.matmul(&row.t()?.mul_scalar(0.25)?)?;
+    assert_same_bits("after a matmul overflow", &fine.to_f64s()?, &[32768.0]);
     if device != CPU {
         let _pending = x.square()?; // 300² overflows f16
         let synced = device.synchronize();
@@ -401,6 +411,110 @@ fn structural_ops_within_the_rounding(device: Device) -> Result<()> {
     Ok(())
 }
 
+/// `op(a)·op(b)`; on a GPU with tensor cores it must be one launch of `matmul_h16_{dtype}`
+/// (the operands read as stored, no widening casts).
+fn multiply_logged(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+    let Device::Cuda(ordinal) = a.device() else {
+        return a.matmul_transposed(b, trans_a, trans_b);
+    };
+    let gpu = curvature_kernels::GpuDevice::named(ordinal).expect("the device is open");
+    if !gpu.has_tensor_cores() {
+        return a.matmul_transposed(b, trans_a, trans_b);
+    }
+    gpu.start_launch_log();
+    let c = a.matmul_transposed(b, trans_a, trans_b);
+    let kernels: Vec<String> = gpu
+        .take_launch_log()
+        .into_iter()
+        .map(|r| r.kernel)
+        .collect();
+    let c = c?;
+    let expected = format!("matmul_h16_{}", a.dtype());
+    let launches = if c.elem_count() == 0 { 0 } else { 1 };
+    assert_eq!(kernels, vec![expected; launches], "{:?}", c.shape());
+    Ok(c)
+}
+
+/// A product's batch dims of A and of B, m, n, k, and the magnitude of the values.
+type ProductCase = (&'static [usize], &'static [usize], usize, usize, usize, f64);
+
+/// Matrix products of f16 and bf16 against f64 loops over the stored values, for every
+/// transpose flag, broadcast batches on either side, k = 0 and a long k on a narrow output:
+/// within the f32 sum's bound (k + 2)·2⁻²⁴·Σ|a·b| (twice: it may also move the rounding) and one
+/// rounding to the dtype. On a GPU they run on tensor cores, reading the 16-bit operands; bf16
+/// products far beyond f16's range stay finite.
+fn matmul_every_layout_within_the_rounding(device: Device) -> Result<()> {
+    let _turn = one_at_a_time();
+    let mut rng = Rng(41);
+    let cases: [ProductCase; 5] = [
+        (&[2], &[], 7, 33, 9, 2.0),
+        (&[], &[3], 33, 1, 7, 2.0),
+        (&[2], &[2], 1, 7, 1000, 2.0),
+        (&[], &[], 5, 4, 0, 2.0),
+        (&[], &[], 9, 7, 20, 1e15),
+    ];
+    for dtype in HALVES {
+        let e = eps(dtype);
+        for &(batch_a, batch_b, m, n, k, size) in &cases {
+            if size > 1e4 && dtype == DType::F16 {
+                continue;
+            }
+            for (trans_a, trans_b) in [(false, false), (false, true), (true, false), (true, true)] {
+                let stored = |batch: &[usize], rows, cols, trans| {
+                    let mut dims = batch.to_vec();
+                    dims.extend(if trans { [cols, rows] } else { [rows, cols] });
+                    dims
+                };
+                let interval = [(-size, size)];
+                let (a, av) =
+                    rng.tensor(&stored(batch_a, m, k, trans_a), &interval, dtype, device)?;
+                let (b, bv) =
+                    rng.tensor(&stored(batch_b, k, n, trans_b), &interval, dtype, device)?;
+                let c = multiply_logged(&a, &b, trans_a, trans_b)?;
+                assert_eq!(c.dtype(), dtype);
+                let count = batch_a.iter().chain(batch_b).copied().max().unwrap_or(1);
+                let mut expected = vec![0.0; count * m * n];
+                let mut bound = vec![0.0; count * m * n];
+                for z in 0..count {
+                    let (za, zb) = (
+                        z % batch_a.first().unwrap_or(&1),
+                        z % batch_b.first().unwrap_or(&1),
+                    );
+                    for i in 0..m {
+                        for j in 0..n {
+                            let (mut sum, mut magnitude) = (0.0, 0.0);
+                            for p in 0..k {
+                                let x = if trans_a {
+                                    av[za * m * k + p * m + i]
+                                } else {
+                                    av[za * m * k + i * k + p]
+                                };
+                                let y = if trans_b {
+                                    bv[zb * k * n + j * k + p]
+                                } else {
+                                    bv[zb * k * n + p * n + j]
+                                };
+                                sum += x * y;
+                                magnitude += (x * y).abs();
+                            }
+                            let at = (z * m + i) * n + j;
+                            expected[at] = sum;
+                            bound[at] = e * sum.abs()
+                                + 2.0 * (k as f64 + 2.0) * 2f64.powi(-24) * magnitude
+                                + 2f64.powi(-24);
+                        }
+                    }
+                }
+                let name = format!(
+                    "matmul {dtype} {m}×{n}×{k} transposed {trans_a}, {trans_b} on {device}"
+                );
+                assert_close(&name, &c.to_f64s()?, &expected, |i, _| bound[i]);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Mixing a 16-bit tensor with another dtype is a dtype mismatch naming both.
 fn mixing_dtypes_is_an_error(device: Device) -> Result<()> {
     let _turn = one_at_a_time();
@@ -459,6 +573,7 @@ device_tests!(
     overflow_is_an_error_naming_the_op,
     elementwise_ops_within_the_rounding,
     structural_ops_within_the_rounding,
+    matmul_every_layout_within_the_rounding,
     mixing_dtypes_is_an_error,
     files_round_trip,
 );

@@ -1,8 +1,9 @@
 //! The 16-bit storage dtypes on the GPU. Their data stays 16-bit in device memory; the kernels
-//! that only move elements (fill, strided copy, `cat`'s scatter, gather) run on the bits, and
-//! every op with arithmetic widens its operands to f32 on the device (`cast_{f16,bf16}_f32`,
-//! exact), runs the f32 kernel (so reductions and GEMMs accumulate in f32) and rounds the
-//! result back to nearest even (`cast_f32_{f16,bf16}`).
+//! that only move elements (fill, strided copy, `cat`'s scatter, gather) run on the bits;
+//! matrix products on a GPU with tensor cores read the 16-bit operands directly
+//! (`super::matmul_tc::matmul_half`); every other op with arithmetic widens its operands to f32
+//! on the device (`cast_{f16,bf16}_f32`, exact), runs the f32 kernel (so reductions and GEMMs
+//! accumulate in f32) and rounds the result back to nearest even (`cast_f32_{f16,bf16}`).
 //!
 //! Overflow: the rounding kernel stores a code naming the op and dtype in a 4-byte flag of the
 //! GPU when a finite value rounds to infinity. The flag is read (4 bytes) at the next download
@@ -34,7 +35,7 @@ fn codes() -> &'static Mutex<Vec<(&'static str, DType)>> {
 }
 
 /// The nonzero code of (op, dtype), registered on first use.
-fn code_of(op: &'static str, dtype: DType) -> Result<u32> {
+pub(super) fn code_of(op: &'static str, dtype: DType) -> Result<u32> {
     let mut codes = codes().lock().unwrap_or_else(|e| e.into_inner());
     let index = match codes.iter().position(|&entry| entry == (op, dtype)) {
         Some(index) => index,
@@ -50,7 +51,7 @@ fn code_of(op: &'static str, dtype: DType) -> Result<u32> {
 }
 
 /// The flag of `gpu`, allocated (zeroed) on first use.
-fn flag(gpu: &GpuDevice) -> Result<Arc<GpuBuffer>> {
+pub(super) fn flag(gpu: &GpuDevice) -> Result<Arc<GpuBuffer>> {
     let mut flags = flags().lock().unwrap_or_else(|e| e.into_inner());
     let key = (gpu.is_emulated(), gpu.ordinal());
     if let Some(buffer) = flags.get(&key) {

@@ -101,9 +101,19 @@ pub fn matmul_tensor_core(split: bool) -> Kernel {
     Kernel::matmul_tensor_core(split)
 }
 
-/// The tensor-core GEMMs (f32 only): TF32 and 3xTF32.
-pub fn tensor_core() -> [Kernel; 2] {
-    [matmul_tensor_core(false), matmul_tensor_core(true)]
+/// `matmul_h16_{f16,bf16}`: the tensor-core GEMM of 16-bit operands (`dt` F16 or BF16).
+pub fn matmul_h16(dt: DType) -> Kernel {
+    Kernel::matmul_h16(dtype(dt))
+}
+
+/// The tensor-core GEMMs: TF32 and 3xTF32 (f32), and those of f16 and bf16 operands.
+pub fn tensor_core() -> [Kernel; 4] {
+    [
+        matmul_tensor_core(false),
+        matmul_tensor_core(true),
+        matmul_h16(DType::F16),
+        matmul_h16(DType::BF16),
+    ]
 }
 
 /// The kernels of the ops that have one per dtype and no op enum: fill, strided copy and

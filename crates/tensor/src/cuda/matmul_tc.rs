@@ -1,10 +1,11 @@
 //! Batched GEMM on tensor cores: `matmul_tf32_f32` / `matmul_tf32x3_f32` of
-//! `kernels/matmul_tc.cu`, chosen for f32 by the device's [`Precision`] (`Device::set_matmul_precision`).
+//! `kernels/matmul_tc.cu`, chosen for f32 by the device's [`Precision`] (`Device::set_matmul_precision`),
+//! and `matmul_h16_{f16,bf16}` of `kernels/matmul_h16.cu` for every 16-bit product.
 
 use curvature_kernels::{geometry, KernelArg, Launch, Precision};
 
 use super::matmul::dim_arg;
-use super::{kernels, to_i64, CudaStorage};
+use super::{half, kernels, to_i64, CudaStorage};
 use crate::backend::MatmulSpec;
 use crate::{DType, Result, TensorError};
 
@@ -49,6 +50,53 @@ pub(super) fn matmul(
         KernelArg::I32(i32::from(spec.trans_b)),
         KernelArg::F32(1.0),
         KernelArg::F32(0.0),
+    ]))?;
+    Ok(out)
+}
+
+/// `C_z = op(A_z)·op(B_z)` for every batch index of f16 or bf16 operands, read as stored, on
+/// tensor cores (`mma.sync` m16n8k16): products exact in f32, sums in f32, the result rounded
+/// once to the operands' dtype; a finite result that rounds to infinity raises the GPU's
+/// overflow flag with the code of `matmul` (reported at the next download). Any precision
+/// setting: 16-bit inputs lose nothing to the tensor cores.
+pub(super) fn matmul_half(
+    a: &CudaStorage,
+    b: &CudaStorage,
+    spec: &MatmulSpec,
+) -> Result<CudaStorage> {
+    if !a.dtype.is_half() || b.dtype != a.dtype {
+        return Err(TensorError::InvalidArgument {
+            op: "matmul",
+            msg: format!(
+                "the 16-bit tensor-core GEMM multiplies two f16 or two bf16 operands, not {:?} and {:?}",
+                a.dtype, b.dtype
+            ),
+        });
+    }
+    let MatmulSpec { batch, m, n, k, .. } = *spec;
+    let out = super::matmul::alloc_product(a, spec)?;
+    if out.len == 0 {
+        return Ok(out);
+    }
+    let flag = half::flag(a.gpu())?;
+    let geometry = geometry::matmul_tensor_core_launch(m, n, batch);
+    a.launch(Launch::new(kernels::matmul_h16(a.dtype), geometry).args([
+        a.arg(),
+        b.arg(),
+        out.arg(),
+        dim_arg(m)?,
+        dim_arg(n)?,
+        dim_arg(k)?,
+        KernelArg::I64(to_i64("matmul", batch)?),
+        KernelArg::I64(to_i64("matmul", spec.stride_a)?),
+        KernelArg::I64(to_i64("matmul", spec.stride_b)?),
+        KernelArg::I64(to_i64("matmul", m * n)?),
+        KernelArg::I32(i32::from(spec.trans_a)),
+        KernelArg::I32(i32::from(spec.trans_b)),
+        KernelArg::F32(1.0),
+        KernelArg::F32(0.0),
+        KernelArg::Buffer(&flag),
+        KernelArg::U32(half::code_of("matmul", a.dtype)?),
     ]))?;
     Ok(out)
 }

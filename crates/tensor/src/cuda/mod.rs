@@ -281,6 +281,9 @@ impl BackendStorage for CudaStorage {
     fn matmul(&self, rhs: &Self, spec: &MatmulSpec) -> Result<Self> {
         self.check_same("matmul", rhs)?;
         if self.dtype.is_half() {
+            if self.gpu().has_tensor_cores() {
+                return matmul_tc::matmul_half(self, rhs, spec);
+            }
             return half::in_f32("matmul", [self, rhs], |[a, b]| a.matmul(b, spec));
         }
         matmul::matmul(self, rhs, spec)
