@@ -54,8 +54,9 @@
 // 16 bytes at a time when every vector is aligned and wholly inside or outside the matrix,
 // else one element at a time; an operand contiguous along k is copied one element at a time
 // into its transposed place. Out-of-range elements are zero-filled by the copy (src-size 0).
-// The transpose flags are template parameters, so each of the four cases has straight-line
-// index arithmetic; the copy width is a uniform runtime branch inside the copies.
+// A transpose only changes the copies' strides (element (d, k) of an operand at
+// d·sd + k·sk, (sd, sk) = (ld, 1) or (1, ld)), so one k loop serves all four cases; the strides
+// and the copy width are uniform runtime values.
 
 #define GEMM_THREADS 256
 
@@ -142,16 +143,23 @@ __device__ __forceinline__ bool gemm_has_activation(int activation, int factor) 
     return activation != 0 || factor != 0;
 }
 
+// Where one operand's elements lie: element (d, kk) — d the tile dimension (the row of op(A),
+// the column of op(B)), kk along k — at base + d·sd + kk·sk, so a transpose only swaps
+// (sd, sk) between (ld, 1) and (1, ld). `vec`: d is contiguous (sd = 1) and every 16-byte
+// vector along d is aligned and wholly inside or outside the matrix.
+struct GemmLayout {
+    cv_i64 sd;
+    cv_i64 sk;
+    bool vec;
+};
+
 // One thread's cp.async copies of one operand's k-slices into shared stages [BK][LD] (element
-// (kk, d) at kk·LD + d; d is the tile's row for A, column for B). KMAJOR: the operand's tile
-// dimension is contiguous in memory (element (kk, d) at kk·ld + d), so a copy keeps its
-// orientation and, when `vec`, moves 16 bytes (W elements); otherwise k is contiguous (element
-// at d·ld + kk) and every element is copied on its own to its transposed place. A thread
-// copies `count` consecutive k of one tile position d: copy i reads global src + i·(ld or 1)
-// and writes shared (kk + i)·LD + d. The lanes of a warp take consecutive d, so the shared
-// writes are conflict-free and the KMAJOR reads coalesced. The width is a runtime choice
-// (uniform over the launch), so the k loop exists once per transpose case.
-template <class T, int DIM, int BK, int LD, bool KMAJOR>
+// (kk, d) at kk·LD + d). A thread copies `count` consecutive k of one tile position d: copy i
+// reads global src + i·sk and writes shared (kk + i)·LD + d, one element, or with `vec` W
+// elements (16 bytes) along d. The lanes of a warp take consecutive d, so the shared writes are
+// conflict-free, and the global reads coalesced when d is contiguous. The layout is a runtime
+// value (uniform over the launch), so one k loop serves every transpose case.
+template <class T, int DIM, int BK, int LD>
 struct GemmCopier {
     static const int W = 16 / (int)sizeof(T);
     // Copies per thread and slice, of single elements and of 16-byte vectors.
@@ -160,34 +168,35 @@ struct GemmCopier {
     static_assert(COUNT * (GEMM_THREADS / DIM) == BK && COUNT_VEC * (GEMM_THREADS / (DIM / W)) == BK,
                   "copies must tile the slice");
     const T* src;
+    cv_i64 sk;
     int d;
     int kk;
     bool vec;
 
-    // The copies of the tile whose element (k offset 0, d = 0) is at `origin`.
-    __device__ __forceinline__ GemmCopier(const T* origin, cv_i64 ld, int tid, bool vector) {
-        vec = KMAJOR && vector;
+    // The copies of the tile whose element (d = 0, k offset 0) is at `origin`.
+    __device__ __forceinline__ GemmCopier(const T* origin, const GemmLayout& layout, int tid) {
+        vec = layout.vec;
+        sk = layout.sk;
         const int width = vec ? W : 1;
         d = (tid % (DIM / width)) * width;
         kk = (tid / (DIM / width)) * (vec ? COUNT_VEC : COUNT);
-        src = KMAJOR ? origin + (cv_i64)kk * ld + d : origin + (cv_i64)d * ld + kk;
+        src = origin + (cv_i64)d * layout.sd + (cv_i64)kk * sk;
     }
 
     // Issues this thread's copies of the next slice into `stage`, zero-filling elements at or
     // past `limit` in the tile dimension or `k_left` in k (`fallback`: a valid, 16-byte aligned
     // address the zero-filling copies name), then moves on to the slice after.
-    __device__ __forceinline__ void copy(T* stage, const T* fallback, int limit, int k_left,
-                                         cv_i64 ld) {
+    __device__ __forceinline__ void copy(T* stage, const T* fallback, int limit, int k_left) {
         const bool in_tile = d < limit;
         const int k_here = k_left - kk;
         const T* from = src;
-        if (KMAJOR && vec) {
+        if (vec) {
 #pragma unroll
             for (int i = 0; i < COUNT_VEC; ++i) {
                 const bool inside = in_tile && i < k_here;
                 cv_cp_async<16>(stage + (kk + i) * LD + d, inside ? from : fallback,
                                 inside ? 16u : 0u);
-                from += ld;
+                from += sk;
             }
         } else {
 #pragma unroll
@@ -195,10 +204,10 @@ struct GemmCopier {
                 const bool inside = in_tile && i < k_here;
                 cv_cp_async<(int)sizeof(T)>(stage + (kk + i) * LD + d, inside ? from : fallback,
                                             inside ? (unsigned)sizeof(T) : 0u);
-                from += KMAJOR ? ld : 1;
+                from += sk;
             }
         }
-        src += KMAJOR ? (cv_i64)BK * ld : (cv_i64)BK;
+        src += BK * sk;
     }
 };
 
@@ -208,7 +217,7 @@ template <class T, class S>
 __device__ __forceinline__ void gemm_multiply(const T (*As)[S::LDA], const T (*Bs)[S::LDB],
                                               T (&acc)[S::TM][S::TN], int row_base,
                                               int col_base) {
-#pragma unroll 4
+#pragma unroll 2
     for (int kk = 0; kk < S::BK; ++kk) {
         T af[S::TM];
         T bf[S::TN];
@@ -278,10 +287,10 @@ __device__ __forceinline__ void gemm_store_tile(const GemmArgs<T>& p, T* ct,
 
 // One block tile at (row0, col0) of C_zz over k in [k_begin, k_end): the cp.async pipeline,
 // then the epilogue.
-template <class T, class S, bool TA, bool TB>
+template <class T, class S>
 __device__ __forceinline__ void gemm_tile(const GemmArgs<T>& p, const T* az, const T* bz, T* cz,
-                                          int row0, int col0, int k_begin, int k_end, bool vec_a,
-                                          bool vec_b,
+                                          int row0, int col0, int k_begin, int k_end,
+                                          const GemmLayout& la, const GemmLayout& lb,
                                           T (*As)[S::BK][S::LDA], T (*Bs)[S::BK][S::LDB]) {
     const int tid = (int)threadIdx.x;
     const int warp = tid / 32;
@@ -291,13 +300,8 @@ __device__ __forceinline__ void gemm_tile(const GemmArgs<T>& p, const T* az, con
     const int col_base = (warp % 2) * (8 * S::TN) + (lane % 8) * S::CW;
     const int rows = p.m - row0;
     const int cols = p.n - col0;
-    // op(A) is KMAJOR when stored transposed (k × m), op(B) when stored as is (k × n).
-    GemmCopier<T, S::BM, S::BK, S::LDA, TA> ca(
-        TA ? az + (cv_i64)k_begin * p.lda + row0 : az + (cv_i64)row0 * p.lda + k_begin, p.lda,
-        tid, vec_a);
-    GemmCopier<T, S::BN, S::BK, S::LDB, !TB> cb(
-        TB ? bz + (cv_i64)col0 * p.ldb + k_begin : bz + (cv_i64)k_begin * p.ldb + col0, p.ldb,
-        tid, vec_b);
+    GemmCopier<T, S::BM, S::BK, S::LDA> ca(az + row0 * la.sd + k_begin * la.sk, la, tid);
+    GemmCopier<T, S::BN, S::BK, S::LDB> cb(bz + col0 * lb.sd + k_begin * lb.sk, lb, tid);
     T acc[S::TM][S::TN];
 #pragma unroll
     for (int i = 0; i < S::TM; ++i) {
@@ -313,8 +317,8 @@ __device__ __forceinline__ void gemm_tile(const GemmArgs<T>& p, const T* az, con
 #pragma unroll
     for (int s = 0; s < S::STAGES - 1; ++s) {
         if (s < slices) {
-            ca.copy(&As[s][0][0], p.a, rows, k_left, p.lda);
-            cb.copy(&Bs[s][0][0], p.b, cols, k_left, p.ldb);
+            ca.copy(&As[s][0][0], p.a, rows, k_left);
+            cb.copy(&Bs[s][0][0], p.b, cols, k_left);
             k_left -= S::BK;
         }
         cv_cp_async_commit();
@@ -328,8 +332,8 @@ __device__ __forceinline__ void gemm_tile(const GemmArgs<T>& p, const T* az, con
         // The stage slice s + STAGES − 1 fills was last read in iteration s − 1, which every
         // thread finished before the barrier above.
         if (s + S::STAGES - 1 < slices) {
-            ca.copy(&As[write][0][0], p.a, rows, k_left, p.lda);
-            cb.copy(&Bs[write][0][0], p.b, cols, k_left, p.ldb);
+            ca.copy(&As[write][0][0], p.a, rows, k_left);
+            cb.copy(&Bs[write][0][0], p.b, cols, k_left);
             k_left -= S::BK;
         }
         cv_cp_async_commit();
@@ -347,9 +351,10 @@ __device__ __forceinline__ void gemm_tile(const GemmArgs<T>& p, const T* az, con
 // Every (batch·split, row tile, column tile) this block covers. The tile loops count in
 // unsigned 32-bit: row0 < m ≤ INT_MAX − 256 and the grid steps are at most 2³¹ (the launch
 // contract), so they cannot wrap.
-template <class T, class S, bool TA, bool TB>
-__device__ __forceinline__ void gemm_tiles(const GemmArgs<T>& p, bool vec_a, bool vec_b,
-                                           T (*As)[S::BK][S::LDA], T (*Bs)[S::BK][S::LDB]) {
+template <class T, class S>
+__device__ __forceinline__ void gemm_tiles(const GemmArgs<T>& p, const GemmLayout& la,
+                                           const GemmLayout& lb, T (*As)[S::BK][S::LDA],
+                                           T (*Bs)[S::BK][S::LDB]) {
     // Every split covers kc values of k, a whole number of slices.
     const int per_split = (int)(((cv_i64)p.k + p.splits - 1) / p.splits);
     const int kc = (per_split + S::BK - 1) / S::BK * S::BK;
@@ -366,8 +371,8 @@ __device__ __forceinline__ void gemm_tiles(const GemmArgs<T>& p, bool vec_a, boo
              row0 += gridDim.y * S::BM) {
             for (unsigned col0 = blockIdx.x * S::BN; col0 < (unsigned)p.n;
                  col0 += gridDim.x * S::BN) {
-                gemm_tile<T, S, TA, TB>(p, az, bz, cz, (int)row0, (int)col0, k_begin, k_end,
-                                        vec_a, vec_b, As, Bs);
+                gemm_tile<T, S>(p, az, bz, cz, (int)row0, (int)col0, k_begin, k_end, la, lb,
+                                As, Bs);
             }
         }
     }
@@ -375,33 +380,26 @@ __device__ __forceinline__ void gemm_tiles(const GemmArgs<T>& p, bool vec_a, boo
 
 template <class T, class S>
 __device__ __forceinline__ void gemm_kernel(const GemmArgs<T>& p, int trans_a, int trans_b) {
-    // Declared once here (not per case) so all cases share the memory.
     __shared__ __align__(16) T As[S::STAGES][S::BK][S::LDA];
     __shared__ __align__(16) T Bs[S::STAGES][S::BK][S::LDB];
-    // 16-byte copies of the operands whose tile dimension is contiguous (A stored transposed,
-    // B as is) when every one is 16-byte aligned: aligned base, leading dimension and batch
-    // stride, and the contiguous extent a multiple of W, so a vector is wholly inside or
-    // outside the matrix. The other operands copy one element at a time.
-    const bool vec_a = (cv_u64)p.a % 16 == 0 && p.lda % S::W == 0 && p.stride_a % S::W == 0 &&
-                       p.m % S::W == 0;
-    const bool vec_b = (cv_u64)p.b % 16 == 0 && p.ldb % S::W == 0 && p.stride_b % S::W == 0 &&
-                       p.n % S::W == 0;
-    if (trans_a) {
-        if (trans_b) {
-            gemm_tiles<T, S, true, true>(p, vec_a, vec_b, As, Bs);
-        } else {
-            gemm_tiles<T, S, true, false>(p, vec_a, vec_b, As, Bs);
-        }
-    } else if (trans_b) {
-        gemm_tiles<T, S, false, true>(p, vec_a, vec_b, As, Bs);
-    } else {
-        gemm_tiles<T, S, false, false>(p, vec_a, vec_b, As, Bs);
-    }
+    // op(A)(i, p) at i·sd + p·sk: (lda, 1), or (1, lda) stored transposed; op(B)(p, j) at
+    // j·sd + p·sk: (1, ldb), or (ldb, 1) stored transposed. 16-byte copies of an operand whose
+    // tile dimension is contiguous (A stored transposed, B as is) when every one is 16-byte
+    // aligned: aligned base, leading dimension and batch stride, and the contiguous extent a
+    // multiple of W, so a vector is wholly inside or outside the matrix. The other operands
+    // copy one element at a time.
+    const GemmLayout la = {trans_a ? 1 : p.lda, trans_a ? p.lda : 1,
+                           trans_a && (cv_u64)p.a % 16 == 0 && p.lda % S::W == 0 &&
+                               p.stride_a % S::W == 0 && p.m % S::W == 0};
+    const GemmLayout lb = {trans_b ? p.ldb : 1, trans_b ? 1 : p.ldb,
+                           !trans_b && (cv_u64)p.b % 16 == 0 && p.ldb % S::W == 0 &&
+                               p.stride_b % S::W == 0 && p.n % S::W == 0};
+    gemm_tiles<T, S>(p, la, lb, As, Bs);
 }
 
-// MINB: blocks per SM the register allocation must allow (__launch_bounds__).
-#define CV_GEMM_KERNEL(tile, dt, T, TM, TN, BK, STAGES, MINB)                                   \
-    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MINB)                            \
+// Two blocks per SM: at most 128 registers a thread.
+#define CV_GEMM_KERNEL(tile, dt, T, TM, TN, BK, STAGES)                                         \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2)                               \
         gemm_##tile##_##dt(const T* a, const T* b, T* c, const T* bias, int m, int n, int k,    \
                            long long batch, int splits, long long lda, long long ldb,           \
                            long long ldc, long long stride_a, long long stride_b,               \
@@ -413,10 +411,10 @@ __device__ __forceinline__ void gemm_kernel(const GemmArgs<T>& p, int trans_a, i
                                factor};                                                         \
         gemm_kernel<T, GemmTile<T, TM, TN, BK, STAGES>>(p, trans_a, trans_b);                   \
     }
-CV_GEMM_KERNEL(large, f32, float, 8, 4, 16, 3, 1)
-CV_GEMM_KERNEL(small, f32, float, 2, 2, 32, 3, 2)
-CV_GEMM_KERNEL(large, f64, double, 4, 4, 16, 2, 2)
-CV_GEMM_KERNEL(small, f64, double, 2, 2, 32, 2, 2)
+CV_GEMM_KERNEL(large, f32, float, 8, 4, 16, 3)
+CV_GEMM_KERNEL(small, f32, float, 2, 2, 32, 3)
+CV_GEMM_KERNEL(large, f64, double, 4, 4, 16, 2)
+CV_GEMM_KERNEL(small, f64, double, 2, 2, 32, 2)
 
 #define CV_GEMM_REDUCE_KERNEL(dt, T)                                                            \
     extern "C" __global__ void __launch_bounds__(256) gemm_splitk_reduce_##dt(                 \
