@@ -1,4 +1,4 @@
-// matmul.cu: warp-tiled, register-blocked, double-buffered batched GEMM with leading
+// matmul.cu: warp-tiled, register-blocked batched GEMM with a cp.async pipeline, leading
 // dimensions, split-K and a fused epilogue; the split-K reduction.
 //
 // gemm_{tile}_{dt}(const T* a, const T* b, T* c, const T* bias,
@@ -37,25 +37,30 @@
 // Launch of gemm: block (256, 1, 1); grid (ceil(n / BN), ceil(m / BM), min(batch·splits,
 //   65535)). Smaller grids are correct too: every grid dimension is a grid-stride loop.
 //
-// Tiles (BM × BN, k-slice BK, per-thread TM × TN in CW-wide chunks):
-//   f32 large 128×64, BK 16, 8×4;  f32 small 32×32, BK 32, 2×2;
-//   f64 large 64×64, BK 16, 4×4;   f64 small 32×32, BK 32, 2×2.
+// Tiles (BM × BN, k-slice BK, per-thread TM × TN in CW-wide chunks, cp.async stages):
+//   f32 large 128×64, BK 16, 8×4, 3 stages;  f32 small 32×32, BK 32, 2×2, 3 stages;
+//   f64 large 64×64, BK 16, 4×4, 2 stages;   f64 small 32×32, BK 32, 2×2, 2 stages.
+//   (f64 keeps two stages: three of its slices would exceed 48 KiB of static shared memory.)
 //
 // Scheme: 8 warps in a 4 (rows) × 2 (columns) grid, each warp a (4·TM) × (8·TN) tile with its
 // lanes in a 4 × 8 grid; a lane owns TM × TN accumulators in chunks of CW × CW at rows
 // warp_m·4TM + ic·4CW + lane_m·CW + e and columns warp_n·8TN + jc·8CW + lane_n·CW + e. Its
 // shared-memory reads are CW consecutive values (vectorisable; broadcast or conflict-free).
-// k advances BK at a time through two shared-memory buffers As[BK][BM] (A transposed) and
-// Bs[BK][BN]: the next slice is loaded from global memory into registers while the current
-// one is multiplied, then stored into the other buffer, so there is one barrier per slice.
-// Global loads are coalesced along whichever dimension is contiguous in memory and
-// bounds-checked (zero fill); float4 loads when every vector is 16-byte aligned (f32). The
-// transpose flags are template parameters, so each of the four cases has straight-line index
-// arithmetic.
+// k advances BK at a time through STAGES shared-memory buffers As[BK][BM] (A transposed) and
+// Bs[BK][BN], filled straight from global memory by cp.async (sm_80 and newer; the emulated
+// GPU runs it): while slice s is multiplied, slices s+1 .. s+STAGES−1 are in flight (one
+// commit group per slice, `wait_group STAGES − 2` and a barrier before a slice is used). An
+// operand whose tile dimension is contiguous in memory (A stored transposed, B as is) is copied
+// 16 bytes at a time when every vector is aligned and wholly inside or outside the matrix,
+// else one element at a time; an operand contiguous along k is copied one element at a time
+// into its transposed place. Out-of-range elements are zero-filled by the copy (src-size 0).
+// A transpose only changes the copies' strides (element (d, k) of an operand at
+// d·sd + k·sk, (sd, sk) = (ld, 1) or (1, ld)), so one k loop serves all four cases; the strides
+// and the copy width are uniform runtime values.
 
 #define GEMM_THREADS 256
 
-template <class T, int TM_, int TN_, int BK_>
+template <class T, int TM_, int TN_, int BK_, int STAGES_>
 struct GemmTile {
     static const int TM = TM_;
     static const int TN = TN_;
@@ -63,15 +68,35 @@ struct GemmTile {
     static const int BM = 16 * TM_;
     static const int BN = 16 * TN_;
     static const int BK = BK_;
-    static const int LOADS_A = BM * BK / GEMM_THREADS;
-    static const int LOADS_B = BN * BK / GEMM_THREADS;
-    // Row padding keeps rows 16-byte aligned and the transposing stores spread over banks.
+    static const int STAGES = STAGES_;
+    // Elements of one 16-byte copy.
+    static const int W = 16 / (int)sizeof(T);
+    // Row padding keeps rows 16-byte aligned and spreads the transposing copies over banks.
     static const int LDA = BM + 4;
     static const int LDB = BN + 4;
     static_assert(TM_ % CW == 0 && TN_ % CW == 0, "per-thread tile must be whole chunks");
-    static_assert(LOADS_A * GEMM_THREADS == BM * BK, "A slice must split evenly over threads");
-    static_assert(LOADS_B * GEMM_THREADS == BN * BK, "B slice must split evenly over threads");
-    static_assert(LOADS_A % 4 == 0 && LOADS_B % 4 == 0, "whole float4 vectors per thread");
+    static_assert(STAGES_ >= 2, "the pipeline needs at least two stages");
+    static_assert(GEMM_THREADS % BK_ == 0 && (BM * BK_) % GEMM_THREADS == 0 &&
+                      (BN * BK_) % GEMM_THREADS == 0,
+                  "element copies of a slice must split evenly over threads");
+    static_assert(GEMM_THREADS % (BM / W) == 0 && GEMM_THREADS % (BN / W) == 0 &&
+                      (BM * BK_ / W) % GEMM_THREADS == 0 && (BN * BK_ / W) % GEMM_THREADS == 0,
+                  "16-byte copies of a slice must split evenly over threads");
+};
+
+// The parameters every gemm tile loop needs, passed as one value.
+template <class T>
+struct GemmArgs {
+    const T* a;
+    const T* b;
+    T* c;
+    const T* bias;
+    int m, n, k;
+    cv_i64 batch;
+    int splits;
+    cv_i64 lda, ldb, ldc, stride_a, stride_b, stride_c;
+    T alpha, beta;
+    int bias_kind, activation, factor;
 };
 
 // The epilogue's scalar function of y (see the header), for every activation but the
@@ -118,166 +143,222 @@ __device__ __forceinline__ bool gemm_has_activation(int activation, int factor) 
     return activation != 0 || factor != 0;
 }
 
-// Register staging of one k-slice.
-template <class T, class S>
-struct GemmStage {
-    T a[S::LOADS_A];
-    T b[S::LOADS_B];
+// Where one operand's elements lie: element (d, kk) — d the tile dimension (the row of op(A),
+// the column of op(B)), kk along k — at base + d·sd + kk·sk, so a transpose only swaps
+// (sd, sk) between (ld, 1) and (1, ld). `vec`: d is contiguous (sd = 1) and every 16-byte
+// vector along d is aligned and wholly inside or outside the matrix.
+struct GemmLayout {
+    cv_i64 sd;
+    cv_i64 sk;
+    bool vec;
 };
 
-// Where one thread's loads of one operand start in the current tile: element (or float4) i of
-// the slice at k0 is at ptr + i·step + k0·kstride, in stored row r + i·rstep (bounds-checked
-// against the tile's rows or columns) and at k offset koff + i·kstep (checked against k_end).
-// Computed once per tile, so the k loop holds one pointer per operand.
-template <class T>
-struct GemmCursor {
-    const T* ptr;
-    cv_i64 step;
-    cv_i64 kstride;
-    int r;
-    int koff;
-};
+// One thread's cp.async copies of one operand's k-slices into shared stages [BK][LD] (element
+// (kk, d) at kk·LD + d). A thread copies `count` consecutive k of one tile position d: copy i
+// reads global src + i·sk and writes shared (kk + i)·LD + d, one element, or with `vec` W
+// elements (16 bytes) along d. The lanes of a warp take consecutive d, so the shared writes are
+// conflict-free, and the global reads coalesced when d is contiguous. The layout is a runtime
+// value (uniform over the launch), so one k loop serves every transpose case.
+template <class T, int DIM, int BK, int LD>
+struct GemmCopier {
+    static const int W = 16 / (int)sizeof(T);
+    // Copies per thread and slice, of single elements and of 16-byte vectors.
+    static const int COUNT = DIM * BK / GEMM_THREADS;
+    static const int COUNT_VEC = COUNT / W;
+    static_assert(COUNT * (GEMM_THREADS / DIM) == BK && COUNT_VEC * (GEMM_THREADS / (DIM / W)) == BK,
+                  "copies must tile the slice");
+    const T* src;
+    cv_i64 sk;
+    int d;
+    int kk;
+    bool vec;
 
-// The cursor of an operand whose tile has DIM rows (A: BM) or columns (B: BN), stored
-// transposed or not (TRANS: the tile's dimension is contiguous in memory, k strided by ld).
-template <class T, int DIM, int BK, bool TRANS, bool VEC>
-__device__ __forceinline__ GemmCursor<T> gemm_cursor(const T* base, cv_i64 ld, int tid) {
-    const int width = VEC ? 4 : 1;
-    GemmCursor<T> cur;
-    if (TRANS) {
-        // Contiguous along the tile dimension: (k, d) at base + k·ld + d.
-        const int per_k = DIM / width;
-        cur.r = (tid % per_k) * width;
-        cur.koff = tid / per_k;
-        cur.step = (cv_i64)(GEMM_THREADS / per_k) * ld;
-        cur.kstride = ld;
-        cur.ptr = base + (cv_i64)cur.koff * ld + cur.r;
-    } else {
-        // Contiguous along k: (d, k) at base + d·ld + k.
-        const int per_d = BK / width;
-        cur.r = tid / per_d;
-        cur.koff = (tid % per_d) * width;
-        cur.step = (cv_i64)(GEMM_THREADS / per_d) * ld;
-        cur.kstride = 1;
-        cur.ptr = base + (cv_i64)cur.r * ld + cur.koff;
+    // The copies of the tile whose element (d = 0, k offset 0) is at `origin`.
+    __device__ __forceinline__ GemmCopier(const T* origin, const GemmLayout& layout, int tid) {
+        vec = layout.vec;
+        sk = layout.sk;
+        const int width = vec ? W : 1;
+        d = (tid % (DIM / width)) * width;
+        kk = (tid / (DIM / width)) * (vec ? COUNT_VEC : COUNT);
+        src = origin + (cv_i64)d * layout.sd + (cv_i64)kk * sk;
     }
-    return cur;
-}
 
-// COUNT values (or float4 vectors) of one operand's slice at k0 into `out`, zero outside.
-template <class T, int DIM, int BK, bool TRANS, bool VEC, int COUNT>
-__device__ __forceinline__ void gemm_fetch(T* out, const GemmCursor<T>& cur, int limit, int k0,
-                                           int k_end) {
-    const int width = VEC ? 4 : 1;
-    const int rstep = TRANS ? 0 : GEMM_THREADS / (BK / width);
-    const int kstep = TRANS ? GEMM_THREADS / (DIM / width) : 0;
-    const T* at = cur.ptr + (cv_i64)k0 * cur.kstride;
+    // Issues this thread's copies of the next slice into `stage`, zero-filling elements at or
+    // past `limit` in the tile dimension or `k_left` in k (`fallback`: a valid, 16-byte aligned
+    // address the zero-filling copies name), then moves on to the slice after.
+    __device__ __forceinline__ void copy(T* stage, const T* fallback, int limit, int k_left) {
+        const bool in_tile = d < limit;
+        const int k_here = k_left - kk;
+        const T* from = src;
+        if (vec) {
 #pragma unroll
-    for (int i = 0; i < COUNT; ++i) {
-        const bool inside = cur.r + i * rstep < limit && k0 + cur.koff + i * kstep < k_end;
-        if constexpr (VEC) {
-            float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
-            if (inside) {
-                x = *reinterpret_cast<const float4*>(at + i * cur.step);
+            for (int i = 0; i < COUNT_VEC; ++i) {
+                const bool inside = in_tile && i < k_here;
+                cv_cp_async<16>(stage + (kk + i) * LD + d, inside ? from : fallback,
+                                inside ? 16u : 0u);
+                from += sk;
             }
-            out[4 * i] = x.x;
-            out[4 * i + 1] = x.y;
-            out[4 * i + 2] = x.z;
-            out[4 * i + 3] = x.w;
         } else {
-            out[i] = inside ? at[i * cur.step] : T(0);
-        }
-    }
-}
-
-// Global → registers for the slice starting at k0 (elements at or past k_end are 0). Loads are
-// coalesced along whichever dimension is contiguous in memory; the vector path (VEC, f32,
-// taken when every float4 is 16-byte aligned) loads one float4 per 4 values.
-template <class T, class S, bool TA, bool TB, bool VEC>
-__device__ __forceinline__ void gemm_load(GemmStage<T, S>& st, const GemmCursor<T>& ca,
-                                          const GemmCursor<T>& cb, int rows, int cols, int k0,
-                                          int k_end) {
-    const int width = VEC ? 4 : 1;
-    gemm_fetch<T, S::BM, S::BK, TA, VEC, S::LOADS_A / width>(st.a, ca, rows, k0, k_end);
-    gemm_fetch<T, S::BN, S::BK, !TB, VEC, S::LOADS_B / width>(st.b, cb, cols, k0, k_end);
-}
-
-// Registers → shared buffers As[kk][r] (A transposed) and Bs[kk][c], mirroring gemm_load.
-template <class T, class S, bool TA, bool TB, bool VEC>
-__device__ __forceinline__ void gemm_stash(const GemmStage<T, S>& st, T (*As)[S::LDA],
-                                           T (*Bs)[S::LDB], int tid) {
-    if constexpr (VEC) {
 #pragma unroll
-        for (int i = 0; i < S::LOADS_A / 4; ++i) {
-            const int v = tid + i * GEMM_THREADS;
-            const int r = TA ? (v % (S::BM / 4)) * 4 : v / (S::BK / 4);
-            const int kk = TA ? v / (S::BM / 4) : (v % (S::BK / 4)) * 4;
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                if (TA) {
-                    As[kk][r + e] = st.a[4 * i + e];
-                } else {
-                    As[kk + e][r] = st.a[4 * i + e];
-                }
+            for (int i = 0; i < COUNT; ++i) {
+                const bool inside = in_tile && i < k_here;
+                cv_cp_async<(int)sizeof(T)>(stage + (kk + i) * LD + d, inside ? from : fallback,
+                                            inside ? (unsigned)sizeof(T) : 0u);
+                from += sk;
             }
         }
-#pragma unroll
-        for (int i = 0; i < S::LOADS_B / 4; ++i) {
-            const int v = tid + i * GEMM_THREADS;
-            const int c = TB ? v / (S::BK / 4) : (v % (S::BN / 4)) * 4;
-            const int kk = TB ? (v % (S::BK / 4)) * 4 : v / (S::BN / 4);
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                if (TB) {
-                    Bs[kk + e][c] = st.b[4 * i + e];
-                } else {
-                    Bs[kk][c + e] = st.b[4 * i + e];
-                }
-            }
-        }
-    } else {
-#pragma unroll
-        for (int i = 0; i < S::LOADS_A; ++i) {
-            const int l = tid + i * GEMM_THREADS;
-            As[TA ? l / S::BM : l % S::BK][TA ? l % S::BM : l / S::BK] = st.a[i];
-        }
-#pragma unroll
-        for (int i = 0; i < S::LOADS_B; ++i) {
-            const int l = tid + i * GEMM_THREADS;
-            Bs[TB ? l % S::BK : l / S::BN][TB ? l / S::BK : l % S::BN] = st.b[i];
-        }
+        src += BK * sk;
     }
-}
-
-// The parameters every gemm tile loop needs, passed as one value.
-template <class T>
-struct GemmArgs {
-    const T* a;
-    const T* b;
-    T* c;
-    const T* bias;
-    int m, n, k;
-    cv_i64 batch;
-    int splits;
-    cv_i64 lda, ldb, ldc, stride_a, stride_b, stride_c;
-    T alpha, beta;
-    int bias_kind, activation, factor;
 };
 
-template <class T, class S, bool TA, bool TB, bool VEC>
-__device__ __forceinline__ void gemm_tiles(const GemmArgs<T>& p, T (*As)[S::BK][S::LDA],
-                                           T (*Bs)[S::BK][S::LDB]) {
+// acc += the product of one resident stage: As[kk][r] = op(A)(row0 + r, k0 + kk) and
+// Bs[kk][c] = op(B)(k0 + kk, col0 + c).
+template <class T, class S>
+__device__ __forceinline__ void gemm_multiply(const T (*As)[S::LDA], const T (*Bs)[S::LDB],
+                                              T (&acc)[S::TM][S::TN], int row_base,
+                                              int col_base) {
+#pragma unroll 2
+    for (int kk = 0; kk < S::BK; ++kk) {
+        T af[S::TM];
+        T bf[S::TN];
+#pragma unroll
+        for (int q = 0; q < S::TM / S::CW; ++q) {
+#pragma unroll
+            for (int e = 0; e < S::CW; ++e) {
+                af[S::CW * q + e] = As[kk][row_base + 4 * S::CW * q + e];
+            }
+        }
+#pragma unroll
+        for (int q = 0; q < S::TN / S::CW; ++q) {
+#pragma unroll
+            for (int e = 0; e < S::CW; ++e) {
+                bf[S::CW * q + e] = Bs[kk][col_base + 8 * S::CW * q + e];
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < S::TM; ++i) {
+#pragma unroll
+            for (int j = 0; j < S::TN; ++j) {
+                acc[i][j] += af[i] * bf[j];
+            }
+        }
+    }
+}
+
+// The epilogue of one block tile: this thread's accumulators, through alpha, beta, the bias and
+// the activation (see the header), into ct = C_zz + row0·ldc + col0, whose `rows` × `cols`
+// corner lies inside C.
+template <class T, class S>
+__device__ __forceinline__ void gemm_store_tile(const GemmArgs<T>& p, T* ct,
+                                                const T (&acc)[S::TM][S::TN], int row0, int col0,
+                                                int rows, int cols, int row_base, int col_base) {
+#pragma unroll
+    for (int i = 0; i < S::TM; ++i) {
+        const int r = row_base + 4 * S::CW * (i / S::CW) + i % S::CW;
+        if (r >= rows) {
+            continue;
+        }
+#pragma unroll
+        for (int j = 0; j < S::TN; ++j) {
+            const int c = col_base + 8 * S::CW * (j / S::CW) + j % S::CW;
+            if (c < cols) {
+                T* dst = ct + r * p.ldc + c;
+                *dst = gemm_affine(dst, acc[i][j], p.bias, (cv_i64)row0 + r, (cv_i64)col0 + c,
+                                   p.alpha, p.beta, p.bias_kind);
+            }
+        }
+    }
+    // The activation as a second pass over this thread's own elements, once the accumulators
+    // are dead: one copy of its code, no register pressure.
+    if (gemm_has_activation(p.activation, p.factor)) {
+#pragma unroll 1
+        for (int e = 0; e < S::TM * S::TN; ++e) {
+            const int i = e / S::TN;
+            const int j = e % S::TN;
+            const int r = row_base + 4 * S::CW * (i / S::CW) + i % S::CW;
+            const int c = col_base + 8 * S::CW * (j / S::CW) + j % S::CW;
+            if (r < rows && c < cols) {
+                T* dst = ct + r * p.ldc + c;
+                *dst = gemm_activate(*dst, p.activation, p.factor);
+            }
+        }
+    }
+}
+
+// One block tile at (row0, col0) of C_zz over k in [k_begin, k_end): the cp.async pipeline,
+// then the epilogue.
+template <class T, class S>
+__device__ __forceinline__ void gemm_tile(const GemmArgs<T>& p, const T* az, const T* bz, T* cz,
+                                          int row0, int col0, int k_begin, int k_end,
+                                          const GemmLayout& la, const GemmLayout& lb,
+                                          T (*As)[S::BK][S::LDA], T (*Bs)[S::BK][S::LDB]) {
     const int tid = (int)threadIdx.x;
     const int warp = tid / 32;
     const int lane = tid % 32;
     // This lane's first row and column inside the block tile.
     const int row_base = (warp / 2) * (4 * S::TM) + (lane / 8) * S::CW;
     const int col_base = (warp % 2) * (8 * S::TN) + (lane % 8) * S::CW;
+    const int rows = p.m - row0;
+    const int cols = p.n - col0;
+    GemmCopier<T, S::BM, S::BK, S::LDA> ca(az + row0 * la.sd + k_begin * la.sk, la, tid);
+    GemmCopier<T, S::BN, S::BK, S::LDB> cb(bz + col0 * lb.sd + k_begin * lb.sk, lb, tid);
+    T acc[S::TM][S::TN];
+#pragma unroll
+    for (int i = 0; i < S::TM; ++i) {
+#pragma unroll
+        for (int j = 0; j < S::TN; ++j) {
+            acc[i][j] = T(0);
+        }
+    }
+    const int slices = (k_end - k_begin + S::BK - 1) / S::BK;
+    // k left from the next slice to copy.
+    int k_left = k_end - k_begin;
+    // Prologue: slices 0 .. STAGES − 2 in flight, one commit group each (empty past the end).
+#pragma unroll
+    for (int s = 0; s < S::STAGES - 1; ++s) {
+        if (s < slices) {
+            ca.copy(&As[s][0][0], p.a, rows, k_left);
+            cb.copy(&Bs[s][0][0], p.b, cols, k_left);
+            k_left -= S::BK;
+        }
+        cv_cp_async_commit();
+    }
+    int read = 0;
+    int write = S::STAGES - 1;
+    for (int s = 0; s < slices; ++s) {
+        // Slice s has landed (this thread's copies), then everyone's have.
+        cv_cp_async_wait<S::STAGES - 2>();
+        __syncthreads();
+        // The stage slice s + STAGES − 1 fills was last read in iteration s − 1, which every
+        // thread finished before the barrier above.
+        if (s + S::STAGES - 1 < slices) {
+            ca.copy(&As[write][0][0], p.a, rows, k_left);
+            cb.copy(&Bs[write][0][0], p.b, cols, k_left);
+            k_left -= S::BK;
+        }
+        cv_cp_async_commit();
+        gemm_multiply<T, S>(As[read], Bs[read], acc, row_base, col_base);
+        read = read + 1 == S::STAGES ? 0 : read + 1;
+        write = write + 1 == S::STAGES ? 0 : write + 1;
+    }
+    gemm_store_tile<T, S>(p, cz + (cv_i64)row0 * p.ldc + col0, acc, row0, col0, rows, cols,
+                          row_base, col_base);
+    // Every copy has landed (the groups still open are empty); the next tile's copies must not
+    // land in stages other warps still read.
+    __syncthreads();
+}
+
+// Every (batch·split, row tile, column tile) this block covers. The tile loops count in
+// unsigned 32-bit: row0 < m ≤ INT_MAX − 256 and the grid steps are at most 2³¹ (the launch
+// contract), so they cannot wrap.
+template <class T, class S>
+__device__ __forceinline__ void gemm_tiles(const GemmArgs<T>& p, const GemmLayout& la,
+                                           const GemmLayout& lb, T (*As)[S::BK][S::LDA],
+                                           T (*Bs)[S::BK][S::LDB]) {
     // Every split covers kc values of k, a whole number of slices.
     const int per_split = (int)(((cv_i64)p.k + p.splits - 1) / p.splits);
     const int kc = (per_split + S::BK - 1) / S::BK * S::BK;
     const cv_i64 work = p.batch * p.splits;
-
     for (cv_i64 zz = blockIdx.z; zz < work; zz += gridDim.z) {
         const cv_i64 z = zz % p.batch;
         const int split = (int)(zz / p.batch);
@@ -286,156 +367,39 @@ __device__ __forceinline__ void gemm_tiles(const GemmArgs<T>& p, T (*As)[S::BK][
         const T* az = p.a + z * p.stride_a;
         const T* bz = p.b + z * p.stride_b;
         T* cz = p.c + zz * p.stride_c;
-        for (cv_i64 row0 = (cv_i64)blockIdx.y * S::BM; row0 < p.m;
-             row0 += (cv_i64)gridDim.y * S::BM) {
-            for (cv_i64 col0 = (cv_i64)blockIdx.x * S::BN; col0 < p.n;
-                 col0 += (cv_i64)gridDim.x * S::BN) {
-                const int rows = (int)(p.m - row0);
-                const int cols = (int)(p.n - col0);
-                const GemmCursor<T> ca = gemm_cursor<T, S::BM, S::BK, TA, VEC>(
-                    TA ? az + row0 : az + row0 * p.lda, p.lda, tid);
-                const GemmCursor<T> cb = gemm_cursor<T, S::BN, S::BK, !TB, VEC>(
-                    TB ? bz + col0 * p.ldb : bz + col0, p.ldb, tid);
-                T acc[S::TM][S::TN];
-#pragma unroll
-                for (int i = 0; i < S::TM; ++i) {
-#pragma unroll
-                    for (int j = 0; j < S::TN; ++j) {
-                        acc[i][j] = T(0);
-                    }
-                }
-                GemmStage<T, S> st;
-                gemm_load<T, S, TA, TB, VEC>(st, ca, cb, rows, cols, k_begin, k_end);
-                gemm_stash<T, S, TA, TB, VEC>(st, As[0], Bs[0], tid);
-                __syncthreads();
-                int buf = 0;
-                // The next slice's loads are issued before this slice's products (register
-                // double-buffering) on the float4 path and for f64; the f32 scalar path, with
-                // four times the load instructions, issues them after, which keeps it within
-                // the register budget.
-                constexpr bool prefetch = VEC || sizeof(T) == 8;
-                for (int k0 = k_begin; k0 < k_end; k0 += S::BK) {
-                    const bool more = k0 + S::BK < k_end;
-                    if (prefetch && more) {
-                        gemm_load<T, S, TA, TB, VEC>(st, ca, cb, rows, cols, k0 + S::BK,
-                                                     k_end);
-                    }
-                    // Partly unrolled: fully unrolled, the scheduler hoists the shared loads of
-                    // the whole slice and runs out of registers.
-#pragma unroll 4
-                    for (int kk = 0; kk < S::BK; ++kk) {
-                        T af[S::TM];
-                        T bf[S::TN];
-#pragma unroll
-                        for (int q = 0; q < S::TM / S::CW; ++q) {
-#pragma unroll
-                            for (int e = 0; e < S::CW; ++e) {
-                                af[S::CW * q + e] = As[buf][kk][row_base + 4 * S::CW * q + e];
-                            }
-                        }
-#pragma unroll
-                        for (int q = 0; q < S::TN / S::CW; ++q) {
-#pragma unroll
-                            for (int e = 0; e < S::CW; ++e) {
-                                bf[S::CW * q + e] = Bs[buf][kk][col_base + 8 * S::CW * q + e];
-                            }
-                        }
-#pragma unroll
-                        for (int i = 0; i < S::TM; ++i) {
-#pragma unroll
-                            for (int j = 0; j < S::TN; ++j) {
-                                acc[i][j] += af[i] * bf[j];
-                            }
-                        }
-                    }
-                    if (more) {
-                        if (!prefetch) {
-                            gemm_load<T, S, TA, TB, VEC>(st, ca, cb, rows, cols, k0 + S::BK,
-                                                         k_end);
-                        }
-                        // The other buffer was last read before the previous barrier.
-                        gemm_stash<T, S, TA, TB, VEC>(st, As[buf ^ 1], Bs[buf ^ 1], tid);
-                    }
-                    __syncthreads();
-                    buf ^= 1;
-                }
-                T* ct = cz + row0 * p.ldc + col0;
-#pragma unroll
-                for (int i = 0; i < S::TM; ++i) {
-                    const int r = row_base + 4 * S::CW * (i / S::CW) + i % S::CW;
-                    if (r >= rows) {
-                        continue;
-                    }
-#pragma unroll
-                    for (int j = 0; j < S::TN; ++j) {
-                        const int c = col_base + 8 * S::CW * (j / S::CW) + j % S::CW;
-                        if (c < cols) {
-                            T* dst = ct + r * p.ldc + c;
-                            *dst = gemm_affine(dst, acc[i][j], p.bias, row0 + r, col0 + c,
-                                               p.alpha, p.beta, p.bias_kind);
-                        }
-                    }
-                }
-                // The activation as a second pass over this thread's own elements, once the
-                // accumulators are dead: one copy of its code, no register pressure.
-                if (gemm_has_activation(p.activation, p.factor)) {
-#pragma unroll 1
-                    for (int e = 0; e < S::TM * S::TN; ++e) {
-                        const int i = e / S::TN;
-                        const int j = e % S::TN;
-                        const int r = row_base + 4 * S::CW * (i / S::CW) + i % S::CW;
-                        const int c = col_base + 8 * S::CW * (j / S::CW) + j % S::CW;
-                        if (r < rows && c < cols) {
-                            T* dst = ct + r * p.ldc + c;
-                            *dst = gemm_activate(*dst, p.activation, p.factor);
-                        }
-                    }
-                }
+        for (unsigned row0 = blockIdx.y * S::BM; row0 < (unsigned)p.m;
+             row0 += gridDim.y * S::BM) {
+            for (unsigned col0 = blockIdx.x * S::BN; col0 < (unsigned)p.n;
+                 col0 += gridDim.x * S::BN) {
+                gemm_tile<T, S>(p, az, bz, cz, (int)row0, (int)col0, k_begin, k_end, la, lb,
+                                As, Bs);
             }
         }
     }
 }
 
-template <class T, class S, bool VEC>
-__device__ __forceinline__ void gemm_dispatch(const GemmArgs<T>& p, int trans_a, int trans_b,
-                                              T (*As)[S::BK][S::LDA], T (*Bs)[S::BK][S::LDB]) {
-    if (trans_a) {
-        if (trans_b) {
-            gemm_tiles<T, S, true, true, VEC>(p, As, Bs);
-        } else {
-            gemm_tiles<T, S, true, false, VEC>(p, As, Bs);
-        }
-    } else if (trans_b) {
-        gemm_tiles<T, S, false, true, VEC>(p, As, Bs);
-    } else {
-        gemm_tiles<T, S, false, false, VEC>(p, As, Bs);
-    }
-}
-
 template <class T, class S>
 __device__ __forceinline__ void gemm_kernel(const GemmArgs<T>& p, int trans_a, int trans_b) {
-    // Declared once here (not per case) so all cases share the memory.
-    __shared__ __align__(16) T As[2][S::BK][S::LDA];
-    __shared__ __align__(16) T Bs[2][S::BK][S::LDB];
-    if constexpr (sizeof(T) == 4) {
-        // float4 loads when every vector is 16-byte aligned: aligned bases, leading dimensions
-        // and batch strides, and the contiguous extent of each matrix a multiple of 4 (so a
-        // vector is wholly inside or wholly outside it; split boundaries are whole slices).
-        const bool vec = ((cv_u64)p.a % 16 == 0) && ((cv_u64)p.b % 16 == 0) &&
-                         p.lda % 4 == 0 && p.ldb % 4 == 0 && p.stride_a % 4 == 0 &&
-                         p.stride_b % 4 == 0 && (trans_a ? p.m : p.k) % 4 == 0 &&
-                         (trans_b ? p.k : p.n) % 4 == 0;
-        if (vec) {
-            gemm_dispatch<T, S, true>(p, trans_a, trans_b, As, Bs);
-            return;
-        }
-    }
-    gemm_dispatch<T, S, false>(p, trans_a, trans_b, As, Bs);
+    __shared__ __align__(16) T As[S::STAGES][S::BK][S::LDA];
+    __shared__ __align__(16) T Bs[S::STAGES][S::BK][S::LDB];
+    // op(A)(i, p) at i·sd + p·sk: (lda, 1), or (1, lda) stored transposed; op(B)(p, j) at
+    // j·sd + p·sk: (1, ldb), or (ldb, 1) stored transposed. 16-byte copies of an operand whose
+    // tile dimension is contiguous (A stored transposed, B as is) when every one is 16-byte
+    // aligned: aligned base, leading dimension and batch stride, and the contiguous extent a
+    // multiple of W, so a vector is wholly inside or outside the matrix. The other operands
+    // copy one element at a time.
+    const GemmLayout la = {trans_a ? 1 : p.lda, trans_a ? p.lda : 1,
+                           trans_a && (cv_u64)p.a % 16 == 0 && p.lda % S::W == 0 &&
+                               p.stride_a % S::W == 0 && p.m % S::W == 0};
+    const GemmLayout lb = {trans_b ? p.ldb : 1, trans_b ? 1 : p.ldb,
+                           !trans_b && (cv_u64)p.b % 16 == 0 && p.ldb % S::W == 0 &&
+                               p.stride_b % S::W == 0 && p.n % S::W == 0};
+    gemm_tiles<T, S>(p, la, lb, As, Bs);
 }
 
-// MINB: blocks per SM the register allocation must allow (__launch_bounds__).
-#define CV_GEMM_KERNEL(tile, dt, T, TM, TN, BK, MINB)                                           \
-    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MINB)                            \
+// Two blocks per SM: at most 128 registers a thread.
+#define CV_GEMM_KERNEL(tile, dt, T, TM, TN, BK, STAGES)                                         \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2)                               \
         gemm_##tile##_##dt(const T* a, const T* b, T* c, const T* bias, int m, int n, int k,    \
                            long long batch, int splits, long long lda, long long ldb,           \
                            long long ldc, long long stride_a, long long stride_b,               \
@@ -445,11 +409,11 @@ __device__ __forceinline__ void gemm_kernel(const GemmArgs<T>& p, int trans_a, i
                                batch,    splits,   lda,      ldb,   ldc,       stride_a,       \
                                stride_b, stride_c, alpha,    beta,  bias_kind, activation,     \
                                factor};                                                         \
-        gemm_kernel<T, GemmTile<T, TM, TN, BK>>(p, trans_a, trans_b);                           \
+        gemm_kernel<T, GemmTile<T, TM, TN, BK, STAGES>>(p, trans_a, trans_b);                   \
     }
-CV_GEMM_KERNEL(large, f32, float, 8, 4, 16, 1)
-CV_GEMM_KERNEL(small, f32, float, 2, 2, 32, 2)
-CV_GEMM_KERNEL(large, f64, double, 4, 4, 16, 1)
+CV_GEMM_KERNEL(large, f32, float, 8, 4, 16, 3)
+CV_GEMM_KERNEL(small, f32, float, 2, 2, 32, 3)
+CV_GEMM_KERNEL(large, f64, double, 4, 4, 16, 2)
 CV_GEMM_KERNEL(small, f64, double, 2, 2, 32, 2)
 
 #define CV_GEMM_REDUCE_KERNEL(dt, T)                                                            \

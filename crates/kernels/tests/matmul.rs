@@ -277,6 +277,18 @@ fn vectorized_loads<T: Elem>(dev: &GpuDevice) {
     }
 }
 
+/// k spans more slices than the cp.async pipeline has stages and ends inside a slice, on the
+/// element and the 16-byte copy paths (m, n multiples of 4 or not), and one block runs several
+/// tiles in turn, so its stages are refilled for the next tile: a missing or too-weak wait
+/// leaves never-landed shared memory in the product.
+fn pipeline_depth<T: Elem>(dev: &GpuDevice) {
+    let mut rng = Rng::new(17);
+    for trans in TRANS {
+        Gemm::new(130, 67, 83, trans).check::<T>(dev, &mut rng, None);
+        Gemm::new(132, 72, 147, trans).check::<T>(dev, &mut rng, Some((1, 1, 1)));
+    }
+}
+
 /// With beta = 0, C is never read: NaN garbage in C must not leak into the result.
 fn beta_zero_ignores_nan(dev: &GpuDevice) {
     let (m, n, k) = (9, 10, 11);
@@ -305,4 +317,6 @@ device_tests! {
     matmul_beta_zero_ignores_nan => beta_zero_ignores_nan;
     matmul_vectorized_loads_f32 => vectorized_loads::<f32>;
     matmul_vectorized_loads_f64 => vectorized_loads::<f64>;
+    matmul_pipeline_depth_f32 => pipeline_depth::<f32>;
+    matmul_pipeline_depth_f64 => pipeline_depth::<f64>;
 }

@@ -289,11 +289,11 @@ fn the_installed_nvrtc_plans_sass_for_the_tested_architectures_nvrtc() {
     }
 }
 
-/// The small GEMM tiles (and the split-K reduction) stay within 128 registers, so two of their
-/// 256-thread blocks fit one SM, on every architecture.
+/// Every GEMM tile and the split-K reduction stay within 128 registers without spills, so two
+/// of their 256-thread blocks fit one SM, on every architecture.
 #[test]
-fn small_gemm_kernels_fit_two_blocks_per_sm_nvrtc() {
-    if !nvrtc_or_skip("small_gemm_kernels_fit_two_blocks_per_sm_nvrtc") {
+fn gemm_kernels_fit_two_blocks_per_sm_nvrtc() {
+    if !nvrtc_or_skip("gemm_kernels_fit_two_blocks_per_sm_nvrtc") {
         return;
     }
     for arch in ARCHS {
@@ -301,6 +301,8 @@ fn small_gemm_kernels_fit_two_blocks_per_sm_nvrtc() {
         for kernel in [
             "gemm_small_f32",
             "gemm_small_f64",
+            "gemm_large_f32",
+            "gemm_large_f64",
             "gemm_splitk_reduce_f32",
             "gemm_splitk_reduce_f64",
         ] {
