@@ -153,6 +153,15 @@ inline double atomicAdd(double* p, double v) {
     return emu_atomic_add_float<double, uint64_t>(p, v);
 }
 
+// __threadfence(): the writes of this thread before it are seen by every block before its
+// writes after it (blocks of one launch may run on different OS threads).
+EMU_UNCHECKED inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+// __ldcg(p): a global load that bypasses L1 on a GPU; the host has one coherent memory.
+template <class T>
+inline T __ldcg(const T* p) {
+    return *p;
+}
+
 // CUDA's 16-byte vector type (used by vectorised loads).
 struct __attribute__((aligned(16))) float4 {
     float x, y, z, w;
