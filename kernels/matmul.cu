@@ -53,8 +53,6 @@
 
 #define GEMM_THREADS 256
 
-#include "gemm_splitk.cuh"
-
 template <class T, int TM_, int TN_, int BK_>
 struct GemmTile {
     static const int TM = TM_;
@@ -266,6 +264,8 @@ struct GemmArgs {
     unsigned* tile_counters;
 };
 
+#include "gemm_splitk.cuh"
+
 template <class T, class S, bool TA, bool TB, bool VEC>
 __device__ __forceinline__ void gemm_tiles(const GemmArgs<T>& p, T (*As)[S::BK][S::LDA],
                                            T (*Bs)[S::BK][S::LDB]) {
@@ -361,13 +361,11 @@ __device__ __forceinline__ void gemm_tiles(const GemmArgs<T>& p, T (*As)[S::BK][
                     __syncthreads();
                     buf ^= 1;
                 }
-                if (p.splits > 1 &&
-                    !gemm_splitk_arrive<T, S>(p.partial, p.tile_counters, p.m, p.n, p.batch,
-                                              p.splits, z, split, row0, col0, rows, cols,
-                                              row_base, col_base, acc)) {
-                    continue;
-                }
-                T* ct = cz + row0 * p.ldc + col0;
+                // Split-K: this split's raw sums go to its slice of the workspace.
+                const bool partial_only = p.splits > 1;
+                const cv_i64 ldc = partial_only ? (cv_i64)p.n : p.ldc;
+                T* ct = partial_only ? gemm_splitk_slice(p, z, split) + row0 * ldc + col0
+                                     : cz + row0 * ldc + col0;
 #pragma unroll
                 for (int i = 0; i < S::TM; ++i) {
                     const int r = row_base + 4 * S::CW * (i / S::CW) + i % S::CW;
@@ -378,15 +376,19 @@ __device__ __forceinline__ void gemm_tiles(const GemmArgs<T>& p, T (*As)[S::BK][
                     for (int j = 0; j < S::TN; ++j) {
                         const int c = col_base + 8 * S::CW * (j / S::CW) + j % S::CW;
                         if (c < cols) {
-                            T* dst = ct + r * p.ldc + c;
-                            *dst = gemm_affine(dst, acc[i][j], p.bias, row0 + r, col0 + c,
-                                               p.alpha, p.beta, p.bias_kind);
+                            T* dst = ct + r * ldc + c;
+                            *dst = partial_only
+                                       ? acc[i][j]
+                                       : gemm_affine(dst, acc[i][j], p.bias, row0 + r,
+                                                     col0 + c, p.alpha, p.beta, p.bias_kind);
                         }
                     }
                 }
                 // The activation as a second pass over this thread's own elements, once the
                 // accumulators are dead: one copy of its code, no register pressure.
-                if (gemm_has_activation(p.activation, p.factor)) {
+                if (partial_only) {
+                    gemm_splitk_arrive<T, S>(p, z, row0, col0, rows, cols, row_base, col_base);
+                } else if (gemm_has_activation(p.activation, p.factor)) {
 #pragma unroll 1
                     for (int e = 0; e < S::TM * S::TN; ++e) {
                         const int i = e / S::TN;

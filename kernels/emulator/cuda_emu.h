@@ -20,6 +20,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
 // A by-value kernel parameter read in place (no per-thread copy) matters to nvcc only.
 #define __grid_constant__
 #define __align__(n) __attribute__((aligned(n)))

@@ -438,7 +438,7 @@ impl GpuDevice {
             });
         }
         self.count().launch();
-        self.inner.launch_log.record(kernel, grid, block);
+        self.inner.launch_log.record(kernel, grid, block, args);
         match &self.inner.backend {
             Backend::Cuda(b) => b.launch(key, kernel, grid, block, shared_bytes, args),
             #[cfg(feature = "emulator")]

@@ -73,7 +73,7 @@ fn race_test_source_compiles_nvrtc() {
     );
     for arch in ARCHS {
         let ptx = compile_source("race_test", &source, arch).expect("race_test compiles");
-        assert_eq!(ptx_entry_names(&ptx).len(), 17);
+        assert_eq!(ptx_entry_names(&ptx).len(), 18);
     }
 }
 

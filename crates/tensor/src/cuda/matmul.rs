@@ -8,7 +8,6 @@ use curvature_kernels::{Dtype, GpuBuffer, KernelArg, Launch};
 
 use super::{kernels, to_i64, CudaStorage};
 use crate::backend::MatmulSpec;
-use crate::epilogue::Epilogue;
 use crate::gemm::GemmCall;
 use crate::{Result, TensorError};
 
