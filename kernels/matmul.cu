@@ -1,21 +1,28 @@
 // matmul.cu: warp-tiled, register-blocked batched GEMM with a cp.async pipeline, leading
-// dimensions, split-K and a fused epilogue; the split-K reduction.
+// dimensions, split-K in one launch (deterministic) and a fused epilogue.
 //
 // gemm_{tile}_{dt}(const T* a, const T* b, T* c, const T* bias,
 //                  int m, int n, int k, long long batch, int splits,
 //                  long long lda, long long ldb, long long ldc,
 //                  long long stride_a, long long stride_b, long long stride_c,
 //                  int trans_a, int trans_b, T alpha, T beta,
-//                  int bias_kind, int activation, int factor)
-//   tile ∈ {large, small} (sizes below). For every batch index z in [0, batch) and split s in
-//   [0, splits), with zz = s·batch + z:
-//     C_zz = act_factor(alpha·op(A_z)·op(B_z)[k range of s] + beta·C_zz + bias)
-//   A_z = a + z·stride_a, B_z = b + z·stride_b, C_zz = c + zz·stride_c (element strides; stride
+//                  int bias_kind, int activation, int factor,
+//                  T* partial, unsigned* tile_counters)
+//   tile ∈ {large, small} (sizes below). For every batch index z in [0, batch):
+//     C_z = act_factor(alpha·op(A_z)·op(B_z) + beta·C_z + bias)
+//   A_z = a + z·stride_a, B_z = b + z·stride_b, C_z = c + z·stride_c (element strides; stride
 //   0 broadcasts one matrix over the batch). op(A) is m×k: A(i, p) = A_z[i·lda + p], or, when
 //   trans_a != 0, A_z[p·lda + i]. op(B) is k×n: B_z[p·ldb + j], or B_z[j·ldb + p] when
-//   trans_b != 0. C(i, j) = C_zz[i·ldc + j]. Split s sums p over [s·kc, min(k, (s + 1)·kc)),
-//   kc = ceil(ceil(k / splits) / BK)·BK; with splits = 1 that is every p. When beta == 0, C is
-//   not read (it may hold NaN garbage).
+//   trans_b != 0. C(i, j) = C_z[i·ldc + j]. When beta == 0, C is not read (it may hold NaN
+//   garbage).
+//   Split-K (splits > 1): split s in [0, splits) sums p over [s·kc, min(k, (s + 1)·kc)),
+//   kc = ceil(ceil(k / splits) / BK)·BK (a split may be empty), as block work item
+//   zz = s·batch + z. Each split stores its raw sums in `partial` (splits·batch·m·n elements,
+//   split s of batch index z at (s·batch + z)·m·n, row-major m×n); the last split of each
+//   block tile to finish adds all splits in increasing s and applies the epilogue
+//   (gemm_splitk.cuh). `tile_counters` holds batch·ceil(m / BM)·ceil(n / BN) unsigned zeros
+//   and is left zeroed; launches sharing it must not run concurrently (one stream per device).
+//   With splits = 1, `partial` and `tile_counters` are not used.
 //   Epilogue, per element: y = alpha·acc (+ beta·C) (+ bias[i] when bias_kind = 1, a column
 //   vector of length m; + bias[j] when bias_kind = 2, a row vector of length n); then, with
 //   activation 0 identity, 1 tanh, 2 sigmoid (a = act(y)) and factor 0 value, 1 first
@@ -24,15 +31,6 @@
 //   `bias` is not read when bias_kind = 0.
 //   m, n and k are at most INT_MAX − 256 (the host refuses larger ones): the k loop's `int`
 //   counter steps up to one slice (BK ≤ 32) past k, which must not overflow.
-//
-// gemm_splitk_reduce_{dt}(const T* partial, T* c, const T* bias, int m, int n,
-//                         long long batch, int splits, long long ldc, long long stride_c,
-//                         T alpha, T beta, int bias_kind, int activation, int factor)
-//   partial holds splits·batch contiguous m×n matrices (index s·batch + z), the raw sums of a
-//   gemm launch with splits > 1, alpha = 1, beta = 0, no bias and the identity. For each z:
-//   acc = Σ_s partial[s·batch + z] summed in increasing s (deterministic, no atomics), then
-//   the epilogue above into C_z = c + z·stride_c with leading dimension ldc.
-//   Launch: 1D, one thread per output element, grid-stride (geometry::launch_1d).
 //
 // Launch of gemm: block (256, 1, 1); grid (ceil(n / BN), ceil(m / BM), min(batch·splits,
 //   65535)). Smaller grids are correct too: every grid dimension is a grid-stride loop.
@@ -97,6 +95,8 @@ struct GemmArgs {
     cv_i64 lda, ldb, ldc, stride_a, stride_b, stride_c;
     T alpha, beta;
     int bias_kind, activation, factor;
+    T* partial;
+    unsigned* tile_counters;
 };
 
 // The epilogue's scalar function of y (see the header), for every activation but the
@@ -246,10 +246,11 @@ __device__ __forceinline__ void gemm_multiply(const T (*As)[S::LDA], const T (*B
 }
 
 // The epilogue of one block tile: this thread's accumulators, through alpha, beta, the bias and
-// the activation (see the header), into ct = C_zz + row0·ldc + col0, whose `rows` × `cols`
-// corner lies inside C.
+// the activation (see the header), into ct = C_z + row0·ldc + col0, whose `rows` × `cols`
+// corner lies inside C; or, with split-K (`raw`), the raw sums into ct, the tile's corner in
+// this split's slice of the workspace, leading dimension ldc = n.
 template <class T, class S>
-__device__ __forceinline__ void gemm_store_tile(const GemmArgs<T>& p, T* ct,
+__device__ __forceinline__ void gemm_store_tile(const GemmArgs<T>& p, T* ct, cv_i64 ldc, bool raw,
                                                 const T (&acc)[S::TM][S::TN], int row0, int col0,
                                                 int rows, int cols, int row_base, int col_base) {
 #pragma unroll
@@ -262,15 +263,16 @@ __device__ __forceinline__ void gemm_store_tile(const GemmArgs<T>& p, T* ct,
         for (int j = 0; j < S::TN; ++j) {
             const int c = col_base + 8 * S::CW * (j / S::CW) + j % S::CW;
             if (c < cols) {
-                T* dst = ct + r * p.ldc + c;
-                *dst = gemm_affine(dst, acc[i][j], p.bias, (cv_i64)row0 + r, (cv_i64)col0 + c,
-                                   p.alpha, p.beta, p.bias_kind);
+                T* dst = ct + r * ldc + c;
+                *dst = raw ? acc[i][j]
+                           : gemm_affine(dst, acc[i][j], p.bias, (cv_i64)row0 + r,
+                                         (cv_i64)col0 + c, p.alpha, p.beta, p.bias_kind);
             }
         }
     }
     // The activation as a second pass over this thread's own elements, once the accumulators
     // are dead: one copy of its code, no register pressure.
-    if (gemm_has_activation(p.activation, p.factor)) {
+    if (!raw && gemm_has_activation(p.activation, p.factor)) {
 #pragma unroll 1
         for (int e = 0; e < S::TM * S::TN; ++e) {
             const int i = e / S::TN;
@@ -278,18 +280,22 @@ __device__ __forceinline__ void gemm_store_tile(const GemmArgs<T>& p, T* ct,
             const int r = row_base + 4 * S::CW * (i / S::CW) + i % S::CW;
             const int c = col_base + 8 * S::CW * (j / S::CW) + j % S::CW;
             if (r < rows && c < cols) {
-                T* dst = ct + r * p.ldc + c;
+                T* dst = ct + r * ldc + c;
                 *dst = gemm_activate(*dst, p.activation, p.factor);
             }
         }
     }
 }
 
-// One block tile at (row0, col0) of C_zz over k in [k_begin, k_end): the cp.async pipeline,
-// then the epilogue.
+#include "gemm_splitk.cuh"
+
+// One block tile at (row0, col0) of C_z, batch index z, over k in [k_begin, k_end) (split
+// `split`): the cp.async pipeline, then the epilogue, or with split-K the raw sums and the
+// arrival (gemm_splitk.cuh).
 template <class T, class S>
-__device__ __forceinline__ void gemm_tile(const GemmArgs<T>& p, const T* az, const T* bz, T* cz,
-                                          int row0, int col0, int k_begin, int k_end,
+__device__ __forceinline__ void gemm_tile(const GemmArgs<T>& p, const T* az, const T* bz,
+                                          cv_i64 z, int split, int row0, int col0, int k_begin,
+                                          int k_end,
                                           const GemmLayout& la, const GemmLayout& lb,
                                           T (*As)[S::BK][S::LDA], T (*Bs)[S::BK][S::LDB]) {
     const int tid = (int)threadIdx.x;
@@ -341,8 +347,13 @@ __device__ __forceinline__ void gemm_tile(const GemmArgs<T>& p, const T* az, con
         read = read + 1 == S::STAGES ? 0 : read + 1;
         write = write + 1 == S::STAGES ? 0 : write + 1;
     }
-    gemm_store_tile<T, S>(p, cz + (cv_i64)row0 * p.ldc + col0, acc, row0, col0, rows, cols,
-                          row_base, col_base);
+    const bool raw = p.splits > 1;
+    const cv_i64 ldc = raw ? (cv_i64)p.n : p.ldc;
+    T* ct = (raw ? gemm_splitk_slice(p, z, split) : p.c + z * p.stride_c) + row0 * ldc + col0;
+    gemm_store_tile<T, S>(p, ct, ldc, raw, acc, row0, col0, rows, cols, row_base, col_base);
+    if (raw) {
+        gemm_splitk_arrive<T, S>(p, z, row0, col0, rows, cols, row_base, col_base);
+    }
     // Every copy has landed (the groups still open are empty); the next tile's copies must not
     // land in stages other warps still read.
     __syncthreads();
@@ -366,13 +377,12 @@ __device__ __forceinline__ void gemm_tiles(const GemmArgs<T>& p, const GemmLayou
         const int k_end = (int)((cv_i64)k_begin + kc < p.k ? (cv_i64)k_begin + kc : p.k);
         const T* az = p.a + z * p.stride_a;
         const T* bz = p.b + z * p.stride_b;
-        T* cz = p.c + zz * p.stride_c;
         for (unsigned row0 = blockIdx.y * S::BM; row0 < (unsigned)p.m;
              row0 += gridDim.y * S::BM) {
             for (unsigned col0 = blockIdx.x * S::BN; col0 < (unsigned)p.n;
                  col0 += gridDim.x * S::BN) {
-                gemm_tile<T, S>(p, az, bz, cz, (int)row0, (int)col0, k_begin, k_end, la, lb,
-                                As, Bs);
+                gemm_tile<T, S>(p, az, bz, z, split, (int)row0, (int)col0, k_begin, k_end, la,
+                                lb, As, Bs);
             }
         }
     }
@@ -404,39 +414,15 @@ __device__ __forceinline__ void gemm_kernel(const GemmArgs<T>& p, int trans_a, i
                            long long batch, int splits, long long lda, long long ldb,           \
                            long long ldc, long long stride_a, long long stride_b,               \
                            long long stride_c, int trans_a, int trans_b, T alpha, T beta,       \
-                           int bias_kind, int activation, int factor) {                         \
-        const GemmArgs<T> p = {a,        b,        c,        bias,  m,         n,          k,  \
-                               batch,    splits,   lda,      ldb,   ldc,       stride_a,       \
-                               stride_b, stride_c, alpha,    beta,  bias_kind, activation,     \
-                               factor};                                                         \
+                           int bias_kind, int activation, int factor, T* partial,               \
+                           unsigned* tile_counters) {                                           \
+        const GemmArgs<T> p = {a,        b,        c,        bias,    m,         n,          k, \
+                               batch,    splits,   lda,      ldb,     ldc,       stride_a,      \
+                               stride_b, stride_c, alpha,    beta,    bias_kind, activation,    \
+                               factor,   partial,  tile_counters};                              \
         gemm_kernel<T, GemmTile<T, TM, TN, BK, STAGES>>(p, trans_a, trans_b);                   \
     }
 CV_GEMM_KERNEL(large, f32, float, 8, 4, 16, 3)
 CV_GEMM_KERNEL(small, f32, float, 2, 2, 32, 3)
 CV_GEMM_KERNEL(large, f64, double, 4, 4, 16, 2)
 CV_GEMM_KERNEL(small, f64, double, 2, 2, 32, 2)
-
-#define CV_GEMM_REDUCE_KERNEL(dt, T)                                                            \
-    extern "C" __global__ void __launch_bounds__(256) gemm_splitk_reduce_##dt(                 \
-        const T* partial, T* c, const T* bias, int m, int n, long long batch, int splits,      \
-        long long ldc, long long stride_c, T alpha, T beta, int bias_kind, int activation,     \
-        int factor) {                                                                           \
-        const cv_u64 plane = (cv_u64)m * (cv_u64)n;                                             \
-        const cv_u64 total = plane * (cv_u64)batch;                                             \
-        for (cv_u64 idx = cv_global_index(); idx < total; idx += cv_grid_stride()) {           \
-            const cv_u64 z = idx / plane;                                                       \
-            const cv_u64 within = idx % plane;                                                  \
-            const cv_i64 row = (cv_i64)(within / (cv_u64)n);                                    \
-            const cv_i64 col = (cv_i64)(within % (cv_u64)n);                                    \
-            T acc = T(0);                                                                       \
-            for (int s = 0; s < splits; ++s) {                                                  \
-                acc += partial[((cv_u64)s * (cv_u64)batch + z) * plane + within];              \
-            }                                                                                   \
-            T* dst = c + (cv_i64)z * stride_c + row * ldc + col;                                \
-            const T y = gemm_affine(dst, acc, bias, row, col, alpha, beta, bias_kind);          \
-            *dst = gemm_has_activation(activation, factor) ? gemm_activate(y, activation, factor) \
-                                                           : y;                                 \
-        }                                                                                       \
-    }
-CV_GEMM_REDUCE_KERNEL(f32, float)
-CV_GEMM_REDUCE_KERNEL(f64, double)

@@ -61,6 +61,29 @@ fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+/// `body` with every line `#include "name"` naming a file under `kernels/` replaced by that
+/// file's text (as `KernelFamily::source` does).
+fn expand_includes(body: &str, kernels: &Path) -> String {
+    let mut out = String::with_capacity(body.len());
+    for line in body.split_inclusive('\n') {
+        let named = line
+            .trim()
+            .strip_prefix("#include")
+            .map(|rest| rest.trim().trim_matches('"'));
+        match named.map(|name| kernels.join(name)).filter(|p| p.is_file()) {
+            Some(path) => {
+                let text = read(&path);
+                out.push_str(&text);
+                if !text.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
 fn build_emulator(kernels: &Path) {
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     // The prelude of `KernelFamily::source`: common.cuh, a newline, elementwise_ops.cuh.
@@ -72,8 +95,12 @@ fn build_emulator(kernels: &Path) {
     let mut sources = Vec::new();
     let mut tables = String::from("extern \"C\" {\n");
     for (family, file) in FAMILIES {
-        // Same text as `KernelFamily::source`: the prelude, a newline, the family file.
-        let source = format!("{common}\n{}", read(&kernels.join(file)));
+        // Same text as `KernelFamily::source`: the prelude, a newline, the family file with
+        // its `#include "header"` lines expanded.
+        let source = format!(
+            "{common}\n{}",
+            expand_includes(&read(&kernels.join(file)), kernels)
+        );
         let pre = out_dir.join(format!("emu_pre_{family}.cpp"));
         fs::write(&pre, &source).expect("write preprocessor input");
         let expanded = cc::Build::new()

@@ -20,6 +20,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
 // A by-value kernel parameter read in place (no per-thread copy) matters to nvcc only.
 #define __grid_constant__
 #define __align__(n) __attribute__((aligned(n)))
@@ -151,6 +152,15 @@ EMU_UNCHECKED inline T emu_atomic_add_float(T* p, T v) {
 inline float atomicAdd(float* p, float v) { return emu_atomic_add_float<float, uint32_t>(p, v); }
 inline double atomicAdd(double* p, double v) {
     return emu_atomic_add_float<double, uint64_t>(p, v);
+}
+
+// __threadfence(): the writes of this thread before it are seen by every block before its
+// writes after it (blocks of one launch may run on different OS threads).
+EMU_UNCHECKED inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+// __ldcg(p): a global load that bypasses L1 on a GPU; the host has one coherent memory.
+template <class T>
+inline T __ldcg(const T* p) {
+    return *p;
 }
 
 // CUDA's 16-byte vector type (used by vectorised loads).

@@ -281,3 +281,36 @@ extern "C" __global__ void __launch_bounds__(32) cp_async_test(const float* src,
         cv_cp_async_commit();
     }
 }
+
+// last_block_total_f32(const float* x, float* partial, unsigned* counter, float* out, int n):
+// thread 0 of block b stores partial[b] = Σ x[b·n .. b·n + n), fences and counts the block's
+// arrival in *counter (0 before the launch); the block that arrives last (told through shared
+// memory after a barrier) stores out[0] = Σ_b partial[b] in increasing b and resets *counter to
+// 0. No block waits for another. Exercises __threadfence, atomicAdd on unsigned and __ldcg.
+extern "C" __global__ void last_block_total_f32(const float* x, float* partial,
+                                                unsigned* counter, float* out, int n) {
+    __shared__ unsigned is_last[1];
+    if (threadIdx.x == 0) {
+        float s = 0.f;
+        for (int i = 0; i < n; ++i) {
+            s += x[(long long)blockIdx.x * n + i];
+        }
+        partial[blockIdx.x] = s;
+    }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const unsigned arrived = atomicAdd(counter, 1u);
+        is_last[0] = arrived + 1 == gridDim.x ? 1u : 0u;
+    }
+    __syncthreads();
+    if (is_last[0] != 0 && threadIdx.x == 0) {
+        __threadfence();
+        float total = 0.f;
+        for (unsigned b = 0; b < gridDim.x; ++b) {
+            total += __ldcg(partial + b);
+        }
+        out[0] = total;
+        *counter = 0;
+    }
+}

@@ -18,6 +18,7 @@ use crate::family::ModuleKey;
 use crate::launch::{Dim3, Launch};
 use crate::launch_log::{LaunchLog, LaunchRecord};
 use crate::precision::arch_number;
+use crate::tile_counters::TileCounters;
 use crate::{KernelError, Precision};
 
 #[cfg(feature = "emulator")]
@@ -39,6 +40,7 @@ struct DeviceInner {
     /// The f32 GEMM precision ([`Precision::code`]).
     precision: AtomicU8,
     launch_log: LaunchLog,
+    tile_counters: TileCounters,
 }
 
 /// Multiprocessors the emulated GPU reports (an H100 / H200).
@@ -95,6 +97,7 @@ impl GpuDevice {
                 classes,
                 precision: AtomicU8::new(Precision::Ieee.code()),
                 launch_log: LaunchLog::default(),
+                tile_counters: TileCounters::default(),
             }),
         })
     }
@@ -184,6 +187,23 @@ impl GpuDevice {
     /// recording. Empty when recording was not started.
     pub fn take_launch_log(&self) -> Vec<LaunchRecord> {
         self.inner.launch_log.take()
+    }
+
+    /// At least `count` zeroed `unsigned` arrival counters for a split-K GEMM launch
+    /// (`tile_counters` of `kernels/matmul.cu`: one per block tile and batch index). The device
+    /// keeps one such buffer: it is allocated and zeroed on the first request (with room for at
+    /// least one counter per SM) and again only for a request larger than it, and every
+    /// completed launch leaves its counters at 0, so later requests cost no driver call. Launches
+    /// using it must be ordered one after another (they are: one stream per device).
+    pub fn gemm_tile_counters(&self, count: usize) -> Result<Arc<GpuBuffer>, KernelError> {
+        let floor = usize::try_from(self.sm_count()).unwrap_or(usize::MAX);
+        self.inner.tile_counters.get(self, count, floor)
+    }
+
+    /// Forgets the kept split-K counters, so the next [`GpuDevice::gemm_tile_counters`] makes
+    /// zeroed ones: for after a GEMM launch failed part-way, which may have left some non-zero.
+    pub fn discard_gemm_tile_counters(&self) {
+        self.inner.tile_counters.discard();
     }
 
     /// The device's work counters so far (see [`GpuCounters`] for what each operation costs).
@@ -421,7 +441,7 @@ impl GpuDevice {
             });
         }
         self.count().launch();
-        self.inner.launch_log.record(kernel, grid, block);
+        self.inner.launch_log.record(kernel, grid, block, args);
         match &self.inner.backend {
             Backend::Cuda(b) => b.launch(key, kernel, grid, block, shared_bytes, args),
             #[cfg(feature = "emulator")]

@@ -14,6 +14,12 @@ const FUSED: &str = include_str!("../../../kernels/fused.cu");
 /// The elementwise ops' formulas, part of the prelude (after `common.cuh`).
 const ELEMENTWISE_OPS: &str = include_str!("../../../kernels/elementwise_ops.cuh");
 const RACE_TEST: &str = include_str!("../../../kernels/testing/race_test.cu");
+/// The headers a family source may name in a `#include "name"` line, which is replaced by the
+/// header's text (NVRTC is given one self-contained source).
+const HEADERS: &[(&str, &str)] = &[(
+    "gemm_splitk.cuh",
+    include_str!("../../../kernels/gemm_splitk.cuh"),
+)];
 
 /// One CUDA source file (plus the common prelude) compiled as one module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -67,7 +73,8 @@ impl KernelFamily {
     }
 
     /// The full source NVRTC compiles: the prelude (`common.cuh`, a newline,
-    /// `elementwise_ops.cuh`), a newline, then the family's `.cu` file.
+    /// `elementwise_ops.cuh`), a newline, then the family's `.cu` file with each
+    /// `#include "name"` line of a header under `kernels/` replaced by the header's text.
     pub fn source(&self) -> String {
         let body = match self {
             KernelFamily::Elementwise => ELEMENTWISE,
@@ -88,7 +95,29 @@ pub(crate) fn testing_source() -> String {
 }
 
 fn with_prelude(body: &str) -> String {
-    format!("{COMMON}\n{ELEMENTWISE_OPS}\n{body}")
+    format!("{COMMON}\n{ELEMENTWISE_OPS}\n{}", expand_includes(body))
+}
+
+/// `body` with every line `#include "name"` of a known header replaced by the header's text
+/// (the same expansion `build.rs` makes for the emulated GPU).
+fn expand_includes(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    for line in body.split_inclusive('\n') {
+        let named = line
+            .trim()
+            .strip_prefix("#include")
+            .map(|rest| rest.trim().trim_matches('"'));
+        match named.and_then(|name| HEADERS.iter().find(|(h, _)| *h == name)) {
+            Some((_, text)) => {
+                out.push_str(text);
+                if !text.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// The arity of an elementwise op list of `kernels/elementwise_ops.cuh`.
@@ -160,5 +189,33 @@ impl ModuleKey {
             ModuleKey::Family(f) => f.source(),
             ModuleKey::Testing => testing_source(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_headers_are_inlined_and_other_includes_kept() {
+        let source = KernelFamily::Matmul.source();
+        assert!(!source
+            .lines()
+            .any(|l| l.trim_start().starts_with("#include \"gemm_splitk.cuh\"")));
+        assert!(
+            source.contains("void gemm_splitk_arrive("),
+            "the header's definition"
+        );
+        assert!(
+            source.contains("gemm_splitk_arrive<T, S>("),
+            "the call in matmul.cu"
+        );
+        let body = "a\n#include \"gemm_splitk.cuh\"\n#include \"missing.cuh\"\nb";
+        let expanded = expand_includes(body);
+        assert!(expanded.starts_with("a\n// gemm_splitk.cuh"), "{expanded}");
+        assert!(
+            expanded.ends_with("\n#include \"missing.cuh\"\nb"),
+            "{expanded}"
+        );
     }
 }

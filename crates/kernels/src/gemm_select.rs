@@ -8,8 +8,9 @@
 //!    two k-slices, with `w = min(⌈sms / blocks⌉, ⌈k / BK⌉, ⌊WORKSPACE / (batch·m·n)⌋)` each split
 //!    takes `p = ⌊⌈k / BK⌉ / w⌋` slices (at least 1; more if the workspace needs it), so there
 //!    are `s = ⌈⌈k / BK⌉ / p⌉ ≥ w` splits, every one non-empty; each
-//!    split writes raw sums into a workspace of `s·batch·m·n` elements and
-//!    `gemm_splitk_reduce_{dt}` adds them in increasing split order and applies the epilogue.
+//!    split writes raw sums into a workspace of `s·batch·m·n` elements and, in the same launch,
+//!    the last split of each tile to finish adds them in increasing split order and applies
+//!    the epilogue (`kernels/gemm_splitk.cuh`).
 //! 3. **Grid.** `(⌈n/BN⌉, ⌈m/BM⌉, min(batch·s, 65535))` blocks of 256 threads.
 
 use crate::kernel::{Dtype, Kernel};

@@ -193,17 +193,6 @@ impl Kernel {
         Kernel::new(KernelFamily::Matmul, Group::Plain, stem, dtype)
     }
 
-    /// `gemm_splitk_reduce_{dt}`: the fixed-order sum of split-K partial products, with the
-    /// epilogue.
-    pub const fn gemm_splitk_reduce(dtype: Dtype) -> Kernel {
-        Kernel::new(
-            KernelFamily::Matmul,
-            Group::Plain,
-            "gemm_splitk_reduce",
-            dtype,
-        )
-    }
-
     /// `matmul_tf32_f32` (`split` false) or `matmul_tf32x3_f32` (`split` true): the batched
     /// GEMM of [`Kernel::matmul`] on tensor cores, f32 only.
     pub const fn matmul_tensor_core(split: bool) -> Kernel {

@@ -1,8 +1,10 @@
-//! An opt-in record of a device's launches (kernel name and geometry), so tests and profiles
-//! can see how many blocks each launch had ([`crate::GpuDevice::start_launch_log`]).
+//! An opt-in record of a device's launches (kernel name, geometry and integer arguments), so
+//! tests and profiles can see how many blocks each launch had and for which sizes
+//! ([`crate::GpuDevice::start_launch_log`]).
 
 use std::sync::Mutex;
 
+use crate::buffer::KernelArg;
 use crate::launch::Dim3;
 
 /// The most records a log keeps; later launches are counted but not recorded.
@@ -17,6 +19,10 @@ pub struct LaunchRecord {
     pub grid: Dim3,
     /// The block, in threads.
     pub block: Dim3,
+    /// The launch's integer arguments (`int`, `unsigned`, `long long`, `size_t`; a `size_t`
+    /// above `i64::MAX` saturates), in the order of the kernel's parameters: for a
+    /// `gemm_{tile}_{dt}` launch m, n, k, batch, splits, lda, … (`kernels/matmul.cu`).
+    pub ints: Vec<i64>,
 }
 
 impl LaunchRecord {
@@ -44,13 +50,24 @@ impl LaunchLog {
     }
 
     /// Records a launch when recording (up to [`CAPACITY`] records).
-    pub(crate) fn record(&self, kernel: &str, grid: Dim3, block: Dim3) {
+    pub(crate) fn record(&self, kernel: &str, grid: Dim3, block: Dim3, args: &[KernelArg]) {
         if let Some(records) = self.lock().as_mut() {
             if records.len() < CAPACITY {
+                let ints = args
+                    .iter()
+                    .filter_map(|arg| match *arg {
+                        KernelArg::I32(v) => Some(i64::from(v)),
+                        KernelArg::U32(v) => Some(i64::from(v)),
+                        KernelArg::I64(v) => Some(v),
+                        KernelArg::U64(v) => Some(i64::try_from(v).unwrap_or(i64::MAX)),
+                        _ => None,
+                    })
+                    .collect();
                 records.push(LaunchRecord {
                     kernel: kernel.to_string(),
                     grid,
                     block,
+                    ints,
                 });
             }
         }

@@ -107,6 +107,7 @@ mod nvrtc;
 mod precision;
 mod registry;
 mod targets;
+mod tile_counters;
 
 pub use buffer::{GpuBuffer, KernelArg, StructArg};
 pub use counters::GpuCounters;

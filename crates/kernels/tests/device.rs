@@ -78,7 +78,6 @@ fn emulator_tables_hold_each_family_emulated() {
             Kernel::fill(dt),
             Kernel::gemm(curvature_kernels::gemm_select::GemmTile::Large, dt),
             Kernel::gemm(curvature_kernels::gemm_select::GemmTile::Small, dt),
-            Kernel::gemm_splitk_reduce(dt),
             Kernel::reduce("reduce_sum", dt),
             Kernel::cast(dt, dt),
         ] {

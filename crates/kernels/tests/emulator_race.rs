@@ -171,3 +171,42 @@ fn out_of_bounds_write_faults_emulated() {
         "no guard-page report in the child's stderr:\n{stderr}"
     );
 }
+
+/// The last-arriving-block pattern of split-K (`__threadfence`, `atomicAdd` on `unsigned`, a
+/// decision broadcast through shared memory, `__ldcg`) over 64 blocks, which the emulated GPU
+/// spreads over its worker threads in any order: the total equals the sum of every value, and
+/// the counter is back at 0 after each launch.
+#[test]
+fn last_block_sums_every_block_emulated() {
+    let dev = emulator();
+    let (blocks, n) = (64usize, 40usize);
+    // Integers in [1, 8]: every partial sum is exact in f32.
+    let mut rng = Rng::new(9);
+    let x: Vec<f64> = (0..blocks * n)
+        .map(|_| (rng.next_u64() % 8 + 1) as f64)
+        .collect();
+    let want: f64 = x.iter().sum();
+    let xb = upload::<f32>(&dev, &x);
+    let partial = zeros::<f32>(&dev, blocks);
+    let counter = dev.alloc_zeros(4).expect("counter");
+    for run in 0..3 {
+        let out = zeros::<f32>(&dev, 1);
+        dev.launch_testing(
+            "last_block_total_f32",
+            (blocks as u32, 1, 1),
+            (64, 1, 1),
+            &[
+                KernelArg::Buffer(&xb),
+                KernelArg::Buffer(&partial),
+                KernelArg::Buffer(&counter),
+                KernelArg::Buffer(&out),
+                KernelArg::I32(n as i32),
+            ],
+        )
+        .expect("launch");
+        assert_eq!(download::<f32>(&dev, &out), vec![want], "run {run}");
+        let mut raw = [0xa5u8; 4];
+        dev.download(&counter, &mut raw).expect("download");
+        assert_eq!(raw, [0; 4], "run {run}: counter left at {raw:?}");
+    }
+}

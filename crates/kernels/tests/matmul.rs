@@ -1,13 +1,14 @@
-//! The batched GEMM kernels (both tiles, and split-K with its reduction when the selection
-//! splits) against a plain triple loop: edge sizes, every transpose combination, batch strides
-//! including 0 (broadcast), alpha / beta, a dimension of 1000 and a grid smaller than the
-//! problem (grid-stride loops).
+//! The batched GEMM kernels (both tiles, and split-K in one launch when the selection splits)
+//! against a plain triple loop: edge sizes, every transpose combination, batch strides
+//! including 0 (broadcast), alpha / beta, a dimension of 1000, a grid smaller than the problem
+//! (grid-stride loops), split counts the selection never makes (an empty last split), and
+//! split-K results bitwise equal run after run with the arrival counters left at zero.
 
 mod common;
 
 use common::{assert_close, download, rounded, upload, Elem, Rng};
 use curvature_kernels::gemm_select::{select_gemm, GemmTile, GEMM_BLOCK};
-use curvature_kernels::{geometry, GpuBuffer, GpuDevice, Kernel, KernelArg, Launch};
+use curvature_kernels::{GpuBuffer, GpuDevice, Kernel, KernelArg, Launch};
 
 struct Gemm {
     m: usize,
@@ -81,6 +82,17 @@ impl Gemm {
     }
 
     fn check<T: Elem>(&self, dev: &GpuDevice, rng: &mut Rng, grid: Option<(u32, u32, u32)>) {
+        self.check_runs::<T>(dev, rng, grid, &[]);
+    }
+
+    /// [`Gemm::check`] plus the runs `extra` (tile, splits, grid).
+    fn check_runs<T: Elem>(
+        &self,
+        dev: &GpuDevice,
+        rng: &mut Rng,
+        grid: Option<(u32, u32, u32)>,
+        extra: &[(GemmTile, usize, (u32, u32, u32))],
+    ) {
         let (la, lb, lc) = self.lens();
         let a = rounded::<T>(&rng.vec(la, -1.0, 1.0));
         let b = rounded::<T>(&rng.vec(lb, -1.0, 1.0));
@@ -110,6 +122,7 @@ impl Gemm {
         if plan.splits > 1 {
             runs.push((plan.tile, plan.splits, plan.grid));
         }
+        runs.extend_from_slice(extra);
         for (tile, splits, grid) in runs {
             let cb = upload::<T>(dev, &c_start);
             self.launch::<T>(dev, (&ab, &bb, &cb), tile, splits, grid);
@@ -129,8 +142,8 @@ impl Gemm {
         }
     }
 
-    /// One product with `tile` and `splits` (through a workspace and the reduction when
-    /// `splits > 1`), alpha / beta applied, no bias, the identity.
+    /// One product with `tile` and `splits` (through a workspace and the device's arrival
+    /// counters when `splits > 1`), alpha / beta applied, no bias, the identity.
     fn launch<T: Elem>(
         &self,
         dev: &GpuDevice,
@@ -148,16 +161,14 @@ impl Gemm {
         let workspace = dev
             .alloc((splits * self.batch * plane).max(1) * size)
             .expect("workspace");
-        let (target, ldc, stride_c, alpha, beta) = if splits == 1 {
-            (cb, self.n, self.strides.2, self.alpha, self.beta)
-        } else {
-            (&workspace, self.n, plane, 1.0, 0.0)
-        };
+        let (bm, bn, _) = tile.dims(T::DTYPE);
+        let tiles = self.batch * self.m.div_ceil(bm) * self.n.div_ceil(bn);
+        let counters = dev.gemm_tile_counters(tiles).expect("counters");
         let args = [
             KernelArg::BufferAt(ab, self.a_offset * size),
             KernelArg::Buffer(bb),
-            KernelArg::Buffer(target),
-            KernelArg::Buffer(target),
+            KernelArg::Buffer(cb),
+            KernelArg::Buffer(cb),
             KernelArg::I32(self.m as i32),
             KernelArg::I32(self.n as i32),
             KernelArg::I32(self.k as i32),
@@ -165,41 +176,22 @@ impl Gemm {
             KernelArg::I32(splits as i32),
             KernelArg::I64(ld_a as i64),
             KernelArg::I64(ld_b as i64),
-            KernelArg::I64(ldc as i64),
+            KernelArg::I64(self.n as i64),
             KernelArg::I64(self.strides.0 as i64),
             KernelArg::I64(self.strides.1 as i64),
-            KernelArg::I64(stride_c as i64),
+            KernelArg::I64(self.strides.2 as i64),
             KernelArg::I32(self.trans.0 as i32),
             KernelArg::I32(self.trans.1 as i32),
-            T::from_f64(alpha).arg(),
-            T::from_f64(beta).arg(),
+            T::from_f64(self.alpha).arg(),
+            T::from_f64(self.beta).arg(),
             KernelArg::I32(0),
             KernelArg::I32(0),
             KernelArg::I32(0),
+            KernelArg::Buffer(&workspace),
+            KernelArg::Buffer(&counters),
         ];
         dev.launch(&Launch::new(Kernel::gemm(tile, T::DTYPE), (grid, GEMM_BLOCK)).args(args))
             .expect("gemm launch");
-        if splits > 1 {
-            let args = [
-                KernelArg::Buffer(&workspace),
-                KernelArg::Buffer(cb),
-                KernelArg::Buffer(cb),
-                KernelArg::I32(self.m as i32),
-                KernelArg::I32(self.n as i32),
-                KernelArg::I64(self.batch as i64),
-                KernelArg::I32(splits as i32),
-                KernelArg::I64(self.n as i64),
-                KernelArg::I64(self.strides.2 as i64),
-                T::from_f64(self.alpha).arg(),
-                T::from_f64(self.beta).arg(),
-                KernelArg::I32(0),
-                KernelArg::I32(0),
-                KernelArg::I32(0),
-            ];
-            let geometry = geometry::launch_1d(self.batch * plane);
-            dev.launch(&Launch::new(Kernel::gemm_splitk_reduce(T::DTYPE), geometry).args(args))
-                .expect("split-K reduction");
-        }
     }
 }
 
@@ -305,7 +297,78 @@ fn beta_zero_ignores_nan(dev: &GpuDevice) {
     assert_close("beta = 0", &download::<f64>(dev, &cb), &want, 1e-12);
 }
 
+/// Split counts the selection never makes: 4 splits of k = 65 (small tile, 32-wide slices:
+/// [0, 32), [32, 64), [64, 65) and an empty last split), more splits than slices, and grids
+/// with fewer blocks than work items (a block computes several splits and tiles in turn), with
+/// alpha / beta and batch strides.
+fn forced_splits<T: Elem>(dev: &GpuDevice) {
+    let mut rng = Rng::new(17);
+    let small = GemmTile::Small;
+    for trans in TRANS {
+        let mut g = Gemm::new(33, 7, 65, trans);
+        g.alpha = 1.5;
+        g.beta = -0.5;
+        let full = (1, 2, 4);
+        g.check_runs::<T>(
+            dev,
+            &mut rng,
+            None,
+            &[(small, 4, full), (small, 9, (1, 2, 9))],
+        );
+        let mut g = Gemm::new(70, 65, 100, trans);
+        g.batch = 3;
+        g.strides = (70 * 100, 0, 70 * 65);
+        g.beta = 2.0;
+        let (large_grid, small_grid) = ((1, 1, 2), (3, 3, 5));
+        g.check_runs::<T>(
+            dev,
+            &mut rng,
+            None,
+            &[
+                (GemmTile::Large, 3, large_grid),
+                (small, 4, small_grid),
+                (small, 2, (3, 3, 6)),
+            ],
+        );
+    }
+}
+
+/// A split product run twice gives bitwise the same C (whichever split arrives last), equal to
+/// the reference, and leaves every arrival counter at 0.
+fn split_runs_are_bitwise_equal<T: Elem>(dev: &GpuDevice) {
+    let mut rng = Rng::new(18);
+    let mut g = Gemm::new(45, 37, 1000, (false, true));
+    g.batch = 2;
+    g.strides = (45 * 1000, 37 * 1000, 45 * 37);
+    let (la, lb, lc) = g.lens();
+    let a = rounded::<T>(&rng.vec(la, -1.0, 1.0));
+    let b = rounded::<T>(&rng.vec(lb, -1.0, 1.0));
+    let want = g.reference(&a, &b, &vec![0.0; lc]);
+    let (ab, bb) = (upload::<T>(dev, &a), upload::<T>(dev, &b));
+    let plan = select_gemm(T::DTYPE, g.m, g.n, g.k, g.batch, dev.sm_count());
+    assert!(plan.splits > 1, "{plan:?}");
+    let mut results = Vec::new();
+    for _ in 0..2 {
+        let cb = upload::<T>(dev, &vec![0.0; lc]);
+        g.launch::<T>(dev, (&ab, &bb, &cb), plan.tile, plan.splits, plan.grid);
+        results.push(download::<T>(dev, &cb));
+    }
+    let tol = T::TOL * (g.k as f64).sqrt();
+    assert_close("split-K", &results[0], &want, tol);
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&results[0]), bits(&results[1]), "two runs of {plan:?}");
+    let counters = dev.gemm_tile_counters(1).expect("counters");
+    let mut raw = vec![0xa5u8; counters.len_bytes()];
+    dev.download(&counters, &mut raw)
+        .expect("download counters");
+    assert!(raw.iter().all(|&byte| byte == 0), "counters left non-zero");
+}
+
 device_tests! {
+    matmul_forced_splits_f32 => forced_splits::<f32>;
+    matmul_forced_splits_f64 => forced_splits::<f64>;
+    matmul_split_runs_bitwise_f32 => split_runs_are_bitwise_equal::<f32>;
+    matmul_split_runs_bitwise_f64 => split_runs_are_bitwise_equal::<f64>;
     matmul_edge_sizes_f32 => edge_sizes::<f32>;
     matmul_edge_sizes_f64 => edge_sizes::<f64>;
     matmul_transposes_f32 => all_transposes::<f32>;

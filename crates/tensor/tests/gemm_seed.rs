@@ -6,8 +6,10 @@ use curvature_tensor::{DType, Device, Tensor};
 
 /// The seed workload's GEMM shapes (10×10, 10×1 and 1×10 outputs with k = 1000, alone and
 /// batched over its 141 directions): on CUDA every GEMM launch has at least as many blocks as
-/// the GPU has SMs whenever split-K can supply them (⌈k / 32⌉ slices per small tile), and the
-/// split-K workspace comes from the buffer cache (no allocation once warm).
+/// the GPU has SMs whenever split-K can supply them (⌈k / 32⌉ slices per small tile), a
+/// product is that one launch (the splits are summed in it), and once warm a product neither
+/// allocates (the workspace comes from the buffer cache) nor zeroes (the device keeps its
+/// arrival counters at 0).
 #[test]
 fn seed_shapes_fill_the_sms() {
     let device = Device::cuda_or_emulated().expect("a real or emulated CUDA device");
@@ -44,9 +46,11 @@ fn seed_shapes_fill_the_sms() {
         let after = gpu.counters();
         let gemms: Vec<_> = log
             .iter()
-            .filter(|r| r.kernel.starts_with("gemm_") && !r.kernel.contains("reduce"))
+            .filter(|r| r.kernel.starts_with("gemm_"))
             .collect();
         assert_eq!(gemms.len(), 1, "{shape:?}: {log:?}");
+        let want = [m, n, k, batch].map(|v| v as i64);
+        assert_eq!(gemms[0].ints[..4], want, "m, n, k, batch of {log:?}");
         let tiles = (m.div_ceil(32) * n.div_ceil(32) * batch) as u64;
         let fillable = tiles * k.div_ceil(32) as u64;
         assert!(
@@ -54,10 +58,8 @@ fn seed_shapes_fill_the_sms() {
             "{shape:?}: {} blocks ({log:?})",
             gemms[0].blocks()
         );
-        assert_eq!(
-            after.since(&before).allocations,
-            0,
-            "{shape:?}: allocations once warm"
-        );
+        let work = after.since(&before);
+        assert_eq!(work.allocations, 0, "{shape:?}: allocations once warm");
+        assert_eq!(work.memsets, 0, "{shape:?}: memsets once warm");
     }
 }

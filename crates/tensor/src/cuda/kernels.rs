@@ -117,8 +117,8 @@ pub fn tensor_core() -> [Kernel; 4] {
 }
 
 /// The kernels of the ops that have one per dtype and no op enum: fill, strided copy and
-/// scatter, gather and its adjoint, the GEMM tiles and the split-K reduction.
-pub fn per_dtype(dt: DType) -> [Kernel; 8] {
+/// scatter, gather and its adjoint, the GEMM tiles (split-K included).
+pub fn per_dtype(dt: DType) -> [Kernel; 7] {
     [
         fill(dt),
         copy_strided(dt),
@@ -127,7 +127,6 @@ pub fn per_dtype(dt: DType) -> [Kernel; 8] {
         index_add(dt),
         Kernel::gemm(GemmTile::Large, dtype(dt)),
         Kernel::gemm(GemmTile::Small, dtype(dt)),
-        Kernel::gemm_splitk_reduce(dtype(dt)),
     ]
 }
 

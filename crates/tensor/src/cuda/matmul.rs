@@ -1,14 +1,13 @@
-//! Batched GEMM: `gemm_{tile}_{dt}` and `gemm_splitk_reduce_{dt}` of `kernels/matmul.cu`,
-//! with the tile and split-K of `curvature_kernels::gemm_select`.
+//! Batched GEMM: `gemm_{tile}_{dt}` of `kernels/matmul.cu`, with the tile and split-K of
+//! `curvature_kernels::gemm_select`; a split product is one launch that also sums its splits.
 
 use std::sync::Arc;
 
 use curvature_kernels::gemm_select::GemmPlan;
-use curvature_kernels::{geometry, Kernel, KernelArg, Launch};
+use curvature_kernels::{Dtype, GpuBuffer, KernelArg, Launch};
 
 use super::{kernels, to_i64, CudaStorage};
 use crate::backend::MatmulSpec;
-use crate::epilogue::Epilogue;
 use crate::gemm::GemmCall;
 use crate::{Result, TensorError};
 
@@ -105,8 +104,49 @@ pub(crate) fn gemm_into(
     launch_gemm(a, b, c, bias, call)
 }
 
-/// The launches of one checked call: one `gemm_{tile}` launch, or a split-K launch into a
-/// workspace (from the device's buffer cache) and the reduction.
+/// The split-K workspace of a launch: the partial sums (from the device's buffer cache) and the
+/// device's arrival counters (kept zeroed by the device).
+struct SplitWorkspace {
+    partial: CudaStorage,
+    counters: Arc<GpuBuffer>,
+}
+
+impl SplitWorkspace {
+    /// `splits·batch·m·n` partial sums and one counter per block tile and batch index.
+    fn new(
+        a: &CudaStorage,
+        plan: &GemmPlan,
+        dtype: Dtype,
+        call: &GemmCall,
+    ) -> Result<SplitWorkspace> {
+        let GemmCall { batch, m, n, .. } = *call;
+        let (bm, bn, _) = plan.tile.dims(dtype);
+        let overflow = || TensorError::InvalidArgument {
+            op: "gemm",
+            msg: format!(
+                "a split-K workspace of {} × {batch} × {m} × {n}",
+                plan.splits
+            ),
+        };
+        let partial_len = plan
+            .splits
+            .checked_mul(batch)
+            .and_then(|v| v.checked_mul(m))
+            .and_then(|v| v.checked_mul(n))
+            .ok_or_else(overflow)?;
+        let tiles = batch
+            .checked_mul(m.div_ceil(bm))
+            .and_then(|v| v.checked_mul(n.div_ceil(bn)))
+            .ok_or_else(overflow)?;
+        Ok(SplitWorkspace {
+            partial: a.alloc_like(partial_len)?,
+            counters: a.gpu().gemm_tile_counters(tiles)?,
+        })
+    }
+}
+
+/// The one `gemm_{tile}` launch of a checked call; a split-K plan also gets a workspace and
+/// the device's arrival counters, and sums its splits in the same launch.
 fn launch_gemm(
     a: &CudaStorage,
     b: &CudaStorage,
@@ -122,7 +162,7 @@ fn launch_gemm(
     launch_planned(a, b, c, bias, call, &plan)
 }
 
-/// The launches of one checked, non-empty call with `plan`'s tile and splits.
+/// The launch of one checked, non-empty call with `plan`'s tile and splits.
 pub(super) fn launch_planned(
     a: &CudaStorage,
     b: &CudaStorage,
@@ -133,101 +173,51 @@ pub(super) fn launch_planned(
 ) -> Result<()> {
     let GemmCall { batch, m, n, k, .. } = *call;
     let dtype = kernels::dtype(a.dtype);
-    let dims = [dim_arg(m)?, dim_arg(n)?, dim_arg(k)?];
-    let i64_arg = |v: usize| to_i64("gemm", v).map(KernelArg::I64);
-    let operands = [
-        i64_arg(call.a.ld)?,
-        i64_arg(call.b.ld)?,
-        i64_arg(call.a.batch_stride)?,
-        i64_arg(call.b.batch_stride)?,
-    ];
-    let gemm_launch = |target: KernelArg<'_>,
-                       ldc: usize,
-                       stride_c: usize,
-                       epilogue: &Epilogue,
-                       bias: KernelArg<'_>|
-     -> Result<()> {
-        let (bias_kind, activation, factor) = epilogue.codes();
-        a.launch(
-            Launch::new(plan.kernel(dtype), (plan.grid, plan.block)).args([
-                view_arg(a, call.a.offset)?,
-                view_arg(b, call.b.offset)?,
-                target,
-                bias,
-                dims[0],
-                dims[1],
-                dims[2],
-                i64_arg(batch)?,
-                splits_arg(plan.splits)?,
-                operands[0],
-                operands[1],
-                i64_arg(ldc)?,
-                operands[2],
-                operands[3],
-                i64_arg(stride_c)?,
-                KernelArg::I32(i32::from(call.trans_a)),
-                KernelArg::I32(i32::from(call.trans_b)),
-                a.scalar(epilogue.alpha),
-                a.scalar(epilogue.beta),
-                KernelArg::I32(bias_kind),
-                KernelArg::I32(activation),
-                KernelArg::I32(factor),
-            ]),
-        )
+    let split = if plan.splits > 1 {
+        Some(SplitWorkspace::new(a, plan, dtype, call)?)
+    } else {
+        None
     };
-    if plan.splits == 1 {
-        return gemm_launch(
-            view_arg(c, call.c.offset)?,
-            call.c.ld,
-            call.c.batch_stride,
-            &call.epilogue,
-            bias_or(bias, c),
-        );
-    }
-    // Raw partial sums, [splits][batch][m][n], then their fixed-order sum with the epilogue.
-    let plane = m * n;
-    let partial_len = plan
-        .splits
-        .checked_mul(batch)
-        .and_then(|v| v.checked_mul(plane))
-        .ok_or_else(|| TensorError::InvalidArgument {
-            op: "gemm",
-            msg: format!(
-                "a split-K workspace of {} × {batch} × {m} × {n}",
-                plan.splits
-            ),
-        })?;
-    let workspace = a.alloc_like(partial_len)?;
-    gemm_launch(
-        workspace.arg(),
-        n,
-        plane,
-        &Epilogue::default(),
-        workspace.arg(),
-    )?;
+    let i64_arg = |v: usize| to_i64("gemm", v).map(KernelArg::I64);
     let (bias_kind, activation, factor) = call.epilogue.codes();
-    a.launch(
-        Launch::new(
-            Kernel::gemm_splitk_reduce(dtype),
-            geometry::launch_1d(batch * plane),
-        )
-        .args([
-            workspace.arg(),
+    let (partial, counters) = match &split {
+        Some(w) => (w.partial.arg(), KernelArg::Buffer(&w.counters)),
+        // Not read without splits.
+        None => (c.arg(), c.arg()),
+    };
+    let launched = a.launch(
+        Launch::new(plan.kernel(dtype), (plan.grid, plan.block)).args([
+            view_arg(a, call.a.offset)?,
+            view_arg(b, call.b.offset)?,
             view_arg(c, call.c.offset)?,
             bias_or(bias, c),
-            dims[0],
-            dims[1],
+            dim_arg(m)?,
+            dim_arg(n)?,
+            dim_arg(k)?,
             i64_arg(batch)?,
             splits_arg(plan.splits)?,
+            i64_arg(call.a.ld)?,
+            i64_arg(call.b.ld)?,
             i64_arg(call.c.ld)?,
+            i64_arg(call.a.batch_stride)?,
+            i64_arg(call.b.batch_stride)?,
             i64_arg(call.c.batch_stride)?,
+            KernelArg::I32(i32::from(call.trans_a)),
+            KernelArg::I32(i32::from(call.trans_b)),
             a.scalar(call.epilogue.alpha),
             a.scalar(call.epilogue.beta),
             KernelArg::I32(bias_kind),
             KernelArg::I32(activation),
             KernelArg::I32(factor),
+            partial,
+            counters,
         ]),
-    )
+    );
+    if launched.is_err() && split.is_some() {
+        // A launch that failed part-way may have left counters non-zero.
+        a.gpu().discard_gemm_tile_counters();
+    }
+    launched
 }
 
 #[cfg(test)]
