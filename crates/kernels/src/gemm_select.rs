@@ -11,7 +11,10 @@
 //!    split writes raw sums into a workspace of `s·batch·m·n` elements and, in the same launch,
 //!    the last split of each tile to finish adds them in increasing split order and applies
 //!    the epilogue (`kernels/gemm_splitk.cuh`).
-//! 3. **Grid.** `(⌈n/BN⌉, ⌈m/BM⌉, min(batch·s, 65535))` blocks of 256 threads.
+//! 3. **Grid.** `(⌈n/BN⌉, ⌈m/BM⌉, batch·s)` blocks of 256 threads, at most one wave: when
+//!    that is more than `sms × GEMM_BLOCKS_PER_SM` blocks, the batch·split dimension shrinks
+//!    first, then the row tiles, then the column tiles, until it fits, and each block walks
+//!    its share of the tiles (every grid dimension of the kernels is a grid-stride loop).
 
 use crate::kernel::{Dtype, Kernel};
 use crate::launch::Dim3;
@@ -24,6 +27,11 @@ pub const SPLIT_WORKSPACE_ELEMENTS: usize = 1 << 26;
 
 /// Grid dimensions above this are covered by the kernels' grid-stride loops.
 const MAX_GRID: u64 = 65_535;
+
+/// Blocks of one `gemm_*` kernel an SM holds at once: every one declares
+/// `__launch_bounds__(256, 2)` (at most 128 registers a thread, checked by the NVRTC test) and
+/// uses at most 48 KiB of shared memory. One wave is `sms × GEMM_BLOCKS_PER_SM` blocks.
+pub const GEMM_BLOCKS_PER_SM: u64 = 2;
 
 /// The block tile of a `gemm_{tile}_{dt}` kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -133,12 +141,12 @@ pub fn select_gemm(
         }
         splits = slices.div_ceil(per);
     }
-    plan_for_tile(dtype, tile, splits, m, n, batch)
+    plan_for_tile(dtype, tile, splits, m, n, batch, sm_count)
 }
 
 /// The launch of `tile` with `splits` k splits (at least 1) for an m×n output over `batch`
-/// matrices: the grid of rule 3 in the module docs. [`select_gemm`] ends here, and so does
-/// every plan the autotuner (`gemm_tune`) times.
+/// matrices on a GPU of `sm_count` multiprocessors: the grid of rule 3 in the module docs.
+/// [`select_gemm`] ends here, and so does every plan the autotuner (`gemm_tune`) times.
 pub fn plan_for_tile(
     dtype: Dtype,
     tile: GemmTile,
@@ -146,18 +154,25 @@ pub fn plan_for_tile(
     m: usize,
     n: usize,
     batch: usize,
+    sm_count: u32,
 ) -> GemmPlan {
     let (bm, bn, _) = tile.dims(dtype);
     let splits = splits.max(1);
-    let grid_dim = |d: u64| d.clamp(1, MAX_GRID) as u32;
+    let wave = u64::from(sm_count.max(1)) * GEMM_BLOCKS_PER_SM;
+    let x = (n.div_ceil(bn) as u64).clamp(1, MAX_GRID);
+    let y = (m.div_ceil(bm) as u64).clamp(1, MAX_GRID);
+    let z = (batch as u64)
+        .saturating_mul(splits as u64)
+        .clamp(1, MAX_GRID);
+    // The largest extent of one dimension that keeps `others × extent` within the wave.
+    let fit = |extent: u64, others: u64| extent.min((wave / others).max(1));
+    let z = fit(z, x * y);
+    let y = fit(y, x * z);
+    let x = fit(x, y * z);
     GemmPlan {
         tile,
         splits,
-        grid: (
-            grid_dim(n.div_ceil(bn) as u64),
-            grid_dim(m.div_ceil(bm) as u64),
-            grid_dim((batch as u64).saturating_mul(splits as u64)),
-        ),
+        grid: (x as u32, y as u32, z as u32),
         block: GEMM_BLOCK,
     }
 }
@@ -170,11 +185,12 @@ mod tests {
     fn large_outputs_take_the_large_tile_without_splits() {
         let plan = select_gemm(Dtype::F32, 4096, 4096, 4096, 1, 132);
         assert_eq!((plan.tile, plan.splits), (GemmTile::Large, 1));
-        assert_eq!(plan.grid, (64, 32, 1));
+        // 64 × 32 tiles, one wave of 264 blocks walking them.
+        assert_eq!(plan.grid, (64, 4, 1));
         let plan = select_gemm(Dtype::F64, 65536, 256, 256, 1, 132);
         assert_eq!(
             (plan.tile, plan.splits, plan.grid),
-            (GemmTile::Large, 1, (4, 1024, 1))
+            (GemmTile::Large, 1, (4, 66, 1))
         );
     }
 
@@ -204,6 +220,33 @@ mod tests {
             (plan.tile, plan.splits, plan.grid),
             (GemmTile::Small, 1, (1, 1, 141))
         );
+    }
+
+    #[test]
+    fn grids_stay_within_one_wave() {
+        for (m, n, k, batch) in [
+            (1000, 10, 10, 141),
+            (141_000, 10, 1, 1),
+            (4096, 4096, 4096, 1),
+            (10, 10, 1000, 1),
+            (3, 5, 65, 1000),
+            (1 << 20, 1 << 20, 8, 1),
+        ] {
+            for sms in [1, 7, 132] {
+                let plan = select_gemm(Dtype::F32, m, n, k, batch, sms);
+                let (bm, bn, _) = plan.tile.dims(Dtype::F32);
+                let work = (m.div_ceil(bm) * n.div_ceil(bn)) as u64 * (batch * plan.splits) as u64;
+                let wave = u64::from(sms) * GEMM_BLOCKS_PER_SM;
+                assert!(
+                    plan.blocks() <= wave,
+                    "{m}×{n}×{k}×{batch} on {sms}: {plan:?}"
+                );
+                assert!(
+                    plan.blocks() >= wave.min(work) / 2,
+                    "{m}×{n}×{k}×{batch}: {plan:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -148,7 +148,7 @@ pub fn candidates(shape: &GemmShape, sm_count: u32) -> Vec<GemmPlan> {
         while wanted <= slices {
             // Whole slices per split, as the table rule rounds them.
             let splits = slices.div_ceil((slices / wanted).max(1));
-            let plan = plan_for_tile(dtype, tile, splits, m, n, batch);
+            let plan = plan_for_tile(dtype, tile, splits, m, n, batch, sm_count);
             let fits = splits == 1
                 || (splits as u64 <= room && blocks.saturating_mul(splits as u64) <= two_waves);
             let every_split_works = (splits - 1) * plan.split_len(dtype, k) < k.max(1);
@@ -222,7 +222,15 @@ impl GemmTuner {
     pub fn lookup(&self, key: &TuneKey) -> Option<GemmPlan> {
         let choice = self.entries.get(key)?;
         let s = &key.shape;
-        let plan = plan_for_tile(s.dtype, choice.tile, choice.splits, s.m, s.n, s.batch);
+        let plan = plan_for_tile(
+            s.dtype,
+            choice.tile,
+            choice.splits,
+            s.m,
+            s.n,
+            s.batch,
+            key.gpu.sm_count,
+        );
         candidates(s, key.gpu.sm_count)
             .contains(&plan)
             .then_some(plan)

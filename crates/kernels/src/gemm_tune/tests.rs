@@ -80,7 +80,7 @@ fn candidates_start_with_the_table_and_keep_every_split_busy() {
             );
             assert_eq!(
                 *plan,
-                plan_for_tile(s.dtype, plan.tile, plan.splits, s.m, s.n, s.batch)
+                plan_for_tile(s.dtype, plan.tile, plan.splits, s.m, s.n, s.batch, 132)
             );
         }
     }
