@@ -184,9 +184,9 @@ fn product_column_bias_sigmoid(device: Device) {
     }
 }
 
-/// `x·W₁ + (−0.5)·(x·W₂) + b`: the second product is scaled in its epilogue, the first
-/// accumulates it (β = 1) and adds the bias; then the same with a long k and a small output, which the GPU splits over k (the
-/// epilogue then runs in the split-K reduction).
+/// `x·W₁ + (−0.5)·(x·W₂) + b`: the second product is scaled in its epilogue, accumulates the
+/// first product's result (β = 1) and adds the bias; then the same with a long k and a small
+/// output, which the GPU splits over k (the epilogue then runs in the split-K reduction).
 fn products_accumulate(device: Device) {
     for (batch, m, k, n) in [(2, 3, 4, 5), (1, 4, 200, 3)] {
         for dtype in [DType::F64, DType::F32] {
@@ -217,8 +217,8 @@ fn products_accumulate(device: Device) {
                 assert_eq!(
                     gemms,
                     [
-                        (Bias::None, Activation::Identity, -0.5, 0.0),
-                        (Bias::Row, Activation::Identity, 1.0, 1.0)
+                        (Bias::None, Activation::Identity, 1.0, 0.0),
+                        (Bias::Row, Activation::Identity, -0.5, 1.0)
                     ],
                     "{dtype}, k = {k}"
                 );

@@ -75,8 +75,13 @@ impl Plan {
             folded_bytes,
         } = fold::simplify(trace)?;
         let trace = compile::read_copies_in_place(trace);
-        // Products that absorb their epilogues leave values no step writes any more.
-        let trace = fold::simplify(compile::fold_epilogues(trace))?.trace;
+        // Products that absorb their epilogues leave values no step writes any more. A product
+        // accumulates (β = 1) only a value already in memory, such as another product's result;
+        // the second pass sees the products the first one completed.
+        let mut trace = trace;
+        for _ in 0..2 {
+            trace = fold::simplify(compile::fold_epilogues(trace))?.trace;
+        }
         let steps = compile::fuse(&trace)?;
         let schedule = exec::schedule(&trace, &steps)?;
         let pool = std::sync::Mutex::new(Vec::new());

@@ -200,9 +200,12 @@ fn extend(
             let Some(other_info) = trace.values.get(other_value) else {
                 return false;
             };
-            let is_step = matches!(other_info.source, Source::Step(_));
+            // C and the bias only when they are in memory anyway (an input, a constant or
+            // another product's result): any other value could be fused into its readers, and
+            // storing it for the product would cost a launch of its own.
+            let materialised = materialised(trace, &other_info.source);
             if folding.c.is_none()
-                && is_step
+                && materialised
                 && other_info.len == layout.out.elem_count()
                 && reads_densely(&dims, other_strides)
                 && only_reader(other_value)
@@ -212,7 +215,7 @@ fn extend(
                 folding.stage = Stage::Added;
                 return true;
             }
-            if folding.bias.is_some() {
+            if folding.bias.is_some() || !materialised {
                 return false;
             }
             let bias = if other_info.len == call.n && reads_rows(&dims, other_strides, call.n) {
@@ -230,6 +233,18 @@ fn extend(
             true
         }
         _ => false,
+    }
+}
+
+/// Whether a value from `source` exists in memory whatever the fusion does: an input, a
+/// constant or a product's result.
+fn materialised(trace: &Trace, source: &Source) -> bool {
+    match source {
+        Source::Step(i) => trace
+            .steps
+            .get(*i)
+            .is_some_and(|s| matches!(s.prim, Prim::Matmul(_) | Prim::Gemm(_))),
+        _ => true,
     }
 }
 
