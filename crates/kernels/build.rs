@@ -16,6 +16,9 @@ use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+#[path = "src/includes.rs"]
+mod includes;
+
 /// (family name, source path under `kernels/`), the same pairs as `KernelFamily` plus tests.
 const FAMILIES: &[(&str, &str)] = &[
     ("elementwise", "elementwise.cu"),
@@ -63,25 +66,11 @@ fn read(path: &Path) -> String {
 
 /// `body` with every line `#include "name"` naming a file under `kernels/` replaced by that
 /// file's text (as `KernelFamily::source` does).
-fn expand_includes(body: &str, kernels: &Path) -> String {
-    let mut out = String::with_capacity(body.len());
-    for line in body.split_inclusive('\n') {
-        let named = line
-            .trim()
-            .strip_prefix("#include")
-            .map(|rest| rest.trim().trim_matches('"'));
-        match named.map(|name| kernels.join(name)).filter(|p| p.is_file()) {
-            Some(path) => {
-                let text = read(&path);
-                out.push_str(&text);
-                if !text.ends_with('\n') {
-                    out.push('\n');
-                }
-            }
-            None => out.push_str(line),
-        }
-    }
-    out
+fn expand_kernel_includes(body: &str, kernels: &Path) -> String {
+    includes::expand_includes(body, |name| {
+        let path = kernels.join(name);
+        path.is_file().then(|| read(&path))
+    })
 }
 
 fn build_emulator(kernels: &Path) {
@@ -99,7 +88,7 @@ fn build_emulator(kernels: &Path) {
         // its `#include "header"` lines expanded.
         let source = format!(
             "{common}\n{}",
-            expand_includes(&read(&kernels.join(file)), kernels)
+            expand_kernel_includes(&read(&kernels.join(file)), kernels)
         );
         let pre = out_dir.join(format!("emu_pre_{family}.cpp"));
         fs::write(&pre, &source).expect("write preprocessor input");

@@ -101,23 +101,12 @@ fn with_prelude(body: &str) -> String {
 /// `body` with every line `#include "name"` of a known header replaced by the header's text
 /// (the same expansion `build.rs` makes for the emulated GPU).
 fn expand_includes(body: &str) -> String {
-    let mut out = String::with_capacity(body.len());
-    for line in body.split_inclusive('\n') {
-        let named = line
-            .trim()
-            .strip_prefix("#include")
-            .map(|rest| rest.trim().trim_matches('"'));
-        match named.and_then(|name| HEADERS.iter().find(|(h, _)| *h == name)) {
-            Some((_, text)) => {
-                out.push_str(text);
-                if !text.ends_with('\n') {
-                    out.push('\n');
-                }
-            }
-            None => out.push_str(line),
-        }
-    }
-    out
+    crate::includes::expand_includes(body, |name| {
+        HEADERS
+            .iter()
+            .find(|(h, _)| *h == name)
+            .map(|(_, text)| (*text).to_string())
+    })
 }
 
 /// The arity of an elementwise op list of `kernels/elementwise_ops.cuh`.

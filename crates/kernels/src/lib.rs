@@ -100,6 +100,7 @@ mod family;
 pub mod gemm_select;
 pub mod gemm_tune;
 pub mod geometry;
+mod includes;
 mod kernel;
 mod launch;
 mod launch_log;
