@@ -27,7 +27,7 @@ pub(super) fn matmul(
             ),
         });
     }
-    let MatmulSpec { batch, m, n, k, .. } = *spec;
+    let MatmulSpec { batch, m, n, .. } = *spec;
     let out = super::matmul::alloc_product(a, spec)?;
     let len = out.len;
     if len == 0 {
@@ -35,22 +35,7 @@ pub(super) fn matmul(
     }
     let geometry = geometry::matmul_tensor_core_launch(m, n, batch);
     let kernel = kernels::matmul_tensor_core(precision == Precision::Tf32x3);
-    a.launch(Launch::new(kernel, geometry).args([
-        a.arg(),
-        b.arg(),
-        out.arg(),
-        dim_arg(m)?,
-        dim_arg(n)?,
-        dim_arg(k)?,
-        KernelArg::I64(to_i64("matmul", batch)?),
-        KernelArg::I64(to_i64("matmul", spec.stride_a)?),
-        KernelArg::I64(to_i64("matmul", spec.stride_b)?),
-        KernelArg::I64(to_i64("matmul", m * n)?),
-        KernelArg::I32(i32::from(spec.trans_a)),
-        KernelArg::I32(i32::from(spec.trans_b)),
-        KernelArg::F32(1.0),
-        KernelArg::F32(0.0),
-    ]))?;
+    a.launch(Launch::new(kernel, geometry).args(product_args(a, b, &out, spec)?))?;
     Ok(out)
 }
 
@@ -73,14 +58,38 @@ pub(super) fn matmul_half(
             ),
         });
     }
-    let MatmulSpec { batch, m, n, k, .. } = *spec;
+    let MatmulSpec { batch, m, n, .. } = *spec;
     let out = super::matmul::alloc_product(a, spec)?;
     if out.len == 0 {
         return Ok(out);
     }
     let flag = half::flag(a.gpu())?;
     let geometry = geometry::matmul_tensor_core_launch(m, n, batch);
-    a.launch(Launch::new(kernels::matmul_h16(a.dtype), geometry).args([
+    let overflow = [
+        KernelArg::Buffer(&flag),
+        KernelArg::U32(half::code_of("matmul", a.dtype)?),
+    ];
+    let args = product_args(a, b, &out, spec)?.into_iter().chain(overflow);
+    a.launch(Launch::new(kernels::matmul_h16(a.dtype), geometry).args(args))?;
+    Ok(out)
+}
+
+/// The arguments the tensor-core GEMMs share: `a`, `b`, the contiguous product `out`, the
+/// sizes, batch strides and transpose flags of `spec`, alpha = 1 and beta = 0.
+fn product_args<'a>(
+    a: &'a CudaStorage,
+    b: &'a CudaStorage,
+    out: &'a CudaStorage,
+    spec: &MatmulSpec,
+) -> Result<[KernelArg<'a>; 14]> {
+    let MatmulSpec { batch, m, n, k, .. } = *spec;
+    let plane = m
+        .checked_mul(n)
+        .ok_or_else(|| TensorError::InvalidArgument {
+            op: "matmul",
+            msg: format!("a {m}×{n} product overflows the address space"),
+        })?;
+    Ok([
         a.arg(),
         b.arg(),
         out.arg(),
@@ -90,13 +99,10 @@ pub(super) fn matmul_half(
         KernelArg::I64(to_i64("matmul", batch)?),
         KernelArg::I64(to_i64("matmul", spec.stride_a)?),
         KernelArg::I64(to_i64("matmul", spec.stride_b)?),
-        KernelArg::I64(to_i64("matmul", m * n)?),
+        KernelArg::I64(to_i64("matmul", plane)?),
         KernelArg::I32(i32::from(spec.trans_a)),
         KernelArg::I32(i32::from(spec.trans_b)),
         KernelArg::F32(1.0),
         KernelArg::F32(0.0),
-        KernelArg::Buffer(&flag),
-        KernelArg::U32(half::code_of("matmul", a.dtype)?),
-    ]))?;
-    Ok(out)
+    ])
 }
