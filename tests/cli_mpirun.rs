@@ -63,9 +63,16 @@ fn analyze(model: &Path, out: &Path, args: &[&str], mpi_ranks: Option<usize>) ->
     let mut command = match mpi_ranks {
         Some(ranks) => {
             let mut c = Command::new("mpirun");
+            // Open MPI keeps its session files under one directory per host and user, which
+            // two mpiruns starting at once race to create: each run gets its own, in `out`'s
+            // directory (a test's own temporary directory).
+            let session = out.with_extension("mpi-session");
+            std::fs::create_dir_all(&session).expect("a session directory for mpirun");
             c.args(["--allow-run-as-root", "--oversubscribe", "-np"])
                 .arg(ranks.to_string())
-                .arg(curvature_bin());
+                .arg(curvature_bin())
+                .env("OMPI_MCA_orte_tmpdir_base", &session)
+                .env("PRTE_MCA_prte_tmpdir_base", &session);
             c
         }
         None => Command::new(curvature_bin()),

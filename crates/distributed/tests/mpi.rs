@@ -36,14 +36,22 @@ fn mpirun_or_skip(test: &str) -> bool {
 /// Runs the test `body` of this binary as `ranks` MPI processes.
 fn mpirun(ranks: usize, body: &str) -> Output {
     let exe = std::env::current_exe().expect("the test binary's path");
-    Command::new("mpirun")
+    // Open MPI keeps its session files under one directory per host and user, which two
+    // mpiruns starting at once race to create ("mkdir ... File exists"): each run gets its own.
+    let session = std::env::temp_dir().join(format!("curvature-mpi-{}-{body}", std::process::id()));
+    std::fs::create_dir_all(&session).expect("a session directory for mpirun");
+    let out = Command::new("mpirun")
         .args(["--allow-run-as-root", "--oversubscribe", "-np"])
         .arg(ranks.to_string())
         .arg(exe)
         .args(["--exact", body, "--nocapture", "--test-threads", "1"])
         .env(CHILD, body)
+        .env("OMPI_MCA_orte_tmpdir_base", &session)
+        .env("PRTE_MCA_prte_tmpdir_base", &session)
         .output()
-        .expect("mpirun starts")
+        .expect("mpirun starts");
+    let _ = std::fs::remove_dir_all(&session);
+    out
 }
 
 /// Whether this process is a rank started to run `body`.
