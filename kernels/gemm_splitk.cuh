@@ -61,8 +61,8 @@ __device__ __noinline__ void gemm_splitk_arrive(const GemmArgs<T>& p, cv_i64 z, 
     for (int e = 0; e < S::TM * S::TN; ++e) {
         const int i = e / S::TN;
         const int j = e % S::TN;
-        const int r = row_base + 4 * S::CW * (i / S::CW) + i % S::CW;
-        const int c = col_base + 8 * S::CW * (j / S::CW) + j % S::CW;
+        const int r = gemm_row_of<S>(row_base, i);
+        const int c = gemm_col_of<S>(col_base, j);
         if (r < rows && c < cols) {
             const T* at = first + r * (cv_i64)p.n + c;
             T sum = T(0);

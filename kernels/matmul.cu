@@ -245,6 +245,18 @@ __device__ __forceinline__ void gemm_multiply(const T (*As)[S::LDA], const T (*B
     }
 }
 
+// The row and column, inside the block tile, of accumulator (i, j) of the thread whose first
+// row and column are row_base and col_base (the chunked layout of the header's scheme).
+template <class S>
+__device__ __forceinline__ int gemm_row_of(int row_base, int i) {
+    return row_base + 4 * S::CW * (i / S::CW) + i % S::CW;
+}
+
+template <class S>
+__device__ __forceinline__ int gemm_col_of(int col_base, int j) {
+    return col_base + 8 * S::CW * (j / S::CW) + j % S::CW;
+}
+
 // The epilogue of one block tile: this thread's accumulators, through alpha, beta, the bias and
 // the activation (see the header), into ct = C_z + row0·ldc + col0, whose `rows` × `cols`
 // corner lies inside C; or, with split-K (`raw`), the raw sums into ct, the tile's corner in
@@ -255,13 +267,13 @@ __device__ __forceinline__ void gemm_store_tile(const GemmArgs<T>& p, T* ct, cv_
                                                 int rows, int cols, int row_base, int col_base) {
 #pragma unroll
     for (int i = 0; i < S::TM; ++i) {
-        const int r = row_base + 4 * S::CW * (i / S::CW) + i % S::CW;
+        const int r = gemm_row_of<S>(row_base, i);
         if (r >= rows) {
             continue;
         }
 #pragma unroll
         for (int j = 0; j < S::TN; ++j) {
-            const int c = col_base + 8 * S::CW * (j / S::CW) + j % S::CW;
+            const int c = gemm_col_of<S>(col_base, j);
             if (c < cols) {
                 T* dst = ct + r * ldc + c;
                 *dst = raw ? acc[i][j]
@@ -277,8 +289,8 @@ __device__ __forceinline__ void gemm_store_tile(const GemmArgs<T>& p, T* ct, cv_
         for (int e = 0; e < S::TM * S::TN; ++e) {
             const int i = e / S::TN;
             const int j = e % S::TN;
-            const int r = row_base + 4 * S::CW * (i / S::CW) + i % S::CW;
-            const int c = col_base + 8 * S::CW * (j / S::CW) + j % S::CW;
+            const int r = gemm_row_of<S>(row_base, i);
+            const int c = gemm_col_of<S>(col_base, j);
             if (r < rows && c < cols) {
                 T* dst = ct + r * ldc + c;
                 *dst = gemm_activate(*dst, p.activation, p.factor);
